@@ -15,6 +15,10 @@ let package = Package(
     products: [
         .executable(name: "fuseboxd", targets: ["fuseboxd"]),
         .library(name: "FuseboxWire", targets: ["FuseboxWire"]),
+        .library(name: "FuseboxCore", targets: ["FuseboxCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
         // System libraries (Debian: libprotobuf-c-dev, libssl-dev, libsqlite3-dev).
@@ -27,9 +31,16 @@ let package = Package(
         // Swift value types for every message, coded through protobuf-c.
         .target(name: "FuseboxWire", dependencies: ["FuseboxProtoC", "CProtobufC"]),
 
+        // The domain: policies, validation, presets and the pattern state machines. No I/O.
+        .target(name: "FuseboxCore", linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
+
         .executableTarget(name: "fuseboxd", dependencies: ["FuseboxWire"]),
 
-        .testTarget(name: "FuseboxWireTests", dependencies: ["FuseboxWire"]),
+        .testTarget(name: "FuseboxWireTests", dependencies: ["FuseboxWire", "FuseboxCore"]),
+        .testTarget(
+            name: "FuseboxCoreTests",
+            dependencies: ["FuseboxCore", .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
     ]
 )
 

@@ -1,6 +1,7 @@
 import XCTest
 
 @testable import FuseboxWire
+import FuseboxCore
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import XCTest
 
 @testable import FuseboxWire
+import FuseboxCore
 
 /// Bad bytes get a typed error naming what was wrong; nothing crashes. The test
 /// command runs this file again under AddressSanitizer (leaks included).
@@ -162,18 +163,5 @@ final class MalformedInputTests: XCTestCase {
 
     private func tryDecode<T: WireMessage>(_ type: T.Type, _ bytes: [UInt8]) -> Bool {
         decodeError(T.self, bytes) == nil
-    }
-}
-
-/// A small deterministic generator, so a failure can be replayed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,0 +1,83 @@
+import FuseboxCore
+import MallocInterposerSwift
+
+/// Hot-path benchmarks of FuseboxCore: nanoseconds and heap allocations per
+/// operation for what a client does on every guarded call in CLOSED.
+/// Not a test: it reports figures, it asserts nothing.
+
+@inline(never)
+func blackHole<T>(_ value: T) {
+    withExtendedLifetime(value) {}
+}
+
+struct Measurement {
+    var name: String
+    var nanosecondsPerOp: Double
+    var allocationsPerOp: Double
+}
+
+func measure(_ name: String, iterations: Int, _ body: (Int) -> Void) -> Measurement {
+    for i in 0..<min(iterations, 10_000) { body(i) }  // warm up
+    MallocInterposerSwift.reset()
+    MallocInterposerSwift.hook()
+    let clock = ContinuousClock()
+    let start = clock.now
+    for i in 0..<iterations { body(i) }
+    let elapsed = clock.now - start
+    MallocInterposerSwift.unhook()
+    let stats = MallocInterposerSwift.getStatistics()
+    let ns = Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
+    return Measurement(
+        name: name, nanosecondsPerOp: ns / Double(iterations),
+        allocationsPerOp: Double(stats.mallocCount) / Double(iterations))
+}
+
+MallocInterposerSwift.initialize()
+let iterations = CommandLine.arguments.dropFirst().first.flatMap(Int.init) ?? 5_000_000
+var policy = CircuitBreakerPolicy()
+policy.failureRateThreshold = 50
+policy.consecutiveFailuresThreshold = 1_000_000
+var breaker = BreakerStateMachine(policy: policy, at: Timestamp(milliseconds: 0), random: SplitMix64(seed: 1))
+let generation = breaker.status.generation
+var results: [Measurement] = []
+
+// Several breakers, read by index, so the compiler cannot hoist the check out of the loop.
+let breakers = (0..<8).map { BreakerStateMachine(policy: policy, at: Timestamp(milliseconds: Int64($0)), random: SplitMix64(seed: UInt64($0))) }
+results.append(measure("CLOSED allow-check (local breaker)", iterations: iterations) { i in
+    blackHole(breakers[i & 7].status.state.allowsCallsWithoutPermit)
+})
+
+var success = OutcomeCounts()
+success.add(.success)
+var failure = OutcomeCounts()
+failure.add(.failure)
+results.append(measure("record one outcome (local breaker, 100-call window)", iterations: iterations) { i in
+    let report = OutcomeReport(generation: generation, counts: i % 10 == 0 ? failure : success)
+    blackHole(breaker.report(report, at: Timestamp(milliseconds: Int64(i / 1000))))
+})
+
+var fleet = BreakerStateMachine(policy: policy, at: Timestamp(milliseconds: 0), random: SplitMix64(seed: 2))
+let clients = (0..<16).map { "client-\($0)" }
+var batch = OutcomeCounts()
+batch.success = 90
+batch.failure = 10
+results.append(measure("merge one client batch (fleet breaker, 100 outcomes)", iterations: iterations / 10) { i in
+    let report = OutcomeReport(client: clients[i % clients.count], generation: fleet.status.generation, counts: batch)
+    blackHole(fleet.report(report, at: Timestamp(milliseconds: Int64(i / 100))))
+})
+
+var window = SlidingWindow(shape: WindowShape(kind: .time, size: 60))
+results.append(measure("record one outcome (60 s time window)", iterations: iterations) { i in
+    window.record(i % 10 == 0 ? .failure : .success, at: Timestamp(milliseconds: Int64(i / 1000)))
+})
+results.append(measure("window snapshot (60 s time window)", iterations: iterations) { i in
+    blackHole(window.snapshot(at: Timestamp(milliseconds: Int64(iterations / 1000))))
+})
+
+print("| operation | ns/op | allocations/op |")
+print("|---|---:|---:|")
+for r in results {
+    let ns = (r.nanosecondsPerOp * 100).rounded() / 100
+    let allocs = (r.allocationsPerOp * 1000).rounded() / 1000
+    print("| \(r.name) | \(ns) | \(allocs) |")
+}
