@@ -16,8 +16,10 @@ let package = Package(
         .executable(name: "fuseboxd", targets: ["fuseboxd"]),
         .library(name: "FuseboxWire", targets: ["FuseboxWire"]),
         .library(name: "FuseboxCore", targets: ["FuseboxCore"]),
+        .library(name: "FuseboxTLS", targets: ["FuseboxTLS"]),
     ],
     dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
@@ -31,12 +33,36 @@ let package = Package(
         // Swift value types for every message, coded through protobuf-c.
         .target(name: "FuseboxWire", dependencies: ["FuseboxProtoC", "CProtobufC"]),
 
+        // TLS on OpenSSL for NIO channels.
+        .target(name: "COpenSSLShims", dependencies: ["COpenSSL"]),
+        .target(
+            name: "FuseboxTLS",
+            dependencies: [
+                "COpenSSL", "COpenSSLShims",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+
         // The domain: policies, validation, presets and the pattern state machines. No I/O.
         .target(name: "FuseboxCore", linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
 
         .executableTarget(name: "fuseboxd", dependencies: ["FuseboxWire"]),
 
-        .testTarget(name: "FuseboxWireTests", dependencies: ["FuseboxWire", "FuseboxCore"]),
+        // Test support: repository paths, child processes, certificate fixtures.
+        .target(name: "FuseboxTesting"),
+
+        .testTarget(name: "FuseboxWireTests", dependencies: ["FuseboxWire", "FuseboxCore", "FuseboxTesting"]),
+        .testTarget(
+            name: "FuseboxTLSTests",
+            dependencies: [
+                "FuseboxTLS", "FuseboxTesting", "COpenSSL",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "FuseboxCoreTests",
             dependencies: ["FuseboxCore", .product(name: "PropertyBased", package: "swift-property-based")]
@@ -44,6 +70,6 @@ let package = Package(
     ]
 )
 
-for target in package.targets where target.type != .system && target.name != "FuseboxProtoC" {
+for target in package.targets where target.type != .system && !["FuseboxProtoC", "COpenSSLShims"].contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? []) + swiftSettings
 }

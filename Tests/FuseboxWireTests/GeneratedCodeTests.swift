@@ -1,4 +1,5 @@
 import XCTest
+import FuseboxTesting
 
 /// The committed protoc-c and Swift code must be what Protos/ generates now.
 final class GeneratedCodeTests: XCTestCase {

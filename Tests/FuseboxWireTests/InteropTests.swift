@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import FuseboxTesting
 
 @testable import FuseboxWire
 

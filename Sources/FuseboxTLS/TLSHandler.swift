@@ -1,0 +1,281 @@
+public import NIOCore
+
+/// A NIO channel handler that runs TLS on OpenSSL for a server or a client.
+///
+/// Writes are buffered and encrypted on flush, in chunks, only while the
+/// channel is writable (the rest waits for writability), and OpenSSL's memory
+/// BIOs are drained after every call, so nothing grows without bound.
+/// Decrypted reads are coalesced and delivered once per read burst. On close
+/// it sends close_notify; a peer that vanishes without one is reported as
+/// `TLSError` `.uncleanShutdown`. Every failure is fired as a `TLSError` and
+/// closes only this connection. A completed handshake fires
+/// `TLSHandshakeCompleted` with the peer's identity.
+public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    private struct PendingWrite {
+        var buffer: ByteBuffer
+        var promise: EventLoopPromise<Void>?
+    }
+
+    /// Plaintext delivered early when a read burst exceeds this.
+    static let maximumCoalescedBytes = 256 * 1024
+    /// Plaintext encrypted per `SSL_write` before checking writability again.
+    static let encryptChunkBytes = 64 * 1024
+
+    private let tlsContext: TLSContext
+    private let serverName: String?
+    private var machine: StateMachine
+    private var connection: TLSConnection?
+    private var pending = CircularBuffer<PendingWrite>()
+    private var flushedCount = 0
+    private var plaintext: ByteBuffer?
+    private var timeout: Scheduled<Void>?
+
+    /// The handshake's result once it completed.
+    public private(set) var handshakeResult: TLSHandshakeCompleted?
+
+    /// Connections alive in this process; each owns one SSL and two BIOs.
+    public static var liveConnections: Int { TLSConnection.liveCount }
+
+    /// A handler using `context`. Clients pass the host or IP they connect
+    /// to as `serverName`: it is sent as SNI and the certificate must name it.
+    public init(context: TLSContext, serverName: String? = nil) {
+        self.tlsContext = context
+        self.serverName = serverName
+        self.machine = StateMachine(
+            role: context.configuration.role,
+            handshakeTimeoutMilliseconds: context.configuration.handshakeTimeoutMilliseconds)
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        do {
+            connection = try TLSConnection(context: tlsContext, serverName: serverName)
+        } catch {
+            context.fireErrorCaught(error)
+            context.close(promise: nil)
+            return
+        }
+        if context.channel.isActive { start(context: context) }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        failPendingWrites(ChannelError.ioOnClosedChannel)
+        connection = nil
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        start(context: context)
+        context.fireChannelActive()
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        failPendingWrites(ChannelError.ioOnClosedChannel)
+        if let error = machine.channelInactive() {
+            context.fireErrorCaught(error)
+        }
+        connection = nil
+        context.fireChannelInactive()
+    }
+
+    private func start(context: ChannelHandlerContext) {
+        guard case .startHandshake(let ms) = machine.channelActive() else { return }
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(ms)) { [self] in
+            if let error = machine.handshakeTimedOut() {
+                fail(context: context, error)
+            }
+        }
+        if machine.role == .client { driveHandshake(context: context) }
+    }
+
+    // MARK: Inbound
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        if case .reject(let error) = machine.firstBytes(buffer.readableBytesView.first) {
+            fail(context: context, error)
+            return
+        }
+        guard let connection else { return }
+        connection.feed(buffer)
+        switch machine.state {
+        case .handshaking: driveHandshake(context: context)
+        case .active, .closing: readPlaintext(context: context)
+        case .idle, .closed: break
+        }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        deliverPlaintext(context: context)
+        context.fireChannelReadComplete()
+    }
+
+    private func driveHandshake(context: ChannelHandlerContext) {
+        guard let connection else { return }
+        let result = connection.handshake()
+        writeCiphertext(context: context, flush: true)
+        switch result {
+        case .wantRead:
+            break
+        case .failed(let error):
+            fail(context: context, error)
+        case .complete:
+            let required = machine.role == .client ? tlsContext.configuration.applicationProtocol : nil
+            switch machine.handshakeCompleted(negotiated: connection.applicationProtocol, required: required) {
+            case .failAndClose(let error):
+                fail(context: context, error)
+            case .becomeActive:
+                timeout?.cancel()
+                let completed = TLSHandshakeCompleted(
+                    protocolVersion: connection.protocolVersion, applicationProtocol: connection.applicationProtocol,
+                    peer: connection.peerIdentity)
+                handshakeResult = completed
+                context.fireUserInboundEventTriggered(completed)
+                readPlaintext(context: context)
+                encryptPending(context: context)
+            }
+        }
+    }
+
+    private func readPlaintext(context: ChannelHandlerContext) {
+        guard let connection else { return }
+        while true {
+            var buffer = plaintext ?? context.channel.allocator.buffer(capacity: 16_384)
+            let result = connection.read(into: &buffer)
+            plaintext = buffer
+            writeCiphertext(context: context, flush: true)  // post-handshake messages, KeyUpdate replies
+            switch result {
+            case .bytes:
+                if buffer.readableBytes >= Self.maximumCoalescedBytes { deliverPlaintext(context: context) }
+            case .wantRead:
+                return
+            case .closeNotify:
+                deliverPlaintext(context: context)
+                switch machine.closeNotifyReceived() {
+                case .replyAndClose:
+                    connection.shutdown()
+                    writeCiphertext(context: context, flush: true)
+                    context.close(promise: nil)
+                case .closeNow:
+                    context.close(promise: nil)
+                }
+                return
+            case .failed(let error):
+                deliverPlaintext(context: context)
+                fail(context: context, error)
+                return
+            }
+        }
+    }
+
+    private func deliverPlaintext(context: ChannelHandlerContext) {
+        guard let buffer = plaintext, buffer.readableBytes > 0 else { return }
+        plaintext = nil
+        context.fireChannelRead(wrapInboundOut(buffer))
+    }
+
+    // MARK: Outbound
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard machine.state != .closed, machine.state != .closing else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        pending.append(PendingWrite(buffer: unwrapOutboundIn(data), promise: promise))
+    }
+
+    public func flush(context: ChannelHandlerContext) {
+        flushedCount = pending.count
+        if machine.isActive { encryptPending(context: context) }
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, machine.isActive { encryptPending(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Encrypts flushed writes while the channel is writable.
+    private func encryptPending(context: ChannelHandlerContext) {
+        guard let connection else { return }
+        var wrote = false
+        while flushedCount > 0, context.channel.isWritable || !wrote {
+            var head = pending.removeFirst()
+            let chunk = min(head.buffer.readableBytes, Self.encryptChunkBytes)
+            let result = head.buffer.withUnsafeReadableBytes { connection.write(UnsafeRawBufferPointer(rebasing: $0.prefix(chunk))) }
+            switch result {
+            case .failure(let error):
+                head.promise?.fail(error)
+                flushedCount -= 1
+                fail(context: context, error)
+                return
+            case .success(let consumed):
+                head.buffer.moveReaderIndex(forwardBy: consumed)
+            }
+            let done = head.buffer.readableBytes == 0
+            if let ciphertext = connection.drainOutput(allocator: context.channel.allocator) {
+                context.write(wrapOutboundOut(ciphertext), promise: done ? head.promise : nil)
+                wrote = true
+            } else if done {
+                head.promise?.succeed()
+            }
+            if done {
+                flushedCount -= 1
+            } else {
+                pending.prepend(head)
+            }
+        }
+        if wrote { context.flush() }
+    }
+
+    private func writeCiphertext(context: ChannelHandlerContext, flush: Bool) {
+        guard let ciphertext = connection?.drainOutput(allocator: context.channel.allocator) else { return }
+        context.write(wrapOutboundOut(ciphertext), promise: nil)
+        if flush { context.flush() }
+    }
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .all else {
+            context.close(mode: mode, promise: promise)
+            return
+        }
+        switch machine.closeRequested() {
+        case .sendCloseNotifyThenClose:
+            encryptPending(context: context)
+            connection?.shutdown()
+            guard let ciphertext = connection?.drainOutput(allocator: context.channel.allocator) else {
+                context.close(mode: mode, promise: promise)
+                return
+            }
+            context.writeAndFlush(wrapOutboundOut(ciphertext)).assumeIsolated().whenComplete { _ in
+                context.close(mode: mode, promise: promise)
+            }
+        case .closeNow:
+            context.close(mode: mode, promise: promise)
+        case .alreadyClosed:
+            promise?.fail(ChannelError.alreadyClosed)
+        }
+    }
+
+    // MARK: Failure
+
+    private func fail(context: ChannelHandlerContext, _ error: TLSError) {
+        machine.failed()
+        timeout?.cancel()
+        writeCiphertext(context: context, flush: true)  // let the peer see our alert
+        failPendingWrites(error)
+        context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+
+    private func failPendingWrites(_ error: any Error) {
+        while let write = pending.popFirst() {
+            write.promise?.fail(error)
+        }
+        flushedCount = 0
+    }
+}

@@ -1,0 +1,100 @@
+import FuseboxTLS
+import NIOCore
+import NIOEmbedded
+import XCTest
+
+/// The handler in memory: two EmbeddedChannels whose outbound bytes are carried
+/// to each other by hand.
+final class TLSHandlerTests: XCTestCase {
+    private func makePair() throws -> (client: EmbeddedChannel, server: EmbeddedChannel, clientLog: ConnectionLog, serverLog: ConnectionLog) {
+        let serverLog = ConnectionLog()
+        let clientLog = ConnectionLog()
+        let server = EmbeddedChannel()
+        try server.pipeline.syncOperations.addHandler(TLSHandler(context: TLSContext(configuration: Certs.server())))
+        try server.pipeline.syncOperations.addHandler(RecordingHandler(log: serverLog, echo: false))
+        let client = EmbeddedChannel()
+        try client.pipeline.syncOperations.addHandler(TLSHandler(context: TLSContext(configuration: Certs.client()), serverName: "localhost"))
+        try client.pipeline.syncOperations.addHandler(RecordingHandler(log: clientLog, echo: false))
+        server.pipeline.fireChannelActive()
+        try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 443)).wait()
+        return (client, server, clientLog, serverLog)
+    }
+
+    /// Carries bytes both ways until nothing moves; returns the bytes carried client → server.
+    @discardableResult
+    private func shuttle(_ client: EmbeddedChannel, _ server: EmbeddedChannel) throws -> Int {
+        var toServer = 0
+        var moved = true
+        while moved {
+            moved = false
+            while let bytes = try client.readOutbound(as: ByteBuffer.self) {
+                toServer += bytes.readableBytes
+                try server.writeInbound(bytes)
+                moved = true
+            }
+            while let bytes = try server.readOutbound(as: ByteBuffer.self) {
+                try client.writeInbound(bytes)
+                moved = true
+            }
+        }
+        return toServer
+    }
+
+    func testHandshakeDataAndCloseNotifyInMemory() throws {
+        let (client, server, clientLog, serverLog) = try makePair()
+        try shuttle(client, server)
+        XCTAssertEqual(clientLog.handshake?.applicationProtocol, "h2")
+        XCTAssertEqual(serverLog.handshake?.peer?.commonName, "fusebox-admin")
+        try client.writeAndFlush(ByteBuffer(string: "hello over TLS")).wait()
+        try shuttle(client, server)
+        XCTAssertEqual(try server.readInbound(as: ByteBuffer.self), ByteBuffer(string: "hello over TLS"))
+        // Closing sends close_notify; the server answers with its own and closes.
+        let closed = client.close()
+        try shuttle(client, server)
+        try closed.wait()
+        XCTAssertFalse(server.isActive)
+        XCTAssertEqual(serverLog.tlsErrors, [], "close_notify makes a clean close")
+        XCTAssertTrue(try server.finish(acceptAlreadyClosed: true).isClean)
+    }
+
+    func testReadsAreCoalescedPerReadBurst() throws {
+        let (client, server, _, _) = try makePair()
+        try shuttle(client, server)
+        for i in 0..<10 { client.write(ByteBuffer(string: "part \(i);"), promise: nil) }
+        client.flush()
+        // Deliver all records in one read burst.
+        var records = ByteBuffer()
+        while var bytes = try client.readOutbound(as: ByteBuffer.self) { records.writeBuffer(&bytes) }
+        server.pipeline.fireChannelRead(records)
+        server.pipeline.fireChannelReadComplete()
+        let first = try XCTUnwrap(try server.readInbound(as: ByteBuffer.self))
+        XCTAssertEqual(String(buffer: first), (0..<10).map { "part \($0);" }.joined())
+        XCTAssertNil(try server.readInbound(as: ByteBuffer.self), "one coalesced read, not ten")
+    }
+
+    /// While the channel is not writable, a large flushed write is encrypted one
+    /// chunk at a time; the rest waits for writability.
+    func testEncryptsOnlyWhileWritable() throws {
+        let (client, server, _, _) = try makePair()
+        try shuttle(client, server)
+        client.isWritable = false
+        let written = client.writeAndFlush(ByteBuffer(repeating: 7, count: 1024 * 1024))
+        var ciphertext = 0
+        while let bytes = try client.readOutbound(as: ByteBuffer.self) { ciphertext += bytes.readableBytes }
+        XCTAssertGreaterThan(ciphertext, 0)
+        XCTAssertLessThan(ciphertext, 80 * 1024, "only one chunk is encrypted while unwritable")
+        client.isWritable = true
+        client.pipeline.fireChannelWritabilityChanged()
+        let rest = try shuttle(client, server)
+        XCTAssertGreaterThan(ciphertext + rest, 1024 * 1024)
+        try written.wait()
+    }
+
+    func testWritesBeforeTheHandshakeAreSentAfterIt() throws {
+        let (client, server, _, _) = try makePair()
+        client.write(ByteBuffer(string: "early"), promise: nil)
+        client.flush()
+        try shuttle(client, server)
+        XCTAssertEqual(try server.readInbound(as: ByteBuffer.self), ByteBuffer(string: "early"))
+    }
+}
