@@ -17,9 +17,11 @@ let package = Package(
         .library(name: "FuseboxWire", targets: ["FuseboxWire"]),
         .library(name: "FuseboxCore", targets: ["FuseboxCore"]),
         .library(name: "FuseboxTLS", targets: ["FuseboxTLS"]),
+        .library(name: "FuseboxRPC", targets: ["FuseboxRPC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
@@ -44,6 +46,19 @@ let package = Package(
             ]
         ),
 
+        // gRPC over HTTP/2 over FuseboxTLS: server router, client, status, metadata, deadlines.
+        .target(
+            name: "FuseboxRPC",
+            dependencies: [
+                "FuseboxTLS", "FuseboxWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ]
+        ),
+
         // The domain: policies, validation, presets and the pattern state machines. No I/O.
         .target(name: "FuseboxCore", linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
 
@@ -60,6 +75,15 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "FuseboxRPCTests",
+            dependencies: [
+                "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "FuseboxTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),

@@ -245,6 +245,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         switch machine.closeRequested() {
         case .sendCloseNotifyThenClose:
+            flushedCount = pending.count  // everything written before the close goes out before close_notify
             encryptPending(context: context)
             connection?.shutdown()
             guard let ciphertext = connection?.drainOutput(allocator: context.channel.allocator) else {

@@ -1,0 +1,395 @@
+public import FuseboxTLS
+public import FuseboxWire
+import NIOConcurrencyHelpers
+public import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+
+/// A gRPC client over one HTTP/2 connection with TLS (ALPN h2, optional
+/// mutual TLS). It connects on first use; when the connection drops, calls
+/// reconnect with exponential backoff and jitter. While the server is
+/// unreachable, calls fail fast with UNAVAILABLE, or wait if asked to.
+public final class RPCClient: Sendable {
+    typealias StreamChannel = NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>
+    typealias Multiplexer = NIOHTTP2Handler.AsyncStreamMultiplexer<Void>
+
+    private enum State {
+        case idle(failures: Int, retryAt: ContinuousClock.Instant?, lastError: RPCError?)
+        case connecting(EventLoopFuture<Void>)
+        case ready(any Channel, Multiplexer)
+        case closed
+    }
+
+    /// The configuration.
+    public let configuration: RPCClientConfiguration
+    private let tlsContext: TLSContext
+    private let group: any EventLoopGroup
+    private let state = NIOLockedValueBox<State>(.idle(failures: 0, retryAt: nil, lastError: nil))
+    private let random = NIOLockedValueBox(SystemRandomNumberGenerator())
+
+    /// A client; nothing connects until the first call.
+    public init(configuration: RPCClientConfiguration, group: any EventLoopGroup) throws(TLSError) {
+        self.configuration = configuration
+        self.tlsContext = try TLSContext(configuration: configuration.tls)
+        self.group = group
+    }
+
+    /// Closes the connection; later calls fail with UNAVAILABLE.
+    public func close() async {
+        let previous = state.withLockedValue { s -> State in
+            defer { s = .closed }
+            return s
+        }
+        if case .ready(let channel, _) = previous { try? await channel.close() }
+    }
+
+    // MARK: Connection
+
+    private func multiplexer(waitForReady: Bool) async throws(RPCError) -> Multiplexer {
+        while true {
+            enum Next {
+                case use(Multiplexer)
+                case await(EventLoopFuture<Void>)
+                case connect(EventLoopPromise<Void>, failures: Int)
+                case sleep(until: ContinuousClock.Instant)
+                case fail(RPCError)
+            }
+            let next: Next = state.withLockedValue { s in
+                switch s {
+                case .ready(let channel, let mux):
+                    if channel.isActive { return .use(mux) }
+                    s = .idle(failures: 0, retryAt: nil, lastError: nil)
+                    fallthrough
+                case .idle:
+                    guard case .idle(let failures, let retryAt, let lastError) = s else { return .fail(RPCError(.internal, "state")) }
+                    if let retryAt, ContinuousClock.now < retryAt {
+                        if waitForReady { return .sleep(until: retryAt) }
+                        return .fail(RPCError(.unavailable, "\(lastError?.message ?? "server unreachable"); retrying in \(retryAt - ContinuousClock.now)"))
+                    }
+                    let promise = group.next().makePromise(of: Void.self)
+                    s = .connecting(promise.futureResult)
+                    return .connect(promise, failures: failures)
+                case .connecting(let future):
+                    return .await(future)
+                case .closed:
+                    return .fail(RPCError(.unavailable, "the client was closed"))
+                }
+            }
+            switch next {
+            case .use(let mux):
+                return mux
+            case .fail(let error):
+                throw error
+            case .await(let future):
+                try? await future.get()
+            case .sleep(let until):
+                do { try await Task.sleep(until: until, clock: .continuous) } catch { throw RPCError(.cancelled, "cancelled while waiting for the server") }
+            case .connect(let promise, let failures):
+                do {
+                    let (channel, mux) = try await connect()
+                    state.withLockedValue { $0 = .ready(channel, mux) }
+                    channel.closeFuture.whenComplete { [state] _ in
+                        state.withLockedValue { s in
+                            if case .ready(let current, _) = s, current === channel {
+                                s = .idle(failures: 0, retryAt: nil, lastError: nil)
+                            }
+                        }
+                    }
+                    promise.succeed()
+                    return mux
+                } catch {
+                    let delay = random.withLockedValue { configuration.backoff(attempt: failures + 1, using: &$0) }
+                    state.withLockedValue { $0 = .idle(failures: failures + 1, retryAt: .now + delay, lastError: error) }
+                    promise.succeed()
+                    if !waitForReady { throw error }
+                }
+            }
+        }
+    }
+
+    private func connect() async throws(RPCError) -> (any Channel, Multiplexer) {
+        let target = "\(configuration.host):\(configuration.port)"
+        let tlsContext = self.tlsContext
+        let serverName = configuration.serverName ?? configuration.host
+        do {
+            let (channel, mux, handshake) = try await ClientBootstrap(group: group)
+                .connectTimeout(TimeAmount(configuration.connectTimeout))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connect(host: configuration.host, port: configuration.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        let handshake = channel.eventLoop.makePromise(of: Void.self)
+                        try sync.addHandler(TLSHandler(context: tlsContext, serverName: serverName))
+                        try sync.addHandler(HandshakeWaiter(promise: handshake))
+                        let mux = try sync.configureAsyncHTTP2Pipeline(mode: .client) { stream in
+                            stream.eventLoop.makeSucceededVoidFuture()
+                        }
+                        return (channel, mux, handshake.futureResult)
+                    }
+                }
+            try await handshake.get()
+            return (channel, mux)
+        } catch let error as TLSError {
+            throw RPCError(.unavailable, "TLS with \(target) failed: \(error.message)")
+        } catch let error as ChannelError {
+            if case .connectTimeout = error {
+                throw RPCError(.unavailable, "connecting to \(target) timed out; check the address (--server)")
+            }
+            throw RPCError(.unavailable, "cannot connect to \(target): \(error)")
+        } catch {
+            throw RPCError(.unavailable, "cannot connect to \(target) (\(error)); is the server running? check the address (--server)")
+        }
+    }
+
+    // MARK: Calls
+
+    /// Runs one call on a new stream: `body` sends requests and reads
+    /// responses through the `RPCClientCall`. The timeout covers everything.
+    public func call<Result: Sendable>(
+        path: String, options: RPCCallOptions = RPCCallOptions(),
+        _ body: @escaping @Sendable (RPCClientCall) async throws -> Result
+    ) async throws(RPCError) -> Result {
+        let deadline = options.timeout.map { ContinuousClock.now + $0 }
+        do {
+            return try await withThrowingTaskGroup(of: Result?.self) { group in
+                group.addTask {
+                    let mux = try await self.multiplexer(waitForReady: options.waitForReady)
+                    let stream: StreamChannel
+                    do {
+                        stream = try await mux.openStream { channel in
+                            channel.eventLoop.makeCompletedFuture { try StreamChannel(wrappingChannelSynchronously: channel) }
+                        }
+                    } catch {
+                        throw RPCError(.unavailable, "could not open a stream: \(error)")
+                    }
+                    return try await stream.executeThenClose { inbound, outbound in
+                        let call = RPCClientCall(
+                            frames: inbound.makeAsyncIterator(), outbound: outbound, allocator: stream.channel.allocator,
+                            maximumMessageBytes: self.configuration.maximumReceiveMessageBytes)
+                        try await call.start(path: path, authority: "\(self.configuration.host):\(self.configuration.port)", deadline: deadline, metadata: options.metadata)
+                        return try await body(call)
+                    }
+                }
+                if let deadline {
+                    group.addTask {
+                        try await Task.sleep(until: deadline, clock: .continuous)
+                        return nil
+                    }
+                }
+                guard let first = try await group.next() else { throw RPCError(.internal, "no result") }
+                group.cancelAll()
+                guard let result = first else {
+                    throw RPCError(.deadlineExceeded, "the deadline passed before the call finished")
+                }
+                return result
+            }
+        } catch let error as RPCError {
+            throw error
+        } catch is CancellationError {
+            throw RPCError(.cancelled, "the call was cancelled")
+        } catch {
+            throw RPCError(.unavailable, "the call failed: \(error)")
+        }
+    }
+
+    /// A unary call with typed messages.
+    public func unary<Request: WireMessage, Response: WireMessage>(
+        _ service: String, _ method: String, _ request: Request, as: Response.Type = Response.self,
+        options: RPCCallOptions = RPCCallOptions()
+    ) async throws(RPCError) -> Response {
+        let bytes = try encodeRequest(request)
+        let limits = WireLimits(maxMessageBytes: configuration.maximumReceiveMessageBytes)
+        return try await call(path: "/\(service)/\(method)", options: options) { call in
+            try await call.send(bytes, end: true)
+            guard let reply = try await call.next() else { throw RPCError(.internal, "the server sent no response message") }
+            guard try await call.next() == nil else { throw RPCError(.internal, "the server sent more than one response message") }
+            return try decodeResponse(Response.self, reply, limits: limits)
+        }
+    }
+
+    /// A server-streaming call: `onMessage` sees each response.
+    public func serverStreaming<Request: WireMessage, Response: WireMessage>(
+        _ service: String, _ method: String, _ request: Request, as: Response.Type = Response.self,
+        options: RPCCallOptions = RPCCallOptions(), onMessage: @escaping @Sendable (Response) async throws -> Void
+    ) async throws(RPCError) {
+        let bytes = try encodeRequest(request)
+        let limits = WireLimits(maxMessageBytes: configuration.maximumReceiveMessageBytes)
+        try await call(path: "/\(service)/\(method)", options: options) { call in
+            try await call.send(bytes, end: true)
+            while let reply = try await call.next() {
+                try await onMessage(try decodeResponse(Response.self, reply, limits: limits))
+            }
+        }
+    }
+
+    /// A client-streaming call: sends every request, returns the single response.
+    public func clientStreaming<Request: WireMessage, Response: WireMessage>(
+        _ service: String, _ method: String, _ requests: [Request], as: Response.Type = Response.self,
+        options: RPCCallOptions = RPCCallOptions()
+    ) async throws(RPCError) -> Response {
+        var encoded: [[UInt8]] = []
+        for request in requests { encoded.append(try encodeRequest(request)) }
+        let all = encoded
+        let limits = WireLimits(maxMessageBytes: configuration.maximumReceiveMessageBytes)
+        return try await call(path: "/\(service)/\(method)", options: options) { call in
+            for (i, bytes) in all.enumerated() { try await call.send(bytes, end: i == all.count - 1) }
+            if all.isEmpty { try await call.finishSending() }
+            guard let reply = try await call.next() else { throw RPCError(.internal, "the server sent no response message") }
+            _ = try await call.next()
+            return try decodeResponse(Response.self, reply, limits: limits)
+        }
+    }
+}
+
+/// One call's stream, seen from the client.
+public final class RPCClientCall: @unchecked Sendable {
+    typealias Frames = NIOAsyncChannelInboundStream<HTTP2Frame.FramePayload>.AsyncIterator
+
+    private var frames: Frames
+    private let outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>
+    private let allocator: ByteBufferAllocator
+    private var deframer: GRPCMessageDeframer
+    private var sawHeaders = false
+    private var finished = false
+    /// Metadata of the response headers.
+    public private(set) var initialMetadata = RPCMetadata()
+    /// Metadata of the trailers, once the call ended.
+    public private(set) var trailingMetadata = RPCMetadata()
+
+    init(frames: Frames, outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>, allocator: ByteBufferAllocator, maximumMessageBytes: Int) {
+        self.frames = frames
+        self.outbound = outbound
+        self.allocator = allocator
+        self.deframer = GRPCMessageDeframer(maximumMessageBytes: maximumMessageBytes)
+    }
+
+    func start(path: String, authority: String, deadline: ContinuousClock.Instant?, metadata: RPCMetadata) async throws {
+        var headers = HPACKHeaders([
+            (":method", "POST"), (":scheme", "https"), (":path", path), (":authority", authority),
+            ("content-type", "application/grpc+proto"), ("te", "trailers"), ("user-agent", "fusebox-swift/0.1"),
+        ])
+        if let deadline {
+            let remaining = deadline - ContinuousClock.now
+            let nanos = remaining.components.seconds * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000
+            headers.add(name: "grpc-timeout", value: GRPCWire.formatTimeout(nanoseconds: nanos))
+        }
+        for (name, value) in metadata.headerFields { headers.add(name: name, value: value) }
+        try await outbound.write(.headers(.init(headers: headers)))
+    }
+
+    /// Sends one request message; `end` half-closes after it.
+    public func send(_ message: [UInt8], end: Bool = false) async throws {
+        let data = GRPCMessageDeframer.frame(message, allocator: allocator)
+        try await outbound.write(.data(.init(data: .byteBuffer(data), endStream: end)))
+    }
+
+    /// Half-closes without a message.
+    public func finishSending() async throws {
+        try await outbound.write(.data(.init(data: .byteBuffer(allocator.buffer(capacity: 0)), endStream: true)))
+    }
+
+    /// The next response message; nil once the call ended with OK.
+    ///
+    /// - Throws: `RPCError` with the server's status when it is not OK.
+    public func next() async throws(RPCError) -> [UInt8]? {
+        while true {
+            do {
+                if let message = try deframer.next() { return message }
+            } catch {
+                throw RPCError(.resourceExhausted, "response message rejected: \(error)")
+            }
+            if finished { return nil }
+            let frame: HTTP2Frame.FramePayload?
+            do {
+                frame = try await frames.next()
+            } catch {
+                throw RPCError(.unavailable, "the connection failed during the call: \(error)")
+            }
+            switch frame {
+            case .headers(let h):
+                if !sawHeaders {
+                    sawHeaders = true
+                    if let status = h.headers.first(name: ":status"), status != "200" {
+                        throw RPCError(Self.code(forHTTP: status), "the server answered HTTP \(status)")
+                    }
+                    if h.headers.first(name: "grpc-status") == nil {
+                        initialMetadata = (try? RPCMetadata(headers: h.headers.map { ($0.name, $0.value) })) ?? RPCMetadata()
+                        continue
+                    }
+                }
+                try finish(with: h.headers)
+                return nil
+            case .data(let d):
+                if case .byteBuffer(let bytes) = d.data { deframer.append(bytes) }
+                if d.endStream { throw RPCError(.internal, "the server ended the stream without a status") }
+            case .rstStream(let code):
+                throw RPCError(code == .refusedStream ? .unavailable : .cancelled, "the server reset the stream (\(code))")
+            case nil:
+                throw RPCError(.unavailable, "the stream closed without a status")
+            default:
+                continue
+            }
+        }
+    }
+
+    private func finish(with trailers: HPACKHeaders) throws(RPCError) {
+        finished = true
+        trailingMetadata = (try? RPCMetadata(headers: trailers.map { ($0.name, $0.value) })) ?? RPCMetadata()
+        let code = trailers.first(name: "grpc-status").flatMap(Int.init).flatMap(RPCStatusCode.init(rawValue:)) ?? .unknown
+        guard code == .ok else {
+            let message = trailers.first(name: "grpc-message").map(GRPCWire.percentDecode) ?? ""
+            throw RPCError(code, message, metadata: trailingMetadata)
+        }
+    }
+
+    /// HTTP status to gRPC code (PROTOCOL-HTTP2.md, "HTTP to gRPC Status Code Mapping").
+    static func code(forHTTP status: String) -> RPCStatusCode {
+        switch status {
+        case "400": return .internal
+        case "401": return .unauthenticated
+        case "403": return .permissionDenied
+        case "404": return .unimplemented
+        case "429", "502", "503", "504": return .unavailable
+        default: return .unknown
+        }
+    }
+}
+
+/// Passes the TLS handshake's result to a promise.
+private final class HandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = Any
+    private var promise: EventLoopPromise<Void>?
+
+    init(promise: EventLoopPromise<Void>) {
+        self.promise = promise
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is TLSHandshakeCompleted { promise.take()?.succeed() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.take()?.fail(error)
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.take()?.fail(ChannelError.ioOnClosedChannel)
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // A connect that fails never makes the channel active.
+        promise.take()?.fail(ChannelError.ioOnClosedChannel)
+    }
+}
+
+func encodeRequest<M: WireMessage>(_ message: M) throws(RPCError) -> [UInt8] {
+    do { return try message.encode() } catch { throw RPCError(.invalidArgument, "cannot encode the request: \(error)") }
+}
+
+func decodeResponse<M: WireMessage>(_ type: M.Type, _ bytes: [UInt8], limits: WireLimits) throws(RPCError) -> M {
+    do { return try M(decoding: bytes, limits: limits) } catch { throw RPCError(.internal, "malformed response: \(error)") }
+}

@@ -1,0 +1,274 @@
+public import FuseboxTLS
+import NIOConcurrencyHelpers
+public import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+import Synchronization
+
+/// A gRPC server (grpc/grpc doc/PROTOCOL-HTTP2.md) over HTTP/2 over TLS.
+///
+/// `start()` binds; `serve()` accepts connections until `shutdown()`, which
+/// stops accepting, sends GOAWAY to every connection, lets calls in flight
+/// finish within the grace period and then closes what is left. Handlers are
+/// async functions running in tasks, never on the event loop.
+public final class RPCServer: Sendable {
+    typealias StreamChannel = NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>
+    typealias Connection = (channel: any Channel, streams: NIOHTTP2Handler.AsyncStreamMultiplexer<StreamChannel>, state: ConnectionState)
+
+    /// The configuration.
+    public let configuration: RPCServerConfiguration
+    private let router: RPCRouter
+    private let tls: TLSContextProvider
+    private let group: any EventLoopGroup
+    private let listener = NIOLockedValueBox<NIOAsyncChannel<Connection, Never>?>(nil)
+    private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    private let connectionCount = NIOLockedValueBox<Int>(0)
+    private let shuttingDown = Atomic<Bool>(false)
+
+    /// A server for `router`'s methods, with TLS from `tls`.
+    public init(configuration: RPCServerConfiguration, router: RPCRouter, tls: TLSContextProvider, group: any EventLoopGroup) {
+        self.configuration = configuration
+        self.router = router
+        self.tls = tls
+        self.group = group
+    }
+
+    /// Binds the listening socket; returns the address (with the real port).
+    @discardableResult
+    public func start() async throws -> SocketAddress {
+        let configuration = self.configuration
+        let tls = self.tls
+        let connections = self.connections
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: configuration.host, port: configuration.port) { [connectionCount] channel in
+                channel.eventLoop.makeCompletedFuture { () throws -> Connection in
+                    let state = ConnectionState()
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(TLSHandler(context: tls.current))
+                    var h2 = NIOHTTP2Handler.Configuration()
+                    h2.connection.initialSettings = [
+                        HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maximumConcurrentStreams),
+                        HTTP2Setting(parameter: .maxHeaderListSize, value: 16 * 1024),
+                        HTTP2Setting(parameter: .initialWindowSize, value: 1024 * 1024),
+                    ]
+                    let streams = try sync.configureAsyncHTTP2Pipeline(mode: .server, streamDelegate: StreamLifecycle(), configuration: h2) { stream in
+                        stream.eventLoop.makeCompletedFuture { try StreamChannel(wrappingChannelSynchronously: stream) }
+                    }
+                    try sync.addHandler(ConnectionManagementHandler(configuration: configuration, connection: state))
+                    // Over the limit: accept, then close at once.
+                    if connectionCount.withLockedValue({ count in
+                        count += 1
+                        return count
+                    }) > configuration.maximumConnections {
+                        channel.close(promise: nil)
+                    }
+                    let id = ObjectIdentifier(channel)
+                    connections.withLockedValue { $0[id] = channel }
+                    channel.closeFuture.whenComplete { _ in
+                        connectionCount.withLockedValue { $0 -= 1 }
+                        _ = connections.withLockedValue { $0.removeValue(forKey: id) }
+                    }
+                    return (channel, streams, state)
+                }
+            }
+        listener.withLockedValue { $0 = channel }
+        guard let address = channel.channel.localAddress else { throw RPCError(.internal, "the listener has no address") }
+        return address
+    }
+
+    /// The bound port (0 before `start`).
+    public var port: Int { listener.withLockedValue { $0?.channel.localAddress?.port } ?? 0 }
+
+    /// Serves connections until shutdown completes.
+    public func serve() async throws {
+        guard let listener = listener.withLockedValue({ $0 }) else { throw RPCError(.failedPrecondition, "start() the server first") }
+        try await withThrowingDiscardingTaskGroup { group in
+            try await listener.executeThenClose { inbound in
+                for try await connection in inbound {
+                    group.addTask { await self.serveConnection(connection) }
+                }
+            }
+        }
+    }
+
+    /// Stops accepting, sends GOAWAY, lets calls in flight finish within the
+    /// grace period, then closes every connection.
+    public func shutdown() async {
+        guard !shuttingDown.exchange(true, ordering: .relaxed) else { return }
+        try? await listener.withLockedValue { $0 }?.channel.close()
+        let open = connections.withLockedValue { Array($0.values) }
+        for channel in open {
+            channel.triggerUserOutboundEvent(GracefulShutdownEvent(), promise: nil)
+        }
+        let deadline = ContinuousClock.now + configuration.shutdownGracePeriod
+        while ContinuousClock.now < deadline, !connections.withLockedValue({ $0.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        for channel in connections.withLockedValue({ Array($0.values) }) {
+            try? await channel.close()
+        }
+    }
+
+    private func serveConnection(_ connection: Connection) async {
+        let remote = connection.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        try? await withThrowingDiscardingTaskGroup { group in
+            for try await stream in connection.streams.inbound {
+                group.addTask { await self.serveStream(stream, connection: connection.state, remote: remote) }
+            }
+        }
+    }
+
+    private func serveStream(_ stream: StreamChannel, connection: ConnectionState, remote: String?) async {
+        let allocator = stream.channel.allocator
+        let closeFuture = stream.channel.closeFuture
+        try? await stream.executeThenClose { inbound, outbound in
+            var frames = inbound.makeAsyncIterator()
+            guard case .headers(let first)? = try await frames.next() else { return }
+            let sender = RPCResponseSender(outbound: outbound, allocator: allocator)
+            let head: RequestHead
+            switch RequestHead.parse(first.headers) {
+            case .failure(.http(let status)):
+                try await outbound.write(.headers(.init(headers: HPACKHeaders([(":status", status)]), endStream: true)))
+                return
+            case .failure(.grpc(let error)):
+                try await sender.finish(error, trailers: RPCMetadata())
+                return
+            case .success(let parsed):
+                head = parsed
+            }
+            guard let handler = router.handler(for: head.path) else {
+                try await sender.finish(RPCError(.unimplemented, "method \(head.path) is not implemented"), trailers: RPCMetadata())
+                return
+            }
+            let deadline = head.timeoutNanoseconds.map { ContinuousClock.now + .nanoseconds($0) }
+            let context = RPCServerContext(
+                path: head.path, peer: connection.peer, remoteAddress: remote, deadline: deadline, metadata: head.metadata)
+            let reader = RPCRequestReader(
+                frames: frames, maximumMessageBytes: configuration.maximumReceiveMessageBytes, ended: first.endStream)
+            let ending = await Self.run(handler, reader: reader, sender: sender, context: context, closeFuture: closeFuture)
+            switch ending {
+            case .finished(let trailers): try await sender.finish(nil, trailers: trailers)
+            case .failed(let error): try await sender.finish(error, trailers: RPCMetadata())
+            case .peerGone: return
+            }
+        }
+    }
+
+    private enum Ending: Sendable {
+        case finished(RPCMetadata)
+        case failed(RPCError)
+        case peerGone
+    }
+
+    /// Runs a handler against its deadline and the stream's life: whichever
+    /// ends first decides, and the others are cancelled.
+    private static func run(
+        _ handler: @escaping RPCRouter.Handler, reader: sending RPCRequestReader, sender: RPCResponseSender,
+        context: RPCServerContext, closeFuture: EventLoopFuture<Void>
+    ) async -> Ending {
+        // The reader goes to the handler's task alone; nothing else touches it.
+        let transfer = UncheckedTransfer(value: reader)
+        return await withTaskGroup(of: Ending.self) { group in
+            group.addTask {
+                do {
+                    return .finished(try await handler(transfer.value, sender, context))
+                } catch let error as RPCError {
+                    return .failed(error)
+                } catch is CancellationError {
+                    return .failed(RPCError(.cancelled, "the call was cancelled"))
+                } catch {
+                    return .failed(RPCError(.unknown, "\(error)"))
+                }
+            }
+            if let deadline = context.deadline {
+                group.addTask {
+                    do {
+                        try await Task.sleep(until: deadline, clock: .continuous)
+                        return .failed(RPCError(.deadlineExceeded, "the deadline passed before the call finished"))
+                    } catch {
+                        return .peerGone  // cancelled: another task decided
+                    }
+                }
+            }
+            group.addTask {
+                await closeFuture.waitCancellably()
+                return .peerGone
+            }
+            let first = await group.next() ?? .peerGone
+            group.cancelAll()
+            return first
+        }
+    }
+}
+
+extension EventLoopFuture where Value == Void {
+    /// Waits for completion, or returns early if the task is cancelled.
+    func waitCancellably() async {
+        let resumed = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                resumed.withLockedValue { $0 = continuation }
+                if Task.isCancelled { resumed.withLockedValue { $0.take() }?.resume() }
+                self.whenComplete { _ in resumed.withLockedValue { $0.take() }?.resume() }
+            }
+        } onCancel: {
+            resumed.withLockedValue { $0.take() }?.resume()
+        }
+    }
+}
+
+/// Hands a non-Sendable value to exactly one other task.
+private struct UncheckedTransfer<Value>: @unchecked Sendable {
+    let value: Value
+}
+
+/// The parsed request HEADERS of a call.
+struct RequestHead {
+    enum Rejection: Error {
+        /// Answer with this HTTP status (not gRPC at all).
+        case http(String)
+        /// Answer with this gRPC status.
+        case grpc(RPCError)
+    }
+
+    var path: String
+    var timeoutNanoseconds: Int64?
+    var metadata: RPCMetadata
+
+    static func parse(_ headers: HPACKHeaders) -> Result<RequestHead, Rejection> {
+        guard headers.first(name: ":method") == "POST" else { return .failure(.http("405")) }
+        guard let contentType = headers.first(name: "content-type"), contentType.hasPrefix("application/grpc") else {
+            return .failure(.http("415"))
+        }
+        guard contentType == "application/grpc" || contentType.hasPrefix("application/grpc+proto")
+            || contentType.hasPrefix("application/grpc;")
+        else {
+            return .failure(.grpc(RPCError(.internal, "content-type \(contentType) is not supported; use application/grpc+proto")))
+        }
+        guard let path = headers.first(name: ":path"), path.hasPrefix("/") else {
+            return .failure(.grpc(RPCError(.unimplemented, "missing :path")))
+        }
+        if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
+            var trailers = RPCMetadata()
+            trailers.add("grpc-accept-encoding", "identity")
+            return .failure(.grpc(RPCError(.unimplemented, "grpc-encoding \(encoding) is not supported", metadata: trailers)))
+        }
+        var timeout: Int64?
+        if let text = headers.first(name: "grpc-timeout") {
+            guard let parsed = GRPCWire.parseTimeout(text) else {
+                return .failure(.grpc(RPCError(.invalidArgument, "grpc-timeout \"\(text)\" is malformed")))
+            }
+            timeout = parsed
+        }
+        do {
+            let metadata = try RPCMetadata(headers: headers.map { ($0.name, $0.value) })
+            return .success(RequestHead(path: path, timeoutNanoseconds: timeout, metadata: metadata))
+        } catch {
+            return .failure(.grpc(error))
+        }
+    }
+}

@@ -1,0 +1,32 @@
+/// Limits and timings of an `RPCServer`. Every input has a bound.
+public struct RPCServerConfiguration: Sendable {
+    /// Address to listen on. Default 127.0.0.1.
+    public var host = "127.0.0.1"
+    /// Port; 0 picks a free one. Default 0.
+    public var port = 0
+    /// Largest request message accepted; larger ones end the call with
+    /// RESOURCE_EXHAUSTED. Default 4 MiB.
+    public var maximumReceiveMessageBytes = 4 * 1024 * 1024
+    /// Concurrent streams a client may open on one connection (HTTP/2
+    /// SETTINGS_MAX_CONCURRENT_STREAMS); more are refused. Default 100.
+    public var maximumConcurrentStreams = 100
+    /// Open connections at most; further ones are closed at once. Default 1,000.
+    public var maximumConnections = 1_000
+    /// A connection without open streams for this long is closed (GOAWAY first). Default 5 min.
+    public var idleTimeout: Duration = .seconds(300)
+    /// A connection silent for this long is sent a PING. Default 60 s.
+    public var keepaliveInterval: Duration = .seconds(60)
+    /// A PING not answered within this closes the connection. Default 20 s.
+    public var keepaliveTimeout: Duration = .seconds(20)
+    /// Clients may PING at most this often while no call is open; each
+    /// faster PING is a strike, and after `maximumPingStrikes` the connection
+    /// is closed with GOAWAY ENHANCE_YOUR_CALM ("too_many_pings"). Default 5 min, as gRPC.
+    public var minimumPingIntervalWithoutCalls: Duration = .seconds(300)
+    /// Strikes tolerated. Default 2.
+    public var maximumPingStrikes = 2
+    /// On shutdown, calls in flight get this long to finish. Default 10 s.
+    public var shutdownGracePeriod: Duration = .seconds(10)
+
+    /// The defaults.
+    public init() {}
+}

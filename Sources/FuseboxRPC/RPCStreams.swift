@@ -1,0 +1,168 @@
+public import FuseboxWire
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP2
+import NIOHPACK
+
+/// The request messages of a call, as raw bytes, read on demand from the
+/// HTTP/2 stream (so a slow handler slows the sender: flow control holds).
+public final class RPCRequestReader {
+    typealias Frames = NIOAsyncChannelInboundStream<HTTP2Frame.FramePayload>.AsyncIterator
+
+    private var frames: Frames
+    private var deframer: GRPCMessageDeframer
+    private var ended: Bool
+
+    init(frames: Frames, maximumMessageBytes: Int, ended: Bool) {
+        self.frames = frames
+        self.deframer = GRPCMessageDeframer(maximumMessageBytes: maximumMessageBytes)
+        self.ended = ended
+    }
+
+    /// The next message, or nil once the client has half-closed.
+    ///
+    /// - Throws: `RPCError` RESOURCE_EXHAUSTED for a message over the limit,
+    ///   INTERNAL for a compressed message (no encoding is negotiated) or one
+    ///   cut short by the end of the stream; CANCELLED when the stream is reset.
+    public func next() async throws(RPCError) -> [UInt8]? {
+        while true {
+            do {
+                if let message = try deframer.next() { return message }
+            } catch {
+                switch error {
+                case .tooLarge(let length, let limit):
+                    throw RPCError(.resourceExhausted, "received message of \(length) bytes exceeds the limit of \(limit) bytes")
+                case .compressedWithoutEncoding:
+                    throw RPCError(.internal, "compressed message received, but no grpc-encoding was negotiated")
+                case .invalidFlag(let flag):
+                    throw RPCError(.internal, "invalid message flag \(flag)")
+                }
+            }
+            if ended {
+                if deframer.bufferedBytes > 0 {
+                    throw RPCError(.internal, "the stream ended inside a message (\(deframer.bufferedBytes) bytes left over)")
+                }
+                return nil
+            }
+            let frame: HTTP2Frame.FramePayload?
+            do {
+                frame = try await frames.next()
+            } catch {
+                throw RPCError(.cancelled, "the client reset the stream")
+            }
+            switch frame {
+            case .data(let data):
+                if case .byteBuffer(let bytes) = data.data { deframer.append(bytes) }
+                ended = data.endStream
+            case .headers(let headers):
+                ended = ended || headers.endStream  // trailers from a client carry nothing we use
+            case .rstStream:
+                throw RPCError(.cancelled, "the client reset the stream")
+            case nil:
+                ended = true
+            default:
+                continue
+            }
+        }
+    }
+}
+
+/// Sends a call's response: headers (with initial metadata) before the first
+/// message, then messages, then the status in trailers.
+public final class RPCResponseSender: Sendable {
+    private let outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>
+    private let allocator: ByteBufferAllocator
+    private let state = NIOLockedValueBox<(headersSent: Bool, initial: RPCMetadata)>((false, RPCMetadata()))
+
+    init(outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>, allocator: ByteBufferAllocator) {
+        self.outbound = outbound
+        self.allocator = allocator
+    }
+
+    /// Metadata to send with the response headers; effective until the first message.
+    public func setInitialMetadata(_ metadata: RPCMetadata) {
+        state.withLockedValue { $0.initial = metadata }
+    }
+
+    /// Sends one message.
+    public func send(_ message: [UInt8]) async throws {
+        try await sendHeadersIfNeeded()
+        try await outbound.write(.data(.init(data: .byteBuffer(GRPCMessageDeframer.frame(message, allocator: allocator)))))
+    }
+
+    private func sendHeadersIfNeeded() async throws {
+        let pending: RPCMetadata? = state.withLockedValue { s in
+            guard !s.headersSent else { return nil }
+            s.headersSent = true
+            return s.initial
+        }
+        guard let initial = pending else { return }
+        var headers = HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")])
+        for (name, value) in initial.headerFields { headers.add(name: name, value: value) }
+        try await outbound.write(.headers(.init(headers: headers)))
+    }
+
+    /// Ends the call with `status` (nil: OK); a trailers-only response if
+    /// nothing was sent yet.
+    func finish(_ status: RPCError?, trailers: RPCMetadata) async throws {
+        let trailersOnly = state.withLockedValue { s in
+            defer { s.headersSent = true }
+            return !s.headersSent
+        }
+        var headers = HPACKHeaders()
+        if trailersOnly {
+            headers.add(name: ":status", value: "200")
+            headers.add(name: "content-type", value: "application/grpc")
+        }
+        headers.add(name: "grpc-status", value: "\(status?.code.rawValue ?? 0)")
+        if let message = status?.message, !message.isEmpty {
+            headers.add(name: "grpc-message", value: GRPCWire.percentEncode(message))
+        }
+        for (name, value) in (status?.metadata ?? trailers).headerFields { headers.add(name: name, value: value) }
+        try await outbound.write(.headers(.init(headers: headers, endStream: true)))
+    }
+}
+
+/// Request messages of a streaming call, decoded.
+public struct RPCMessageStream<Message: WireMessage>: AsyncSequence {
+    let reader: RPCRequestReader
+    let limits: WireLimits
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let reader: RPCRequestReader
+        let limits: WireLimits
+
+        public mutating func next() async throws -> Message? {
+            guard let bytes = try await reader.next() else { return nil }
+            return try decodeRequest(Message.self, bytes, limits: limits)
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(reader: reader, limits: limits)
+    }
+}
+
+/// Sends response messages of a streaming call.
+public struct RPCStreamWriter<Message: WireMessage>: Sendable {
+    let sender: RPCResponseSender
+
+    /// Sends one message.
+    public func send(_ message: Message) async throws {
+        try await sender.send(message.encode())
+    }
+
+    /// Metadata to send with the response headers, before the first message.
+    public func setInitialMetadata(_ metadata: RPCMetadata) {
+        sender.setInitialMetadata(metadata)
+    }
+}
+
+/// A request that fails to decode is the client's fault: INVALID_ARGUMENT naming what was wrong.
+func decodeRequest<M: WireMessage>(_ type: M.Type, _ bytes: [UInt8], limits: WireLimits) throws(RPCError) -> M {
+    do {
+        return try M(decoding: bytes, limits: limits)
+    } catch {
+        throw RPCError(.invalidArgument, "malformed request: \(error)")
+    }
+}

@@ -1,0 +1,234 @@
+import FuseboxRPC
+import FuseboxWire
+import NIOCore
+import NIOPosix
+import XCTest
+
+/// Our server against our client, over TLS on 127.0.0.1.
+final class RPCServerClientTests: XCTestCase {
+    private var group: MultiThreadedEventLoopGroup!
+
+    override func setUp() {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    }
+
+    override func tearDown() async throws {
+        try await group.shutdownGracefully()
+    }
+
+    func testAllFourCallTypesAndMetadata() async throws {
+        let server = try await TestRPCServer.start(group: group)
+        let client = try makeClient(port: server.port, group: group)
+        var metadata = RPCMetadata()
+        metadata.add("x-test", "hello")
+        metadata.add("x-bin-test-bin", binary: [0, 1, 255])
+        let reply = try await client.unary(EchoService.name, "Unary", message("hi"), as: EchoService.Message.self, options: RPCCallOptions(metadata: metadata))
+        XCTAssertEqual(reply.description, "echo: hi")
+        XCTAssertEqual(reply.field, "x-test=hello;bin=[0, 1, 255]")
+
+        let counted = NIOLockedValueBoxStrings()
+        try await client.serverStreaming(EchoService.name, "Count", message("4"), as: EchoService.Message.self) { counted.append($0.description) }
+        XCTAssertEqual(counted.values, ["0", "1", "2", "3"])
+
+        let joined = try await client.clientStreaming(EchoService.name, "Join", [message("a"), message("b"), message("c")], as: EchoService.Message.self)
+        XCTAssertEqual(joined.description, "a,b,c")
+
+        let chat = try await client.call(path: "/\(EchoService.name)/Chat") { call -> [String] in
+            var out: [String] = []
+            for word in ["one", "two"] {
+                try await call.send(try message(word).encode())
+                guard let bytes = try await call.next() else { break }
+                out.append(try EchoService.Message(decoding: bytes).description)
+            }
+            try await call.finishSending()
+            _ = try await call.next()
+            return out
+        }
+        XCTAssertEqual(chat, ["ONE", "TWO"])
+        await client.close()
+        try await server.stop()
+    }
+
+    func testErrorsCarryStatusMessageAndTrailers() async throws {
+        let server = try await TestRPCServer.start(group: group)
+        let client = try makeClient(port: server.port, group: group)
+        do throws(RPCError) {
+            _ = try await client.unary(EchoService.name, "Fail", message("policy \"x\": retry.maxAttempts (0) must be between 1 and 10 — ✗", field: "3"), as: EchoService.Message.self)
+            XCTFail("expected an error")
+        } catch {
+            XCTAssertEqual(error.code, .invalidArgument)
+            XCTAssertEqual(error.message, "policy \"x\": retry.maxAttempts (0) must be between 1 and 10 — ✗")
+            XCTAssertEqual(error.metadata.first("x-detail"), "trailer value")
+        }
+        do throws(RPCError) {
+            _ = try await client.unary(EchoService.name, "Nope", message(""), as: EchoService.Message.self)
+            XCTFail("expected UNIMPLEMENTED")
+        } catch {
+            XCTAssertEqual(error.code, .unimplemented)
+        }
+        await client.close()
+        try await server.stop()
+    }
+
+    func testDeadlineExceededCancelsTheHandler() async throws {
+        let server = try await TestRPCServer.start(group: group)
+        let client = try makeClient(port: server.port, group: group)
+        do throws(RPCError) {
+            _ = try await client.unary(EchoService.name, "Sleep", message("5000"), as: EchoService.Message.self, options: RPCCallOptions(timeout: .milliseconds(200)))
+            XCTFail("expected DEADLINE_EXCEEDED")
+        } catch {
+            XCTAssertEqual(error.code, .deadlineExceeded)
+        }
+        await waitUntil("handler cancelled") { server.echo.cancelled.withLockedValue { $0 } == 1 }
+        await client.close()
+        try await server.stop()
+    }
+
+    func testMessageSizeLimit() async throws {
+        let server = try await TestRPCServer.start(group: group)
+        let client = try makeClient(port: server.port, group: group)
+        var request = Fusebox_V1_StaticResponse()
+        request.body = [UInt8](repeating: 1, count: 4 * 1024 * 1024 - 5)  // encodes to exactly 4 MiB
+        let atLimit = try await client.unary(EchoService.name, "Size", request, as: Fusebox_V1_StaticResponse.self)
+        XCTAssertEqual(atLimit.contentType, "size=\(4 * 1024 * 1024 - 5)")
+        request.body.append(1)
+        do throws(RPCError) {
+            _ = try await client.unary(EchoService.name, "Size", request, as: Fusebox_V1_StaticResponse.self)
+            XCTFail("expected RESOURCE_EXHAUSTED")
+        } catch {
+            XCTAssertEqual(error.code, .resourceExhausted)
+            XCTAssertTrue(error.message.contains("exceeds the limit of 4194304 bytes"), error.message)
+        }
+        await client.close()
+        try await server.stop()
+    }
+
+    func testHealthCheckAndWatch() async throws {
+        let server = try await TestRPCServer.start(group: group)
+        let client = try makeClient(port: server.port, group: group, identity: "reader")
+        let check = try await client.unary("grpc.health.v1.Health", "Check", Grpc_Health_V1_HealthCheckRequest(), as: Grpc_Health_V1_HealthCheckResponse.self)
+        XCTAssertEqual(check.status, .serving)
+        var unknown = Grpc_Health_V1_HealthCheckRequest()
+        unknown.service = "nope"
+        do throws(RPCError) {
+            _ = try await client.unary("grpc.health.v1.Health", "Check", unknown, as: Grpc_Health_V1_HealthCheckResponse.self)
+            XCTFail("expected NOT_FOUND")
+        } catch {
+            XCTAssertEqual(error.code, .notFound)
+        }
+        let seen = NIOLockedValueBoxStrings()
+        async let watch: Void = client.serverStreaming("grpc.health.v1.Health", "Watch", Grpc_Health_V1_HealthCheckRequest(), as: Grpc_Health_V1_HealthCheckResponse.self) {
+            seen.append("\($0.status)")
+        }
+        await waitUntil("first status") { seen.values.count == 1 }
+        server.health.setStatus(.notServing)
+        await waitUntil("second status") { seen.values.count == 2 }
+        server.health.shutdown()
+        try await watch
+        XCTAssertEqual(seen.values, ["serving", "notServing", "notServing"])
+        await client.close()
+        try await server.stop()
+    }
+
+    /// At least 10,000 unary calls over 50 TLS connections, with zero errors.
+    func testTenThousandCallsOverFiftyConnections() async throws {
+        let server = try await TestRPCServer.start(group: group)
+        let clients = try (0..<50).map { _ in try makeClient(port: server.port, group: group, identity: "reporter") }
+        let failures = try await withThrowingTaskGroup(of: Int.self) { tasks in
+            for client in clients {
+                tasks.addTask {
+                    var failed = 0
+                    for i in 0..<200 {
+                        do {
+                            let reply = try await client.unary(EchoService.name, "Unary", message("\(i)"), as: EchoService.Message.self)
+                            if reply.description != "echo: \(i)" { failed += 1 }
+                        } catch {
+                            failed += 1
+                        }
+                    }
+                    return failed
+                }
+            }
+            return try await tasks.reduce(0, +)
+        }
+        XCTAssertEqual(failures, 0)
+        XCTAssertEqual(server.echo.completed.withLockedValue { $0 }, 10_000)
+        for client in clients { await client.close() }
+        try await server.stop()
+    }
+
+    func testGracefulShutdownFinishesInFlightCallsAndRefusesNewOnes() async throws {
+        let server = try await TestRPCServer.start(group: group)
+        let client = try makeClient(port: server.port, group: group)
+        _ = try await client.unary(EchoService.name, "Unary", message("warm"), as: EchoService.Message.self)
+        async let inFlight = client.unary(EchoService.name, "Sleep", message("500"), as: EchoService.Message.self)
+        try await Task.sleep(for: .milliseconds(100))
+        let stopped = Task { try await server.stop() }
+        let reply = try await inFlight
+        XCTAssertEqual(reply.description, "slept", "the in-flight call completed during shutdown")
+        try await stopped.value
+        do throws(RPCError) {
+            _ = try await client.unary(EchoService.name, "Unary", message("late"), as: EchoService.Message.self)
+            XCTFail("a new call after shutdown must be refused")
+        } catch {
+            XCTAssertEqual(error.code, .unavailable)
+        }
+        await client.close()
+    }
+
+    func testClientFailsFastThenReconnectsWithBackoff() async throws {
+        // Nothing listens yet: fail fast with UNAVAILABLE naming the address.
+        let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let port = probe.localAddress?.port ?? 0
+        try await probe.close()
+        let client = try makeClient(port: port, group: group) { $0.backoffInitial = .milliseconds(200) }
+        do throws(RPCError) {
+            _ = try await client.unary(EchoService.name, "Unary", message("x"), as: EchoService.Message.self)
+            XCTFail("expected UNAVAILABLE")
+        } catch {
+            XCTAssertEqual(error.code, .unavailable)
+            XCTAssertTrue(error.message.contains("127.0.0.1:\(port)"), error.message)
+        }
+        // Within the backoff, a second call fails fast without connecting.
+        do throws(RPCError) {
+            _ = try await client.unary(EchoService.name, "Unary", message("x"), as: EchoService.Message.self)
+            XCTFail("expected UNAVAILABLE")
+        } catch {
+            XCTAssertTrue(error.message.contains("retrying in"), error.message)
+        }
+        // A server appears on that port; a waiting call gets through.
+        let server = try await TestRPCServer.start(group: group) { $0.port = port }
+        let reply = try await client.unary(
+            EchoService.name, "Unary", message("back"), as: EchoService.Message.self,
+            options: RPCCallOptions(timeout: .seconds(10), waitForReady: true))
+        XCTAssertEqual(reply.description, "echo: back")
+        await client.close()
+        try await server.stop()
+    }
+}
+
+/// Strings collected from concurrent callbacks.
+final class NIOLockedValueBoxStrings: Sendable {
+    private let box = NIOLockedValueBoxWrapper()
+    func append(_ s: String) { box.append(s) }
+    var values: [String] { box.values }
+}
+
+import NIOConcurrencyHelpers
+
+final class NIOLockedValueBoxWrapper: Sendable {
+    private let state = NIOLockedValueBox<[String]>([])
+    func append(_ s: String) { state.withLockedValue { $0.append(s) } }
+    var values: [String] { state.withLockedValue { $0 } }
+}
+
+func waitUntil(_ what: String, timeout: Double = 10, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) async {
+    let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+    while !condition() {
+        if ContinuousClock.now > deadline {
+            XCTFail("timed out waiting for \(what)", file: file, line: line)
+            return
+        }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+}
