@@ -147,12 +147,14 @@ public final class RPCServer: Sendable {
             let deadline = head.timeoutNanoseconds.map { ContinuousClock.now + .nanoseconds($0) }
             let context = RPCServerContext(
                 path: head.path, peer: connection.peer, remoteAddress: remote, deadline: deadline, metadata: head.metadata)
+            let inputEnded = NIOLockedValueBox(first.endStream)
             let reader = RPCRequestReader(
-                frames: frames, maximumMessageBytes: configuration.maximumReceiveMessageBytes, ended: first.endStream)
+                frames: frames, maximumMessageBytes: configuration.maximumReceiveMessageBytes, inputEnded: inputEnded)
             let ending = await Self.run(handler, reader: reader, sender: sender, context: context, closeFuture: closeFuture)
+            let stillSending = !inputEnded.withLockedValue { $0 }
             switch ending {
-            case .finished(let trailers): try await sender.finish(nil, trailers: trailers)
-            case .failed(let error): try await sender.finish(error, trailers: RPCMetadata())
+            case .finished(let trailers): try await sender.finish(nil, trailers: trailers, clientStillSending: stillSending)
+            case .failed(let error): try await sender.finish(error, trailers: RPCMetadata(), clientStillSending: stillSending)
             case .peerGone: return
             }
         }

@@ -11,12 +11,17 @@ public final class RPCRequestReader {
 
     private var frames: Frames
     private var deframer: GRPCMessageDeframer
-    private var ended: Bool
+    private let inputEnded: NIOLockedValueBox<Bool>
+    private var ended: Bool {
+        get { inputEnded.withLockedValue { $0 } }
+        set { inputEnded.withLockedValue { $0 = newValue } }
+    }
 
-    init(frames: Frames, maximumMessageBytes: Int, ended: Bool) {
+    /// `inputEnded` tells the server, after the handler, whether the client had half-closed.
+    init(frames: Frames, maximumMessageBytes: Int, inputEnded: NIOLockedValueBox<Bool>) {
         self.frames = frames
         self.deframer = GRPCMessageDeframer(maximumMessageBytes: maximumMessageBytes)
-        self.ended = ended
+        self.inputEnded = inputEnded
     }
 
     /// The next message, or nil once the client has half-closed.
@@ -103,8 +108,9 @@ public final class RPCResponseSender: Sendable {
     }
 
     /// Ends the call with `status` (nil: OK); a trailers-only response if
-    /// nothing was sent yet.
-    func finish(_ status: RPCError?, trailers: RPCMetadata) async throws {
+    /// nothing was sent yet. If the client is still sending, the stream is
+    /// then reset with NO_ERROR, as the gRPC protocol asks.
+    func finish(_ status: RPCError?, trailers: RPCMetadata, clientStillSending: Bool = false) async throws {
         let trailersOnly = state.withLockedValue { s in
             defer { s.headersSent = true }
             return !s.headersSent
@@ -120,6 +126,7 @@ public final class RPCResponseSender: Sendable {
         }
         for (name, value) in (status?.metadata ?? trailers).headerFields { headers.add(name: name, value: value) }
         try await outbound.write(.headers(.init(headers: headers, endStream: true)))
+        if clientStillSending { try await outbound.write(.rstStream(.noError)) }
     }
 }
 

@@ -15,37 +15,17 @@ Usage: wire_interop.py --protos PROTOS_DIR --dir WORK_DIR
 Exit status 0 when every type matched; otherwise each mismatch is printed.
 """
 import argparse
-import importlib
-import importlib.util
-import os
 import pathlib
 import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import fusebox_protos  # noqa: E402
+
 from google.protobuf.descriptor import FieldDescriptor as FD
-from grpc_tools import protoc
 
 
 def compile_protos(protos, out):
-    out.mkdir(parents=True, exist_ok=True)
-    files = sorted(str(p.relative_to(protos)) for p in protos.rglob("*.proto"))
-    status = protoc.main(["protoc", f"-I{protos}", f"--python_out={out}", *files])
-    if status != 0:
-        sys.exit(f"protoc failed for {files}")
-    sys.path.insert(0, str(out))
-    return [load(out, f) for f in files]
-
-
-def load(out, proto):
-    """Imports the module generated for `proto`. Loaded by path, because the
-    top-level package of grpc/health/v1 would otherwise resolve to grpcio's."""
-    name = proto[:-len(".proto")].replace("/", ".") + "_pb2"
-    if not proto.startswith("grpc/"):
-        return importlib.import_module(name)
-    path = out / (proto[:-len(".proto")] + "_pb2.py")
-    spec = importlib.util.spec_from_file_location("interop_" + name.replace(".", "_"), path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return list(fusebox_protos.compile_protos(protos, out).values())
 
 
 def all_messages(modules):

@@ -1,0 +1,77 @@
+import FuseboxRPC
+import FuseboxTesting
+import FuseboxWire
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XCTest
+
+/// A raw HTTP/2 peer misbehaving: each case gets the answer the protocol
+/// prescribes, the stream or connection is freed, and others keep working.
+final class RPCMisbehavingPeerTests: XCTestCase {
+    private var group: MultiThreadedEventLoopGroup!
+    private var server: TestRPCServer!
+    private var client: RPCClient!
+
+    override func setUp() async throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        server = try await TestRPCServer.start(group: group)
+        client = try makeClient(port: server.port, group: group)
+        _ = try await client.unary(EchoService.name, "Unary", message("before"), as: EchoService.Message.self)
+    }
+
+    override func tearDown() async throws {
+        // The connection opened before the misbehaviour still works.
+        let reply = try await client.unary(EchoService.name, "Unary", message("after"), as: EchoService.Message.self)
+        XCTAssertEqual(reply.description, "echo: after")
+        await client.close()
+        try await server.stop()
+        try await group.shutdownGracefully()
+    }
+
+    private func misbehave(_ name: String) throws -> [String] {
+        let result = try runProcess([
+            "python3", "Tests/Interop/h2_misbehave.py", name, "--port", "\(server.port)",
+            "--ca", try TestCertificates.path("ca.pem"), "--cert", try TestCertificates.path("admin.pem"),
+            "--key", try TestCertificates.path("admin.key"),
+        ], timeout: 30)
+        XCTAssertEqual(result.status, 0, result.output)
+        return result.output.split(separator: "\n").map(String.init)
+    }
+
+    func testGarbageRightAfterThePrefaceGetsGoaway() throws {
+        let lines = try misbehave("garbage-after-preface")
+        // A connection error: GOAWAY with PROTOCOL_ERROR (1) or FRAME_SIZE_ERROR (6), then the close.
+        XCTAssertTrue(lines.contains("goaway 1") || lines.contains("goaway 6"), "\(lines)")
+    }
+
+    func testHeadersWithoutPathAreRejected() throws {
+        let lines = try misbehave("no-path")
+        XCTAssertTrue(lines.contains("reset 1 1") || lines.contains("goaway 1"), "PROTOCOL_ERROR expected: \(lines)")
+    }
+
+    func testUnknownMethodIsUnimplemented() throws {
+        XCTAssertTrue(try misbehave("unknown-method").contains("grpc-status 12"))
+    }
+
+    func testDeclaredLengthBeyondTheLimitIsResourceExhausted() throws {
+        XCTAssertTrue(try misbehave("oversized-length").contains("grpc-status 8"))
+    }
+
+    /// 150 streams against SETTINGS_MAX_CONCURRENT_STREAMS 100. RFC 9113 §5.1.2
+    /// makes the excess a stream error (REFUSED_STREAM), and §5.4.1 lets an
+    /// endpoint treat it as a connection error: swift-nio-http2 does the
+    /// latter, with GOAWAY PROTOCOL_ERROR. Either way the 100 accepted streams
+    /// are freed: their handlers are cancelled.
+    func testStreamsBeyondTheMaximumAreRefused() async throws {
+        let lines = try misbehave("too-many-streams")
+        let refused = lines.first { $0.hasPrefix("refused ") }.flatMap { Int($0.dropFirst(8)) } ?? 0
+        XCTAssertTrue(refused == 50 || lines.contains("goaway 1"), "150 streams against a limit of 100: \(lines)")
+        await waitUntil("the accepted streams were freed") { server.echo.cancelled.withLockedValue { $0 } == 100 }
+    }
+
+    func testAbruptDisconnectMidStreamCancelsTheHandler() async throws {
+        XCTAssertEqual(try misbehave("abrupt-disconnect"), ["disconnected"])
+        await waitUntil("the orphaned handler was cancelled") { server.echo.cancelled.withLockedValue { $0 } == 1 }
+    }
+}

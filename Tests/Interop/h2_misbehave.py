@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""A raw HTTP/2 peer (hyper-h2 over Python's ssl) that misbehaves on purpose.
+
+Prints what the server answered, one fact per line, e.g. "goaway 1",
+"reset 1 7", "grpc-status 12", "refused 50", "closed".
+Usage: h2_misbehave.py CASE --port P --ca F --cert F --key F
+Cases: garbage-after-preface, no-path, unknown-method, oversized-length,
+       too-many-streams, abrupt-disconnect, ping-flood, listen (LISTEN_SECONDS)
+"""
+import argparse
+import socket
+import ssl
+import struct
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+
+ap = argparse.ArgumentParser()
+ap.add_argument("case")
+for flag in ("--port", "--ca", "--cert", "--key"):
+    ap.add_argument(flag, required=True)
+args = ap.parse_args()
+
+ctx = ssl.create_default_context(cafile=args.ca)
+ctx.load_cert_chain(args.cert, args.key)
+ctx.set_alpn_protocols(["h2"])
+raw = socket.create_connection(("127.0.0.1", int(args.port)), timeout=5)
+sock = ctx.wrap_socket(raw, server_hostname="localhost")
+conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
+    client_side=True, header_encoding="utf-8", validate_outbound_headers=False, normalize_outbound_headers=False,
+    validate_inbound_headers=False))
+conn.initiate_connection()
+sock.sendall(conn.data_to_send())
+
+
+def request_headers(path="/fusebox.testing.Echo/Unary"):
+    headers = [(":method", "POST"), (":scheme", "https"), (":authority", "localhost")]
+    if path is not None:
+        headers.append((":path", path))
+    return headers + [("content-type", "application/grpc"), ("te", "trailers")]
+
+
+def pump(seconds=2.0, until=None):
+    """Reads and reports events until `until(events)` or the time is up."""
+    deadline = time.time() + seconds
+    seen = []
+    while time.time() < deadline:
+        try:
+            sock.settimeout(max(0.05, deadline - time.time()))
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except (ssl.SSLError, OSError):
+            data = b""
+        if not data:
+            print("closed")
+            return seen
+        for event in conn.receive_data(data):
+            seen.append(event)
+            if isinstance(event, h2.events.PingReceived):
+                print("ping")
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                print(f"goaway {int(event.error_code)}")
+            elif isinstance(event, h2.events.StreamReset):
+                print(f"reset {event.stream_id} {int(event.error_code)}")
+            elif isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                for name, value in event.headers:
+                    if name == "grpc-status":
+                        print(f"grpc-status {value}")
+                    if name == ":status" and value != "200":
+                        print(f"http-status {value}")
+        out = conn.data_to_send()
+        if out:
+            try:
+                sock.sendall(out)
+            except (ssl.SSLError, OSError):
+                pass  # the server may already have hung up; keep reading what it sent
+        if until and until(seen):
+            return seen
+    return seen
+
+
+def message(payload):
+    return b"\x00" + struct.pack(">I", len(payload)) + payload
+
+
+case = args.case
+if case == "garbage-after-preface":
+    sock.sendall(b"\x00\x00\x04\xff\xff\xff\xff\xff\xffgarbage-garbage")
+    pump()
+elif case == "no-path":
+    conn.send_headers(1, request_headers(path=None), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    pump(until=lambda ev: any(isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated)) for e in ev))
+elif case == "unknown-method":
+    conn.send_headers(1, request_headers("/fusebox.testing.Nope/Nothing"))
+    conn.send_data(1, message(b""), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    pump(until=lambda ev: any(isinstance(e, h2.events.StreamEnded) for e in ev))
+elif case == "oversized-length":
+    conn.send_headers(1, request_headers())
+    conn.send_data(1, b"\x00" + struct.pack(">I", 64 * 1024 * 1024) + b"x" * 100)
+    sock.sendall(conn.data_to_send())
+    pump(until=lambda ev: any(isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)) for e in ev))
+elif case == "too-many-streams":
+    conn.update_settings({})  # make sure we have the server's settings first
+    sock.sendall(conn.data_to_send())
+    pump(0.5)
+    type(conn).open_outbound_streams = property(lambda self: 0)  # let h2 exceed the server's limit
+    for i in range(150):
+        conn.send_headers(1 + 2 * i, request_headers("/fusebox.testing.Echo/Sleep"))
+        conn.send_data(1 + 2 * i, message(b"\x12\x0530000"), end_stream=True)  # each sleeps 30 s
+    sock.sendall(conn.data_to_send())
+    events = pump(3.0)
+    refused = sum(1 for e in events if isinstance(e, h2.events.StreamReset) and int(e.error_code) == 7)
+    print(f"refused {refused}")
+elif case == "abrupt-disconnect":
+    conn.send_headers(1, request_headers("/fusebox.testing.Echo/Sleep"))
+    # FieldViolation{description: "30000"}: the handler sleeps 30 s, then the socket vanishes.
+    conn.send_data(1, message(b"\x12\x0530000"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    time.sleep(0.3)
+    sock.close()
+    print("disconnected")
+elif case == "ping-flood":
+    terminated = lambda ev: any(isinstance(e, h2.events.ConnectionTerminated) for e in ev)  # noqa: E731
+    for i in range(10):
+        conn.ping(struct.pack(">Q", i))
+        try:
+            sock.sendall(conn.data_to_send())
+        except (ssl.SSLError, OSError):
+            break  # the server hung up
+        # Read between pings, so the server's GOAWAY is seen before a write to a closed socket.
+        if terminated(pump(0.1, until=terminated)):
+            break
+elif case == "listen":
+    pump(float(__import__("os").environ.get("LISTEN_SECONDS", "2")))
+else:
+    raise SystemExit(f"unknown case {case}")
