@@ -28,6 +28,12 @@ final class EchoService: Sendable {
             completed.withLockedValue { $0 += 1 }
             return reply
         }
+        router.unary(Self.name, "Peer") { (_: Message, context) in
+            var reply = Message()
+            reply.description = context.peer?.commonName ?? "none"
+            reply.field = (context.peer?.uris ?? []).joined(separator: ",") + (context.deadline == nil ? "" : ";deadline")
+            return reply
+        }
         router.unary(Self.name, "Size") { (request: Fusebox_V1_StaticResponse, _) in
             var reply = Fusebox_V1_StaticResponse()
             reply.contentType = "size=\(request.body.count)"

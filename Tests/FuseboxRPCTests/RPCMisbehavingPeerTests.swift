@@ -54,6 +54,11 @@ final class RPCMisbehavingPeerTests: XCTestCase {
         XCTAssertTrue(try misbehave("unknown-method").contains("grpc-status 12"))
     }
 
+    /// A message flagged compressed when no grpc-encoding was negotiated: INTERNAL.
+    func testCompressedFlagWithoutEncodingIsInternal() throws {
+        XCTAssertTrue(try misbehave("compressed-flag").contains("grpc-status 13"))
+    }
+
     func testDeclaredLengthBeyondTheLimitIsResourceExhausted() throws {
         XCTAssertTrue(try misbehave("oversized-length").contains("grpc-status 8"))
     }

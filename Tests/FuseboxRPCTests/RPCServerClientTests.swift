@@ -26,6 +26,10 @@ final class RPCServerClientTests: XCTestCase {
         XCTAssertEqual(reply.description, "echo: hi")
         XCTAssertEqual(reply.field, "x-test=hello;bin=[0, 1, 255]")
 
+        let me = try await client.unary(EchoService.name, "Peer", message(""), as: EchoService.Message.self, options: RPCCallOptions(timeout: .seconds(30)))
+        XCTAssertEqual(me.description, "fusebox-admin", "the handler sees the caller's certificate identity")
+        XCTAssertEqual(me.field, "spiffe://fusebox.local/role/admin;deadline", "and the call's deadline")
+
         let counted = NIOLockedValueBoxStrings()
         try await client.serverStreaming(EchoService.name, "Count", message("4"), as: EchoService.Message.self) { counted.append($0.description) }
         XCTAssertEqual(counted.values, ["0", "1", "2", "3"])

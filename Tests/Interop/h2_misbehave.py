@@ -5,7 +5,7 @@ Prints what the server answered, one fact per line, e.g. "goaway 1",
 "reset 1 7", "grpc-status 12", "refused 50", "closed".
 Usage: h2_misbehave.py CASE --port P --ca F --cert F --key F
 Cases: garbage-after-preface, no-path, unknown-method, oversized-length,
-       too-many-streams, abrupt-disconnect, ping-flood, listen (LISTEN_SECONDS)
+       too-many-streams, abrupt-disconnect, compressed-flag, ping-flood, listen (LISTEN_SECONDS)
 """
 import argparse
 import socket
@@ -124,6 +124,11 @@ elif case == "abrupt-disconnect":
     time.sleep(0.3)
     sock.close()
     print("disconnected")
+elif case == "compressed-flag":
+    conn.send_headers(1, request_headers())
+    conn.send_data(1, b"\x01" + struct.pack(">I", 3) + b"abc", end_stream=True)
+    sock.sendall(conn.data_to_send())
+    pump(until=lambda ev: any(isinstance(e, h2.events.StreamEnded) for e in ev))
 elif case == "ping-flood":
     terminated = lambda ev: any(isinstance(e, h2.events.ConnectionTerminated) for e in ev)  # noqa: E731
     for i in range(10):
