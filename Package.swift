@@ -62,6 +62,9 @@ let package = Package(
         // The domain: policies, validation, presets and the pattern state machines. No I/O.
         .target(name: "FuseboxCore", linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
 
+        // The one place where API messages and domain values meet.
+        .target(name: "FuseboxAPI", dependencies: ["FuseboxCore", "FuseboxWire"]),
+
         .executableTarget(name: "fuseboxd", dependencies: ["FuseboxWire"]),
 
         // Test support: repository paths, child processes, certificate fixtures.
@@ -87,6 +90,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "FuseboxAPITests", dependencies: ["FuseboxAPI", "FuseboxCore", "FuseboxWire"]),
         .testTarget(
             name: "FuseboxCoreTests",
             dependencies: ["FuseboxCore", .product(name: "PropertyBased", package: "swift-property-based")]

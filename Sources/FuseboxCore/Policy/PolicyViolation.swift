@@ -23,6 +23,12 @@ public struct PolicyValidationError: Error, Sendable, Hashable, CustomStringConv
     /// Every problem, in field order.
     public var violations: [PolicyViolation]
 
+    /// An error for `policy` with `violations`.
+    public init(policy: String, violations: [PolicyViolation]) {
+        self.policy = policy
+        self.violations = violations
+    }
+
     /// `policy "x" is invalid: a; b`.
     public var description: String {
         "policy \"\(policy)\" is invalid: " + violations.map(\.description).joined(separator: "; ")
