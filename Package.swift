@@ -65,6 +65,17 @@ let package = Package(
         // The one place where API messages and domain values meet.
         .target(name: "FuseboxAPI", dependencies: ["FuseboxCore", "FuseboxWire"]),
 
+        // fuseboxd's services: registries, breaker coordination, admin, audit, authorization, store.
+        .target(
+            name: "FuseboxServer",
+            dependencies: [
+                "FuseboxAPI", "FuseboxCore", "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "CSQLite",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+
         .executableTarget(name: "fuseboxd", dependencies: ["FuseboxWire"]),
 
         // Test support: repository paths, child processes, certificate fixtures.
@@ -85,6 +96,15 @@ let package = Package(
             name: "FuseboxRPCTests",
             dependencies: [
                 "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "FuseboxTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "FuseboxServerTests",
+            dependencies: [
+                "FuseboxServer", "FuseboxCore", "FuseboxWire", "FuseboxRPC", "FuseboxTLS", "FuseboxAPI", "FuseboxTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -1,0 +1,317 @@
+import FuseboxAPI
+public import FuseboxCore
+public import FuseboxWire
+import NIOConcurrencyHelpers
+import NIOPosix
+
+/// The embedded store: one SQLite file in WAL mode with synchronous=FULL, so
+/// every acknowledged write has been fsynced. All database work runs on one
+/// dedicated thread. Opening refuses a damaged database or one with a newer
+/// schema, with a message that says what to do; it never resets data.
+public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
+    /// The schema version this build writes. Migrations bring older files up to it.
+    public static let schemaVersion: Int64 = 1
+
+    /// Migrations by the version they produce.
+    static let migrations: [(version: Int64, sql: String)] = [
+        (1, """
+            CREATE TABLE registries (name TEXT PRIMARY KEY, version INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL);
+            CREATE TABLE policies (
+                registry TEXT NOT NULL, name TEXT NOT NULL, body BLOB NOT NULL, version INTEGER NOT NULL,
+                updated_at_ms INTEGER NOT NULL, updated_by TEXT NOT NULL, PRIMARY KEY (registry, name));
+            CREATE TABLE policy_history (
+                registry TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL, kind INTEGER NOT NULL,
+                before BLOB, after BLOB, actor TEXT NOT NULL, at_ms INTEGER NOT NULL, reason TEXT NOT NULL,
+                PRIMARY KEY (registry, version));
+            CREATE TABLE breakers (
+                registry TEXT NOT NULL, name TEXT NOT NULL, policy TEXT NOT NULL, generation INTEGER NOT NULL,
+                state TEXT NOT NULL, evaluated_state TEXT NOT NULL, since_ms INTEGER NOT NULL, until_ms INTEGER,
+                reason TEXT NOT NULL, override TEXT, override_until_ms INTEGER, PRIMARY KEY (registry, name));
+            CREATE TABLE audit (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, action INTEGER NOT NULL,
+                registry TEXT NOT NULL, breaker TEXT NOT NULL, allowed INTEGER NOT NULL, body BLOB NOT NULL);
+            CREATE INDEX audit_at ON audit (at_ms);
+            """)
+    ]
+
+    private let database: SQLiteDatabase
+    private let thread: NIOThreadPool
+
+    /// Opens (creating if needed) `directory/fusebox.db`.
+    public static func open(directory: String) async throws(StoreError) -> SQLiteStore {
+        let thread = NIOThreadPool(numberOfThreads: 1)
+        thread.start()
+        let path = directory.hasSuffix("/") ? directory + "fusebox.db" : directory + "/fusebox.db"
+        let result: Result<SQLiteDatabase, StoreError>
+        do {
+            result = try await thread.runIfActive { Result { () throws(StoreError) in try Self.prepare(path: path) } }
+        } catch {
+            result = .failure(StoreError(.unavailable, "the store thread stopped: \(error)"))
+        }
+        switch result {
+        case .success(let database): return SQLiteStore(database: database, thread: thread)
+        case .failure(let error):
+            try? await thread.shutdownGracefully()
+            throw error
+        }
+    }
+
+    private init(database: SQLiteDatabase, thread: NIOThreadPool) {
+        self.database = database
+        self.thread = thread
+    }
+
+    /// Opens the file, checks it, and migrates it.
+    private static func prepare(path: String) throws(StoreError) -> SQLiteDatabase {
+        let db = try SQLiteDatabase(path: path)
+        let check: String
+        do throws(StoreError) {
+            check = try db.query("PRAGMA quick_check").first?.first?.string ?? "no answer"
+        } catch {
+            check = error.message
+        }
+        guard check == "ok" else {
+            throw StoreError(
+                .corrupt,
+                "\(path) is damaged or not a Fusebox database (\(check)). fuseboxd will not reset it: restore it from a backup, or move it away to start empty.")
+        }
+        try db.execute("PRAGMA journal_mode=WAL")
+        try db.execute("PRAGMA synchronous=FULL")
+        try db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        let current = try db.query("SELECT MAX(version) FROM schema_version").first?.first?.int ?? 0
+        guard current <= schemaVersion else {
+            throw StoreError(
+                .newerSchema,
+                "\(path) has schema version \(current), but this fuseboxd knows only up to \(schemaVersion); run the newer fuseboxd that wrote it, or restore a backup")
+        }
+        for migration in migrations where migration.version > current {
+            try db.transaction { () throws(StoreError) in
+                try db.execute(migration.sql)
+                try db.query("INSERT INTO schema_version (version) VALUES (?)", [.integer(migration.version)])
+            }
+        }
+        return db
+    }
+
+    /// Finishes pending work and closes the file.
+    public func close() async {
+        try? await thread.shutdownGracefully()
+    }
+
+    private func run<T: Sendable>(_ body: @escaping @Sendable (SQLiteDatabase) throws(StoreError) -> T) async throws(StoreError) -> T {
+        let database = self.database
+        let result: Result<T, StoreError>
+        do {
+            result = try await thread.runIfActive { Result { () throws(StoreError) in try body(database) } }
+        } catch {
+            throw StoreError(.unavailable, "the store is closed")
+        }
+        return try result.get()
+    }
+
+    // MARK: Registries
+
+    public func loadRegistries() async throws(StoreError) -> [StoredRegistry] {
+        try await run { db throws(StoreError) in
+            var registries: [String: StoredRegistry] = [:]
+            for row in try db.query("SELECT name, version, updated_at_ms FROM registries") {
+                let name = row[0].string ?? ""
+                registries[name] = StoredRegistry(name: name, version: UInt64(row[1].int ?? 0), updatedAtMs: row[2].int ?? 0, policies: [:])
+            }
+            for row in try db.query("SELECT registry, name, body, version, updated_at_ms, updated_by FROM policies") {
+                let policy = try Self.decodePolicy(row[2].bytes ?? [])
+                registries[row[0].string ?? ""]?.policies[row[1].string ?? ""] = StoredPolicy(
+                    policy: policy, version: UInt64(row[3].int ?? 0), updatedAtMs: row[4].int ?? 0, updatedBy: row[5].string ?? "")
+            }
+            return registries.values.sorted { $0.name < $1.name }
+        }
+    }
+
+    public func putPolicy(
+        registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64
+    ) async throws(StoreError) -> PolicyChangeRecord {
+        let body = try Self.encodePolicy(policy)
+        return try await run { db throws(StoreError) in
+            try db.transaction { () throws(StoreError) in
+                let existing = try db.query("SELECT body, version FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(policy.name)]).first
+                let currentVersion = UInt64(existing?[1].int ?? 0)
+                if let expectedVersion, expectedVersion != currentVersion {
+                    throw StoreError(
+                        .versionConflict,
+                        existing == nil
+                            ? "policy \(registry)/\(policy.name) does not exist (expected version \(expectedVersion))"
+                            : "policy \(registry)/\(policy.name) is at version \(currentVersion), not \(expectedVersion); read it again and retry",
+                        currentVersion: currentVersion)
+                }
+                let version = try Self.bumpRegistry(db, registry, atMs)
+                try db.query(
+                    "INSERT OR REPLACE INTO policies (registry, name, body, version, updated_at_ms, updated_by) VALUES (?, ?, ?, ?, ?, ?)",
+                    [.text(registry), .text(policy.name), .blob(body), .integer(Int64(version)), .integer(atMs), .text(actor)])
+                let before = try existing.map { row throws(StoreError) in try Self.decodePolicy(row[0].bytes ?? []) }
+                let change = PolicyChangeRecord(
+                    registry: registry, version: version, name: policy.name, kind: before == nil ? .created : .updated,
+                    before: before, after: policy, actor: actor, atMs: atMs, reason: reason)
+                try Self.insertHistory(db, change, before: existing?[0].bytes, after: body)
+                return change
+            }
+        }
+    }
+
+    public func deletePolicy(
+        registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64
+    ) async throws(StoreError) -> PolicyChangeRecord {
+        try await run { db throws(StoreError) in
+            try db.transaction { () throws(StoreError) in
+                guard let existing = try db.query("SELECT body, version FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(name)]).first else {
+                    throw StoreError(.notFound, "policy \(registry)/\(name) does not exist")
+                }
+                let currentVersion = UInt64(existing[1].int ?? 0)
+                if let expectedVersion, expectedVersion != currentVersion {
+                    throw StoreError(.versionConflict, "policy \(registry)/\(name) is at version \(currentVersion), not \(expectedVersion)", currentVersion: currentVersion)
+                }
+                let version = try Self.bumpRegistry(db, registry, atMs)
+                try db.query("DELETE FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(name)])
+                let change = PolicyChangeRecord(
+                    registry: registry, version: version, name: name, kind: .deleted,
+                    before: try Self.decodePolicy(existing[0].bytes ?? []), after: nil, actor: actor, atMs: atMs, reason: reason)
+                try Self.insertHistory(db, change, before: existing[0].bytes, after: nil)
+                return change
+            }
+        }
+    }
+
+    public func history(registry: String, name: String?, afterVersion: UInt64, limit: Int) async throws(StoreError) -> [PolicyChangeRecord] {
+        try await run { db throws(StoreError) in
+            var sql = "SELECT version, name, kind, before, after, actor, at_ms, reason FROM policy_history WHERE registry = ? AND version > ?"
+            var parameters: [SQLiteDatabase.Value] = [.text(registry), .integer(Int64(afterVersion))]
+            if let name {
+                sql += " AND name = ?"
+                parameters.append(.text(name))
+            }
+            sql += " ORDER BY version LIMIT ?"
+            parameters.append(.integer(Int64(limit)))
+            var changes: [PolicyChangeRecord] = []
+            for row in try db.query(sql, parameters) {
+                changes.append(PolicyChangeRecord(
+                    registry: registry, version: UInt64(row[0].int ?? 0), name: row[1].string ?? "",
+                    kind: PolicyChangeRecord.Kind(rawValue: Int(row[2].int ?? 2)) ?? .updated,
+                    before: try row[3].bytes.map { b throws(StoreError) in try Self.decodePolicy(b) },
+                    after: try row[4].bytes.map { b throws(StoreError) in try Self.decodePolicy(b) },
+                    actor: row[5].string ?? "", atMs: row[6].int ?? 0, reason: row[7].string ?? ""))
+            }
+            return changes
+        }
+    }
+
+    private static func bumpRegistry(_ db: SQLiteDatabase, _ registry: String, _ atMs: Int64) throws(StoreError) -> UInt64 {
+        try db.query(
+            "INSERT INTO registries (name, version, updated_at_ms) VALUES (?, 1, ?) ON CONFLICT(name) DO UPDATE SET version = version + 1, updated_at_ms = excluded.updated_at_ms",
+            [.text(registry), .integer(atMs)])
+        return UInt64(try db.query("SELECT version FROM registries WHERE name = ?", [.text(registry)]).first?.first?.int ?? 1)
+    }
+
+    private static func insertHistory(_ db: SQLiteDatabase, _ change: PolicyChangeRecord, before: [UInt8]?, after: [UInt8]?) throws(StoreError) {
+        try db.query(
+            "INSERT INTO policy_history (registry, version, name, kind, before, after, actor, at_ms, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [.text(change.registry), .integer(Int64(change.version)), .text(change.name), .integer(Int64(change.kind.rawValue)),
+             before.map { .blob($0) } ?? .null, after.map { .blob($0) } ?? .null, .text(change.actor), .integer(change.atMs), .text(change.reason)])
+    }
+
+    private static func encodePolicy(_ policy: Policy) throws(StoreError) -> [UInt8] {
+        do { return try PolicyMapping.wire(policy).encode() } catch { throw StoreError(.internal, "cannot encode policy \(policy.name): \(error)") }
+    }
+
+    private static func decodePolicy(_ bytes: [UInt8]) throws(StoreError) -> Policy {
+        do {
+            let wire = try Fusebox_V1_Policy(decoding: bytes)
+            switch PolicyMapping.policy(from: wire) {
+            case .success(let policy): return policy
+            case .failure(let error): throw StoreError(.corrupt, "a stored policy no longer converts: \(error)")
+            }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError(.corrupt, "a stored policy does not decode: \(error)")
+        }
+    }
+
+    // MARK: Breakers
+
+    public func saveBreaker(_ b: StoredBreaker) async throws(StoreError) {
+        try await run { db throws(StoreError) in
+            _ = try db.query(
+                """
+                INSERT OR REPLACE INTO breakers (registry, name, policy, generation, state, evaluated_state, since_ms, until_ms,
+                    reason, override, override_until_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [.text(b.registry), .text(b.name), .text(b.policy), .integer(Int64(b.status.generation.value)),
+                 .text(b.status.state.rawValue), .text(b.status.evaluatedState.rawValue), .integer(b.status.since.milliseconds),
+                 b.status.until.map { .integer($0.milliseconds) } ?? .null, .text(b.status.reason),
+                 b.override.map { .text($0.state.rawValue) } ?? .null, b.overrideUntilMs.map { .integer($0) } ?? .null])
+        }
+    }
+
+    public func loadBreakers() async throws(StoreError) -> [StoredBreaker] {
+        try await run { db throws(StoreError) in
+            try db.query("SELECT registry, name, policy, generation, state, evaluated_state, since_ms, until_ms, reason, override, override_until_ms FROM breakers ORDER BY registry, name").map { row in
+                let overrideState = row[9].string.flatMap(BreakerState.init(rawValue:))
+                let override: BreakerOverride? = switch overrideState {
+                case .forcedOpen: .forcedOpen
+                case .forcedClosed: .forcedClosed
+                case .disabled: .disabled
+                case .shadow: .shadow
+                default: nil
+                }
+                return StoredBreaker(
+                    registry: row[0].string ?? "", name: row[1].string ?? "", policy: row[2].string ?? "",
+                    status: BreakerStatus(
+                        state: BreakerState(rawValue: row[4].string ?? "") ?? .closed,
+                        evaluatedState: BreakerState(rawValue: row[5].string ?? "") ?? .closed,
+                        generation: BreakerGeneration(UInt64(row[3].int ?? 0)), since: Timestamp(milliseconds: row[6].int ?? 0),
+                        until: row[7].int.map(Timestamp.init(milliseconds:)), reason: row[8].string ?? ""),
+                    override: override, overrideUntilMs: row[10].int)
+            }
+        }
+    }
+
+    // MARK: Audit
+
+    public func appendAudit(_ entry: Fusebox_V1_AuditEntry) async throws(StoreError) -> UInt64 {
+        try await run { db throws(StoreError) in
+            try db.transaction { () throws(StoreError) in
+                let body: [UInt8]
+                do { body = try entry.encode() } catch { throw StoreError(.internal, "cannot encode audit entry: \(error)") }
+                try db.query(
+                    "INSERT INTO audit (at_ms, action, registry, breaker, allowed, body) VALUES (?, ?, ?, ?, ?, ?)",
+                    [.integer(entry.atMs), .integer(Int64(entry.action.rawValue)), .text(entry.breaker?.registry ?? ""),
+                     .text(entry.breaker?.name ?? ""), .integer(entry.allowed ? 1 : 0), .blob(body)])
+                return UInt64(db.lastInsertID)
+            }
+        }
+    }
+
+    public func listAudit(_ f: Fusebox_V1_ListAuditRequest) async throws(StoreError) -> [Fusebox_V1_AuditEntry] {
+        try await run { db throws(StoreError) in
+            var sql = "SELECT id, body FROM audit WHERE 1 = 1"
+            var p: [SQLiteDatabase.Value] = []
+            if f.sinceMs > 0 { sql += " AND at_ms >= ?"; p.append(.integer(f.sinceMs)) }
+            if f.untilMs > 0 { sql += " AND at_ms < ?"; p.append(.integer(f.untilMs)) }
+            if !f.registry.isEmpty { sql += " AND registry = ?"; p.append(.text(f.registry)) }
+            if !f.breakerPrefix.isEmpty { sql += " AND substr(breaker, 1, ?) = ?"; p.append(.integer(Int64(f.breakerPrefix.utf8.count))); p.append(.text(f.breakerPrefix)) }
+            if f.deniedOnly { sql += " AND allowed = 0" }
+            if f.beforeId > 0 { sql += " AND id < ?"; p.append(.integer(Int64(f.beforeId))) }
+            if !f.actions.isEmpty { sql += " AND action IN (\(f.actions.map { "\($0.rawValue)" }.joined(separator: ",")))" }
+            sql += " ORDER BY id DESC LIMIT ?"
+            p.append(.integer(Int64(f.limit == 0 ? 101 : min(Int(f.limit), 1_000) + 1)))
+            return try db.query(sql, p).map { row throws(StoreError) in
+                do {
+                    var entry = try Fusebox_V1_AuditEntry(decoding: row[1].bytes ?? [])
+                    entry.id = UInt64(row[0].int ?? 0)
+                    return entry
+                } catch {
+                    throw StoreError(.corrupt, "audit entry \(row[0].int ?? 0) does not decode: \(error)")
+                }
+            }
+        }
+    }
+}

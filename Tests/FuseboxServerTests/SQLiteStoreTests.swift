@@ -1,0 +1,120 @@
+import Foundation
+import FuseboxCore
+import FuseboxWire
+import XCTest
+
+@testable import FuseboxServer
+
+final class SQLiteStoreTests: XCTestCase {
+    private var directory: String!
+
+    override func setUp() {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-store-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func testPoliciesVersionsHistoryAndReopen() async throws {
+        let store = try await SQLiteStore.open(directory: directory)
+        let created = try await store.putPolicy(registry: "payments", policy: Presets.api, expectedVersion: 0, actor: "alice", reason: "initial", atMs: 1)
+        XCTAssertEqual(created.kind, .created)
+        XCTAssertEqual(created.version, 1)
+        var changed = Presets.api
+        changed.retry?.maxAttempts = 5
+        let updated = try await store.putPolicy(registry: "payments", policy: changed, expectedVersion: 1, actor: "bob", reason: "more retries", atMs: 2)
+        XCTAssertEqual(updated.kind, .updated)
+        XCTAssertEqual(updated.before, Presets.api)
+        do {
+            _ = try await store.putPolicy(registry: "payments", policy: Presets.api, expectedVersion: 1, actor: "carol", reason: "", atMs: 3)
+            XCTFail("stale expected version must fail")
+        } catch {
+            XCTAssertEqual(error.code, .versionConflict)
+            XCTAssertEqual(error.currentVersion, 2)
+        }
+        _ = try await store.putPolicy(registry: "payments", policy: Presets.ai, expectedVersion: nil, actor: "bob", reason: "", atMs: 4)
+        let deleted = try await store.deletePolicy(registry: "payments", name: "ai", expectedVersion: nil, actor: "bob", reason: "gone", atMs: 5)
+        XCTAssertEqual(deleted.version, 4)
+        await store.close()
+
+        let reopened = try await SQLiteStore.open(directory: directory)
+        let registries = try await reopened.loadRegistries()
+        XCTAssertEqual(registries.map(\.name), ["payments"])
+        XCTAssertEqual(registries.first?.version, 4)
+        XCTAssertEqual(registries.first?.policies["api"]?.policy, changed)
+        XCTAssertEqual(registries.first?.policies["api"]?.updatedBy, "bob")
+        XCTAssertNil(registries.first?.policies["ai"])
+        let history = try await reopened.history(registry: "payments", name: nil, afterVersion: 0, limit: 10)
+        XCTAssertEqual(history.map(\.kind), [.created, .updated, .created, .deleted])
+        XCTAssertEqual(history.map(\.actor), ["alice", "bob", "bob", "bob"])
+        let resumed = try await reopened.history(registry: "payments", name: "api", afterVersion: 1, limit: 10)
+        XCTAssertEqual(resumed.map(\.version), [2])
+        await reopened.close()
+    }
+
+    func testBreakersAndAuditPersist() async throws {
+        let store = try await SQLiteStore.open(directory: directory)
+        let status = BreakerStatus(state: .forcedOpen, evaluatedState: .closed, generation: BreakerGeneration(7), since: Timestamp(milliseconds: 10), until: Timestamp(milliseconds: 99), reason: "incident")
+        try await store.saveBreaker(StoredBreaker(registry: "default", name: "stripe", policy: "api", status: status, override: .forcedOpen, overrideUntilMs: 99))
+        var entry = Fusebox_V1_AuditEntry()
+        entry.atMs = 5
+        entry.action = .forceOpen
+        entry.allowed = false
+        entry.deniedReason = "missing role admin"
+        var ref = Fusebox_V1_BreakerRef()
+        ref.registry = "default"
+        ref.name = "stripe"
+        entry.breaker = ref
+        let id = try await store.appendAudit(entry)
+        await store.close()
+        let reopened = try await SQLiteStore.open(directory: directory)
+        let breakers = try await reopened.loadBreakers()
+        XCTAssertEqual(breakers.first?.status, status)
+        XCTAssertEqual(breakers.first?.override, .forcedOpen)
+        var filter = Fusebox_V1_ListAuditRequest()
+        filter.deniedOnly = true
+        filter.breakerPrefix = "str"
+        let audit = try await reopened.listAudit(filter)
+        XCTAssertEqual(audit.map(\.id), [id])
+        XCTAssertEqual(audit.first?.deniedReason, "missing role admin")
+        await reopened.close()
+    }
+
+    func testRefusesACorruptDatabase() async throws {
+        try Data(repeating: 0x42, count: 8192).write(to: URL(fileURLWithPath: directory + "/fusebox.db"))
+        do {
+            _ = try await SQLiteStore.open(directory: directory)
+            XCTFail("a corrupt database must be refused")
+        } catch {
+            XCTAssertEqual(error.code, .corrupt)
+            XCTAssertTrue(error.message.contains("will not reset it"), error.message)
+        }
+        let stillThere = try Data(contentsOf: URL(fileURLWithPath: directory + "/fusebox.db"))
+        XCTAssertEqual(stillThere, Data(repeating: 0x42, count: 8192), "the file is left as it was")
+    }
+
+    func testRefusesANewerSchema() async throws {
+        let store = try await SQLiteStore.open(directory: directory)
+        await store.close()
+        let result = try runSQLite(directory + "/fusebox.db", "INSERT INTO schema_version (version) VALUES (99);")
+        XCTAssertEqual(result, 0)
+        do {
+            _ = try await SQLiteStore.open(directory: directory)
+            XCTFail("a newer schema must be refused")
+        } catch {
+            XCTAssertEqual(error.code, .newerSchema)
+            XCTAssertTrue(error.message.contains("schema version 99"), error.message)
+        }
+    }
+
+    private func runSQLite(_ path: String, _ sql: String) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["sqlite3", path, sql]
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+}
