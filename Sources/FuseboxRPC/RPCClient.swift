@@ -17,7 +17,7 @@ public final class RPCClient: Sendable {
     private enum State {
         case idle(failures: Int, retryAt: ContinuousClock.Instant?, lastError: RPCError?)
         case connecting(EventLoopFuture<Void>)
-        case ready(any Channel, Multiplexer)
+        case ready(any Channel, Multiplexer, ConnectionFailure)
         case closed
     }
 
@@ -41,15 +41,15 @@ public final class RPCClient: Sendable {
             defer { s = .closed }
             return s
         }
-        if case .ready(let channel, _) = previous { try? await channel.close() }
+        if case .ready(let channel, _, _) = previous { try? await channel.close() }
     }
 
     // MARK: Connection
 
-    private func multiplexer(waitForReady: Bool) async throws(RPCError) -> Multiplexer {
+    private func multiplexer(waitForReady: Bool) async throws(RPCError) -> (Multiplexer, ConnectionFailure?) {
         while true {
             enum Next {
-                case use(Multiplexer)
+                case use(Multiplexer, ConnectionFailure)
                 case await(EventLoopFuture<Void>)
                 case connect(EventLoopPromise<Void>, failures: Int)
                 case sleep(until: ContinuousClock.Instant)
@@ -57,8 +57,8 @@ public final class RPCClient: Sendable {
             }
             let next: Next = state.withLockedValue { s in
                 switch s {
-                case .ready(let channel, let mux):
-                    if channel.isActive { return .use(mux) }
+                case .ready(let channel, let mux, let failure):
+                    if channel.isActive { return .use(mux, failure) }
                     s = .idle(failures: 0, retryAt: nil, lastError: nil)
                     fallthrough
                 case .idle:
@@ -77,8 +77,8 @@ public final class RPCClient: Sendable {
                 }
             }
             switch next {
-            case .use(let mux):
-                return mux
+            case .use(let mux, let failure):
+                return (mux, failure)
             case .fail(let error):
                 throw error
             case .await(let future):
@@ -87,17 +87,17 @@ public final class RPCClient: Sendable {
                 do { try await Task.sleep(until: until, clock: .continuous) } catch { throw RPCError(.cancelled, "cancelled while waiting for the server") }
             case .connect(let promise, let failures):
                 do {
-                    let (channel, mux) = try await connect()
-                    state.withLockedValue { $0 = .ready(channel, mux) }
+                    let (channel, mux, failure) = try await connect()
+                    state.withLockedValue { $0 = .ready(channel, mux, failure) }
                     channel.closeFuture.whenComplete { [state] _ in
                         state.withLockedValue { s in
-                            if case .ready(let current, _) = s, current === channel {
+                            if case .ready(let current, _, _) = s, current === channel {
                                 s = .idle(failures: 0, retryAt: nil, lastError: nil)
                             }
                         }
                     }
                     promise.succeed()
-                    return mux
+                    return (mux, failure)
                 } catch {
                     let delay = random.withLockedValue { configuration.backoff(attempt: failures + 1, using: &$0) }
                     state.withLockedValue { $0 = .idle(failures: failures + 1, retryAt: .now + delay, lastError: error) }
@@ -108,11 +108,12 @@ public final class RPCClient: Sendable {
         }
     }
 
-    private func connect() async throws(RPCError) -> (any Channel, Multiplexer) {
+    private func connect() async throws(RPCError) -> (any Channel, Multiplexer, ConnectionFailure) {
         let target = "\(configuration.host):\(configuration.port)"
         let tlsContext = self.tlsContext
         let serverName = configuration.serverName ?? configuration.host
         do {
+            let failure = ConnectionFailure()
             let (channel, mux, handshake) = try await ClientBootstrap(group: group)
                 .connectTimeout(TimeAmount(configuration.connectTimeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -121,7 +122,7 @@ public final class RPCClient: Sendable {
                         let sync = channel.pipeline.syncOperations
                         let handshake = channel.eventLoop.makePromise(of: Void.self)
                         try sync.addHandler(TLSHandler(context: tlsContext, serverName: serverName))
-                        try sync.addHandler(HandshakeWaiter(promise: handshake))
+                        try sync.addHandler(HandshakeWaiter(promise: handshake, failure: failure))
                         let mux = try sync.configureAsyncHTTP2Pipeline(mode: .client) { stream in
                             stream.eventLoop.makeSucceededVoidFuture()
                         }
@@ -129,7 +130,7 @@ public final class RPCClient: Sendable {
                     }
                 }
             try await handshake.get()
-            return (channel, mux)
+            return (channel, mux, failure)
         } catch let error as TLSError {
             throw RPCError(.unavailable, "TLS with \(target) failed: \(error.message)")
         } catch let error as ChannelError {
@@ -151,10 +152,15 @@ public final class RPCClient: Sendable {
         _ body: @escaping @Sendable (RPCClientCall) async throws -> Result
     ) async throws(RPCError) -> Result {
         let deadline = options.timeout.map { ContinuousClock.now + $0 }
+        let connection = NIOLockedValueBox<ConnectionFailure?>(nil)
+        func failure() -> String? {
+            connection.withLockedValue { $0 }?.error.map { "TLS with \(configuration.host):\(configuration.port) failed: \($0.message)" }
+        }
         do {
             return try await withThrowingTaskGroup(of: Result?.self) { group in
                 group.addTask {
-                    let mux = try await self.multiplexer(waitForReady: options.waitForReady)
+                    let (mux, failure) = try await self.multiplexer(waitForReady: options.waitForReady)
+                    connection.withLockedValue { $0 = failure }
                     let stream: StreamChannel
                     do {
                         stream = try await mux.openStream { channel in
@@ -185,11 +191,11 @@ public final class RPCClient: Sendable {
                 return result
             }
         } catch let error as RPCError {
-            throw error
+            throw failure().map { RPCError(.unavailable, $0) } ?? error
         } catch is CancellationError {
             throw RPCError(.cancelled, "the call was cancelled")
         } catch {
-            throw RPCError(.unavailable, "the call failed: \(error)")
+            throw RPCError(.unavailable, failure() ?? "the call failed: \(error)")
         }
     }
 
@@ -356,13 +362,22 @@ public final class RPCClientCall: @unchecked Sendable {
     }
 }
 
-/// Passes the TLS handshake's result to a promise.
+/// The TLS error that ended a connection, if any.
+final class ConnectionFailure: Sendable {
+    private let box = NIOLockedValueBox<TLSError?>(nil)
+    var error: TLSError? { box.withLockedValue { $0 } }
+    func record(_ error: TLSError) { box.withLockedValue { $0 = $0 ?? error } }
+}
+
+/// Passes the TLS handshake's result to a promise, and remembers a later TLS failure.
 private final class HandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = Any
     private var promise: EventLoopPromise<Void>?
+    private let failure: ConnectionFailure
 
-    init(promise: EventLoopPromise<Void>) {
+    init(promise: EventLoopPromise<Void>, failure: ConnectionFailure) {
         self.promise = promise
+        self.failure = failure
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -371,6 +386,7 @@ private final class HandshakeWaiter: ChannelInboundHandler, RemovableChannelHand
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let tls = error as? TLSError { failure.record(tls) }
         promise.take()?.fail(error)
         context.fireErrorCaught(error)
     }

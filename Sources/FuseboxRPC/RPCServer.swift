@@ -49,6 +49,9 @@ public final class RPCServer: Sendable {
                     let state = ConnectionState()
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(TLSHandler(context: tls.current))
+                    if let observer = configuration.onTLSFailure {
+                        try sync.addHandler(TLSFailureObserver(observer: observer))
+                    }
                     var h2 = NIOHTTP2Handler.Configuration()
                     h2.connection.initialSettings = [
                         HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maximumConcurrentStreams),
@@ -220,6 +223,23 @@ extension EventLoopFuture where Value == Void {
         } onCancel: {
             resumed.withLockedValue { $0.take() }?.resume()
         }
+    }
+}
+
+/// Passes a connection's TLS failures to the configured observer.
+private final class TLSFailureObserver: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private let observer: @Sendable (TLSError, String?) -> Void
+
+    init(observer: @escaping @Sendable (TLSError, String?) -> Void) {
+        self.observer = observer
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let tls = error as? TLSError {
+            observer(tls, context.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" })
+        }
+        context.fireErrorCaught(error)
     }
 }
 

@@ -1,3 +1,5 @@
+public import FuseboxTLS
+
 /// Limits and timings of an `RPCServer`. Every input has a bound.
 public struct RPCServerConfiguration: Sendable {
     /// Address to listen on. Default 127.0.0.1.
@@ -26,6 +28,11 @@ public struct RPCServerConfiguration: Sendable {
     public var maximumPingStrikes = 2
     /// On shutdown, calls in flight get this long to finish. Default 10 s.
     public var shutdownGracePeriod: Duration = .seconds(10)
+
+    /// Told about every TLS failure of a connection (with the client's
+    /// address), e.g. to audit refused client certificates. Runs on an event
+    /// loop: it must return quickly.
+    public var onTLSFailure: (@Sendable (TLSError, String?) -> Void)?
 
     /// The defaults.
     public init() {}

@@ -42,6 +42,23 @@ public struct BreakerStateMachine: Sendable {
             state: .closed, evaluatedState: .closed, generation: generation, since: now, reason: "created")
     }
 
+    /// A breaker continuing from a persisted status (after a restart): same
+    /// generation, same override. An OPEN breaker stays OPEN until its time;
+    /// a HALF_OPEN one lost its permits, so it half-opens again at once.
+    public init(
+        policy: CircuitBreakerPolicy, restoring persisted: BreakerStatus, override: BreakerOverride?,
+        overrideUntil: Timestamp?, at now: Timestamp, random: SplitMix64 = SplitMix64()
+    ) {
+        self.init(policy: policy, generation: persisted.generation, at: now, random: random)
+        switch persisted.evaluatedState {
+        case .open: evaluated = .open(until: persisted.until ?? now)
+        case .halfOpen: evaluated = .open(until: now)
+        default: evaluated = .closed
+        }
+        self.override = override.map { ($0, overrideUntil) }
+        status = persisted
+    }
+
     // MARK: Queries
 
     /// The override in force and when it lifts, if any.

@@ -131,12 +131,17 @@ public enum Fusebox_V1_AuditAction: Sendable, Hashable, CaseIterable {
     case putPolicy
     /// RegistryService.DeletePolicy.
     case deletePolicy
+    /// A connection refused at the TLS handshake because of its client
+    /// certificate (missing, untrusted, expired, not yet valid). `actor` is
+    /// absent; `denied_reason` says what was wrong and `reason` holds the
+    /// client's address.
+    case connectionRefused
     /// A value this version of the Protos does not define, kept as received so that
     /// it survives a round trip. Validation at the RPC boundary rejects it.
     case unrecognized(Int32)
 
     /// Every value this version of the Protos defines.
-    public static let allCases: [Self] = [.unspecified, .forceOpen, .forceClose, .disable, .shadow, .reset, .overrideExpired, .putPolicy, .deletePolicy]
+    public static let allCases: [Self] = [.unspecified, .forceOpen, .forceClose, .disable, .shadow, .reset, .overrideExpired, .putPolicy, .deletePolicy, .connectionRefused]
 
     /// Creates the value for a wire number; an unknown number becomes `.unrecognized`.
     public init(rawValue: Int32) {
@@ -150,6 +155,7 @@ public enum Fusebox_V1_AuditAction: Sendable, Hashable, CaseIterable {
         case 6: self = .overrideExpired
         case 7: self = .putPolicy
         case 8: self = .deletePolicy
+        case 9: self = .connectionRefused
         default: self = .unrecognized(rawValue)
         }
     }
@@ -166,6 +172,7 @@ public enum Fusebox_V1_AuditAction: Sendable, Hashable, CaseIterable {
         case .overrideExpired: return 6
         case .putPolicy: return 7
         case .deletePolicy: return 8
+        case .connectionRefused: return 9
         case .unrecognized(let value): return value
         }
     }

@@ -66,7 +66,14 @@ typedef enum _Fusebox__V1__AuditAction {
   /*
    * RegistryService.DeletePolicy.
    */
-  FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_DELETE_POLICY = 8
+  FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_DELETE_POLICY = 8,
+  /*
+   * A connection refused at the TLS handshake because of its client
+   * certificate (missing, untrusted, expired, not yet valid). `actor` is
+   * absent; `denied_reason` says what was wrong and `reason` holds the
+   * client's address.
+   */
+  FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_CONNECTION_REFUSED = 9
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FUSEBOX__V1__AUDIT_ACTION)
 } Fusebox__V1__AuditAction;
 

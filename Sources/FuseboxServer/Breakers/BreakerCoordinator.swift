@@ -1,0 +1,356 @@
+import FuseboxAPI
+public import FuseboxCore
+public import FuseboxRPC
+public import FuseboxWire
+import NIOConcurrencyHelpers
+
+/// The fleet's circuit breakers. Reports from every client merge here; the
+/// server's own timer moves OPEN breakers to HALF_OPEN; every transition is
+/// stored (so generations never repeat) before it is published to watchers.
+/// Mutations pass one at a time, so the store and the watchers see each
+/// breaker's generations in order.
+public final class BreakerCoordinator: Sendable {
+    struct Key: Hashable, Comparable, Sendable {
+        var registry: String
+        var name: String
+        static func < (a: Key, b: Key) -> Bool { (a.registry, a.name) < (b.registry, b.name) }
+    }
+
+    struct Entry: Sendable {
+        var machine: BreakerStateMachine
+        var policy: String
+    }
+
+    private struct Watcher {
+        var registry: String
+        var prefix: String
+        var continuation: AsyncStream<Fusebox_V1_BreakerEvent>.Continuation
+    }
+
+    private struct State {
+        var entries: [Key: Entry] = [:]
+        var watchers: [UInt64: Watcher] = [:]
+        var nextWatcher: UInt64 = 0
+        var lastSequence: [String: UInt64] = [:]
+    }
+
+    private let store: any FuseboxStore
+    private let registry: RegistryService
+    private let clock: @Sendable () -> Timestamp
+    private let gate = SerialGate()
+    private let state = NIOLockedValueBox(State())
+
+    /// Restores every stored breaker and follows policy changes in `registry`.
+    public init(store: any FuseboxStore, registry: RegistryService, clock: @escaping @Sendable () -> Timestamp) async throws(StoreError) {
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        let now = clock()
+        for stored in try await store.loadBreakers() {
+            let policy = registry.policy(registry: stored.registry, name: stored.policy)?.circuitBreaker ?? CircuitBreakerPolicy()
+            let machine = BreakerStateMachine(
+                policy: policy, restoring: stored.status, override: stored.override,
+                overrideUntil: stored.overrideUntilMs.map(Timestamp.init(milliseconds:)), at: now)
+            state.withLockedValue { $0.entries[Key(registry: stored.registry, name: stored.name)] = Entry(machine: machine, policy: stored.policy) }
+        }
+        registry.addListener { [weak self] change in await self?.policyChanged(change) }
+    }
+
+    // MARK: Mutations
+
+    /// Applies `mutate` to one breaker (creating it with `policy` if needed),
+    /// stores any transitions, then publishes them.
+    private func mutate<T: Sendable>(
+        _ key: Key, createWith policyName: String?, _ mutate: @escaping @Sendable (inout BreakerStateMachine, Timestamp) -> (BreakerStep, T)
+    ) async throws(RPCError) -> (T, BreakerStatus, String) {
+        let result: Result<(T, BreakerStatus, String), RPCError> = await gate.run {
+            let now = clock()
+            let outcome: Result<(BreakerStep, T, StoredBreaker), RPCError> = state.withLockedValue { s in
+                var entry: Entry
+                if let existing = s.entries[key] {
+                    entry = existing
+                } else {
+                    guard let name = policyName, !name.isEmpty else {
+                        return .failure(RPCError(.notFound, "breaker \(key.registry)/\(key.name) does not exist; name a policy to create it with"))
+                    }
+                    guard let policy = registry.policy(registry: key.registry, name: name) else {
+                        return .failure(RPCError(.notFound, "policy \"\(name)\" does not exist in registry \"\(key.registry)\""))
+                    }
+                    guard let cb = policy.circuitBreaker else {
+                        return .failure(RPCError(.failedPrecondition, "policy \"\(name)\" has no circuitBreaker section"))
+                    }
+                    entry = Entry(machine: BreakerStateMachine(policy: cb, at: now), policy: name)
+                }
+                let (step, value) = mutate(&entry.machine, now)
+                s.entries[key] = entry
+                let override = entry.machine.activeOverride
+                let stored = StoredBreaker(
+                    registry: key.registry, name: key.name, policy: entry.policy, status: entry.machine.status,
+                    override: override?.kind, overrideUntilMs: override?.until?.milliseconds)
+                return .success((step, value, stored))
+            }
+            switch outcome {
+            case .failure(let error):
+                return .failure(error)
+            case .success(let (step, value, stored)):
+                if !step.transitions.isEmpty || stored.status.generation.value == 0 {
+                    do throws(StoreError) {
+                        try await store.saveBreaker(stored)
+                    } catch {
+                        return .failure(WireConversions.status(error))
+                    }
+                }
+                publish(step.transitions, key: key, policy: stored.policy)
+                return .success((value, stored.status, stored.policy))
+            }
+        }
+        return try result.get()
+    }
+
+    private func publish(_ transitions: [BreakerTransition], key: Key, policy: String) {
+        guard !transitions.isEmpty else { return }
+        let watchers = state.withLockedValue { s in
+            s.watchers.values.filter { ($0.registry.isEmpty || $0.registry == key.registry) && key.name.hasPrefix($0.prefix) }.map(\.continuation)
+        }
+        for transition in transitions {
+            var event = Fusebox_V1_BreakerEvent()
+            event.event = .transition(Self.wire(transition, key: key, policy: policy))
+            for watcher in watchers { watcher.yield(event) }
+        }
+    }
+
+    /// Merges one batch of outcomes.
+    public func report(_ batch: Fusebox_V1_OutcomeBatch) async -> Fusebox_V1_ReportOutcomesResponse {
+        var response = Fusebox_V1_ReportOutcomesResponse()
+        let duplicate = state.withLockedValue { s -> Bool in
+            guard batch.sequence > 0 else { return false }
+            if let last = s.lastSequence[batch.clientId], last >= batch.sequence { return true }
+            s.lastSequence[batch.clientId] = batch.sequence
+            return false
+        }
+        for (i, entry) in batch.breakers.enumerated() {
+            guard let ref = entry.breaker, !ref.name.isEmpty else {
+                response.rejected.append(Self.violation("breakers[\(i)].breaker", "required"))
+                continue
+            }
+            let key = Key(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name)
+            let report = OutcomeReport(
+                client: batch.clientId.isEmpty ? nil : batch.clientId, generation: BreakerGeneration(entry.generation),
+                counts: duplicate ? OutcomeCounts() : Self.counts(entry.counts),
+                trailingConsecutiveFailures: Int(entry.trailingConsecutiveFailures),
+                probes: duplicate ? [] : entry.probes.map { ProbeResult(permitID: $0.permitId, outcome: Self.outcome($0.outcome)) })
+            do throws(RPCError) {
+                let (stale, status, policy) = try await mutate(key, createWith: entry.policy.isEmpty ? nil : entry.policy) { machine, now in
+                    let step = machine.report(report, at: now)
+                    return (step, step.stale)
+                }
+                if stale { response.stale += 1 } else { response.accepted += 1 }
+                response.states.append(Self.wire(status, key: key, policy: policy))
+            } catch {
+                response.rejected.append(Self.violation("breakers[\(i)]", error.message))
+            }
+        }
+        return response
+    }
+
+    /// Grants or denies a half-open probe permit.
+    public func acquirePermit(_ request: Fusebox_V1_AcquirePermitRequest) async throws(RPCError) -> Fusebox_V1_AcquirePermitResponse {
+        guard let ref = request.breaker else { throw RPCError(.invalidArgument, "breaker: required") }
+        let key = Key(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name)
+        let (decision, status, _) = try await mutate(key, createWith: nil) { machine, now in
+            let decision = machine.acquirePermit(at: now)
+            return (BreakerStep(), decision)
+        }
+        var response = Fusebox_V1_AcquirePermitResponse()
+        response.generation = status.generation.value
+        response.state = WireConversions.state(status.state)
+        switch decision {
+        case .granted(let grant):
+            response.granted = true
+            response.permitId = grant.id
+            response.expiresInMs = UInt32(clamping: max(0, grant.expiresAt.milliseconds(since: clock())))
+        case .denied(let denial):
+            response.retryAfterMs = UInt32(clamping: denial.retryAfterMs ?? 0)
+            response.reason = denial.reason
+        }
+        return response
+    }
+
+    /// Sets or lifts an override; returns the status before and after.
+    public func setOverride(
+        _ key: (registry: String, name: String), _ kind: BreakerOverride?, durationMs: UInt32, reason: String, policy: String?
+    ) async throws(RPCError) -> (before: BreakerStatus?, after: BreakerStatus) {
+        let k = Key(registry: key.registry, name: key.name)
+        let before = state.withLockedValue { $0.entries[k]?.machine.status }
+        let (_, after, _) = try await mutate(k, createWith: policy ?? key.name) { machine, now in
+            let until = durationMs > 0 ? now.adding(milliseconds: Int64(durationMs)) : nil
+            return (machine.setOverride(kind, until: until, reason: reason, at: now), ())
+        }
+        return (before, after)
+    }
+
+    /// Lifts overrides, clears the window, closes.
+    public func reset(_ key: (registry: String, name: String), reason: String) async throws(RPCError) -> (before: BreakerStatus?, after: BreakerStatus) {
+        let k = Key(registry: key.registry, name: key.name)
+        let before = state.withLockedValue { $0.entries[k]?.machine.status }
+        let (_, after, _) = try await mutate(k, createWith: nil) { machine, now in (machine.reset(reason: reason, at: now), ()) }
+        return (before, after)
+    }
+
+    /// Applies what time changes (OPEN → HALF_OPEN, permit expiry, override
+    /// expiry) to every breaker that is due.
+    public func advanceTimers() async {
+        let now = clock()
+        let due = state.withLockedValue { s in s.entries.filter { ($0.value.machine.nextDeadline ?? .init(milliseconds: .max)) <= now }.map(\.key) }
+        for key in due.sorted() {
+            _ = try? await mutate(key, createWith: nil) { machine, now in (machine.advance(to: now), ()) }
+        }
+    }
+
+    /// Runs the server's breaker timer until cancelled. Ticks every 20 ms.
+    public func runTimers() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(20))
+            await advanceTimers()
+        }
+    }
+
+    private func policyChanged(_ change: PolicyChangeRecord) async {
+        guard let cb = change.after?.circuitBreaker else { return }
+        let keys = state.withLockedValue { s in s.entries.filter { $0.key.registry == change.registry && $0.value.policy == change.name }.map(\.key) }
+        for key in keys {
+            _ = try? await mutate(key, createWith: nil) { machine, now in (machine.updatePolicy(cb, at: now), ()) }
+        }
+    }
+
+    // MARK: Reads
+
+    /// A breaker's full detail.
+    public func detail(_ registry: String, _ name: String) -> Fusebox_V1_BreakerDetail? {
+        let now = clock()
+        return state.withLockedValue { s in
+            let key = Key(registry: registry, name: name)
+            guard var entry = s.entries[key] else { return nil }
+            let snapshot = entry.machine.windowSnapshot(at: now)
+            s.entries[key] = entry
+            var detail = Fusebox_V1_BreakerDetail()
+            detail.status = Self.wire(entry.machine.status, key: key, policy: entry.policy)
+            var window = Fusebox_V1_WindowStats()
+            window.counts = Self.wire(snapshot.counts)
+            window.calls = snapshot.counts.calls
+            window.failureRatePercent = snapshot.failureRate
+            window.slowCallRatePercent = snapshot.slowCallRate
+            window.consecutiveFailures = UInt32(clamping: entry.machine.currentConsecutiveFailures)
+            window.failingClients = UInt32(clamping: snapshot.failingClients)
+            detail.window = window
+            detail.contributions = entry.machine.contributions.sorted { $0.key < $1.key }.map { client, counts in
+                var c = Fusebox_V1_ClientContribution()
+                c.clientId = client
+                c.counts = Self.wire(counts)
+                return c
+            }
+            detail.outstandingPermits = UInt32(entry.machine.permits.outstanding.count)
+            detail.trips = UInt32(clamping: entry.machine.trips)
+            return detail
+        }
+    }
+
+    /// Statuses of the selected breakers, sorted by registry then name.
+    public func statuses(registry: String, prefix: String) -> [Fusebox_V1_BreakerStatus] {
+        state.withLockedValue { s in
+            s.entries.filter { (registry.isEmpty || $0.key.registry == registry) && $0.key.name.hasPrefix(prefix) }
+                .sorted { $0.key < $1.key }
+                .map { Self.wire($0.value.machine.status, key: $0.key, policy: $0.value.policy) }
+        }
+    }
+
+    /// Streams a snapshot of the selected breakers, then every transition.
+    public func watch(registry: String, prefix: String, writer: RPCStreamWriter<Fusebox_V1_BreakerEvent>) async throws {
+        let (stream, continuation) = AsyncStream<Fusebox_V1_BreakerEvent>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        // Registered under the gate, so no transition falls between the snapshot and the stream.
+        let id: UInt64 = await gate.run {
+            state.withLockedValue { s in
+                s.nextWatcher += 1
+                s.watchers[s.nextWatcher] = Watcher(registry: registry, prefix: prefix, continuation: continuation)
+                var snapshot = Fusebox_V1_BreakerSnapshot()
+                snapshot.breakers = s.entries.filter { (registry.isEmpty || $0.key.registry == registry) && $0.key.name.hasPrefix(prefix) }
+                    .sorted { $0.key < $1.key }.map { Self.wire($0.value.machine.status, key: $0.key, policy: $0.value.policy) }
+                var event = Fusebox_V1_BreakerEvent()
+                event.event = .snapshot(snapshot)
+                continuation.yield(event)
+                return s.nextWatcher
+            }
+        }
+        defer { _ = state.withLockedValue { $0.watchers.removeValue(forKey: id) } }
+        for await event in stream { try await writer.send(event) }
+    }
+
+    /// Number of open watch streams.
+    public var watcherCount: Int { state.withLockedValue { $0.watchers.count } }
+
+    /// Ends every watch (server shutdown).
+    public func shutdown() {
+        let watchers = state.withLockedValue { s in
+            defer { s.watchers = [:] }
+            return s.watchers.values.map(\.continuation)
+        }
+        for watcher in watchers { watcher.finish() }
+    }
+
+    // MARK: Wire
+
+    static func wire(_ status: BreakerStatus, key: Key, policy: String) -> Fusebox_V1_BreakerStatus {
+        var w = Fusebox_V1_BreakerStatus()
+        w.breaker = WireConversions.ref(key.registry, key.name)
+        w.policy = policy
+        w.state = WireConversions.state(status.state)
+        w.evaluatedState = WireConversions.state(status.evaluatedState)
+        w.generation = status.generation.value
+        w.sinceMs = status.since.milliseconds
+        w.untilMs = status.until?.milliseconds ?? 0
+        w.reason = status.reason
+        return w
+    }
+
+    static func wire(_ t: BreakerTransition, key: Key, policy: String) -> Fusebox_V1_BreakerTransition {
+        var w = Fusebox_V1_BreakerTransition()
+        w.status = wire(t.status, key: key, policy: policy)
+        w.fromState = WireConversions.state(t.from)
+        w.reason = t.status.reason
+        w.contributingClients = t.contributingClients
+        w.atMs = t.status.since.milliseconds
+        return w
+    }
+
+    static func wire(_ c: OutcomeCounts) -> Fusebox_V1_OutcomeCounts {
+        var w = Fusebox_V1_OutcomeCounts()
+        w.success = c.success
+        w.failure = c.failure
+        w.slowSuccess = c.slowSuccess
+        w.slowFailure = c.slowFailure
+        w.ignored = c.ignored
+        return w
+    }
+
+    static func counts(_ w: Fusebox_V1_OutcomeCounts?) -> OutcomeCounts {
+        guard let w else { return OutcomeCounts() }
+        return OutcomeCounts(success: w.success, failure: w.failure, slowSuccess: w.slowSuccess, slowFailure: w.slowFailure, ignored: w.ignored)
+    }
+
+    static func outcome(_ o: Fusebox_V1_Outcome) -> Outcome {
+        switch o {
+        case .success: return .success
+        case .failure: return .failure
+        case .slowSuccess: return .slowSuccess
+        case .slowFailure: return .slowFailure
+        default: return .ignored
+        }
+    }
+
+    static func violation(_ field: String, _ message: String) -> Fusebox_V1_FieldViolation {
+        var v = Fusebox_V1_FieldViolation()
+        v.field = field
+        v.description = message
+        return v
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import FuseboxCore
+import FuseboxWire
+public import FuseboxRPC
+public import FuseboxTLS
+public import NIOCore
+
+/// A whole Fusebox control plane: store, registries, breaker coordinator,
+/// admin, authorization and health, served over gRPC with TLS.
+public final class FuseboxServerApp: Sendable {
+    /// What the server needs to start.
+    public struct Configuration: Sendable {
+        /// Directory of the SQLite database.
+        public var dataDirectory: String
+        /// gRPC listener settings.
+        public var rpc = RPCServerConfiguration()
+        /// TLS settings (server role).
+        public var tls: TLSConfiguration
+        /// Identity-to-role rules.
+        public var roleRules: [RoleRule] = Authorizer.developmentRules
+        /// Development mode: no client certificates; every caller gets this role.
+        public var insecureAnonymousRole: Role?
+        /// Load the presets into `default` on first start. Default true.
+        public var seedPresets = true
+
+        /// A configuration.
+        public init(dataDirectory: String, tls: TLSConfiguration) {
+            self.dataDirectory = dataDirectory
+            self.tls = tls
+        }
+    }
+
+    /// The gRPC server.
+    public let rpc: RPCServer
+    /// The registries.
+    public let registry: RegistryService
+    /// The fleet's breakers.
+    public let coordinator: BreakerCoordinator
+    /// Health.
+    public let health: HealthService
+    private let store: SQLiteStore
+    private let refusals: AsyncStream<(TLSError, String?)>
+    private let audit: AuditLog
+
+    /// Opens the store, loads state, seeds presets, and binds the listener.
+    public static func start(_ configuration: Configuration, group: any EventLoopGroup) async throws -> FuseboxServerApp {
+        let store = try await SQLiteStore.open(directory: configuration.dataDirectory)
+        let wall: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
+        var tls = configuration.tls
+        if configuration.insecureAnonymousRole != nil { tls.requireClientCertificate = false }
+        let authorizer = Authorizer(rules: configuration.roleRules, anonymousRole: configuration.insecureAnonymousRole)
+        let registry = try await RegistryService(store: store, authorizer: authorizer, clock: wall)
+        if configuration.seedPresets { try await registry.seedPresetsIfEmpty() }
+        let coordinator = try await BreakerCoordinator(store: store, registry: registry) { Timestamp(milliseconds: wall()) }
+        let health = HealthService()
+        var router = RPCRouter()
+        registry.register(on: &router)
+        BreakerService(coordinator: coordinator, authorizer: authorizer).register(on: &router)
+        AdminService(coordinator: coordinator, authorizer: authorizer, audit: AuditLog(store: store, clock: wall)).register(on: &router)
+        health.register(on: &router)
+        for service in ["fusebox.v1.RegistryService", "fusebox.v1.BreakerService", "fusebox.v1.AdminService"] {
+            health.setStatus(.serving, for: service)
+        }
+        // Certificate refusals at the handshake go to the audit log (written by serve()).
+        let (refusals, refused) = AsyncStream<(TLSError, String?)>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
+        var rpcConfiguration = configuration.rpc
+        let auditable: Set<TLSError.Code> = [.missingClientCertificate, .untrustedCertificate, .certificateExpired, .certificateNotYetValid, .certificateRejected]
+        rpcConfiguration.onTLSFailure = { error, remote in
+            if auditable.contains(error.code) { refused.yield((error, remote)) }
+        }
+        let rpc = RPCServer(configuration: rpcConfiguration, router: router, tls: try TLSContextProvider(configuration: tls), group: group)
+        try await rpc.start()
+        return FuseboxServerApp(
+            rpc: rpc, registry: registry, coordinator: coordinator, health: health, store: store, refusals: refusals,
+            audit: AuditLog(store: store, clock: wall))
+    }
+
+    private init(
+        rpc: RPCServer, registry: RegistryService, coordinator: BreakerCoordinator, health: HealthService, store: SQLiteStore,
+        refusals: AsyncStream<(TLSError, String?)>, audit: AuditLog
+    ) {
+        self.rpc = rpc
+        self.registry = registry
+        self.coordinator = coordinator
+        self.health = health
+        self.store = store
+        self.refusals = refusals
+        self.audit = audit
+    }
+
+    /// Serves until `shutdown()`; runs the breaker timer meanwhile.
+    public func serve() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.coordinator.runTimers() }
+            group.addTask {
+                for await (error, remote) in self.refusals {
+                    _ = try? await self.audit.record(
+                        .connectionRefused, peer: nil, reason: remote ?? "", allowed: false, deniedReason: error.message)
+                }
+            }
+            try await rpc.serve()
+            group.cancelAll()
+        }
+    }
+
+    /// Graceful shutdown: health NOT_SERVING, watch streams ended, GOAWAY,
+    /// in-flight calls finished, store closed.
+    public func shutdown() async {
+        health.shutdown()
+        registry.shutdown()
+        coordinator.shutdown()
+        await rpc.shutdown()
+        await store.close()
+    }
+}

@@ -1,0 +1,178 @@
+import FuseboxRPC
+import FuseboxServer
+import NIOCore
+import FuseboxWire
+import NIOConcurrencyHelpers
+import NIOPosix
+import XCTest
+
+/// The fleet's breakers through the API: agreement, permits, quorum, overrides.
+final class FleetBreakerTests: XCTestCase {
+    private var group: MultiThreadedEventLoopGroup!
+    private var server: ServerHarness!
+    private var admin: RPCClient!
+
+    override func setUp() async throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        server = try await ServerHarness.start(group: group)
+        admin = try server.client("admin", group: group)
+    }
+
+    override func tearDown() async throws {
+        await admin.close()
+        try await server.stop()
+        try await group.shutdownGracefully()
+    }
+
+    private let B = "fusebox.v1.BreakerService"
+
+    private func report(_ client: RPCClient, _ b: Fusebox_V1_OutcomeBatch) async throws -> Fusebox_V1_ReportOutcomesResponse {
+        try await client.unary(B, "ReportOutcomes", b, as: Fusebox_V1_ReportOutcomesResponse.self)
+    }
+
+
+    /// Three clients report; all three watchers see OPEN → HALF_OPEN → CLOSED
+    /// with identical generations; a failed probe reopens it for all three.
+    func testThreeClientsAgreeOnEveryTransition() async throws {
+        try await putFleetPolicy(admin, minimumClients: 1, permits: 1, openMs: 300)
+        let clients = try (0..<3).map { _ in try server.client("reporter", group: group) }
+        let watches = clients.map { BreakerWatch(client: $0, prefix: "stripe") }
+        _ = try await report(clients[0], batch(client: "c0", breaker: "stripe", generation: 0, success: 10))
+        await waitFor("watchers subscribed") { server.app.coordinator.watcherCount == 3 }
+        for (i, client) in clients.enumerated() {
+            _ = try await report(client, batch(client: "c\(i)", breaker: "stripe", generation: 0, failure: 5))
+        }
+        await waitFor("OPEN then HALF_OPEN everywhere") { watches.allSatisfy { $0.transitions.count >= 2 } }
+        // A failed probe reopens; the next half-open probe succeeds and closes.
+        var g = watches[0].transitions.last?.1 ?? 0
+        var permit = try await acquire(clients[1], "stripe", generation: g, as: "c1")
+        XCTAssertTrue(permit.granted, permit.reason)
+        _ = try await report(clients[1], batch(client: "c1", breaker: "stripe", generation: g, probes: [(permit.permitId, .failure)]))
+        await waitFor("reopened and half-open again") { watches.allSatisfy { $0.transitions.count >= 4 } }
+        g = watches[0].transitions.last?.1 ?? 0
+        permit = try await acquire(clients[2], "stripe", generation: g, as: "c2")
+        XCTAssertTrue(permit.granted, permit.reason)
+        _ = try await report(clients[2], batch(client: "c2", breaker: "stripe", generation: g, probes: [(permit.permitId, .success)]))
+        await waitFor("closed everywhere") { watches.allSatisfy { $0.transitions.count >= 5 } }
+        let seen = watches.map { $0.transitions.map { "\($0.0):\($0.1)" } }
+        XCTAssertEqual(seen[0], ["open:1", "halfOpen:2", "open:3", "halfOpen:4", "closed:5"])
+        XCTAssertEqual(seen[1], seen[0])
+        XCTAssertEqual(seen[2], seen[0])
+        for w in watches { w.task.cancel() }
+        for c in clients { await c.close() }
+    }
+
+    /// Exactly N permits are granted fleet-wide to 50 concurrent acquirers; an
+    /// expired permit counts as a failed probe.
+    func testPermitBoundUnderFiftyConcurrentAcquirers() async throws {
+        try await putFleetPolicy(admin, permits: 3, openMs: 200, maxWaitMs: 400)
+        let reporter = try server.client("reporter", group: group)
+        _ = try await report(reporter, batch(client: "a", breaker: "db", generation: 0, failure: 10))
+        await waitFor("half-open") { server.app.coordinator.statuses(registry: "default", prefix: "db").first?.state == .halfOpen }
+        let generation = server.app.coordinator.statuses(registry: "default", prefix: "db").first?.generation ?? 0
+        let clients = try (0..<5).map { _ in try server.client("reporter", group: group) }
+        let granted = try await withThrowingTaskGroup(of: Bool.self) { tasks in
+            for i in 0..<50 {
+                tasks.addTask { try await acquire(clients[i % 5], "db", generation: generation, as: "acq\(i)").granted }
+            }
+            return try await tasks.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        XCTAssertEqual(granted, 3)
+        // Nobody reports: the permits expire and count as a failed probe.
+        await waitFor("reopened by permit expiry") { server.app.coordinator.statuses(registry: "default", prefix: "db").first?.state == .open }
+        XCTAssertTrue(server.app.coordinator.statuses(registry: "default", prefix: "db").first?.reason.contains("expired") == true)
+        for c in clients + [reporter] { await c.close() }
+    }
+
+    /// Failures from one client alone do not trip a breaker that needs two.
+    func testQuorumNeedsTwoClients() async throws {
+        try await putFleetPolicy(admin, name: "quorum", minimumClients: 2)
+        let reporter = try server.client("reporter", group: group)
+        _ = try await report(reporter, batch(client: "sick-host", breaker: "search", policy: "quorum", generation: 0, failure: 50))
+        XCTAssertEqual(server.app.coordinator.statuses(registry: "default", prefix: "search").first?.state, .closed)
+        _ = try await report(reporter, batch(client: "other-host", breaker: "search", policy: "quorum", generation: 0, failure: 1))
+        XCTAssertEqual(server.app.coordinator.statuses(registry: "default", prefix: "search").first?.state, .open)
+        await reporter.close()
+    }
+
+    func testOverridesExpiryAndShadow() async throws {
+        try await putFleetPolicy(admin)
+        var request = Fusebox_V1_OverrideRequest()
+        request.breaker = ref("payments")
+        request.policy = "fleet"
+        request.reason = "incident 7"
+        request.durationMs = 300
+        let forced = try await admin.unary("fusebox.v1.AdminService", "ForceOpen", request, as: Fusebox_V1_AdminActionResponse.self)
+        XCTAssertEqual(forced.after?.state, .forcedOpen)
+        await waitFor("override lifted by itself") { server.app.coordinator.statuses(registry: "default", prefix: "payments").first?.state == .closed }
+        // Shadow: reports that would trip publish "would open" but never block.
+        request.durationMs = 0
+        request.reason = "tuning"
+        _ = try await admin.unary("fusebox.v1.AdminService", "Shadow", request, as: Fusebox_V1_AdminActionResponse.self)
+        let reporter = try server.client("reporter", group: group)
+        let g = server.app.coordinator.statuses(registry: "default", prefix: "payments").first?.generation ?? 0
+        let response = try await report(reporter, batch(client: "x", breaker: "payments", generation: g, failure: 20))
+        XCTAssertEqual(response.states.first?.state, .shadow)
+        XCTAssertEqual(response.states.first?.evaluatedState, .open, "shadow reports the state it would take")
+        // ForceOpen needs a reason.
+        request.reason = ""
+        do throws(RPCError) {
+            _ = try await admin.unary("fusebox.v1.AdminService", "ForceOpen", request, as: Fusebox_V1_AdminActionResponse.self)
+            XCTFail("a reason is required")
+        } catch {
+            XCTAssertEqual(error.code, .invalidArgument)
+        }
+        await reporter.close()
+    }
+
+    /// A reporter cannot force-open; a caller without a certificate is refused
+    /// at the handshake; the audit log shows the denied action.
+    func testAuthorizationAndAudit() async throws {
+        try await putFleetPolicy(admin)
+        let reporter = try server.client("reporter", group: group)
+        var request = Fusebox_V1_OverrideRequest()
+        request.breaker = ref("payments")
+        request.policy = "fleet"
+        request.reason = "not allowed"
+        do throws(RPCError) {
+            _ = try await reporter.unary("fusebox.v1.AdminService", "ForceOpen", request, as: Fusebox_V1_AdminActionResponse.self)
+            XCTFail("a reporter must not force-open")
+        } catch {
+            XCTAssertEqual(error.code, .permissionDenied)
+            XCTAssertTrue(error.message.hasPrefix("missing role admin"), error.message)
+            XCTAssertEqual(error.metadata.first("fusebox-missing-role"), "admin")
+        }
+        let anonymous = try server.client(nil, group: group)
+        do throws(RPCError) {
+            _ = try await anonymous.unary("fusebox.v1.RegistryService", "ListRegistries", Fusebox_V1_ListRegistriesRequest(), as: Fusebox_V1_ListRegistriesResponse.self)
+            XCTFail("no certificate must be refused")
+        } catch {
+            XCTAssertEqual(error.code, .unavailable)
+            XCTAssertTrue(error.message.contains("client certificate"), error.message)
+        }
+        var filter = Fusebox_V1_ListAuditRequest()
+        filter.deniedOnly = true
+        let audit = try await admin.unary("fusebox.v1.AdminService", "ListAudit", filter, as: Fusebox_V1_ListAuditResponse.self)
+        let denied = try XCTUnwrap(audit.entries.first { $0.action == .forceOpen })
+        XCTAssertEqual(denied.actor?.commonName, "fusebox-reporter")
+        XCTAssertFalse(denied.allowed)
+        XCTAssertTrue(denied.deniedReason.contains("missing role admin"))
+        var refusalAudited = false
+        for _ in 0..<200 where !refusalAudited {
+            let entries = try await admin.unary("fusebox.v1.AdminService", "ListAudit", filter, as: Fusebox_V1_ListAuditResponse.self).entries
+            refusalAudited = entries.contains { $0.action == .connectionRefused && $0.deniedReason.contains("client sent no certificate") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        XCTAssertTrue(refusalAudited, "the refused handshake is in the audit log")
+        await reporter.close()
+        await anonymous.close()
+    }
+}
+
+func acquire(_ client: RPCClient, _ name: String, generation: UInt64, as clientID: String) async throws -> Fusebox_V1_AcquirePermitResponse {
+    var request = Fusebox_V1_AcquirePermitRequest()
+    request.breaker = ref(name)
+    request.clientId = clientID
+    request.generation = generation
+    return try await client.unary("fusebox.v1.BreakerService", "AcquirePermit", request, as: Fusebox_V1_AcquirePermitResponse.self)
+}

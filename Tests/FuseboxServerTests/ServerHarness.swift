@@ -1,0 +1,132 @@
+import Foundation
+import FuseboxAPI
+import FuseboxCore
+import FuseboxRPC
+import FuseboxServer
+import FuseboxTLS
+import FuseboxTesting
+import FuseboxWire
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XCTest
+
+/// A FuseboxServerApp on 127.0.0.1 port 0 with the test certificates and a
+/// fresh data directory.
+struct ServerHarness {
+    let app: FuseboxServerApp
+    let task: Task<Void, any Error>
+    let directory: String
+
+    static func start(group: any EventLoopGroup, directory: String? = nil) async throws -> ServerHarness {
+        let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-server-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let tls = TLSConfiguration.server(
+            certificateChainPath: try TestCertificates.path("server.pem"), privateKeyPath: try TestCertificates.path("server.key"),
+            clientCAPath: try TestCertificates.path("ca.pem"))
+        let app = try await FuseboxServerApp.start(.init(dataDirectory: dir, tls: tls), group: group)
+        return ServerHarness(app: app, task: Task { try await app.serve() }, directory: dir)
+    }
+
+    var port: Int { app.rpc.port }
+
+    func client(_ identity: String?, group: any EventLoopGroup) throws -> RPCClient {
+        try RPCClient(configuration: RPCClientConfiguration(
+            host: "127.0.0.1", port: port,
+            tls: .client(
+                trustRootsPath: try TestCertificates.path("ca.pem"),
+                certificateChainPath: try identity.map { try TestCertificates.path("\($0).pem") },
+                privateKeyPath: try identity.map { try TestCertificates.path("\($0).key") })), group: group)
+    }
+
+    func stop() async throws {
+        await app.shutdown()
+        try await task.value
+    }
+}
+
+/// Collects the events of a WatchBreakers stream.
+final class BreakerWatch: Sendable {
+    let events = NIOLockedValueBox<[Fusebox_V1_BreakerEvent]>([])
+    let task: Task<Void, any Error>
+
+    init(client: RPCClient, registry: String = "", prefix: String = "") {
+        var request = Fusebox_V1_WatchBreakersRequest()
+        request.registry = registry
+        request.namePrefix = prefix
+        let events = self.events
+        task = Task {
+            try await client.serverStreaming("fusebox.v1.BreakerService", "WatchBreakers", request, as: Fusebox_V1_BreakerEvent.self) { event in
+                events.withLockedValue { $0.append(event) }
+            }
+        }
+    }
+
+    /// (state, generation) of every transition seen.
+    var transitions: [(Fusebox_V1_BreakerState, UInt64)] {
+        events.withLockedValue { all in
+            all.compactMap { event in
+                guard case .transition(let t)? = event.event, let status = t.status else { return nil }
+                return (status.state, status.generation)
+            }
+        }
+    }
+}
+
+func ref(_ name: String, registry: String = "default") -> Fusebox_V1_BreakerRef {
+    var r = Fusebox_V1_BreakerRef()
+    r.registry = registry
+    r.name = name
+    return r
+}
+
+func batch(client: String, breaker: String, policy: String = "fleet", generation: UInt64, success: UInt64 = 0, failure: UInt64 = 0, probes: [(UInt64, Fusebox_V1_Outcome)] = []) -> Fusebox_V1_OutcomeBatch {
+    var entry = Fusebox_V1_BreakerOutcomes()
+    entry.breaker = ref(breaker)
+    entry.policy = policy
+    entry.generation = generation
+    var counts = Fusebox_V1_OutcomeCounts()
+    counts.success = success
+    counts.failure = failure
+    entry.counts = counts
+    entry.trailingConsecutiveFailures = failure > 0 && success == 0 ? UInt32(failure) : 0
+    entry.probes = probes.map { id, outcome in
+        var p = Fusebox_V1_ProbeResult()
+        p.permitId = id
+        p.outcome = outcome
+        return p
+    }
+    var b = Fusebox_V1_OutcomeBatch()
+    b.clientId = client
+    b.breakers = [entry]
+    return b
+}
+
+/// Stores a breaker policy named `name` in `default` through the API.
+func putFleetPolicy(_ admin: RPCClient, name: String = "fleet", minimumClients: Int = 1, permits: Int = 2, openMs: Int64 = 300, maxWaitMs: Int64 = 30_000) async throws {
+    var policy = Policy(name: name)
+    var cb = CircuitBreakerPolicy()
+    cb.failureRateThreshold = 50
+    cb.minimumCalls = 10
+    cb.minimumClients = minimumClients
+    cb.openDuration.baseMs = openMs
+    cb.halfOpen.permittedCalls = permits
+    cb.halfOpen.successThreshold = permits
+    cb.halfOpen.maxWaitMs = maxWaitMs
+    policy.circuitBreaker = cb
+    var request = Fusebox_V1_PutPolicyRequest()
+    request.registry = "default"
+    request.policy = PolicyMapping.wire(policy)
+    _ = try await admin.unary("fusebox.v1.RegistryService", "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self)
+}
+
+func waitFor(_ what: String, timeout: Double = 10, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) async {
+    let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+    while !condition() {
+        if ContinuousClock.now > deadline {
+            XCTFail("timed out waiting for \(what)", file: file, line: line)
+            return
+        }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+}
