@@ -23,6 +23,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         // System libraries (Debian: libprotobuf-c-dev, libssl-dev, libsqlite3-dev).
@@ -70,13 +74,25 @@ let package = Package(
             name: "FuseboxServer",
             dependencies: [
                 "FuseboxAPI", "FuseboxCore", "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "CSQLite",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
 
-        .executableTarget(name: "fuseboxd", dependencies: ["FuseboxWire"]),
+        .executableTarget(
+            name: "fuseboxd",
+            dependencies: [
+                "FuseboxServer", "FuseboxRPC", "FuseboxWire", "CProtobufC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
 
         // Test support: repository paths, child processes, certificate fixtures.
         .target(name: "FuseboxTesting"),

@@ -1,18 +1,144 @@
+import ArgumentParser
 import CProtobufC
+import Foundation
+import FuseboxRPC
+import FuseboxServer
 import FuseboxWire
+import Logging
+import NIOPosix
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
 
 /// fuseboxd's version; the API it serves is `fusebox.v1`.
 let fuseboxdVersion = "0.1.0"
 
-let arguments = CommandLine.arguments.dropFirst()
-if arguments.contains("--help") || arguments.contains("-h") {
-    print("""
-        USAGE: fuseboxd --version
+@main
+struct Fuseboxd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fuseboxd",
+        abstract: "The Fusebox control plane: shared circuit breakers and resilience policies for a fleet.",
+        discussion: """
+            Settings come from --config (YAML), then FUSEBOX_* environment variables, then flags.
+            SIGTERM or SIGINT shuts down gracefully: GOAWAY, watch streams ended, calls in flight
+            finished, store closed, exit 0.
 
-        Prints the server's version, the API version and the protobuf-c library it was linked with.
-        """)
-} else {
-    print("fuseboxd \(fuseboxdVersion)")
-    print("api: fusebox.v1 (\(allWireMessageTypes.count) message types)")
-    print("protobuf-c: \(String(cString: protobuf_c_version()))")
+            Examples:
+              fuseboxd --config fusebox.yaml
+              fuseboxd --port 0 --data-dir /tmp/fb --cert server.pem --key server.key --client-ca ca.pem
+              fuseboxd --dev-insecure-no-client-certs      # development only: no mTLS
+            """,
+        version: "fuseboxd \(fuseboxdVersion) (API fusebox.v1, \(allWireMessageTypes.count) message types, protobuf-c \(String(cString: protobuf_c_version())))")
+
+    @Option(name: .long, help: "YAML configuration file.")
+    var config: String?
+    @Option(name: .long, help: "gRPC listen address (listen.host).")
+    var host: String?
+    @Option(name: .long, help: "gRPC port, 0 for any free port (listen.port).")
+    var port: Int?
+    @Option(name: .customLong("data-dir"), help: "Directory of the SQLite database (dataDirectory).")
+    var dataDirectory: String?
+    @Option(name: .long, help: "Server certificate chain, PEM (tls.certificate).")
+    var cert: String?
+    @Option(name: .long, help: "Server private key, PEM (tls.key).")
+    var key: String?
+    @Option(name: .customLong("client-ca"), help: "CA bundle for client certificates, PEM (tls.clientCA).")
+    var clientCA: String?
+    @Flag(name: .customLong("dev-insecure-no-client-certs"), help: "Development only: accept clients without certificates, each as admin.")
+    var insecure = false
+    @Flag(name: .long, help: "Print the settings in effect and exit.")
+    var checkConfig = false
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        let logger = Logger(label: "fuseboxd")
+        let settings: ServerConfiguration
+        do {
+            settings = try loadSettings()
+        } catch {
+            logger.critical("configuration error: \(error)")
+            throw ExitCode(78)  // EX_CONFIG
+        }
+        if checkConfig {
+            print("configuration OK: listen \(settings.host):\(settings.port), data \(settings.dataDirectory)")
+            return
+        }
+        if settings.insecureNoClientCertificates {
+            logger.warning("running WITHOUT client certificates (--dev-insecure-no-client-certs): every caller is admin. Never do this outside development.")
+        }
+        try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: NIOCore.System.coreCount)
+        var appConfiguration = FuseboxServerApp.Configuration(dataDirectory: settings.dataDirectory, tls: settings.tls)
+        appConfiguration.rpc = settings.rpc
+        appConfiguration.roleRules = settings.roles
+        appConfiguration.insecureAnonymousRole = settings.insecureNoClientCertificates ? .admin : nil
+        appConfiguration.seedPresets = settings.presets
+        let app: FuseboxServerApp
+        do {
+            app = try await FuseboxServerApp.start(appConfiguration, group: group)
+        } catch {
+            logger.critical("fuseboxd cannot start: \(error)")
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+        // The line tests and scripts read to find the port; written unbuffered.
+        say("fuseboxd \(fuseboxdVersion) listening on \(settings.host):\(app.rpc.port) (gRPC over TLS, \(settings.insecureNoClientCertificates ? "client certificates NOT required" : "mutual TLS"))")
+        say("data: \(settings.dataDirectory)")
+        let serviceGroup = ServiceGroup(configuration: .init(
+            services: [.init(service: ControlPlaneService(app: app), successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
+        try await serviceGroup.run()
+        try await group.shutdownGracefully()
+        logger.info("fuseboxd stopped")
+    }
+
+    private func loadSettings() throws -> ServerConfiguration {
+        var settings = ServerConfiguration()
+        let environment = ProcessInfo.processInfo.environment
+        if let path = config ?? environment["FUSEBOX_CONFIG"] {
+            let text: String
+            do {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw ConfigurationError(key: nil, source: path, line: nil, "cannot be read: \(error.localizedDescription)")
+            }
+            try settings.apply(yaml: text, source: path)
+        }
+        try settings.apply(environment: environment)
+        let flags: [(String, String?)] = [
+            ("listen.host", host), ("listen.port", port.map(String.init)), ("dataDirectory", dataDirectory),
+            ("tls.certificate", cert), ("tls.key", key), ("tls.clientCA", clientCA),
+        ]
+        for (key, value) in flags {
+            if let value { try settings.set(key, value, source: "flag") }
+        }
+        if insecure { settings.insecureNoClientCertificates = true }
+        return settings
+    }
+}
+
+/// Writes a line to standard output at once (print is block-buffered into pipes and files).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// The control plane as a lifecycle service: serves until graceful shutdown
+/// is signalled, then shuts the server down in order.
+struct ControlPlaneService: Service {
+    let app: FuseboxServerApp
+
+    func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.serve() }
+            group.addTask {
+                try? await gracefulShutdown()
+                await app.shutdown()
+            }
+            try await group.waitForAll()
+        }
+    }
 }

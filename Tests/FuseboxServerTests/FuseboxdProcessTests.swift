@@ -1,0 +1,175 @@
+import Foundation
+import FuseboxAPI
+import FuseboxCore
+import FuseboxRPC
+import FuseboxTLS
+import FuseboxTesting
+import FuseboxWire
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XCTest
+
+/// The built `fuseboxd` binary, started on 127.0.0.1 port 0 with the test certificates.
+final class FuseboxdProcess {
+    let process = Process()
+    let port: Int
+    private let output = Pipe()
+
+    init(dataDirectory: String, extra: [String] = []) throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fuseboxd")
+        process.executableURL = binary
+        process.arguments = [
+            "--port", "0", "--data-dir", dataDirectory, "--cert", try TestCertificates.path("server.pem"),
+            "--key", try TestCertificates.path("server.key"), "--client-ca", try TestCertificates.path("ca.pem"),
+        ] + extra
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var text = ""
+        var found: Int?
+        let deadline = Date().addingTimeInterval(30)
+        while found == nil, Date() < deadline, process.isRunning {
+            text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            if let range = text.range(of: "listening on 127.0.0.1:") {
+                found = Int(text[range.upperBound...].prefix { $0.isNumber })
+            }
+        }
+        guard let found else { throw RPCError(.unavailable, "fuseboxd did not start: \(text)") }
+        port = found
+    }
+
+    /// Sends `signal` and waits (bounded) for the exit; returns (status, seconds).
+    func stop(_ signal: Int32, timeout: TimeInterval = 15) -> (Int32, TimeInterval) {
+        let start = Date()
+        kill(process.processIdentifier, signal)
+        while process.isRunning, Date().timeIntervalSince(start) < timeout { Thread.sleep(forTimeInterval: 0.01) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        return (process.terminationStatus, Date().timeIntervalSince(start))
+    }
+
+    func client(_ identity: String, group: any EventLoopGroup) throws -> RPCClient {
+        try RPCClient(configuration: RPCClientConfiguration(
+            host: "127.0.0.1", port: port,
+            tls: .client(trustRootsPath: try TestCertificates.path("ca.pem"), certificateChainPath: try TestCertificates.path("\(identity).pem"),
+                         privateKeyPath: try TestCertificates.path("\(identity).key"))), group: group)
+    }
+}
+
+final class FuseboxdProcessTests: XCTestCase {
+    private var group: MultiThreadedEventLoopGroup!
+    private var directory: String!
+
+    override func setUp() {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("fuseboxd-\(UUID().uuidString)").path
+    }
+
+    override func tearDown() async throws {
+        try? FileManager.default.removeItem(atPath: directory)
+        try await group.shutdownGracefully()
+    }
+
+    func testSIGTERMExitsZeroWithinFiveSecondsAndEndsWatches() async throws {
+        let server = try FuseboxdProcess(dataDirectory: directory)
+        let reader = try server.client("reader", group: group)
+        let ended = NIOLockedValueBox<String?>(nil)
+        let watch = Task {
+            do throws(RPCError) {
+                try await reader.serverStreaming("fusebox.v1.BreakerService", "WatchBreakers", Fusebox_V1_WatchBreakersRequest(), as: Fusebox_V1_BreakerEvent.self) { _ in }
+                ended.withLockedValue { $0 = "OK" }
+            } catch {
+                ended.withLockedValue { $0 = "\(error.code)" }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let (status, seconds) = server.stop(SIGTERM)
+        XCTAssertEqual(status, 0, "exit code")
+        XCTAssertLessThan(seconds, 5, "graceful shutdown took \(seconds) s")
+        _ = await watch.result
+        XCTAssertEqual(ended.withLockedValue { $0 }, "OK", "the watch stream was ended by the server, with status OK")
+        await reader.close()
+    }
+
+    /// kill -9 while a client streams 500 policy writes: every acknowledged
+    /// write is there after a restart; generations go on upward; overrides still apply.
+    func testKillNineKeepsEveryAcknowledgedWrite() async throws {
+        var server = try FuseboxdProcess(dataDirectory: directory)
+        var admin = try server.client("admin", group: group)
+        var override = Fusebox_V1_OverrideRequest()
+        override.breaker = ref("ledger")
+        override.policy = "api"
+        override.reason = "before the crash"
+        let forced = try await admin.unary("fusebox.v1.AdminService", "ForceOpen", override, as: Fusebox_V1_AdminActionResponse.self)
+        let generationBefore = forced.after?.generation ?? 0
+        let acknowledged = NIOLockedValueBox<[String]>([])
+        let writer = Task { [admin] in
+            for i in 0..<500 {
+                var request = Fusebox_V1_PutPolicyRequest()
+                request.registry = "crash"
+                var policy = Presets.api
+                policy.name = "p\(i)"
+                request.policy = PolicyMapping.wire(policy)
+                do throws(RPCError) {
+                    _ = try await admin.unary("fusebox.v1.RegistryService", "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self)
+                    acknowledged.withLockedValue { $0.append(policy.name) }
+                } catch {
+                    return
+                }
+            }
+        }
+        while acknowledged.withLockedValue({ $0.count }) < 150 { try await Task.sleep(for: .milliseconds(5)) }
+        _ = server.stop(SIGKILL)
+        _ = await writer.result
+        await admin.close()
+        let acked = acknowledged.withLockedValue { $0 }
+        XCTAssertGreaterThanOrEqual(acked.count, 150)
+
+        server = try FuseboxdProcess(dataDirectory: directory)
+        admin = try server.client("admin", group: group)
+        var get = Fusebox_V1_GetRegistryRequest()
+        get.registry = "crash"
+        let snapshot = try await admin.unary("fusebox.v1.RegistryService", "GetRegistry", get, as: Fusebox_V1_RegistrySnapshot.self)
+        let stored = Set(snapshot.policies.compactMap { $0.policy?.name })
+        XCTAssertTrue(Set(acked).isSubset(of: stored), "lost: \(Set(acked).subtracting(stored).sorted())")
+        var detail = Fusebox_V1_GetBreakerRequest()
+        detail.breaker = ref("ledger")
+        let ledger = try await admin.unary("fusebox.v1.BreakerService", "GetBreaker", detail, as: Fusebox_V1_BreakerDetail.self)
+        XCTAssertEqual(ledger.status?.state, .forcedOpen, "the override still applies")
+        override.reason = "after the crash"
+        let reset = try await admin.unary("fusebox.v1.AdminService", "ForceClose", override, as: Fusebox_V1_AdminActionResponse.self)
+        XCTAssertGreaterThan(reset.after?.generation ?? 0, generationBefore, "generations continue upward")
+        await admin.close()
+        XCTAssertEqual(server.stop(SIGTERM).0, 0)
+    }
+
+    /// An independent client: Python grpcio with stubs generated from Protos/.
+    func testPythonGrpcioClientFetchesWatchesAndReports() async throws {
+        let server = try FuseboxdProcess(dataDirectory: directory)
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("fuseboxd-py-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let result = try runProcess([
+            "python3", "Tests/Interop/fuseboxd_client.py", "--port", "\(server.port)",
+            "--protos", repositoryRoot.appendingPathComponent("Protos").path, "--work", work.path,
+            "--ca", try TestCertificates.path("ca.pem"), "--cert", try TestCertificates.path("reporter.pem"),
+            "--key", try TestCertificates.path("reporter.key"),
+        ], timeout: 60)
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("policies ai,api,critical,database,external"), "presets seeded on first start: \(result.output)")
+        XCTAssertTrue(result.output.contains("accepted 1 state BREAKER_STATE_OPEN"), result.output)
+        XCTAssertTrue(result.output.contains("transition stripe BREAKER_STATE_OPEN 1"), result.output)
+        XCTAssertTrue(result.output.hasSuffix("ok\n"), result.output)
+        XCTAssertEqual(server.stop(SIGTERM).0, 0)
+    }
+
+    func testBadConfigurationIsRefusedNamingTheKey() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).yaml")
+        try "listen:\n  port: eighty\n".write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fuseboxd").path
+        let result = try runProcess([binary, "--config", file.path], timeout: 20)
+        XCTAssertEqual(result.status, 78)
+        XCTAssertTrue(result.output.contains(":2: listen.port (\"eighty\") must be a whole number from 0 to 65535"), result.output)
+    }
+}
