@@ -83,6 +83,9 @@ public final class RPCServer: Sendable {
         return address
     }
 
+    /// Connections open now.
+    public var openConnections: Int { connections.withLockedValue { $0.count } }
+
     /// The bound port (0 before `start`).
     public var port: Int { listener.withLockedValue { $0?.channel.localAddress?.port } ?? 0 }
 
@@ -150,11 +153,20 @@ public final class RPCServer: Sendable {
             let deadline = head.timeoutNanoseconds.map { ContinuousClock.now + .nanoseconds($0) }
             let context = RPCServerContext(
                 path: head.path, peer: connection.peer, remoteAddress: remote, deadline: deadline, metadata: head.metadata)
+            let started = ContinuousClock.now
             let inputEnded = NIOLockedValueBox(first.endStream)
             let reader = RPCRequestReader(
                 frames: frames, maximumMessageBytes: configuration.maximumReceiveMessageBytes, inputEnded: inputEnded)
             let ending = await Self.run(handler, reader: reader, sender: sender, context: context, closeFuture: closeFuture)
             let stillSending = !inputEnded.withLockedValue { $0 }
+            if let observer = configuration.onCallCompleted {
+                let code: RPCStatusCode = switch ending {
+                case .finished: .ok
+                case .failed(let error): error.code
+                case .peerGone: .cancelled
+                }
+                observer(head.path, code, ContinuousClock.now - started)
+            }
             switch ending {
             case .finished(let trailers): try await sender.finish(nil, trailers: trailers, clientStillSending: stillSending)
             case .failed(let error): try await sender.finish(error, trailers: RPCMetadata(), clientStillSending: stillSending)

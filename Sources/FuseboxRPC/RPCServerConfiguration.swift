@@ -34,6 +34,9 @@ public struct RPCServerConfiguration: Sendable {
     /// loop: it must return quickly.
     public var onTLSFailure: (@Sendable (TLSError, String?) -> Void)?
 
+    /// Told when each call ends: its path, its status and how long it took.
+    public var onCallCompleted: (@Sendable (String, RPCStatusCode, Duration) -> Void)?
+
     /// The defaults.
     public init() {}
 }

@@ -1,6 +1,7 @@
 import Foundation
 import FuseboxCore
 import FuseboxWire
+import NIOConcurrencyHelpers
 public import FuseboxRPC
 public import FuseboxTLS
 public import NIOCore
@@ -41,6 +42,7 @@ public final class FuseboxServerApp: Sendable {
     private let store: SQLiteStore
     private let refusals: AsyncStream<(TLSError, String?)>
     private let audit: AuditLog
+    private let stopping = NIOLockedValueBox(false)
 
     /// Opens the store, loads state, seeds presets, and binds the listener.
     public static func start(_ configuration: Configuration, group: any EventLoopGroup) async throws -> FuseboxServerApp {
@@ -65,6 +67,9 @@ public final class FuseboxServerApp: Sendable {
         let (refusals, refused) = AsyncStream<(TLSError, String?)>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
         var rpcConfiguration = configuration.rpc
         let auditable: Set<TLSError.Code> = [.missingClientCertificate, .untrustedCertificate, .certificateExpired, .certificateNotYetValid, .certificateRejected]
+        rpcConfiguration.onCallCompleted = { path, code, elapsed in
+            ServerMetrics.rpc(path: path, code: "\(code)", nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        }
         rpcConfiguration.onTLSFailure = { error, remote in
             if auditable.contains(error.code) { refused.yield((error, remote)) }
         }
@@ -93,6 +98,14 @@ public final class FuseboxServerApp: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await self.coordinator.runTimers() }
             group.addTask {
+                while !Task.isCancelled {
+                    ServerMetrics.gauges(
+                        connections: self.rpc.openConnections, breakerWatchers: self.coordinator.watcherCount,
+                        registryWatchers: self.registry.watcherCount)
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+            group.addTask {
                 for await (error, remote) in self.refusals {
                     _ = try? await self.audit.record(
                         .connectionRefused, peer: nil, reason: remote ?? "", allowed: false, deniedReason: error.message)
@@ -103,9 +116,13 @@ public final class FuseboxServerApp: Sendable {
         }
     }
 
+    /// True while serving (not shutting down): what `/readyz` reports.
+    public var isReady: Bool { !stopping.withLockedValue { $0 } }
+
     /// Graceful shutdown: health NOT_SERVING, watch streams ended, GOAWAY,
     /// in-flight calls finished, store closed.
     public func shutdown() async {
+        stopping.withLockedValue { $0 = true }
         health.shutdown()
         registry.shutdown()
         coordinator.shutdown()

@@ -6,7 +6,9 @@ import FuseboxServer
 import FuseboxWire
 import Logging
 import NIOPosix
+import Metrics
 import NIOCore
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
@@ -44,6 +46,8 @@ struct Fuseboxd: AsyncParsableCommand {
     var key: String?
     @Option(name: .customLong("client-ca"), help: "CA bundle for client certificates, PEM (tls.clientCA).")
     var clientCA: String?
+    @Option(name: .customLong("metrics-port"), help: "Port of the HTTP /metrics, /healthz, /readyz listener (observability.port).")
+    var metricsPort: Int?
     @Flag(name: .customLong("dev-insecure-no-client-certs"), help: "Development only: accept clients without certificates, each as admin.")
     var insecure = false
     @Flag(name: .long, help: "Print the settings in effect and exit.")
@@ -56,6 +60,8 @@ struct Fuseboxd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "fuseboxd")
+        let prometheus = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
         let settings: ServerConfiguration
         do {
             settings = try loadSettings()
@@ -88,10 +94,23 @@ struct Fuseboxd: AsyncParsableCommand {
         // The line tests and scripts read to find the port; written unbuffered.
         say("fuseboxd \(fuseboxdVersion) listening on \(settings.host):\(app.rpc.port) (gRPC over TLS, \(settings.insecureNoClientCertificates ? "client certificates NOT required" : "mutual TLS"))")
         say("data: \(settings.dataDirectory)")
+        let observability: ObservabilityServer
+        do {
+            observability = try await ObservabilityServer.start(
+                host: settings.observabilityHost, port: settings.observabilityPort, group: group,
+                metrics: { prometheus.emitToBuffer() }, ready: { app.isReady })
+        } catch {
+            logger.critical("cannot listen on \(settings.observabilityHost):\(settings.observabilityPort) for /metrics: \(error)")
+            await app.shutdown()
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+        say("observability on http://\(settings.observabilityHost):\(observability.port)/metrics (/healthz, /readyz)")
         let serviceGroup = ServiceGroup(configuration: .init(
             services: [.init(service: ControlPlaneService(app: app), successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
         try await serviceGroup.run()
+        await observability.stop()
         try await group.shutdownGracefully()
         logger.info("fuseboxd stopped")
     }
@@ -112,6 +131,7 @@ struct Fuseboxd: AsyncParsableCommand {
         let flags: [(String, String?)] = [
             ("listen.host", host), ("listen.port", port.map(String.init)), ("dataDirectory", dataDirectory),
             ("tls.certificate", cert), ("tls.key", key), ("tls.clientCA", clientCA),
+            ("observability.port", metricsPort.map(String.init)),
         ]
         for (key, value) in flags {
             if let value { try settings.set(key, value, source: "flag") }

@@ -14,6 +14,7 @@ import XCTest
 final class FuseboxdProcess {
     let process = Process()
     let port: Int
+    let metricsPort: Int
     private let output = Pipe()
 
     init(dataDirectory: String, extra: [String] = []) throws {
@@ -22,21 +23,27 @@ final class FuseboxdProcess {
         process.arguments = [
             "--port", "0", "--data-dir", dataDirectory, "--cert", try TestCertificates.path("server.pem"),
             "--key", try TestCertificates.path("server.key"), "--client-ca", try TestCertificates.path("ca.pem"),
+            "--metrics-port", "0",
         ] + extra
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         try process.run()
         var text = ""
         var found: Int?
+        var metrics: Int?
         let deadline = Date().addingTimeInterval(30)
-        while found == nil, Date() < deadline, process.isRunning {
+        while metrics == nil, Date() < deadline, process.isRunning {
             text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
             if let range = text.range(of: "listening on 127.0.0.1:") {
                 found = Int(text[range.upperBound...].prefix { $0.isNumber })
             }
+            if let range = text.range(of: "observability on http://127.0.0.1:") {
+                metrics = Int(text[range.upperBound...].prefix { $0.isNumber })
+            }
         }
-        guard let found else { throw RPCError(.unavailable, "fuseboxd did not start: \(text)") }
+        guard let found, let metrics else { throw RPCError(.unavailable, "fuseboxd did not start: \(text)") }
         port = found
+        metricsPort = metrics
     }
 
     /// Sends `signal` and waits (bounded) for the exit; returns (status, seconds).
@@ -160,6 +167,30 @@ final class FuseboxdProcessTests: XCTestCase {
         XCTAssertTrue(result.output.contains("accepted 1 state BREAKER_STATE_OPEN"), result.output)
         XCTAssertTrue(result.output.contains("transition stripe BREAKER_STATE_OPEN 1"), result.output)
         XCTAssertTrue(result.output.hasSuffix("ok\n"), result.output)
+        XCTAssertEqual(server.stop(SIGTERM).0, 0)
+    }
+
+    /// /metrics names the server's metrics once they have values; /healthz and /readyz answer.
+    func testObservabilityEndpoints() async throws {
+        let server = try FuseboxdProcess(dataDirectory: directory)
+        let reporter = try server.client("reporter", group: group)
+        _ = try await reporter.unary("fusebox.v1.BreakerService", "ReportOutcomes", batch(client: "m", breaker: "metered", policy: "api", generation: 0, failure: 5), as: Fusebox_V1_ReportOutcomesResponse.self)
+        try await Task.sleep(for: .milliseconds(1_200))  // the gauges refresh every second
+        func get(_ path: String) throws -> ProcessResult {
+            try runProcess(["python3", "-c", "import sys, urllib.request\ntry:\n r = urllib.request.urlopen('http://127.0.0.1:\(server.metricsPort)\(path)')\n print(r.status); print(r.read().decode())\nexcept urllib.error.HTTPError as e:\n print(e.code)"], timeout: 20)
+        }
+        let metrics = try get("/metrics").output
+        for name in [
+            "fusebox_breaker_state", "fusebox_breaker_transitions_total", "fusebox_reports_total", "fusebox_outcomes_total",
+            "fusebox_connected_clients", "fusebox_watchers", "fusebox_rpc_duration_seconds", "fusebox_rpc_calls_total",
+            "fusebox_store_duration_seconds",
+        ] {
+            XCTAssertTrue(metrics.contains(name), "\(name) missing from /metrics:\n\(metrics.prefix(2_000))")
+        }
+        XCTAssertTrue(metrics.contains("fusebox_breaker_state{registry=\"default\",breaker=\"metered\"} 1"), String(metrics.prefix(3_000)))
+        XCTAssertTrue(try get("/healthz").output.hasPrefix("200"))
+        XCTAssertTrue(try get("/readyz").output.hasPrefix("200"))
+        await reporter.close()
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 

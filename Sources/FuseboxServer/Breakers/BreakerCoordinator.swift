@@ -2,6 +2,7 @@ import FuseboxAPI
 public import FuseboxCore
 public import FuseboxRPC
 public import FuseboxWire
+import Logging
 import NIOConcurrencyHelpers
 
 /// The fleet's circuit breakers. Reports from every client merge here; the
@@ -39,6 +40,7 @@ public final class BreakerCoordinator: Sendable {
     private let clock: @Sendable () -> Timestamp
     private let gate = SerialGate()
     private let state = NIOLockedValueBox(State())
+    private let logger = Logger(label: "fusebox.breakers")
 
     /// Restores every stored breaker and follows policy changes in `registry`.
     public init(store: any FuseboxStore, registry: RegistryService, clock: @escaping @Sendable () -> Timestamp) async throws(StoreError) {
@@ -113,6 +115,13 @@ public final class BreakerCoordinator: Sendable {
             s.watchers.values.filter { ($0.registry.isEmpty || $0.registry == key.registry) && key.name.hasPrefix($0.prefix) }.map(\.continuation)
         }
         for transition in transitions {
+            ServerMetrics.transition(registry: key.registry, breaker: key.name, to: transition.status.state)
+            logger.info("breaker transition", metadata: [
+                "registry": "\(key.registry)", "breaker": "\(key.name)", "policy": "\(policy)",
+                "from": "\(transition.from.displayName)", "to": "\(transition.status.state.displayName)",
+                "generation": "\(transition.status.generation.value)", "reason": "\(transition.status.reason)",
+                "clients": "\(transition.contributingClients.joined(separator: ","))",
+            ])
             var event = Fusebox_V1_BreakerEvent()
             event.event = .transition(Self.wire(transition, key: key, policy: policy))
             for watcher in watchers { watcher.yield(event) }
@@ -134,6 +143,7 @@ public final class BreakerCoordinator: Sendable {
                 continue
             }
             let key = Key(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name)
+            ServerMetrics.report(Self.counts(entry.counts))
             let report = OutcomeReport(
                 client: batch.clientId.isEmpty ? nil : batch.clientId, generation: BreakerGeneration(entry.generation),
                 counts: duplicate ? OutcomeCounts() : Self.counts(entry.counts),

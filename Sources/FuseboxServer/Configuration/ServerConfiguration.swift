@@ -34,6 +34,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var shutdownGraceSeconds = 10
     /// Load the presets into `default` on first start. Default true.
     public var presets = true
+    /// Address of the HTTP listener for /metrics, /healthz and /readyz. Default 127.0.0.1.
+    public var observabilityHost = "127.0.0.1"
+    /// Its port; 0 picks a free one. Default 7444.
+    public var observabilityPort = 7444
 
     /// The defaults.
     public init() {}
@@ -49,6 +53,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "limits.maxMessageBytes": "largest request message", "limits.maxConcurrentStreams": "streams per connection",
         "limits.maxConnections": "open connections", "limits.idleTimeoutSeconds": "idle connection timeout",
         "limits.shutdownGraceSeconds": "time calls in flight get on shutdown", "presets": "load presets on first start",
+        "observability.host": "address of the /metrics, /healthz, /readyz listener", "observability.port": "its port (0: any free port)",
     ]
 
     /// Applies a YAML document.
@@ -115,6 +120,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         case "limits.idleTimeoutSeconds": idleTimeoutSeconds = try int(1...86_400)
         case "limits.shutdownGraceSeconds": shutdownGraceSeconds = try int(0...3_600)
         case "presets": presets = try bool()
+        case "observability.host": observabilityHost = text
+        case "observability.port": observabilityPort = try int(0...65_535)
         default: throw ConfigurationError(key: key, source: source, line: line, "is not a setting")
         }
     }

@@ -259,6 +259,9 @@ public final class RegistryService: Sendable {
         }
     }
 
+    /// Number of open watch streams.
+    public var watcherCount: Int { state.withLockedValue { $0.watchers.count } }
+
     /// Ends every watch (server shutdown).
     public func shutdown() {
         let watchers = state.withLockedValue { s in

@@ -98,7 +98,16 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
         try? await thread.shutdownGracefully()
     }
 
-    private func run<T: Sendable>(_ body: @escaping @Sendable (SQLiteDatabase) throws(StoreError) -> T) async throws(StoreError) -> T {
+    private func run<T: Sendable>(
+        _ operation: String = #function, _ body: @escaping @Sendable (SQLiteDatabase) throws(StoreError) -> T
+    ) async throws(StoreError) -> T {
+        let started = ContinuousClock.now
+        defer {
+            let elapsed = ContinuousClock.now - started
+            ServerMetrics.store(
+                String(operation.prefix { $0 != "(" }),
+                nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        }
         let database = self.database
         let result: Result<T, StoreError>
         do {
