@@ -1,4 +1,5 @@
 import FuseboxRPC
+import FuseboxTesting
 import FuseboxWire
 import NIOCore
 import NIOPosix
@@ -226,13 +227,3 @@ final class NIOLockedValueBoxWrapper: Sendable {
     var values: [String] { state.withLockedValue { $0 } }
 }
 
-func waitUntil(_ what: String, timeout: Double = 10, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) async {
-    let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
-    while !condition() {
-        if ContinuousClock.now > deadline {
-            XCTFail("timed out waiting for \(what)", file: file, line: line)
-            return
-        }
-        try? await Task.sleep(for: .milliseconds(5))
-    }
-}

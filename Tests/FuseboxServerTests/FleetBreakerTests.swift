@@ -4,6 +4,7 @@ import NIOCore
 import FuseboxWire
 import NIOConcurrencyHelpers
 import NIOPosix
+import FuseboxTesting
 import XCTest
 
 /// The fleet's breakers through the API: agreement, permits, quorum, overrides.
@@ -38,22 +39,22 @@ final class FleetBreakerTests: XCTestCase {
         let clients = try (0..<3).map { _ in try server.client("reporter", group: group) }
         let watches = clients.map { BreakerWatch(client: $0, prefix: "stripe") }
         _ = try await report(clients[0], batch(client: "c0", breaker: "stripe", generation: 0, success: 10))
-        await waitFor("watchers subscribed") { server.app.coordinator.watcherCount == 3 }
+        await waitUntil("watchers subscribed") { server.app.coordinator.watcherCount == 3 }
         for (i, client) in clients.enumerated() {
             _ = try await report(client, batch(client: "c\(i)", breaker: "stripe", generation: 0, failure: 5))
         }
-        await waitFor("OPEN then HALF_OPEN everywhere") { watches.allSatisfy { $0.transitions.count >= 2 } }
+        await waitUntil("OPEN then HALF_OPEN everywhere") { watches.allSatisfy { $0.transitions.count >= 2 } }
         // A failed probe reopens; the next half-open probe succeeds and closes.
         var g = watches[0].transitions.last?.1 ?? 0
         var permit = try await acquire(clients[1], "stripe", generation: g, as: "c1")
         XCTAssertTrue(permit.granted, permit.reason)
         _ = try await report(clients[1], batch(client: "c1", breaker: "stripe", generation: g, probes: [(permit.permitId, .failure)]))
-        await waitFor("reopened and half-open again") { watches.allSatisfy { $0.transitions.count >= 4 } }
+        await waitUntil("reopened and half-open again") { watches.allSatisfy { $0.transitions.count >= 4 } }
         g = watches[0].transitions.last?.1 ?? 0
         permit = try await acquire(clients[2], "stripe", generation: g, as: "c2")
         XCTAssertTrue(permit.granted, permit.reason)
         _ = try await report(clients[2], batch(client: "c2", breaker: "stripe", generation: g, probes: [(permit.permitId, .success)]))
-        await waitFor("closed everywhere") { watches.allSatisfy { $0.transitions.count >= 5 } }
+        await waitUntil("closed everywhere") { watches.allSatisfy { $0.transitions.count >= 5 } }
         let seen = watches.map { $0.transitions.map { "\($0.0):\($0.1)" } }
         XCTAssertEqual(seen[0], ["open:1", "halfOpen:2", "open:3", "halfOpen:4", "closed:5"])
         XCTAssertEqual(seen[1], seen[0])
@@ -68,7 +69,7 @@ final class FleetBreakerTests: XCTestCase {
         try await putFleetPolicy(admin, permits: 3, openMs: 200, maxWaitMs: 400)
         let reporter = try server.client("reporter", group: group)
         _ = try await report(reporter, batch(client: "a", breaker: "db", generation: 0, failure: 10))
-        await waitFor("half-open") { server.app.coordinator.statuses(registry: "default", prefix: "db").first?.state == .halfOpen }
+        await waitUntil("half-open") { server.app.coordinator.statuses(registry: "default", prefix: "db").first?.state == .halfOpen }
         let generation = server.app.coordinator.statuses(registry: "default", prefix: "db").first?.generation ?? 0
         let clients = try (0..<5).map { _ in try server.client("reporter", group: group) }
         let granted = try await withThrowingTaskGroup(of: Bool.self) { tasks in
@@ -79,7 +80,7 @@ final class FleetBreakerTests: XCTestCase {
         }
         XCTAssertEqual(granted, 3)
         // Nobody reports: the permits expire and count as a failed probe.
-        await waitFor("reopened by permit expiry") { server.app.coordinator.statuses(registry: "default", prefix: "db").first?.state == .open }
+        await waitUntil("reopened by permit expiry") { server.app.coordinator.statuses(registry: "default", prefix: "db").first?.state == .open }
         XCTAssertTrue(server.app.coordinator.statuses(registry: "default", prefix: "db").first?.reason.contains("expired") == true)
         for c in clients + [reporter] { await c.close() }
     }
@@ -104,7 +105,7 @@ final class FleetBreakerTests: XCTestCase {
         request.durationMs = 300
         let forced = try await admin.unary("fusebox.v1.AdminService", "ForceOpen", request, as: Fusebox_V1_AdminActionResponse.self)
         XCTAssertEqual(forced.after?.state, .forcedOpen)
-        await waitFor("override lifted by itself") { server.app.coordinator.statuses(registry: "default", prefix: "payments").first?.state == .closed }
+        await waitUntil("override lifted by itself") { server.app.coordinator.statuses(registry: "default", prefix: "payments").first?.state == .closed }
         // Shadow: reports that would trip publish "would open" but never block.
         request.durationMs = 0
         request.reason = "tuning"

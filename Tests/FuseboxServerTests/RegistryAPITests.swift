@@ -6,6 +6,7 @@ import FuseboxWire
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import FuseboxTesting
 import XCTest
 
 /// RegistryService through the API: CRUD, versions, history, watch resume,
@@ -126,11 +127,11 @@ final class RegistryAPITests: XCTestCase {
                 if case .change(let c)? = event.event { seen.withLockedValue { $0.append(c.version) } }
             }
         }
-        await waitFor("replayed 2 and 3") { seen.withLockedValue { $0 } == [2, 3] }
+        await waitUntil("replayed 2 and 3") { seen.withLockedValue { $0 } == [2, 3] }
         var p = Presets.api
         p.name = "p4"
         _ = try await put(p)
-        await waitFor("live 4") { seen.withLockedValue { $0 } == [2, 3, 4] }
+        await waitUntil("live 4") { seen.withLockedValue { $0 } == [2, 3, 4] }
         watch.cancel()
     }
 

@@ -120,13 +120,3 @@ func putFleetPolicy(_ admin: RPCClient, name: String = "fleet", minimumClients: 
     _ = try await admin.unary("fusebox.v1.RegistryService", "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self)
 }
 
-func waitFor(_ what: String, timeout: Double = 10, file: StaticString = #filePath, line: UInt = #line, _ condition: () -> Bool) async {
-    let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
-    while !condition() {
-        if ContinuousClock.now > deadline {
-            XCTFail("timed out waiting for \(what)", file: file, line: line)
-            return
-        }
-        try? await Task.sleep(for: .milliseconds(5))
-    }
-}

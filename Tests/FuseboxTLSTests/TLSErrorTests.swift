@@ -1,6 +1,7 @@
 import FuseboxTLS
 import NIOCore
 import NIOPosix
+import FuseboxTesting
 import XCTest
 
 /// Every failure of Build 4, provoked: the typed error is reported, the
@@ -25,7 +26,7 @@ final class TLSErrorTests: XCTestCase {
     private func assertServerStillServes(file: StaticString = #filePath, line: UInt = #line) async throws {
         let (channel, log) = try await connectClient(group: group, port: server.port, configuration: Certs.client())
         try await channel.writeAndFlush(ByteBuffer(string: "still here"))
-        await eventually("echo after failure", file: file, line: line) { log.received == 10 }
+        await waitUntil("echo after failure", file: file, line: line) { log.received == 10 }
         try await channel.close()
     }
 
@@ -33,8 +34,8 @@ final class TLSErrorTests: XCTestCase {
     private func failingClient(_ config: TLSConfiguration, serverName: String? = "127.0.0.1") async throws -> (client: [TLSError.Code], server: [TLSError.Code]) {
         let before = server.connectionLogs.count
         let (channel, log) = try await connectClient(group: group, port: server.port, configuration: config, serverName: serverName)
-        await eventually("client connection closed") { log.closed }
-        await eventually("server connection closed") { server.connectionLogs.count > before && server.connectionLogs[before].closed }
+        await waitUntil("client connection closed") { log.closed }
+        await waitUntil("server connection closed") { server.connectionLogs.count > before && server.connectionLogs[before].closed }
         XCTAssertFalse(channel.isActive)
         return (log.tlsErrors.map(\.code), server.connectionLogs[before].tlsErrors.map(\.code))
     }
@@ -64,7 +65,7 @@ final class TLSErrorTests: XCTestCase {
         for (cert, code) in [("expired-server", TLSError.Code.certificateExpired), ("future-server", .certificateNotYetValid)] {
             let other = try await TestTLSServer(group: group, configuration: Certs.server(cert: cert))
             let (_, log) = try await connectClient(group: group, port: other.port, configuration: Certs.client())
-            await eventually("client failed") { log.closed }
+            await waitUntil("client failed") { log.closed }
             XCTAssertEqual(log.tlsErrors.first?.code, code, "\(log.tlsErrors)")
             try await other.stop()
         }
@@ -75,7 +76,7 @@ final class TLSErrorTests: XCTestCase {
         XCTAssertEqual(result.client.first, .hostnameMismatch)
         let other = try await TestTLSServer(group: group, configuration: Certs.server(cert: "elsewhere-server"))
         let (_, log) = try await connectClient(group: group, port: other.port, configuration: Certs.client(), serverName: "127.0.0.1")
-        await eventually("client failed") { log.closed }
+        await waitUntil("client failed") { log.closed }
         XCTAssertEqual(log.tlsErrors.first?.code, .hostnameMismatch)
         XCTAssertTrue(log.tlsErrors.first?.message.contains("\"127.0.0.1\"") == true, "\(log.tlsErrors)")
         try await other.stop()
@@ -102,7 +103,7 @@ final class TLSErrorTests: XCTestCase {
         let before = server.connectionLogs.count
         let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: server.port).get()
         if !bytes.isEmpty { try await channel.writeAndFlush(ByteBuffer(bytes: bytes)) }
-        await eventually("server closed the raw connection") { server.connectionLogs.count > before && server.connectionLogs[before].closed }
+        await waitUntil("server closed the raw connection") { server.connectionLogs.count > before && server.connectionLogs[before].closed }
         try? await channel.close()
         return server.connectionLogs[before]
     }
@@ -131,7 +132,7 @@ final class TLSErrorTests: XCTestCase {
     func testPeerVanishingWithoutCloseNotifyIsUnclean() async throws {
         let (channel, log) = try await connectClient(group: group, port: server.port, configuration: Certs.client())
         try await channel.writeAndFlush(ByteBuffer(string: "x"))
-        await eventually("echo") { log.received == 1 }
+        await waitUntil("echo") { log.received == 1 }
         // Drop TLS from the pipeline, then close the socket: no close_notify is sent.
         try await channel.eventLoop.submit {
             let sync = channel.pipeline.syncOperations
@@ -139,7 +140,7 @@ final class TLSErrorTests: XCTestCase {
             sync.removeHandler(context: tls, promise: nil)
         }.get()
         try await channel.close()
-        await eventually("server closed") { server.connectionLogs.first?.closed == true }
+        await waitUntil("server closed") { server.connectionLogs.first?.closed == true }
         XCTAssertEqual(server.connectionLogs.first?.tlsErrors.map(\.code), [.uncleanShutdown])
         try await assertServerStillServes()
     }

@@ -2,6 +2,7 @@ import COpenSSL
 import FuseboxTLS
 import NIOCore
 import NIOPosix
+import FuseboxTesting
 import XCTest
 
 /// Our server against our client over real sockets on 127.0.0.1.
@@ -20,7 +21,7 @@ final class TLSLoopbackTests: XCTestCase {
         let s = try await TestTLSServer(group: group, configuration: server)
         let (channel, log) = try await connectClient(group: group, port: s.port, configuration: client)
         try await channel.writeAndFlush(ByteBuffer(string: "ping"))
-        await eventually("echo") { log.received == 4 }
+        await waitUntil("echo") { log.received == 4 }
         let handshake = try XCTUnwrap(log.handshake)
         XCTAssertEqual(handshake.protocolVersion, expectVersion)
         XCTAssertEqual(handshake.applicationProtocol, "h2")
@@ -36,7 +37,7 @@ final class TLSLoopbackTests: XCTestCase {
             XCTAssertNil(serverSide.peer)
         }
         try await channel.close()
-        await eventually("server saw a clean close") { s.connectionLogs.first?.closed == true }
+        await waitUntil("server saw a clean close") { s.connectionLogs.first?.closed == true }
         XCTAssertEqual(s.allTLSErrors, [], "a close_notify close is clean")
         XCTAssertEqual(log.tlsErrors, [])
         try await s.stop()
@@ -72,7 +73,7 @@ final class TLSLoopbackTests: XCTestCase {
             // Waits for each write, so memory stays bounded whatever the peer's speed.
             try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
         }
-        await eventually(timeout: 120, "64 MiB echoed") { log.received == total }
+        await waitUntil("64 MiB echoed", timeout: 120) { log.received == total }
         XCTAssertEqual(s.connectionLogs.first?.received, total, "server received 64 MiB")
         XCTAssertEqual(s.connectionLogs.first?.digest.hex, sent.hex, "the server got exactly what was sent")
         XCTAssertEqual(log.digest.hex, sent.hex, "the echo matches byte for byte")
@@ -94,7 +95,7 @@ final class TLSLoopbackTests: XCTestCase {
             for try await client in tasks { all.append(client) }
             return all
         }
-        await eventually(timeout: 60, "200 echoes") { clients.allSatisfy { $0.1.received == 5 } }
+        await waitUntil("200 echoes", timeout: 60) { clients.allSatisfy { $0.1.received == 5 } }
         XCTAssertEqual(s.connectionLogs.count, 200)
         XCTAssertEqual(Set(s.connectionLogs.compactMap { $0.handshake?.peer?.commonName }), ["fusebox-reporter"])
         for (channel, _) in clients { try await channel.close() }

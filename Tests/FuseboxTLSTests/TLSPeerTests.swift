@@ -46,7 +46,7 @@ final class TLSPeerTests: XCTestCase {
         let (channel, log) = try await connectClient(group: group, port: serverPort, configuration: Certs.client())
         // -rev: s_server answers each line reversed.
         try await channel.writeAndFlush(ByteBuffer(string: "fusebox\n"))
-        await eventually("s_server's answer") { log.received >= 8 }
+        await waitUntil("s_server's answer") { log.received >= 8 }
         XCTAssertEqual(log.handshake?.applicationProtocol, "h2")
         XCTAssertEqual(log.handshake?.peer?.commonName, "fuseboxd")
         XCTAssertEqual(log.tlsErrors, [])
@@ -65,9 +65,9 @@ final class TLSPeerTests: XCTestCase {
         XCTAssertTrue(result.output.contains("ALPN protocol: h2"), result.output)
         XCTAssertTrue(result.output.contains("Verify return code: 0 (ok)"), result.output)
         XCTAssertTrue(result.output.contains("echo-me"), "our server echoed: \(result.output)")
-        await eventually("server saw the client") { server.connectionLogs.first?.handshake != nil }
+        await waitUntil("server saw the client") { server.connectionLogs.first?.handshake != nil }
         XCTAssertEqual(server.connectionLogs.first?.handshake?.peer?.commonName, "fusebox-reader")
-        await eventually("s_client closed cleanly") { server.connectionLogs.first?.closed == true }
+        await waitUntil("s_client closed cleanly") { server.connectionLogs.first?.closed == true }
         XCTAssertEqual(server.connectionLogs.first?.tlsErrors, [], "s_client ended with close_notify")
         try await server.stop()
     }
@@ -100,7 +100,7 @@ final class TLSPeerTests: XCTestCase {
         XCTAssertTrue(result.output.contains("version TLSv1.3"), result.output)
         XCTAssertTrue(result.output.contains("echo from python"), result.output)
         XCTAssertTrue(result.output.contains("peer fuseboxd"), result.output)
-        await eventually("server saw the client") { server.connectionLogs.first?.handshake != nil }
+        await waitUntil("server saw the client") { server.connectionLogs.first?.handshake != nil }
         XCTAssertEqual(server.connectionLogs.first?.handshake?.peer?.uris, ["spiffe://fusebox.local/role/reporter"])
         try await server.stop()
     }

@@ -30,21 +30,21 @@ final class TLSResourceTests: XCTestCase {
                         let (channel, log) = try await connectClient(group: group!, port: server.port, configuration: Certs.client(identity: identity))
                         if identity != nil {
                             try await channel.writeAndFlush(ByteBuffer(string: "x"))
-                            await eventually("echo \(batch)/\(i)") { log.received == 1 }
+                            await waitUntil("echo \(batch)/\(i)") { log.received == 1 }
                             try await channel.close()
                         } else {
-                            await eventually("refused \(batch)/\(i)") { log.closed }
+                            await waitUntil("refused \(batch)/\(i)") { log.closed }
                         }
                     }
                 }
                 try await tasks.waitForAll()
             }
         }
-        await eventually(timeout: 20, "all 1,000 server connections closed") {
+        await waitUntil("all 1,000 server connections closed", timeout: 20) {
             server.connectionLogs.count == 1_000 && server.connectionLogs.allSatisfy(\.closed)
         }
         try await server.stop()
-        await eventually(timeout: 20, "SSL objects freed") { TLSHandler.liveConnections == baseline }
+        await waitUntil("SSL objects freed", timeout: 20) { TLSHandler.liveConnections == baseline }
         XCTAssertEqual(TLSHandler.liveConnections, baseline)
     }
 
@@ -68,17 +68,17 @@ final class TLSResourceTests: XCTestCase {
             configuration: .server(certificateChainPath: cert, privateKeyPath: key, clientCAPath: try Certs.path("ca.pem")))
         let (old, oldLog) = try await connectClient(group: group, port: server.port, configuration: Certs.client())
         try await old.writeAndFlush(ByteBuffer(string: "1"))
-        await eventually("first echo") { oldLog.received == 1 }
+        await waitUntil("first echo") { oldLog.received == 1 }
         XCTAssertEqual(oldLog.handshake?.peer?.commonName, "fuseboxd")
 
         try install("rotated-server")
         try server.provider.reload()
         let (fresh, freshLog) = try await connectClient(group: group, port: server.port, configuration: Certs.client())
         try await fresh.writeAndFlush(ByteBuffer(string: "2"))
-        await eventually("echo on the new certificate") { freshLog.received == 1 }
+        await waitUntil("echo on the new certificate") { freshLog.received == 1 }
         XCTAssertEqual(freshLog.handshake?.peer?.commonName, "fuseboxd-rotated")
         try await old.writeAndFlush(ByteBuffer(string: "3"))
-        await eventually("old connection still works") { oldLog.received == 2 }
+        await waitUntil("old connection still works") { oldLog.received == 2 }
 
         // A key that does not match its certificate: the reload fails, the old material stays.
         try FileManager.default.removeItem(atPath: key)
@@ -89,7 +89,7 @@ final class TLSResourceTests: XCTestCase {
         }
         let (after, afterLog) = try await connectClient(group: group, port: server.port, configuration: Certs.client())
         try await after.writeAndFlush(ByteBuffer(string: "4"))
-        await eventually("echo after a failed reload") { afterLog.received == 1 }
+        await waitUntil("echo after a failed reload") { afterLog.received == 1 }
         XCTAssertEqual(afterLog.handshake?.peer?.commonName, "fuseboxd-rotated")
         for channel in [old, fresh, after] { try await channel.close() }
         try await server.stop()

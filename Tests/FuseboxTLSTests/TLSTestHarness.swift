@@ -144,20 +144,6 @@ func connectClient(
     return (channel, log)
 }
 
-/// Waits (polling, bounded) until `condition` holds.
-func eventually(
-    timeout: Double = 10, _ what: @autoclosure () -> String = "condition", file: StaticString = #filePath, line: UInt = #line,
-    _ condition: () -> Bool
-) async {
-    let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
-    while !condition() {
-        if ContinuousClock.now > deadline {
-            XCTFail("timed out waiting for \(what())", file: file, line: line)
-            return
-        }
-        try? await Task.sleep(for: .milliseconds(5))
-    }
-}
 
 /// Certificate paths.
 enum Certs {
