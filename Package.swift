@@ -89,7 +89,7 @@ let package = Package(
         .executableTarget(
             name: "fuseboxd",
             dependencies: [
-                "FuseboxServer", "FuseboxRPC", "FuseboxWire", "CProtobufC",
+                "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "CProtobufC",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -128,6 +128,7 @@ let package = Package(
             name: "FuseboxServerTests",
             dependencies: [
                 "FuseboxServer", "FuseboxCore", "FuseboxWire", "FuseboxRPC", "FuseboxTLS", "FuseboxAPI", "FuseboxTesting",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -37,6 +37,8 @@ public final class FuseboxServerApp: Sendable {
     public let registry: RegistryService
     /// The fleet's breakers.
     public let coordinator: BreakerCoordinator
+    /// The TLS material, reloadable.
+    public let tls: TLSContextProvider
     /// Health.
     public let health: HealthService
     private let store: SQLiteStore
@@ -45,7 +47,7 @@ public final class FuseboxServerApp: Sendable {
     private let stopping = NIOLockedValueBox(false)
 
     /// Opens the store, loads state, seeds presets, and binds the listener.
-    public static func start(_ configuration: Configuration, group: any EventLoopGroup) async throws -> FuseboxServerApp {
+    public static func start(_ configuration: Configuration, group: any EventLoopGroup, version: String = "dev") async throws -> FuseboxServerApp {
         let store = try await SQLiteStore.open(directory: configuration.dataDirectory)
         let wall: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
         var tls = configuration.tls
@@ -73,17 +75,20 @@ public final class FuseboxServerApp: Sendable {
         rpcConfiguration.onTLSFailure = { error, remote in
             if auditable.contains(error.code) { refused.yield((error, remote)) }
         }
-        let rpc = RPCServer(configuration: rpcConfiguration, router: router, tls: try TLSContextProvider(configuration: tls), group: group)
+        let provider = try TLSContextProvider(configuration: tls)
+        let rpc = RPCServer(configuration: rpcConfiguration, router: router, tls: provider, group: group)
         try await rpc.start()
+        ServerMetrics.start(version: version)
         return FuseboxServerApp(
             rpc: rpc, registry: registry, coordinator: coordinator, health: health, store: store, refusals: refusals,
-            audit: AuditLog(store: store, clock: wall))
+            audit: AuditLog(store: store, clock: wall), tls: provider)
     }
 
     private init(
         rpc: RPCServer, registry: RegistryService, coordinator: BreakerCoordinator, health: HealthService, store: SQLiteStore,
-        refusals: AsyncStream<(TLSError, String?)>, audit: AuditLog
+        refusals: AsyncStream<(TLSError, String?)>, audit: AuditLog, tls: TLSContextProvider
     ) {
+        self.tls = tls
         self.rpc = rpc
         self.registry = registry
         self.coordinator = coordinator
@@ -101,7 +106,7 @@ public final class FuseboxServerApp: Sendable {
                 while !Task.isCancelled {
                     ServerMetrics.gauges(
                         connections: self.rpc.openConnections, breakerWatchers: self.coordinator.watcherCount,
-                        registryWatchers: self.registry.watcherCount)
+                        registryWatchers: self.registry.watcherCount, silentReporters: self.coordinator.silentReporters())
                     try? await Task.sleep(for: .seconds(1))
                 }
             }

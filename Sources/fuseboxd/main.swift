@@ -3,6 +3,7 @@ import CProtobufC
 import Foundation
 import FuseboxRPC
 import FuseboxServer
+import FuseboxTLS
 import FuseboxWire
 import Logging
 import NIOPosix
@@ -20,6 +21,45 @@ struct Fuseboxd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fuseboxd",
         abstract: "The Fusebox control plane: shared circuit breakers and resilience policies for a fleet.",
+        version: "fuseboxd \(fuseboxdVersion) (API fusebox.v1, \(allWireMessageTypes.count) message types, protobuf-c \(String(cString: protobuf_c_version())))",
+        subcommands: [Serve.self, Backup.self], defaultSubcommand: Serve.self)
+}
+
+/// `fuseboxd backup`: a consistent copy of the database while the server runs.
+struct Backup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy the database, consistently, while fuseboxd keeps running.",
+        discussion: """
+            Restore by stopping fuseboxd, putting the copy in place as <data-dir>/fusebox.db
+            (removing fusebox.db-wal and fusebox.db-shm), and starting it again.
+
+            Example:
+              fuseboxd backup --data-dir /var/lib/fusebox --out /backups/fusebox-$(date +%F).db
+            """)
+
+    @Option(name: .customLong("data-dir"), help: "Directory of the running server's database.")
+    var dataDirectory: String
+    @Option(name: .long, help: "File to write; it must not exist.")
+    var out: String
+
+    func run() throws {
+        guard !FileManager.default.fileExists(atPath: out) else {
+            throw ValidationError("\(out) exists already; choose a new file")
+        }
+        do {
+            try SQLiteStore.backup(directory: dataDirectory, to: out)
+        } catch {
+            FileHandle.standardError.write(Data("fuseboxd backup: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        say("backup written to \(out)")
+    }
+}
+
+/// `fuseboxd serve` (the default): run the control plane.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the control plane (the default command).",
         discussion: """
             Settings come from --config (YAML), then FUSEBOX_* environment variables, then flags.
             SIGTERM or SIGINT shuts down gracefully: GOAWAY, watch streams ended, calls in flight
@@ -29,8 +69,8 @@ struct Fuseboxd: AsyncParsableCommand {
               fuseboxd --config fusebox.yaml
               fuseboxd --port 0 --data-dir /tmp/fb --cert server.pem --key server.key --client-ca ca.pem
               fuseboxd --dev-insecure-no-client-certs      # development only: no mTLS
-            """,
-        version: "fuseboxd \(fuseboxdVersion) (API fusebox.v1, \(allWireMessageTypes.count) message types, protobuf-c \(String(cString: protobuf_c_version())))")
+            SIGHUP reloads the certificate, key and CA files: new connections use them.
+            """)
 
     @Option(name: .long, help: "YAML configuration file.")
     var config: String?
@@ -85,7 +125,7 @@ struct Fuseboxd: AsyncParsableCommand {
         appConfiguration.seedPresets = settings.presets
         let app: FuseboxServerApp
         do {
-            app = try await FuseboxServerApp.start(appConfiguration, group: group)
+            app = try await FuseboxServerApp.start(appConfiguration, group: group, version: fuseboxdVersion)
         } catch {
             logger.critical("fuseboxd cannot start: \(error)")
             try? await group.shutdownGracefully()
@@ -107,7 +147,7 @@ struct Fuseboxd: AsyncParsableCommand {
         }
         say("observability on http://\(settings.observabilityHost):\(observability.port)/metrics (/healthz, /readyz)")
         let serviceGroup = ServiceGroup(configuration: .init(
-            services: [.init(service: ControlPlaneService(app: app), successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: [.init(service: ControlPlaneService(app: app, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
         try await serviceGroup.run()
         await observability.stop()
@@ -150,6 +190,7 @@ func say(_ line: String) {
 /// is signalled, then shuts the server down in order.
 struct ControlPlaneService: Service {
     let app: FuseboxServerApp
+    let logger: Logger
 
     func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -158,7 +199,20 @@ struct ControlPlaneService: Service {
                 try? await gracefulShutdown()
                 await app.shutdown()
             }
-            try await group.waitForAll()
+            group.addTask {
+                // SIGHUP: reload certificates; a failed reload keeps the old ones.
+                for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+                    do {
+                        try app.tls.reload()
+                        logger.info("TLS certificates reloaded; new connections use them")
+                    } catch {
+                        logger.error("TLS reload failed, keeping the previous certificates: \(error)")
+                    }
+                }
+            }
+            try await group.next()
+            try await group.next()
+            group.cancelAll()
         }
     }
 }

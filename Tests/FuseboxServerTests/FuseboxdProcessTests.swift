@@ -194,6 +194,36 @@ final class FuseboxdProcessTests: XCTestCase {
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 
+    /// SIGHUP (systemd's ExecReload) reloads the certificate files: a new
+    /// connection sees the new server certificate.
+    func testSIGHUPReloadsCertificates() async throws {
+        let certs = directory + "-certs"
+        try FileManager.default.createDirectory(atPath: certs, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: certs) }
+        func install(_ name: String) throws {
+            for (from, to) in [("\(name).pem", "server.pem"), ("\(name).key", "server.key")] {
+                try? FileManager.default.removeItem(atPath: certs + "/" + to)
+                try FileManager.default.copyItem(atPath: try TestCertificates.path(from), toPath: certs + "/" + to)
+            }
+        }
+        try install("server")
+        let server = try FuseboxdProcess(dataDirectory: directory, extra: ["--cert", certs + "/server.pem", "--key", certs + "/server.key"])
+        func subject() throws -> String {
+            try runProcess(["bash", "-c", "openssl s_client -connect 127.0.0.1:\(server.port) -CAfile '\(try TestCertificates.path("ca.pem"))' -cert '\(try TestCertificates.path("reader.pem"))' -key '\(try TestCertificates.path("reader.key"))' -alpn h2 </dev/null 2>/dev/null | grep '^subject='"], timeout: 20).output
+        }
+        let original = try subject()
+        XCTAssertTrue(original.contains("CN = fuseboxd\n"), original)
+        try install("rotated-server")
+        kill(server.process.processIdentifier, SIGHUP)
+        var rotated = false
+        for _ in 0..<100 where !rotated {
+            rotated = try subject().contains("fuseboxd-rotated")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTAssertTrue(rotated, "new connections use the reloaded certificate")
+        XCTAssertEqual(server.stop(SIGTERM).0, 0)
+    }
+
     func testBadConfigurationIsRefusedNamingTheKey() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).yaml")
         try "listen:\n  port: eighty\n".write(to: file, atomically: true, encoding: .utf8)

@@ -73,6 +73,8 @@ public enum Presets {
         var cb = CircuitBreakerPolicy()
         cb.consecutiveFailuresThreshold = failures
         cb.openDuration.baseMs = openMs
+        // Breakers of many services must not half-open in lockstep.
+        cb.openDuration.jitterPercent = 10
         return cb
     }
 

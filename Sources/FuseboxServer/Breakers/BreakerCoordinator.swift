@@ -33,6 +33,7 @@ public final class BreakerCoordinator: Sendable {
         var watchers: [UInt64: Watcher] = [:]
         var nextWatcher: UInt64 = 0
         var lastSequence: [String: UInt64] = [:]
+        var lastReport: [String: Timestamp] = [:]
     }
 
     private let store: any FuseboxStore
@@ -131,7 +132,9 @@ public final class BreakerCoordinator: Sendable {
     /// Merges one batch of outcomes.
     public func report(_ batch: Fusebox_V1_OutcomeBatch) async -> Fusebox_V1_ReportOutcomesResponse {
         var response = Fusebox_V1_ReportOutcomesResponse()
+        let reportedAt = clock()
         let duplicate = state.withLockedValue { s -> Bool in
+            if !batch.clientId.isEmpty { s.lastReport[batch.clientId] = reportedAt }
             guard batch.sequence > 0 else { return false }
             if let last = s.lastSequence[batch.clientId], last >= batch.sequence { return true }
             s.lastSequence[batch.clientId] = batch.sequence
@@ -160,7 +163,21 @@ public final class BreakerCoordinator: Sendable {
                 response.rejected.append(Self.violation("breakers[\(i)]", error.message))
             }
         }
+        if response.stale + UInt32(response.rejected.count) > 0 {
+            ServerMetrics.rejected(Int(response.stale) + response.rejected.count)
+        }
         return response
+    }
+
+    /// Reporters heard from in the last 10 minutes but not in the last
+    /// minute: clients that have probably lost the server and run their local
+    /// breakers (fail-static). Forgotten after 10 minutes.
+    public func silentReporters() -> Int {
+        let now = clock()
+        return state.withLockedValue { s in
+            s.lastReport = s.lastReport.filter { now.milliseconds(since: $0.value) < 600_000 }
+            return s.lastReport.values.filter { now.milliseconds(since: $0) > 60_000 }.count
+        }
     }
 
     /// Grants or denies a half-open probe permit.

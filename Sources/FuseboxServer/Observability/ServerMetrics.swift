@@ -33,7 +33,21 @@ enum ServerMetrics {
         Timer(label: "fusebox_store_duration_seconds", dimensions: [("operation", operation)], preferredDisplayUnit: .seconds).recordNanoseconds(nanoseconds)
     }
 
-    static func gauges(connections: Int, breakerWatchers: Int, registryWatchers: Int) {
+    /// Creates the series that exist before anything happens, so /metrics
+    /// (and alert rules) see them from the start.
+    static func start(version: String) {
+        Gauge(label: "fusebox_build_info", dimensions: [("version", version)]).record(1)
+        Counter(label: "fusebox_reports_total").increment(by: 0)
+        Counter(label: "fusebox_report_rejections_total").increment(by: 0)
+        gauges(connections: 0, breakerWatchers: 0, registryWatchers: 0, silentReporters: 0)
+    }
+
+    static func rejected(_ count: Int) {
+        Counter(label: "fusebox_report_rejections_total").increment(by: Int64(count))
+    }
+
+    static func gauges(connections: Int, breakerWatchers: Int, registryWatchers: Int, silentReporters: Int) {
+        Gauge(label: "fusebox_reporters_silent").record(Double(silentReporters))
         Gauge(label: "fusebox_connected_clients").record(Double(connections))
         Gauge(label: "fusebox_watchers", dimensions: [("kind", "breakers")]).record(Double(breakerWatchers))
         Gauge(label: "fusebox_watchers", dimensions: [("kind", "registry")]).record(Double(registryWatchers))

@@ -93,6 +93,17 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
         return db
     }
 
+    /// Writes a consistent copy of `directory/fusebox.db` to `destination`
+    /// (SQLite's VACUUM INTO, through a separate connection), safe while the
+    /// server runs and writes: the copy is one transaction's view.
+    public static func backup(directory: String, to destination: String) throws(StoreError) {
+        let path = directory.hasSuffix("/") ? directory + "fusebox.db" : directory + "/fusebox.db"
+        let db = try SQLiteDatabase(path: path)
+        let version = try db.query("SELECT MAX(version) FROM schema_version").first?.first?.int ?? 0
+        guard version > 0 else { throw StoreError(.notFound, "\(path) holds no Fusebox data") }
+        try db.query("VACUUM INTO ?", [.text(destination)])
+    }
+
     /// Finishes pending work and closes the file.
     public func close() async {
         try? await thread.shutdownGracefully()
