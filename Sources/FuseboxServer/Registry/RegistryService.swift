@@ -37,9 +37,7 @@ public final class RegistryService: Sendable {
     public func seedPresetsIfEmpty() async throws(StoreError) {
         guard policy(registry: "default", name: Presets.all[0].name) == nil, registryVersion("default") == 0 else { return }
         for preset in Presets.all {
-            _ = try await write(
-                registry: "default", actor: "fuseboxd", reason: "preset loaded on first start"
-            ) { () async throws(StoreError) in
+            _ = try await write { () async throws(StoreError) in
                 try await self.store.putPolicy(registry: "default", policy: preset, expectedVersion: nil, actor: "fuseboxd", reason: "preset loaded on first start", atMs: self.clock())
             }
         }
@@ -62,7 +60,7 @@ public final class RegistryService: Sendable {
 
     /// Writes through the store, then applies to memory and tells watchers, in order.
     private func write(
-        registry: String, actor: String, reason: String, _ body: @escaping @Sendable () async throws(StoreError) -> PolicyChangeRecord
+        _ body: @escaping @Sendable () async throws(StoreError) -> PolicyChangeRecord
     ) async throws(StoreError) -> PolicyChangeRecord {
         let result: Result<PolicyChangeRecord, StoreError> = await gate.run {
             do throws(StoreError) {
@@ -135,7 +133,7 @@ public final class RegistryService: Sendable {
             let actor = Authorizer.describe(context.peer)
             let change: PolicyChangeRecord
             do throws(StoreError) {
-                change = try await write(registry: request.registry, actor: actor, reason: request.reason) { () async throws(StoreError) in
+                change = try await write { () async throws(StoreError) in
                     try await self.store.putPolicy(
                         registry: request.registry, policy: policy, expectedVersion: request.expectedVersion?.version,
                         actor: actor, reason: request.reason, atMs: self.clock())
@@ -155,7 +153,7 @@ public final class RegistryService: Sendable {
             let actor = Authorizer.describe(context.peer)
             let change: PolicyChangeRecord
             do throws(StoreError) {
-                change = try await write(registry: request.registry, actor: actor, reason: request.reason) { () async throws(StoreError) in
+                change = try await write { () async throws(StoreError) in
                     try await self.store.deletePolicy(
                         registry: request.registry, name: request.name, expectedVersion: request.expectedVersion?.version,
                         actor: actor, reason: request.reason, atMs: self.clock())
