@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "FuseboxCore", targets: ["FuseboxCore"]),
         .library(name: "FuseboxTLS", targets: ["FuseboxTLS"]),
         .library(name: "FuseboxRPC", targets: ["FuseboxRPC"]),
+        .library(name: "FuseboxClient", targets: ["FuseboxClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -86,6 +87,9 @@ let package = Package(
             ]
         ),
 
+        // The SDK services link: policies, guards, the shared breaker's client side.
+        .target(name: "FuseboxClient", dependencies: ["FuseboxCore"]),
+
         .executableTarget(
             name: "fuseboxd",
             dependencies: [
@@ -133,6 +137,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "FuseboxClientTests",
+            dependencies: ["FuseboxClient", "FuseboxCore", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(name: "FuseboxAPITests", dependencies: ["FuseboxAPI", "FuseboxCore", "FuseboxWire"]),
         .testTarget(

@@ -15,6 +15,7 @@ let package = Package(
             name: "fusebox-core-bench",
             dependencies: [
                 .product(name: "FuseboxCore", package: "main"),
+                .product(name: "FuseboxClient", package: "main"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]

@@ -1,4 +1,6 @@
+import FuseboxClient
 import FuseboxCore
+import Synchronization
 import MallocInterposerSwift
 
 /// Hot-path benchmarks of FuseboxCore: nanoseconds and heap allocations per
@@ -72,6 +74,20 @@ results.append(measure("record one outcome (60 s time window)", iterations: iter
 })
 results.append(measure("window snapshot (60 s time window)", iterations: iterations) { i in
     blackHole(window.snapshot(at: Timestamp(milliseconds: Int64(iterations / 1000))))
+})
+
+// The SDK's hot path in CLOSED: one atomic load to admit, atomic increments to record.
+let gate = BreakerGate()
+let tally = OutcomeTally()
+results.append(measure("SDK guard in CLOSED: admit + record (BreakerGate, OutcomeTally)", iterations: iterations) { i in
+    if case .pass(let g) = gate.admit() {
+        tally.record(i % 10 == 0 ? .failure : .success, generation: g)
+    }
+})
+// The peer of issue 8's scenario 4: a bare atomic increment, same run.
+let counter = Atomic<UInt64>(0)
+results.append(measure("peer: bare atomic increment", iterations: iterations) { _ in
+    counter.add(1, ordering: .relaxed)
 })
 
 print("| operation | ns/op | allocations/op |")
