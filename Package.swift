@@ -88,7 +88,10 @@ let package = Package(
         ),
 
         // The SDK services link: policies, guards, the shared breaker's client side.
-        .target(name: "FuseboxClient", dependencies: ["FuseboxCore"]),
+        .target(
+            name: "FuseboxClient",
+            dependencies: ["FuseboxCore", "FuseboxAPI", "FuseboxRPC", "FuseboxWire", .product(name: "Logging", package: "swift-log")]
+        ),
 
         .executableTarget(
             name: "fuseboxd",
@@ -140,7 +143,12 @@ let package = Package(
         ),
         .testTarget(
             name: "FuseboxClientTests",
-            dependencies: ["FuseboxClient", "FuseboxCore", .product(name: "PropertyBased", package: "swift-property-based")]
+            dependencies: [
+                "FuseboxClient", "FuseboxCore", "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxTesting",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .testTarget(name: "FuseboxAPITests", dependencies: ["FuseboxAPI", "FuseboxCore", "FuseboxWire"]),
         .testTarget(
