@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
     ],
     targets: [
         // System libraries (Debian: libprotobuf-c-dev, libssl-dev, libsqlite3-dev).
@@ -90,7 +91,14 @@ let package = Package(
         // The SDK services link: policies, guards, the shared breaker's client side.
         .target(
             name: "FuseboxClient",
-            dependencies: ["FuseboxCore", "FuseboxAPI", "FuseboxRPC", "FuseboxWire", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "FuseboxCore", "FuseboxAPI", "FuseboxRPC", "FuseboxTLS", "FuseboxWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
 
         .executableTarget(

@@ -62,6 +62,10 @@ public final class BreakerGate: Sendable {
         }
     }
 
+    fileprivate func storeRaw(_ state: BreakerState, _ generation: BreakerGeneration) {
+        word.store(Self.pack(state, generation), ordering: .releasing)
+    }
+
     private static func pack(_ state: BreakerState, _ generation: BreakerGeneration) -> UInt64 {
         (generation.value << 8) | UInt64(BreakerState.allCases.firstIndex(of: state) ?? 0)
     }
@@ -70,5 +74,14 @@ public final class BreakerGate: Sendable {
         let index = Int(word & 0xff)
         let states = BreakerState.allCases
         return Snapshot(state: index < states.count ? states[index] : .closed, generation: BreakerGeneration(word >> 8))
+    }
+}
+
+extension BreakerGate {
+    /// Sets state and generation whatever the generation held: the server's
+    /// state winning over a local breaker's on resynchronisation, or a local
+    /// breaker moving the gate.
+    public func force(_ state: BreakerState, generation: BreakerGeneration) {
+        storeRaw(state, generation)
     }
 }

@@ -146,12 +146,12 @@ public final class BreakerCoordinator: Sendable {
                 continue
             }
             let key = Key(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name)
-            ServerMetrics.report(Self.counts(entry.counts))
+            ServerMetrics.report(BreakerMapping.counts(entry.counts))
             let report = OutcomeReport(
                 client: batch.clientId.isEmpty ? nil : batch.clientId, generation: BreakerGeneration(entry.generation),
-                counts: duplicate ? OutcomeCounts() : Self.counts(entry.counts),
+                counts: duplicate ? OutcomeCounts() : BreakerMapping.counts(entry.counts),
                 trailingConsecutiveFailures: Int(entry.trailingConsecutiveFailures),
-                probes: duplicate ? [] : entry.probes.map { ProbeResult(permitID: $0.permitId, outcome: Self.outcome($0.outcome)) })
+                probes: duplicate ? [] : entry.probes.map { ProbeResult(permitID: $0.permitId, outcome: BreakerMapping.outcome($0.outcome)) })
             do throws(RPCError) {
                 let (stale, status, policy) = try await mutate(key, createWith: entry.policy.isEmpty ? nil : entry.policy) { machine, now in
                     let step = machine.report(report, at: now)
@@ -263,7 +263,7 @@ public final class BreakerCoordinator: Sendable {
             var detail = Fusebox_V1_BreakerDetail()
             detail.status = Self.wire(entry.machine.status, key: key, policy: entry.policy)
             var window = Fusebox_V1_WindowStats()
-            window.counts = Self.wire(snapshot.counts)
+            window.counts = BreakerMapping.wire(snapshot.counts)
             window.calls = snapshot.counts.calls
             window.failureRatePercent = snapshot.failureRate
             window.slowCallRatePercent = snapshot.slowCallRate
@@ -273,7 +273,7 @@ public final class BreakerCoordinator: Sendable {
             detail.contributions = entry.machine.contributions.sorted { $0.key < $1.key }.map { client, counts in
                 var c = Fusebox_V1_ClientContribution()
                 c.clientId = client
-                c.counts = Self.wire(counts)
+                c.counts = BreakerMapping.wire(counts)
                 return c
             }
             detail.outstandingPermits = UInt32(entry.machine.permits.outstanding.count)
@@ -347,31 +347,6 @@ public final class BreakerCoordinator: Sendable {
         w.contributingClients = t.contributingClients
         w.atMs = t.status.since.milliseconds
         return w
-    }
-
-    static func wire(_ c: OutcomeCounts) -> Fusebox_V1_OutcomeCounts {
-        var w = Fusebox_V1_OutcomeCounts()
-        w.success = c.success
-        w.failure = c.failure
-        w.slowSuccess = c.slowSuccess
-        w.slowFailure = c.slowFailure
-        w.ignored = c.ignored
-        return w
-    }
-
-    static func counts(_ w: Fusebox_V1_OutcomeCounts?) -> OutcomeCounts {
-        guard let w else { return OutcomeCounts() }
-        return OutcomeCounts(success: w.success, failure: w.failure, slowSuccess: w.slowSuccess, slowFailure: w.slowFailure, ignored: w.ignored)
-    }
-
-    static func outcome(_ o: Fusebox_V1_Outcome) -> Outcome {
-        switch o {
-        case .success: return .success
-        case .failure: return .failure
-        case .slowSuccess: return .slowSuccess
-        case .slowFailure: return .slowFailure
-        default: return .ignored
-        }
     }
 
     static func violation(_ field: String, _ message: String) -> Fusebox_V1_FieldViolation {

@@ -6,12 +6,7 @@ import FuseboxWire
 
 /// Conversions between server values and API messages that the services share.
 enum WireConversions {
-    static func ref(_ registry: String, _ name: String) -> Fusebox_V1_BreakerRef {
-        var r = Fusebox_V1_BreakerRef()
-        r.registry = registry
-        r.name = name
-        return r
-    }
+    static func ref(_ registry: String, _ name: String) -> Fusebox_V1_BreakerRef { BreakerMapping.ref(registry, name) }
 
     static func peer(_ p: TLSPeerIdentity) -> Fusebox_V1_PeerIdentity {
         var w = Fusebox_V1_PeerIdentity()
@@ -22,17 +17,7 @@ enum WireConversions {
         return w
     }
 
-    static func state(_ s: BreakerState) -> Fusebox_V1_BreakerState {
-        switch s {
-        case .closed: return .closed
-        case .open: return .open
-        case .halfOpen: return .halfOpen
-        case .forcedOpen: return .forcedOpen
-        case .forcedClosed: return .forcedClosed
-        case .disabled: return .disabled
-        case .shadow: return .shadow
-        }
-    }
+    static func state(_ s: BreakerState) -> Fusebox_V1_BreakerState { BreakerMapping.wire(s) }
 
     static func record(_ p: StoredPolicy) -> Fusebox_V1_PolicyRecord {
         var r = Fusebox_V1_PolicyRecord()

@@ -1,0 +1,446 @@
+import Foundation
+import FuseboxAPI
+import FuseboxCore
+import FuseboxRPC
+import FuseboxWire
+import Logging
+import Synchronization
+import Atomics
+import CoreMetrics
+
+/// The client's side of the fleet: the watches that push breaker states and
+/// policies, the reporter that sends outcomes in batches, probe permits, and
+/// the switch to local breakers when fuseboxd has been out of reach longer
+/// than the staleness bound.
+final class FleetLink: Sendable {
+    let configuration: FuseboxConfiguration
+    let client: RPCClient
+    let logger: Logger
+    let gauges = ClientGauges()
+
+    private struct State: Sendable {
+        var breakers: [BreakerKey: SharedBreaker] = [:]
+        var guards: [BreakerKey: Guard] = [:]
+        var policies: PolicySnapshot
+        var mode: ClientMode = .fleet
+        /// Watch streams open now.
+        var liveStreams = 0
+        /// The last time fuseboxd answered (a watch event, a report).
+        var lastContact: ContinuousClock.Instant = .now
+        /// The last report failed (the server may be hung with streams open).
+        var reportFailing = false
+        var sequence: UInt64 = 0
+    }
+
+    struct BreakerKey: Hashable, Sendable {
+        var registry: String
+        var name: String
+    }
+
+    private let state: Mutex<State>
+    private let flush: AsyncStream<Void>.Continuation
+    private let flushes: AsyncStream<Void>
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+
+    init(configuration: FuseboxConfiguration, client: RPCClient, policies: PolicySnapshot, logger: Logger) {
+        self.configuration = configuration
+        self.client = client
+        self.logger = logger
+        self.state = Mutex(State(policies: policies))
+        (flushes, flush) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        gauges.mode(.fleet)
+        gauges.policySource(policies.source)
+    }
+
+    func start() {
+        var started: [Task<Void, Never>] = []
+        started.append(Task { await self.reportLoop() })
+        started.append(Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: self.configuration.reportInterval)
+                self.flush.yield()
+            }
+        })
+        for registry in configuration.registries {
+            started.append(Task { await self.reconnecting("WatchBreakers(\(registry))") { try await self.watchBreakers(registry) } })
+            started.append(Task { await self.reconnecting("WatchRegistry(\(registry))") { try await self.watchRegistry(registry) } })
+        }
+        tasks.withLock { $0 = started }
+    }
+
+    func stop() async {
+        let running = tasks.withLock { t in
+            defer { t = [] }
+            return t
+        }
+        for task in running { task.cancel() }
+        flush.finish()
+        for task in running { await task.value }
+        await reportOnce()
+    }
+
+    func requestFlush() { flush.yield() }
+
+    // MARK: Guards
+
+    var policies: PolicySnapshot { state.withLock { $0.policies } }
+    var mode: ClientMode { state.withLock { $0.mode } }
+
+    /// How long the client's view of the fleet has not been confirmed by fuseboxd.
+    var staleness: Duration {
+        state.withLock { s in (s.liveStreams > 0 && !s.reportFailing) ? .zero : ContinuousClock.now - s.lastContact }
+    }
+
+    func makeGuard(_ name: String, policy policyName: String, registry: String) -> Guard {
+        let key = BreakerKey(registry: registry, name: name)
+        return state.withLock { s in
+            if let existing = s.guards[key] {
+                if existing.policyName != policyName {
+                    logger.warning(
+                        "guard already exists with another policy; keeping the first",
+                        metadata: ["guard": "\(name)", "policy": "\(existing.policyName)", "requested": "\(policyName)"])
+                }
+                return existing
+            }
+            let breaker = s.breakers[key] ?? SharedBreaker(registry: registry, name: name, policyName: policyName)
+            s.breakers[key] = breaker
+            let policy = resolve(policyName, registry: registry, in: s.policies)
+            if s.mode == .local, let cb = policy.circuitBreaker { breaker.enterLocal(policy: cb, now: wallNow()) }
+            let g = Guard(
+                name: name, registry: registry, policyName: policyName,
+                runtime: GuardRuntime(policy: policy, breaker: breaker, previous: nil, now: wallNow()), link: self)
+            s.guards[key] = g
+            return g
+        }
+    }
+
+    /// The policy a guard runs with: the registry's, else the preset of that
+    /// name, else one with no patterns (the call just runs).
+    private func resolve(_ name: String, registry: String, in policies: PolicySnapshot) -> Policy {
+        if let p = policies.policy(name, registry: registry) { return p }
+        if let preset = Presets.named(name) {
+            logger.warning("policy not in registry; using the preset of that name", metadata: ["policy": "\(name)", "registry": "\(registry)"])
+            return preset
+        }
+        logger.error("policy not found; calls run unguarded until it is created", metadata: ["policy": "\(name)", "registry": "\(registry)"])
+        return Policy(name: name)
+    }
+
+    /// Swaps in changed policies for the guards of `registry`.
+    private func policiesChanged(registry: String) {
+        let (guards, snapshot) = state.withLock { s in (s.guards.filter { $0.key.registry == registry }.map(\.value), s.policies) }
+        for g in guards {
+            let policy = resolve(g.policyName, registry: registry, in: snapshot)
+            let old = g.runtime.load(ordering: .acquiring)
+            guard old.policy != policy else { continue }
+            let breaker = state.withLock { $0.breakers[BreakerKey(registry: registry, name: g.name)] }
+            g.runtime.store(GuardRuntime(policy: policy, breaker: breaker, previous: old, now: wallNow()), ordering: .releasing)
+            logger.info("policy updated", metadata: ["guard": "\(g.name)", "policy": "\(policy.name)"])
+        }
+    }
+
+    private func breaker(_ registry: String, _ name: String) -> SharedBreaker? {
+        state.withLock { $0.breakers[BreakerKey(registry: registry, name: name)] }
+    }
+
+    private func guardFor(_ breaker: SharedBreaker) -> Guard? {
+        state.withLock { $0.guards[BreakerKey(registry: breaker.registry, name: breaker.name)] }
+    }
+
+    // MARK: Connectivity
+
+    private func contact() {
+        state.withLock { s in
+            s.lastContact = .now
+            s.reportFailing = false
+        }
+    }
+
+    /// Runs `body` again and again: exponential backoff with full jitter
+    /// between failures, reset once a stream was established.
+    private func reconnecting(_ what: String, _ body: @Sendable () async throws -> Void) async {
+        var failures = 0
+        while !Task.isCancelled {
+            let opened = state.withLock { $0.lastContact }
+            do {
+                try await body()
+            } catch {
+                logger.debug("stream ended", metadata: ["stream": "\(what)", "error": "\(error)"])
+            }
+            if Task.isCancelled { return }
+            if state.withLock({ $0.lastContact }) > opened { failures = 0 }
+            failures += 1
+            let capMs = Double(configuration.reconnectBackoffMaximum.milliseconds)
+            let ceiling = min(capMs, Double(configuration.reconnectBackoffBase.milliseconds) * pow(2, Double(min(failures - 1, 30))))
+            let delay = Double.random(in: 0...max(ceiling, 1))
+            try? await Task.sleep(for: .milliseconds(Int64(delay)))
+        }
+    }
+
+    private func streamOpened() {
+        state.withLock { s in
+            s.liveStreams += 1
+            s.lastContact = .now
+        }
+    }
+
+    private func streamClosed() {
+        state.withLock { $0.liveStreams -= 1 }
+    }
+
+    // MARK: Watches
+
+    private func watchBreakers(_ registry: String) async throws {
+        var request = Fusebox_V1_WatchBreakersRequest()
+        request.registry = registry
+        let opened = Mutex(false)
+        defer { if opened.withLock({ $0 }) { streamClosed() } }
+        try await client.serverStreaming(
+            "fusebox.v1.BreakerService", "WatchBreakers", request, as: Fusebox_V1_BreakerEvent.self
+        ) { event in
+            if !opened.withLock({ o in defer { o = true }; return o }) { self.streamOpened() }
+            self.contact()
+            switch event.event {
+            case .snapshot(let snapshot):
+                self.resync(registry: registry, snapshot.breakers)
+            case .transition(let transition):
+                guard let status = transition.status, let ref = status.breaker,
+                    let breaker = self.breaker(ref.registry, ref.name)
+                else { return }
+                if let change = breaker.applyFleet(BreakerMapping.status(status)) {
+                    self.transitioned(breaker, change, generation: status.generation, reason: transition.reason)
+                }
+            case nil:
+                break
+            }
+        }
+    }
+
+    /// Applies the server's snapshot of `registry`: its state wins over
+    /// anything held, local breakers included.
+    private func resync(registry: String, _ statuses: [Fusebox_V1_BreakerStatus]) {
+        var byName: [String: Fusebox_V1_BreakerStatus] = [:]
+        for s in statuses { if let ref = s.breaker { byName[ref.name] = s } }
+        let (breakers, wasLocal) = state.withLock { s in
+            (s.breakers.values.filter { $0.registry == registry }, s.mode == .local)
+        }
+        for breaker in breakers {
+            let status = byName[breaker.name].map(BreakerMapping.status)
+            if let change = breaker.resync(status) {
+                transitioned(breaker, change, generation: status?.generation.value ?? 0, reason: "resynchronised with fuseboxd")
+            }
+        }
+        if wasLocal {
+            state.withLock { $0.mode = .fleet }
+            gauges.mode(.fleet)
+            logger.notice("fuseboxd reachable again; breakers follow the fleet", metadata: ["registry": "\(registry)"])
+        }
+    }
+
+    private func transitioned(_ breaker: SharedBreaker, _ change: (from: BreakerState, to: BreakerState), generation: UInt64, reason: String) {
+        guardFor(breaker)?.metrics.stateChanged(from: change.from, to: change.to)
+        logger.info(
+            "breaker state changed",
+            metadata: [
+                "breaker": "\(breaker.name)", "registry": "\(breaker.registry)", "from": "\(change.from.displayName)",
+                "to": "\(change.to.displayName)", "generation": "\(generation)", "reason": "\(reason)",
+            ])
+        configuration.onStateChange?(BreakerStateChange(
+            registry: breaker.registry, breaker: breaker.name, from: change.from, to: change.to, generation: generation))
+    }
+
+    private func watchRegistry(_ registry: String) async throws {
+        var request = Fusebox_V1_WatchRegistryRequest()
+        request.registry = registry
+        try await client.serverStreaming(
+            "fusebox.v1.RegistryService", "WatchRegistry", request, as: Fusebox_V1_RegistryEvent.self
+        ) { event in
+            self.contact()
+            switch event.event {
+            case .snapshot(let snapshot):
+                self.replaceRegistry(registry, snapshot)
+            case .change(let change):
+                self.applyChange(registry, change)
+            case nil:
+                break
+            }
+        }
+    }
+
+    private func replaceRegistry(_ registry: String, _ snapshot: Fusebox_V1_RegistrySnapshot) {
+        var policies: [String: Policy] = [:]
+        for record in snapshot.policies {
+            guard let wire = record.policy else { continue }
+            switch PolicyMapping.policy(from: wire) {
+            case .success(let p): policies[p.name] = p
+            case .failure(let e): logger.error("ignoring a policy this SDK cannot read", metadata: ["error": "\(e)"])
+            }
+        }
+        let changed = state.withLock { s -> Bool in
+            let before = s.policies.registries[registry]
+            s.policies.registries[registry] = policies
+            s.policies.versions[registry] = snapshot.version
+            return before != policies
+        }
+        try? PolicySnapshot.writeCache(snapshot, registry: registry, cacheDirectory: configuration.cacheDirectory)
+        if changed { policiesChanged(registry: registry) }
+    }
+
+    private func applyChange(_ registry: String, _ change: Fusebox_V1_PolicyChange) {
+        let policy = change.after.flatMap { try? PolicyMapping.policy(from: $0).get() }
+        let snapshot = state.withLock { s -> Fusebox_V1_RegistrySnapshot in
+            if let policy {
+                s.policies.registries[registry, default: [:]][policy.name] = policy
+            } else {
+                s.policies.registries[registry]?[change.policyName] = nil
+            }
+            s.policies.versions[registry] = change.version
+            var w = Fusebox_V1_RegistrySnapshot()
+            w.version = change.version
+            w.policies = (s.policies.registries[registry] ?? [:]).values.sorted { $0.name < $1.name }.map { p in
+                var r = Fusebox_V1_PolicyRecord()
+                r.policy = PolicyMapping.wire(p)
+                return r
+            }
+            return w
+        }
+        try? PolicySnapshot.writeCache(snapshot, registry: registry, cacheDirectory: configuration.cacheDirectory)
+        policiesChanged(registry: registry)
+    }
+
+    // MARK: Permits
+
+    enum PermitAnswer {
+        case granted(UInt64, local: Bool, generation: BreakerGeneration)
+        case denied(retryAfter: Duration?, generation: BreakerGeneration)
+    }
+
+    /// A half-open probe permit: from the local breaker in local mode, else
+    /// from fuseboxd. Unreachable server: denied (the call is rejected as if OPEN).
+    func acquirePermit(_ breaker: SharedBreaker, generation: BreakerGeneration) async -> PermitAnswer {
+        if let decision = breaker.acquireLocalPermit(now: wallNow()) {
+            switch decision {
+            case .granted(let grant): return .granted(grant.id, local: true, generation: grant.generation)
+            case .denied(let d): return .denied(retryAfter: d.retryAfterMs.map { .milliseconds($0) }, generation: d.generation)
+            }
+        }
+        var request = Fusebox_V1_AcquirePermitRequest()
+        request.breaker = BreakerMapping.ref(breaker.registry, breaker.name)
+        request.clientId = configuration.clientID
+        request.generation = generation.value
+        do {
+            let response = try await client.unary(
+                "fusebox.v1.BreakerService", "AcquirePermit", request, as: Fusebox_V1_AcquirePermitResponse.self,
+                options: RPCCallOptions(timeout: configuration.permitTimeout))
+            contact()
+            let current = BreakerGeneration(response.generation)
+            if response.granted { return .granted(response.permitId, local: false, generation: current) }
+            if let state = BreakerMapping.state(response.state), current > generation {
+                var status = BreakerStatus(state: state, evaluatedState: state, generation: current, since: wallNow(), reason: response.reason)
+                status.until = response.retryAfterMs > 0 ? wallNow().adding(milliseconds: Int64(response.retryAfterMs)) : nil
+                if let change = breaker.applyFleet(status) {
+                    transitioned(breaker, change, generation: current.value, reason: response.reason)
+                }
+            }
+            return .denied(retryAfter: response.retryAfterMs > 0 ? .milliseconds(Int64(response.retryAfterMs)) : nil, generation: current)
+        } catch {
+            return .denied(retryAfter: nil, generation: generation)
+        }
+    }
+
+    // MARK: Reporting
+
+    private func reportLoop() async {
+        for await _ in flushes {
+            await reportOnce()
+        }
+    }
+
+    private func reportOnce() async {
+        let (breakers, guards, mode, stale) = state.withLock { s in
+            (Array(s.breakers.values), Array(s.guards.values), s.mode,
+             (s.liveStreams == 0 || s.reportFailing) && ContinuousClock.now - s.lastContact > configuration.stalenessBound)
+        }
+        for g in guards {
+            if let breaker = g.runtime.load(ordering: .relaxed).breaker { g.metrics.flush(breaker.calls) }
+        }
+        gauges.staleness.record(Double(staleness.milliseconds) / 1000)
+        if mode == .fleet, stale {
+            enterLocalMode(guards)
+            return
+        }
+        if mode == .local {
+            let now = wallNow()
+            for breaker in breakers {
+                for t in breaker.tickLocal(now: now) {
+                    transitioned(breaker, (t.from, t.status.state), generation: t.status.generation.value, reason: "local breaker: \(t.status.reason)")
+                }
+            }
+            return
+        }
+        var batch = Fusebox_V1_OutcomeBatch()
+        batch.clientId = configuration.clientID
+        for breaker in breakers {
+            let drained = breaker.tally.drain()
+            let probes = breaker.takeProbes()
+            guard !drained.counts.isEmpty || !probes.isEmpty else { continue }
+            var entry = Fusebox_V1_BreakerOutcomes()
+            entry.breaker = BreakerMapping.ref(breaker.registry, breaker.name)
+            entry.policy = breaker.policyName
+            entry.generation = drained.generation.value
+            entry.counts = BreakerMapping.wire(drained.counts)
+            entry.trailingConsecutiveFailures = UInt32(clamping: drained.trailingConsecutiveFailures)
+            entry.probes = probes.map { p in
+                var w = Fusebox_V1_ProbeResult()
+                w.permitId = p.permitID
+                w.outcome = BreakerMapping.wire(p.outcome)
+                return w
+            }
+            batch.breakers.append(entry)
+        }
+        guard !batch.breakers.isEmpty else { return }
+        batch.sequence = state.withLock { s in
+            s.sequence += 1
+            return s.sequence
+        }
+        do {
+            let response = try await client.unary(
+                "fusebox.v1.BreakerService", "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self,
+                options: RPCCallOptions(timeout: configuration.reportTimeout))
+            contact()
+            for status in response.states {
+                guard let ref = status.breaker, let breaker = breaker(ref.registry, ref.name) else { continue }
+                if let change = breaker.applyFleet(BreakerMapping.status(status)) {
+                    transitioned(breaker, change, generation: status.generation, reason: status.reason)
+                }
+            }
+            for rejected in response.rejected {
+                logger.warning("fuseboxd rejected outcomes", metadata: ["field": "\(rejected.field)", "reason": "\(rejected.description)"])
+            }
+        } catch {
+            // Outcomes of a failed report are dropped: by the time the server
+            // is back they describe the past, and local mode takes over if it stays away.
+            state.withLock { $0.reportFailing = true }
+            logger.debug("outcome report failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func enterLocalMode(_ guards: [Guard]) {
+        state.withLock { $0.mode = .local }
+        gauges.mode(.local)
+        logger.warning(
+            "fuseboxd unreachable beyond the staleness bound; breakers run locally",
+            metadata: ["bound": "\(configuration.stalenessBound)"])
+        let now = wallNow()
+        for g in guards {
+            let rt = g.runtime.load(ordering: .acquiring)
+            if let breaker = rt.breaker, let cb = rt.policy.circuitBreaker { breaker.enterLocal(policy: cb, now: now) }
+        }
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+}

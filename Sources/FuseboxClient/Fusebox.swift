@@ -1,0 +1,130 @@
+import Foundation
+public import FuseboxCore
+import FuseboxRPC
+public import FuseboxTLS
+public import Logging
+public import NIOCore
+public import NIOPosix
+
+/// A breaker's state change as this client saw it.
+public struct BreakerStateChange: Sendable, Hashable {
+    /// The breaker's registry.
+    public var registry: String
+    /// The breaker (guard) name.
+    public var breaker: String
+    /// The state before.
+    public var from: BreakerState
+    /// The state now.
+    public var to: BreakerState
+    /// The generation of the new state.
+    public var generation: UInt64
+}
+
+/// How a service's Fusebox SDK connects and behaves.
+public struct FuseboxConfiguration: Sendable {
+    /// fuseboxd's host.
+    public var host: String
+    /// fuseboxd's port.
+    public var port: Int
+    /// TLS: the CA that signed fuseboxd's certificate and, for mTLS, this
+    /// service's certificate (role reporter or above).
+    public var tls: TLSConfiguration
+    /// The name fuseboxd's certificate must carry; default `host`.
+    public var serverName: String?
+    /// This process's stable identity in reports, e.g. "checkout-7f9c-2".
+    public var clientID: String
+    /// The registries whose policies and breakers this service uses.
+    public var registries: [String] = ["default"]
+    /// Where fetched policies are cached for a start without the server.
+    public var cacheDirectory: String
+    /// How long to wait for fuseboxd at startup before using the cache.
+    public var startupTimeout: Duration = .seconds(5)
+    /// Outcomes are reported at least this often…
+    public var reportInterval: Duration = .milliseconds(100)
+    /// …or as soon as one breaker has this many.
+    public var reportBatchSize: Int = 1_000
+    /// A report gives up after this long.
+    public var reportTimeout: Duration = .seconds(2)
+    /// A half-open permit request gives up after this long (the call is then rejected).
+    public var permitTimeout: Duration = .seconds(1)
+    /// With fuseboxd unreachable for longer than this, breakers run locally.
+    public var stalenessBound: Duration = .seconds(10)
+    /// Reconnect backoff: full jitter over base × 2^failures, capped.
+    public var reconnectBackoffBase: Duration = .milliseconds(100)
+    /// The cap of the reconnect backoff.
+    public var reconnectBackoffMaximum: Duration = .seconds(10)
+    /// Called on every breaker state change this client applies.
+    public var onStateChange: (@Sendable (BreakerStateChange) -> Void)?
+
+    /// A configuration with the defaults.
+    public init(host: String, port: Int, tls: TLSConfiguration, clientID: String? = nil, cacheDirectory: String) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.clientID = clientID ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+        self.cacheDirectory = cacheDirectory
+    }
+}
+
+/// The Fusebox SDK: fetches a service's policies at startup (fail-static:
+/// server, else disk cache, else presets), keeps them and the fleet's breaker
+/// states current through watches, and hands out guards.
+///
+/// ```swift
+/// let fusebox = try await Fusebox.start(configuration)
+/// let payments = fusebox.guard("stripe-api", policy: "external")
+/// let receipt = try await payments.run { try await stripe.charge(order) }
+/// ```
+public final class Fusebox: Sendable {
+    let link: FleetLink
+    /// Where the policies came from at startup.
+    public let policySource: PolicySource
+
+    /// Connects, loads policies (never failing for want of the server) and
+    /// starts the watches and the reporter. Throws only for a TLS
+    /// configuration that cannot be loaded (missing or unreadable files).
+    public static func start(
+        _ configuration: FuseboxConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "fusebox.client")
+    ) async throws(TLSError) -> Fusebox {
+        var rpc = RPCClientConfiguration(host: configuration.host, port: configuration.port, tls: configuration.tls, serverName: configuration.serverName)
+        rpc.connectTimeout = min(configuration.startupTimeout, .seconds(5))
+        // The SDK's watch loops do the reconnect backoff (full jitter); the
+        // transport's own backoff stays short so it does not add to it.
+        rpc.backoffInitial = .milliseconds(50)
+        rpc.backoffMaximum = .milliseconds(200)
+        let client = try RPCClient(configuration: rpc, group: group)
+        let snapshot = await PolicySnapshot.load(
+            registries: configuration.registries, client: client, cacheDirectory: configuration.cacheDirectory,
+            timeout: configuration.startupTimeout, logger: logger)
+        let link = FleetLink(configuration: configuration, client: client, policies: snapshot, logger: logger)
+        link.start()
+        return Fusebox(link: link, source: snapshot.source)
+    }
+
+    private init(link: FleetLink, source: PolicySource) {
+        self.link = link
+        self.policySource = source
+    }
+
+    /// The guard `name` (also its breaker's name) running policy `policy` of
+    /// `registry`. The same name returns the same guard.
+    public func `guard`(_ name: String, policy: String, registry: String = "default") -> Guard {
+        link.makeGuard(name, policy: policy, registry: registry)
+    }
+
+    /// Fleet or local breakers.
+    public var mode: ClientMode { link.mode }
+
+    /// How long the client's view has gone unconfirmed by fuseboxd (zero while connected).
+    public var staleness: Duration { link.staleness }
+
+    /// The policies held now.
+    public var policies: PolicySnapshot { link.policies }
+
+    /// Stops the watches and the reporter (after one last report) and closes the connection.
+    public func shutdown() async {
+        await link.stop()
+        await link.client.close()
+    }
+}

@@ -1,0 +1,272 @@
+import Atomics
+public import FuseboxCore
+import Logging
+import Synchronization
+import CoreMetrics
+
+/// Guards the calls to one dependency with a named policy, e.g.
+///
+/// ```swift
+/// let payments = fusebox.guard("stripe-api", policy: "external")
+/// let charge = try await payments.run { try await stripe.charge(order) }
+/// ```
+///
+/// Patterns apply outer to inner: fallback → cache → total timeout → retry
+/// (with budget) → circuit breaker → rate limiter → bulkhead → attempt
+/// timeout → operation. Every attempt is one breaker outcome; breaker,
+/// bulkhead and rate-limit rejections are never retried. A policy change
+/// pushed by fuseboxd applies to the next call.
+public final class Guard: Sendable {
+    /// The guard's name, which is also its breaker's name.
+    public let name: String
+    /// The registry its policy and breaker live in.
+    public let registry: String
+    /// The policy's name.
+    public let policyName: String
+
+    let runtime: ManagedAtomic<GuardRuntime>
+    let metrics: GuardMetrics
+    let link: FleetLink
+    private let random = ManagedAtomic<UInt64>(0x9E37_79B9_7F4A_7C15)
+
+    init(name: String, registry: String, policyName: String, runtime: GuardRuntime, link: FleetLink) {
+        self.name = name
+        self.registry = registry
+        self.policyName = policyName
+        self.runtime = ManagedAtomic(runtime)
+        self.metrics = GuardMetrics(registry: registry, breaker: name)
+        self.link = link
+    }
+
+    /// The policy in force now.
+    public var policy: Policy { runtime.load(ordering: .acquiring).policy }
+
+    /// The breaker's state and generation as this client enforces them; nil
+    /// when the policy has no circuit breaker.
+    public var breakerState: BreakerGate.Snapshot? { runtime.load(ordering: .acquiring).breaker?.gate.snapshot }
+
+    // MARK: Running calls
+
+    /// Runs `operation` through the guard's patterns.
+    public func run<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        let rt = runtime.load(ordering: .acquiring)
+        return try await withTotalTimeout(rt) { try await self.retrying(rt, operation) }
+    }
+
+    /// Runs `operation`; when it fails in a way the policy's fallback answers
+    /// (any failure, without a fallback section), returns `fallback(error)` instead.
+    public func run<T: Sendable>(
+        fallback: @escaping @Sendable (any Error) async throws -> T, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let rt = runtime.load(ordering: .acquiring)
+        do {
+            return try await withTotalTimeout(rt) { try await self.retrying(rt, operation) }
+        } catch {
+            guard answers(rt, error) else { throw error }
+            return try await fallback(error)
+        }
+    }
+
+    /// Runs `operation` with its result cached under `cacheKey` as the
+    /// policy's cache section says (TTL, size, stale-while-revalidate;
+    /// identical concurrent loads run once). Without a cache section nothing
+    /// is cached. With `fallback`, failures the policy's fallback answers
+    /// return the last cached value when the fallback action is `staleCache`,
+    /// or else `fallback(error)`.
+    public func run<T: Sendable>(
+        cacheKey: String, fallback: (@Sendable (any Error) async throws -> T)? = nil,
+        _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let rt = runtime.load(ordering: .acquiring)
+        do {
+            return try await cached(rt, key: cacheKey, operation)
+        } catch {
+            guard fallback != nil || rt.policy.fallback?.action == .staleCache, answers(rt, error) else { throw error }
+            if rt.policy.fallback?.action == .staleCache, let value = rt.cache?.lastValue(cacheKey) as? T { return value }
+            guard let fallback else { throw error }
+            return try await fallback(error)
+        }
+    }
+
+    // MARK: Patterns
+
+    private func answers(_ rt: GuardRuntime, _ error: any Error) -> Bool {
+        if error is CancellationError { return false }
+        guard let policy = rt.policy.fallback else { return true }
+        return policy.answers((error as? GuardError)?.trigger ?? .failure)
+    }
+
+    private func cached<T: Sendable>(
+        _ rt: GuardRuntime, key: String, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let load: @Sendable () async throws -> T = { try await self.withTotalTimeout(rt) { try await self.retrying(rt, operation) } }
+        guard let cache = rt.cache else { return try await load() }
+        for _ in 0..<2 {
+            switch cache.lookup(key) {
+            case .value(let value as T, let refresh):
+                if refresh {
+                    Task {
+                        do { cache.store(key, try await load()) } catch { cache.loadFailed(key) }
+                    }
+                }
+                return value
+            case .value:
+                // Stored by a call with another result type: treat as a miss.
+                break
+            case .load:
+                do {
+                    let value = try await load()
+                    cache.store(key, value)
+                    return value
+                } catch {
+                    cache.loadFailed(key)
+                    throw error
+                }
+            case .wait:
+                if let value = await cache.wait(key) as? T { return value }
+                continue
+            }
+            break
+        }
+        return try await load()
+    }
+
+    private func withTotalTimeout<T: Sendable>(_ rt: GuardRuntime, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard let total = rt.policy.timeout?.totalMs else { return try await body() }
+        return try await withDeadline(milliseconds: total, rt: rt, kind: "total", body)
+    }
+
+    private func retrying<T: Sendable>(_ rt: GuardRuntime, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard let retry = rt.policy.retry, let budget = rt.budget else { return try await attempt(rt, operation) }
+        var schedule = RetrySchedule(policy: retry)
+        let deadline = rt.policy.timeout?.totalMs.map { wallNow().adding(milliseconds: $0) }
+        while true {
+            do {
+                let value = try await attempt(rt, operation)
+                budget.success()
+                return value
+            } catch {
+                let failure = ClassifiedFailure(error)
+                if failure.cancelled { throw error }
+                var rng = SplitMix64(seed: random.loadThenWrappingIncrement(by: 0x9E37_79B9_7F4A_7C15, ordering: .relaxed))
+                let decision = budget.budget.withLock { b in
+                    schedule.afterFailure(failure.attempt, at: wallNow(), deadline: deadline, budget: &b, using: &rng)
+                }
+                guard case .retry(let delayMs) = decision else { throw error }
+                metrics.retryAttempts.increment()
+                try await Task.sleep(for: .milliseconds(delayMs))
+            }
+        }
+    }
+
+    /// One attempt: breaker → rate limiter → bulkhead → attempt timeout → operation.
+    private func attempt<T: Sendable>(_ rt: GuardRuntime, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard let breaker = rt.breaker else { return try await limited(rt, generation: 0, operation) }
+        var permit: UInt64?
+        var local = false
+        let generation: BreakerGeneration
+        switch breaker.gate.admit() {
+        case .pass(let g):
+            generation = g
+        case .reject(_, let g):
+            breaker.calls.notPermitted.add(1, ordering: .relaxed)
+            throw GuardError(.circuitOpen(retryAfter: breaker.retryAfter(now: wallNow())), breaker: name, generation: g.value)
+        case .needsPermit(let g):
+            switch await link.acquirePermit(breaker, generation: g) {
+            case .granted(let id, let isLocal, let granted):
+                permit = id
+                local = isLocal
+                generation = granted
+            case .denied(let retryAfter, let current):
+                breaker.calls.notPermitted.add(1, ordering: .relaxed)
+                throw GuardError(.circuitOpen(retryAfter: retryAfter), breaker: name, generation: current.value)
+            }
+        }
+        let start = ContinuousClock.now
+        do {
+            let value = try await limited(rt, generation: generation.value, operation)
+            finish(breaker, rt, failed: false, error: nil, start: start, generation: generation, permit: permit, local: local)
+            return value
+        } catch {
+            if let e = error as? GuardError, e.kind != .timeout {
+                // The rate limiter or bulkhead refused: the dependency was not called, nothing to count.
+                if let permit { breaker.recordProbe(permit, .ignored, local: local) }
+                throw error
+            }
+            finish(breaker, rt, failed: true, error: error, start: start, generation: generation, permit: permit, local: local)
+            throw error
+        }
+    }
+
+    @inline(__always)
+    private func finish(
+        _ breaker: SharedBreaker, _ rt: GuardRuntime, failed: Bool, error: (any Error)?, start: ContinuousClock.Instant,
+        generation: BreakerGeneration, permit: UInt64?, local: Bool
+    ) {
+        let elapsed = ContinuousClock.now - start
+        let nanos = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+        var outcome: Outcome
+        if failed, let error {
+            let failure = ClassifiedFailure(error)
+            if failure.cancelled || (failure.code.map { rt.policy.circuitBreaker?.ignoredErrors.contains($0) ?? false } ?? false) {
+                outcome = .ignored
+            } else {
+                outcome = nanos > rt.slowThresholdNanos ? .slowFailure : .failure
+            }
+        } else {
+            outcome = nanos > rt.slowThresholdNanos ? .slowSuccess : .success
+        }
+        breaker.calls.count(outcome)
+        if let permit {
+            breaker.recordProbe(permit, outcome, local: local)
+            link.requestFlush()
+        } else if breaker.tally.record(outcome, generation: generation) == UInt64(link.configuration.reportBatchSize) {
+            link.requestFlush()
+        }
+    }
+
+    /// Rate limiter → bulkhead → attempt timeout → operation.
+    private func limited<T: Sendable>(_ rt: GuardRuntime, generation: UInt64, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        if let limiter = rt.limiter {
+            switch limiter.acquire(now: wallNow()) {
+            case .granted: break
+            case .delayed(let ms): try await Task.sleep(for: .milliseconds(ms))
+            case .rejected(let after):
+                throw GuardError(.rateLimited(retryAfter: .milliseconds(after)), breaker: name, generation: generation)
+            }
+        }
+        guard let bulkhead = rt.bulkhead else { return try await timed(rt, generation: generation, operation) }
+        guard await bulkhead.acquire() else {
+            metrics.bulkheadRejected.increment()
+            throw GuardError(.bulkheadFull, breaker: name, generation: generation)
+        }
+        metrics.bulkheadPermitted.increment()
+        defer { bulkhead.release() }
+        return try await timed(rt, generation: generation, operation)
+    }
+
+    private func timed<T: Sendable>(_ rt: GuardRuntime, generation: UInt64, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard let ms = rt.policy.timeout?.attemptMs else { return try await operation() }
+        return try await withDeadline(milliseconds: ms, rt: rt, kind: "attempt", generation: generation, operation)
+    }
+
+    private func withDeadline<T: Sendable>(
+        milliseconds ms: Int64, rt: GuardRuntime, kind: String, generation: UInt64? = nil, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let gen = generation ?? rt.breaker?.gate.snapshot.generation.value ?? 0
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(ms))
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else { throw CancellationError() }
+            guard let value = first else {
+                (kind == "total" ? metrics.totalTimeouts : metrics.attemptTimeouts).increment()
+                throw GuardError(.timeout, breaker: name, generation: gen)
+            }
+            return value
+        }
+    }
+}

@@ -1,0 +1,228 @@
+import Atomics
+import FuseboxCore
+import Synchronization
+
+/// A guard's policy and the stateful pieces that outlive a policy change
+/// (the retry budget, the token bucket, the bulkhead, the cache). Immutable:
+/// a policy change builds a new one, handing the pieces over, and swaps it in
+/// atomically, so a call reads its policy without a lock.
+final class GuardRuntime: AtomicReference, Sendable {
+    let policy: Policy
+    /// nil when the policy has no circuit breaker.
+    let breaker: SharedBreaker?
+    let budget: RetryBudgetBox?
+    let limiter: RateLimiterBox?
+    let bulkhead: AsyncBulkhead?
+    let cache: ResultCacheBox?
+    /// Slow-call threshold of the breaker, in nanoseconds.
+    let slowThresholdNanos: Int64
+
+    init(policy: Policy, breaker: SharedBreaker?, previous: GuardRuntime?, now: Timestamp) {
+        self.policy = policy
+        self.breaker = policy.circuitBreaker == nil ? nil : breaker
+        self.slowThresholdNanos = (policy.circuitBreaker?.slowCallDurationThresholdMs ?? 60_000) * 1_000_000
+        if let retry = policy.retry {
+            budget = previous?.budget?.policy == retry.budget ? previous?.budget : RetryBudgetBox(retry.budget)
+        } else {
+            budget = nil
+        }
+        if let rate = policy.rateLimit {
+            let box = previous?.limiter ?? RateLimiterBox(rate, now: now)
+            box.update(rate, now: now)
+            limiter = box
+        } else {
+            limiter = nil
+        }
+        if let b = policy.bulkhead {
+            let box = previous?.bulkhead ?? AsyncBulkhead(b)
+            box.update(b)
+            bulkhead = box
+        } else {
+            bulkhead = nil
+        }
+        if let c = policy.cache {
+            cache = previous?.cache?.policy == c ? previous?.cache : ResultCacheBox(c)
+        } else {
+            cache = nil
+        }
+    }
+}
+
+/// The retry budget a guard's calls share.
+final class RetryBudgetBox: Sendable {
+    let policy: RetryBudgetPolicy?
+    let budget: Mutex<RetryBudget>
+
+    init(_ policy: RetryBudgetPolicy?) {
+        self.policy = policy
+        self.budget = Mutex(RetryBudget(policy: policy))
+    }
+
+    func success() {
+        guard policy != nil else { return }
+        budget.withLock { $0.recordSuccess() }
+    }
+}
+
+/// A token bucket shared by a guard's calls.
+final class RateLimiterBox: Sendable {
+    private let bucket: Mutex<TokenBucket>
+
+    init(_ policy: RateLimitPolicy, now: Timestamp) {
+        bucket = Mutex(TokenBucket(policy: policy, at: now))
+    }
+
+    func update(_ policy: RateLimitPolicy, now: Timestamp) {
+        bucket.withLock { b in
+            if b.policy != policy { b.updatePolicy(policy, at: now) }
+        }
+    }
+
+    func acquire(now: Timestamp) -> TokenBucket.Decision {
+        bucket.withLock { $0.acquire(at: now) }
+    }
+}
+
+/// A bulkhead for async calls: `BulkheadStateMachine` plus the suspended
+/// callers it queues.
+final class AsyncBulkhead: Sendable {
+    private struct State: ~Copyable {
+        var machine: BulkheadStateMachine
+        var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        var nextID: UInt64 = 1
+    }
+
+    private let state: Mutex<State>
+
+    init(_ policy: BulkheadPolicy) {
+        state = Mutex(State(machine: BulkheadStateMachine(policy: policy)))
+    }
+
+    func update(_ policy: BulkheadPolicy) {
+        let started = state.withLock { s -> [CheckedContinuation<Bool, Never>] in
+            guard s.machine.policy != policy else { return [] }
+            return s.machine.updatePolicy(policy, at: wallNow()).compactMap { s.waiters.removeValue(forKey: $0) }
+        }
+        for waiter in started { waiter.resume(returning: true) }
+    }
+
+    /// Waits for a slot; false when rejected (full, or waited too long).
+    func acquire() async -> Bool {
+        let id = state.withLock { s -> UInt64 in
+            defer { s.nextID &+= 1 }
+            return s.nextID
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let queuedUntil = state.withLock { s -> Timestamp? in
+                    switch s.machine.acquire(id, at: wallNow()) {
+                    case .run:
+                        continuation.resume(returning: true)
+                        return nil
+                    case .rejected:
+                        continuation.resume(returning: false)
+                        return nil
+                    case .queued(let deadline):
+                        s.waiters[id] = continuation
+                        return deadline
+                    }
+                }
+                if let queuedUntil {
+                    Task { [self] in
+                        try? await Task.sleep(for: .milliseconds(max(0, queuedUntil.milliseconds(since: wallNow())) + 1))
+                        self.expire()
+                    }
+                }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<Bool, Never>? in
+                guard s.machine.cancel(id) else { return nil }
+                return s.waiters.removeValue(forKey: id)
+            }
+            waiter?.resume(returning: false)
+        }
+    }
+
+    /// A call that held a slot finished.
+    func release() {
+        let next = state.withLock { s -> CheckedContinuation<Bool, Never>? in
+            s.machine.release(at: wallNow()).flatMap { s.waiters.removeValue(forKey: $0) }
+        }
+        next?.resume(returning: true)
+    }
+
+    private func expire() {
+        let expired = state.withLock { s in
+            s.machine.expire(at: wallNow()).compactMap { s.waiters.removeValue(forKey: $0) }
+        }
+        for waiter in expired { waiter.resume(returning: false) }
+    }
+
+    /// Calls running and waiting now.
+    var counts: BulkheadStateMachine.Counts { state.withLock { $0.machine.counts } }
+}
+
+/// A guard's result cache: `ResultCache` plus callers waiting for a load
+/// another caller is running (identical concurrent loads are coalesced).
+final class ResultCacheBox: Sendable {
+    let policy: CachePolicy
+    private struct State: ~Copyable {
+        var cache: ResultCache<String, any Sendable>
+        var waiters: [String: [CheckedContinuation<(any Sendable)?, Never>]] = [:]
+    }
+    private let state: Mutex<State>
+
+    init(_ policy: CachePolicy) {
+        self.policy = policy
+        state = Mutex(State(cache: ResultCache(policy: policy)))
+    }
+
+    enum Lookup {
+        case value(any Sendable, refresh: Bool)
+        case load
+        case wait
+    }
+
+    func lookup(_ key: String) -> Lookup {
+        state.withLock { s in
+            switch s.cache.lookup(key, at: wallNow()) {
+            case .fresh(let v): return .value(v, refresh: false)
+            case .stale(let v, let refresh): return .value(v, refresh: refresh)
+            case .miss(let load): return load ? .load : .wait
+            }
+        }
+    }
+
+    /// Waits for the load another caller runs; nil if it failed.
+    func wait(_ key: String) async -> (any Sendable)? {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { s -> Bool in
+                guard s.cache.inFlight.contains(key) else { return true }
+                s.waiters[key, default: []].append(continuation)
+                return false
+            }
+            if ready { continuation.resume(returning: nil) }
+        }
+    }
+
+    func store(_ key: String, _ value: any Sendable) {
+        let waiters = state.withLock { s in
+            s.cache.store(key, value, at: wallNow())
+            return s.waiters.removeValue(forKey: key) ?? []
+        }
+        for w in waiters { w.resume(returning: value) }
+    }
+
+    func loadFailed(_ key: String) {
+        let waiters = state.withLock { s in
+            s.cache.loadFailed(key)
+            return s.waiters.removeValue(forKey: key) ?? []
+        }
+        for w in waiters { w.resume(returning: nil) }
+    }
+
+    /// The last value stored for `key`, even expired (for a stale-cache fallback).
+    func lastValue(_ key: String) -> (any Sendable)? {
+        state.withLock { $0.cache.lastValue(key) }
+    }
+}

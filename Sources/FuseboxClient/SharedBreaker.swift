@@ -1,0 +1,192 @@
+import Foundation
+import FuseboxAPI
+import FuseboxCore
+import FuseboxWire
+import Synchronization
+
+/// Whether a client follows the fleet's breakers or, cut off from fuseboxd
+/// for longer than the staleness bound, runs its own.
+public enum ClientMode: String, Sendable, Hashable {
+    /// Breaker states come from fuseboxd; outcomes go to it.
+    case fleet
+    /// fuseboxd has been unreachable too long: each breaker is decided by a
+    /// local breaker with the same policy until the client reconnects.
+    case local
+}
+
+/// Wall-clock time as the domain counts it (milliseconds since 1970), the
+/// clock fuseboxd stamps statuses with too.
+func wallNow() -> Timestamp {
+    Timestamp(milliseconds: Int64((Date().timeIntervalSince1970 * 1000).rounded()))
+}
+
+/// One breaker as this client holds it: the gate every call reads, the tally
+/// every call writes, and (rarely touched, behind a lock) the probe results
+/// waiting to be reported and the local breaker used in local mode.
+final class SharedBreaker: Sendable {
+    let registry: String
+    let name: String
+    /// The policy the breaker is bound to (reported with its outcomes).
+    let policyName: String
+    let gate: BreakerGate
+    let tally: OutcomeTally
+    /// Per-result call counters, moved into swift-metrics by the reporter.
+    let calls = CallCounters()
+
+    private struct Slow: Sendable {
+        /// The status as fuseboxd last sent it.
+        var fleetStatus: BreakerStatus?
+        /// Half-open probe results not yet reported.
+        var probes: [ProbeResult] = []
+        /// The local breaker, in local mode only.
+        var local: BreakerStateMachine?
+        /// Local probe permits handed out (local mode).
+        var localProbes: [ProbeResult] = []
+    }
+
+    private let slow = Mutex(Slow())
+
+    init(registry: String, name: String, policyName: String) {
+        self.registry = registry
+        self.name = name
+        self.policyName = policyName
+        self.gate = BreakerGate()
+        self.tally = OutcomeTally()
+    }
+
+    /// Applies a status from fuseboxd if it is newer than the one held.
+    /// Returns the state change (old, new) if the gate moved.
+    @discardableResult
+    func applyFleet(_ status: BreakerStatus) -> (from: BreakerState, to: BreakerState)? {
+        let before = gate.snapshot
+        guard gate.apply(status.state, generation: status.generation) else { return nil }
+        tally.rotate(to: status.generation)
+        slow.withLock { $0.fleetStatus = status }
+        return (before.state, status.state)
+    }
+
+    /// Resynchronises with fuseboxd after local mode or a reconnect: the
+    /// server's state wins, even over newer local generations. `status` nil:
+    /// the server does not know the breaker yet, so it is CLOSED at generation 0.
+    @discardableResult
+    func resync(_ status: BreakerStatus?) -> (from: BreakerState, to: BreakerState)? {
+        let before = gate.snapshot
+        let state = status?.state ?? .closed
+        let generation = status?.generation ?? BreakerGeneration(0)
+        slow.withLock { s in
+            s.fleetStatus = status
+            s.local = nil
+            s.localProbes = []
+            s.probes = []
+        }
+        guard before.state != state || before.generation != generation else { return nil }
+        gate.force(state, generation: generation)
+        tally.rotate(to: generation)
+        return (before.state, state)
+    }
+
+    /// When the breaker may let calls through again, as far as the client knows.
+    func retryAfter(now: Timestamp) -> Duration? {
+        slow.withLock { s -> Duration? in
+            let until = s.local?.status.until ?? s.fleetStatus?.until
+            return until.map { .milliseconds(max(0, $0.milliseconds(since: now))) }
+        }
+    }
+
+    // MARK: Probes
+
+    /// Records the result of a half-open probe run under `permit`.
+    func recordProbe(_ permit: UInt64, _ outcome: Outcome, local: Bool) {
+        slow.withLock { s in
+            if local {
+                s.localProbes.append(ProbeResult(permitID: permit, outcome: outcome))
+            } else {
+                s.probes.append(ProbeResult(permitID: permit, outcome: outcome))
+            }
+        }
+    }
+
+    /// Probe results to report, removed.
+    func takeProbes() -> [ProbeResult] {
+        slow.withLock { s in
+            defer { s.probes = [] }
+            return s.probes
+        }
+    }
+
+    // MARK: Local mode
+
+    /// Starts a local breaker that continues from what fuseboxd last said: an
+    /// OPEN breaker stays open until its time, a HALF_OPEN one half-opens
+    /// again, an operator's override stays.
+    func enterLocal(policy: CircuitBreakerPolicy, now: Timestamp) {
+        slow.withLock { s in
+            let g = gate.snapshot
+            let status = s.fleetStatus ?? BreakerStatus(state: g.state, evaluatedState: g.state, generation: g.generation, since: now, reason: "")
+            let override: BreakerOverride? = switch status.state {
+            case .forcedOpen: .forcedOpen
+            case .forcedClosed: .forcedClosed
+            case .disabled: .disabled
+            case .shadow: .shadow
+            default: nil
+            }
+            s.local = BreakerStateMachine(
+                policy: policy, restoring: status, override: override, overrideUntil: override == nil ? nil : status.until, at: now)
+            s.localProbes = []
+        }
+    }
+
+    var isLocal: Bool { slow.withLock { $0.local != nil } }
+
+    /// Asks the local breaker for a probe permit.
+    func acquireLocalPermit(now: Timestamp) -> PermitDecision? {
+        slow.withLock { s -> PermitDecision? in
+            guard var machine = s.local else { return nil }
+            defer { s.local = machine }
+            return machine.acquirePermit(at: now)
+        }
+    }
+
+    /// Feeds what was counted since the last tick into the local breaker and
+    /// moves the gate to its state. Returns the transitions.
+    func tickLocal(now: Timestamp) -> [BreakerTransition] {
+        let drained = tally.drain()
+        return slow.withLock { s -> [BreakerTransition] in
+            guard var machine = s.local else { return [] }
+            defer { s.local = machine }
+            var transitions = machine.advance(to: now).transitions
+            let report = OutcomeReport(
+                client: nil, generation: machine.status.generation, counts: drained.counts,
+                trailingConsecutiveFailures: Int(clamping: drained.trailingConsecutiveFailures), probes: s.localProbes)
+            s.localProbes = []
+            if drained.generation == machine.status.generation || !report.probes.isEmpty {
+                transitions += machine.report(report, at: now).transitions
+            }
+            if let last = transitions.last {
+                gate.force(last.status.state, generation: last.status.generation)
+                tally.rotate(to: last.status.generation)
+            }
+            return transitions
+        }
+    }
+}
+
+/// Calls by result, counted with atomics on the call path and moved into
+/// swift-metrics counters by the reporter.
+final class CallCounters: Sendable {
+    let successful = Atomic<UInt64>(0)
+    let failed = Atomic<UInt64>(0)
+    let slow = Atomic<UInt64>(0)
+    let ignored = Atomic<UInt64>(0)
+    let notPermitted = Atomic<UInt64>(0)
+
+    @inline(__always)
+    func count(_ outcome: Outcome) {
+        switch outcome {
+        case .success: successful.add(1, ordering: .relaxed)
+        case .failure: failed.add(1, ordering: .relaxed)
+        case .slowSuccess, .slowFailure: slow.add(1, ordering: .relaxed)
+        case .ignored: ignored.add(1, ordering: .relaxed)
+        }
+    }
+}
