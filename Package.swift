@@ -14,6 +14,8 @@ let package = Package(
     name: "fusebox",
     products: [
         .executable(name: "fuseboxd", targets: ["fuseboxd"]),
+        .executable(name: "fusebox", targets: ["fusebox"]),
+        .executable(name: "fusebox-example", targets: ["fusebox-example"]),
         .library(name: "FuseboxWire", targets: ["FuseboxWire"]),
         .library(name: "FuseboxCore", targets: ["FuseboxCore"]),
         .library(name: "FuseboxTLS", targets: ["FuseboxTLS"]),
@@ -114,6 +116,33 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
+        ),
+
+        // The admin CLI: commands in a library (for tests), a thin executable.
+        .target(
+            name: "FuseboxCLI",
+            dependencies: [
+                "FuseboxAPI", "FuseboxCore", "FuseboxRPC", "FuseboxTLS", "FuseboxWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(name: "fusebox", dependencies: ["FuseboxCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        // The demo: a flaky upstream and a service guarding its calls with the SDK.
+        .executableTarget(
+            name: "fusebox-example",
+            dependencies: [
+                "FuseboxClient", "FuseboxCore", "FuseboxTLS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Examples/FlakyUpstreamDemo"
         ),
 
         // Test support: repository paths, child processes, certificate fixtures.

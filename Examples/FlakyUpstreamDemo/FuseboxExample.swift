@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import FuseboxClient
+import FuseboxCore
+import FuseboxTLS
+import Logging
+
+/// The Fusebox demo: a flaky upstream, and a service that calls it through a
+/// Fusebox guard and prints what its breaker does, one JSON object per line.
+@main
+struct FuseboxExample: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fusebox-example",
+        abstract: "A service guarding its calls to a flaky upstream with the Fusebox SDK.",
+        discussion: """
+            Start an upstream, then one or more services against it and a running fuseboxd:
+
+              fusebox-example upstream --port 8081
+              fusebox-example service --upstream 127.0.0.1:8081 --server 127.0.0.1:7443 \\
+                --ca .fusebox/certs/ca.pem --cert .fusebox/certs/reporter.pem --key .fusebox/certs/reporter.key
+              curl -X POST 127.0.0.1:8081/fail      # every service's breaker opens together
+              curl -X POST 127.0.0.1:8081/recover   # and closes together after the probes pass
+            """,
+        subcommands: [Upstream.self, Service.self])
+}
+
+struct Upstream: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the flaky HTTP upstream (GET /call, POST /fail, POST /recover, GET /stats).")
+
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on; 0 picks a free one (printed).") var port = 8081
+    @Flag(help: "Start failing.") var failing = false
+    @Option(help: "Milliseconds every /call takes.") var latencyMs: Int64 = 0
+
+    func run() async throws {
+        try await FlakyUpstream(failing: failing, latencyMs: latencyMs).run(host: host, port: port)
+    }
+}
+
+/// An upstream failure the guard can classify: 5xx is a server error (retried
+/// by policies that retry server errors), a refused connection a network error.
+struct UpstreamError: GuardClassifiedError, CustomStringConvertible {
+    var status: Int?
+    var message: String
+    var retryCondition: RetryCondition? { status == nil ? .networkError : .serverError }
+    var errorCode: String? { status.map { "http.\($0)" } ?? "network" }
+    var description: String { message }
+}
+
+struct Service: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Call the upstream through a Fusebox guard and print breaker events as JSON lines.")
+
+    @Option(help: "The upstream, HOST:PORT.") var upstream = "127.0.0.1:8081"
+    @Option(help: "fuseboxd, HOST:PORT.") var server = "127.0.0.1:7443"
+    @Option(help: "CA certificate that signed fuseboxd's certificate.") var ca = ".fusebox/certs/ca.pem"
+    @Option(help: "Client certificate (role reporter).") var cert = ".fusebox/certs/reporter.pem"
+    @Option(help: "Client private key.") var key = ".fusebox/certs/reporter.key"
+    @Option(help: "Guard (breaker) name.") var guardName = "flaky-upstream"
+    @Option(help: "Policy of registry 'default' the guard uses.") var policy = "api"
+    @Option(help: "This process's client id in reports.") var clientId: String?
+    @Option(help: "Directory of the policy cache.") var cacheDir = ".fusebox/cache"
+    @Option(help: "Milliseconds between calls.") var intervalMs: Int64 = 50
+    @Option(help: "Milliseconds between status lines (0: none).") var statusMs: Int64 = 1000
+    @Option(help: "Seconds without fuseboxd before breakers run locally.") var stalenessSeconds: Double = 10
+    @Option(help: "Seconds to wait for fuseboxd at startup before using the cache.") var startupTimeoutSeconds: Double = 5
+    @Option(help: "Stop after this many seconds (0: run until killed).") var durationSeconds: Double = 0
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        guard let (serverHost, serverPort) = Self.split(server), let (upHost, upPort) = Self.split(upstream) else {
+            throw ValidationError("--server and --upstream take HOST:PORT")
+        }
+        var configuration = FuseboxConfiguration(
+            host: serverHost, port: serverPort,
+            tls: .client(trustRootsPath: ca, certificateChainPath: cert, privateKeyPath: key),
+            clientID: clientId, cacheDirectory: cacheDir)
+        configuration.stalenessBound = .milliseconds(Int64(stalenessSeconds * 1000))
+        configuration.startupTimeout = .milliseconds(Int64(startupTimeoutSeconds * 1000))
+        configuration.onStateChange = { change in
+            Self.emit([
+                "event": "state", "breaker": change.breaker, "from": change.from.displayName, "to": change.to.displayName,
+                "generation": change.generation,
+            ])
+        }
+        let fusebox = try await Fusebox.start(configuration)
+        let upstreamGuard = fusebox.guard(guardName, policy: policy)
+        Self.emit(["event": "started", "source": fusebox.policySource.rawValue, "policy": upstreamGuard.policy.name, "guard": guardName])
+
+        let started = ContinuousClock.now
+        var lastStatus = ContinuousClock.now
+        var counts = (ok: 0, failed: 0, rejected: 0)
+        var lastMode = fusebox.mode
+        while durationSeconds <= 0 || ContinuousClock.now - started < .milliseconds(Int64(durationSeconds * 1000)) {
+            do {
+                _ = try await upstreamGuard.run {
+                    let status: Int
+                    do {
+                        status = try await HTTPGet.status(host: upHost, port: upPort, path: "/call")
+                    } catch {
+                        throw UpstreamError(status: nil, message: "\(error)")
+                    }
+                    guard status == 200 else { throw UpstreamError(status: status, message: "upstream answered \(status)") }
+                    return status
+                }
+                counts.ok += 1
+            } catch is GuardError {
+                counts.rejected += 1
+            } catch {
+                counts.failed += 1
+            }
+            if fusebox.mode != lastMode {
+                lastMode = fusebox.mode
+                Self.emit(["event": "mode", "mode": lastMode.rawValue])
+            }
+            if statusMs > 0, ContinuousClock.now - lastStatus >= .milliseconds(statusMs) {
+                lastStatus = .now
+                let s = upstreamGuard.breakerState
+                Self.emit([
+                    "event": "status", "state": s?.state.displayName ?? "NONE", "generation": s?.generation.value ?? 0,
+                    "mode": fusebox.mode.rawValue, "ok": counts.ok, "failed": counts.failed, "rejected": counts.rejected,
+                    "policy": upstreamGuard.policy.name,
+                    "consecutiveFailures": upstreamGuard.policy.circuitBreaker?.consecutiveFailuresThreshold ?? 0,
+                ])
+            }
+            try await Task.sleep(for: .milliseconds(intervalMs))
+        }
+        await fusebox.shutdown()
+    }
+
+    static func split(_ address: String) -> (String, Int)? {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else { return nil }
+        return (String(address[..<colon]), port)
+    }
+
+    static func emit(_ fields: [String: any Sendable]) {
+        guard let data = try? JSONSerialization.data(withJSONObject: fields.mapValues { $0 as Any }, options: [.sortedKeys]),
+            let line = String(data: data, encoding: .utf8)
+        else { return }
+        writeLine(line)
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A deliberately flaky HTTP upstream for the demo and the multi-process
+/// tests. `GET /call` answers 200, or 503 while failing; `POST /fail` and
+/// `POST /recover` switch; `GET /stats` says how many calls arrived:
+/// `calls=N failing=true|false`.
+final class FlakyUpstream: Sendable {
+    private struct Stats {
+        var calls = 0
+        var failing = false
+    }
+
+    private let stats: NIOLockedValueBox<Stats>
+    private let latencyMs: Int64
+
+    init(failing: Bool, latencyMs: Int64) {
+        stats = NIOLockedValueBox(Stats(calls: 0, failing: failing))
+        self.latencyMs = latencyMs
+    }
+
+    func run(host: String, port: Int) async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let bound = server.channel.localAddress?.port ?? port
+        writeLine("upstream listening on \(host):\(bound)")
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { connections in
+                for try await connection in connections {
+                    group.addTask { try? await self.serve(connection) }
+                }
+            }
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async throws {
+        try await connection.executeThenClose { inbound, outbound in
+            var head: HTTPRequestHead?
+            for try await part in inbound {
+                switch part {
+                case .head(let h): head = h
+                case .body: break
+                case .end:
+                    guard let h = head else { continue }
+                    let (status, body) = await answer(h)
+                    var headers = HTTPHeaders()
+                    headers.add(name: "content-length", value: "\(body.utf8.count)")
+                    headers.add(name: "content-type", value: "text/plain")
+                    try await outbound.write(.head(HTTPResponseHead(version: h.version, status: status, headers: headers)))
+                    try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body))))
+                    try await outbound.write(.end(nil))
+                    head = nil
+                }
+            }
+        }
+    }
+
+    private func answer(_ head: HTTPRequestHead) async -> (HTTPResponseStatus, String) {
+        switch (head.method, head.uri) {
+        case (.GET, "/call"):
+            let failing = stats.withLockedValue { s in
+                s.calls += 1
+                return s.failing
+            }
+            if latencyMs > 0 { try? await Task.sleep(for: .milliseconds(latencyMs)) }
+            return failing ? (.serviceUnavailable, "upstream failing\n") : (.ok, "ok\n")
+        case (.POST, "/fail"):
+            stats.withLockedValue { $0.failing = true }
+            return (.ok, "failing\n")
+        case (.POST, "/recover"):
+            stats.withLockedValue { $0.failing = false }
+            return (.ok, "recovered\n")
+        case (.GET, "/stats"):
+            let s = stats.withLockedValue { $0 }
+            return (.ok, "calls=\(s.calls) failing=\(s.failing)\n")
+        default:
+            return (.notFound, "GET /call, POST /fail, POST /recover, GET /stats\n")
+        }
+    }
+}
+
+/// A one-request HTTP/1.1 client over a fresh connection: enough for the demo.
+enum HTTPGet {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func status(host: String, port: Int, path: String) async throws -> Int {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(2))
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            var headers = HTTPHeaders()
+            headers.add(name: "host", value: "\(host):\(port)")
+            headers.add(name: "connection", value: "close")
+            try await outbound.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)))
+            try await outbound.write(.end(nil))
+            var status: Int?
+            for try await part in inbound {
+                if case .head(let h) = part { status = Int(h.status.code) }
+                if case .end = part { break }
+            }
+            guard let status else { throw Failure(description: "upstream closed without answering") }
+            return status
+        }
+    }
+}
+
+/// Writes a line to stdout at once (unbuffered: tests read it through a pipe).
+func writeLine(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}

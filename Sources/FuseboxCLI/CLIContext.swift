@@ -1,0 +1,264 @@
+public import ArgumentParser
+import Foundation
+import FuseboxRPC
+import FuseboxTLS
+import FuseboxWire
+import NIOPosix
+import Yams
+
+/// Exit codes (documented in docs/CLI.md).
+public enum ExitCodes {
+    public static let ok: Int32 = 0
+    public static let failure: Int32 = 1
+    public static let invalidInput: Int32 = 2
+    public static let unreachable: Int32 = 3
+    public static let permissionDenied: Int32 = 4
+    public static let notFound: Int32 = 5
+    public static let conflict: Int32 = 6
+    public static let differences: Int32 = 10
+}
+
+/// An error the CLI reports: a message for people, optional hints, an exit code.
+public struct CLIError: Error, CustomStringConvertible {
+    public var message: String
+    public var hints: [String] = []
+    public var code: Int32
+
+    public init(_ message: String, hints: [String] = [], code: Int32 = ExitCodes.failure) {
+        self.message = message
+        self.hints = hints
+        self.code = code
+    }
+
+    public var description: String {
+        (["error: \(message)"] + hints.map { "hint: \($0)" }).joined(separator: "\n")
+    }
+}
+
+/// Output formats.
+public enum OutputFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case table, json, yaml
+}
+
+/// Options every command that talks to fuseboxd takes. Unset options come
+/// from the environment (FUSEBOX_SERVER, FUSEBOX_CA, FUSEBOX_CERT,
+/// FUSEBOX_KEY, FUSEBOX_OUTPUT), then from the current context of
+/// ~/.config/fusebox/config.yaml (or FUSEBOX_CONFIG), then defaults.
+public struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "fuseboxd address, HOST:PORT (default 127.0.0.1:7443).")
+    var server: String?
+    @Option(name: .long, help: "CA certificate (PEM) that signed fuseboxd's certificate.")
+    var ca: String?
+    @Option(name: .long, help: "Client certificate (PEM) for mutual TLS; its role decides what you may do.")
+    var cert: String?
+    @Option(name: .long, help: "Private key (PEM) of --cert.")
+    var key: String?
+    @Option(name: [.customShort("o"), .long], help: "Output: table, json or yaml.")
+    var output: OutputFormat?
+    @Option(name: .long, help: "Context of the config file to use (default: its current-context).")
+    var context: String?
+    @Option(name: .long, help: "Config file (default ~/.config/fusebox/config.yaml).")
+    var config: String?
+
+    public init() {}
+
+    /// The settings in force, after environment and config file.
+    func resolve() throws -> ResolvedSettings {
+        let env = ProcessInfo.processInfo.environment
+        let configPath = config ?? env["FUSEBOX_CONFIG"]
+            ?? (env["HOME"].map { "\($0)/.config/fusebox/config.yaml" } ?? "")
+        let file = try ContextFile.load(configPath, explicit: config != nil || env["FUSEBOX_CONFIG"] != nil)
+        let ctxName = context ?? env["FUSEBOX_CONTEXT"] ?? file?.currentContext
+        var ctx: ContextFile.Context?
+        if let ctxName {
+            guard let found = file?.contexts[ctxName] else {
+                throw CLIError(
+                    "context \"\(ctxName)\" is not in \(configPath)", hints: ["contexts there: \(file?.contexts.keys.sorted().joined(separator: ", ") ?? "none")"],
+                    code: ExitCodes.invalidInput)
+            }
+            ctx = found
+        }
+        var s = ResolvedSettings()
+        s.server = server ?? env["FUSEBOX_SERVER"] ?? ctx?.server ?? "127.0.0.1:7443"
+        s.ca = ca ?? env["FUSEBOX_CA"] ?? ctx?.ca
+        s.cert = cert ?? env["FUSEBOX_CERT"] ?? ctx?.cert
+        s.key = key ?? env["FUSEBOX_KEY"] ?? ctx?.key
+        if let o = output {
+            s.output = o
+        } else if let raw = env["FUSEBOX_OUTPUT"] ?? ctx?.output {
+            guard let o = OutputFormat(rawValue: raw) else {
+                throw CLIError("output format \"\(raw)\" (from FUSEBOX_OUTPUT or the context) must be table, json or yaml", code: ExitCodes.invalidInput)
+            }
+            s.output = o
+        }
+        return s
+    }
+}
+
+/// Connection settings after flags, environment and context.
+struct ResolvedSettings {
+    var server = "127.0.0.1:7443"
+    var ca: String?
+    var cert: String?
+    var key: String?
+    var output: OutputFormat = .table
+
+    func hostPort() throws -> (String, Int) {
+        var host = server
+        if host.hasPrefix("https://") { host.removeFirst("https://".count) }
+        guard let colon = host.lastIndex(of: ":"), let port = Int(host[host.index(after: colon)...]), (1...65535).contains(port) else {
+            throw CLIError("--server \"\(server)\" must be HOST:PORT, e.g. 127.0.0.1:7443", code: ExitCodes.invalidInput)
+        }
+        var h = String(host[..<colon])
+        if h.hasPrefix("["), h.hasSuffix("]") { h = String(h.dropFirst().dropLast()) }
+        return (h, port)
+    }
+}
+
+/// ~/.config/fusebox/config.yaml:
+///
+/// ```yaml
+/// current-context: dev
+/// contexts:
+///   dev:
+///     server: 127.0.0.1:7443
+///     ca: /path/ca.pem
+///     cert: /path/admin.pem
+///     key: /path/admin.key
+///     output: table
+/// ```
+struct ContextFile {
+    struct Context {
+        var server: String?
+        var ca: String?
+        var cert: String?
+        var key: String?
+        var output: String?
+    }
+
+    var currentContext: String?
+    var contexts: [String: Context] = [:]
+
+    static func load(_ path: String, explicit: Bool) throws -> ContextFile? {
+        guard !path.isEmpty, FileManager.default.fileExists(atPath: path) else {
+            if explicit { throw CLIError("config file \(path) does not exist", code: ExitCodes.invalidInput) }
+            return nil
+        }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw CLIError("cannot read config file \(path)", code: ExitCodes.invalidInput)
+        }
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw CLIError("config file \(path) is not valid YAML: \(error)", code: ExitCodes.invalidInput)
+        }
+        var file = ContextFile()
+        guard let mapping = root?.mapping else { return file }
+        file.currentContext = mapping["current-context"]?.string
+        if let contexts = mapping["contexts"]?.mapping {
+            for (k, v) in contexts {
+                guard let name = k.string else { continue }
+                guard let c = v.mapping else {
+                    throw CLIError("\(path):\(k.mark?.line ?? 0): context \"\(name)\" must be a mapping of server, ca, cert, key, output", code: ExitCodes.invalidInput)
+                }
+                for key in c.keys.compactMap(\.string) where !["server", "ca", "cert", "key", "output"].contains(key) {
+                    throw CLIError("\(path): context \"\(name)\": unknown key \"\(key)\" (known: server, ca, cert, key, output)", code: ExitCodes.invalidInput)
+                }
+                file.contexts[name] = Context(
+                    server: c["server"]?.string, ca: c["ca"]?.string, cert: c["cert"]?.string, key: c["key"]?.string, output: c["output"]?.string)
+            }
+        }
+        return file
+    }
+}
+
+/// A connection to fuseboxd for one command.
+struct Connection {
+    let settings: ResolvedSettings
+    let client: RPCClient
+    let address: String
+
+    init(_ settings: ResolvedSettings) throws {
+        self.settings = settings
+        let (host, port) = try settings.hostPort()
+        address = "\(host):\(port)"
+        if (settings.cert == nil) != (settings.key == nil) {
+            throw CLIError("--cert and --key go together; one of them is missing", code: ExitCodes.invalidInput)
+        }
+        for (flag, path) in [("--ca", settings.ca), ("--cert", settings.cert), ("--key", settings.key)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) {
+                throw CLIError("\(flag) \(path): no such readable file", code: ExitCodes.invalidInput)
+            }
+        }
+        var tls = TLSConfiguration(role: .client)
+        tls.trustRootsPath = settings.ca
+        tls.certificateChainPath = settings.cert
+        tls.privateKeyPath = settings.key
+        var configuration = RPCClientConfiguration(host: host, port: port, tls: tls)
+        configuration.connectTimeout = .seconds(5)
+        do throws(TLSError) {
+            client = try RPCClient(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton)
+        } catch {
+            throw CLIError("cannot load the TLS files: \(error.message)", hints: ["check --ca, --cert and --key"], code: ExitCodes.invalidInput)
+        }
+    }
+
+    func unary<Request: WireMessage, Response: WireMessage>(
+        _ service: String, _ method: String, _ request: Request, as: Response.Type = Response.self
+    ) async throws -> Response {
+        do {
+            return try await client.unary(service, method, request, as: Response.self, options: RPCCallOptions(timeout: .seconds(15)))
+        } catch {
+            throw explain(error)
+        }
+    }
+
+    func close() async { await client.close() }
+
+    /// An RPC failure as a person should read it.
+    func explain(_ error: RPCError) -> CLIError {
+        switch error.code {
+        case .unavailable, .deadlineExceeded:
+            let m = error.message
+            if m.contains("TLS") || m.contains("certificate") || m.contains("handshake") {
+                return CLIError(
+                    "TLS with fuseboxd at \(address) failed: \(Self.strip(m))",
+                    hints: ["check --ca (it must have signed the server's certificate) and --cert/--key (signed by a CA the server trusts)"],
+                    code: ExitCodes.unreachable)
+            }
+            let why = m.lowercased().contains("refused") ? "connection refused" : (error.code == .deadlineExceeded ? "no answer in time" : Self.strip(m))
+            return CLIError(
+                "cannot reach fuseboxd at \(address): \(why)",
+                hints: ["is fuseboxd running there? check --server (or FUSEBOX_SERVER, or the context's server)"],
+                code: ExitCodes.unreachable)
+        case .permissionDenied:
+            let role = error.metadata.first("fusebox-missing-role")
+            return CLIError(
+                "permission denied: \(error.message)",
+                hints: [role.map { "this command needs role \($0); use a certificate that has it (--cert/--key)" } ?? "use a certificate with a role that allows this"],
+                code: ExitCodes.permissionDenied)
+        case .unauthenticated:
+            return CLIError("not authenticated: \(error.message)", hints: ["pass a client certificate with --cert and --key"], code: ExitCodes.permissionDenied)
+        case .notFound:
+            return CLIError(error.message, code: ExitCodes.notFound)
+        case .invalidArgument:
+            var hints: [String] = []
+            if let bytes = error.metadata.firstBinary("fusebox-error-details-bin"),
+                let details = try? Fusebox_V1_ErrorDetails(decoding: bytes)
+            {
+                hints = details.violations.map { "\($0.field): \($0.description)" }
+            }
+            return CLIError("the server rejected the request: \(error.message)", hints: hints, code: ExitCodes.invalidInput)
+        case .failedPrecondition, .aborted, .alreadyExists:
+            return CLIError(error.message, hints: ["someone changed it meanwhile; fetch it again and retry"], code: ExitCodes.conflict)
+        default:
+            return CLIError("\(error.code): \(error.message)", code: ExitCodes.failure)
+        }
+    }
+
+    private static func strip(_ message: String) -> String {
+        message.replacingOccurrences(of: "; is the server running? check the address (--server)", with: "")
+            .replacingOccurrences(of: "; check the address (--server)", with: "")
+    }
+}

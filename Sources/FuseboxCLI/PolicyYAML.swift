@@ -1,0 +1,440 @@
+import Foundation
+public import FuseboxCore
+import Yams
+
+/// One problem in a policy file, with where it is.
+public struct PolicyFileProblem: Sendable, Hashable, CustomStringConvertible {
+    /// The file (as given on the command line).
+    public var file: String
+    /// 1-based line and column, when known.
+    public var line: Int?
+    public var column: Int?
+    /// The field path in the policy model, e.g. "retry.backoff.maxMs".
+    public var field: String
+    /// What is wrong.
+    public var message: String
+
+    public var description: String {
+        let place = [file, line.map(String.init), column.map(String.init)].compactMap { $0 }.joined(separator: ":")
+        let policy = field.isEmpty ? "" : "\(field): "
+        return "\(place): \(policy)\(message)"
+    }
+}
+
+/// Every problem found in a policy file.
+public struct PolicyFileProblems: Error, Sendable, Hashable {
+    public var problems: [PolicyFileProblem]
+    public init(_ problems: [PolicyFileProblem]) { self.problems = problems }
+}
+
+/// Policy files: YAML whose keys are the policy model's fields one to one
+/// (the same names `fusebox policies get -o yaml` prints). A file holds one
+/// policy, or several as YAML documents separated by `---`.
+public enum PolicyYAML {
+    /// The policies in `text`, each converted and validated; or every
+    /// problem found, each with its line and column.
+    public static func parse(_ text: String, file: String) -> Result<[Policy], PolicyFileProblems> {
+        let documents: [Node]
+        do {
+            documents = try Array(Yams.compose_all(yaml: text))
+        } catch let error as YamlError {
+            return .failure(PolicyFileProblems([syntaxProblem(error, file: file)]))
+        } catch {
+            return .failure(PolicyFileProblems([PolicyFileProblem(file: file, field: "", message: "cannot read YAML: \(error)")]))
+        }
+        guard !documents.isEmpty else {
+            return .failure(PolicyFileProblems([PolicyFileProblem(file: file, line: 1, column: 1, field: "", message: "the file holds no policy")]))
+        }
+        var policies: [Policy] = []
+        var problems: [PolicyFileProblem] = []
+        for document in documents {
+            var reader = Reader(file: file)
+            let policy = reader.policy(document)
+            var found = reader.problems
+            // The model's own checks run too (on what could be read), so one
+            // pass reports every problem; a field already reported is not repeated.
+            let reported = Set(found.map(\.field))
+            for v in PolicyValidator.violations(of: policy) where !reported.contains(v.field) {
+                let mark = reader.mark(for: v.field) ?? document.mark
+                found.append(PolicyFileProblem(file: file, line: mark?.line, column: mark?.column, field: v.field, message: v.message))
+            }
+            found.sort { ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0) }
+            if found.isEmpty { policies.append(policy) }
+            problems += found
+        }
+        if !problems.isEmpty { return .failure(PolicyFileProblems(problems)) }
+        let names = policies.map(\.name)
+        if let duplicate = names.first(where: { n in names.filter { $0 == n }.count > 1 }) {
+            return .failure(PolicyFileProblems([PolicyFileProblem(file: file, field: "name", message: "policy \"\(duplicate)\" appears more than once")]))
+        }
+        return .success(policies)
+    }
+
+    private static func syntaxProblem(_ error: YamlError, file: String) -> PolicyFileProblem {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _):
+            return PolicyFileProblem(file: file, line: mark.line, column: mark.column, field: "", message: "YAML syntax: \(problem)")
+        default:
+            return PolicyFileProblem(file: file, field: "", message: "YAML: \(error)")
+        }
+    }
+
+    // MARK: Policy → value
+
+    /// The policy as the file format writes it, every field explicit.
+    public static func value(_ p: Policy) -> OutputValue {
+        var pairs: [(String, OutputValue)] = [("name", .string(p.name))]
+        if !p.description.isEmpty { pairs.append(("description", .string(p.description))) }
+        if !p.labels.isEmpty { pairs.append(("labels", .map(p.labels.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))) }
+        if let cb = p.circuitBreaker {
+            pairs.append(("circuitBreaker", .map([
+                ("window", .map([
+                    ("kind", .string(cb.window.kind == .count ? "count" : "time")), ("size", .int(Int64(cb.window.size))),
+                    ("buckets", .int(Int64(cb.window.buckets))),
+                ])),
+                ("failureRateThreshold", .double(cb.failureRateThreshold)),
+                ("slowCallRateThreshold", .double(cb.slowCallRateThreshold)),
+                ("slowCallDurationThresholdMs", .int(cb.slowCallDurationThresholdMs)),
+                ("minimumCalls", .int(Int64(cb.minimumCalls))),
+                ("consecutiveFailuresThreshold", .int(Int64(cb.consecutiveFailuresThreshold))),
+                ("minimumClients", .int(Int64(cb.minimumClients))),
+                ("openDuration", .map([
+                    ("baseMs", .int(cb.openDuration.baseMs)), ("multiplier", .double(cb.openDuration.multiplier)),
+                    ("maxMs", .int(cb.openDuration.maxMs)), ("jitterPercent", .int(Int64(cb.openDuration.jitterPercent))),
+                ])),
+                ("halfOpen", .map([
+                    ("permittedCalls", .int(Int64(cb.halfOpen.permittedCalls))), ("maxWaitMs", .int(cb.halfOpen.maxWaitMs)),
+                    ("successThreshold", .int(Int64(cb.halfOpen.successThreshold))),
+                ])),
+                ("ignoredErrors", .list(cb.ignoredErrors.sorted().map { .string($0) })),
+            ])))
+        }
+        if let r = p.retry {
+            var retry: [(String, OutputValue)] = [
+                ("maxAttempts", .int(Int64(r.maxAttempts))),
+                ("backoff", .map([
+                    ("kind", .string(r.backoff.kind.rawValue)), ("initialMs", .int(r.backoff.initialMs)),
+                    ("maxMs", .int(r.backoff.maxMs)), ("multiplier", .double(r.backoff.multiplier)),
+                ])),
+                ("jitter", .string(r.jitter.rawValue)),
+                ("jitterPercent", .int(Int64(r.jitterPercent))),
+                ("retryOn", .list(RetryCondition.allCases.filter(r.retryOn.contains).map { .string($0.rawValue) })),
+                ("retryableErrors", .list(r.retryableErrors.sorted().map { .string($0) })),
+                ("nonRetryableErrors", .list(r.nonRetryableErrors.sorted().map { .string($0) })),
+                ("honorPushback", .bool(r.honorPushback)),
+            ]
+            if let b = r.budget { retry.append(("budget", .map([("maxTokens", .int(Int64(b.maxTokens))), ("tokenRatio", .double(b.tokenRatio))]))) }
+            pairs.append(("retry", .map(retry)))
+        }
+        if let t = p.timeout {
+            var timeout: [(String, OutputValue)] = []
+            if let a = t.attemptMs { timeout.append(("attemptMs", .int(a))) }
+            if let total = t.totalMs { timeout.append(("totalMs", .int(total))) }
+            pairs.append(("timeout", .map(timeout)))
+        }
+        if let b = p.bulkhead {
+            pairs.append(("bulkhead", .map([
+                ("maxConcurrent", .int(Int64(b.maxConcurrent))), ("maxQueued", .int(Int64(b.maxQueued))), ("maxWaitMs", .int(b.maxWaitMs)),
+            ])))
+        }
+        if let r = p.rateLimit {
+            pairs.append(("rateLimit", .map([
+                ("limitPerPeriod", .int(Int64(r.limitPerPeriod))), ("periodMs", .int(r.periodMs)),
+                ("burst", .int(Int64(r.burst))), ("maxWaitMs", .int(r.maxWaitMs)),
+            ])))
+        }
+        if let f = p.fallback {
+            let action: OutputValue = switch f.action {
+            case .staticResponse(let contentType, let body):
+                .map([("staticResponse", .map([("contentType", .string(contentType)), ("body", .string(String(decoding: body, as: UTF8.self)))]))])
+            case .staleCache: .string("staleCache")
+            case .handler(let name): .map([("handler", .string(name))])
+            }
+            pairs.append(("fallback", .map([
+                ("triggers", .list(FallbackTrigger.allCases.filter(f.triggers.contains).map { .string($0.rawValue) })), ("action", action),
+            ])))
+        }
+        if let c = p.cache {
+            pairs.append(("cache", .map([
+                ("ttlMs", .int(c.ttlMs)), ("maxEntries", .int(Int64(c.maxEntries))), ("staleWhileRevalidateMs", .int(c.staleWhileRevalidateMs)),
+            ])))
+        }
+        return .map(pairs)
+    }
+}
+
+/// Walks one YAML document into a policy, recording every key's position
+/// and every problem.
+private struct Reader {
+    let file: String
+    var problems: [PolicyFileProblem] = []
+    var marks: [String: Mark] = [:]
+
+    init(file: String) {
+        self.file = file
+    }
+
+    func mark(for field: String) -> Mark? {
+        var path = field
+        while !path.isEmpty {
+            if let m = marks[path] { return m }
+            guard let dot = path.lastIndex(of: ".") else { break }
+            path = String(path[..<dot])
+        }
+        return nil
+    }
+
+    mutating func problem(_ node: Node?, _ field: String, _ message: String) {
+        let m = node?.mark ?? mark(for: field)
+        problems.append(PolicyFileProblem(file: file, line: m?.line, column: m?.column, field: field, message: message))
+    }
+
+    /// The keys of a mapping, checked against `known`.
+    mutating func fields(_ node: Node, _ path: String, known: [String]) -> [String: Node] {
+        guard let mapping = node.mapping else {
+            problem(node, path, "must be a mapping of \(known.joined(separator: ", "))")
+            return [:]
+        }
+        var out: [String: Node] = [:]
+        for (k, v) in mapping {
+            let key = k.string ?? ""
+            let full = path.isEmpty ? key : "\(path).\(key)"
+            if let m = k.mark { marks[full] = m }
+            guard known.contains(key) else {
+                let hint = known.min { editDistance($0, key) < editDistance($1, key) }.flatMap { editDistance($0, key) <= 3 ? " (did you mean \"\($0)\"?)" : nil } ?? ""
+                problem(k, full, "unknown field\(hint); known here: \(known.joined(separator: ", "))")
+                continue
+            }
+            out[key] = v
+        }
+        return out
+    }
+
+    mutating func string(_ node: Node?, _ path: String) -> String? {
+        guard let node else { return nil }
+        guard let s = node.scalar?.string else {
+            problem(node, path, "must be a string")
+            return nil
+        }
+        return s
+    }
+
+    mutating func int(_ node: Node?, _ path: String) -> Int64? {
+        guard let node else { return nil }
+        guard node.scalar != nil, let i = node.int else {
+            problem(node, path, "must be a whole number, not \"\(node.scalar?.string ?? "a collection")\"")
+            return nil
+        }
+        return Int64(i)
+    }
+
+    mutating func double(_ node: Node?, _ path: String) -> Double? {
+        guard let node else { return nil }
+        guard node.scalar != nil, let d = node.float ?? node.int.map(Double.init) else {
+            problem(node, path, "must be a number, not \"\(node.scalar?.string ?? "a collection")\"")
+            return nil
+        }
+        return d
+    }
+
+    mutating func bool(_ node: Node?, _ path: String) -> Bool? {
+        guard let node else { return nil }
+        guard node.scalar != nil, let b = node.bool else {
+            problem(node, path, "must be true or false")
+            return nil
+        }
+        return b
+    }
+
+    mutating func strings(_ node: Node?, _ path: String) -> [String]? {
+        guard let node else { return nil }
+        guard let seq = node.sequence else {
+            problem(node, path, "must be a list")
+            return nil
+        }
+        return seq.enumerated().compactMap { string($0.element, "\(path)[\($0.offset)]") }
+    }
+
+    mutating func choice<T>(_ node: Node?, _ path: String, _ options: [(String, T)]) -> T? {
+        guard let raw = string(node, path) else { return nil }
+        guard let found = options.first(where: { $0.0 == raw }) else {
+            problem(node, path, "(\"\(raw)\") must be one of \(options.map(\.0).joined(separator: ", "))")
+            return nil
+        }
+        return found.1
+    }
+
+    mutating func policy(_ node: Node) -> Policy {
+        let f = fields(node, "", known: ["name", "description", "labels", "circuitBreaker", "retry", "timeout", "bulkhead", "rateLimit", "fallback", "cache"])
+        if let m = node.mark { marks["name"] = marks["name"] ?? m }
+        var p = Policy(name: string(f["name"], "name") ?? "")
+        if f["name"] == nil { problem(node, "name", "is required") }
+        p.description = string(f["description"], "description") ?? ""
+        if let labels = f["labels"] {
+            if let mapping = labels.mapping {
+                for (k, v) in mapping {
+                    let key = k.string ?? ""
+                    if let m = k.mark { marks["labels.\(key)"] = m }
+                    p.labels[key] = string(v, "labels.\(key)")
+                }
+            } else {
+                problem(labels, "labels", "must be a mapping of label names to values")
+            }
+        }
+        if let n = f["circuitBreaker"] { p.circuitBreaker = circuitBreaker(n) }
+        if let n = f["retry"] { p.retry = retry(n) }
+        if let n = f["timeout"] {
+            let t = fields(n, "timeout", known: ["attemptMs", "totalMs"])
+            p.timeout = TimeoutPolicy(attemptMs: int(t["attemptMs"], "timeout.attemptMs"), totalMs: int(t["totalMs"], "timeout.totalMs"))
+        }
+        if let n = f["bulkhead"] {
+            let b = fields(n, "bulkhead", known: ["maxConcurrent", "maxQueued", "maxWaitMs"])
+            if b["maxConcurrent"] == nil { problem(n, "bulkhead.maxConcurrent", "is required") }
+            var bulkhead = BulkheadPolicy(maxConcurrent: Int(int(b["maxConcurrent"], "bulkhead.maxConcurrent") ?? 1))
+            if let q = int(b["maxQueued"], "bulkhead.maxQueued") { bulkhead.maxQueued = Int(q) }
+            if let w = int(b["maxWaitMs"], "bulkhead.maxWaitMs") { bulkhead.maxWaitMs = w }
+            p.bulkhead = bulkhead
+        }
+        if let n = f["rateLimit"] {
+            let r = fields(n, "rateLimit", known: ["limitPerPeriod", "periodMs", "burst", "maxWaitMs"])
+            if r["limitPerPeriod"] == nil { problem(n, "rateLimit.limitPerPeriod", "is required") }
+            let limit = Int(int(r["limitPerPeriod"], "rateLimit.limitPerPeriod") ?? 1)
+            p.rateLimit = RateLimitPolicy(
+                limitPerPeriod: limit, periodMs: int(r["periodMs"], "rateLimit.periodMs") ?? 1_000,
+                burst: int(r["burst"], "rateLimit.burst").map { Int($0) }, maxWaitMs: int(r["maxWaitMs"], "rateLimit.maxWaitMs") ?? 0)
+        }
+        if let n = f["fallback"] { p.fallback = fallback(n) }
+        if let n = f["cache"] {
+            let c = fields(n, "cache", known: ["ttlMs", "maxEntries", "staleWhileRevalidateMs"])
+            if c["ttlMs"] == nil { problem(n, "cache.ttlMs", "is required") }
+            var cache = CachePolicy(ttlMs: int(c["ttlMs"], "cache.ttlMs") ?? 1)
+            if let m = int(c["maxEntries"], "cache.maxEntries") { cache.maxEntries = Int(m) }
+            if let s = int(c["staleWhileRevalidateMs"], "cache.staleWhileRevalidateMs") { cache.staleWhileRevalidateMs = s }
+            p.cache = cache
+        }
+        return p
+    }
+
+    mutating func circuitBreaker(_ node: Node) -> CircuitBreakerPolicy {
+        let p = "circuitBreaker"
+        let f = fields(node, p, known: [
+            "window", "failureRateThreshold", "slowCallRateThreshold", "slowCallDurationThresholdMs", "minimumCalls",
+            "consecutiveFailuresThreshold", "minimumClients", "openDuration", "halfOpen", "ignoredErrors",
+        ])
+        var cb = CircuitBreakerPolicy()
+        if let n = f["window"] {
+            let w = fields(n, "\(p).window", known: ["kind", "size", "buckets"])
+            let kind = choice(w["kind"], "\(p).window.kind", [("count", WindowShape.Kind.count), ("time", .time)]) ?? .count
+            let size = Int(int(w["size"], "\(p).window.size") ?? 100)
+            cb.window = WindowShape(kind: kind, size: size, buckets: int(w["buckets"], "\(p).window.buckets").map { Int($0) })
+        }
+        if let v = double(f["failureRateThreshold"], "\(p).failureRateThreshold") { cb.failureRateThreshold = v }
+        if let v = double(f["slowCallRateThreshold"], "\(p).slowCallRateThreshold") { cb.slowCallRateThreshold = v }
+        if let v = int(f["slowCallDurationThresholdMs"], "\(p).slowCallDurationThresholdMs") { cb.slowCallDurationThresholdMs = v }
+        if let v = int(f["minimumCalls"], "\(p).minimumCalls") { cb.minimumCalls = Int(v) }
+        if let v = int(f["consecutiveFailuresThreshold"], "\(p).consecutiveFailuresThreshold") { cb.consecutiveFailuresThreshold = Int(v) }
+        if let v = int(f["minimumClients"], "\(p).minimumClients") { cb.minimumClients = Int(v) }
+        if let n = f["openDuration"] {
+            let o = fields(n, "\(p).openDuration", known: ["baseMs", "multiplier", "maxMs", "jitterPercent"])
+            if let v = int(o["baseMs"], "\(p).openDuration.baseMs") { cb.openDuration.baseMs = v }
+            if let v = double(o["multiplier"], "\(p).openDuration.multiplier") { cb.openDuration.multiplier = v }
+            if let v = int(o["maxMs"], "\(p).openDuration.maxMs") { cb.openDuration.maxMs = v }
+            if let v = int(o["jitterPercent"], "\(p).openDuration.jitterPercent") { cb.openDuration.jitterPercent = Int(v) }
+        }
+        if let n = f["halfOpen"] {
+            let h = fields(n, "\(p).halfOpen", known: ["permittedCalls", "maxWaitMs", "successThreshold"])
+            if let v = int(h["permittedCalls"], "\(p).halfOpen.permittedCalls") { cb.halfOpen.permittedCalls = Int(v) }
+            if let v = int(h["maxWaitMs"], "\(p).halfOpen.maxWaitMs") { cb.halfOpen.maxWaitMs = v }
+            if let v = int(h["successThreshold"], "\(p).halfOpen.successThreshold") { cb.halfOpen.successThreshold = Int(v) }
+        }
+        if let v = strings(f["ignoredErrors"], "\(p).ignoredErrors") { cb.ignoredErrors = Set(v) }
+        return cb
+    }
+
+    mutating func retry(_ node: Node) -> RetryPolicy {
+        let p = "retry"
+        let f = fields(node, p, known: [
+            "maxAttempts", "backoff", "jitter", "jitterPercent", "retryOn", "retryableErrors", "nonRetryableErrors", "honorPushback", "budget",
+        ])
+        var r = RetryPolicy()
+        if let v = int(f["maxAttempts"], "\(p).maxAttempts") { r.maxAttempts = Int(v) }
+        if let n = f["backoff"] {
+            let b = fields(n, "\(p).backoff", known: ["kind", "initialMs", "maxMs", "multiplier"])
+            if let k = choice(b["kind"], "\(p).backoff.kind", BackoffKind.allCases.map { ($0.rawValue, $0) }) { r.backoff.kind = k }
+            if let v = int(b["initialMs"], "\(p).backoff.initialMs") { r.backoff.initialMs = v }
+            if let v = int(b["maxMs"], "\(p).backoff.maxMs") { r.backoff.maxMs = v }
+            if let v = double(b["multiplier"], "\(p).backoff.multiplier") { r.backoff.multiplier = v }
+        }
+        if let j = choice(f["jitter"], "\(p).jitter", JitterKind.allCases.map { ($0.rawValue, $0) }) { r.jitter = j }
+        if let v = int(f["jitterPercent"], "\(p).jitterPercent") { r.jitterPercent = Int(v) }
+        if let seq = f["retryOn"] {
+            if let items = seq.sequence {
+                r.retryOn = Set(items.enumerated().compactMap { item in
+                    choice(item.element, "\(p).retryOn[\(item.offset)]", RetryCondition.allCases.map { ($0.rawValue, $0) })
+                })
+            } else {
+                problem(seq, "\(p).retryOn", "must be a list of \(RetryCondition.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+        if let v = strings(f["retryableErrors"], "\(p).retryableErrors") { r.retryableErrors = Set(v) }
+        if let v = strings(f["nonRetryableErrors"], "\(p).nonRetryableErrors") { r.nonRetryableErrors = Set(v) }
+        if let v = bool(f["honorPushback"], "\(p).honorPushback") { r.honorPushback = v }
+        if let n = f["budget"] {
+            let b = fields(n, "\(p).budget", known: ["maxTokens", "tokenRatio"])
+            var budget = RetryBudgetPolicy()
+            if let v = int(b["maxTokens"], "\(p).budget.maxTokens") { budget.maxTokens = Int(v) }
+            if let v = double(b["tokenRatio"], "\(p).budget.tokenRatio") { budget.tokenRatio = v }
+            r.budget = budget
+        }
+        return r
+    }
+
+    mutating func fallback(_ node: Node) -> FallbackPolicy? {
+        let f = fields(node, "fallback", known: ["triggers", "action"])
+        var triggers: Set<FallbackTrigger> = []
+        if let seq = f["triggers"] {
+            if let items = seq.sequence {
+                triggers = Set(items.enumerated().compactMap { item in
+                    choice(item.element, "fallback.triggers[\(item.offset)]", FallbackTrigger.allCases.map { ($0.rawValue, $0) })
+                })
+            } else {
+                problem(seq, "fallback.triggers", "must be a list")
+            }
+        }
+        guard let actionNode = f["action"] else {
+            problem(node, "fallback.action", "is required: staleCache, {staticResponse: {contentType, body}} or {handler: NAME}")
+            return nil
+        }
+        if actionNode.scalar?.string == "staleCache" { return FallbackPolicy(triggers: triggers, action: .staleCache) }
+        let a = fields(actionNode, "fallback", known: ["staticResponse", "handler", "staleCache"])
+        if let h = a["handler"] { return FallbackPolicy(triggers: triggers, action: .handler(string(h, "fallback.handler") ?? "")) }
+        if let s = a["staticResponse"] {
+            let r = fields(s, "fallback.staticResponse", known: ["contentType", "body"])
+            let body = string(r["body"], "fallback.staticResponse.body") ?? ""
+            return FallbackPolicy(
+                triggers: triggers,
+                action: .staticResponse(contentType: string(r["contentType"], "fallback.staticResponse.contentType") ?? "text/plain", body: Array(body.utf8)))
+        }
+        if a["staleCache"] != nil { return FallbackPolicy(triggers: triggers, action: .staleCache) }
+        if problems.isEmpty { problem(actionNode, "fallback.action", "must be staleCache, {staticResponse: {contentType, body}} or {handler: NAME}") }
+        return nil
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a.lowercased()), b = Array(b.lowercased())
+    guard !a.isEmpty else { return b.count }
+    guard !b.isEmpty else { return a.count }
+    var row = Array(0...b.count)
+    for i in 1...a.count {
+        var previous = row[0]
+        row[0] = i
+        for j in 1...b.count {
+            let current = row[j]
+            row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+            previous = current
+        }
+    }
+    return row[b.count]
+}
