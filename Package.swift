@@ -187,6 +187,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // Multi-process tests: fuseboxd, example services and the CLI as real processes.
+        .testTarget(name: "FuseboxFleetTests", dependencies: ["FuseboxTesting"]),
         .testTarget(name: "FuseboxAPITests", dependencies: ["FuseboxAPI", "FuseboxCore", "FuseboxWire"]),
         .testTarget(
             name: "FuseboxCoreTests",

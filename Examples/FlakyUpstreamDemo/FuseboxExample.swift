@@ -133,6 +133,8 @@ struct Service: AsyncParsableCommand {
     }
 
     static func emit(_ fields: [String: any Sendable]) {
+        var fields = fields
+        fields["atMs"] = Int64((Date().timeIntervalSince1970 * 1000).rounded())
         guard let data = try? JSONSerialization.data(withJSONObject: fields.mapValues { $0 as Any }, options: [.sortedKeys]),
             let line = String(data: data, encoding: .utf8)
         else { return }

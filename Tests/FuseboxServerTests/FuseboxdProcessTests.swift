@@ -10,52 +10,7 @@ import NIOCore
 import NIOPosix
 import XCTest
 
-/// The built `fuseboxd` binary, started on 127.0.0.1 port 0 with the test certificates.
-final class FuseboxdProcess {
-    let process = Process()
-    let port: Int
-    let metricsPort: Int
-    private let output = Pipe()
-
-    init(dataDirectory: String, extra: [String] = []) throws {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fuseboxd")
-        process.executableURL = binary
-        process.arguments = [
-            "--port", "0", "--data-dir", dataDirectory, "--cert", try TestCertificates.path("server.pem"),
-            "--key", try TestCertificates.path("server.key"), "--client-ca", try TestCertificates.path("ca.pem"),
-            "--metrics-port", "0",
-        ] + extra
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        var text = ""
-        var found: Int?
-        var metrics: Int?
-        let deadline = Date().addingTimeInterval(30)
-        while metrics == nil, Date() < deadline, process.isRunning {
-            text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
-            if let range = text.range(of: "listening on 127.0.0.1:") {
-                found = Int(text[range.upperBound...].prefix { $0.isNumber })
-            }
-            if let range = text.range(of: "observability on http://127.0.0.1:") {
-                metrics = Int(text[range.upperBound...].prefix { $0.isNumber })
-            }
-        }
-        guard let found, let metrics else { throw RPCError(.unavailable, "fuseboxd did not start: \(text)") }
-        port = found
-        metricsPort = metrics
-    }
-
-    /// Sends `signal` and waits (bounded) for the exit; returns (status, seconds).
-    func stop(_ signal: Int32, timeout: TimeInterval = 15) -> (Int32, TimeInterval) {
-        let start = Date()
-        kill(process.processIdentifier, signal)
-        while process.isRunning, Date().timeIntervalSince(start) < timeout { Thread.sleep(forTimeInterval: 0.01) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        return (process.terminationStatus, Date().timeIntervalSince(start))
-    }
-
+extension FuseboxdProcess {
     func client(_ identity: String, group: any EventLoopGroup) throws -> RPCClient {
         try RPCClient(configuration: RPCClientConfiguration(
             host: "127.0.0.1", port: port,
