@@ -189,6 +189,7 @@ let package = Package(
         ),
         // Multi-process tests: fuseboxd, example services and the CLI as real processes.
         .testTarget(name: "FuseboxFleetTests", dependencies: ["FuseboxTesting"]),
+        .testTarget(name: "FuseboxCLITests", dependencies: ["FuseboxCLI", "FuseboxCore", "FuseboxTesting"], exclude: ["Golden"]),
         .testTarget(name: "FuseboxAPITests", dependencies: ["FuseboxAPI", "FuseboxCore", "FuseboxWire"]),
         .testTarget(
             name: "FuseboxCoreTests",

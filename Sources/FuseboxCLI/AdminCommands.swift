@@ -223,7 +223,8 @@ struct Audit: AsyncParsableCommand {
                     ["ID", "AT", "ACTOR", "ACTION", "TARGET", "RESULT", "REASON"],
                     r.entries.map { e in
                         let target = e.breaker.map { "\($0.registry)/\($0.name)" } ?? e.policy
-                        let result = e.allowed ? (e.stateAfter == .unspecified ? "ok" : "\(stateName(e.stateBefore)) -> \(stateName(e.stateAfter))") : "DENIED: \(e.deniedReason)"
+                        let before = e.stateBefore == .unspecified ? "(new)" : stateName(e.stateBefore)
+                        let result = e.allowed ? (e.stateAfter == .unspecified ? "ok" : "\(before) -> \(stateName(e.stateAfter))") : "DENIED: \(e.deniedReason)"
                         return ["\(e.id)", formatTime(e.atMs), Self.actor(e.actor), Self.action(e.action), target, result, e.reason]
                     }) + (r.truncated ? "\n(more entries; raise --limit or narrow --since)" : "")
             }

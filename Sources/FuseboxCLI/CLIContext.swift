@@ -186,6 +186,12 @@ struct Connection {
         if (settings.cert == nil) != (settings.key == nil) {
             throw CLIError("--cert and --key go together; one of them is missing", code: ExitCodes.invalidInput)
         }
+        guard settings.ca != nil else {
+            throw CLIError(
+                "no CA certificate to verify fuseboxd with",
+                hints: ["pass --ca (or set FUSEBOX_CA, or `ca:` in the context); with ./scripts/run it is .fusebox/certs/ca.pem"],
+                code: ExitCodes.invalidInput)
+        }
         for (flag, path) in [("--ca", settings.ca), ("--cert", settings.cert), ("--key", settings.key)] {
             if let path, !FileManager.default.isReadableFile(atPath: path) {
                 throw CLIError("\(flag) \(path): no such readable file", code: ExitCodes.invalidInput)
@@ -223,7 +229,7 @@ struct Connection {
             let m = error.message
             if m.contains("TLS") || m.contains("certificate") || m.contains("handshake") {
                 return CLIError(
-                    "TLS with fuseboxd at \(address) failed: \(Self.strip(m))",
+                    "TLS with fuseboxd at \(address) failed: \(Self.strip(m).replacingOccurrences(of: "TLS with \(address) failed: ", with: ""))",
                     hints: ["check --ca (it must have signed the server's certificate) and --cert/--key (signed by a CA the server trusts)"],
                     code: ExitCodes.unreachable)
             }

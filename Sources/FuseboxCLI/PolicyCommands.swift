@@ -264,7 +264,7 @@ struct Policies: AsyncParsableCommand {
                     changed = true
                     output.append("--- \(registry)/\(policy.name) (\(current == nil ? "does not exist" : "server"))")
                     output.append("+++ \(registry)/\(policy.name) (\(file))")
-                    output += lineDiff(old, new).filter { !$0.hasPrefix("  ") || current == nil }
+                    output += diffHunks(lineDiff(old, new))
                 }
                 out(output.joined(separator: "\n"))
                 if changed { throw ExitCode(ExitCodes.differences) }

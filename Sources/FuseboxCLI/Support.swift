@@ -135,6 +135,22 @@ func readPolicyFile(_ path: String) throws -> [Policy] {
     }
 }
 
+/// The changed lines of a diff with `context` unchanged lines around each
+/// change; runs of unchanged lines in between become "...".
+func diffHunks(_ lines: [String], context: Int = 2) -> [String] {
+    let changed = lines.indices.filter { !lines[$0].hasPrefix("  ") }
+    var keep = Set<Int>()
+    for i in changed { for j in max(0, i - context)...min(lines.count - 1, i + context) { keep.insert(j) } }
+    var out: [String] = []
+    var last = -1
+    for i in keep.sorted() {
+        if last >= 0, i > last + 1 { out.append("...") }
+        out.append(lines[i])
+        last = i
+    }
+    return out
+}
+
 /// A line diff (longest common subsequence), unified-style without context limits.
 func lineDiff(_ old: [String], _ new: [String]) -> [String] {
     let n = old.count, m = new.count

@@ -1,0 +1,191 @@
+import Foundation
+import FuseboxTesting
+import XCTest
+
+/// The CLI as a user runs it, against a real fuseboxd, compared with the
+/// files in Golden/ (times, ports and temporary paths normalised). Run with
+/// UPDATE_GOLDEN=1 to rewrite them after an intended change, then review the diff.
+final class CLIGoldenTests: XCTestCase {
+    static let golden = repositoryRoot.appendingPathComponent("Tests/FuseboxCLITests/Golden")
+    var server: FuseboxdProcess!
+    var directory = ""
+
+    override func setUp() async throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-cli-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        server = try FuseboxdProcess(dataDirectory: directory + "/data")
+    }
+
+    override func tearDown() async throws {
+        server?.stop(SIGKILL)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private func fusebox(_ args: [String], identity: String? = "admin", server address: String? = nil) throws -> ProcessResult {
+        var full = args + ["--server", address ?? "127.0.0.1:\(server.port)", "--ca", try TestCertificates.path("ca.pem")]
+        if let identity { full += ["--cert", try TestCertificates.path("\(identity).pem"), "--key", try TestCertificates.path("\(identity).key")] }
+        return try runProcess([builtProduct("fusebox").path] + full, timeout: 30, environment: ["HOME": directory, "COLUMNS": "200"])
+    }
+
+    private func normalise(_ text: String) -> String {
+        var t = text.replacingOccurrences(of: #"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"#, with: "<TIME>", options: .regularExpression)
+        t = t.replacingOccurrences(of: "127.0.0.1:\(server.port)", with: "127.0.0.1:<PORT>")
+        t = t.replacingOccurrences(of: directory, with: "<DIR>")
+        t = t.replacingOccurrences(of: #"\(\d+ ms\)"#, with: "(<MS> ms)", options: .regularExpression)
+        t = t.replacingOccurrences(of: #""latencyMs": \d+"#, with: "\"latencyMs\": <MS>", options: .regularExpression)
+        return t
+    }
+
+    /// Compares `result` (exit status and output) with Golden/`name`.txt.
+    private func assertGolden(_ name: String, _ result: ProcessResult, file: StaticString = #filePath, line: UInt = #line) throws {
+        let actual = "exit: \(result.status)\n---\n" + normalise(result.output)
+        let url = Self.golden.appendingPathComponent("\(name).txt")
+        if ProcessInfo.processInfo.environment["UPDATE_GOLDEN"] == "1" {
+            try actual.write(to: url, atomically: true, encoding: .utf8)
+            return
+        }
+        let expected = try String(contentsOf: url, encoding: .utf8)
+        XCTAssertEqual(actual, expected, "output of \(name) differs from \(url.path) (UPDATE_GOLDEN=1 rewrites it)", file: file, line: line)
+    }
+
+    func testPolicyListingsAsTableJSONAndYAML() throws {
+        try assertGolden("policies-list-table", try fusebox(["policies", "list"]))
+        try assertGolden("policies-get-yaml", try fusebox(["policies", "get", "external", "-o", "yaml"]))
+        try assertGolden("policies-get-json", try fusebox(["policies", "get", "ai", "-o", "json"]))
+        try assertGolden("registries-list-json", try fusebox(["registries", "list", "-o", "json"]))
+    }
+
+    func testBreakerOverrideAndListings() throws {
+        try assertGolden("breaker-force-open", try fusebox(["breaker", "force-open", "payments-api", "--policy", "api", "--reason", "drill", "--for", "10m"]))
+        try assertGolden("breakers-list-table", try fusebox(["breakers", "list"], identity: "reader"))
+        try assertGolden("breakers-list-json", try fusebox(["breakers", "list", "-o", "json"], identity: "reader"))
+        try assertGolden("breakers-get-table", try fusebox(["breakers", "get", "payments-api"], identity: "reader"))
+        try assertGolden("audit-table", try fusebox(["audit", "--since", "1h"]))
+        try assertGolden("error-audit-by-reader", try fusebox(["audit"], identity: "reader"))
+    }
+
+    func testApplyDiffAndHistory() throws {
+        let path = directory + "/checkout.yaml"
+        try """
+            name: checkout
+            description: Checkout's calls to payments.
+            circuitBreaker:
+              failureRateThreshold: 50
+              minimumCalls: 20
+            retry:
+              maxAttempts: 2
+            timeout:
+              attemptMs: 800
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        try assertGolden("policies-diff-new", try fusebox(["policies", "diff", "-f", path]))
+        try assertGolden("policies-apply", try fusebox(["policies", "apply", "-f", path, "--reason", "first version"]))
+        try assertGolden("policies-diff-same", try fusebox(["policies", "diff", "-f", path]))
+        try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "attemptMs: 800", with: "attemptMs: 1200")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        try assertGolden("policies-diff-changed", try fusebox(["policies", "diff", "-f", path]))
+        try assertGolden("policies-apply-again", try fusebox(["policies", "apply", "-f", path, "--reason", "slower bank"]))
+        let history = try fusebox(["policies", "history", "checkout", "-o", "json"])
+        XCTAssertEqual(history.status, 0, history.output)
+        XCTAssertTrue(history.output.contains("\"reason\": \"slower bank\""), history.output)
+    }
+
+    func testErrorMessages() throws {
+        try assertGolden("error-permission-denied", try fusebox(["breaker", "force-open", "payments-api", "--reason", "drill"], identity: "reporter"))
+        try assertGolden("error-connection-refused", try fusebox(["breakers", "list"], server: "127.0.0.1:1"))
+        try assertGolden("error-not-found", try fusebox(["policies", "get", "no-such-policy"]))
+        try assertGolden("error-apply-by-reader", try fusebox(["policies", "apply", "-f", try badOrGoodFile(good: true)], identity: "reader"))
+        try assertGolden("error-bad-duration", try fusebox(["breaker", "force-open", "x", "--reason", "r", "--for", "ten minutes"]))
+        try assertGolden("error-wrong-ca", try wrongCA())
+        try assertGolden("error-no-ca", try runProcess([builtProduct("fusebox").path, "health"], timeout: 30, environment: ["HOME": directory]))
+    }
+
+    func testValidateReportsEveryProblemWithLineAndColumn() throws {
+        let bad = try badOrGoodFile(good: false)
+        try assertGolden("validate-bad", try runProcess([builtProduct("fusebox").path, "policies", "validate", "-f", bad], timeout: 30))
+        try assertGolden("validate-bad-json", try runProcess([builtProduct("fusebox").path, "policies", "validate", "-f", bad, "-o", "json"], timeout: 30))
+        try assertGolden("apply-bad", try fusebox(["policies", "apply", "-f", bad]))
+        let good = try badOrGoodFile(good: true)
+        try assertGolden("validate-good", try runProcess([builtProduct("fusebox").path, "policies", "validate", "-f", good], timeout: 30))
+    }
+
+    func testContextsFromTheConfigFile() throws {
+        let config = directory + "/.config/fusebox"
+        try FileManager.default.createDirectory(atPath: config, withIntermediateDirectories: true)
+        try """
+            current-context: local
+            contexts:
+              local:
+                server: 127.0.0.1:\(server.port)
+                ca: \(try TestCertificates.path("ca.pem"))
+                cert: \(try TestCertificates.path("reader.pem"))
+                key: \(try TestCertificates.path("reader.key"))
+                output: json
+              elsewhere:
+                server: 127.0.0.1:1
+                ca: \(try TestCertificates.path("ca.pem"))
+            """.write(toFile: config + "/config.yaml", atomically: true, encoding: .utf8)
+        let env = ["HOME": directory]
+        let r = try runProcess([builtProduct("fusebox").path, "registries", "list"], timeout: 30, environment: env)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("\"name\": \"default\""), "the context's server and output were not used: \(r.output)")
+        let other = try runProcess([builtProduct("fusebox").path, "health", "--context", "elsewhere"], timeout: 30, environment: env)
+        XCTAssertEqual(other.status, 3, other.output)
+        let env2 = env.merging(["FUSEBOX_OUTPUT": "yaml"]) { $1 }
+        let y = try runProcess([builtProduct("fusebox").path, "registries", "list"], timeout: 30, environment: env2)
+        XCTAssertTrue(y.output.contains("- name: default"), "FUSEBOX_OUTPUT did not override the context: \(y.output)")
+        let missing = try runProcess([builtProduct("fusebox").path, "health", "--context", "nope"], timeout: 30, environment: env)
+        XCTAssertEqual(missing.status, 2, missing.output)
+        XCTAssertTrue(missing.output.contains("contexts there: elsewhere, local"), missing.output)
+    }
+
+    func testEveryCommandsHelpShowsExamples() throws {
+        let commands = [
+            ["breakers", "list"], ["breakers", "get"], ["breakers", "watch"], ["breaker", "force-open"], ["breaker", "force-close"],
+            ["breaker", "disable"], ["breaker", "shadow"], ["breaker", "reset"], ["policies", "list"], ["policies", "get"],
+            ["policies", "apply"], ["policies", "delete"], ["policies", "history"], ["policies", "diff"], ["policies", "validate"],
+            ["registries", "list"], ["audit"], ["health"], ["version"], [],
+        ]
+        for command in commands {
+            let r = try runProcess([builtProduct("fusebox").path] + command + ["--help"], timeout: 30)
+            XCTAssertEqual(r.status, 0, r.output)
+            XCTAssertTrue(r.output.contains("Examples:"), "`fusebox \(command.joined(separator: " ")) --help` shows no examples")
+        }
+    }
+
+    private func badOrGoodFile(good: Bool) throws -> String {
+        let path = directory + (good ? "/good.yaml" : "/bad.yaml")
+        let text = good ? """
+            name: search
+            circuitBreaker:
+              consecutiveFailuresThreshold: 5
+            bulkhead:
+              maxConcurrent: 10
+            """ : """
+            name: search api
+            circuitBreaker:
+              failureRateThresold: 50
+              minimumCalls: 0
+              window: {kind: sliding, size: 100}
+            retry:
+              maxAttempts: three
+              backoff:
+                initialMs: 500
+                maxMs: 100
+            timeout: {attemptMs: 2000, totalMs: 1000}
+            cache: {maxEntries: 10}
+            """
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    private func wrongCA() throws -> ProcessResult {
+        // A CA that did not sign the server's certificate.
+        let other = directory + "/other-ca"
+        let made = try runProcess(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                                   "-keyout", other + ".key", "-out", other + ".pem", "-days", "1", "-subj", "/CN=other-ca"], timeout: 30)
+        XCTAssertEqual(made.status, 0, made.output)
+        let r = try runProcess([builtProduct("fusebox").path, "health", "--server", "127.0.0.1:\(server.port)", "--ca", other + ".pem",
+                                "--cert", try TestCertificates.path("reader.pem"), "--key", try TestCertificates.path("reader.key")], timeout: 30)
+        return r
+    }
+}
