@@ -146,7 +146,13 @@ let package = Package(
         ),
 
         // Test support: repository paths, child processes, certificate fixtures.
-        .target(name: "FuseboxTesting"),
+        .target(
+            name: "FuseboxTesting",
+            dependencies: [
+                "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxAPI", "FuseboxCore", "FuseboxWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
 
         .testTarget(name: "FuseboxWireTests", dependencies: ["FuseboxWire", "FuseboxCore", "FuseboxTesting"]),
         .testTarget(

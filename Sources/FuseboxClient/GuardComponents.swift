@@ -22,7 +22,7 @@ final class GuardRuntime: AtomicReference, Sendable {
         self.breaker = policy.circuitBreaker == nil ? nil : breaker
         self.slowThresholdNanos = (policy.circuitBreaker?.slowCallDurationThresholdMs ?? 60_000) * 1_000_000
         if let retry = policy.retry {
-            budget = previous?.budget?.policy == retry.budget ? previous?.budget : RetryBudgetBox(retry.budget)
+            if let kept = previous?.budget, kept.policy == retry.budget { budget = kept } else { budget = RetryBudgetBox(retry.budget) }
         } else {
             budget = nil
         }
@@ -41,7 +41,7 @@ final class GuardRuntime: AtomicReference, Sendable {
             bulkhead = nil
         }
         if let c = policy.cache {
-            cache = previous?.cache?.policy == c ? previous?.cache : ResultCacheBox(c)
+            if let kept = previous?.cache, kept.policy == c { cache = kept } else { cache = ResultCacheBox(c) }
         } else {
             cache = nil
         }

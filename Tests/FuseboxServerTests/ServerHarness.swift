@@ -11,40 +11,6 @@ import NIOCore
 import NIOPosix
 import XCTest
 
-/// A FuseboxServerApp on 127.0.0.1 port 0 with the test certificates and a
-/// fresh data directory.
-struct ServerHarness {
-    let app: FuseboxServerApp
-    let task: Task<Void, any Error>
-    let directory: String
-
-    static func start(group: any EventLoopGroup, directory: String? = nil) async throws -> ServerHarness {
-        let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-server-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let tls = TLSConfiguration.server(
-            certificateChainPath: try TestCertificates.path("server.pem"), privateKeyPath: try TestCertificates.path("server.key"),
-            clientCAPath: try TestCertificates.path("ca.pem"))
-        let app = try await FuseboxServerApp.start(.init(dataDirectory: dir, tls: tls), group: group)
-        return ServerHarness(app: app, task: Task { try await app.serve() }, directory: dir)
-    }
-
-    var port: Int { app.rpc.port }
-
-    func client(_ identity: String?, group: any EventLoopGroup) throws -> RPCClient {
-        try RPCClient(configuration: RPCClientConfiguration(
-            host: "127.0.0.1", port: port,
-            tls: .client(
-                trustRootsPath: try TestCertificates.path("ca.pem"),
-                certificateChainPath: try identity.map { try TestCertificates.path("\($0).pem") },
-                privateKeyPath: try identity.map { try TestCertificates.path("\($0).key") })), group: group)
-    }
-
-    func stop() async throws {
-        await app.shutdown()
-        try await task.value
-    }
-}
-
 /// Collects the events of a WatchBreakers stream.
 final class BreakerWatch: Sendable {
     let events = NIOLockedValueBox<[Fusebox_V1_BreakerEvent]>([])
@@ -114,9 +80,6 @@ func putFleetPolicy(_ admin: RPCClient, name: String = "fleet", minimumClients: 
     cb.halfOpen.successThreshold = permits
     cb.halfOpen.maxWaitMs = maxWaitMs
     policy.circuitBreaker = cb
-    var request = Fusebox_V1_PutPolicyRequest()
-    request.registry = "default"
-    request.policy = PolicyMapping.wire(policy)
-    _ = try await admin.unary("fusebox.v1.RegistryService", "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self)
+    try await ServerHarness.put(policy, with: admin)
 }
 

@@ -1,0 +1,191 @@
+import Foundation
+import FuseboxCore
+import FuseboxRPC
+import FuseboxTLS
+import FuseboxTesting
+import NIOCore
+import NIOPosix
+import Synchronization
+import XCTest
+
+@testable import FuseboxClient
+
+/// The guard pipeline against a real fuseboxd (in process, real TLS).
+final class GuardTests: XCTestCase {
+    private var group: MultiThreadedEventLoopGroup!
+    private var server: ServerHarness!
+    private var admin: RPCClient!
+    private var fusebox: Fusebox?
+    private var work = ""
+
+    override func setUp() async throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        work = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-guard-\(UUID().uuidString)").path
+        server = try await ServerHarness.start(group: group, directory: work + "/data")
+        admin = try server.client("admin", group: group)
+    }
+
+    override func tearDown() async throws {
+        await fusebox?.shutdown()
+        await admin?.close()
+        try await server?.stop()
+        try await group.shutdownGracefully()
+        try? FileManager.default.removeItem(atPath: work)
+    }
+
+    private func start(_ policies: [Policy]) async throws -> Fusebox {
+        for p in policies { try await ServerHarness.put(p, with: admin) }
+        var configuration = FuseboxConfiguration(
+            host: "127.0.0.1", port: server.port,
+            tls: .client(trustRootsPath: try TestCertificates.path("ca.pem"), certificateChainPath: try TestCertificates.path("reporter.pem"),
+                         privateKeyPath: try TestCertificates.path("reporter.key")),
+            clientID: "guard-test", cacheDirectory: work + "/cache")
+        configuration.reportInterval = .milliseconds(20)
+        let f = try await Fusebox.start(configuration, group: group)
+        fusebox = f
+        XCTAssertEqual(f.policySource, .server)
+        return f
+    }
+
+    struct Boom: GuardClassifiedError {
+        var retryCondition: RetryCondition? { .serverError }
+        var errorCode: String? { "http.503" }
+    }
+
+    final class Calls: Sendable {
+        let n = Atomic(0)
+        func hit() -> Int { n.add(1, ordering: .relaxed).newValue }
+        var count: Int { n.load(ordering: .relaxed) }
+    }
+
+    private func breakerPolicy(_ name: String, failures: Int = 3) -> Policy {
+        var p = Policy(name: name)
+        var cb = CircuitBreakerPolicy()
+        cb.consecutiveFailuresThreshold = failures
+        cb.minimumCalls = 1
+        cb.openDuration.baseMs = 60_000
+        p.circuitBreaker = cb
+        return p
+    }
+
+    func testEachRetryAttemptIsOneOutcomeAndAnOpenBreakerIsNeverRetried() async throws {
+        var policy = breakerPolicy("retrying", failures: 3)
+        var retry = RetryPolicy()
+        retry.maxAttempts = 3
+        retry.backoff.kind = .fixed
+        retry.backoff.initialMs = 1
+        retry.jitter = .none
+        retry.retryOn = [.serverError]
+        policy.retry = retry
+        let f = try await start([policy])
+        let g = f.guard("payments", policy: "retrying")
+        let calls = Calls()
+
+        // One call, three attempts: each is an outcome, so the three failures trip the fleet's breaker.
+        do {
+            _ = try await g.run { () async throws -> Int in
+                _ = calls.hit()
+                throw Boom()
+            }
+            XCTFail("a failing operation succeeded")
+        } catch is Boom {}
+        XCTAssertEqual(calls.count, 3, "retry did not make maxAttempts attempts")
+        await waitUntil("the breaker opens from one call's three attempts") { g.breakerState?.state == .open }
+
+        // Now calls are rejected at once, with the breaker's name and generation, and not retried.
+        do {
+            _ = try await g.run { () async throws -> Int in
+                _ = calls.hit()
+                return 1
+            }
+            XCTFail("an open breaker let a call through")
+        } catch let e as GuardError {
+            guard case .circuitOpen(let after) = e.kind else { return XCTFail("\(e)") }
+            XCTAssertEqual(e.breaker, "payments")
+            XCTAssertEqual(e.generation, g.breakerState?.generation.value)
+            XCTAssertGreaterThan(e.generation, 0)
+            XCTAssertNotNil(after, "circuitOpen carries no retryAfter")
+        }
+        XCTAssertEqual(calls.count, 3, "the open breaker's rejection was retried or reached the operation")
+    }
+
+    func testBulkheadRateLimitAndTimeoutRejectionsAreTyped() async throws {
+        var bulk = Policy(name: "one-at-a-time")
+        bulk.bulkhead = BulkheadPolicy(maxConcurrent: 1, maxQueued: 0)
+        var rate = Policy(name: "rare")
+        rate.rateLimit = RateLimitPolicy(limitPerPeriod: 1, periodMs: 60_000, burst: 1)
+        var slow = breakerPolicy("impatient", failures: 100)
+        slow.timeout = TimeoutPolicy(attemptMs: 50)
+        let f = try await start([bulk, rate, slow])
+
+        let b = f.guard("inventory", policy: "one-at-a-time")
+        let holding = Task { try await b.run { try await Task.sleep(for: .milliseconds(500)); return 1 } }
+        try await Task.sleep(for: .milliseconds(100))
+        do {
+            _ = try await b.run { 2 }
+            XCTFail("a full bulkhead admitted a call")
+        } catch let e as GuardError {
+            XCTAssertEqual(e.kind, .bulkheadFull)
+            XCTAssertEqual(e.breaker, "inventory")
+        }
+        _ = try await holding.value
+        let after = try await b.run { 3 }
+        XCTAssertEqual(after, 3, "the bulkhead did not free its slot")
+
+        let r = f.guard("geo", policy: "rare")
+        _ = try await r.run { 1 }
+        do {
+            _ = try await r.run { 2 }
+            XCTFail("the rate limiter let a second call through")
+        } catch let e as GuardError {
+            guard case .rateLimited(let retryAfter) = e.kind else { return XCTFail("\(e)") }
+            XCTAssertGreaterThan(retryAfter ?? .zero, .seconds(30))
+        }
+
+        let t = f.guard("reports", policy: "impatient")
+        let started = ContinuousClock.now
+        do {
+            _ = try await t.run { try await Task.sleep(for: .seconds(5)); return 1 }
+            XCTFail("the attempt timeout did not fire")
+        } catch let e as GuardError {
+            XCTAssertEqual(e.kind, .timeout)
+            XCTAssertEqual(e.breaker, "reports")
+        }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(2))
+    }
+
+    func testFallbackAndCacheVariants() async throws {
+        var policy = breakerPolicy("catalog", failures: 100)
+        policy.cache = CachePolicy(ttlMs: 60_000)
+        policy.fallback = FallbackPolicy(triggers: [.failure, .circuitOpen], action: .staleCache)
+        let f = try await start([policy])
+        let g = f.guard("catalog-api", policy: "catalog")
+        let calls = Calls()
+
+        let first = try await g.run(cacheKey: "sku-1") { () async throws -> String in
+            _ = calls.hit()
+            return "blue shoes"
+        }
+        let second = try await g.run(cacheKey: "sku-1") { () async throws -> String in
+            _ = calls.hit()
+            return "changed"
+        }
+        XCTAssertEqual([first, second], ["blue shoes", "blue shoes"])
+        XCTAssertEqual(calls.count, 1, "a fresh cached value was loaded again")
+
+        let answer = try await g.run(fallback: { error in "fallback after \(type(of: error))" }) { () async throws -> String in throw Boom() }
+        XCTAssertEqual(answer, "fallback after Boom")
+
+        // Without a fallback closure, staleCache answers from what the cache last held.
+        let other = try await g.run(cacheKey: "sku-2") { "red hat" }
+        XCTAssertEqual(other, "red hat")
+    }
+
+    func testPolicyChangesReachALiveGuard() async throws {
+        let f = try await start([breakerPolicy("tunable", failures: 5)])
+        let g = f.guard("search", policy: "tunable")
+        XCTAssertEqual(g.policy.circuitBreaker?.consecutiveFailuresThreshold, 5)
+        try await ServerHarness.put(breakerPolicy("tunable", failures: 9), with: admin)
+        await waitUntil("the guard runs the new policy") { g.policy.circuitBreaker?.consecutiveFailuresThreshold == 9 }
+    }
+}
