@@ -134,6 +134,7 @@ final class FleetLink: Sendable {
             let old = g.runtime.load(ordering: .acquiring)
             guard old.policy != policy else { continue }
             let breaker = state.withLock { $0.breakers[BreakerKey(registry: registry, name: g.name)] }
+            if let breaker, let cb = policy.circuitBreaker { breaker.updateLocalPolicy(cb, now: wallNow()) }
             g.runtime.store(GuardRuntime(policy: policy, breaker: breaker, previous: old, now: wallNow()), ordering: .releasing)
             logger.info("policy updated", metadata: ["guard": "\(g.name)", "policy": "\(policy.name)"])
         }

@@ -138,6 +138,15 @@ final class SharedBreaker: Sendable {
 
     var isLocal: Bool { slow.withLock { $0.local != nil } }
 
+    /// A policy change while local: the local breaker adopts it (state kept).
+    func updateLocalPolicy(_ policy: CircuitBreakerPolicy, now: Timestamp) {
+        slow.withLock { s in
+            guard var machine = s.local else { return }
+            _ = machine.updatePolicy(policy, at: now)
+            s.local = machine
+        }
+    }
+
     /// Asks the local breaker for a probe permit.
     func acquireLocalPermit(now: Timestamp) -> PermitDecision? {
         slow.withLock { s -> PermitDecision? in

@@ -138,6 +138,20 @@ final class CLIGoldenTests: XCTestCase {
         XCTAssertTrue(missing.output.contains("contexts there: elsewhere, local"), missing.output)
     }
 
+    func testWatchPrintsTheCurrentStatesThenTransitions() throws {
+        XCTAssertEqual(try fusebox(["breaker", "force-open", "ledger", "--policy", "api", "--reason", "setup"]).status, 0)
+        let watch = try LaunchedProcess(builtProduct("fusebox"), [
+            "breakers", "watch", "-o", "json", "--count", "1", "--timeout", "20s", "--server", "127.0.0.1:\(server.port)",
+            "--ca", try TestCertificates.path("ca.pem"), "--cert", try TestCertificates.path("reader.pem"), "--key", try TestCertificates.path("reader.key"),
+        ])
+        XCTAssertNotNil(watch.waitForLine(timeout: 20) { $0.contains("\"event\": \"current\"") && $0.contains("FORCED_OPEN") }, watch.text + watch.stderrTail())
+        XCTAssertEqual(try fusebox(["breaker", "reset", "ledger", "--reason", "watch test"]).status, 0)
+        let line = watch.waitForLine(timeout: 20) { $0.contains("\"event\": \"transition\"") }
+        XCTAssertTrue(line?.contains("\"from\": \"FORCED_OPEN\"") ?? false, line ?? watch.text)
+        XCTAssertTrue(line?.contains("\"state\": \"CLOSED\"") ?? false, line ?? watch.text)
+        XCTAssertEqual(watch.stop(SIGTERM, timeout: 20), 0, "watch did not end by itself after --count 1: \(watch.stderrTail())")
+    }
+
     func testEveryCommandsHelpShowsExamples() throws {
         let commands = [
             ["breakers", "list"], ["breakers", "get"], ["breakers", "watch"], ["breaker", "force-open"], ["breaker", "force-close"],
