@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "FuseboxTLS", targets: ["FuseboxTLS"]),
         .library(name: "FuseboxRPC", targets: ["FuseboxRPC"]),
         .library(name: "FuseboxClient", targets: ["FuseboxClient"]),
+        .library(name: "FuseboxAPI", targets: ["FuseboxAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -7,16 +7,32 @@ import PackageDescription
 let package = Package(
     name: "fusebox-benchmarks",
     dependencies: [
-        .package(path: ".."),
+        .package(name: "fusebox", path: ".."),
         .package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         .executableTarget(
             name: "fusebox-core-bench",
             dependencies: [
-                .product(name: "FuseboxCore", package: "main"),
-                .product(name: "FuseboxClient", package: "main"),
+                .product(name: "FuseboxCore", package: "fusebox"),
+                .product(name: "FuseboxClient", package: "fusebox"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "fusebox-bench",
+            dependencies: [
+                .product(name: "FuseboxCore", package: "fusebox"),
+                .product(name: "FuseboxClient", package: "fusebox"),
+                .product(name: "FuseboxRPC", package: "fusebox"),
+                .product(name: "FuseboxTLS", package: "fusebox"),
+                .product(name: "FuseboxWire", package: "fusebox"),
+                .product(name: "FuseboxAPI", package: "fusebox"),
+                .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

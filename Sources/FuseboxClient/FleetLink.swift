@@ -5,6 +5,7 @@ import FuseboxRPC
 import FuseboxWire
 import Logging
 import Synchronization
+import NIOCore
 import Atomics
 import CoreMetrics
 
@@ -14,6 +15,10 @@ import CoreMetrics
 /// than the staleness bound.
 final class FleetLink: Sendable {
     let configuration: FuseboxConfiguration
+    /// `configuration.reportBatchSize`, read on every call without copying the configuration.
+    let reportBatchSize: UInt64
+    /// Where timeouts' timers run.
+    let eventLoop: any EventLoop
     let client: RPCClient
     let logger: Logger
     let gauges = ClientGauges()
@@ -42,8 +47,10 @@ final class FleetLink: Sendable {
     private let flushes: AsyncStream<Void>
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
-    init(configuration: FuseboxConfiguration, client: RPCClient, policies: PolicySnapshot, logger: Logger) {
+    init(configuration: FuseboxConfiguration, client: RPCClient, eventLoop: any EventLoop, policies: PolicySnapshot, logger: Logger) {
         self.configuration = configuration
+        self.reportBatchSize = UInt64(max(configuration.reportBatchSize, 1))
+        self.eventLoop = eventLoop
         self.client = client
         self.logger = logger
         self.state = Mutex(State(policies: policies))

@@ -97,7 +97,7 @@ public final class Fusebox: Sendable {
         let snapshot = await PolicySnapshot.load(
             registries: configuration.registries, client: client, cacheDirectory: configuration.cacheDirectory,
             timeout: configuration.startupTimeout, logger: logger)
-        let link = FleetLink(configuration: configuration, client: client, policies: snapshot, logger: logger)
+        let link = FleetLink(configuration: configuration, client: client, eventLoop: group.next(), policies: snapshot, logger: logger)
         link.start()
         return Fusebox(link: link, source: snapshot.source)
     }

@@ -3,6 +3,7 @@ public import FuseboxCore
 import Logging
 import Synchronization
 import CoreMetrics
+import NIOCore
 
 /// Guards the calls to one dependency with a named policy, e.g.
 ///
@@ -50,6 +51,7 @@ public final class Guard: Sendable {
     /// Runs `operation` through the guard's patterns.
     public func run<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         let rt = runtime.load(ordering: .acquiring)
+        guard rt.policy.timeout?.totalMs != nil else { return try await retrying(rt, operation) }
         return try await withTotalTimeout(rt) { try await self.retrying(rt, operation) }
     }
 
@@ -220,7 +222,7 @@ public final class Guard: Sendable {
         if let permit {
             breaker.recordProbe(permit, outcome, local: local)
             link.requestFlush()
-        } else if breaker.tally.record(outcome, generation: generation) == UInt64(link.configuration.reportBatchSize) {
+        } else if breaker.tally.record(outcome, generation: generation) == UInt64(link.reportBatchSize) {
             link.requestFlush()
         }
     }
@@ -250,23 +252,28 @@ public final class Guard: Sendable {
         return try await withDeadline(milliseconds: ms, rt: rt, kind: "attempt", generation: generation, operation)
     }
 
+    /// Runs `body` in a child task that a timer on the event loop cancels
+    /// at the deadline. One task and one timer: the caller's own task is never
+    /// cancelled, so retry can go on after an attempt timed out.
     private func withDeadline<T: Sendable>(
         milliseconds ms: Int64, rt: GuardRuntime, kind: String, generation: UInt64? = nil, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        let gen = generation ?? rt.breaker?.gate.snapshot.generation.value ?? 0
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: .milliseconds(ms))
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next() else { throw CancellationError() }
-            guard let value = first else {
-                (kind == "total" ? metrics.totalTimeouts : metrics.attemptTimeouts).increment()
-                throw GuardError(.timeout, breaker: name, generation: gen)
-            }
-            return value
+        let child = Task { try await body() }
+        let fired = ManagedAtomic(false)
+        let timer = link.eventLoop.scheduleTask(in: .milliseconds(ms)) {
+            fired.store(true, ordering: .releasing)
+            child.cancel()
         }
+        let result: Result<T, any Error> = await withTaskCancellationHandler {
+            await child.result
+        } onCancel: {
+            child.cancel()
+        }
+        timer.cancel()
+        if fired.load(ordering: .acquiring) {
+            (kind == "total" ? metrics.totalTimeouts : metrics.attemptTimeouts).increment()
+            throw GuardError(.timeout, breaker: name, generation: generation ?? rt.breaker?.gate.snapshot.generation.value ?? 0)
+        }
+        return try result.get()
     }
 }

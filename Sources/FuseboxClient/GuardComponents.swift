@@ -108,10 +108,14 @@ final class AsyncBulkhead: Sendable {
 
     /// Waits for a slot; false when rejected (full, or waited too long).
     func acquire() async -> Bool {
-        let id = state.withLock { s -> UInt64 in
+        // Fast path: a free slot and nobody queued, taken without suspending.
+        let (id, admitted) = state.withLock { s -> (UInt64, Bool) in
             defer { s.nextID &+= 1 }
-            return s.nextID
+            let c = s.machine.counts
+            guard c.active < s.machine.policy.maxConcurrent, c.queued == 0 else { return (s.nextID, false) }
+            return (s.nextID, s.machine.acquire(s.nextID, at: wallNow()) == .run)
         }
+        if admitted { return true }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
                 let queuedUntil = state.withLock { s -> Timestamp? in

@@ -154,6 +154,27 @@ final class GuardTests: XCTestCase {
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(2))
     }
 
+    func testAnAttemptThatTimedOutIsRetried() async throws {
+        var policy = breakerPolicy("slow-then-fast", failures: 100)
+        policy.timeout = TimeoutPolicy(attemptMs: 100)
+        var retry = RetryPolicy()
+        retry.maxAttempts = 2
+        retry.backoff.kind = .fixed
+        retry.backoff.initialMs = 1
+        retry.retryOn = [.timeout]
+        policy.retry = retry
+        let f = try await start([policy])
+        let g = f.guard("ledger", policy: "slow-then-fast")
+        let calls = Calls()
+        let value = try await g.run { () async throws -> String in
+            if calls.hit() == 1 { try await Task.sleep(for: .seconds(10)) }
+            return "second attempt"
+        }
+        XCTAssertEqual(value, "second attempt")
+        XCTAssertEqual(calls.count, 2)
+        XCTAssertFalse(Task.isCancelled, "the guard cancelled its caller's task")
+    }
+
     func testFallbackAndCacheVariants() async throws {
         var policy = breakerPolicy("catalog", failures: 100)
         policy.cache = CachePolicy(ttlMs: 60_000)

@@ -61,53 +61,80 @@ public final class BreakerCoordinator: Sendable {
 
     // MARK: Mutations
 
+    /// One breaker change of a batch: the breaker, the policy to create it
+    /// with if it does not exist, and the change.
+    struct Mutation<T: Sendable>: Sendable {
+        var key: Key
+        var createWith: String?
+        var apply: @Sendable (inout BreakerStateMachine, Timestamp) -> (BreakerStep, T)
+    }
+
     /// Applies `mutate` to one breaker (creating it with `policy` if needed),
     /// stores any transitions, then publishes them.
     private func mutate<T: Sendable>(
         _ key: Key, createWith policyName: String?, _ mutate: @escaping @Sendable (inout BreakerStateMachine, Timestamp) -> (BreakerStep, T)
     ) async throws(RPCError) -> (T, BreakerStatus, String) {
-        let result: Result<(T, BreakerStatus, String), RPCError> = await gate.run {
+        let results = await mutateAll([Mutation(key: key, createWith: policyName, apply: mutate)])
+        guard let first = results.first else { throw RPCError(.internal, "no result") }
+        return try first.get()
+    }
+
+    /// Applies every mutation in one pass of the gate: all under one lock
+    /// acquisition, then the breakers that were created or changed state are
+    /// stored (only those: counting outcomes writes nothing to disk), then
+    /// transitions are published, in order.
+    private func mutateAll<T: Sendable>(_ mutations: [Mutation<T>]) async -> [Result<(T, BreakerStatus, String), RPCError>] {
+        await gate.run {
             let now = clock()
-            let outcome: Result<(BreakerStep, T, StoredBreaker), RPCError> = state.withLockedValue { s in
-                var entry: Entry
-                if let existing = s.entries[key] {
-                    entry = existing
-                } else {
-                    guard let name = policyName, !name.isEmpty else {
-                        return .failure(RPCError(.notFound, "breaker \(key.registry)/\(key.name) does not exist; name a policy to create it with"))
+            typealias Applied = (step: BreakerStep, value: T, stored: StoredBreaker, save: Bool)
+            let outcomes: [Result<Applied, RPCError>] = state.withLockedValue { s in
+                mutations.map { m -> Result<Applied, RPCError> in
+                    var entry: Entry
+                    var created = false
+                    if let existing = s.entries[m.key] {
+                        entry = existing
+                    } else {
+                        guard let name = m.createWith, !name.isEmpty else {
+                            return .failure(RPCError(.notFound, "breaker \(m.key.registry)/\(m.key.name) does not exist; name a policy to create it with"))
+                        }
+                        guard let policy = registry.policy(registry: m.key.registry, name: name) else {
+                            return .failure(RPCError(.notFound, "policy \"\(name)\" does not exist in registry \"\(m.key.registry)\""))
+                        }
+                        guard let cb = policy.circuitBreaker else {
+                            return .failure(RPCError(.failedPrecondition, "policy \"\(name)\" has no circuitBreaker section"))
+                        }
+                        entry = Entry(machine: BreakerStateMachine(policy: cb, at: now), policy: name)
+                        created = true
                     }
-                    guard let policy = registry.policy(registry: key.registry, name: name) else {
-                        return .failure(RPCError(.notFound, "policy \"\(name)\" does not exist in registry \"\(key.registry)\""))
-                    }
-                    guard let cb = policy.circuitBreaker else {
-                        return .failure(RPCError(.failedPrecondition, "policy \"\(name)\" has no circuitBreaker section"))
-                    }
-                    entry = Entry(machine: BreakerStateMachine(policy: cb, at: now), policy: name)
+                    let (step, value) = m.apply(&entry.machine, now)
+                    s.entries[m.key] = entry
+                    let override = entry.machine.activeOverride
+                    let stored = StoredBreaker(
+                        registry: m.key.registry, name: m.key.name, policy: entry.policy, status: entry.machine.status,
+                        override: override?.kind, overrideUntilMs: override?.until?.milliseconds)
+                    return .success((step, value, stored, created || !step.transitions.isEmpty))
                 }
-                let (step, value) = mutate(&entry.machine, now)
-                s.entries[key] = entry
-                let override = entry.machine.activeOverride
-                let stored = StoredBreaker(
-                    registry: key.registry, name: key.name, policy: entry.policy, status: entry.machine.status,
-                    override: override?.kind, overrideUntilMs: override?.until?.milliseconds)
-                return .success((step, value, stored))
             }
-            switch outcome {
-            case .failure(let error):
-                return .failure(error)
-            case .success(let (step, value, stored)):
-                if !step.transitions.isEmpty || stored.status.generation.value == 0 {
-                    do throws(StoreError) {
-                        try await store.saveBreaker(stored)
-                    } catch {
-                        return .failure(WireConversions.status(error))
+            var results: [Result<(T, BreakerStatus, String), RPCError>] = []
+            for outcome in outcomes {
+                switch outcome {
+                case .failure(let error):
+                    results.append(.failure(error))
+                case .success(let applied):
+                    if applied.save {
+                        do throws(StoreError) {
+                            try await store.saveBreaker(applied.stored)
+                        } catch {
+                            results.append(.failure(WireConversions.status(error)))
+                            continue
+                        }
                     }
+                    publish(applied.step.transitions, key: Key(registry: applied.stored.registry, name: applied.stored.name), policy: applied.stored.policy)
+                    results.append(.success((applied.value, applied.stored.status, applied.stored.policy)))
                 }
-                publish(step.transitions, key: key, policy: stored.policy)
-                return .success((value, stored.status, stored.policy))
             }
+            return results
         }
-        return try result.get()
     }
 
     private func publish(_ transitions: [BreakerTransition], key: Key, policy: String) {
@@ -140,6 +167,8 @@ public final class BreakerCoordinator: Sendable {
             s.lastSequence[batch.clientId] = batch.sequence
             return false
         }
+        var mutations: [Mutation<Bool>] = []
+        var indices: [Int] = []
         for (i, entry) in batch.breakers.enumerated() {
             guard let ref = entry.breaker, !ref.name.isEmpty else {
                 response.rejected.append(Self.violation("breakers[\(i)].breaker", "required"))
@@ -152,14 +181,19 @@ public final class BreakerCoordinator: Sendable {
                 counts: duplicate ? OutcomeCounts() : BreakerMapping.counts(entry.counts),
                 trailingConsecutiveFailures: Int(entry.trailingConsecutiveFailures),
                 probes: duplicate ? [] : entry.probes.map { ProbeResult(permitID: $0.permitId, outcome: BreakerMapping.outcome($0.outcome)) })
-            do throws(RPCError) {
-                let (stale, status, policy) = try await mutate(key, createWith: entry.policy.isEmpty ? nil : entry.policy) { machine, now in
-                    let step = machine.report(report, at: now)
-                    return (step, step.stale)
-                }
+            mutations.append(Mutation(key: key, createWith: entry.policy.isEmpty ? nil : entry.policy) { machine, now in
+                let step = machine.report(report, at: now)
+                return (step, step.stale)
+            })
+            indices.append(i)
+        }
+        for (i, result) in zip(indices, await mutateAll(mutations)) {
+            switch result {
+            case .success(let (stale, status, policy)):
                 if stale { response.stale += 1 } else { response.accepted += 1 }
-                response.states.append(Self.wire(status, key: key, policy: policy))
-            } catch {
+                guard let ref = batch.breakers[i].breaker else { continue }
+                response.states.append(Self.wire(status, key: Key(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name), policy: policy))
+            case .failure(let error):
                 response.rejected.append(Self.violation("breakers[\(i)]", error.message))
             }
         }

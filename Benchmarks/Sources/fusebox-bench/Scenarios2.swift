@@ -1,0 +1,218 @@
+import Foundation
+import FuseboxAPI
+import FuseboxCore
+import FuseboxRPC
+import FuseboxTLS
+import FuseboxWire
+import NIOCore
+import NIOPosix
+import Synchronization
+
+// MARK: - 2. Outcome ingestion
+
+struct IngestResult {
+    var reportsPerSecond: Double
+    var callsPerSecond: Double
+    var cpuMicrosPerReport: Double
+    var errors: Int
+}
+
+/// `connections` TLS connections, each with `inFlight` concurrent ReportOutcomes loops,
+/// for `seconds`; each batch: 10 breakers × `outcomes` outcomes.
+func ingestFusebox(_ env: Environment, connections: Int, inFlight: Int, seconds: Double, outcomes: UInt64, group: any EventLoopGroup) async throws -> IngestResult {
+    let server = try Fuseboxd(env, name: "ingest")
+    defer { server.stop() }
+    let admin = try server.client("admin", group: group)
+    var p = tripPolicy("ingest")
+    p.circuitBreaker?.consecutiveFailuresThreshold = 0
+    p.circuitBreaker?.failureRateThreshold = 99
+    p.circuitBreaker?.minimumCalls = 1_000_000
+    try await putPolicy(p, admin)
+    let clients = try (0..<connections).map { _ in try server.client("reporter", group: group) }
+    let names = (0..<100).map { "svc-\($0)" }
+    // Warm up: every connection once, every breaker created.
+    for (i, c) in clients.enumerated() {
+        let b = outcomeBatch(client: "c\(i)", sequence: 0, breakers: (0..<10).map { (names[(i * 10 + $0) % names.count], 0) }, policy: "ingest", success: 1, failure: 0)
+        _ = try await c.unary("fusebox.v1.BreakerService", "ReportOutcomes", b, as: Fusebox_V1_ReportOutcomesResponse.self)
+    }
+    let done = Atomic(0)
+    let errors = Atomic(0)
+    let cpu0 = cpuSeconds(server.child.pid)
+    let start = ContinuousClock.now
+    let end = start + .milliseconds(Int64(seconds * 1000))
+    try await concurrently(connections * inFlight, width: connections * inFlight) { job in
+        let c = clients[job % connections]
+        let breakers = (0..<10).map { (names[(job * 10 + $0) % names.count], UInt64(0)) }
+        var n = 0
+        while ContinuousClock.now < end {
+            n += 1
+            let b = outcomeBatch(client: "c\(job)", sequence: 0, breakers: breakers, policy: "ingest", success: outcomes - 1, failure: 1)
+            do {
+                _ = try await c.unary("fusebox.v1.BreakerService", "ReportOutcomes", b, as: Fusebox_V1_ReportOutcomesResponse.self)
+                done.add(1, ordering: .relaxed)
+            } catch {
+                errors.add(1, ordering: .relaxed)
+            }
+        }
+    }
+    let elapsed = ms(ContinuousClock.now - start) / 1000
+    let cpu = cpuSeconds(server.child.pid) - cpu0
+    let reports = Double(done.load(ordering: .relaxed))
+    for c in clients { await c.close() }
+    await admin.close()
+    return IngestResult(
+        reportsPerSecond: reports / elapsed, callsPerSecond: reports * 10 * Double(outcomes) / elapsed,
+        cpuMicrosPerReport: cpu * 1e6 / max(reports, 1), errors: errors.load(ordering: .relaxed))
+}
+
+/// The hand-rolled Redis breaker: one HINCRBY per outcome, pipelined `depth` deep on each connection.
+func ingestRedis(_ env: Environment, connections: Int, depth: Int, seconds: Double, group: any EventLoopGroup) async throws -> IngestResult {
+    let port = freePort()
+    let redis = try Child("/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                          log: "\(env.work)/redis-ingest.log")
+    defer { redis.stop() }
+    try waitForPort(port)
+    let replies = Atomic(0)
+    let cpu0Box = Mutex(0.0)
+    cpu0Box.withLock { $0 = cpuSeconds(redis.pid) }
+    let start = ContinuousClock.now
+    let end = start + .milliseconds(Int64(seconds * 1000))
+    try await concurrently(connections, width: connections) { i in
+        let pending = Atomic(0)
+        let conn = try await RawConnection(port: port, group: group) { text in
+            var n = 0
+            for byte in text.utf8 where byte == UInt8(ascii: "\n") { n += 1 }
+            pending.subtract(n, ordering: .relaxed)
+            replies.add(n, ordering: .relaxed)
+        }
+        var pipeline = ""
+        for k in 0..<depth { pipeline += "HINCRBY breaker:svc-\((i * depth + k) % 100) \(k % 10 == 0 ? "failure" : "success") 1\r\n" }
+        while ContinuousClock.now < end {
+            pending.add(depth, ordering: .relaxed)
+            try await conn.send(pipeline)
+            while pending.load(ordering: .relaxed) > 0, ContinuousClock.now < end + .seconds(5) {
+                try await Task.sleep(for: .microseconds(50))
+            }
+        }
+        await conn.close()
+    }
+    let elapsed = ms(ContinuousClock.now - start) / 1000
+    let cpu = cpuSeconds(redis.pid) - cpu0Box.withLock { $0 }
+    let n = Double(replies.load(ordering: .relaxed))
+    return IngestResult(reportsPerSecond: n / elapsed, callsPerSecond: n / elapsed, cpuMicrosPerReport: cpu * 1e6 / max(n, 1), errors: 0)
+}
+
+// MARK: - 6. Half-open permits
+
+/// AcquirePermit latency: `requesters` concurrent callers over `connections` connections,
+/// `each` requests per caller, against a breaker held HALF_OPEN.
+func permitLatency(_ env: Environment, connections: Int, requesters: Int, each: Int, group: any EventLoopGroup) async throws -> (p50: Double, p99: Double, granted: Int, total: Int) {
+    let server = try Fuseboxd(env, name: "permits")
+    defer { server.stop() }
+    let admin = try server.client("admin", group: group)
+    try await putPolicy(tripPolicy("probe", openMs: 50, permits: 5), admin)
+    _ = try await admin.unary("fusebox.v1.BreakerService", "ReportOutcomes",
+                              outcomeBatch(client: "bench", sequence: 0, breakers: [("probe", 0)], policy: "probe", success: 0, failure: 1),
+                              as: Fusebox_V1_ReportOutcomesResponse.self)
+    try await Task.sleep(for: .milliseconds(200))
+    let clients = try (0..<connections).map { _ in try server.client("reporter", group: group) }
+    for c in clients { _ = try await breakerStatus(c, "probe") }  // connect first
+    let status = try await breakerStatus(admin, "probe")
+    let latencies = Mutex<[Double]>([])
+    let granted = Atomic(0)
+    try await concurrently(requesters, width: requesters) { r in
+        let c = clients[r % connections]
+        var request = Fusebox_V1_AcquirePermitRequest()
+        request.breaker = BreakerMapping.ref("default", "probe")
+        request.clientId = "r\(r)"
+        request.generation = status.generation
+        var mine: [Double] = []
+        for _ in 0..<each {
+            let t = ContinuousClock.now
+            let response = try await c.unary("fusebox.v1.BreakerService", "AcquirePermit", request, as: Fusebox_V1_AcquirePermitResponse.self)
+            mine.append(ms(ContinuousClock.now - t))
+            if response.granted { granted.add(1, ordering: .relaxed) }
+        }
+        latencies.withLock { $0 += mine }
+    }
+    for c in clients { await c.close() }
+    await admin.close()
+    let all = latencies.withLock { $0 }
+    return (percentile(all, 50), percentile(all, 99), granted.load(ordering: .relaxed), all.count)
+}
+
+// MARK: - 3. Fleet cold start
+
+/// 1,000 clients each open a TLS connection and fetch a 100-policy registry;
+/// h2load drives fuseboxd (gRPC) and nginx (the same bytes as a static file).
+func coldStart(_ env: Environment, clients: Int) async throws -> (fusebox: Double, nginx: Double, bytes: Int) {
+    let group = MultiThreadedEventLoopGroup.singleton
+    let server = try Fuseboxd(env, name: "coldstart", anonymous: true)
+    defer { server.stop() }
+    let admin = try server.client(nil, group: group)
+    for i in 0..<100 {
+        var p = Presets.all[i % Presets.all.count]
+        p.name = "policy-\(String(format: "%03d", i))"
+        p.description = "service \(i): \(p.description)"
+        try await putPolicy(p, admin)
+    }
+    var request = Fusebox_V1_GetRegistryRequest()
+    request.registry = "default"
+    let snapshot = try await admin.unary("fusebox.v1.RegistryService", "GetRegistry", request, as: Fusebox_V1_RegistrySnapshot.self)
+    await admin.close()
+    // The same bytes nginx will serve: the gRPC-framed response message.
+    let message = try snapshot.encode()
+    var framed = [UInt8](repeating: 0, count: 5)
+    let n = UInt32(message.count)
+    framed[1] = UInt8(n >> 24); framed[2] = UInt8((n >> 16) & 0xff); framed[3] = UInt8((n >> 8) & 0xff); framed[4] = UInt8(n & 0xff)
+    framed += message
+    let dir = "\(env.work)/coldstart"
+    try Data(framed).write(to: URL(fileURLWithPath: "\(dir)/registry.bin"))
+    var requestFrame: [UInt8] = [0, 0, 0, 0, 0]
+    let body = try request.encode()
+    requestFrame[4] = UInt8(body.count)
+    requestFrame += body
+    try Data(requestFrame).write(to: URL(fileURLWithPath: "\(dir)/request.bin"))
+
+    func h2load(_ args: [String]) throws -> Double {
+        let out = "\(dir)/h2load-\(UUID().uuidString).log"
+        let p = try Child("/usr/bin/h2load", args, log: out)
+        p.process.waitUntilExit()
+        let text = p.output
+        guard let r = text.range(of: "finished in "), let secs = Double(text[r.upperBound...].prefix { $0.isNumber || $0 == "." }) else {
+            throw BenchError("h2load: \(text.suffix(1500))")
+        }
+        let unit = text[r.upperBound...].drop { $0.isNumber || $0 == "." }.prefix(2)
+        guard text.contains("\(clients) succeeded") else { throw BenchError("h2load: not every request succeeded:\n\(text.suffix(1500))") }
+        return unit.hasPrefix("ms") ? secs : secs * 1000
+    }
+
+    let fuseboxMs = try h2load([
+        "-n", "\(clients)", "-c", "\(clients)", "-m", "1", "-d", "\(dir)/request.bin",
+        "-H", "content-type: application/grpc", "-H", "te: trailers",
+        "https://127.0.0.1:\(server.port)/fusebox.v1.RegistryService/GetRegistry",
+    ])
+
+    let nginxPort = freePort()
+    let conf = """
+        worker_processes 2;
+        pid \(dir)/nginx.pid;
+        error_log \(dir)/nginx-error.log;
+        events { worker_connections 20000; }
+        http {
+          access_log off;
+          server {
+            listen 127.0.0.1:\(nginxPort) ssl http2;
+            ssl_certificate \(env.certs)/server.pem;
+            ssl_certificate_key \(env.certs)/server.key;
+            root \(dir);
+          }
+        }
+        """
+    try conf.write(toFile: "\(dir)/nginx.conf", atomically: true, encoding: .utf8)
+    let nginx = try Child("/usr/sbin/nginx", ["-c", "\(dir)/nginx.conf", "-p", dir, "-g", "daemon off;"], log: "\(dir)/nginx.log")
+    defer { nginx.stop() }
+    try waitForPort(nginxPort)
+    let nginxMs = try h2load(["-n", "\(clients)", "-c", "\(clients)", "-m", "1", "https://127.0.0.1:\(nginxPort)/registry.bin"])
+    return (fuseboxMs, nginxMs, framed.count)
+}

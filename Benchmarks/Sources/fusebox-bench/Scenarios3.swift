@@ -1,0 +1,217 @@
+import Foundation
+import FuseboxAPI
+import FuseboxClient
+import FuseboxCore
+import FuseboxRPC
+import FuseboxTLS
+import FuseboxWire
+import MallocInterposerSwift
+import NIOCore
+import NIOPosix
+import Synchronization
+
+// MARK: - 5. Memory per idle watching connection
+
+/// Opens a TLS connection (handshake done) and leaves it idle.
+func idleTLS(port: Int, context: TLSContext, group: any EventLoopGroup) async throws -> any Channel {
+    let handshake = Mutex<EventLoopPromise<Void>?>(nil)
+    final class Waiter: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let promise: EventLoopPromise<Void>
+        init(_ p: EventLoopPromise<Void>) { promise = p }
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if event is TLSHandshakeCompleted { promise.succeed() }
+            context.fireUserInboundEventTriggered(event)
+        }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { promise.fail(error) }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+    }
+    let channel = try await ClientBootstrap(group: group)
+        .connectTimeout(.seconds(60))
+        .channelInitializer { ch in
+            ch.eventLoop.makeCompletedFuture {
+                let p = ch.eventLoop.makePromise(of: Void.self)
+                handshake.withLock { $0 = p }
+                try ch.pipeline.syncOperations.addHandler(TLSHandler(context: context, serverName: "localhost"))
+                try ch.pipeline.syncOperations.addHandler(Waiter(p))
+            }
+        }
+        .connect(host: "127.0.0.1", port: port).get()
+    try await handshake.withLock { $0 }?.futureResult.get()
+    return channel
+}
+
+/// RSS of a process and its children (nginx master + workers), KiB.
+func treeRSS(_ pid: Int32) -> Int {
+    var total = rssKiB(pid)
+    if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") {
+        for e in entries {
+            guard let child = Int32(e), let stat = try? String(contentsOfFile: "/proc/\(e)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, Int32(fields[1]) == pid { total += rssKiB(child) }
+        }
+    }
+    return total
+}
+
+/// fuseboxd: RSS growth per idle connection holding a WatchBreakers stream.
+/// nginx: RSS growth per idle TLS connection.
+func memoryPerConnection(_ env: Environment, connections: Int, group: any EventLoopGroup) async throws -> (fusebox: Double, nginx: Double) {
+    let server = try Fuseboxd(env, name: "memory")
+    defer { server.stop() }
+    let admin = try server.client("admin", group: group)
+    try await putPolicy(tripPolicy("idle"), admin)
+    await admin.close()
+    try await Task.sleep(for: .milliseconds(500))
+    let before = rssKiB(server.child.pid)
+    let opened = SharedCounter()
+    var tasks: [Task<Void, Never>] = []
+    var clients: [RPCClient] = []
+    for _ in 0..<connections {
+        let c = try server.client("reader", group: group)
+        clients.append(c)
+        tasks.append(Task {
+            var request = Fusebox_V1_WatchBreakersRequest()
+            request.registry = "default"
+            try? await c.serverStreaming("fusebox.v1.BreakerService", "WatchBreakers", request, as: Fusebox_V1_BreakerEvent.self) { _ in
+                opened.value.add(1, ordering: .relaxed)
+            }
+        })
+        if tasks.count % 200 == 0 { _ = await waitUntil(.seconds(60)) { opened.value.load(ordering: .relaxed) >= tasks.count - 50 } }
+    }
+    guard await waitUntil(.seconds(300), { opened.value.load(ordering: .relaxed) >= connections }) else {
+        throw BenchError("only \(opened.value.load(ordering: .relaxed)) of \(connections) watch streams opened")
+    }
+    try await Task.sleep(for: .seconds(2))
+    let after = rssKiB(server.child.pid)
+    for t in tasks { t.cancel() }
+    for c in clients { await c.close() }
+    let fuseboxPer = Double(after - before) / Double(connections)
+
+    let dir = "\(env.work)/memory-nginx"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let port = freePort()
+    try """
+        worker_processes 2;
+        worker_rlimit_nofile 40000;
+        pid \(dir)/nginx.pid;
+        error_log \(dir)/nginx-error.log;
+        events { worker_connections 20000; }
+        http {
+          access_log off;
+          keepalive_timeout 3600s;
+          client_header_timeout 3600s;
+          server {
+            listen 127.0.0.1:\(port) ssl http2;
+            ssl_certificate \(env.certs)/server.pem;
+            ssl_certificate_key \(env.certs)/server.key;
+          }
+        }
+        """.write(toFile: "\(dir)/nginx.conf", atomically: true, encoding: .utf8)
+    let nginx = try Child("/usr/sbin/nginx", ["-c", "\(dir)/nginx.conf", "-p", dir, "-g", "daemon off;"], log: "\(dir)/nginx.log")
+    defer { nginx.stop() }
+    try waitForPort(port)
+    try await Task.sleep(for: .milliseconds(500))
+    var tls = TLSConfiguration(role: .client)
+    tls.trustRootsPath = "\(env.certs)/ca.pem"
+    let context = try TLSContext(configuration: tls)
+    let nginxBefore = treeRSS(nginx.pid)
+    var channels: [any Channel] = []
+    for _ in 0..<connections { channels.append(try await idleTLS(port: port, context: context, group: group)) }
+    try await Task.sleep(for: .seconds(2))
+    let nginxAfter = treeRSS(nginx.pid)
+    for c in channels { try? await c.close() }
+    return (fuseboxPer, Double(nginxAfter - nginxBefore) / Double(connections))
+}
+
+// MARK: - 4. Client hot path
+
+@inline(never)
+func blackHole<T>(_ value: T) {
+    withExtendedLifetime(value) {}
+}
+
+struct HotPath {
+    var name: String
+    var ns: Double
+    var allocs: Double
+}
+
+func measureSync(_ name: String, iterations: Int, _ body: (Int) -> Void) -> HotPath {
+    for i in 0..<min(iterations, 10_000) { body(i) }
+    MallocInterposerSwift.reset()
+    MallocInterposerSwift.hook()
+    let start = ContinuousClock.now
+    for i in 0..<iterations { body(i) }
+    let elapsed = ContinuousClock.now - start
+    MallocInterposerSwift.unhook()
+    let stats = MallocInterposerSwift.getStatistics()
+    return HotPath(name: name, ns: ms(elapsed) * 1e6 / Double(iterations), allocs: Double(stats.mallocCount) / Double(iterations))
+}
+
+func measureAsync(_ name: String, iterations: Int, _ body: (Int) async throws -> Void) async rethrows -> HotPath {
+    for i in 0..<min(iterations, 10_000) { try await body(i) }
+    MallocInterposerSwift.reset()
+    MallocInterposerSwift.hook()
+    let start = ContinuousClock.now
+    for i in 0..<iterations { try await body(i) }
+    let elapsed = ContinuousClock.now - start
+    MallocInterposerSwift.unhook()
+    let stats = MallocInterposerSwift.getStatistics()
+    return HotPath(name: name, ns: ms(elapsed) * 1e6 / Double(iterations), allocs: Double(stats.mallocCount) / Double(iterations))
+}
+
+/// The SDK in CLOSED: the breaker check and record alone; a guard with only a
+/// breaker; a guard with all five call-path patterns; a bare atomic increment.
+func hotPath(_ env: Environment, iterations: Int, group: any EventLoopGroup) async throws -> [HotPath] {
+    // First with nothing else running in the process, so the allocation count is this code's alone.
+    var results: [HotPath] = []
+    let gate = BreakerGate()
+    let tally = OutcomeTally()
+    results.append(measureSync("breaker check + record (BreakerGate admit, OutcomeTally record)", iterations: iterations) { i in
+        if case .pass(let g) = gate.admit() { tally.record(i % 10 == 0 ? .failure : .success, generation: g) }
+    })
+    let counter = Atomic<UInt64>(0)
+    results.append(measureSync("peer: bare atomic increment", iterations: iterations) { _ in
+        counter.add(1, ordering: .relaxed)
+    })
+    let server = try Fuseboxd(env, name: "hotpath")
+    defer { server.stop() }
+    let admin = try server.client("admin", group: group)
+    var breakerOnly = tripPolicy("breaker-only")
+    breakerOnly.circuitBreaker?.consecutiveFailuresThreshold = 1_000_000
+    try await putPolicy(breakerOnly, admin)
+    var full = breakerOnly
+    full.name = "five-patterns"
+    var retry = RetryPolicy()
+    retry.budget = RetryBudgetPolicy()
+    full.retry = retry
+    full.timeout = TimeoutPolicy(attemptMs: 10_000)
+    full.bulkhead = BulkheadPolicy(maxConcurrent: 100)
+    full.rateLimit = RateLimitPolicy(limitPerPeriod: 1_000_000_000, periodMs: 1_000)
+    try await putPolicy(full, admin)
+    await admin.close()
+    var configuration = FuseboxConfiguration(
+        host: "127.0.0.1", port: server.port,
+        tls: .client(trustRootsPath: "\(env.certs)/ca.pem", certificateChainPath: "\(env.certs)/reporter.pem", privateKeyPath: "\(env.certs)/reporter.key"),
+        clientID: "bench", cacheDirectory: "\(env.work)/hotpath-cache")
+    configuration.reportBatchSize = 1_000_000_000
+    let fusebox = try await Fusebox.start(configuration, group: group)
+    defer { Task { await fusebox.shutdown() } }
+
+    let b = fusebox.guard("hot-breaker", policy: "breaker-only")
+    results.append(try await measureAsync("guard.run, breaker only", iterations: iterations / 10) { i in
+        blackHole(try await b.run { i })
+    })
+    let f = fusebox.guard("hot-full", policy: "five-patterns")
+    results.append(try await measureAsync("guard.run, retry + breaker + rate limiter + bulkhead + attempt timeout", iterations: iterations / 100) { i in
+        blackHole(try await f.run { i })
+    })
+    return results
+}
+
+final class SharedCounter: Sendable {
+    let value = Atomic(0)
+}

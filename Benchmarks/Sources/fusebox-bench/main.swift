@@ -1,0 +1,89 @@
+import Foundation
+import MallocInterposerSwift
+import NIOPosix
+
+/// fusebox-bench: each scenario runs Fusebox and its peer in the same run and
+/// prints one Markdown row per figure. Usage:
+///   fusebox-bench --fuseboxd PATH --certs DIR --work DIR [--quick] [--only 1,2,…]
+/// (scripts/bench passes these; it also installs the peers.)
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+@MainActor func option(_ name: String) -> String? {
+    guard let i = arguments.firstIndex(of: name), i + 1 < arguments.count else { return nil }
+    return arguments[i + 1]
+}
+guard let fuseboxd = option("--fuseboxd"), let certs = option("--certs"), let work = option("--work") else {
+    FileHandle.standardError.write(Data("usage: fusebox-bench --fuseboxd PATH --certs DIR --work DIR [--quick] [--only 1,2]\n".utf8))
+    exit(2)
+}
+let quick = arguments.contains("--quick")
+let only = Set((option("--only") ?? "1,2,3,4,5,6").split(separator: ",").compactMap { Int($0) })
+let env = Environment(fuseboxd: fuseboxd, certs: certs, work: work, quick: quick)
+MallocInterposerSwift.initialize()
+let group = MultiThreadedEventLoopGroup.singleton
+
+func log(_ s: String) { FileHandle.standardError.write(Data("fusebox-bench: \(s)\n".utf8)) }
+func row(_ cells: [String]) { print("| " + cells.joined(separator: " | ") + " |") }
+
+print("| # | scenario | Fusebox | peer | ratio (Fusebox/peer) | goal | met |")
+print("|---|---|---:|---:|---:|---|---|")
+
+if only.contains(4) {
+    log("4: client hot path")
+    let r = try await hotPath(env, iterations: quick ? 1_000_000 : 10_000_000, group: group)
+    let atomic = r[1].ns
+    row(["4", r[0].name, "\(fmt(r[0].ns)) ns, \(fmt(r[0].allocs, 3)) allocs", "\(fmt(atomic)) ns (atomic)", fmt(r[0].ns / atomic, 2),
+         "≤ 50 ns, 0 allocs", r[0].ns <= 50 && r[0].allocs < 0.0005 ? "yes" : "no"])
+    row(["4", r[2].name, "\(fmt(r[2].ns)) ns, \(fmt(r[2].allocs, 2)) allocs", "\(fmt(atomic)) ns (atomic)", fmt(r[2].ns / atomic, 1), "—", "—"])
+    row(["4", r[3].name, "\(fmt(r[3].ns)) ns, \(fmt(r[3].allocs, 2)) allocs", "\(fmt(atomic)) ns (atomic)", fmt(r[3].ns / atomic, 1),
+         "≤ 1 µs", r[3].ns <= 1000 ? "yes" : "no"])
+}
+
+if only.contains(1) {
+    let watchers = quick ? 200 : 1_000
+    let trips = quick ? 5 : 20
+    log("1: trip fan-out, \(watchers) watchers, \(trips) trips")
+    let f = try await fanOutFusebox(env, watchers: watchers, trips: trips, group: group)
+    let e = try await fanOutEtcd(env, watchers: watchers, trips: trips, group: group)
+    let r = try await fanOutRedis(env, watchers: watchers, trips: trips, group: group)
+    let faster = min(e.p99, r.p99)
+    row(["1", "trip fan-out to \(watchers) watchers, p50 (\(f.trips) trips)", "\(fmt(f.p50, 2)) ms (TLS)",
+         "etcd \(fmt(e.p50, 2)) ms, Redis \(fmt(r.p50, 2)) ms", fmt(f.p50 / min(e.p50, r.p50), 2), "—", "—"])
+    row(["1", "trip fan-out to \(watchers) watchers, p99", "\(fmt(f.p99, 2)) ms (TLS)",
+         "etcd \(fmt(e.p99, 2)) ms, Redis \(fmt(r.p99, 2)) ms (plaintext)", fmt(f.p99 / faster, 2),
+         "≤ 50 ms and ≤ faster peer", f.p99 <= 50 && f.p99 <= faster ? "yes" : "no"])
+}
+
+if only.contains(2) {
+    let seconds = quick ? 3.0 : 10.0
+    log("2: outcome ingestion, \(seconds) s each")
+    let f = try await ingestFusebox(env, connections: 100, inFlight: 4, seconds: seconds, outcomes: 10, group: group)
+    let r = try await ingestRedis(env, connections: 100, depth: 100, seconds: seconds, group: group)
+    row(["2", "outcome reports/s (10 breakers × 10 outcomes per batch, 100 TLS connections)", "\(fmt(f.reportsPerSecond, 0)) reports/s, \(fmt(f.cpuMicrosPerReport, 1)) µs server CPU/report\(f.errors > 0 ? ", \(f.errors) errors" : "")",
+         "—", "—", "≥ 100,000 reports/s", f.reportsPerSecond >= 100_000 ? "yes" : "no"])
+    row(["2", "guarded calls/s covered", "\(fmt(f.callsPerSecond, 0)) calls/s", "Redis HINCRBY per outcome: \(fmt(r.callsPerSecond, 0)) calls/s, \(fmt(r.cpuMicrosPerReport, 2)) µs CPU/call",
+         fmt(f.callsPerSecond / r.callsPerSecond, 2), "≥ 3×", f.callsPerSecond >= 3 * r.callsPerSecond ? "yes" : "no"])
+}
+
+if only.contains(3) {
+    let clients = quick ? 200 : 1_000
+    log("3: fleet cold start, \(clients) clients")
+    let c = try await coldStart(env, clients: clients)
+    row(["3", "cold start: \(clients) clients, TLS (ECDSA P-256) + fetch a 100-policy registry (\(c.bytes) bytes), h2load", "\(fmt(c.fusebox, 0)) ms",
+         "nginx \(fmt(c.nginx, 0)) ms", fmt(c.fusebox / c.nginx, 2), "≤ 1.2× nginx", c.fusebox <= 1.2 * c.nginx ? "yes" : "no"])
+}
+
+if only.contains(6) {
+    log("6: half-open permits")
+    let p = try await permitLatency(env, connections: 100, requesters: 1_000, each: quick ? 5 : 20, group: group)
+    row(["6", "AcquirePermit, 1,000 concurrent requesters (\(p.total) requests, \(p.granted) granted)", "p50 \(fmt(p.p50, 2)) ms, p99 \(fmt(p.p99, 2)) ms", "—", "—",
+         "p99 ≤ 2 ms", p.p99 <= 2 ? "yes" : "no"])
+}
+
+if only.contains(5) {
+    let n = quick ? 1_000 : 10_000
+    log("5: memory, \(n) idle connections")
+    let m = try await memoryPerConnection(env, connections: n, group: group)
+    row(["5", "RSS per idle connection (\(n) connections; Fusebox: each holding a WatchBreakers stream)", "\(fmt(m.fusebox, 1)) KiB",
+         "nginx \(fmt(m.nginx, 1)) KiB (idle TLS)", fmt(m.fusebox / m.nginx, 2), "≤ 32 KiB", m.fusebox <= 32 ? "yes" : "no"])
+}
