@@ -63,6 +63,7 @@ final class SeenLog: Sendable {
     }
     func count(_ trip: Int) -> Int { seen.withLock { $0[trip]?.count ?? 0 } }
     func last(_ trip: Int) -> ContinuousClock.Instant? { seen.withLock { $0[trip]?.values.max() } }
+    func first(_ trip: Int) -> ContinuousClock.Instant? { seen.withLock { $0[trip]?.values.min() } }
 }
 
 /// Waits (bounded) until `condition` holds.

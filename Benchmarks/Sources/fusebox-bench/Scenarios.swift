@@ -59,6 +59,8 @@ struct FanOutResult {
     var p50: Double
     var p99: Double
     var trips: Int
+    /// Median time to the first watcher: the fixed cost before fan-out starts.
+    var firstP50: Double = .nan
 }
 
 /// Fusebox: `watchers` TLS connections each watching breaker "fanout"; a report trips it;
@@ -91,6 +93,7 @@ func fanOutFusebox(_ env: Environment, watchers: Int, trips: Int, group: any Eve
     defer { for t in tasks { t.cancel() } }
     let reporter = try server.client("reporter", group: group)
     var latencies: [Double] = []
+    var firsts: [Double] = []
     var status = try await breakerStatus(admin, "fanout")
     guard await waitUntil(.seconds(120), { seen.count(Int(status.generation) * 10 + Int(status.state.rawValue)) == watchers }) else {
         throw BenchError("only \(seen.count(Int(status.generation) * 10 + 1)) of \(watchers) watchers connected")
@@ -106,6 +109,7 @@ func fanOutFusebox(_ env: Environment, watchers: Int, trips: Int, group: any Eve
             throw BenchError("trip \(trip): \(seen.count(openKey)) of \(watchers) watchers saw OPEN")
         }
         latencies.append(ms(last - start))
+        firsts.append(ms((seen.first(openKey) ?? last) - start))
         var reset = Fusebox_V1_ResetRequest()
         reset.breaker = BreakerMapping.ref("default", "fanout")
         reset.reason = "bench"
@@ -117,7 +121,7 @@ func fanOutFusebox(_ env: Environment, watchers: Int, trips: Int, group: any Eve
     for c in clients { await c.close() }
     await admin.close()
     await reporter.close()
-    return FanOutResult(p50: percentile(latencies, 50), p99: percentile(latencies, 99), trips: latencies.count)
+    return FanOutResult(p50: percentile(latencies, 50), p99: percentile(latencies, 99), trips: latencies.count, firstP50: percentile(firsts, 50))
 }
 
 /// Redis pub/sub: `watchers` subscribers to one channel; latency = PUBLISH → last subscriber has the message.
@@ -142,6 +146,7 @@ func fanOutRedis(_ env: Environment, watchers: Int, trips: Int, group: any Event
     guard await waitUntil(.seconds(60), { subscribed.load(ordering: .relaxed) >= watchers }) else { throw BenchError("redis subscribers did not subscribe") }
     let publisher = try await RawConnection(port: port, group: group) { _ in }
     var latencies: [Double] = []
+    var firsts: [Double] = []
     for trip in 1...trips {
         let start = ContinuousClock.now
         try await publisher.send("PUBLISH trips \(marker(trip))\r\n")
@@ -149,11 +154,12 @@ func fanOutRedis(_ env: Environment, watchers: Int, trips: Int, group: any Event
             throw BenchError("redis trip \(trip): \(seen.count(trip)) of \(watchers)")
         }
         latencies.append(ms(last - start))
+        firsts.append(ms((seen.first(trip) ?? last) - start))
         try await Task.sleep(for: .milliseconds(20))
     }
     for s in subs { await s.close() }
     await publisher.close()
-    return FanOutResult(p50: percentile(latencies, 50), p99: percentile(latencies, 99), trips: latencies.count)
+    return FanOutResult(p50: percentile(latencies, 50), p99: percentile(latencies, 99), trips: latencies.count, firstP50: percentile(firsts, 50))
 }
 
 /// etcd: `watchers` watches on one key through etcd's JSON gateway; latency = PUT → last watcher has the event.
@@ -203,6 +209,7 @@ func fanOutEtcd(_ env: Environment, watchers: Int, trips: Int, group: any EventL
     }
     let writer = try await RawConnection(port: port, group: group) { _ in }
     var latencies: [Double] = []
+    var firsts: [Double] = []
     for trip in 1...trips {
         let value = Data(marker(trip).utf8).base64EncodedString()
         let body = "{\"key\":\"\(key)\",\"value\":\"\(value)\"}"
@@ -212,9 +219,10 @@ func fanOutEtcd(_ env: Environment, watchers: Int, trips: Int, group: any EventL
             throw BenchError("etcd trip \(trip): \(seen.count(trip)) of \(watchers)")
         }
         latencies.append(ms(last - start))
+        firsts.append(ms((seen.first(trip) ?? last) - start))
         try await Task.sleep(for: .milliseconds(20))
     }
     for c in conns { await c.close() }
     await writer.close()
-    return FanOutResult(p50: percentile(latencies, 50), p99: percentile(latencies, 99), trips: latencies.count)
+    return FanOutResult(p50: percentile(latencies, 50), p99: percentile(latencies, 99), trips: latencies.count, firstP50: percentile(firsts, 50))
 }

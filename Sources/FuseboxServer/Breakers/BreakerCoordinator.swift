@@ -25,7 +25,7 @@ public final class BreakerCoordinator: Sendable {
     private struct Watcher {
         var registry: String
         var prefix: String
-        var continuation: AsyncStream<Fusebox_V1_BreakerEvent>.Continuation
+        var continuation: AsyncStream<[UInt8]>.Continuation
     }
 
     private struct State {
@@ -91,7 +91,9 @@ public final class BreakerCoordinator: Sendable {
                 mutations.map { m -> Result<Applied, RPCError> in
                     var entry: Entry
                     var created = false
-                    if let existing = s.entries[m.key] {
+                    // Taken out of the dictionary so the machine is mutated in place: a
+                    // copy left behind would make every report copy the whole window.
+                    if let existing = s.entries.removeValue(forKey: m.key) {
                         entry = existing
                     } else {
                         guard let name = m.createWith, !name.isEmpty else {
@@ -152,7 +154,9 @@ public final class BreakerCoordinator: Sendable {
             ])
             var event = Fusebox_V1_BreakerEvent()
             event.event = .transition(Self.wire(transition, key: key, policy: policy))
-            for watcher in watchers { watcher.yield(event) }
+            // Encoded once; every watcher's stream shares the bytes.
+            guard let bytes = try? event.encode() else { continue }
+            for watcher in watchers { watcher.yield(bytes) }
         }
     }
 
@@ -291,7 +295,7 @@ public final class BreakerCoordinator: Sendable {
         let now = clock()
         return state.withLockedValue { s in
             let key = Key(registry: registry, name: name)
-            guard var entry = s.entries[key] else { return nil }
+            guard var entry = s.entries.removeValue(forKey: key) else { return nil }
             let snapshot = entry.machine.windowSnapshot(at: now)
             s.entries[key] = entry
             var detail = Fusebox_V1_BreakerDetail()
@@ -327,7 +331,7 @@ public final class BreakerCoordinator: Sendable {
 
     /// Streams a snapshot of the selected breakers, then every transition.
     public func watch(registry: String, prefix: String, writer: RPCStreamWriter<Fusebox_V1_BreakerEvent>) async throws {
-        let (stream, continuation) = AsyncStream<Fusebox_V1_BreakerEvent>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
         // Registered under the gate, so no transition falls between the snapshot and the stream.
         let id: UInt64 = await gate.run {
             state.withLockedValue { s in
@@ -338,12 +342,12 @@ public final class BreakerCoordinator: Sendable {
                     .sorted { $0.key < $1.key }.map { Self.wire($0.value.machine.status, key: $0.key, policy: $0.value.policy) }
                 var event = Fusebox_V1_BreakerEvent()
                 event.event = .snapshot(snapshot)
-                continuation.yield(event)
+                if let bytes = try? event.encode() { continuation.yield(bytes) }
                 return s.nextWatcher
             }
         }
         defer { _ = state.withLockedValue { $0.watchers.removeValue(forKey: id) } }
-        for await event in stream { try await writer.send(event) }
+        for await bytes in stream { try await writer.send(encoded: bytes) }
     }
 
     /// Number of open watch streams.
