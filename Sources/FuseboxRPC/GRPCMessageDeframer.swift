@@ -49,7 +49,10 @@ struct GRPCMessageDeframer {
         guard buffer.readableBytes >= 5 + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: 5)
         let message = buffer.readBytes(length: Int(length)) ?? []
-        if buffer.readableBytes == 0 { buffer.clear() } else { buffer.discardReadBytes() }
+        // Release the storage once empty: the buffer is often a slice of a
+        // connection's 16 KiB read buffer, and a long-lived stream (a watch)
+        // holding it kept that memory alive for the stream's whole life.
+        if buffer.readableBytes == 0 { buffer = ByteBuffer() } else { buffer.discardReadBytes() }
         return message
     }
 

@@ -177,8 +177,17 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func deliverPlaintext(context: ChannelHandlerContext) {
-        guard let buffer = plaintext, buffer.readableBytes > 0 else { return }
+        guard var buffer = plaintext, buffer.readableBytes > 0 else { return }
         plaintext = nil
+        // Handlers downstream may keep slices of what they read (a partial
+        // HTTP/2 frame, a streaming request) for as long as a stream lives; a
+        // slice keeps its whole buffer alive. A small read goes on in a buffer
+        // of its own size, so an idle watch stream does not pin 16 KiB.
+        if buffer.readableBytes <= buffer.capacity / 4 {
+            var exact = context.channel.allocator.buffer(capacity: buffer.readableBytes)
+            exact.writeBuffer(&buffer)
+            buffer = exact
+        }
         context.fireChannelRead(wrapInboundOut(buffer))
     }
 
