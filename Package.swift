@@ -189,6 +189,7 @@ let package = Package(
             name: "FuseboxClientTests",
             dependencies: [
                 "FuseboxClient", "FuseboxCore", "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxTesting",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -202,6 +202,36 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual(other, "red hat")
     }
 
+    func testMetricsUseTheDocumentedNames() async throws {
+        let metrics = RecordingMetrics.shared
+        var policy = breakerPolicy("measured", failures: 2)
+        var retry = RetryPolicy()
+        retry.maxAttempts = 2
+        retry.backoff.kind = .fixed
+        retry.backoff.initialMs = 1
+        retry.retryOn = [.serverError]
+        policy.retry = retry
+        policy.bulkhead = BulkheadPolicy(maxConcurrent: 5)
+        let f = try await start([policy])
+        XCTAssertEqual(metrics.value("fusebox_client_policy_source", [("source", "server")]), 1)
+        XCTAssertEqual(metrics.value("fusebox_client_mode", [("mode", "fleet")]), 1)
+        let g = f.guard("metered", policy: "measured")
+        let base = [("registry", "default"), ("breaker", "metered")]
+        _ = try await g.run { 1 }
+        _ = try? await g.run { () async throws -> Int in throw Boom() }
+        await waitUntil("the breaker opens") { g.breakerState?.state == .open }
+        _ = try? await g.run { 1 }
+        await waitUntil("call counts reach the metrics") {
+            metrics.value("circuit_breaker_calls_total", base + [("result", "not_permitted")]) == 1
+        }
+        XCTAssertEqual(metrics.value("circuit_breaker_calls_total", base + [("result", "successful")]), 1)
+        XCTAssertEqual(metrics.value("circuit_breaker_calls_total", base + [("result", "failed")]), 2)
+        XCTAssertEqual(metrics.value("retry_attempts_total", base), 1)
+        XCTAssertEqual(metrics.value("bulkhead_executions_total", base + [("state", "permitted")]), 3)
+        XCTAssertEqual(metrics.value("circuit_breaker_state_changes_total", base + [("from", "closed"), ("to", "open")]), 1)
+        XCTAssertEqual(metrics.value("fusebox_client_staleness_seconds"), 0)
+    }
+
     func testPolicyChangesReachALiveGuard() async throws {
         let f = try await start([breakerPolicy("tunable", failures: 5)])
         let g = f.guard("search", policy: "tunable")

@@ -1,0 +1,50 @@
+import CoreMetrics
+import Synchronization
+
+/// A swift-metrics backend that remembers every counter and gauge value, for
+/// tests that check what the SDK exports. Bootstrapped once per test process.
+final class RecordingMetrics: MetricsFactory, Sendable {
+    static let shared: RecordingMetrics = {
+        let m = RecordingMetrics()
+        MetricsSystem.bootstrap(m)
+        return m
+    }()
+
+    private let values = Mutex<[String: Double]>([:])
+
+    static func key(_ label: String, _ dimensions: [(String, String)]) -> String {
+        ([label] + dimensions.sorted { $0.0 < $1.0 }.map { "\($0.0)=\($0.1)" }).joined(separator: ",")
+    }
+
+    /// The value of a counter (its total) or gauge (its last value).
+    func value(_ label: String, _ dimensions: [(String, String)] = []) -> Double {
+        values.withLock { $0[Self.key(label, dimensions)] ?? 0 }
+    }
+
+    private final class Handler: CounterHandler, RecorderHandler, TimerHandler, Sendable {
+        let key: String
+        let owner: RecordingMetrics
+        init(key: String, owner: RecordingMetrics) {
+            self.key = key
+            self.owner = owner
+        }
+        func increment(by amount: Int64) { owner.values.withLock { $0[key, default: 0] += Double(amount) } }
+        func reset() { owner.values.withLock { $0[key] = 0 } }
+        func record(_ value: Int64) { record(Double(value)) }
+        func record(_ value: Double) { owner.values.withLock { $0[key] = value } }
+        func recordNanoseconds(_ duration: Int64) {}
+    }
+
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+        Handler(key: Self.key(label, dimensions), owner: self)
+    }
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
+        Handler(key: Self.key(label, dimensions), owner: self)
+    }
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
+        Handler(key: Self.key(label, dimensions), owner: self)
+    }
+    func destroyCounter(_ handler: any CounterHandler) {}
+    func destroyRecorder(_ handler: any RecorderHandler) {}
+    func destroyTimer(_ handler: any TimerHandler) {}
+}
