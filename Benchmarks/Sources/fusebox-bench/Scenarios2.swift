@@ -65,6 +65,57 @@ func ingestFusebox(_ env: Environment, connections: Int, inFlight: Int, seconds:
         cpuMicrosPerReport: cpu * 1e6 / max(reports, 1), errors: errors.load(ordering: .relaxed))
 }
 
+/// Like `ingestFusebox`, but each connection keeps `StreamOutcomes` calls open
+/// (`inFlight` per connection) and sends batch after batch on them: no
+/// per-report stream setup, headers or task.
+func ingestFuseboxStreaming(_ env: Environment, connections: Int, inFlight: Int, seconds: Double, outcomes: UInt64, group: any EventLoopGroup) async throws -> IngestResult {
+    let server = try Fuseboxd(env, name: "ingest-stream")
+    defer { server.stop() }
+    let admin = try server.client("admin", group: group)
+    var p = tripPolicy("ingest")
+    p.circuitBreaker?.consecutiveFailuresThreshold = 0
+    p.circuitBreaker?.failureRateThreshold = 99
+    p.circuitBreaker?.minimumCalls = 1_000_000
+    try await putPolicy(p, admin)
+    let clients = try (0..<connections).map { _ in try server.client("reporter", group: group) }
+    let names = (0..<100).map { "svc-\($0)" }
+    for (i, c) in clients.enumerated() {
+        let b = outcomeBatch(client: "c\(i)", sequence: 0, breakers: (0..<10).map { (names[(i * 10 + $0) % names.count], 0) }, policy: "ingest", success: 1, failure: 0)
+        _ = try await c.unary("fusebox.v1.BreakerService", "ReportOutcomes", b, as: Fusebox_V1_ReportOutcomesResponse.self)
+    }
+    let accepted = Atomic(0)
+    let errors = Atomic(0)
+    let cpu0 = cpuSeconds(server.child.pid)
+    let start = ContinuousClock.now
+    let end = start + .milliseconds(Int64(seconds * 1000))
+    try await concurrently(connections * inFlight, width: connections * inFlight) { job in
+        let c = clients[job % connections]
+        let breakers = (0..<10).map { (names[(job * 10 + $0) % names.count], UInt64(0)) }
+        let bytes = try outcomeBatch(client: "s\(job)", sequence: 0, breakers: breakers, policy: "ingest", success: outcomes - 1, failure: 1).encode()
+        do {
+            let response: Fusebox_V1_ReportOutcomesResponse = try await c.call(path: "/fusebox.v1.BreakerService/StreamOutcomes") { call in
+                while ContinuousClock.now < end {
+                    for _ in 0..<16 { try await call.send(bytes) }
+                }
+                try await call.finishSending()
+                guard let reply = try await call.next() else { throw BenchError("no StreamOutcomes response") }
+                return try Fusebox_V1_ReportOutcomesResponse(decoding: reply)
+            }
+            accepted.add(Int(response.accepted) / 10, ordering: .relaxed)
+        } catch {
+            errors.add(1, ordering: .relaxed)
+        }
+    }
+    let elapsed = ms(ContinuousClock.now - start) / 1000
+    let cpu = cpuSeconds(server.child.pid) - cpu0
+    let reports = Double(accepted.load(ordering: .relaxed))
+    for c in clients { await c.close() }
+    await admin.close()
+    return IngestResult(
+        reportsPerSecond: reports / elapsed, callsPerSecond: reports * 10 * Double(outcomes) / elapsed,
+        cpuMicrosPerReport: cpu * 1e6 / max(reports, 1), errors: errors.load(ordering: .relaxed))
+}
+
 /// The hand-rolled Redis breaker: one HINCRBY per outcome, pipelined `depth` deep on each connection.
 func ingestRedis(_ env: Environment, connections: Int, depth: Int, seconds: Double, group: any EventLoopGroup) async throws -> IngestResult {
     let port = freePort()
