@@ -178,11 +178,19 @@ final class FleetLink: Sendable {
             if Task.isCancelled { return }
             if state.withLock({ $0.lastContact }) > opened { failures = 0 }
             failures += 1
-            let capMs = Double(configuration.reconnectBackoffMaximum.milliseconds)
-            let ceiling = min(capMs, Double(configuration.reconnectBackoffBase.milliseconds) * pow(2, Double(min(failures - 1, 30))))
-            let delay = Double.random(in: 0...max(ceiling, 1))
-            try? await Task.sleep(for: .milliseconds(Int64(delay)))
+            var random = SystemRandomNumberGenerator()
+            let delay = Self.reconnectDelay(
+                failures: failures, base: configuration.reconnectBackoffBase, cap: configuration.reconnectBackoffMaximum, using: &random)
+            try? await Task.sleep(for: delay)
         }
+    }
+
+    /// Exponential backoff with full jitter: uniform in
+    /// [0, min(cap, base × 2^(failures-1))], so a fleet that lost its server
+    /// together does not come back in lockstep.
+    static func reconnectDelay(failures: Int, base: Duration, cap: Duration, using random: inout some RandomNumberGenerator) -> Duration {
+        let ceiling = min(Double(cap.milliseconds), Double(base.milliseconds) * pow(2, Double(min(max(failures, 1) - 1, 30))))
+        return .milliseconds(Int64(Double.random(in: 0...max(ceiling, 1), using: &random)))
     }
 
     private func streamOpened() {

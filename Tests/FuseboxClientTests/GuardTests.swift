@@ -240,3 +240,23 @@ final class GuardTests: XCTestCase {
         await waitUntil("the guard runs the new policy") { g.policy.circuitBreaker?.consecutiveFailuresThreshold == 9 }
     }
 }
+
+/// Reconnects back off exponentially with full jitter.
+final class ReconnectBackoffTests: XCTestCase {
+    func testDelaysAreUniformUpToACappedExponentialCeiling() {
+        var random = SplitMix64(seed: 42)
+        for failures in 1...12 {
+            let ceiling = min(10_000.0, 100.0 * pow(2, Double(failures - 1)))
+            let delays = (0..<2_000).map {
+                _ in Double(FleetLink.reconnectDelay(failures: failures, base: .milliseconds(100), cap: .seconds(10), using: &random).milliseconds)
+            }
+            XCTAssertGreaterThanOrEqual(delays.min() ?? -1, 0)
+            XCTAssertLessThanOrEqual(delays.max() ?? .infinity, ceiling, "failure \(failures) waited past the ceiling")
+            // Full jitter: spread over the whole range, not clustered at the ceiling.
+            XCTAssertLessThan(delays.min() ?? .infinity, ceiling * 0.05, "failure \(failures): no short delays")
+            XCTAssertGreaterThan(delays.max() ?? 0, ceiling * 0.95, "failure \(failures): no long delays")
+            let mean = delays.reduce(0, +) / Double(delays.count)
+            XCTAssertEqual(mean, ceiling / 2, accuracy: ceiling * 0.06, "failure \(failures): not uniform")
+        }
+    }
+}
