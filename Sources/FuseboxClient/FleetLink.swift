@@ -46,6 +46,8 @@ final class FleetLink: Sendable {
     private let flush: AsyncStream<Void>.Continuation
     private let flushes: AsyncStream<Void>
     private let tasks = Mutex<[Task<Void, Never>]>([])
+    /// Encoded batches waiting for the StreamOutcomes call.
+    private let outbox = ReportOutbox()
 
     init(configuration: FuseboxConfiguration, client: RPCClient, eventLoop: any EventLoop, policies: PolicySnapshot, logger: Logger) {
         self.configuration = configuration
@@ -68,6 +70,7 @@ final class FleetLink: Sendable {
                 self.flush.yield()
             }
         })
+        started.append(Task { await self.reconnecting("StreamOutcomes") { try await self.streamReports() } })
         for registry in configuration.registries {
             started.append(Task { await self.reconnecting("WatchBreakers(\(registry))") { try await self.watchBreakers(registry) } })
             started.append(Task { await self.reconnecting("WatchRegistry(\(registry))") { try await self.watchRegistry(registry) } })
@@ -82,8 +85,14 @@ final class FleetLink: Sendable {
         }
         for task in running { task.cancel() }
         flush.finish()
+        outbox.close()
         for task in running { await task.value }
-        await reportOnce()
+        // Batches the stream did not send, and what was counted since, go out as unary calls.
+        for bytes in outbox.drain() {
+            guard let batch = try? Fusebox_V1_OutcomeBatch(decoding: bytes) else { continue }
+            await sendUnary(batch)
+        }
+        await reportOnce(unary: true)
     }
 
     func requestFlush() { flush.yield() }
@@ -372,7 +381,7 @@ final class FleetLink: Sendable {
         }
     }
 
-    private func reportOnce() async {
+    private func reportOnce(unary: Bool = false) async {
         let (breakers, guards, mode, stale) = state.withLock { s in
             (Array(s.breakers.values), Array(s.guards.values), s.mode,
              (s.liveStreams == 0 || s.reportFailing) && ContinuousClock.now - s.lastContact > configuration.stalenessBound)
@@ -419,25 +428,69 @@ final class FleetLink: Sendable {
             s.sequence += 1
             return s.sequence
         }
+        guard unary else {
+            // The normal path: onto the open StreamOutcomes call (one per client).
+            guard let bytes = try? batch.encode() else { return }
+            outbox.push(bytes)
+            return
+        }
+        await sendUnary(batch)
+    }
+
+    private func sendUnary(_ batch: Fusebox_V1_OutcomeBatch) async {
         do {
             let response = try await client.unary(
                 "fusebox.v1.BreakerService", "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self,
                 options: RPCCallOptions(timeout: configuration.reportTimeout))
             contact()
-            for status in response.states {
-                guard let ref = status.breaker, let breaker = breaker(ref.registry, ref.name) else { continue }
-                if let change = breaker.applyFleet(BreakerMapping.status(status)) {
-                    transitioned(breaker, change, generation: status.generation, reason: status.reason)
-                }
-            }
-            for rejected in response.rejected {
-                logger.warning("fuseboxd rejected outcomes", metadata: ["field": "\(rejected.field)", "reason": "\(rejected.description)"])
-            }
+            apply(response)
         } catch {
             // Outcomes of a failed report are dropped: by the time the server
             // is back they describe the past, and local mode takes over if it stays away.
             state.withLock { $0.reportFailing = true }
             logger.debug("outcome report failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// States and rejections of a report's response.
+    private func apply(_ response: Fusebox_V1_ReportOutcomesResponse) {
+        for status in response.states {
+            guard let ref = status.breaker, let breaker = breaker(ref.registry, ref.name) else { continue }
+            if let change = breaker.applyFleet(BreakerMapping.status(status)) {
+                transitioned(breaker, change, generation: status.generation, reason: status.reason)
+            }
+        }
+        for rejected in response.rejected {
+            logger.warning("fuseboxd rejected outcomes", metadata: ["field": "\(rejected.field)", "reason": "\(rejected.description)"])
+        }
+    }
+
+    /// Sends queued batches on one StreamOutcomes call: no stream set-up,
+    /// headers or server task per report (5x the reports of unary calls in
+    /// docs/BENCHMARKS.md). The call is ended every `streamRotation` batches or
+    /// seconds so its response (states, rejections) comes back, then reopened.
+    private func streamReports() async throws {
+        let opened = ContinuousClock.now
+        let outbox = self.outbox
+        do {
+            let response: Fusebox_V1_ReportOutcomesResponse = try await client.call(
+                path: "/fusebox.v1.BreakerService/StreamOutcomes"
+            ) { call in
+                var sent = 0
+                while let bytes = await outbox.next() {
+                    try await call.send(bytes)
+                    sent += 1
+                    if sent >= 1_000 || ContinuousClock.now - opened > .seconds(5) { break }
+                }
+                try await call.finishSending()
+                guard let reply = try await call.next() else { throw RPCError(.internal, "no response to StreamOutcomes") }
+                return try Fusebox_V1_ReportOutcomesResponse(decoding: reply)
+            }
+            contact()
+            apply(response)
+        } catch {
+            state.withLock { $0.reportFailing = true }
+            throw error
         }
     }
 
@@ -458,5 +511,72 @@ final class FleetLink: Sendable {
 extension Duration {
     var milliseconds: Int64 {
         components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+}
+
+/// A bounded queue of encoded outcome batches between the reporter and the
+/// StreamOutcomes call. When full, the oldest batch is dropped: newer counts
+/// matter more, and the server ignores stale generations anyway.
+final class ReportOutbox: Sendable {
+    private struct State {
+        var items: [[UInt8]] = []
+        var waiter: CheckedContinuation<[UInt8]?, Never>?
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+    static let capacity = 64
+
+    func push(_ bytes: [UInt8]) {
+        let waiter = state.withLock { s -> CheckedContinuation<[UInt8]?, Never>? in
+            guard !s.closed else { return nil }
+            if let w = s.waiter {
+                s.waiter = nil
+                return w
+            }
+            if s.items.count >= Self.capacity { s.items.removeFirst() }
+            s.items.append(bytes)
+            return nil
+        }
+        waiter?.resume(returning: bytes)
+    }
+
+    /// The next batch; nil once closed or when the waiting task is cancelled.
+    func next() async -> [UInt8]? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<[UInt8]?, Never>) in
+                let ready = state.withLock { s -> [UInt8]?? in
+                    if !s.items.isEmpty { return .some(s.items.removeFirst()) }
+                    if s.closed || Task.isCancelled { return .some(nil) }
+                    s.waiter = continuation
+                    return .none
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<[UInt8]?, Never>? in
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            waiter?.resume(returning: nil)
+        }
+    }
+
+    /// Removes and returns every queued batch.
+    func drain() -> [[UInt8]] {
+        state.withLock { s in
+            defer { s.items = [] }
+            return s.items
+        }
+    }
+
+    /// Wakes a waiting `next()` with nil; later pushes are dropped.
+    func close() {
+        let waiter = state.withLock { s -> CheckedContinuation<[UInt8]?, Never>? in
+            s.closed = true
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: nil)
     }
 }
