@@ -32,8 +32,6 @@ final class FleetLink: Sendable {
         var liveStreams = 0
         /// The last time fuseboxd answered (a watch event, a report).
         var lastContact: ContinuousClock.Instant = .now
-        /// The last report failed (the server may be hung with streams open).
-        var reportFailing = false
         var sequence: UInt64 = 0
     }
 
@@ -104,7 +102,7 @@ final class FleetLink: Sendable {
 
     /// How long the client's view of the fleet has not been confirmed by fuseboxd.
     var staleness: Duration {
-        state.withLock { s in (s.liveStreams > 0 && !s.reportFailing) ? .zero : ContinuousClock.now - s.lastContact }
+        state.withLock { s in s.liveStreams > 0 ? .zero : ContinuousClock.now - s.lastContact }
     }
 
     func makeGuard(_ name: String, policy policyName: String, registry: String) -> Guard {
@@ -169,7 +167,6 @@ final class FleetLink: Sendable {
     private func contact() {
         state.withLock { s in
             s.lastContact = .now
-            s.reportFailing = false
         }
     }
 
@@ -384,7 +381,9 @@ final class FleetLink: Sendable {
     private func reportOnce(unary: Bool = false) async {
         let (breakers, guards, mode, stale) = state.withLock { s in
             (Array(s.breakers.values), Array(s.guards.values), s.mode,
-             (s.liveStreams == 0 || s.reportFailing) && ContinuousClock.now - s.lastContact > configuration.stalenessBound)
+             // Only a client whose watch streams are down goes local: the
+             // snapshot a reconnecting watch receives is what brings it back.
+             s.liveStreams == 0 && ContinuousClock.now - s.lastContact > configuration.stalenessBound)
         }
         for g in guards {
             if let breaker = g.runtime.load(ordering: .relaxed).breaker { g.metrics.flush(breaker.calls) }
@@ -447,7 +446,6 @@ final class FleetLink: Sendable {
         } catch {
             // Outcomes of a failed report are dropped: by the time the server
             // is back they describe the past, and local mode takes over if it stays away.
-            state.withLock { $0.reportFailing = true }
             logger.debug("outcome report failed", metadata: ["error": "\(error)"])
         }
     }
@@ -489,7 +487,7 @@ final class FleetLink: Sendable {
             contact()
             apply(response)
         } catch {
-            state.withLock { $0.reportFailing = true }
+            logger.debug("outcome stream ended", metadata: ["error": "\(error)"])
             throw error
         }
     }

@@ -160,6 +160,6 @@ final class FleetAgreementTests: XCTestCase {
                     guard let s = fleet.lastStatus(id) else { return false }
                     return s["mode"] as? String == "fleet" && s["generation"] as? Int == serverGeneration && s["state"] as? String == "CLOSED"
                 }
-            }, "services did not resynchronise to the server's generation \(serverGeneration): \(all.map { fleet.lastStatus($0) ?? [:] })")
+            }, "services did not resynchronise to the server's generation \(serverGeneration): \(all.map { fleet.lastStatus($0) ?? [:] })\nsvc-a stderr:\n\(fleet.services["svc-a"]?.stderrTail(3000) ?? "")")
     }
 }
