@@ -40,6 +40,19 @@ public struct RPCRouter: Sendable {
     }
 
     /// Registers a server-streaming method.
+    /// A unary method whose handler returns its response already encoded
+    /// (e.g. bytes cached across calls).
+    public mutating func unaryEncoded<Request: WireMessage>(
+        _ service: String, _ method: String, _ body: @escaping @Sendable (Request, RPCServerContext) async throws -> [UInt8]
+    ) {
+        let limits = self.limits
+        register(service, method) { reader, sender, context in
+            let request = try await Self.single(Request.self, reader, limits)
+            try await sender.send(body(request, context))
+            return RPCMetadata()
+        }
+    }
+
     public mutating func serverStreaming<Request: WireMessage, Response: WireMessage>(
         _ service: String, _ method: String,
         _ body: @escaping @Sendable (Request, RPCStreamWriter<Response>, RPCServerContext) async throws -> Void

@@ -11,6 +11,8 @@ import NIOConcurrencyHelpers
 public final class RegistryService: Sendable {
     private struct State {
         var registries: [String: StoredRegistry] = [:]
+        /// Each registry's encoded snapshot, for the version it was made at.
+        var encodedSnapshots: [String: (version: UInt64, bytes: [UInt8])] = [:]
         var watchers: [UInt64: (registry: String, continuation: AsyncStream<PolicyChangeRecord>.Continuation)] = [:]
         var listeners: [@Sendable (PolicyChangeRecord) async -> Void] = []
         var nextWatcher: UInt64 = 0
@@ -107,12 +109,12 @@ public final class RegistryService: Sendable {
             }
             return response
         }
-        router.unary(service, "GetRegistry") { [self] (request: Fusebox_V1_GetRegistryRequest, context) in
+        router.unaryEncoded(service, "GetRegistry") { [self] (request: Fusebox_V1_GetRegistryRequest, context) in
             try authorizer.require(.reader, context)
-            guard let snapshot = snapshot(request.registry) else {
+            guard let bytes = try encodedSnapshot(request.registry) else {
                 throw RPCError(.notFound, "registry \"\(request.registry)\" does not exist")
             }
-            return snapshot
+            return bytes
         }
         router.unary(service, "GetPolicy") { [self] (request: Fusebox_V1_GetPolicyRequest, context) in
             try authorizer.require(.reader, context)
@@ -202,6 +204,23 @@ public final class RegistryService: Sendable {
             try authorizer.require(.reader, context)
             try await watch(request, writer: writer)
         }
+    }
+
+    /// The encoded snapshot of `registry`, made once per registry version: a
+    /// fleet starting at once fetches the same bytes (building and encoding
+    /// them per call was a fifth of fuseboxd's CPU in the cold-start benchmark).
+    private func encodedSnapshot(_ registry: String) throws -> [UInt8]? {
+        let cached = state.withLockedValue { s -> [UInt8]? in
+            guard let r = s.registries[registry], let c = s.encodedSnapshots[registry], c.version == r.version else { return nil }
+            return c.bytes
+        }
+        if let cached { return cached }
+        guard let snapshot = snapshot(registry) else { return nil }
+        let bytes = try snapshot.encode()
+        state.withLockedValue { s in
+            if s.registries[registry]?.version == snapshot.version { s.encodedSnapshots[registry] = (snapshot.version, bytes) }
+        }
+        return bytes
     }
 
     private func snapshot(_ registry: String) -> Fusebox_V1_RegistrySnapshot? {
