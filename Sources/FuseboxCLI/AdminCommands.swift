@@ -23,7 +23,7 @@ struct Breaker: AsyncParsableCommand {
     }
 
     static func override(_ method: String, _ o: OverrideOptions, verb: String) async throws {
-        try await runCommand {
+        try await runCommand { scope in
             let settings = try o.global.resolve()
             var request = Fusebox_V1_OverrideRequest()
             request.breaker = BreakerMapping.ref(o.registry, o.name)
@@ -38,8 +38,7 @@ struct Breaker: AsyncParsableCommand {
             guard !o.reason.trimmingCharacters(in: .whitespaces).isEmpty else {
                 throw CLIError("--reason must say why (it goes into the audit log)", code: ExitCodes.invalidInput)
             }
-            let connection = try Connection(settings)
-            defer { Task { await connection.close() } }
+            let connection = try scope.connect(settings)
             let response = try await connection.unary("fusebox.v1.AdminService", method, request, as: Fusebox_V1_AdminActionResponse.self)
             printAction(settings.output, response, verb: verb, name: "\(o.registry)/\(o.name)")
         }
@@ -116,7 +115,7 @@ struct Breaker: AsyncParsableCommand {
         @Option(help: "Why; recorded in the audit log. Required.") var reason: String
 
         func run() async throws {
-            try await runCommand {
+            try await runCommand { scope in
                 let settings = try global.resolve()
                 guard !reason.trimmingCharacters(in: .whitespaces).isEmpty else {
                     throw CLIError("--reason must say why (it goes into the audit log)", code: ExitCodes.invalidInput)
@@ -124,8 +123,7 @@ struct Breaker: AsyncParsableCommand {
                 var request = Fusebox_V1_ResetRequest()
                 request.breaker = BreakerMapping.ref(registry, name)
                 request.reason = reason
-                let connection = try Connection(settings)
-                defer { Task { await connection.close() } }
+                let connection = try scope.connect(settings)
                 let response = try await connection.unary("fusebox.v1.AdminService", "Reset", request, as: Fusebox_V1_AdminActionResponse.self)
                 Breaker.printAction(settings.output, response, verb: "reset", name: "\(registry)/\(name)")
             }
@@ -149,10 +147,9 @@ struct Registries: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
-            try await runCommand {
+            try await runCommand { scope in
                 let settings = try global.resolve()
-                let connection = try Connection(settings)
-                defer { Task { await connection.close() } }
+                let connection = try scope.connect(settings)
                 let r = try await connection.unary(
                     "fusebox.v1.RegistryService", "ListRegistries", Fusebox_V1_ListRegistriesRequest(), as: Fusebox_V1_ListRegistriesResponse.self)
                 let value: OutputValue = .list(r.registries.map { g in
@@ -190,7 +187,7 @@ struct Audit: AsyncParsableCommand {
     @Option(help: "At most this many entries, newest first (1-1000).") var limit: UInt32 = 100
 
     func run() async throws {
-        try await runCommand {
+        try await runCommand { scope in
             let settings = try global.resolve()
             var request = Fusebox_V1_ListAuditRequest()
             if let since {
@@ -206,8 +203,7 @@ struct Audit: AsyncParsableCommand {
             request.registry = registry
             request.deniedOnly = denied
             request.limit = limit
-            let connection = try Connection(settings)
-            defer { Task { await connection.close() } }
+            let connection = try scope.connect(settings)
             let r = try await connection.unary("fusebox.v1.AdminService", "ListAudit", request, as: Fusebox_V1_ListAuditResponse.self)
             let value: OutputValue = .list(r.entries.map { e in
                 .map([
@@ -267,10 +263,9 @@ struct Health: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
-        try await runCommand {
+        try await runCommand { scope in
             let settings = try global.resolve()
-            let connection = try Connection(settings)
-            defer { Task { await connection.close() } }
+            let connection = try scope.connect(settings)
             let start = ContinuousClock.now
             let r = try await connection.unary(
                 "grpc.health.v1.Health", "Check", Grpc_Health_V1_HealthCheckRequest(), as: Grpc_Health_V1_HealthCheckResponse.self)

@@ -52,10 +52,9 @@ struct Breakers: AsyncParsableCommand {
         @Option(help: "Only names starting with this.") var prefix = ""
 
         func run() async throws {
-            try await runCommand {
+            try await runCommand { scope in
                 let settings = try global.resolve()
-                let connection = try Connection(settings)
-                defer { Task { await connection.close() } }
+                let connection = try scope.connect(settings)
                 var all: [Fusebox_V1_BreakerStatus] = []
                 var request = Fusebox_V1_ListBreakersRequest()
                 request.registry = registry
@@ -90,10 +89,9 @@ struct Breakers: AsyncParsableCommand {
         @Option(help: "Its registry.") var registry = "default"
 
         func run() async throws {
-            try await runCommand {
+            try await runCommand { scope in
                 let settings = try global.resolve()
-                let connection = try Connection(settings)
-                defer { Task { await connection.close() } }
+                let connection = try scope.connect(settings)
                 var request = Fusebox_V1_GetBreakerRequest()
                 request.breaker = BreakerMapping.ref(registry, name)
                 let d = try await connection.unary("fusebox.v1.BreakerService", "GetBreaker", request, as: Fusebox_V1_BreakerDetail.self)
@@ -155,10 +153,9 @@ struct Breakers: AsyncParsableCommand {
         @Option(help: "Stop after this long, e.g. 30s (default: run until interrupted).") var timeout: String?
 
         func run() async throws {
-            try await runCommand {
+            try await runCommand { scope in
                 let settings = try global.resolve()
-                let connection = try Connection(settings)
-                defer { Task { await connection.close() } }
+                let connection = try scope.connect(settings)
                 var limitMs: Int64?
                 if let timeout {
                     guard let ms = parseDuration(timeout) else { throw CLIError("--timeout \"\(timeout)\" is not a duration like 30s or 5m", code: ExitCodes.invalidInput) }

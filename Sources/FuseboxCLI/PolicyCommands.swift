@@ -42,10 +42,9 @@ struct Policies: AsyncParsableCommand {
         @Option(help: "The registry.") var registry = "default"
 
         func run() async throws {
-            try await runCommand {
+            try await runCommand { scope in
                 let settings = try global.resolve()
-                let connection = try Connection(settings)
-                defer { Task { await connection.close() } }
+                let connection = try scope.connect(settings)
                 var request = Fusebox_V1_GetRegistryRequest()
                 request.registry = registry
                 let snapshot = try await connection.unary("fusebox.v1.RegistryService", "GetRegistry", request, as: Fusebox_V1_RegistrySnapshot.self)
@@ -81,10 +80,9 @@ struct Policies: AsyncParsableCommand {
         @Option(help: "The registry.") var registry = "default"
 
         func run() async throws {
-            try await runCommand {
+            try await runCommand { scope in
                 let settings = try global.resolve()
-                let connection = try Connection(settings)
-                defer { Task { await connection.close() } }
+                let connection = try scope.connect(settings)
                 var request = Fusebox_V1_GetPolicyRequest()
                 request.registry = registry
                 request.name = name
@@ -120,11 +118,10 @@ struct Policies: AsyncParsableCommand {
         @Option(help: "Why; recorded with the change.") var reason = ""
 
         func run() async throws {
-            try await runCommand {
+            try await runCommand { scope in
                 let settings = try global.resolve()
                 let policies = try readPolicyFile(file)
-                let connection = try Connection(settings)
-                defer { Task { await connection.close() } }
+                let connection = try scope.connect(settings)
                 var results: [OutputValue] = []
                 var lines: [String] = []
                 for policy in policies {
@@ -162,10 +159,9 @@ struct Policies: AsyncParsableCommand {
         @Option(help: "Why; recorded with the change.") var reason = ""
 
         func run() async throws {
-            try await runCommand {
+            try await runCommand { scope in
                 let settings = try global.resolve()
-                let connection = try Connection(settings)
-                defer { Task { await connection.close() } }
+                let connection = try scope.connect(settings)
                 var request = Fusebox_V1_DeletePolicyRequest()
                 request.registry = registry
                 request.name = name
@@ -192,10 +188,9 @@ struct Policies: AsyncParsableCommand {
         @Option(help: "At most this many changes.") var limit: UInt32 = 100
 
         func run() async throws {
-            try await runCommand {
+            try await runCommand { scope in
                 let settings = try global.resolve()
-                let connection = try Connection(settings)
-                defer { Task { await connection.close() } }
+                let connection = try scope.connect(settings)
                 var request = Fusebox_V1_PolicyHistoryRequest()
                 request.registry = registry
                 request.name = name
@@ -238,11 +233,10 @@ struct Policies: AsyncParsableCommand {
         @Option(help: "The registry.") var registry = "default"
 
         func run() async throws {
-            try await runCommand {
+            try await runCommand { scope in
                 let settings = try global.resolve()
                 let policies = try readPolicyFile(file)
-                let connection = try Connection(settings)
-                defer { Task { await connection.close() } }
+                let connection = try scope.connect(settings)
                 var changed = false
                 var output: [String] = []
                 for policy in policies {
@@ -284,17 +278,8 @@ struct Policies: AsyncParsableCommand {
         @Option(name: [.customShort("o"), .long], help: "Output: table, json or yaml.") var output: OutputFormat = .table
 
         func run() async throws {
-            try await runCommand {
-                let text: String
-                if file == "-" {
-                    text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-                } else {
-                    guard let data = FileManager.default.contents(atPath: file) else {
-                        throw CLIError("cannot read \(file): no such readable file", code: ExitCodes.invalidInput)
-                    }
-                    text = String(decoding: data, as: UTF8.self)
-                }
-                switch PolicyYAML.parse(text, file: file) {
+            try await runCommand { scope in
+                switch PolicyYAML.parse(try readText(file), file: file) {
                 case .success(let policies):
                     emit(output, .map([("valid", .bool(true)), ("policies", .list(policies.map { .string($0.name) }))])) {
                         "\(file): valid (\(policies.map(\.name).joined(separator: ", ")))"

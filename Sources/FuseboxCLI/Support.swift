@@ -105,27 +105,52 @@ func countsValue(_ c: Fusebox_V1_OutcomeCounts?) -> OutputValue {
 }
 
 /// Runs a command body, turning errors into messages and exit codes.
-func runCommand(_ body: () async throws -> Void) async throws {
+/// `scope` opens the command's connection to fuseboxd and closes it when the
+/// body ends, however it ends.
+func runCommand(_ body: (CommandScope) async throws -> Void) async throws {
+    let scope = CommandScope()
     do {
-        try await body()
+        try await body(scope)
+        await scope.close()
     } catch let error as CLIError {
+        await scope.close()
         FileHandle.standardError.write(Data((error.description + "\n").utf8))
         throw ExitCode(error.code)
+    } catch {
+        await scope.close()
+        throw error
     }
+}
+
+/// The connections one command opened.
+final class CommandScope {
+    private var connections: [Connection] = []
+
+    /// A connection to fuseboxd with `settings`, closed when the command ends.
+    func connect(_ settings: ResolvedSettings) throws -> Connection {
+        let connection = try Connection(settings)
+        connections.append(connection)
+        return connection
+    }
+
+    func close() async {
+        for c in connections { await c.close() }
+        connections = []
+    }
+}
+
+/// A file's text, or standard input's for "-".
+func readText(_ path: String) throws -> String {
+    if path == "-" { return String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) }
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw CLIError("cannot read \(path): no such readable file", code: ExitCodes.invalidInput)
+    }
+    return String(decoding: data, as: UTF8.self)
 }
 
 /// Reads a policy file, or every problem in it.
 func readPolicyFile(_ path: String) throws -> [Policy] {
-    let text: String
-    if path == "-" {
-        text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-    } else {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw CLIError("cannot read \(path): no such readable file", code: ExitCodes.invalidInput)
-        }
-        text = String(decoding: data, as: UTF8.self)
-    }
-    switch PolicyYAML.parse(text, file: path) {
+    switch PolicyYAML.parse(try readText(path), file: path) {
     case .success(let policies): return policies
     case .failure(let found):
         let problems = found.problems

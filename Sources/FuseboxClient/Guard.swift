@@ -135,7 +135,7 @@ public final class Guard: Sendable {
 
     private func withTotalTimeout<T: Sendable>(_ rt: GuardRuntime, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard let total = rt.policy.timeout?.totalMs else { return try await body() }
-        return try await withDeadline(milliseconds: total, rt: rt, kind: "total", body)
+        return try await withDeadline(milliseconds: total, rt: rt, timeouts: metrics.totalTimeouts, body)
     }
 
     private func retrying<T: Sendable>(_ rt: GuardRuntime, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
@@ -249,14 +249,14 @@ public final class Guard: Sendable {
 
     private func timed<T: Sendable>(_ rt: GuardRuntime, generation: UInt64, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         guard let ms = rt.policy.timeout?.attemptMs else { return try await operation() }
-        return try await withDeadline(milliseconds: ms, rt: rt, kind: "attempt", generation: generation, operation)
+        return try await withDeadline(milliseconds: ms, rt: rt, timeouts: metrics.attemptTimeouts, generation: generation, operation)
     }
 
     /// Runs `body` in a child task that a timer on the event loop cancels
     /// at the deadline. One task and one timer: the caller's own task is never
     /// cancelled, so retry can go on after an attempt timed out.
     private func withDeadline<T: Sendable>(
-        milliseconds ms: Int64, rt: GuardRuntime, kind: String, generation: UInt64? = nil, _ body: @escaping @Sendable () async throws -> T
+        milliseconds ms: Int64, rt: GuardRuntime, timeouts: Counter, generation: UInt64? = nil, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let child = Task { try await body() }
         let fired = ManagedAtomic(false)
@@ -271,7 +271,7 @@ public final class Guard: Sendable {
         }
         timer.cancel()
         if fired.load(ordering: .acquiring) {
-            (kind == "total" ? metrics.totalTimeouts : metrics.attemptTimeouts).increment()
+            timeouts.increment()
             throw GuardError(.timeout, breaker: name, generation: generation ?? rt.breaker?.gate.snapshot.generation.value ?? 0)
         }
         return try result.get()

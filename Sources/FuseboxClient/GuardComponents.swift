@@ -161,9 +161,6 @@ final class AsyncBulkhead: Sendable {
         }
         for waiter in expired { waiter.resume(returning: false) }
     }
-
-    /// Calls running and waiting now.
-    var counts: BulkheadStateMachine.Counts { state.withLock { $0.machine.counts } }
 }
 
 /// A guard's result cache: `ResultCache` plus callers waiting for a load

@@ -136,8 +136,6 @@ final class SharedBreaker: Sendable {
         }
     }
 
-    var isLocal: Bool { slow.withLock { $0.local != nil } }
-
     /// A policy change while local: the local breaker adopts it (state kept).
     func updateLocalPolicy(_ policy: CircuitBreakerPolicy, now: Timestamp) {
         slow.withLock { s in

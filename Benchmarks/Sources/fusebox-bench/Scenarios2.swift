@@ -20,7 +20,50 @@ struct IngestResult {
 /// `connections` TLS connections, each with `inFlight` concurrent ReportOutcomes loops,
 /// for `seconds`; each batch: 10 breakers × `outcomes` outcomes.
 func ingestFusebox(_ env: Environment, connections: Int, inFlight: Int, seconds: Double, outcomes: UInt64, group: any EventLoopGroup) async throws -> IngestResult {
-    let server = try Fuseboxd(env, name: "ingest")
+    try await ingest(env, name: "ingest", connections: connections, inFlight: inFlight, seconds: seconds, outcomes: outcomes, group: group) {
+        client, batch, end in
+        var counted = (sent: 0, failed: 0)
+        while ContinuousClock.now < end {
+            do {
+                _ = try await client.unary("fusebox.v1.BreakerService", "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self)
+                counted.sent += 1
+            } catch {
+                counted.failed += 1
+            }
+        }
+        return counted
+    }
+}
+
+/// Like `ingestFusebox`, but each connection keeps `StreamOutcomes` calls open
+/// (`inFlight` per connection) and sends batch after batch on them: no
+/// per-report stream setup, headers or task.
+func ingestFuseboxStreaming(_ env: Environment, connections: Int, inFlight: Int, seconds: Double, outcomes: UInt64, group: any EventLoopGroup) async throws -> IngestResult {
+    try await ingest(env, name: "ingest-stream", connections: connections, inFlight: inFlight, seconds: seconds, outcomes: outcomes, group: group) {
+        client, batch, end in
+        let bytes = try batch.encode()
+        let response: Fusebox_V1_ReportOutcomesResponse = try await client.call(path: "/fusebox.v1.BreakerService/StreamOutcomes") { call in
+            while ContinuousClock.now < end {
+                for _ in 0..<16 { try await call.send(bytes) }
+            }
+            try await call.finishSending()
+            guard let reply = try await call.next() else { throw BenchError("no StreamOutcomes response") }
+            return try Fusebox_V1_ReportOutcomesResponse(decoding: reply)
+        }
+        return (Int(response.accepted) / batch.breakers.count, 0)
+    }
+}
+
+/// The shared part of both ingestion runs: a server with a policy that never
+/// trips, `connections` reporter connections (each used once so every breaker
+/// exists), then `connections × inFlight` jobs until `seconds` pass. A job
+/// sends its batch until the end and returns how many reports were counted
+/// and how many calls failed.
+private func ingest(
+    _ env: Environment, name: String, connections: Int, inFlight: Int, seconds: Double, outcomes: UInt64, group: any EventLoopGroup,
+    job: @escaping @Sendable (RPCClient, Fusebox_V1_OutcomeBatch, ContinuousClock.Instant) async throws -> (sent: Int, failed: Int)
+) async throws -> IngestResult {
+    let server = try Fuseboxd(env, name: name)
     defer { server.stop() }
     let admin = try server.client("admin", group: group)
     var p = tripPolicy("ingest")
@@ -30,9 +73,9 @@ func ingestFusebox(_ env: Environment, connections: Int, inFlight: Int, seconds:
     try await putPolicy(p, admin)
     let clients = try (0..<connections).map { _ in try server.client("reporter", group: group) }
     let names = (0..<100).map { "svc-\($0)" }
-    // Warm up: every connection once, every breaker created.
+    func breakers(_ i: Int) -> [(String, UInt64)] { (0..<10).map { (names[(i * 10 + $0) % names.count], 0) } }
     for (i, c) in clients.enumerated() {
-        let b = outcomeBatch(client: "c\(i)", sequence: 0, breakers: (0..<10).map { (names[(i * 10 + $0) % names.count], 0) }, policy: "ingest", success: 1, failure: 0)
+        let b = outcomeBatch(client: "c\(i)", sequence: 0, breakers: breakers(i), policy: "ingest", success: 1, failure: 0)
         _ = try await c.unary("fusebox.v1.BreakerService", "ReportOutcomes", b, as: Fusebox_V1_ReportOutcomesResponse.self)
     }
     let done = Atomic(0)
@@ -40,75 +83,21 @@ func ingestFusebox(_ env: Environment, connections: Int, inFlight: Int, seconds:
     let cpu0 = cpuSeconds(server.child.pid)
     let start = ContinuousClock.now
     let end = start + .milliseconds(Int64(seconds * 1000))
-    try await concurrently(connections * inFlight, width: connections * inFlight) { job in
-        let c = clients[job % connections]
-        let breakers = (0..<10).map { (names[(job * 10 + $0) % names.count], UInt64(0)) }
-        var n = 0
-        while ContinuousClock.now < end {
-            n += 1
-            let b = outcomeBatch(client: "c\(job)", sequence: 0, breakers: breakers, policy: "ingest", success: outcomes - 1, failure: 1)
-            do {
-                _ = try await c.unary("fusebox.v1.BreakerService", "ReportOutcomes", b, as: Fusebox_V1_ReportOutcomesResponse.self)
-                done.add(1, ordering: .relaxed)
-            } catch {
-                errors.add(1, ordering: .relaxed)
-            }
-        }
+    let batches = (0..<connections * inFlight).map {
+        outcomeBatch(client: "j\($0)", sequence: 0, breakers: breakers($0), policy: "ingest", success: outcomes - 1, failure: 1)
     }
-    let elapsed = ms(ContinuousClock.now - start) / 1000
-    let cpu = cpuSeconds(server.child.pid) - cpu0
-    let reports = Double(done.load(ordering: .relaxed))
-    for c in clients { await c.close() }
-    await admin.close()
-    return IngestResult(
-        reportsPerSecond: reports / elapsed, callsPerSecond: reports * 10 * Double(outcomes) / elapsed,
-        cpuMicrosPerReport: cpu * 1e6 / max(reports, 1), errors: errors.load(ordering: .relaxed))
-}
-
-/// Like `ingestFusebox`, but each connection keeps `StreamOutcomes` calls open
-/// (`inFlight` per connection) and sends batch after batch on them: no
-/// per-report stream setup, headers or task.
-func ingestFuseboxStreaming(_ env: Environment, connections: Int, inFlight: Int, seconds: Double, outcomes: UInt64, group: any EventLoopGroup) async throws -> IngestResult {
-    let server = try Fuseboxd(env, name: "ingest-stream")
-    defer { server.stop() }
-    let admin = try server.client("admin", group: group)
-    var p = tripPolicy("ingest")
-    p.circuitBreaker?.consecutiveFailuresThreshold = 0
-    p.circuitBreaker?.failureRateThreshold = 99
-    p.circuitBreaker?.minimumCalls = 1_000_000
-    try await putPolicy(p, admin)
-    let clients = try (0..<connections).map { _ in try server.client("reporter", group: group) }
-    let names = (0..<100).map { "svc-\($0)" }
-    for (i, c) in clients.enumerated() {
-        let b = outcomeBatch(client: "c\(i)", sequence: 0, breakers: (0..<10).map { (names[(i * 10 + $0) % names.count], 0) }, policy: "ingest", success: 1, failure: 0)
-        _ = try await c.unary("fusebox.v1.BreakerService", "ReportOutcomes", b, as: Fusebox_V1_ReportOutcomesResponse.self)
-    }
-    let accepted = Atomic(0)
-    let errors = Atomic(0)
-    let cpu0 = cpuSeconds(server.child.pid)
-    let start = ContinuousClock.now
-    let end = start + .milliseconds(Int64(seconds * 1000))
-    try await concurrently(connections * inFlight, width: connections * inFlight) { job in
-        let c = clients[job % connections]
-        let breakers = (0..<10).map { (names[(job * 10 + $0) % names.count], UInt64(0)) }
-        let bytes = try outcomeBatch(client: "s\(job)", sequence: 0, breakers: breakers, policy: "ingest", success: outcomes - 1, failure: 1).encode()
+    try await concurrently(connections * inFlight, width: connections * inFlight) { i in
         do {
-            let response: Fusebox_V1_ReportOutcomesResponse = try await c.call(path: "/fusebox.v1.BreakerService/StreamOutcomes") { call in
-                while ContinuousClock.now < end {
-                    for _ in 0..<16 { try await call.send(bytes) }
-                }
-                try await call.finishSending()
-                guard let reply = try await call.next() else { throw BenchError("no StreamOutcomes response") }
-                return try Fusebox_V1_ReportOutcomesResponse(decoding: reply)
-            }
-            accepted.add(Int(response.accepted) / 10, ordering: .relaxed)
+            let counted = try await job(clients[i % connections], batches[i], end)
+            done.add(counted.sent, ordering: .relaxed)
+            errors.add(counted.failed, ordering: .relaxed)
         } catch {
             errors.add(1, ordering: .relaxed)
         }
     }
     let elapsed = ms(ContinuousClock.now - start) / 1000
     let cpu = cpuSeconds(server.child.pid) - cpu0
-    let reports = Double(accepted.load(ordering: .relaxed))
+    let reports = Double(done.load(ordering: .relaxed))
     for c in clients { await c.close() }
     await admin.close()
     return IngestResult(
