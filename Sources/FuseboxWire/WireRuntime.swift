@@ -23,9 +23,11 @@ enum WireRuntime {
                 message: "\(bytes.count) bytes exceed the limit of \(limits.maxMessageBytes) bytes"
             )
         }
-        let descriptor = descriptorOf(initialize)
+        guard let descriptor = descriptorOf(initialize) else {
+            throw WireError(code: .rejectedByProtobufC, messageType: messageType, message: "no protobuf-c descriptor")
+        }
         let input = bytes.bindMemory(to: UInt8.self)
-        try WireScanner(messageType: messageType).scan(input, descriptor: descriptor, path: nil)
+        try WireScanner(messageType: messageType).scan(input, descriptor: descriptor, path: { nil })
         guard let message = unpack(nil, input.count, input.baseAddress) else {
             throw WireError(
                 code: .rejectedByProtobufC, messageType: messageType,
@@ -36,14 +38,16 @@ enum WireRuntime {
         return convert(message)
     }
 
-    /// The protobuf-c descriptor of a message type, read from a freshly initialised struct.
+    /// The protobuf-c descriptor of a message type, read from a freshly
+    /// initialised struct in stack space (no heap allocation per decode).
     private static func descriptorOf<C>(
         _ initialize: (UnsafeMutablePointer<C>?) -> Void
-    ) -> UnsafePointer<ProtobufCMessageDescriptor> {
-        let scratch = UnsafeMutablePointer<C>.allocate(capacity: 1)
-        defer { scratch.deallocate() }
-        initialize(scratch)
-        return UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: ProtobufCMessage.self).pointee.descriptor
+    ) -> UnsafePointer<ProtobufCMessageDescriptor>? {
+        withUnsafeTemporaryAllocation(of: C.self, capacity: 1) { scratch in
+            guard let base = scratch.baseAddress else { return nil }
+            initialize(base)
+            return UnsafeMutableRawPointer(base).assumingMemoryBound(to: ProtobufCMessage.self).pointee.descriptor
+        }
     }
 
     /// A C string as Swift (already checked for UTF-8 by `WireScanner`).

@@ -12,46 +12,51 @@ import CProtobufC
 struct WireScanner {
     let messageType: String
 
-    /// Checks `bytes` as one message described by `descriptor`; `path` is the field path to it.
+    /// Checks `bytes` as one message described by `descriptor`; `path` gives the
+    /// field path to it. Paths are built only when an error names one: a
+    /// valid message costs no string work.
     func scan(
         _ bytes: UnsafeBufferPointer<UInt8>,
         descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
-        path: String?
+        path: () -> String?
     ) throws(WireError) {
         var reader = Reader(bytes: bytes)
         while !reader.isAtEnd {
-            let key = try reader.varint(or: fail(.truncated, path, "a field key runs past the end of the input"))
+            let key = try reader.varint(or: fail(.truncated, path(), "a field key runs past the end of the input"))
             let number = key >> 3
             let wireType = Int(key & 7)
             guard number >= 1, number <= 536_870_911 else {
-                throw fail(.invalidFieldNumber, path, "field number \(number) is outside 1...536870911")
+                throw fail(.invalidFieldNumber, path(), "field number \(number) is outside 1...536870911")
             }
             let field = protobuf_c_message_descriptor_get_field(descriptor, UInt32(number))
-            let fieldPath = field.map { join(path, String(cString: $0.pointee.name)) } ?? join(path, "#\(number)")
+            func fieldPath() -> String {
+                let name = field.map { String(cString: $0.pointee.name) } ?? "#\(number)"
+                return path().map { $0 + "." + name } ?? name
+            }
             switch wireType {
             case 0:
                 try expect(field, allows: 0, fieldPath)
-                _ = try reader.varint(or: fail(.truncated, fieldPath, "the varint value runs past the end of the input"))
+                _ = try reader.varint(or: fail(.truncated, fieldPath(), "the varint value runs past the end of the input"))
             case 1, 5:
                 try expect(field, allows: wireType, fieldPath)
                 let width = wireType == 1 ? 8 : 4
                 guard reader.skip(width) else {
-                    throw fail(.truncated, fieldPath, "a \(width)-byte value needs \(width) bytes, \(reader.remaining) remain")
+                    throw fail(.truncated, fieldPath(), "a \(width)-byte value needs \(width) bytes, \(reader.remaining) remain")
                 }
             case 2:
                 try expect(field, allows: 2, fieldPath)
-                let length = try reader.varint(or: fail(.truncated, fieldPath, "the length prefix runs past the end of the input"))
+                let length = try reader.varint(or: fail(.truncated, fieldPath(), "the length prefix runs past the end of the input"))
                 guard length <= UInt64(reader.remaining) else {
-                    throw fail(.truncated, fieldPath, "the length prefix says \(length) bytes, \(reader.remaining) remain")
+                    throw fail(.truncated, fieldPath(), "the length prefix says \(length) bytes, \(reader.remaining) remain")
                 }
                 let payload = reader.take(Int(length))
                 if let field {
                     try check(payload, field: field, fieldPath)
                 }
             case 3, 4:
-                throw fail(.unsupportedWireType, fieldPath, "groups (wire type \(wireType)) are not used by this API")
+                throw fail(.unsupportedWireType, fieldPath(), "groups (wire type \(wireType)) are not used by this API")
             default:
-                throw fail(.unsupportedWireType, fieldPath, "wire type \(wireType) does not exist")
+                throw fail(.unsupportedWireType, fieldPath(), "wire type \(wireType) does not exist")
             }
         }
     }
@@ -59,19 +64,25 @@ struct WireScanner {
     private func check(
         _ payload: UnsafeBufferPointer<UInt8>,
         field: UnsafePointer<ProtobufCFieldDescriptor>,
-        _ fieldPath: String
+        _ fieldPath: () -> String
     ) throws(WireError) {
         switch field.pointee.type {
         case PROTOBUF_C_TYPE_STRING:
-            if payload.contains(0) {
-                throw fail(.embeddedNUL, fieldPath, "the string holds a NUL byte, which protobuf-c would silently cut off")
+            // One pass finds NUL bytes and whether anything is beyond ASCII;
+            // only then is the slower UTF-8 validation needed.
+            var ascii = true
+            for byte in payload {
+                if byte == 0 {
+                    throw fail(.embeddedNUL, fieldPath(), "the string holds a NUL byte, which protobuf-c would silently cut off")
+                }
+                if byte >= 0x80 { ascii = false }
             }
-            if String(validating: payload, as: UTF8.self) == nil {
-                throw fail(.invalidUTF8, fieldPath, "the string of \(payload.count) bytes is not valid UTF-8")
+            if !ascii, String(validating: payload, as: UTF8.self) == nil {
+                throw fail(.invalidUTF8, fieldPath(), "the string of \(payload.count) bytes is not valid UTF-8")
             }
         case PROTOBUF_C_TYPE_MESSAGE:
             guard let sub = field.pointee.descriptor else { return }
-            try scan(payload, descriptor: sub.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), path: fieldPath)
+            try scan(payload, descriptor: sub.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), path: { fieldPath() })
         default:
             break  // bytes, or a packed repeated scalar
         }
@@ -81,14 +92,14 @@ struct WireScanner {
     private func expect(
         _ field: UnsafePointer<ProtobufCFieldDescriptor>?,
         allows wireType: Int,
-        _ fieldPath: String
+        _ fieldPath: () -> String
     ) throws(WireError) {
         guard let field else { return }
         let natural = Self.naturalWireType(field.pointee.type)
         let packable = natural != 2 && field.pointee.label == PROTOBUF_C_LABEL_REPEATED
         if wireType == natural || (wireType == 2 && packable) { return }
         throw fail(
-            .wrongWireType, fieldPath,
+            .wrongWireType, fieldPath(),
             "wire type \(wireType) arrived, but the field is declared with wire type \(natural)"
         )
     }
@@ -100,10 +111,6 @@ struct WireScanner {
         case PROTOBUF_C_TYPE_STRING, PROTOBUF_C_TYPE_BYTES, PROTOBUF_C_TYPE_MESSAGE: return 2
         default: return 0
         }
-    }
-
-    private func join(_ parent: String?, _ name: String) -> String {
-        parent.map { $0 + "." + name } ?? name
     }
 
     private func fail(_ code: WireError.Code, _ fieldPath: String?, _ message: String) -> WireError {
