@@ -146,6 +146,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let connection else { return }
         while true {
             var buffer = plaintext ?? context.channel.allocator.buffer(capacity: 16_384)
+            // Dropped before the read so `buffer` is the storage's only owner:
+            // otherwise the write below copies the whole buffer (copy on write).
+            plaintext = nil
             let result = connection.read(into: &buffer)
             plaintext = buffer
             writeCiphertext(context: context, flush: true)  // post-handshake messages, KeyUpdate replies
