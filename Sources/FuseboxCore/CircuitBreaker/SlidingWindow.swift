@@ -47,11 +47,20 @@ public struct SlidingWindow: Sendable {
         totals.add(counts)
         if let client {
             buckets[head].clients[client, default: OutcomeCounts()].add(counts)
-            let before = clientTotals[client] ?? OutcomeCounts()
-            clientTotals[client, default: OutcomeCounts()].add(counts)
-            if before.failures == 0, counts.failures > 0 { failingClientCount += 1 }
-            if before.slowCalls == 0, counts.slowCalls > 0 { slowClientCount += 1 }
+            // One lookup: the total is read and updated in place.
+            let (startsFailing, startsSlow) = Self.add(counts, to: &clientTotals[client, default: OutcomeCounts()])
+            if startsFailing { failingClientCount += 1 }
+            if startsSlow { slowClientCount += 1 }
         }
+    }
+
+    /// Adds `counts` to a client's `total`; tells whether the client has just
+    /// begun to fail or to be slow in this window.
+    private static func add(_ counts: OutcomeCounts, to total: inout OutcomeCounts) -> (failing: Bool, slow: Bool) {
+        let failing = total.failures == 0 && counts.failures > 0
+        let slow = total.slowCalls == 0 && counts.slowCalls > 0
+        total.add(counts)
+        return (failing, slow)
     }
 
     /// Adds one outcome at `now`.

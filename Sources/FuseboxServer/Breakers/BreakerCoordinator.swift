@@ -86,7 +86,9 @@ public final class BreakerCoordinator: Sendable {
     private func mutateAll<T: Sendable>(_ mutations: [Mutation<T>]) async -> [Result<(T, BreakerStatus, String), RPCError>] {
         await gate.run {
             let now = clock()
-            typealias Applied = (step: BreakerStep, value: T, stored: StoredBreaker, save: Bool)
+            // `stored` is made only for breakers that were created or changed
+            // state: a report that just counts outcomes builds no record.
+            typealias Applied = (step: BreakerStep, value: T, key: Key, status: BreakerStatus, policy: String, stored: StoredBreaker?)
             let outcomes: [Result<Applied, RPCError>] = state.withLockedValue { s in
                 mutations.map { m -> Result<Applied, RPCError> in
                     var entry: Entry
@@ -109,12 +111,17 @@ public final class BreakerCoordinator: Sendable {
                         created = true
                     }
                     let (step, value) = m.apply(&entry.machine, now)
+                    let status = entry.machine.status
+                    var stored: StoredBreaker?
+                    if created || !step.transitions.isEmpty {
+                        let override = entry.machine.activeOverride
+                        stored = StoredBreaker(
+                            registry: m.key.registry, name: m.key.name, policy: entry.policy, status: status,
+                            override: override?.kind, overrideUntilMs: override?.until?.milliseconds)
+                    }
+                    let policy = entry.policy
                     s.entries[m.key] = entry
-                    let override = entry.machine.activeOverride
-                    let stored = StoredBreaker(
-                        registry: m.key.registry, name: m.key.name, policy: entry.policy, status: entry.machine.status,
-                        override: override?.kind, overrideUntilMs: override?.until?.milliseconds)
-                    return .success((step, value, stored, created || !step.transitions.isEmpty))
+                    return .success((step, value, m.key, status, policy, stored))
                 }
             }
             var results: [Result<(T, BreakerStatus, String), RPCError>] = []
@@ -123,16 +130,16 @@ public final class BreakerCoordinator: Sendable {
                 case .failure(let error):
                     results.append(.failure(error))
                 case .success(let applied):
-                    if applied.save {
+                    if let stored = applied.stored {
                         do throws(StoreError) {
-                            try await store.saveBreaker(applied.stored)
+                            try await store.saveBreaker(stored)
                         } catch {
                             results.append(.failure(WireConversions.status(error)))
                             continue
                         }
                     }
-                    publish(applied.step.transitions, key: Key(registry: applied.stored.registry, name: applied.stored.name), policy: applied.stored.policy)
-                    results.append(.success((applied.value, applied.stored.status, applied.stored.policy)))
+                    publish(applied.step.transitions, key: applied.key, policy: applied.policy)
+                    results.append(.success((applied.value, applied.status, applied.policy)))
                 }
             }
             return results
@@ -160,8 +167,10 @@ public final class BreakerCoordinator: Sendable {
         }
     }
 
-    /// Merges one batch of outcomes.
-    public func report(_ batch: Fusebox_V1_OutcomeBatch) async -> Fusebox_V1_ReportOutcomesResponse {
+    /// Merges one batch of outcomes. With `states` false the response leaves
+    /// out the breakers' states (a stream of batches answers with them once,
+    /// at its end, from `statuses(of:)`).
+    public func report(_ batch: Fusebox_V1_OutcomeBatch, states: Bool = true) async -> Fusebox_V1_ReportOutcomesResponse {
         var response = Fusebox_V1_ReportOutcomesResponse()
         let reportedAt = clock()
         let duplicate = state.withLockedValue { s -> Bool in
@@ -195,7 +204,7 @@ public final class BreakerCoordinator: Sendable {
             switch result {
             case .success(let (stale, status, policy)):
                 if stale { response.stale += 1 } else { response.accepted += 1 }
-                guard let ref = batch.breakers[i].breaker else { continue }
+                guard states, let ref = batch.breakers[i].breaker else { continue }
                 response.states.append(Self.wire(status, key: Key(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name), policy: policy))
             case .failure(let error):
                 response.rejected.append(Self.violation("breakers[\(i)]", error.message))
@@ -326,6 +335,13 @@ public final class BreakerCoordinator: Sendable {
             s.entries.filter { (registry.isEmpty || $0.key.registry == registry) && $0.key.name.hasPrefix(prefix) }
                 .sorted { $0.key < $1.key }
                 .map { Self.wire($0.value.machine.status, key: $0.key, policy: $0.value.policy) }
+        }
+    }
+
+    /// Statuses of the named breakers that exist, sorted by registry then name.
+    func statuses(of keys: Set<Key>) -> [Fusebox_V1_BreakerStatus] {
+        state.withLockedValue { s in
+            keys.sorted().compactMap { key in s.entries[key].map { Self.wire($0.machine.status, key: key, policy: $0.policy) } }
         }
     }
 

@@ -18,16 +18,20 @@ public struct BreakerService: Sendable {
         router.clientStreaming(service, "StreamOutcomes") { (batches: RPCMessageStream<Fusebox_V1_OutcomeBatch>, context) in
             try authorizer.require(.reporter, context)
             var total = Fusebox_V1_ReportOutcomesResponse()
-            var latest: [String: Fusebox_V1_BreakerStatus] = [:]
+            // States are read once, at the end, for every breaker the stream named.
+            var touched = Set<BreakerCoordinator.Key>()
             for try await batch in batches {
                 try Self.checkBatch(batch)
-                let response = await coordinator.report(batch)
+                let response = await coordinator.report(batch, states: false)
                 total.accepted += response.accepted
                 total.stale += response.stale
                 total.rejected += response.rejected
-                for status in response.states { latest["\(status.breaker?.registry ?? "")/\(status.breaker?.name ?? "")"] = status }
+                for entry in batch.breakers {
+                    guard let ref = entry.breaker, !ref.name.isEmpty else { continue }
+                    touched.insert(BreakerCoordinator.Key(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name))
+                }
             }
-            total.states = latest.keys.sorted().compactMap { latest[$0] }
+            total.states = coordinator.statuses(of: touched)
             return total
         }
         router.unary(service, "AcquirePermit") { (request: Fusebox_V1_AcquirePermitRequest, context) in
