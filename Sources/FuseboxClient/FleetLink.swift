@@ -19,6 +19,8 @@ final class FleetLink: Sendable {
     let reportBatchSize: UInt64
     /// Where timeouts' timers run.
     let eventLoop: any EventLoop
+    /// Attempt and total timeouts of every guard, on `eventLoop`.
+    let deadlines: DeadlineTimer
     let client: RPCClient
     let logger: Logger
     let gauges = ClientGauges()
@@ -51,6 +53,7 @@ final class FleetLink: Sendable {
         self.configuration = configuration
         self.reportBatchSize = UInt64(max(configuration.reportBatchSize, 1))
         self.eventLoop = eventLoop
+        self.deadlines = DeadlineTimer(eventLoop: eventLoop)
         self.client = client
         self.logger = logger
         self.state = Mutex(State(policies: policies))

@@ -252,28 +252,55 @@ public final class Guard: Sendable {
         return try await withDeadline(milliseconds: ms, rt: rt, timeouts: metrics.attemptTimeouts, generation: generation, operation)
     }
 
-    /// Runs `body` in a child task that a timer on the event loop cancels
-    /// at the deadline. One task and one timer: the caller's own task is never
-    /// cancelled, so retry can go on after an attempt timed out.
+    /// Runs `body` in a child task that the link's deadline timer cancels at
+    /// the deadline. The caller's own task is never cancelled, so retry can go
+    /// on after an attempt timed out. The child starts immediately on the
+    /// caller's thread and runs there until it first suspends: an operation
+    /// that completes without suspending costs no thread hop.
     private func withDeadline<T: Sendable>(
         milliseconds ms: Int64, rt: GuardRuntime, timeouts: Counter, generation: UInt64? = nil, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        let child = Task { try await body() }
-        let fired = ManagedAtomic(false)
-        let timer = link.eventLoop.scheduleTask(in: .milliseconds(ms)) {
-            fired.store(true, ordering: .releasing)
-            child.cancel()
-        }
+        let race = DeadlineRace<T>()
+        let timer = link.deadlines.arm(at: .now() + .milliseconds(ms), race)
+        let child = Task.immediate { try await body() }
+        race.started(child)
         let result: Result<T, any Error> = await withTaskCancellationHandler {
             await child.result
         } onCancel: {
             child.cancel()
         }
-        timer.cancel()
-        if fired.load(ordering: .acquiring) {
+        if !link.deadlines.disarm(timer), race.expired {
             timeouts.increment()
             throw GuardError(.timeout, breaker: name, generation: generation ?? rt.breaker?.gate.snapshot.generation.value ?? 0)
         }
         return try result.get()
     }
+}
+
+/// The meeting point of a deadline and the task it limits: whichever comes
+/// second, the task starting or the deadline passing, cancels the task.
+private final class DeadlineRace<T: Sendable>: DeadlineAction {
+    private struct State {
+        var task: Task<T, any Error>?
+        var expired = false
+    }
+    private let state = Mutex(State())
+
+    func started(_ task: Task<T, any Error>) {
+        let expired = state.withLock { s in
+            s.task = task
+            return s.expired
+        }
+        if expired { task.cancel() }
+    }
+
+    func deadlinePassed() {
+        let task = state.withLock { s in
+            s.expired = true
+            return s.task
+        }
+        task?.cancel()
+    }
+
+    var expired: Bool { state.withLock { $0.expired } }
 }
