@@ -34,7 +34,7 @@ public struct RPCRouter: Sendable {
         let limits = self.limits
         register(service, method) { reader, sender, context in
             let request = try await Self.single(Request.self, reader, limits)
-            try await sender.send(body(request, context).encode())
+            sender.respond(try await body(request, context).encode())
             return RPCMetadata()
         }
     }
@@ -48,7 +48,7 @@ public struct RPCRouter: Sendable {
         let limits = self.limits
         register(service, method) { reader, sender, context in
             let request = try await Self.single(Request.self, reader, limits)
-            try await sender.send(body(request, context))
+            sender.respond(try await body(request, context))
             return RPCMetadata()
         }
     }
@@ -73,7 +73,7 @@ public struct RPCRouter: Sendable {
         let limits = self.limits
         register(service, method) { reader, sender, context in
             let response = try await body(RPCMessageStream(reader: reader, limits: limits), context)
-            try await sender.send(response.encode())
+            sender.respond(try response.encode())
             return RPCMetadata()
         }
     }

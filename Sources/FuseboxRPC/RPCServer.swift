@@ -182,60 +182,65 @@ public final class RPCServer: Sendable {
     }
 
     /// Runs a handler against its deadline and the stream's life: whichever
-    /// ends first decides, and the others are cancelled.
+    /// ends first decides, and the handler is cancelled if it has not ended.
+    ///
+    /// One task per call: the handler starts at once on this thread (no hop)
+    /// and runs until it first suspends; the stream's close and the deadline
+    /// are callbacks on the event loop that cancel it, not tasks of their own.
     private static func run(
         _ handler: @escaping RPCRouter.Handler, reader: sending RPCRequestReader, sender: RPCResponseSender,
         context: RPCServerContext, closeFuture: EventLoopFuture<Void>
     ) async -> Ending {
         // The reader goes to the handler's task alone; nothing else touches it.
         let transfer = UncheckedTransfer(value: reader)
-        return await withTaskGroup(of: Ending.self) { group in
-            group.addTask {
-                do {
-                    return .finished(try await handler(transfer.value, sender, context))
-                } catch let error as RPCError {
-                    return .failed(error)
-                } catch is CancellationError {
-                    return .failed(RPCError(.cancelled, "the call was cancelled"))
-                } catch {
-                    return .failed(RPCError(.unknown, "\(error)"))
-                }
+        let race = CallRace()
+        let call = Task.immediate { () async -> Ending in
+            let ending: Ending
+            do {
+                ending = .finished(try await handler(transfer.value, sender, context))
+            } catch let error as RPCError {
+                ending = .failed(error)
+            } catch is CancellationError {
+                ending = .failed(RPCError(.cancelled, "the call was cancelled"))
+            } catch {
+                ending = .failed(RPCError(.unknown, "\(error)"))
             }
-            if let deadline = context.deadline {
-                group.addTask {
-                    do {
-                        try await Task.sleep(until: deadline, clock: .continuous)
-                        return .failed(RPCError(.deadlineExceeded, "the deadline passed before the call finished"))
-                    } catch {
-                        return .peerGone  // cancelled: another task decided
-                    }
-                }
-            }
-            group.addTask {
-                await closeFuture.waitCancellably()
-                return .peerGone
-            }
-            let first = await group.next() ?? .peerGone
-            group.cancelAll()
-            return first
+            _ = race.claim(.handler)
+            return ending
+        }
+        closeFuture.whenComplete { _ in if race.claim(.streamClosed) { call.cancel() } }
+        let timer = context.deadline.map { deadline in
+            let left = ContinuousClock.now.duration(to: deadline).components
+            let nanos = max(0, left.seconds * 1_000_000_000 + left.attoseconds / 1_000_000_000)
+            return closeFuture.eventLoop.scheduleTask(in: .nanoseconds(nanos)) { if race.claim(.deadline) { call.cancel() } }
+        }
+        let ending = await withTaskCancellationHandler {
+            await call.value
+        } onCancel: {
+            call.cancel()
+        }
+        timer?.cancel()
+        switch race.winner {
+        case .streamClosed: return .peerGone
+        case .deadline: return .failed(RPCError(.deadlineExceeded, "the deadline passed before the call finished"))
+        case .handler, .none: return ending
         }
     }
 }
 
-extension EventLoopFuture where Value == Void {
-    /// Waits for completion, or returns early if the task is cancelled.
-    func waitCancellably() async {
-        let resumed = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                resumed.withLockedValue { $0 = continuation }
-                if Task.isCancelled { resumed.withLockedValue { $0.take() }?.resume() }
-                self.whenComplete { _ in resumed.withLockedValue { $0.take() }?.resume() }
-            }
-        } onCancel: {
-            resumed.withLockedValue { $0.take() }?.resume()
-        }
+/// Which of a call's handler, its stream's close and its deadline came first.
+private final class CallRace: Sendable {
+    enum Winner: Int {
+        case none, handler, streamClosed, deadline
     }
+    private let state = Atomic<Int>(Winner.none.rawValue)
+
+    /// True for the first claimant only.
+    func claim(_ winner: Winner) -> Bool {
+        state.compareExchange(expected: Winner.none.rawValue, desired: winner.rawValue, ordering: .acquiringAndReleasing).exchanged
+    }
+
+    var winner: Winner { Winner(rawValue: state.load(ordering: .acquiring)) ?? .none }
 }
 
 /// Passes a connection's TLS failures to the configured observer.

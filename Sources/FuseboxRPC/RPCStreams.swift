@@ -77,7 +77,14 @@ public final class RPCRequestReader {
 public final class RPCResponseSender: Sendable {
     private let outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>
     private let allocator: ByteBufferAllocator
-    private let state = NIOLockedValueBox<(headersSent: Bool, initial: RPCMetadata)>((false, RPCMetadata()))
+    private struct State {
+        var headersSent = false
+        var initial = RPCMetadata()
+        /// A unary call's response, held so that headers, message and trailers
+        /// leave in one write: one flush, one TLS record, one syscall.
+        var response: [UInt8]?
+    }
+    private let state = NIOLockedValueBox(State())
 
     init(outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>, allocator: ByteBufferAllocator) {
         self.outbound = outbound
@@ -91,28 +98,48 @@ public final class RPCResponseSender: Sendable {
 
     /// Sends one message.
     public func send(_ message: [UInt8]) async throws {
-        try await sendHeadersIfNeeded()
-        try await outbound.write(.data(.init(data: .byteBuffer(GRPCMessageDeframer.frame(message, allocator: allocator)))))
+        let (headers, held) = state.withLockedValue { s in
+            defer { s.response = nil }
+            return (takeHeaders(&s), s.response)
+        }
+        var frames: [HTTP2Frame.FramePayload] = []
+        if let headers { frames.append(headers) }
+        if let held { frames.append(dataFrame(held)) }
+        frames.append(dataFrame(message))
+        try await outbound.write(contentsOf: frames)
     }
 
-    private func sendHeadersIfNeeded() async throws {
-        let pending: RPCMetadata? = state.withLockedValue { s in
-            guard !s.headersSent else { return nil }
-            s.headersSent = true
-            return s.initial
-        }
-        guard let initial = pending else { return }
+    /// The one response message of a unary call: sent by `finish`, in the same
+    /// write as the headers and the trailers, if the call ends OK.
+    public func respond(_ message: [UInt8]) {
+        state.withLockedValue { $0.response = message }
+    }
+
+    /// The response headers, if they have not gone out yet (marks them sent).
+    private func takeHeaders(_ s: inout State) -> HTTP2Frame.FramePayload? {
+        guard !s.headersSent else { return nil }
+        s.headersSent = true
         var headers = HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")])
-        for (name, value) in initial.headerFields { headers.add(name: name, value: value) }
-        try await outbound.write(.headers(.init(headers: headers)))
+        for (name, value) in s.initial.headerFields { headers.add(name: name, value: value) }
+        return .headers(.init(headers: headers))
+    }
+
+    private func dataFrame(_ message: [UInt8]) -> HTTP2Frame.FramePayload {
+        .data(.init(data: .byteBuffer(GRPCMessageDeframer.frame(message, allocator: allocator))))
     }
 
     /// Ends the call with `status` (nil: OK); a trailers-only response if
     /// nothing was sent yet. If the client is still sending, the stream is
     /// then reset with NO_ERROR, as the gRPC protocol asks.
     func finish(_ status: RPCError?, trailers: RPCMetadata, clientStillSending: Bool = false) async throws {
+        var frames: [HTTP2Frame.FramePayload] = []
+        // A held response goes out only with an OK status.
         let trailersOnly = state.withLockedValue { s in
-            defer { s.headersSent = true }
+            defer { s.headersSent = true; s.response = nil }
+            if status == nil, let response = s.response {
+                if let headers = takeHeaders(&s) { frames.append(headers) }
+                frames.append(dataFrame(response))
+            }
             return !s.headersSent
         }
         var headers = HPACKHeaders()
@@ -125,8 +152,9 @@ public final class RPCResponseSender: Sendable {
             headers.add(name: "grpc-message", value: GRPCWire.percentEncode(message))
         }
         for (name, value) in (status?.metadata ?? trailers).headerFields { headers.add(name: name, value: value) }
-        try await outbound.write(.headers(.init(headers: headers, endStream: true)))
-        if clientStillSending { try await outbound.write(.rstStream(.noError)) }
+        frames.append(.headers(.init(headers: headers, endStream: true)))
+        if clientStillSending { frames.append(.rstStream(.noError)) }
+        try await outbound.write(contentsOf: frames)
     }
 }
 
