@@ -181,6 +181,40 @@ func permitLatency(_ env: Environment, connections: Int, requesters: Int, each: 
     return (percentile(all, 50), percentile(all, 99), granted.load(ordering: .relaxed), all.count)
 }
 
+/// AcquirePermit driven by h2load with 1,000 requests in flight (100 TLS
+/// connections × 10 streams), and nginx serving a file of the response's size
+/// with the same h2load settings: one independent client for both servers, so
+/// the ratio compares the servers alone.
+func permitLatencyH2load(_ env: Environment, requests: Int) async throws -> (fusebox: H2load.Run, nginx: H2load.Run) {
+    let group = MultiThreadedEventLoopGroup.singleton
+    let server = try Fuseboxd(env, name: "permits-h2load", anonymous: true)
+    defer { server.stop() }
+    let admin = try server.client(nil, group: group)
+    try await putPolicy(tripPolicy("probe", openMs: 50, permits: 5), admin)
+    _ = try await admin.unary("fusebox.v1.BreakerService", "ReportOutcomes",
+                              outcomeBatch(client: "bench", sequence: 0, breakers: [("probe", 0)], policy: "probe", success: 0, failure: 1),
+                              as: Fusebox_V1_ReportOutcomesResponse.self)
+    try await Task.sleep(for: .milliseconds(200))
+    var request = Fusebox_V1_AcquirePermitRequest()
+    request.breaker = BreakerMapping.ref("default", "probe")
+    request.clientId = "h2load"
+    request.generation = try await breakerStatus(admin, "probe").generation
+    let sample = try await admin.unary("fusebox.v1.BreakerService", "AcquirePermit", request, as: Fusebox_V1_AcquirePermitResponse.self)
+    await admin.close()
+    let dir = "\(env.work)/permits-h2load"
+    try Data(grpcFramed(try request.encode())).write(to: URL(fileURLWithPath: "\(dir)/request.bin"))
+    try Data(grpcFramed(try sample.encode())).write(to: URL(fileURLWithPath: "\(dir)/permit.bin"))
+    let load = ["-n", "\(requests)", "-c", "100", "-m", "10"]
+    let fusebox = try H2load.run(load + [
+        "-d", "\(dir)/request.bin", "-H", "content-type: application/grpc", "-H", "te: trailers",
+        "https://127.0.0.1:\(server.port)/fusebox.v1.BreakerService/AcquirePermit",
+    ], requests: requests, dir: dir)
+    let nginx = try Nginx(env, dir: dir)
+    defer { nginx.stop() }
+    let peer = try H2load.run(load + ["https://127.0.0.1:\(nginx.port)/permit.bin"], requests: requests, dir: dir)
+    return (fusebox, peer)
+}
+
 // MARK: - 3. Fleet cold start
 
 /// 1,000 clients each open a TLS connection and fetch a 100-policy registry;
@@ -201,58 +235,83 @@ func coldStart(_ env: Environment, clients: Int) async throws -> (fusebox: Doubl
     let snapshot = try await admin.unary("fusebox.v1.RegistryService", "GetRegistry", request, as: Fusebox_V1_RegistrySnapshot.self)
     await admin.close()
     // The same bytes nginx will serve: the gRPC-framed response message.
-    let message = try snapshot.encode()
-    var framed = [UInt8](repeating: 0, count: 5)
-    let n = UInt32(message.count)
-    framed[1] = UInt8(n >> 24); framed[2] = UInt8((n >> 16) & 0xff); framed[3] = UInt8((n >> 8) & 0xff); framed[4] = UInt8(n & 0xff)
-    framed += message
+    let framed = grpcFramed(try snapshot.encode())
     let dir = "\(env.work)/coldstart"
     try Data(framed).write(to: URL(fileURLWithPath: "\(dir)/registry.bin"))
-    var requestFrame: [UInt8] = [0, 0, 0, 0, 0]
-    let body = try request.encode()
-    requestFrame[4] = UInt8(body.count)
-    requestFrame += body
-    try Data(requestFrame).write(to: URL(fileURLWithPath: "\(dir)/request.bin"))
+    try Data(grpcFramed(try request.encode())).write(to: URL(fileURLWithPath: "\(dir)/request.bin"))
 
-    func h2load(_ args: [String]) throws -> Double {
-        let out = "\(dir)/h2load-\(UUID().uuidString).log"
-        let p = try Child("/usr/bin/h2load", args, log: out)
+    let fuseboxMs = try H2load.run([
+        "-n", "\(clients)", "-c", "\(clients)", "-m", "1", "-d", "\(dir)/request.bin",
+        "-H", "content-type: application/grpc", "-H", "te: trailers",
+        "https://127.0.0.1:\(server.port)/fusebox.v1.RegistryService/GetRegistry",
+    ], requests: clients, dir: dir).totalMs
+
+    let nginx = try Nginx(env, dir: dir)
+    defer { nginx.stop() }
+    let nginxMs = try H2load.run(["-n", "\(clients)", "-c", "\(clients)", "-m", "1", "https://127.0.0.1:\(nginx.port)/registry.bin"],
+                                 requests: clients, dir: dir).totalMs
+    return (fuseboxMs, nginxMs, framed.count)
+}
+
+/// The gRPC framing of one message (uncompressed).
+func grpcFramed(_ message: [UInt8]) -> [UInt8] {
+    let n = UInt32(message.count)
+    return [0, UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)] + message
+}
+
+/// nginx serving the files in `dir` over TLS and HTTP/2, two workers.
+struct Nginx {
+    let port: Int
+    private let child: Child
+
+    init(_ env: Environment, dir: String) throws {
+        port = freePort()
+        let conf = """
+            worker_processes 2;
+            pid \(dir)/nginx.pid;
+            error_log \(dir)/nginx-error.log;
+            events { worker_connections 20000; }
+            http {
+              access_log off;
+              server {
+                listen 127.0.0.1:\(port) ssl http2;
+                ssl_certificate \(env.certs)/server.pem;
+                ssl_certificate_key \(env.certs)/server.key;
+                root \(dir);
+              }
+            }
+            """
+        try conf.write(toFile: "\(dir)/nginx.conf", atomically: true, encoding: .utf8)
+        child = try Child("/usr/sbin/nginx", ["-c", "\(dir)/nginx.conf", "-p", dir, "-g", "daemon off;"], log: "\(dir)/nginx.log")
+        try waitForPort(port)
+    }
+
+    func stop() { child.stop() }
+}
+
+/// One h2load run: its total time, and each request's latency from its log file.
+enum H2load {
+    struct Run {
+        var totalMs: Double
+        var latenciesMs: [Double]
+    }
+
+    static func run(_ args: [String], requests: Int, dir: String) throws -> Run {
+        let id = UUID().uuidString
+        let out = "\(dir)/h2load-\(id).out"
+        let log = "\(dir)/h2load-\(id).log"
+        let p = try Child("/usr/bin/h2load", ["--log-file=\(log)"] + args, log: out)
         p.process.waitUntilExit()
         let text = p.output
         guard let r = text.range(of: "finished in "), let secs = Double(text[r.upperBound...].prefix { $0.isNumber || $0 == "." }) else {
             throw BenchError("h2load: \(text.suffix(1500))")
         }
         let unit = text[r.upperBound...].drop { $0.isNumber || $0 == "." }.prefix(2)
-        guard text.contains("\(clients) succeeded") else { throw BenchError("h2load: not every request succeeded:\n\(text.suffix(1500))") }
-        return unit.hasPrefix("ms") ? secs : secs * 1000
-    }
-
-    let fuseboxMs = try h2load([
-        "-n", "\(clients)", "-c", "\(clients)", "-m", "1", "-d", "\(dir)/request.bin",
-        "-H", "content-type: application/grpc", "-H", "te: trailers",
-        "https://127.0.0.1:\(server.port)/fusebox.v1.RegistryService/GetRegistry",
-    ])
-
-    let nginxPort = freePort()
-    let conf = """
-        worker_processes 2;
-        pid \(dir)/nginx.pid;
-        error_log \(dir)/nginx-error.log;
-        events { worker_connections 20000; }
-        http {
-          access_log off;
-          server {
-            listen 127.0.0.1:\(nginxPort) ssl http2;
-            ssl_certificate \(env.certs)/server.pem;
-            ssl_certificate_key \(env.certs)/server.key;
-            root \(dir);
-          }
+        guard text.contains("\(requests) succeeded") else { throw BenchError("h2load: not every request succeeded:\n\(text.suffix(1500))") }
+        // Columns: start (µs since the epoch), HTTP status, µs until the end of the response.
+        let latencies = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap { line in
+            line.split(separator: "\t").dropFirst(2).first.flatMap { Double($0) }.map { $0 / 1000 }
         }
-        """
-    try conf.write(toFile: "\(dir)/nginx.conf", atomically: true, encoding: .utf8)
-    let nginx = try Child("/usr/sbin/nginx", ["-c", "\(dir)/nginx.conf", "-p", dir, "-g", "daemon off;"], log: "\(dir)/nginx.log")
-    defer { nginx.stop() }
-    try waitForPort(nginxPort)
-    let nginxMs = try h2load(["-n", "\(clients)", "-c", "\(clients)", "-m", "1", "https://127.0.0.1:\(nginxPort)/registry.bin"])
-    return (fuseboxMs, nginxMs, framed.count)
+        return Run(totalMs: unit.hasPrefix("ms") ? secs : secs * 1000, latenciesMs: latencies)
+    }
 }
