@@ -129,12 +129,12 @@ public final class RPCServer: Sendable {
     }
 
     private func serveStream(_ stream: StreamChannel, connection: ConnectionState, remote: String?) async {
-        let allocator = stream.channel.allocator
+        let streamChannel = stream.channel
         let closeFuture = stream.channel.closeFuture
         try? await stream.executeThenClose { inbound, outbound in
             var frames = inbound.makeAsyncIterator()
             guard case .headers(let first)? = try await frames.next() else { return }
-            let sender = RPCResponseSender(outbound: outbound, allocator: allocator)
+            let sender = RPCResponseSender(outbound: outbound, channel: streamChannel)
             let head: RequestHead
             switch RequestHead.parse(first.headers) {
             case .failure(.http(let status)):

@@ -76,7 +76,8 @@ public final class RPCRequestReader {
 /// message, then messages, then the status in trailers.
 public final class RPCResponseSender: Sendable {
     private let outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>
-    private let allocator: ByteBufferAllocator
+    private let channel: any Channel
+    private var allocator: ByteBufferAllocator { channel.allocator }
     private struct State {
         var headersSent = false
         var initial = RPCMetadata()
@@ -86,9 +87,30 @@ public final class RPCResponseSender: Sendable {
     }
     private let state = NIOLockedValueBox(State())
 
-    init(outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>, allocator: ByteBufferAllocator) {
+    /// `channel` is the call's HTTP/2 stream, which `outbound` writes to.
+    init(outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>, channel: any Channel) {
         self.outbound = outbound
-        self.allocator = allocator
+        self.channel = channel
+    }
+
+    /// Queues a framed message on the stream's event loop without waiting:
+    /// the headers first if they have not gone out. A stream that cannot take
+    /// more (its reader is far behind) is reset instead, so a slow reader never
+    /// makes the server buffer without bound; its client reconnects and resyncs.
+    /// Callers keep their sends in order (one at a time per stream).
+    func enqueue(framed message: ByteBuffer) {
+        let headers = state.withLockedValue { takeHeaders(&$0) }
+        let channel = self.channel
+        channel.eventLoop.execute {
+            guard channel.isActive else { return }
+            if let headers {
+                channel.write(headers, promise: nil)
+            } else if !channel.isWritable {
+                channel.close(promise: nil)
+                return
+            }
+            channel.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(message))), promise: nil)
+        }
     }
 
     /// Metadata to send with the response headers; effective until the first message.
@@ -195,6 +217,25 @@ public struct RPCStreamWriter<Message: WireMessage>: Sendable {
     /// Metadata to send with the response headers, before the first message.
     public func setInitialMetadata(_ metadata: RPCMetadata) {
         sender.setInitialMetadata(metadata)
+    }
+
+    /// Queues a message framed by `RPCFrame.make` without waiting (from any
+    /// thread; callers keep their sends in order). For fan-out: one framed
+    /// buffer serves every stream, and no task wakes per stream. Not to be mixed
+    /// with `send` on the same stream.
+    public func enqueue(_ framed: RPCFrame) {
+        sender.enqueue(framed: framed.buffer)
+    }
+}
+
+/// A response message framed once (gRPC's 5-byte prefix), to be written to
+/// many streams.
+public struct RPCFrame: Sendable {
+    let buffer: ByteBuffer
+
+    /// Frames `message`.
+    public init(_ message: [UInt8]) {
+        buffer = GRPCMessageDeframer.frame(message, allocator: ByteBufferAllocator())
     }
 }
 

@@ -25,7 +25,10 @@ public final class BreakerCoordinator: Sendable {
     private struct Watcher {
         var registry: String
         var prefix: String
-        var continuation: AsyncStream<[UInt8]>.Continuation
+        /// Events are queued straight onto the watcher's stream, in gate order.
+        var writer: RPCStreamWriter<Fusebox_V1_BreakerEvent>
+        /// Finished at shutdown, which ends the watch.
+        var done: AsyncStream<Void>.Continuation
     }
 
     private struct State {
@@ -149,7 +152,7 @@ public final class BreakerCoordinator: Sendable {
     private func publish(_ transitions: [BreakerTransition], key: Key, policy: String) {
         guard !transitions.isEmpty else { return }
         let watchers = state.withLockedValue { s in
-            s.watchers.values.filter { ($0.registry.isEmpty || $0.registry == key.registry) && key.name.hasPrefix($0.prefix) }.map(\.continuation)
+            s.watchers.values.filter { ($0.registry.isEmpty || $0.registry == key.registry) && key.name.hasPrefix($0.prefix) }.map(\.writer)
         }
         for transition in transitions {
             ServerMetrics.transition(registry: key.registry, breaker: key.name, to: transition.status.state)
@@ -161,9 +164,11 @@ public final class BreakerCoordinator: Sendable {
             ])
             var event = Fusebox_V1_BreakerEvent()
             event.event = .transition(Self.wire(transition, key: key, policy: policy))
-            // Encoded once; every watcher's stream shares the bytes.
+            // Encoded and framed once; every watcher's stream shares the buffer.
+            // Called under the gate, so each stream gets its events in order.
             guard let bytes = try? event.encode() else { continue }
-            for watcher in watchers { watcher.yield(bytes) }
+            let frame = RPCFrame(bytes)
+            for watcher in watchers { watcher.enqueue(frame) }
         }
     }
 
@@ -346,24 +351,28 @@ public final class BreakerCoordinator: Sendable {
     }
 
     /// Streams a snapshot of the selected breakers, then every transition.
+    ///
+    /// No task runs per watcher while it waits: transitions are queued onto its
+    /// stream by whoever publishes them. The watch ends when the stream closes
+    /// (the call is cancelled) or at shutdown.
     public func watch(registry: String, prefix: String, writer: RPCStreamWriter<Fusebox_V1_BreakerEvent>) async throws {
-        let (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        let (done, finish) = AsyncStream<Void>.makeStream()
         // Registered under the gate, so no transition falls between the snapshot and the stream.
         let id: UInt64 = await gate.run {
             state.withLockedValue { s in
                 s.nextWatcher += 1
-                s.watchers[s.nextWatcher] = Watcher(registry: registry, prefix: prefix, continuation: continuation)
+                s.watchers[s.nextWatcher] = Watcher(registry: registry, prefix: prefix, writer: writer, done: finish)
                 var snapshot = Fusebox_V1_BreakerSnapshot()
                 snapshot.breakers = s.entries.filter { (registry.isEmpty || $0.key.registry == registry) && $0.key.name.hasPrefix(prefix) }
                     .sorted { $0.key < $1.key }.map { Self.wire($0.value.machine.status, key: $0.key, policy: $0.value.policy) }
                 var event = Fusebox_V1_BreakerEvent()
                 event.event = .snapshot(snapshot)
-                if let bytes = try? event.encode() { continuation.yield(bytes) }
+                if let bytes = try? event.encode() { writer.enqueue(RPCFrame(bytes)) }
                 return s.nextWatcher
             }
         }
         defer { _ = state.withLockedValue { $0.watchers.removeValue(forKey: id) } }
-        for await bytes in stream { try await writer.send(encoded: bytes) }
+        for await _ in done {}
     }
 
     /// Number of open watch streams.
@@ -373,7 +382,7 @@ public final class BreakerCoordinator: Sendable {
     public func shutdown() {
         let watchers = state.withLockedValue { s in
             defer { s.watchers = [:] }
-            return s.watchers.values.map(\.continuation)
+            return s.watchers.values.map(\.done)
         }
         for watcher in watchers { watcher.finish() }
     }
