@@ -2,6 +2,7 @@ import Foundation
 import FuseboxAPI
 import FuseboxCore
 import FuseboxRPC
+import FuseboxTLS
 import FuseboxWire
 import NIOCore
 import NIOPosix
@@ -65,7 +66,10 @@ struct FanOutResult {
 
 /// Fusebox: `watchers` TLS connections each watching breaker "fanout"; a report trips it;
 /// latency = report sent → last watcher sees OPEN. Reset between trips.
-func fanOutFusebox(_ env: Environment, watchers: Int, trips: Int, group: any EventLoopGroup) async throws -> FanOutResult {
+/// `eventLoopWatchers`: watchers read on the event loop (`EventLoopWatcher`),
+/// as light as the peers' clients; otherwise each watcher is an `RPCClient`
+/// call, as the SDK makes it.
+func fanOutFusebox(_ env: Environment, watchers: Int, trips: Int, eventLoopWatchers: Bool, group: any EventLoopGroup) async throws -> FanOutResult {
     let server = try Fuseboxd(env, name: "fanout")
     defer { server.stop() }
     let admin = try server.client("admin", group: group)
@@ -75,22 +79,37 @@ func fanOutFusebox(_ env: Environment, watchers: Int, trips: Int, group: any Eve
                               outcomeBatch(client: "bench", sequence: 0, breakers: [("fanout", 0)], policy: "fanout", success: 1, failure: 0),
                               as: Fusebox_V1_ReportOutcomesResponse.self)
     let seen = SeenLog()  // keyed by generation
-    let clients = try (0..<watchers).map { _ in try server.client("reader", group: group) }
-    var tasks: [Task<Void, Never>] = []
-    for (i, c) in clients.enumerated() {
-        tasks.append(Task {
-            var request = Fusebox_V1_WatchBreakersRequest()
-            request.namePrefix = "fanout"
-            try? await c.serverStreaming("fusebox.v1.BreakerService", "WatchBreakers", request, as: Fusebox_V1_BreakerEvent.self) { event in
-                switch event.event {
-                case .snapshot(let s): for b in s.breakers { seen.record(trip: Int(b.generation) * 10 + Int(b.state.rawValue), watcher: i) }
-                case .transition(let t): if let b = t.status { seen.record(trip: Int(b.generation) * 10 + Int(b.state.rawValue), watcher: i) }
-                case nil: break
-                }
-            }
-        })
+    @Sendable func record(_ event: Fusebox_V1_BreakerEvent, watcher i: Int) {
+        switch event.event {
+        case .snapshot(let s): for b in s.breakers { seen.record(trip: Int(b.generation) * 10 + Int(b.state.rawValue), watcher: i) }
+        case .transition(let t): if let b = t.status { seen.record(trip: Int(b.generation) * 10 + Int(b.state.rawValue), watcher: i) }
+        case nil: break
+        }
     }
-    defer { for t in tasks { t.cancel() } }
+    var request = Fusebox_V1_WatchBreakersRequest()
+    request.namePrefix = "fanout"
+    var clients: [RPCClient] = []
+    var tasks: [Task<Void, Never>] = []
+    var channels: [any Channel] = []
+    if eventLoopWatchers {
+        let tls = try TLSContext(configuration: server.clientTLS("reader"))
+        for i in 0..<watchers {
+            channels.append(try await EventLoopWatcher.open(port: server.port, tls: tls, group: group, request: request) { record($0, watcher: i) })
+        }
+    } else {
+        clients = try (0..<watchers).map { _ in try server.client("reader", group: group) }
+        for (i, c) in clients.enumerated() {
+            tasks.append(Task {
+                try? await c.serverStreaming("fusebox.v1.BreakerService", "WatchBreakers", request, as: Fusebox_V1_BreakerEvent.self) {
+                    record($0, watcher: i)
+                }
+            })
+        }
+    }
+    defer {
+        for t in tasks { t.cancel() }
+        for c in channels { c.close(promise: nil) }
+    }
     let reporter = try server.client("reporter", group: group)
     var latencies: [Double] = []
     var firsts: [Double] = []

@@ -135,14 +135,19 @@ final class Fuseboxd {
         port = p
     }
 
-    func client(_ identity: String?, group: any EventLoopGroup) throws -> RPCClient {
+    /// Client TLS with the dev certificate of `identity` (none: anonymous).
+    func clientTLS(_ identity: String?) -> TLSConfiguration {
         var tls = TLSConfiguration(role: .client)
         tls.trustRootsPath = "\(env.certs)/ca.pem"
         if let identity {
             tls.certificateChainPath = "\(env.certs)/\(identity).pem"
             tls.privateKeyPath = "\(env.certs)/\(identity).key"
         }
-        var c = RPCClientConfiguration(host: "127.0.0.1", port: port, tls: tls)
+        return tls
+    }
+
+    func client(_ identity: String?, group: any EventLoopGroup) throws -> RPCClient {
+        var c = RPCClientConfiguration(host: "127.0.0.1", port: port, tls: clientTLS(identity))
         c.connectTimeout = .seconds(30)
         return try RPCClient(configuration: c, group: group)
     }

@@ -43,17 +43,21 @@ if only.contains(1) {
     let watchers = quick ? 200 : 1_000
     let trips = quick ? 5 : 20
     log("1: trip fan-out, \(watchers) watchers, \(trips) trips")
-    let f = try await fanOutFusebox(env, watchers: watchers, trips: trips, group: group)
+    let sdk = try await fanOutFusebox(env, watchers: watchers, trips: trips, eventLoopWatchers: false, group: group)
+    let f = try await fanOutFusebox(env, watchers: watchers, trips: trips, eventLoopWatchers: true, group: group)
     let e = try await fanOutEtcd(env, watchers: watchers, trips: trips, group: group)
     let r = try await fanOutRedis(env, watchers: watchers, trips: trips, group: group)
     let faster = min(e.p99, r.p99)
-    row(["1", "trip fan-out to \(watchers) watchers, p50 (\(f.trips) trips)", "\(fmt(f.p50, 2)) ms (TLS)",
+    row(["1", "trip fan-out to \(watchers) watchers, p50 (\(f.trips) trips; watchers read on the event loop, like the peers' clients)", "\(fmt(f.p50, 2)) ms (TLS)",
          "etcd \(fmt(e.p50, 2)) ms, Redis \(fmt(r.p50, 2)) ms", fmt(f.p50 / min(e.p50, r.p50), 2), "—", "—"])
     row(["1", "trip to the first of \(watchers) watchers, p50", "\(fmt(f.firstP50, 2)) ms", "etcd \(fmt(e.firstP50, 2)) ms, Redis \(fmt(r.firstP50, 2)) ms",
          fmt(f.firstP50 / min(e.firstP50, r.firstP50), 2), "—", "—"])
-    row(["1", "trip fan-out to \(watchers) watchers, p99", "\(fmt(f.p99, 2)) ms (TLS)",
+    row(["1", "trip fan-out to \(watchers) watchers, p99 (watchers read on the event loop)", "\(fmt(f.p99, 2)) ms (TLS)",
          "etcd \(fmt(e.p99, 2)) ms, Redis \(fmt(r.p99, 2)) ms (plaintext)", fmt(f.p99 / faster, 2),
          "≤ 50 ms and ≤ faster peer", f.p99 <= 50 && f.p99 <= faster ? "yes" : "no"])
+    row(["1", "trip fan-out to \(watchers) watchers on the SDK's RPC client (a task per stream), p50 / p99", "\(fmt(sdk.p50, 2)) / \(fmt(sdk.p99, 2)) ms (TLS)",
+         "etcd \(fmt(e.p99, 2)) ms, Redis \(fmt(r.p99, 2)) ms (p99)", fmt(sdk.p99 / faster, 2),
+         "≤ 50 ms and ≤ faster peer", sdk.p99 <= 50 && sdk.p99 <= faster ? "yes" : "no"])
 }
 
 if only.contains(2) {
