@@ -66,6 +66,20 @@ final class EchoService: Sendable {
                 try await writer.send(reply)
             }
         }
+        // Queues `description` messages of 1 KiB without waiting (as fan-out
+        // does), then holds the stream open until the call is cancelled.
+        router.serverStreaming(Self.name, "Flood") { [self] (request: Message, writer: RPCStreamWriter<Message>, _) in
+            var reply = Message()
+            reply.description = String(repeating: "x", count: 1_024)
+            let frame = RPCFrame(try reply.encode())
+            for _ in 0..<(Int(request.description) ?? 0) { writer.enqueue(frame) }
+            do {
+                try await Task.sleep(for: .seconds(30))
+            } catch {
+                cancelled.withLockedValue { $0 += 1 }
+                throw error
+            }
+        }
         router.clientStreaming(Self.name, "Join") { (requests: RPCMessageStream<Message>, _) in
             var parts: [String] = []
             for try await request in requests { parts.append(request.description) }

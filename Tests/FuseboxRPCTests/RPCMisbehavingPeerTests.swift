@@ -75,6 +75,19 @@ final class RPCMisbehavingPeerTests: XCTestCase {
         await waitUntil("the accepted streams were freed") { server.echo.cancelled.withLockedValue { $0 } == 100 }
     }
 
+    /// A reader that stops reading while the server queues messages without
+    /// waiting (`RPCStreamWriter.enqueue`, used for fan-out): once the stream
+    /// cannot take more, it is reset rather than buffered without bound, and
+    /// the handler is cancelled. The tear-down checks that the connection
+    /// opened before still works.
+    func testAStreamWhoseReaderFallsBehindIsResetNotBuffered() async throws {
+        let lines = try misbehave("slow-reader")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("reset 1 ") }, "the flooded stream was not reset: \(lines)")
+        let received = lines.first { $0.hasPrefix("received ") }.flatMap { Int($0.dropFirst(9)) } ?? 0
+        XCTAssertLessThan(received, 1_000 * 1_024, "at most about the 64 KiB window arrived, not the 2 MiB asked for: \(lines)")
+        await waitUntil("the flooding handler was cancelled") { server.echo.cancelled.withLockedValue { $0 } == 1 }
+    }
+
     func testAbruptDisconnectMidStreamCancelsTheHandler() async throws {
         XCTAssertEqual(try misbehave("abrupt-disconnect"), ["disconnected"])
         await waitUntil("the orphaned handler was cancelled") { server.echo.cancelled.withLockedValue { $0 } == 1 }

@@ -5,7 +5,7 @@ Prints what the server answered, one fact per line, e.g. "goaway 1",
 "reset 1 7", "grpc-status 12", "refused 50", "closed".
 Usage: h2_misbehave.py CASE --port P --ca F --cert F --key F
 Cases: garbage-after-preface, no-path, unknown-method, oversized-length,
-       too-many-streams, abrupt-disconnect, compressed-flag, ping-flood, listen (LISTEN_SECONDS)
+       too-many-streams, abrupt-disconnect, compressed-flag, ping-flood, slow-reader, listen (LISTEN_SECONDS)
 """
 import argparse
 import socket
@@ -140,6 +140,15 @@ elif case == "ping-flood":
         # Read between pings, so the server's GOAWAY is seen before a write to a closed socket.
         if terminated(pump(0.1, until=terminated)):
             break
+elif case == "slow-reader":
+    # Asks for 2,000 messages of 1 KiB and never acknowledges what arrives, so
+    # the flow-control window closes after 64 KiB and the rest piles up on the server.
+    conn.send_headers(1, request_headers("/fusebox.testing.Echo/Flood"))
+    conn.send_data(1, message(b"\x12\x042000"), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    events = pump(5.0, until=lambda ev: any(isinstance(e, h2.events.StreamReset) for e in ev))
+    received = sum(len(e.data) for e in events if isinstance(e, h2.events.DataReceived))
+    print(f"received {received}")
 elif case == "listen":
     pump(float(__import__("os").environ.get("LISTEN_SECONDS", "2")))
 else:
