@@ -1,5 +1,6 @@
-public import FuseboxTLS
 public import FuseboxRPC
+public import FuseboxTLS
+import Synchronization
 
 /// The roles of DESIGN §Security: each includes the ones before it.
 public enum Role: String, Sendable, Hashable, Comparable, CaseIterable {
@@ -54,9 +55,15 @@ public struct RoleRule: Sendable, Hashable {
 /// Maps callers to roles and refuses calls that lack one.
 public struct Authorizer: Sendable {
     /// The rules, in order; a caller gets the highest role any rule grants.
-    public var rules: [RoleRule]
+    public var rules: [RoleRule] {
+        didSet { roles = RoleCache() }
+    }
     /// Development mode: callers without a certificate get this role (nil: refused).
     public var anonymousRole: Role?
+    /// Roles already worked out, by certificate fingerprint: every call checks
+    /// its caller, and matching each rule's pattern each time cost more than
+    /// the rest of authorization.
+    private var roles = RoleCache()
 
     /// The development certificates' mapping: `spiffe://fusebox.local/role/<role>` and CN `fusebox-<role>`.
     public static let developmentRules: [RoleRule] = Role.allCases.flatMap { role in
@@ -73,7 +80,7 @@ public struct Authorizer: Sendable {
     /// The role of `peer`, if any.
     public func role(of peer: TLSPeerIdentity?) -> Role? {
         guard let peer else { return anonymousRole }
-        return rules.filter { $0.matches(peer) }.map(\.role).max()
+        return roles.role(of: peer) { rules.filter { $0.matches(peer) }.map(\.role).max() }
     }
 
     /// Throws PERMISSION_DENIED naming the missing role unless the caller has `needed`.
@@ -93,6 +100,21 @@ public struct Authorizer: Sendable {
     public static func describe(_ peer: TLSPeerIdentity?) -> String {
         guard let peer else { return "an anonymous caller" }
         return peer.commonName ?? peer.uris.first ?? peer.dnsNames.first ?? "certificate \(peer.fingerprintSHA256.prefix(16))"
+    }
+}
+
+/// Roles by certificate fingerprint, bounded: emptied when it holds 10,000.
+private final class RoleCache: Sendable {
+    private let known = Mutex<[String: Role?]>([:])
+
+    func role(of peer: TLSPeerIdentity, _ compute: () -> Role?) -> Role? {
+        if let cached = known.withLock({ $0[peer.fingerprintSHA256] }) { return cached }
+        let role = compute()
+        known.withLock { known in
+            if known.count >= 10_000 { known.removeAll() }
+            known[peer.fingerprintSHA256] = role
+        }
+        return role
     }
 }
 
