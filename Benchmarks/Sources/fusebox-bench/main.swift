@@ -82,6 +82,9 @@ if only.contains(3) {
     let c = try await coldStart(env, clients: clients)
     row(["3", "cold start: \(clients) clients, TLS (ECDSA P-256) + fetch a 100-policy registry (\(c.bytes) bytes), h2load", "\(fmt(c.fusebox, 0)) ms",
          "nginx \(fmt(c.nginx, 0)) ms", fmt(c.fusebox / c.nginx, 2), "≤ 1.2× nginx", c.fusebox <= 1.2 * c.nginx ? "yes" : "no"])
+    row(["3", "server CPU per connection in that run (handshake + one request; /proc/PID/stat, nginx with its workers)",
+         "\(fmt(c.fuseboxCPU * 1e6 / Double(clients), 0)) µs", "nginx \(fmt(c.nginxCPU * 1e6 / Double(clients), 0)) µs",
+         fmt(c.fuseboxCPU / max(c.nginxCPU, 1e-9), 2), "—", "—"])
 }
 
 if only.contains(6) {
