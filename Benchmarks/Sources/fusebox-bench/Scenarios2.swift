@@ -265,7 +265,8 @@ func grpcFramed(_ message: [UInt8]) -> [UInt8] {
     return [0, UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)] + message
 }
 
-/// nginx serving the files in `dir` over TLS and HTTP/2, two workers.
+/// nginx serving the files in `dir` over TLS and HTTP/2, two workers, idle
+/// connections kept for an hour (the memory scenario holds 10,000).
 struct Nginx {
     let port: Int
     private let child: Child
@@ -276,11 +277,14 @@ struct Nginx {
         port = freePort()
         let conf = """
             worker_processes 2;
+            worker_rlimit_nofile 40000;
             pid \(dir)/nginx.pid;
             error_log \(dir)/nginx-error.log;
             events { worker_connections 20000; }
             http {
               access_log off;
+              keepalive_timeout 3600s;
+              client_header_timeout 3600s;
               server {
                 listen 127.0.0.1:\(port) ssl http2;
                 ssl_certificate \(env.certs)/server.pem;

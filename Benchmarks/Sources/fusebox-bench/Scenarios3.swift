@@ -41,21 +41,6 @@ func idleTLS(port: Int, context: TLSContext, group: any EventLoopGroup) async th
     return channel
 }
 
-/// RSS of a process and its children (nginx master + workers), KiB.
-func treeRSS(_ pid: Int32) -> Int {
-    var total = rssKiB(pid)
-    if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") {
-        for e in entries {
-            guard let child = Int32(e), let stat = try? String(contentsOfFile: "/proc/\(e)/stat", encoding: .utf8),
-                let close = stat.lastIndex(of: ")")
-            else { continue }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.count > 1, Int32(fields[1]) == pid { total += rssKiB(child) }
-        }
-    }
-    return total
-}
-
 /// fuseboxd: RSS growth per idle connection holding a WatchBreakers stream.
 /// nginx: RSS growth per idle TLS connection.
 func memoryPerConnection(_ env: Environment, connections: Int, group: any EventLoopGroup) async throws -> (fusebox: Double, nginx: Double) {
@@ -92,36 +77,18 @@ func memoryPerConnection(_ env: Environment, connections: Int, group: any EventL
 
     let dir = "\(env.work)/memory-nginx"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    let port = freePort()
-    try """
-        worker_processes 2;
-        worker_rlimit_nofile 40000;
-        pid \(dir)/nginx.pid;
-        error_log \(dir)/nginx-error.log;
-        events { worker_connections 20000; }
-        http {
-          access_log off;
-          keepalive_timeout 3600s;
-          client_header_timeout 3600s;
-          server {
-            listen 127.0.0.1:\(port) ssl http2;
-            ssl_certificate \(env.certs)/server.pem;
-            ssl_certificate_key \(env.certs)/server.key;
-          }
-        }
-        """.write(toFile: "\(dir)/nginx.conf", atomically: true, encoding: .utf8)
-    let nginx = try Child("/usr/sbin/nginx", ["-c", "\(dir)/nginx.conf", "-p", dir, "-g", "daemon off;"], log: "\(dir)/nginx.log")
+    let nginx = try Nginx(env, dir: dir)
     defer { nginx.stop() }
-    try waitForPort(port)
+    let port = nginx.port
     try await Task.sleep(for: .milliseconds(500))
     var tls = TLSConfiguration(role: .client)
     tls.trustRootsPath = "\(env.certs)/ca.pem"
     let context = try TLSContext(configuration: tls)
-    let nginxBefore = treeRSS(nginx.pid)
+    let nginxBefore = processTree(nginx.pid).map(rssKiB).reduce(0, +)
     var channels: [any Channel] = []
     for _ in 0..<connections { channels.append(try await idleTLS(port: port, context: context, group: group)) }
     try await Task.sleep(for: .seconds(2))
-    let nginxAfter = treeRSS(nginx.pid)
+    let nginxAfter = processTree(nginx.pid).map(rssKiB).reduce(0, +)
     for c in channels { try? await c.close() }
     return (fuseboxPer, Double(nginxAfter - nginxBefore) / Double(connections))
 }

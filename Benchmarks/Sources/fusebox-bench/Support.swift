@@ -54,16 +54,21 @@ final class Child: @unchecked Sendable {
     }
 }
 
-/// CPU seconds of a process and its direct children (nginx's workers).
-func treeCPUSeconds(_ pid: Int32) -> Double {
-    let children = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return children.compactMap { Int32($0) }.filter { candidate in
+/// A process and its direct children (nginx's master and workers).
+func processTree(_ pid: Int32) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return [pid] + entries.compactMap { Int32($0) }.filter { candidate in
         guard candidate != pid, let text = try? String(contentsOfFile: "/proc/\(candidate)/stat", encoding: .utf8),
             let close = text.lastIndex(of: ")")
         else { return false }
         // After the command: state, then the parent's pid.
         return text[text.index(after: close)...].split(separator: " ").dropFirst().first.flatMap { Int32($0) } == pid
-    }.reduce(cpuSeconds(pid)) { $0 + cpuSeconds($1) }
+    }
+}
+
+/// CPU seconds of a process and its direct children.
+func treeCPUSeconds(_ pid: Int32) -> Double {
+    processTree(pid).map(cpuSeconds).reduce(0, +)
 }
 
 /// Resident memory of a process, in KiB (VmRSS).
