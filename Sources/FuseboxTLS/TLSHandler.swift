@@ -118,7 +118,11 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func driveHandshake(context: ChannelHandlerContext) {
         guard let connection else { return }
         let result = connection.handshake()
-        writeCiphertext(context: context, flush: true)
+        // The flight that completes the handshake (a server's session tickets)
+        // waits for the application's first bytes, so both leave in one write.
+        var finished = false
+        if case .complete = result { finished = true }
+        writeCiphertext(context: context, flush: !finished)
         switch result {
         case .wantRead:
             break
@@ -138,6 +142,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.fireUserInboundEventTriggered(completed)
                 readPlaintext(context: context)
                 encryptPending(context: context)
+                context.flush()
             }
         }
     }
