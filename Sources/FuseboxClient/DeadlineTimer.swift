@@ -1,5 +1,5 @@
+import NIOConcurrencyHelpers
 import NIOCore
-import Synchronization
 
 /// Something a `DeadlineTimer` tells when its deadline passes.
 protocol DeadlineAction: AnyObject, Sendable {
@@ -26,7 +26,7 @@ final class DeadlineTimer: Sendable {
         static func < (a: Armed, b: Armed) -> Bool { (a.at, a.id) < (b.at, b.id) }
     }
 
-    private struct State: ~Copyable {
+    private struct State {
         var actions: [UInt64: Action] = [:]
         /// Min-heap by deadline; disarmed entries stay until popped or compacted.
         var heap: [Armed] = []
@@ -39,7 +39,8 @@ final class DeadlineTimer: Sendable {
     }
 
     private let eventLoop: any EventLoop
-    private let state = Mutex(State())
+    // A pthread lock (NIO's), which ThreadSanitizer follows on its contended path too.
+    private let state = NIOLockedValueBox(State())
 
     init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
@@ -47,7 +48,7 @@ final class DeadlineTimer: Sendable {
 
     /// Runs `action` on the event loop at `deadline` unless `disarm` is called first.
     func arm(at deadline: NIODeadline, _ action: Action) -> UInt64 {
-        state.withLock { s in
+        state.withLockedValue { s in
             let id = s.nextID
             s.nextID &+= 1
             s.actions[id] = action
@@ -63,7 +64,7 @@ final class DeadlineTimer: Sendable {
     /// Forgets a deadline; true when it had not fired yet.
     @discardableResult
     func disarm(_ id: UInt64) -> Bool {
-        state.withLock { s in
+        state.withLockedValue { s in
             guard s.actions.removeValue(forKey: id) != nil else { return false }
             // Disarmed entries are dropped in bulk once they outnumber the armed ones.
             if s.heap.count > 64, s.heap.count > 2 * s.actions.count {
@@ -76,7 +77,7 @@ final class DeadlineTimer: Sendable {
     }
 
     /// Number of armed deadlines.
-    var armedCount: Int { state.withLock { $0.actions.count } }
+    var armedCount: Int { state.withLockedValue { $0.actions.count } }
 
     /// Replaces the pending wake-up (called under the lock; NIO runs the task
     /// later, never inside this call).
@@ -89,7 +90,7 @@ final class DeadlineTimer: Sendable {
 
     private func fire(_ token: UInt64) {
         let now = NIODeadline.now()
-        let due = state.withLock { s -> [Action] in
+        let due = state.withLockedValue { s -> [Action] in
             guard token == s.wakeToken else { return [] }  // replaced by an earlier wake-up
             var due: [Action] = []
             while let top = s.heap.first, top.at <= now {

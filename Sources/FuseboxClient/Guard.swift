@@ -279,28 +279,24 @@ public final class Guard: Sendable {
 
 /// The meeting point of a deadline and the task it limits: whichever comes
 /// second, the task starting or the deadline passing, cancels the task.
-private final class DeadlineRace<T: Sendable>: DeadlineAction {
-    private struct State {
-        var task: Task<T, any Error>?
-        var expired = false
-    }
-    private let state = Mutex(State())
+/// Lock-free: one atomic word holds both events; the task is written once,
+/// before the "started" bit that publishes it.
+private final class DeadlineRace<T: Sendable>: DeadlineAction, @unchecked Sendable {
+    private static var startedBit: Int { 1 }
+    private static var expiredBit: Int { 2 }
+    private let events = Atomic<Int>(0)
+    private var task: Task<T, any Error>?
 
     func started(_ task: Task<T, any Error>) {
-        let expired = state.withLock { s in
-            s.task = task
-            return s.expired
-        }
-        if expired { task.cancel() }
+        self.task = task
+        let before = events.bitwiseOr(Self.startedBit, ordering: .acquiringAndReleasing).oldValue
+        if before & Self.expiredBit != 0 { task.cancel() }
     }
 
     func deadlinePassed() {
-        let task = state.withLock { s in
-            s.expired = true
-            return s.task
-        }
-        task?.cancel()
+        let before = events.bitwiseOr(Self.expiredBit, ordering: .acquiringAndReleasing).oldValue
+        if before & Self.startedBit != 0 { task?.cancel() }
     }
 
-    var expired: Bool { state.withLock { $0.expired } }
+    var expired: Bool { events.load(ordering: .acquiring) & Self.expiredBit != 0 }
 }

@@ -1,5 +1,5 @@
 import CoreMetrics
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A swift-metrics backend that remembers every counter and gauge value, for
 /// tests that check what the SDK exports. Bootstrapped once per test process.
@@ -10,7 +10,10 @@ final class RecordingMetrics: MetricsFactory, Sendable {
         return m
     }()
 
-    private let values = Mutex<[String: Double]>([:])
+    // A pthread lock, which ThreadSanitizer follows: Synchronization's Mutex
+    // takes its contended path inside the uninstrumented runtime, so TSan missed
+    // the ordering when the in-process server and the SDK updated metrics at once.
+    private let values = NIOLockedValueBox<[String: Double]>([:])
 
     static func key(_ label: String, _ dimensions: [(String, String)]) -> String {
         ([label] + dimensions.sorted { $0.0 < $1.0 }.map { "\($0.0)=\($0.1)" }).joined(separator: ",")
@@ -18,7 +21,7 @@ final class RecordingMetrics: MetricsFactory, Sendable {
 
     /// The value of a counter (its total) or gauge (its last value).
     func value(_ label: String, _ dimensions: [(String, String)] = []) -> Double {
-        values.withLock { $0[Self.key(label, dimensions)] ?? 0 }
+        values.withLockedValue { $0[Self.key(label, dimensions)] ?? 0 }
     }
 
     private final class Handler: CounterHandler, RecorderHandler, TimerHandler, Sendable {
@@ -28,10 +31,10 @@ final class RecordingMetrics: MetricsFactory, Sendable {
             self.key = key
             self.owner = owner
         }
-        func increment(by amount: Int64) { owner.values.withLock { $0[key, default: 0] += Double(amount) } }
-        func reset() { owner.values.withLock { $0[key] = 0 } }
+        func increment(by amount: Int64) { owner.values.withLockedValue { $0[key, default: 0] += Double(amount) } }
+        func reset() { owner.values.withLockedValue { $0[key] = 0 } }
         func record(_ value: Int64) { record(Double(value)) }
-        func record(_ value: Double) { owner.values.withLock { $0[key] = value } }
+        func record(_ value: Double) { owner.values.withLockedValue { $0[key] = value } }
         func recordNanoseconds(_ duration: Int64) {}
     }
 

@@ -1,6 +1,6 @@
 public import FuseboxRPC
 public import FuseboxTLS
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The roles of DESIGN §Security: each includes the ones before it.
 public enum Role: String, Sendable, Hashable, Comparable, CaseIterable {
@@ -105,12 +105,12 @@ public struct Authorizer: Sendable {
 
 /// Roles by certificate fingerprint, bounded: emptied when it holds 10,000.
 private final class RoleCache: Sendable {
-    private let known = Mutex<[String: Role?]>([:])
+    private let known = NIOLockedValueBox<[String: Role?]>([:])
 
     func role(of peer: TLSPeerIdentity, _ compute: () -> Role?) -> Role? {
-        if let cached = known.withLock({ $0[peer.fingerprintSHA256] }) { return cached }
+        if let cached = known.withLockedValue({ $0[peer.fingerprintSHA256] }) { return cached }
         let role = compute()
-        known.withLock { known in
+        known.withLockedValue { known in
             if known.count >= 10_000 { known.removeAll() }
             known[peer.fingerprintSHA256] = role
         }
