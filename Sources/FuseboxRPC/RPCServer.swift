@@ -194,7 +194,7 @@ public final class RPCServer: Sendable {
         }
     }
 
-    private enum Ending: Sendable {
+    fileprivate enum Ending: Sendable {
         case finished(RPCMetadata)
         case failed(RPCError)
         case peerGone
@@ -203,64 +203,76 @@ public final class RPCServer: Sendable {
     /// Runs a handler against its deadline and the stream's life: whichever
     /// ends first decides, and the handler is cancelled if it has not ended.
     ///
-    /// One task per call: the handler starts at once on this thread (no hop)
-    /// and runs until it first suspends; the stream's close and the deadline
-    /// are callbacks on the event loop that cancel it, not tasks of their own.
+    /// Two child tasks: the handler, and one that waits for the stream to close
+    /// or the deadline to pass (both event-loop callbacks, no sleeping task).
     private static func run(
         _ handler: @escaping RPCRouter.Handler, reader: sending RPCRequestReader, sender: RPCResponseSender,
         context: RPCServerContext, closeFuture: EventLoopFuture<Void>
     ) async -> Ending {
         // The reader goes to the handler's task alone; nothing else touches it.
         let transfer = UncheckedTransfer(value: reader)
-        let race = CallRace()
-        let call = Task.immediate { () async -> Ending in
-            let ending: Ending
-            do {
-                ending = .finished(try await handler(transfer.value, sender, context))
-            } catch let error as RPCError {
-                ending = .failed(error)
-            } catch is CancellationError {
-                ending = .failed(RPCError(.cancelled, "the call was cancelled"))
-            } catch {
-                ending = .failed(RPCError(.unknown, "\(error)"))
+        return await withTaskGroup(of: Ending.self) { group in
+            group.addTask {
+                do {
+                    return .finished(try await handler(transfer.value, sender, context))
+                } catch let error as RPCError {
+                    return .failed(error)
+                } catch is CancellationError {
+                    return .failed(RPCError(.cancelled, "the call was cancelled"))
+                } catch {
+                    return .failed(RPCError(.unknown, "\(error)"))
+                }
             }
-            _ = race.claim(.handler)
-            return ending
-        }
-        closeFuture.whenComplete { _ in if race.claim(.streamClosed) { call.cancel() } }
-        let timer = context.deadline.map { deadline in
-            let left = ContinuousClock.now.duration(to: deadline).components
-            let nanos = max(0, left.seconds * 1_000_000_000 + left.attoseconds / 1_000_000_000)
-            return closeFuture.eventLoop.scheduleTask(in: .nanoseconds(nanos)) { if race.claim(.deadline) { call.cancel() } }
-        }
-        let ending = await withTaskCancellationHandler {
-            await call.value
-        } onCancel: {
-            call.cancel()
-        }
-        timer?.cancel()
-        switch race.winner {
-        case .streamClosed: return .peerGone
-        case .deadline: return .failed(RPCError(.deadlineExceeded, "the deadline passed before the call finished"))
-        case .handler, .none: return ending
+            group.addTask {
+                let interruption = CallInterruption()
+                return await withTaskCancellationHandler {
+                    await withCheckedContinuation { continuation in
+                        interruption.wait(continuation)
+                        closeFuture.whenComplete { _ in interruption.end(.peerGone) }
+                        if let deadline = context.deadline {
+                            let left = ContinuousClock.now.duration(to: deadline).components
+                            let nanos = max(0, left.seconds * 1_000_000_000 + left.attoseconds / 1_000_000_000)
+                            let timer = closeFuture.eventLoop.scheduleTask(in: .nanoseconds(nanos)) {
+                                interruption.end(.failed(RPCError(.deadlineExceeded, "the deadline passed before the call finished")))
+                            }
+                            closeFuture.whenComplete { _ in timer.cancel() }
+                        }
+                    }
+                } onCancel: {
+                    interruption.end(.peerGone)  // the handler finished first; this result is not used
+                }
+            }
+            let first = await group.next() ?? .peerGone
+            group.cancelAll()
+            return first
         }
     }
 }
 
-/// Which of a call's handler, its stream's close and its deadline came first.
-private final class CallRace: Sendable {
-    enum Winner: Int {
-        case none, handler, streamClosed, deadline
-    }
-    private let state = Atomic<Int>(Winner.none.rawValue)
+/// What ends a call before its handler does: the stream closing or the
+/// deadline passing. The first to come resumes the waiter; the rest do nothing.
+private final class CallInterruption: Sendable {
+    private let state = NIOLockedValueBox<(waiter: CheckedContinuation<RPCServer.Ending, Never>?, ended: RPCServer.Ending?)>((nil, nil))
 
-    /// True for the first claimant only.
-    func claim(_ winner: Winner) -> Bool {
-        state.compareExchange(expected: Winner.none.rawValue, desired: winner.rawValue, ordering: .acquiringAndReleasing).exchanged
+    func wait(_ continuation: CheckedContinuation<RPCServer.Ending, Never>) {
+        let ended = state.withLockedValue { s -> RPCServer.Ending? in
+            if s.ended == nil { s.waiter = continuation }
+            return s.ended
+        }
+        if let ended { continuation.resume(returning: ended) }
     }
 
-    var winner: Winner { Winner(rawValue: state.load(ordering: .acquiring)) ?? .none }
+    func end(_ ending: RPCServer.Ending) {
+        let waiter = state.withLockedValue { s -> CheckedContinuation<RPCServer.Ending, Never>? in
+            guard s.ended == nil else { return nil }
+            s.ended = ending
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: ending)
+    }
 }
+
 
 /// Passes a connection's TLS failures to the configured observer.
 private final class TLSFailureObserver: ChannelInboundHandler {
