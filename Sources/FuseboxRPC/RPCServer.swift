@@ -14,26 +14,17 @@ import Synchronization
 /// async functions running in tasks, never on the event loop.
 public final class RPCServer: Sendable {
     typealias StreamChannel = NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>
+    typealias Connection = (channel: any Channel, streams: NIOHTTP2Handler.AsyncStreamMultiplexer<StreamChannel>, state: ConnectionState)
 
     /// The configuration.
     public let configuration: RPCServerConfiguration
     private let router: RPCRouter
     private let tls: TLSContextProvider
     private let group: any EventLoopGroup
-    private let listener = NIOLockedValueBox<(any Channel)?>(nil)
+    private let listener = NIOLockedValueBox<NIOAsyncChannel<Connection, Never>?>(nil)
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
     private let connectionCount = NIOLockedValueBox<Int>(0)
     private let shuttingDown = Atomic<Bool>(false)
-    /// Calls as their streams open, handed from the event loops to `serve()`,
-    /// which runs each in a child task.
-    private let calls: AsyncStream<IncomingCall>
-    private let incoming: AsyncStream<IncomingCall>.Continuation
-
-    private struct IncomingCall: Sendable {
-        var stream: StreamChannel
-        var connection: ConnectionState
-        var remote: String?
-    }
 
     /// A server for `router`'s methods, with TLS from `tls`.
     public init(configuration: RPCServerConfiguration, router: RPCRouter, tls: TLSContextProvider, group: any EventLoopGroup) {
@@ -41,89 +32,72 @@ public final class RPCServer: Sendable {
         self.router = router
         self.tls = tls
         self.group = group
-        (calls, incoming) = AsyncStream.makeStream()
     }
 
     /// Binds the listening socket; returns the address (with the real port).
-    ///
-    /// Connections are set up on their event loop as they are accepted, with
-    /// no task of their own: each call (HTTP/2 stream) gets one child task of
-    /// `serve()`, which runs its handler.
     @discardableResult
     public func start() async throws -> SocketAddress {
+        let configuration = self.configuration
+        let tls = self.tls
+        let connections = self.connections
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture { try self.configureConnection(channel) }
+            .bind(host: configuration.host, port: configuration.port) { [connectionCount] channel in
+                channel.eventLoop.makeCompletedFuture { () throws -> Connection in
+                    let state = ConnectionState()
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(TLSHandler(context: tls.current))
+                    if let observer = configuration.onTLSFailure {
+                        try sync.addHandler(TLSFailureObserver(observer: observer))
+                    }
+                    var h2 = NIOHTTP2Handler.Configuration()
+                    h2.connection.initialSettings = [
+                        HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maximumConcurrentStreams),
+                        HTTP2Setting(parameter: .maxHeaderListSize, value: 16 * 1024),
+                        HTTP2Setting(parameter: .initialWindowSize, value: 1024 * 1024),
+                    ]
+                    let streams = try sync.configureAsyncHTTP2Pipeline(mode: .server, streamDelegate: StreamLifecycle(), configuration: h2) { stream in
+                        stream.eventLoop.makeCompletedFuture { try StreamChannel(wrappingChannelSynchronously: stream) }
+                    }
+                    try sync.addHandler(ConnectionManagementHandler(configuration: configuration, connection: state))
+                    // Over the limit: accept, then close at once.
+                    if connectionCount.withLockedValue({ count in
+                        count += 1
+                        return count
+                    }) > configuration.maximumConnections {
+                        channel.close(promise: nil)
+                    }
+                    let id = ObjectIdentifier(channel)
+                    connections.withLockedValue { $0[id] = channel }
+                    channel.closeFuture.whenComplete { _ in
+                        connectionCount.withLockedValue { $0 -= 1 }
+                        _ = connections.withLockedValue { $0.removeValue(forKey: id) }
+                    }
+                    return (channel, streams, state)
+                }
             }
-            .bind(host: configuration.host, port: configuration.port)
-            .get()
         listener.withLockedValue { $0 = channel }
-        guard let address = channel.localAddress else { throw RPCError(.internal, "the listener has no address") }
+        guard let address = channel.channel.localAddress else { throw RPCError(.internal, "the listener has no address") }
         return address
-    }
-
-    /// The pipeline of one accepted connection: TLS, HTTP/2 with a stream
-    /// initializer that starts each call's task, connection management.
-    private func configureConnection(_ channel: any Channel) throws {
-        let state = ConnectionState()
-        let sync = channel.pipeline.syncOperations
-        try sync.addHandler(TLSHandler(context: tls.current))
-        if let observer = configuration.onTLSFailure {
-            try sync.addHandler(TLSFailureObserver(observer: observer))
-        }
-        var connection = NIOHTTP2Handler.ConnectionConfiguration()
-        connection.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maximumConcurrentStreams),
-            HTTP2Setting(parameter: .maxHeaderListSize, value: 16 * 1024),
-            HTTP2Setting(parameter: .initialWindowSize, value: 1024 * 1024),
-        ]
-        let remote = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
-        _ = try sync.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: connection, streamConfiguration: .init(), streamDelegate: StreamLifecycle()
-        ) { [incoming] stream in
-            stream.eventLoop.makeCompletedFuture {
-                incoming.yield(IncomingCall(stream: try StreamChannel(wrappingChannelSynchronously: stream), connection: state, remote: remote))
-            }
-        }
-        try sync.addHandler(ConnectionManagementHandler(configuration: configuration, connection: state))
-        // Over the limit: accept, then close at once.
-        if connectionCount.withLockedValue({ count in
-            count += 1
-            return count
-        }) > configuration.maximumConnections {
-            channel.close(promise: nil)
-        }
-        let id = ObjectIdentifier(channel)
-        connections.withLockedValue { $0[id] = channel }
-        channel.closeFuture.whenComplete { [connectionCount, connections] _ in
-            connectionCount.withLockedValue { $0 -= 1 }
-            _ = connections.withLockedValue { $0.removeValue(forKey: id) }
-        }
     }
 
     /// Connections open now.
     public var openConnections: Int { connections.withLockedValue { $0.count } }
 
     /// The bound port (0 before `start`).
-    public var port: Int { listener.withLockedValue { $0?.localAddress?.port } ?? 0 }
+    public var port: Int { listener.withLockedValue { $0?.channel.localAddress?.port } ?? 0 }
 
-    /// Serves calls until `shutdown()` has closed every connection and every
-    /// call has ended. Cancelling the task that serves closes the listener and
-    /// every connection at once, without a grace period.
+    /// Serves connections until shutdown completes.
     public func serve() async throws {
         guard let listener = listener.withLockedValue({ $0 }) else { throw RPCError(.failedPrecondition, "start() the server first") }
-        await withTaskCancellationHandler {
-            await withDiscardingTaskGroup { group in
-                for await call in calls {
-                    group.addTask { await self.serveStream(call.stream, connection: call.connection, remote: call.remote) }
+        try await withThrowingDiscardingTaskGroup { group in
+            try await listener.executeThenClose { inbound in
+                for try await connection in inbound {
+                    group.addTask { await self.serveConnection(connection) }
                 }
             }
-        } onCancel: { [connections] in
-            listener.close(promise: nil)
-            for channel in connections.withLockedValue({ Array($0.values) }) { channel.close(promise: nil) }
         }
     }
 
@@ -131,7 +105,7 @@ public final class RPCServer: Sendable {
     /// grace period, then closes every connection.
     public func shutdown() async {
         guard !shuttingDown.exchange(true, ordering: .relaxed) else { return }
-        try? await listener.withLockedValue { $0 }?.close()
+        try? await listener.withLockedValue { $0 }?.channel.close()
         let open = connections.withLockedValue { Array($0.values) }
         for channel in open {
             channel.triggerUserOutboundEvent(GracefulShutdownEvent(), promise: nil)
@@ -143,8 +117,15 @@ public final class RPCServer: Sendable {
         for channel in connections.withLockedValue({ Array($0.values) }) {
             try? await channel.close()
         }
-        // No more calls: serve() returns once those running have ended.
-        incoming.finish()
+    }
+
+    private func serveConnection(_ connection: Connection) async {
+        let remote = connection.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        try? await withThrowingDiscardingTaskGroup { group in
+            for try await stream in connection.streams.inbound {
+                group.addTask { await self.serveStream(stream, connection: connection.state, remote: remote) }
+            }
+        }
     }
 
     private func serveStream(_ stream: StreamChannel, connection: ConnectionState, remote: String?) async {
