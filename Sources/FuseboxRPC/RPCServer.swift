@@ -209,14 +209,16 @@ public final class RPCServer: Sendable {
                 return await withTaskCancellationHandler {
                     await withCheckedContinuation { continuation in
                         interruption.wait(continuation)
-                        closeFuture.whenComplete { _ in interruption.end(.peerGone) }
-                        if let deadline = context.deadline {
+                        let timer = context.deadline.map { deadline in
                             let left = ContinuousClock.now.duration(to: deadline).components
                             let nanos = max(0, left.seconds * 1_000_000_000 + left.attoseconds / 1_000_000_000)
-                            let timer = closeFuture.eventLoop.scheduleTask(in: .nanoseconds(nanos)) {
+                            return closeFuture.eventLoop.scheduleTask(in: .nanoseconds(nanos)) {
                                 interruption.end(.failed(RPCError(.deadlineExceeded, "the deadline passed before the call finished")))
                             }
-                            closeFuture.whenComplete { _ in timer.cancel() }
+                        }
+                        closeFuture.whenComplete { _ in
+                            timer?.cancel()
+                            interruption.end(.peerGone)
                         }
                     }
                 } onCancel: {

@@ -209,11 +209,6 @@ public struct RPCStreamWriter<Message: WireMessage>: Sendable {
         try await sender.send(message.encode())
     }
 
-    /// Sends a message already encoded (e.g. once for many streams).
-    public func send(encoded bytes: [UInt8]) async throws {
-        try await sender.send(bytes)
-    }
-
     /// Metadata to send with the response headers, before the first message.
     public func setInitialMetadata(_ metadata: RPCMetadata) {
         sender.setInitialMetadata(metadata)

@@ -68,14 +68,20 @@ final class GuardTests: XCTestCase {
         return p
     }
 
-    func testEachRetryAttemptIsOneOutcomeAndAnOpenBreakerIsNeverRetried() async throws {
-        var policy = breakerPolicy("retrying", failures: 3)
+    /// Retry with `attempts` attempts, 1 ms apart, on `conditions`.
+    private func quickRetry(attempts: Int, on conditions: Set<RetryCondition>) -> RetryPolicy {
         var retry = RetryPolicy()
-        retry.maxAttempts = 3
+        retry.maxAttempts = attempts
         retry.backoff.kind = .fixed
         retry.backoff.initialMs = 1
+        retry.retryOn = conditions
+        return retry
+    }
+
+    func testEachRetryAttemptIsOneOutcomeAndAnOpenBreakerIsNeverRetried() async throws {
+        var policy = breakerPolicy("retrying", failures: 3)
+        var retry = quickRetry(attempts: 3, on: [.serverError])
         retry.jitter = .none
-        retry.retryOn = [.serverError]
         policy.retry = retry
         let f = try await start([policy])
         let g = f.guard("payments", policy: "retrying")
@@ -157,12 +163,7 @@ final class GuardTests: XCTestCase {
     func testAnAttemptThatTimedOutIsRetried() async throws {
         var policy = breakerPolicy("slow-then-fast", failures: 100)
         policy.timeout = TimeoutPolicy(attemptMs: 100)
-        var retry = RetryPolicy()
-        retry.maxAttempts = 2
-        retry.backoff.kind = .fixed
-        retry.backoff.initialMs = 1
-        retry.retryOn = [.timeout]
-        policy.retry = retry
+        policy.retry = quickRetry(attempts: 2, on: [.timeout])
         let f = try await start([policy])
         let g = f.guard("ledger", policy: "slow-then-fast")
         let calls = Calls()
@@ -205,12 +206,7 @@ final class GuardTests: XCTestCase {
     func testMetricsUseTheDocumentedNames() async throws {
         let metrics = RecordingMetrics.shared
         var policy = breakerPolicy("measured", failures: 2)
-        var retry = RetryPolicy()
-        retry.maxAttempts = 2
-        retry.backoff.kind = .fixed
-        retry.backoff.initialMs = 1
-        retry.retryOn = [.serverError]
-        policy.retry = retry
+        policy.retry = quickRetry(attempts: 2, on: [.serverError])
         policy.bulkhead = BulkheadPolicy(maxConcurrent: 5)
         let f = try await start([policy])
         XCTAssertEqual(metrics.value("fusebox_client_policy_source", [("source", "server")]), 1)

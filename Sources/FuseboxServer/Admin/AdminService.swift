@@ -83,6 +83,7 @@ public struct AdminService: Sendable {
 
     static func ref(_ ref: Fusebox_V1_BreakerRef?) throws(RPCError) -> (registry: String, name: String) {
         guard let ref, !ref.name.isEmpty else { throw RPCError(.invalidArgument, "breaker.name: required") }
-        return (ref.registry.isEmpty ? "default" : ref.registry, ref.name)
+        let key = BreakerCoordinator.Key(ref)
+        return (key.registry, key.name)
     }
 }

@@ -15,6 +15,16 @@ public final class BreakerCoordinator: Sendable {
         var registry: String
         var name: String
         static func < (a: Key, b: Key) -> Bool { (a.registry, a.name) < (b.registry, b.name) }
+
+        init(registry: String, name: String) {
+            self.registry = registry
+            self.name = name
+        }
+
+        /// The breaker a request names; an empty registry means "default".
+        init(_ ref: Fusebox_V1_BreakerRef) {
+            self.init(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name)
+        }
     }
 
     struct Entry: Sendable {
@@ -192,7 +202,7 @@ public final class BreakerCoordinator: Sendable {
                 response.rejected.append(Self.violation("breakers[\(i)].breaker", "required"))
                 continue
             }
-            let key = Key(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name)
+            let key = Key(ref)
             ServerMetrics.report(BreakerMapping.counts(entry.counts))
             let report = OutcomeReport(
                 client: batch.clientId.isEmpty ? nil : batch.clientId, generation: BreakerGeneration(entry.generation),
@@ -210,7 +220,7 @@ public final class BreakerCoordinator: Sendable {
             case .success(let (stale, status, policy)):
                 if stale { response.stale += 1 } else { response.accepted += 1 }
                 guard states, let ref = batch.breakers[i].breaker else { continue }
-                response.states.append(Self.wire(status, key: Key(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name), policy: policy))
+                response.states.append(Self.wire(status, key: Key(ref), policy: policy))
             case .failure(let error):
                 response.rejected.append(Self.violation("breakers[\(i)]", error.message))
             }
@@ -235,7 +245,7 @@ public final class BreakerCoordinator: Sendable {
     /// Grants or denies a half-open probe permit.
     public func acquirePermit(_ request: Fusebox_V1_AcquirePermitRequest) async throws(RPCError) -> Fusebox_V1_AcquirePermitResponse {
         guard let ref = request.breaker else { throw RPCError(.invalidArgument, "breaker: required") }
-        let key = Key(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name)
+        let key = Key(ref)
         let (decision, status, _) = try await mutate(key, createWith: nil) { machine, now in
             let decision = machine.acquirePermit(at: now)
             return (BreakerStep(), decision)

@@ -28,7 +28,7 @@ public struct BreakerService: Sendable {
                 total.rejected += response.rejected
                 for entry in batch.breakers {
                     guard let ref = entry.breaker, !ref.name.isEmpty else { continue }
-                    touched.insert(BreakerCoordinator.Key(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name))
+                    touched.insert(BreakerCoordinator.Key(ref))
                 }
             }
             total.states = coordinator.statuses(of: touched)
