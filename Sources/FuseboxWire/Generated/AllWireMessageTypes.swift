@@ -12,6 +12,7 @@ public let allWireMessageTypes: [any WireMessage.Type] = [
     Fusebox_V1_ProbeResult.self,
     Fusebox_V1_BreakerOutcomes.self,
     Fusebox_V1_OutcomeBatch.self,
+    Fusebox_V1_BelowQuorumTrip.self,
     Fusebox_V1_ReportOutcomesResponse.self,
     Fusebox_V1_AcquirePermitRequest.self,
     Fusebox_V1_AcquirePermitResponse.self,

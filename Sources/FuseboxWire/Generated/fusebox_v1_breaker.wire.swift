@@ -57,15 +57,50 @@ public struct Fusebox_V1_BreakerOutcomes: Sendable, Equatable {
 
 /// A batch of outcomes from one client.
 public struct Fusebox_V1_OutcomeBatch: Sendable, Equatable {
-    /// Stable identity of the reporting process, e.g. "checkout-7f9c-2"; used
-    /// for quorum and contributions. Required; 1-253 bytes.
+    /// Stable identity of the reporting service instance, e.g.
+    /// "checkout-7f9c-2"; used for quorum and contributions. It may stay the
+    /// same across restarts of the process. Required; 1-253 bytes.
     public var clientId: String = ""
-    /// Increases by one for every batch a client sends; the server ignores a
-    /// batch whose sequence it has already counted (retransmission).
-    /// 0 disables the duplicate check.
+    /// Increases by one for every batch a process sends, starting at 1; the
+    /// server answers a batch whose sequence it has already counted for this
+    /// client_id and incarnation as a duplicate (`duplicate` in the response)
+    /// and does not count it again. 0 disables the duplicate check.
     public var sequence: UInt64 = 0
     /// One entry per breaker; at most 10,000.
     public var breakers: [Fusebox_V1_BreakerOutcomes] = []
+    /// Identifies one run of the reporting process; it scopes `sequence`. A
+    /// process picks it once at start and never changes it, and a restarted
+    /// process picks a larger one (the Swift SDK uses its start time in
+    /// microseconds since the Unix epoch). A batch with a larger incarnation
+    /// than the server holds for this client_id starts a new sequence; one with
+    /// a smaller incarnation comes from a process that has been replaced and is
+    /// answered as a duplicate. 0: the incarnation is not known (the sequence
+    /// alone is checked, as before incarnations existed).
+    public var incarnation: UInt64 = 0
+    /// True on the last batch of a process that shuts down cleanly (it may
+    /// carry no breakers). The server then forgets the client at once, so it is
+    /// not counted among the reporters that went silent.
+    public var final: Bool = false
+
+    /// Creates a message with every field at its default.
+    public init() {}
+}
+
+/// A trip rule fired for a breaker, but fewer distinct clients than the
+/// policy's `minimum_clients` had failures: the fleet's breaker stays as it
+/// is and only the reporting client's local breaker opens.
+public struct Fusebox_V1_BelowQuorumTrip: Sendable, Equatable {
+    /// The breaker.
+    public var breaker: Fusebox_V1_BreakerRef? = nil
+    /// The rule that fired and the quorum it missed, for people, e.g.
+    /// "failure rate 100% >= 50% over 20 calls from 1 client; only 1 of 2
+    /// required clients failing".
+    public var reason: String = ""
+    /// How long the client's local breaker stays open: the policy's OPEN
+    /// period for a first trip.
+    public var openMs: UInt32 = 0
+    /// The fleet breaker's generation, which this does not change.
+    public var generation: UInt64 = 0
 
     /// Creates a message with every field at its default.
     public init() {}
@@ -83,6 +118,13 @@ public struct Fusebox_V1_ReportOutcomesResponse: Sendable, Equatable {
     /// Problems with individual entries, e.g.
     /// "breakers[3].policy: policy \"x\" not found in registry \"default\"".
     public var rejected: [Fusebox_V1_FieldViolation] = []
+    /// True when the batch (for StreamOutcomes: at least one batch) had been
+    /// counted already, or came from a replaced incarnation: its outcomes were
+    /// not counted again. `accepted` and `stale` do not include it.
+    public var duplicate: Bool = false
+    /// Breakers of the batch(es) whose trip rules fired below the quorum for
+    /// this client: open this client's local breaker for `open_ms`.
+    public var belowQuorum: [Fusebox_V1_BelowQuorumTrip] = []
 
     /// Creates a message with every field at its default.
     public init() {}
@@ -544,6 +586,8 @@ extension Fusebox_V1_OutcomeBatch: WireMessage {
             guard let e = c.pointee.breakers[i] else { continue }
             self.breakers.append(Fusebox_V1_BreakerOutcomes(cMessage: e))
         }
+        self.incarnation = c.pointee.incarnation
+        self.final = (c.pointee.final != 0)
     }
 
     func cMessage(in arena: CArena) -> UnsafeMutablePointer<Fusebox__V1__OutcomeBatch> {
@@ -553,6 +597,47 @@ extension Fusebox_V1_OutcomeBatch: WireMessage {
         c.pointee.sequence = self.sequence
         c.pointee.n_breakers = self.breakers.count
         c.pointee.breakers = arena.pointers(self.breakers) { $0.cMessage(in: arena) }
+        c.pointee.incarnation = self.incarnation
+        c.pointee.final = (self.final ? 1 : 0)
+        return c
+    }
+}
+
+extension Fusebox_V1_BelowQuorumTrip: WireMessage {
+    /// The full Protobuf name, "fusebox.v1.BelowQuorumTrip".
+    public static var protoName: String { "fusebox.v1.BelowQuorumTrip" }
+
+    /// Decodes bytes through protobuf-c, after the size limit and the checks of `WireScanner`.
+    public init(decoding bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) {
+        self = try WireRuntime.decode(
+            bytes, limits: limits, messageType: Self.protoName,
+            initialize: fusebox__v1__below_quorum_trip__init, unpack: fusebox__v1__below_quorum_trip__unpack, free: fusebox__v1__below_quorum_trip__free_unpacked,
+            convert: Self.init(cMessage:)
+        )
+    }
+
+    /// Encodes through protobuf-c. Throws when a string holds a NUL byte, which protobuf-c
+    /// would silently cut off.
+    public func encode() throws(WireError) -> [UInt8] {
+        let arena = CArena()
+        return try arena.pack(cMessage(in: arena))
+    }
+
+    init(cMessage c: UnsafePointer<Fusebox__V1__BelowQuorumTrip>) {
+        self.init()
+        if let p = c.pointee.breaker { self.breaker = Fusebox_V1_BreakerRef(cMessage: p) }
+        self.reason = WireRuntime.string(c.pointee.reason)
+        self.openMs = c.pointee.open_ms
+        self.generation = c.pointee.generation
+    }
+
+    func cMessage(in arena: CArena) -> UnsafeMutablePointer<Fusebox__V1__BelowQuorumTrip> {
+        let c = arena.allocate(Fusebox__V1__BelowQuorumTrip.self)
+        fusebox__v1__below_quorum_trip__init(c)
+        if let value = self.breaker { c.pointee.breaker = value.cMessage(in: arena) }
+        c.pointee.reason = arena.cString(self.reason, in: "fusebox.v1.BelowQuorumTrip", field: "reason")
+        c.pointee.open_ms = self.openMs
+        c.pointee.generation = self.generation
         return c
     }
 }
@@ -589,6 +674,11 @@ extension Fusebox_V1_ReportOutcomesResponse: WireMessage {
             guard let e = c.pointee.rejected[i] else { continue }
             self.rejected.append(Fusebox_V1_FieldViolation(cMessage: e))
         }
+        self.duplicate = (c.pointee.duplicate != 0)
+        for i in 0..<Int(c.pointee.n_below_quorum) {
+            guard let e = c.pointee.below_quorum[i] else { continue }
+            self.belowQuorum.append(Fusebox_V1_BelowQuorumTrip(cMessage: e))
+        }
     }
 
     func cMessage(in arena: CArena) -> UnsafeMutablePointer<Fusebox__V1__ReportOutcomesResponse> {
@@ -600,6 +690,9 @@ extension Fusebox_V1_ReportOutcomesResponse: WireMessage {
         c.pointee.states = arena.pointers(self.states) { $0.cMessage(in: arena) }
         c.pointee.n_rejected = self.rejected.count
         c.pointee.rejected = arena.pointers(self.rejected) { $0.cMessage(in: arena) }
+        c.pointee.duplicate = (self.duplicate ? 1 : 0)
+        c.pointee.n_below_quorum = self.belowQuorum.count
+        c.pointee.below_quorum = arena.pointers(self.belowQuorum) { $0.cMessage(in: arena) }
         return c
     }
 }

@@ -113,25 +113,42 @@ extension Fusebox_V1_BreakerOutcomes: WireSampled {
 
 extension Fusebox_V1_OutcomeBatch: WireSampled {
     static var sampleVariants: Int { 1 }
-    static var fieldCount: Int { 3 }
+    static var fieldCount: Int { 5 }
     static func sample(_ variant: Int) -> Self {
         var m = Self()
         m.clientId = "client_id-\(variant)-0-é✓"
         m.sequence = 2000000000001
         m.breakers = [Fusebox_V1_BreakerOutcomes.sample(variant % 1), Fusebox_V1_BreakerOutcomes.sample(variant % 1)]
+        m.incarnation = 4000000000001
+        m.final = true
+        return m
+    }
+}
+
+extension Fusebox_V1_BelowQuorumTrip: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 4 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.breaker = Fusebox_V1_BreakerRef.sample(variant % 1)
+        m.reason = "reason-\(variant)-0-é✓"
+        m.openMs = 3999999997
+        m.generation = 4000000000001
         return m
     }
 }
 
 extension Fusebox_V1_ReportOutcomesResponse: WireSampled {
     static var sampleVariants: Int { 1 }
-    static var fieldCount: Int { 4 }
+    static var fieldCount: Int { 6 }
     static func sample(_ variant: Int) -> Self {
         var m = Self()
         m.accepted = 3999999999
         m.stale = 3999999998
         m.states = [Fusebox_V1_BreakerStatus.sample(variant % 1), Fusebox_V1_BreakerStatus.sample(variant % 1)]
         m.rejected = [Fusebox_V1_FieldViolation.sample(variant % 1), Fusebox_V1_FieldViolation.sample(variant % 1)]
+        m.duplicate = true
+        m.belowQuorum = [Fusebox_V1_BelowQuorumTrip.sample(variant % 1), Fusebox_V1_BelowQuorumTrip.sample(variant % 1)]
         return m
     }
 }
@@ -825,6 +842,7 @@ let allSampledTypes: [any WireSampled.Type] = [
     Fusebox_V1_ProbeResult.self,
     Fusebox_V1_BreakerOutcomes.self,
     Fusebox_V1_OutcomeBatch.self,
+    Fusebox_V1_BelowQuorumTrip.self,
     Fusebox_V1_ReportOutcomesResponse.self,
     Fusebox_V1_AcquirePermitRequest.self,
     Fusebox_V1_AcquirePermitResponse.self,

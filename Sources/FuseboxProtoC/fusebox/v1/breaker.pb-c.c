@@ -187,6 +187,51 @@ void   fusebox__v1__outcome_batch__free_unpacked
   assert(message->base.descriptor == &fusebox__v1__outcome_batch__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   fusebox__v1__below_quorum_trip__init
+                     (Fusebox__V1__BelowQuorumTrip         *message)
+{
+  static const Fusebox__V1__BelowQuorumTrip init_value = FUSEBOX__V1__BELOW_QUORUM_TRIP__INIT;
+  *message = init_value;
+}
+size_t fusebox__v1__below_quorum_trip__get_packed_size
+                     (const Fusebox__V1__BelowQuorumTrip *message)
+{
+  assert(message->base.descriptor == &fusebox__v1__below_quorum_trip__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fusebox__v1__below_quorum_trip__pack
+                     (const Fusebox__V1__BelowQuorumTrip *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fusebox__v1__below_quorum_trip__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fusebox__v1__below_quorum_trip__pack_to_buffer
+                     (const Fusebox__V1__BelowQuorumTrip *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fusebox__v1__below_quorum_trip__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fusebox__V1__BelowQuorumTrip *
+       fusebox__v1__below_quorum_trip__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fusebox__V1__BelowQuorumTrip *)
+     protobuf_c_message_unpack (&fusebox__v1__below_quorum_trip__descriptor,
+                                allocator, len, data);
+}
+void   fusebox__v1__below_quorum_trip__free_unpacked
+                     (Fusebox__V1__BelowQuorumTrip *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fusebox__v1__below_quorum_trip__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   fusebox__v1__report_outcomes_response__init
                      (Fusebox__V1__ReportOutcomesResponse         *message)
 {
@@ -1061,7 +1106,7 @@ const ProtobufCMessageDescriptor fusebox__v1__breaker_outcomes__descriptor =
   (ProtobufCMessageInit) fusebox__v1__breaker_outcomes__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fusebox__v1__outcome_batch__field_descriptors[3] =
+static const ProtobufCFieldDescriptor fusebox__v1__outcome_batch__field_descriptors[5] =
 {
   {
     "client_id",
@@ -1099,16 +1144,42 @@ static const ProtobufCFieldDescriptor fusebox__v1__outcome_batch__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "incarnation",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__OutcomeBatch, incarnation),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "final",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__OutcomeBatch, final),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fusebox__v1__outcome_batch__field_indices_by_name[] = {
   2,   /* field[2] = breakers */
   0,   /* field[0] = client_id */
+  4,   /* field[4] = final */
+  3,   /* field[3] = incarnation */
   1,   /* field[1] = sequence */
 };
 static const ProtobufCIntRange fusebox__v1__outcome_batch__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor fusebox__v1__outcome_batch__descriptor =
 {
@@ -1118,14 +1189,91 @@ const ProtobufCMessageDescriptor fusebox__v1__outcome_batch__descriptor =
   "Fusebox__V1__OutcomeBatch",
   "fusebox.v1",
   sizeof(Fusebox__V1__OutcomeBatch),
-  3,
+  5,
   fusebox__v1__outcome_batch__field_descriptors,
   fusebox__v1__outcome_batch__field_indices_by_name,
   1,  fusebox__v1__outcome_batch__number_ranges,
   (ProtobufCMessageInit) fusebox__v1__outcome_batch__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fusebox__v1__report_outcomes_response__field_descriptors[4] =
+static const ProtobufCFieldDescriptor fusebox__v1__below_quorum_trip__field_descriptors[4] =
+{
+  {
+    "breaker",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__BelowQuorumTrip, breaker),
+    &fusebox__v1__breaker_ref__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__BelowQuorumTrip, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "open_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__BelowQuorumTrip, open_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "generation",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__BelowQuorumTrip, generation),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fusebox__v1__below_quorum_trip__field_indices_by_name[] = {
+  0,   /* field[0] = breaker */
+  3,   /* field[3] = generation */
+  2,   /* field[2] = open_ms */
+  1,   /* field[1] = reason */
+};
+static const ProtobufCIntRange fusebox__v1__below_quorum_trip__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor fusebox__v1__below_quorum_trip__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fusebox.v1.BelowQuorumTrip",
+  "BelowQuorumTrip",
+  "Fusebox__V1__BelowQuorumTrip",
+  "fusebox.v1",
+  sizeof(Fusebox__V1__BelowQuorumTrip),
+  4,
+  fusebox__v1__below_quorum_trip__field_descriptors,
+  fusebox__v1__below_quorum_trip__field_indices_by_name,
+  1,  fusebox__v1__below_quorum_trip__number_ranges,
+  (ProtobufCMessageInit) fusebox__v1__below_quorum_trip__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fusebox__v1__report_outcomes_response__field_descriptors[6] =
 {
   {
     "accepted",
@@ -1175,9 +1323,35 @@ static const ProtobufCFieldDescriptor fusebox__v1__report_outcomes_response__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "duplicate",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ReportOutcomesResponse, duplicate),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "below_quorum",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Fusebox__V1__ReportOutcomesResponse, n_below_quorum),
+    offsetof(Fusebox__V1__ReportOutcomesResponse, below_quorum),
+    &fusebox__v1__below_quorum_trip__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fusebox__v1__report_outcomes_response__field_indices_by_name[] = {
   0,   /* field[0] = accepted */
+  5,   /* field[5] = below_quorum */
+  4,   /* field[4] = duplicate */
   3,   /* field[3] = rejected */
   1,   /* field[1] = stale */
   2,   /* field[2] = states */
@@ -1185,7 +1359,7 @@ static const unsigned fusebox__v1__report_outcomes_response__field_indices_by_na
 static const ProtobufCIntRange fusebox__v1__report_outcomes_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor fusebox__v1__report_outcomes_response__descriptor =
 {
@@ -1195,7 +1369,7 @@ const ProtobufCMessageDescriptor fusebox__v1__report_outcomes_response__descript
   "Fusebox__V1__ReportOutcomesResponse",
   "fusebox.v1",
   sizeof(Fusebox__V1__ReportOutcomesResponse),
-  4,
+  6,
   fusebox__v1__report_outcomes_response__field_descriptors,
   fusebox__v1__report_outcomes_response__field_indices_by_name,
   1,  fusebox__v1__report_outcomes_response__number_ranges,

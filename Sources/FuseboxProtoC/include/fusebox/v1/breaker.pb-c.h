@@ -20,6 +20,7 @@ typedef struct Fusebox__V1__OutcomeCounts Fusebox__V1__OutcomeCounts;
 typedef struct Fusebox__V1__ProbeResult Fusebox__V1__ProbeResult;
 typedef struct Fusebox__V1__BreakerOutcomes Fusebox__V1__BreakerOutcomes;
 typedef struct Fusebox__V1__OutcomeBatch Fusebox__V1__OutcomeBatch;
+typedef struct Fusebox__V1__BelowQuorumTrip Fusebox__V1__BelowQuorumTrip;
 typedef struct Fusebox__V1__ReportOutcomesResponse Fusebox__V1__ReportOutcomesResponse;
 typedef struct Fusebox__V1__AcquirePermitRequest Fusebox__V1__AcquirePermitRequest;
 typedef struct Fusebox__V1__AcquirePermitResponse Fusebox__V1__AcquirePermitResponse;
@@ -210,14 +211,16 @@ struct  Fusebox__V1__OutcomeBatch
 {
   ProtobufCMessage base;
   /*
-   * Stable identity of the reporting process, e.g. "checkout-7f9c-2"; used
-   * for quorum and contributions. Required; 1-253 bytes.
+   * Stable identity of the reporting service instance, e.g.
+   * "checkout-7f9c-2"; used for quorum and contributions. It may stay the
+   * same across restarts of the process. Required; 1-253 bytes.
    */
   char *client_id;
   /*
-   * Increases by one for every batch a client sends; the server ignores a
-   * batch whose sequence it has already counted (retransmission).
-   * 0 disables the duplicate check.
+   * Increases by one for every batch a process sends, starting at 1; the
+   * server answers a batch whose sequence it has already counted for this
+   * client_id and incarnation as a duplicate (`duplicate` in the response)
+   * and does not count it again. 0 disables the duplicate check.
    */
   uint64_t sequence;
   /*
@@ -225,10 +228,60 @@ struct  Fusebox__V1__OutcomeBatch
    */
   size_t n_breakers;
   Fusebox__V1__BreakerOutcomes **breakers;
+  /*
+   * Identifies one run of the reporting process; it scopes `sequence`. A
+   * process picks it once at start and never changes it, and a restarted
+   * process picks a larger one (the Swift SDK uses its start time in
+   * microseconds since the Unix epoch). A batch with a larger incarnation
+   * than the server holds for this client_id starts a new sequence; one with
+   * a smaller incarnation comes from a process that has been replaced and is
+   * answered as a duplicate. 0: the incarnation is not known (the sequence
+   * alone is checked, as before incarnations existed).
+   */
+  uint64_t incarnation;
+  /*
+   * True on the last batch of a process that shuts down cleanly (it may
+   * carry no breakers). The server then forgets the client at once, so it is
+   * not counted among the reporters that went silent.
+   */
+  protobuf_c_boolean final;
 };
 #define FUSEBOX__V1__OUTCOME_BATCH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fusebox__v1__outcome_batch__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0,NULL }
+    , (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0 }
+
+
+/*
+ * A trip rule fired for a breaker, but fewer distinct clients than the
+ * policy's `minimum_clients` had failures: the fleet's breaker stays as it
+ * is and only the reporting client's local breaker opens.
+ */
+struct  Fusebox__V1__BelowQuorumTrip
+{
+  ProtobufCMessage base;
+  /*
+   * The breaker.
+   */
+  Fusebox__V1__BreakerRef *breaker;
+  /*
+   * The rule that fired and the quorum it missed, for people, e.g.
+   * "failure rate 100% >= 50% over 20 calls from 1 client; only 1 of 2
+   * required clients failing".
+   */
+  char *reason;
+  /*
+   * How long the client's local breaker stays open: the policy's OPEN
+   * period for a first trip.
+   */
+  uint32_t open_ms;
+  /*
+   * The fleet breaker's generation, which this does not change.
+   */
+  uint64_t generation;
+};
+#define FUSEBOX__V1__BELOW_QUORUM_TRIP__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fusebox__v1__below_quorum_trip__descriptor) \
+    , NULL, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /*
@@ -257,10 +310,22 @@ struct  Fusebox__V1__ReportOutcomesResponse
    */
   size_t n_rejected;
   Fusebox__V1__FieldViolation **rejected;
+  /*
+   * True when the batch (for StreamOutcomes: at least one batch) had been
+   * counted already, or came from a replaced incarnation: its outcomes were
+   * not counted again. `accepted` and `stale` do not include it.
+   */
+  protobuf_c_boolean duplicate;
+  /*
+   * Breakers of the batch(es) whose trip rules fired below the quorum for
+   * this client: open this client's local breaker for `open_ms`.
+   */
+  size_t n_below_quorum;
+  Fusebox__V1__BelowQuorumTrip **below_quorum;
 };
 #define FUSEBOX__V1__REPORT_OUTCOMES_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fusebox__v1__report_outcomes_response__descriptor) \
-    , 0, 0, 0,NULL, 0,NULL }
+    , 0, 0, 0,NULL, 0,NULL, 0, 0,NULL }
 
 
 /*
@@ -710,6 +775,25 @@ Fusebox__V1__OutcomeBatch *
 void   fusebox__v1__outcome_batch__free_unpacked
                      (Fusebox__V1__OutcomeBatch *message,
                       ProtobufCAllocator *allocator);
+/* Fusebox__V1__BelowQuorumTrip methods */
+void   fusebox__v1__below_quorum_trip__init
+                     (Fusebox__V1__BelowQuorumTrip         *message);
+size_t fusebox__v1__below_quorum_trip__get_packed_size
+                     (const Fusebox__V1__BelowQuorumTrip   *message);
+size_t fusebox__v1__below_quorum_trip__pack
+                     (const Fusebox__V1__BelowQuorumTrip   *message,
+                      uint8_t             *out);
+size_t fusebox__v1__below_quorum_trip__pack_to_buffer
+                     (const Fusebox__V1__BelowQuorumTrip   *message,
+                      ProtobufCBuffer     *buffer);
+Fusebox__V1__BelowQuorumTrip *
+       fusebox__v1__below_quorum_trip__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fusebox__v1__below_quorum_trip__free_unpacked
+                     (Fusebox__V1__BelowQuorumTrip *message,
+                      ProtobufCAllocator *allocator);
 /* Fusebox__V1__ReportOutcomesResponse methods */
 void   fusebox__v1__report_outcomes_response__init
                      (Fusebox__V1__ReportOutcomesResponse         *message);
@@ -990,6 +1074,9 @@ typedef void (*Fusebox__V1__BreakerOutcomes_Closure)
 typedef void (*Fusebox__V1__OutcomeBatch_Closure)
                  (const Fusebox__V1__OutcomeBatch *message,
                   void *closure_data);
+typedef void (*Fusebox__V1__BelowQuorumTrip_Closure)
+                 (const Fusebox__V1__BelowQuorumTrip *message,
+                  void *closure_data);
 typedef void (*Fusebox__V1__ReportOutcomesResponse_Closure)
                  (const Fusebox__V1__ReportOutcomesResponse *message,
                   void *closure_data);
@@ -1110,6 +1197,7 @@ extern const ProtobufCMessageDescriptor fusebox__v1__outcome_counts__descriptor;
 extern const ProtobufCMessageDescriptor fusebox__v1__probe_result__descriptor;
 extern const ProtobufCMessageDescriptor fusebox__v1__breaker_outcomes__descriptor;
 extern const ProtobufCMessageDescriptor fusebox__v1__outcome_batch__descriptor;
+extern const ProtobufCMessageDescriptor fusebox__v1__below_quorum_trip__descriptor;
 extern const ProtobufCMessageDescriptor fusebox__v1__report_outcomes_response__descriptor;
 extern const ProtobufCMessageDescriptor fusebox__v1__acquire_permit_request__descriptor;
 extern const ProtobufCMessageDescriptor fusebox__v1__acquire_permit_response__descriptor;
