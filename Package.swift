@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "FuseboxRPC", targets: ["FuseboxRPC"]),
         .library(name: "FuseboxClient", targets: ["FuseboxClient"]),
         .library(name: "FuseboxAPI", targets: ["FuseboxAPI"]),
+        .library(name: "FuseboxAuthority", targets: ["FuseboxAuthority"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -76,11 +77,23 @@ let package = Package(
         // The one place where API messages and domain values meet.
         .target(name: "FuseboxAPI", dependencies: ["FuseboxCore", "FuseboxWire"]),
 
-        // fuseboxd's services: registries, breaker coordination, admin, audit, authorization, store.
+        // The fleet's authority as domain services: the breaker coordinator, the
+        // policy registry, the watch hub and the storage seams. No RPC, no wire types.
+        .target(
+            name: "FuseboxAuthority",
+            dependencies: [
+                "FuseboxCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+
+        // fuseboxd's services: RPC adapters, admin, audit, authorization, SQLite store.
         .target(
             name: "FuseboxServer",
             dependencies: [
-                "FuseboxAPI", "FuseboxCore", "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "CSQLite",
+                "FuseboxAuthority", "FuseboxAPI", "FuseboxCore", "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "CSQLite",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

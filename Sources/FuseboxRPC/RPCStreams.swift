@@ -113,6 +113,26 @@ public final class RPCResponseSender: Sendable {
         }
     }
 
+    /// Queues a framed message like `enqueue`, but refuses it (returns false)
+    /// instead of resetting the stream when the stream cannot take more: the
+    /// caller decides what a watcher that fell behind gets (fuseboxd sends it
+    /// a fresh snapshot once it can take one).
+    func offer(framed message: ByteBuffer, force: Bool = false) -> Bool {
+        let channel = self.channel
+        guard channel.isActive else { return true }  // gone: nothing to fall behind
+        guard force || channel.isWritable else { return false }
+        let headers = state.withLockedValue { takeHeaders(&$0) }
+        channel.eventLoop.execute {
+            guard channel.isActive else { return }
+            if let headers { channel.write(headers, promise: nil) }
+            channel.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(message))), promise: nil)
+        }
+        return true
+    }
+
+    /// Whether `offer` would take a message now.
+    var canAccept: Bool { channel.isWritable || !channel.isActive }
+
     /// Metadata to send with the response headers; effective until the first message.
     public func setInitialMetadata(_ metadata: RPCMetadata) {
         state.withLockedValue { $0.initial = metadata }
@@ -220,6 +240,23 @@ public struct RPCStreamWriter<Message: WireMessage>: Sendable {
     /// with `send` on the same stream.
     public func enqueue(_ framed: RPCFrame) {
         sender.enqueue(framed: framed.buffer)
+    }
+
+    /// Queues a message framed by `RPCFrame` without waiting, unless the
+    /// stream cannot take more now (its reader is behind): then returns false
+    /// and the message is not sent. The stream stays open. Callers keep their
+    /// sends in order.
+    public func offer(_ framed: RPCFrame) -> Bool {
+        sender.offer(framed: framed.buffer)
+    }
+
+    /// Whether `offer` would take a message now.
+    public var canAccept: Bool { sender.canAccept }
+
+    /// Queues a message without waiting, whether or not the stream's buffer
+    /// is full: for a bounded run of messages that belong together (a replay).
+    public func enqueueKeepingOpen(_ framed: RPCFrame) {
+        _ = sender.offer(framed: framed.buffer, force: true)
     }
 }
 

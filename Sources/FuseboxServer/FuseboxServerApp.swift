@@ -1,5 +1,6 @@
 import Foundation
 import FuseboxCore
+public import FuseboxAuthority
 import FuseboxWire
 import NIOConcurrencyHelpers
 public import FuseboxRPC
@@ -34,7 +35,7 @@ public final class FuseboxServerApp: Sendable {
     /// The gRPC server.
     public let rpc: RPCServer
     /// The registries.
-    public let registry: RegistryService
+    public let registry: PolicyRegistry
     /// The fleet's breakers.
     public let coordinator: BreakerCoordinator
     /// The TLS material, reloadable.
@@ -47,20 +48,26 @@ public final class FuseboxServerApp: Sendable {
     private let stopping = NIOLockedValueBox(false)
 
     /// Opens the store, loads state, seeds presets, and binds the listener.
-    public static func start(_ configuration: Configuration, group: any EventLoopGroup, version: String = "dev") async throws -> FuseboxServerApp {
+    /// `clock` is the authority's time (tests pass a manual one).
+    public static func start(
+        _ configuration: Configuration, group: any EventLoopGroup, version: String = "dev", clock: any FleetClock = SystemFleetClock()
+    ) async throws -> FuseboxServerApp {
         let store = try await SQLiteStore.open(directory: configuration.dataDirectory)
-        let wall: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) }
         var tls = configuration.tls
         if configuration.insecureAnonymousRole != nil { tls.requireClientCertificate = false }
         let authorizer = Authorizer(rules: configuration.roleRules, anonymousRole: configuration.insecureAnonymousRole)
-        let registry = try await RegistryService(store: store, authorizer: authorizer, clock: wall)
+        let registry = try await PolicyRegistry(store: store, clock: clock)
         if configuration.seedPresets { try await registry.seedPresetsIfEmpty() }
-        let coordinator = try await BreakerCoordinator(store: store, registry: registry) { Timestamp(milliseconds: wall()) }
+        let coordinator = try await BreakerCoordinator(store: store, clock: clock) { registry.policy(registry: $0, name: $1) }
+        registry.addListener { [weak coordinator] change in
+            coordinator?.policyChanged(registry: change.registry, name: change.name, policy: change.after)
+        }
+        let audit = AuditLog(store: store, authorizer: authorizer, clock: clock)
         let health = HealthService()
         var router = RPCRouter()
-        registry.register(on: &router)
-        BreakerService(coordinator: coordinator, authorizer: authorizer).register(on: &router)
-        AdminService(coordinator: coordinator, authorizer: authorizer, audit: AuditLog(store: store, clock: wall)).register(on: &router)
+        RegistryService(registry: registry, authorizer: authorizer, audit: audit).register(on: &router)
+        BreakerService(authority: coordinator, authorizer: authorizer).register(on: &router)
+        AdminService(authority: coordinator, audit: audit).register(on: &router)
         health.register(on: &router)
         for service in ["fusebox.v1.RegistryService", "fusebox.v1.BreakerService", "fusebox.v1.AdminService"] {
             health.setStatus(.serving, for: service)
@@ -81,11 +88,11 @@ public final class FuseboxServerApp: Sendable {
         ServerMetrics.start(version: version)
         return FuseboxServerApp(
             rpc: rpc, registry: registry, coordinator: coordinator, health: health, store: store, refusals: refusals,
-            audit: AuditLog(store: store, clock: wall), tls: provider)
+            audit: audit, tls: provider)
     }
 
     private init(
-        rpc: RPCServer, registry: RegistryService, coordinator: BreakerCoordinator, health: HealthService, store: SQLiteStore,
+        rpc: RPCServer, registry: PolicyRegistry, coordinator: BreakerCoordinator, health: HealthService, store: SQLiteStore,
         refusals: AsyncStream<(TLSError, String?)>, audit: AuditLog, tls: TLSContextProvider
     ) {
         self.tls = tls
@@ -98,10 +105,10 @@ public final class FuseboxServerApp: Sendable {
         self.audit = audit
     }
 
-    /// Serves until `shutdown()`; runs the breaker timer meanwhile.
+    /// Serves until `shutdown()`; runs the breaker authority meanwhile.
     public func serve() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await self.coordinator.runTimers() }
+            group.addTask { await self.coordinator.run() }
             group.addTask {
                 while !Task.isCancelled {
                     ServerMetrics.gauges(
@@ -112,8 +119,9 @@ public final class FuseboxServerApp: Sendable {
             }
             group.addTask {
                 for await (error, remote) in self.refusals {
-                    _ = try? await self.audit.record(
-                        .connectionRefused, peer: nil, reason: remote ?? "", allowed: false, deniedReason: error.message)
+                    await self.audit.append(AuditRecord(
+                        atMs: SystemFleetClock().now().milliseconds, actor: nil, action: .connectionRefused, reason: remote ?? "",
+                        allowed: false, deniedReason: error.message))
                 }
             }
             try await rpc.serve()

@@ -1,5 +1,7 @@
 import FuseboxRPC
 import FuseboxServer
+import FuseboxAuthority
+import FuseboxCore
 import NIOCore
 import FuseboxWire
 import NIOConcurrencyHelpers
@@ -69,8 +71,8 @@ final class FleetBreakerTests: XCTestCase {
         try await putFleetPolicy(admin, permits: 3, openMs: 200, maxWaitMs: 400)
         let reporter = try server.client("reporter", group: group)
         _ = try await report(reporter, batch(client: "a", breaker: "db", generation: 0, failure: 10))
-        await waitUntil("half-open") { server.app.coordinator.statuses(registry: "default", prefix: "db").first?.state == .halfOpen }
-        let generation = server.app.coordinator.statuses(registry: "default", prefix: "db").first?.generation ?? 0
+        await waitUntil("half-open") { server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.state == .halfOpen }
+        let generation = server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.generation.value ?? 0
         let clients = try (0..<5).map { _ in try server.client("reporter", group: group) }
         let granted = try await withThrowingTaskGroup(of: Bool.self) { tasks in
             for i in 0..<50 {
@@ -80,8 +82,8 @@ final class FleetBreakerTests: XCTestCase {
         }
         XCTAssertEqual(granted, 3)
         // Nobody reports: the permits expire and count as a failed probe.
-        await waitUntil("reopened by permit expiry") { server.app.coordinator.statuses(registry: "default", prefix: "db").first?.state == .open }
-        XCTAssertTrue(server.app.coordinator.statuses(registry: "default", prefix: "db").first?.reason.contains("expired") == true)
+        await waitUntil("reopened by permit expiry") { server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.state == .open }
+        XCTAssertTrue(server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.reason.contains("expired") == true)
         for c in clients + [reporter] { await c.close() }
     }
 
@@ -90,9 +92,9 @@ final class FleetBreakerTests: XCTestCase {
         try await putFleetPolicy(admin, name: "quorum", minimumClients: 2)
         let reporter = try server.client("reporter", group: group)
         _ = try await report(reporter, batch(client: "sick-host", breaker: "search", policy: "quorum", generation: 0, failure: 50))
-        XCTAssertEqual(server.app.coordinator.statuses(registry: "default", prefix: "search").first?.state, .closed)
+        XCTAssertEqual(server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "search")).first?.status.state, .closed)
         _ = try await report(reporter, batch(client: "other-host", breaker: "search", policy: "quorum", generation: 0, failure: 1))
-        XCTAssertEqual(server.app.coordinator.statuses(registry: "default", prefix: "search").first?.state, .open)
+        XCTAssertEqual(server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "search")).first?.status.state, .open)
         await reporter.close()
     }
 
@@ -105,13 +107,13 @@ final class FleetBreakerTests: XCTestCase {
         request.durationMs = 300
         let forced = try await admin.unary("fusebox.v1.AdminService", "ForceOpen", request, as: Fusebox_V1_AdminActionResponse.self)
         XCTAssertEqual(forced.after?.state, .forcedOpen)
-        await waitUntil("override lifted by itself") { server.app.coordinator.statuses(registry: "default", prefix: "payments").first?.state == .closed }
+        await waitUntil("override lifted by itself") { server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "payments")).first?.status.state == .closed }
         // Shadow: reports that would trip publish "would open" but never block.
         request.durationMs = 0
         request.reason = "tuning"
         _ = try await admin.unary("fusebox.v1.AdminService", "Shadow", request, as: Fusebox_V1_AdminActionResponse.self)
         let reporter = try server.client("reporter", group: group)
-        let g = server.app.coordinator.statuses(registry: "default", prefix: "payments").first?.generation ?? 0
+        let g = server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "payments")).first?.status.generation.value ?? 0
         let response = try await report(reporter, batch(client: "x", breaker: "payments", generation: g, failure: 20))
         XCTAssertEqual(response.states.first?.state, .shadow)
         XCTAssertEqual(response.states.first?.evaluatedState, .open, "shadow reports the state it would take")

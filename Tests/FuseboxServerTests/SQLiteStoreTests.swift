@@ -1,5 +1,6 @@
 import Foundation
 import FuseboxCore
+import FuseboxAuthority
 import FuseboxWire
 import XCTest
 
@@ -19,23 +20,23 @@ final class SQLiteStoreTests: XCTestCase {
 
     func testPoliciesVersionsHistoryAndReopen() async throws {
         let store = try await SQLiteStore.open(directory: directory)
-        let created = try await store.putPolicy(registry: "payments", policy: Presets.api, expectedVersion: 0, actor: "alice", reason: "initial", atMs: 1)
+        let created = try await store.putPolicy(registry: "payments", policy: Presets.api, expectedVersion: 0, actor: "alice", reason: "initial", atMs: 1, audit: nil)
         XCTAssertEqual(created.kind, .created)
         XCTAssertEqual(created.version, 1)
         var changed = Presets.api
         changed.retry?.maxAttempts = 5
-        let updated = try await store.putPolicy(registry: "payments", policy: changed, expectedVersion: 1, actor: "bob", reason: "more retries", atMs: 2)
+        let updated = try await store.putPolicy(registry: "payments", policy: changed, expectedVersion: 1, actor: "bob", reason: "more retries", atMs: 2, audit: nil)
         XCTAssertEqual(updated.kind, .updated)
         XCTAssertEqual(updated.before, Presets.api)
         do {
-            _ = try await store.putPolicy(registry: "payments", policy: Presets.api, expectedVersion: 1, actor: "carol", reason: "", atMs: 3)
+            _ = try await store.putPolicy(registry: "payments", policy: Presets.api, expectedVersion: 1, actor: "carol", reason: "", atMs: 3, audit: nil)
             XCTFail("stale expected version must fail")
         } catch {
             XCTAssertEqual(error.code, .versionConflict)
             XCTAssertEqual(error.currentVersion, 2)
         }
-        _ = try await store.putPolicy(registry: "payments", policy: Presets.ai, expectedVersion: nil, actor: "bob", reason: "", atMs: 4)
-        let deleted = try await store.deletePolicy(registry: "payments", name: "ai", expectedVersion: nil, actor: "bob", reason: "gone", atMs: 5)
+        _ = try await store.putPolicy(registry: "payments", policy: Presets.ai, expectedVersion: nil, actor: "bob", reason: "", atMs: 4, audit: nil)
+        let deleted = try await store.deletePolicy(registry: "payments", name: "ai", expectedVersion: nil, actor: "bob", reason: "gone", atMs: 5, audit: nil)
         XCTAssertEqual(deleted.version, 4)
         await store.close()
 
@@ -57,28 +58,61 @@ final class SQLiteStoreTests: XCTestCase {
     func testBreakersAndAuditPersist() async throws {
         let store = try await SQLiteStore.open(directory: directory)
         let status = BreakerStatus(state: .forcedOpen, evaluatedState: .closed, generation: BreakerGeneration(7), since: Timestamp(milliseconds: 10), until: Timestamp(milliseconds: 99), reason: "incident")
-        try await store.saveBreaker(StoredBreaker(registry: "default", name: "stripe", policy: "api", status: status, override: .forcedOpen, overrideUntilMs: 99))
-        var entry = Fusebox_V1_AuditEntry()
-        entry.atMs = 5
-        entry.action = .forceOpen
-        entry.allowed = false
-        entry.deniedReason = "missing role admin"
-        var ref = Fusebox_V1_BreakerRef()
-        ref.registry = "default"
-        ref.name = "stripe"
-        entry.breaker = ref
-        let id = try await store.appendAudit(entry)
+        var rule = CircuitBreakerPolicy()
+        rule.consecutiveFailuresThreshold = 3
+        let key = BreakerKey(registry: "default", name: "stripe")
+        let allowed = AuditRecord(atMs: 4, actor: AuditActor(commonName: "alice", roles: ["reader", "reporter", "admin"]), action: .forceOpen, breaker: key, reason: "incident", allowed: true)
+        let ids = try await store.commit([BreakerCommit(
+            breaker: StoredBreaker(registry: "default", name: "stripe", policy: "api", status: status, override: .forcedOpen, overrideUntilMs: 99, rule: rule),
+            audits: [allowed])])
+        XCTAssertEqual(ids.count, 1)
+        let denied = AuditRecord(atMs: 5, actor: nil, action: .forceOpen, breaker: key, allowed: false, deniedReason: "missing role admin")
+        let id = try await store.appendAudit(denied)
         await store.close()
         let reopened = try await SQLiteStore.open(directory: directory)
         let breakers = try await reopened.loadBreakers()
         XCTAssertEqual(breakers.first?.status, status)
         XCTAssertEqual(breakers.first?.override, .forcedOpen)
-        var filter = Fusebox_V1_ListAuditRequest()
+        XCTAssertEqual(breakers.first?.rule, rule, "the rule is kept for a breaker whose policy goes away")
+        var filter = AuditQuery()
         filter.deniedOnly = true
         filter.breakerPrefix = "str"
         let audit = try await reopened.listAudit(filter)
         XCTAssertEqual(audit.map(\.id), [id])
         XCTAssertEqual(audit.first?.deniedReason, "missing role admin")
+        let all = try await reopened.listAudit(AuditQuery())
+        XCTAssertEqual(all.last?.actor?.roles, ["reader", "reporter", "admin"], "the actor's roles are kept")
+        await reopened.close()
+    }
+
+    /// A commit is one transaction: when it fails, none of its breakers or
+    /// audit entries is stored.
+    func testACommitIsAllOrNothing() async throws {
+        let store = try await SQLiteStore.open(directory: directory)
+        let status = BreakerStatus(state: .open, evaluatedState: .open, generation: BreakerGeneration(1), since: Timestamp(milliseconds: 1), reason: "trip")
+        _ = try await store.commit([BreakerCommit(breaker: StoredBreaker(registry: "default", name: "a", policy: "api", status: status, override: nil, overrideUntilMs: nil))])
+        await store.close()
+        // A trigger makes the second row of the next commit fail.
+        XCTAssertEqual(try runSQLite(directory + "/fusebox.db", "CREATE TRIGGER refuse BEFORE INSERT ON breakers WHEN NEW.name = 'c' BEGIN SELECT RAISE(FAIL, 'refused'); END;"), 0)
+        let reopened = try await SQLiteStore.open(directory: directory)
+        var later = status
+        later.generation = BreakerGeneration(2)
+        let audit = AuditRecord(atMs: 2, actor: nil, action: .reset, breaker: BreakerKey(registry: "default", name: "b"), allowed: true)
+        do {
+            _ = try await reopened.commit([
+                BreakerCommit(breaker: StoredBreaker(registry: "default", name: "a", policy: "api", status: later, override: nil, overrideUntilMs: nil)),
+                BreakerCommit(breaker: StoredBreaker(registry: "default", name: "b", policy: "api", status: status, override: nil, overrideUntilMs: nil), audits: [audit]),
+                BreakerCommit(breaker: StoredBreaker(registry: "default", name: "c", policy: "api", status: status, override: nil, overrideUntilMs: nil)),
+            ])
+            XCTFail("the trigger must refuse the commit")
+        } catch {
+            XCTAssertTrue(error.message.contains("refused"), error.message)
+        }
+        let breakers = try await reopened.loadBreakers()
+        XCTAssertEqual(breakers.map(\.name), ["a"])
+        XCTAssertEqual(breakers.first?.status.generation, BreakerGeneration(1))
+        let entries = try await reopened.listAudit(AuditQuery())
+        XCTAssertTrue(entries.isEmpty, "the audit entry went with the refused transaction")
         await reopened.close()
     }
 

@@ -122,8 +122,12 @@ public struct BreakerStateMachine: Sendable {
     }
 
     /// Asks for a half-open probe permit.
-    public mutating func acquirePermit(at now: Timestamp) -> PermitDecision {
-        _ = advance(to: now)
+    public mutating func acquirePermit(at now: Timestamp) -> (decision: PermitDecision, step: BreakerStep) {
+        let step = advance(to: now)
+        return (decide(at: now), step)
+    }
+
+    private mutating func decide(at now: Timestamp) -> PermitDecision {
         guard case .halfOpen = evaluated, status.state == .halfOpen else {
             let retry = status.until.map { max(0, $0.milliseconds(since: now)) }
             return .denied(PermitDenial(

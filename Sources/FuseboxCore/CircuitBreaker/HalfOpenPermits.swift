@@ -65,6 +65,14 @@ public struct PermitDenial: Sendable, Hashable {
     public var retryAfterMs: Int64?
     /// Why, for people.
     public var reason: String
+
+    /// A denial.
+    public init(state: BreakerState, generation: BreakerGeneration, retryAfterMs: Int64?, reason: String) {
+        self.state = state
+        self.generation = generation
+        self.retryAfterMs = retryAfterMs
+        self.reason = reason
+    }
 }
 
 /// The answer to a permit request.

@@ -1,89 +1,113 @@
 import Foundation
 import FuseboxCore
+public import FuseboxAuthority
 public import FuseboxRPC
 import FuseboxWire
 
 /// `fusebox.v1.AdminService`: overrides and the audit log. Every call,
-/// allowed or denied, is audited with the caller's identity.
+/// allowed, denied or invalid, is audited with the caller's identity; an
+/// allowed action and its entry are stored in one transaction.
 public struct AdminService: Sendable {
-    let coordinator: BreakerCoordinator
-    let authorizer: Authorizer
+    let authority: any BreakerAuthority
     let audit: AuditLog
+
+    /// The service over `authority`.
+    public init(authority: any BreakerAuthority, audit: AuditLog) {
+        self.authority = authority
+        self.audit = audit
+    }
 
     /// Registers the service's methods on `router`.
     public func register(on router: inout RPCRouter) {
         let service = "fusebox.v1.AdminService"
-        let overrides: [(String, BreakerOverride, Fusebox_V1_AuditAction)] = [
+        let overrides: [(String, BreakerOverride, AuditAction)] = [
             ("ForceOpen", .forcedOpen, .forceOpen), ("ForceClose", .forcedClosed, .forceClose),
             ("Disable", .disabled, .disable), ("Shadow", .shadow, .shadow),
         ]
         for (method, kind, action) in overrides {
             router.unary(service, method) { (request: Fusebox_V1_OverrideRequest, context) in
-                let ref = try Self.ref(request.breaker)
-                try await requireAdmin(context, action, ref, request.reason)
-                if kind == .forcedOpen, request.reason.trimmingCharacters(in: .whitespaces).isEmpty {
-                    throw RPCError(.invalidArgument, "reason: required for ForceOpen; say why, for the audit log")
+                let named = try? WireConversions.key(request.breaker, field: "breaker")
+                try await audit.authorize(.admin, context, action: action, breaker: named, reason: request.reason)
+                let key: BreakerKey
+                do throws(RPCError) {
+                    key = try WireConversions.key(request.breaker, field: "breaker")
+                    try WireConversions.checkReason(request.reason)
+                    if kind == .forcedOpen, request.reason.trimmingCharacters(in: .whitespaces).isEmpty {
+                        throw WireConversions.invalid("reason", "required for ForceOpen; say why, for the audit log")
+                    }
+                } catch {
+                    await audit.refused(context, action: action, breaker: named, reason: request.reason, error)
+                    throw error
                 }
-                let (before, after) = try await coordinator.setOverride(
-                    ref, kind, durationMs: request.durationMs, reason: request.reason, policy: request.policy.isEmpty ? nil : request.policy)
-                return try await respond(action, context, ref, request.reason, before, after, request.durationMs)
+                let record = audit.allowed(context, action: action, breaker: key, reason: request.reason, durationMs: request.durationMs)
+                do throws(CoordinatorError) {
+                    let outcome = try await authority.setOverride(
+                        key, kind, durationMs: request.durationMs, reason: request.reason,
+                        policy: request.policy.isEmpty ? nil : request.policy, audit: record)
+                    return Self.response(outcome)
+                } catch {
+                    let status = WireConversions.status(error, field: error.field == "policy" ? "" : "breaker")
+                    if error.code != .unavailable { await audit.refused(context, action: action, breaker: key, reason: request.reason, status) }
+                    throw status
+                }
             }
         }
         router.unary(service, "Reset") { (request: Fusebox_V1_ResetRequest, context) in
-            let ref = try Self.ref(request.breaker)
-            try await requireAdmin(context, .reset, ref, request.reason)
-            let (before, after) = try await coordinator.reset(ref, reason: request.reason.isEmpty ? "reset" : request.reason)
-            return try await respond(.reset, context, ref, request.reason, before, after, 0)
+            let named = try? WireConversions.key(request.breaker, field: "breaker")
+            try await audit.authorize(.admin, context, action: .reset, breaker: named, reason: request.reason)
+            let key: BreakerKey
+            do throws(RPCError) {
+                key = try WireConversions.key(request.breaker, field: "breaker")
+                try WireConversions.checkReason(request.reason)
+            } catch {
+                await audit.refused(context, action: .reset, breaker: named, reason: request.reason, error)
+                throw error
+            }
+            let record = audit.allowed(context, action: .reset, breaker: key, reason: request.reason)
+            do throws(CoordinatorError) {
+                let outcome = try await authority.reset(key, reason: request.reason.isEmpty ? "reset" : request.reason, audit: record)
+                return Self.response(outcome)
+            } catch {
+                let status = WireConversions.status(error)
+                if error.code != .unavailable { await audit.refused(context, action: .reset, breaker: key, reason: request.reason, status) }
+                throw status
+            }
         }
         router.unary(service, "ListAudit") { (request: Fusebox_V1_ListAuditRequest, context) in
-            try authorizer.require(.admin, context)
-            let limit = request.limit == 0 ? 100 : min(Int(request.limit), 1_000)
-            let entries: [Fusebox_V1_AuditEntry]
+            try audit.authorizer.require(.admin, context)
+            guard request.limit <= 1_000 else { throw WireConversions.invalid("limit", "(\(request.limit)) must be 0 (the default of 100) to 1000") }
+            var query = AuditQuery()
+            query.sinceMs = request.sinceMs
+            query.untilMs = request.untilMs
+            query.registry = request.registry
+            query.breakerPrefix = request.breakerPrefix
+            query.deniedOnly = request.deniedOnly
+            query.beforeID = request.beforeId
+            query.limit = request.limit == 0 ? 100 : Int(request.limit)
+            for (i, action) in request.actions.enumerated() {
+                guard let a = WireConversions.action(action) else {
+                    throw WireConversions.invalid("actions[\(i)]", "(\(action.rawValue)) is not an audit action")
+                }
+                query.actions.append(a)
+            }
+            let entries: [AuditRecord]
             do throws(StoreError) {
-                entries = try await audit.store.listAudit(request)
+                entries = try await audit.store.listAudit(query)
             } catch {
                 throw WireConversions.status(error)
             }
             var response = Fusebox_V1_ListAuditResponse()
-            response.entries = Array(entries.prefix(limit))
-            response.truncated = entries.count > limit
+            response.entries = entries.prefix(query.limit).map(WireConversions.audit)
+            response.truncated = entries.count > query.limit
             return response
         }
     }
 
-    private func respond(
-        _ action: Fusebox_V1_AuditAction, _ context: RPCServerContext, _ ref: (registry: String, name: String), _ reason: String,
-        _ before: BreakerStatus?, _ after: BreakerStatus, _ durationMs: UInt32
-    ) async throws(RPCError) -> Fusebox_V1_AdminActionResponse {
-        let id: UInt64
-        do throws(StoreError) {
-            id = try await audit.record(
-                action, peer: context.peer, breaker: ref, reason: reason, allowed: true, before: before?.state, after: after.state, durationMs: durationMs)
-        } catch {
-            throw WireConversions.status(error)
-        }
+    static func response(_ outcome: AdminOutcome) -> Fusebox_V1_AdminActionResponse {
         var response = Fusebox_V1_AdminActionResponse()
-        let key = BreakerCoordinator.Key(registry: ref.registry, name: ref.name)
-        response.before = before.map { BreakerCoordinator.wire($0, key: key, policy: "") }
-        response.after = BreakerCoordinator.wire(after, key: key, policy: "")
-        response.auditId = id
+        response.before = outcome.before.map(WireConversions.status)
+        response.after = WireConversions.status(outcome.after)
+        response.auditId = outcome.auditID
         return response
-    }
-
-    private func requireAdmin(
-        _ context: RPCServerContext, _ action: Fusebox_V1_AuditAction, _ ref: (registry: String, name: String), _ reason: String
-    ) async throws(RPCError) {
-        do {
-            try authorizer.require(.admin, context)
-        } catch {
-            _ = try? await audit.record(action, peer: context.peer, breaker: ref, reason: reason, allowed: false, deniedReason: error.message)
-            throw error
-        }
-    }
-
-    static func ref(_ ref: Fusebox_V1_BreakerRef?) throws(RPCError) -> (registry: String, name: String) {
-        guard let ref, !ref.name.isEmpty else { throw RPCError(.invalidArgument, "breaker.name: required") }
-        let key = BreakerCoordinator.Key(ref)
-        return (key.registry, key.name)
     }
 }

@@ -1,33 +1,75 @@
+import CoreMetrics
 import FuseboxCore
+public import FuseboxAuthority
 import FuseboxRPC
 import FuseboxTLS
-import FuseboxWire
+import Logging
 
-/// Writes audit entries: every admin action and every denied attempt, with
-/// the caller's identity.
+/// Writes the audit log: every admin action (allowed, denied or invalid),
+/// with the caller's identity and roles. An allowed action's entry is
+/// written by the store in the action's own transaction; denied and invalid
+/// attempts are appended on their own, and a failure to append them is
+/// logged and counted (`fusebox_audit_write_failures_total`), never ignored.
 public struct AuditLog: Sendable {
-    let store: any FuseboxStore
-    let clock: @Sendable () -> Int64
+    let store: any AuditStore
+    let authorizer: Authorizer
+    let clock: any FleetClock
+    private let logger = Logger(label: "fusebox.audit")
 
-    /// Records an entry; returns its id.
-    @discardableResult
-    func record(
-        _ action: Fusebox_V1_AuditAction, peer: TLSPeerIdentity?, breaker: (registry: String, name: String)? = nil,
-        policy: String = "", reason: String, allowed: Bool, deniedReason: String = "",
-        before: BreakerState? = nil, after: BreakerState? = nil, durationMs: UInt32 = 0
-    ) async throws(StoreError) -> UInt64 {
-        var entry = Fusebox_V1_AuditEntry()
-        entry.atMs = clock()
-        entry.actor = peer.map(WireConversions.peer)
-        entry.action = action
-        if let breaker { entry.breaker = WireConversions.ref(breaker.registry, breaker.name) }
-        entry.policy = policy
-        entry.reason = reason
-        entry.allowed = allowed
-        entry.deniedReason = deniedReason
-        entry.stateBefore = before.map(WireConversions.state) ?? .unspecified
-        entry.stateAfter = after.map(WireConversions.state) ?? .unspecified
-        entry.durationMs = durationMs
-        return try await store.appendAudit(entry)
+    /// An audit log over `store`.
+    public init(store: any AuditStore, authorizer: Authorizer, clock: any FleetClock) {
+        self.store = store
+        self.authorizer = authorizer
+        self.clock = clock
+    }
+
+    /// The caller as the audit log names it.
+    func actor(_ context: RPCServerContext) -> AuditActor? {
+        WireConversions.actor(context.peer, role: authorizer.role(of: context.peer))
+    }
+
+    /// The entry of an allowed action, to be stored with it.
+    func allowed(
+        _ context: RPCServerContext, action: AuditAction, breaker: BreakerKey? = nil, policy: String = "", reason: String,
+        durationMs: UInt32 = 0
+    ) -> AuditRecord {
+        AuditRecord(
+            atMs: clock.now().milliseconds, actor: actor(context), action: action, breaker: breaker, policy: policy,
+            reason: reason, allowed: true, durationMs: durationMs)
+    }
+
+    /// Throws PERMISSION_DENIED unless the caller has `role`, auditing the denial.
+    func authorize(
+        _ role: Role, _ context: RPCServerContext, action: AuditAction, breaker: BreakerKey? = nil, policy: String = "", reason: String
+    ) async throws(RPCError) {
+        do {
+            try authorizer.require(role, context)
+        } catch {
+            await append(AuditRecord(
+                atMs: clock.now().milliseconds, actor: actor(context), action: action, breaker: breaker, policy: policy,
+                reason: String(reason.utf8.prefix(1_024)) ?? "", allowed: false, deniedReason: error.message))
+            throw error
+        }
+    }
+
+    /// Audits an authorized request refused as invalid.
+    func refused(
+        _ context: RPCServerContext, action: AuditAction, breaker: BreakerKey? = nil, policy: String = "", reason: String, _ error: RPCError
+    ) async {
+        await append(AuditRecord(
+            atMs: clock.now().milliseconds, actor: actor(context), action: action, breaker: breaker, policy: policy,
+            reason: String(reason.utf8.prefix(1_024)) ?? "", allowed: false, deniedReason: "invalid: \(error.message)"))
+    }
+
+    /// Appends an entry on its own.
+    func append(_ record: AuditRecord) async {
+        do throws(StoreError) {
+            _ = try await store.appendAudit(record)
+        } catch {
+            Counter(label: "fusebox_audit_write_failures_total").increment()
+            logger.error("could not write an audit entry", metadata: [
+                "action": "\(record.action)", "allowed": "\(record.allowed)", "error": "\(error)",
+            ])
+        }
     }
 }

@@ -1,5 +1,6 @@
 public import FuseboxRPC
 public import FuseboxTLS
+import FuseboxWire
 import NIOConcurrencyHelpers
 
 /// The roles of DESIGN §Security: each includes the ones before it.
@@ -87,7 +88,9 @@ public struct Authorizer: Sendable {
     public func require(_ needed: Role, _ context: RPCServerContext) throws(RPCError) {
         let has = role(of: context.peer)
         guard let has, has >= needed else {
-            var trailers = RPCMetadata()
+            var details = Fusebox_V1_ErrorDetails()
+            details.missingRole = needed.rawValue
+            var trailers = WireConversions.trailers(details)
             trailers.add("fusebox-missing-role", needed.rawValue)
             throw RPCError(
                 .permissionDenied,

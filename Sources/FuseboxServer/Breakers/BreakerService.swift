@@ -1,76 +1,243 @@
+import FuseboxAPI
 import FuseboxCore
+public import FuseboxAuthority
 public import FuseboxRPC
 import FuseboxWire
+import NIOConcurrencyHelpers
 
-/// `fusebox.v1.BreakerService` over the coordinator.
+/// `fusebox.v1.BreakerService`: authorization, validation and the mapping
+/// between messages and the authority's domain values. The decisions are the
+/// authority's.
 public struct BreakerService: Sendable {
-    let coordinator: BreakerCoordinator
+    let authority: any BreakerAuthority
     let authorizer: Authorizer
+    /// Transitions are encoded once for all watchers.
+    let frames = FrameCache()
+
+    /// The service over `authority`.
+    public init(authority: any BreakerAuthority, authorizer: Authorizer) {
+        self.authority = authority
+        self.authorizer = authorizer
+    }
 
     /// Registers the service's methods on `router`.
     public func register(on router: inout RPCRouter) {
         let service = "fusebox.v1.BreakerService"
         router.unary(service, "ReportOutcomes") { (batch: Fusebox_V1_OutcomeBatch, context) in
             try authorizer.require(.reporter, context)
-            try Self.checkBatch(batch)
-            return await coordinator.report(batch)
+            let (report, rejected) = try Self.domain(batch)
+            var response = Self.response(await authority.report(report), batch: report, rejected: rejected, states: true)
+            response.rejected.sort { $0.field < $1.field }
+            return try Self.failIfUnstored(response)
         }
         router.clientStreaming(service, "StreamOutcomes") { (batches: RPCMessageStream<Fusebox_V1_OutcomeBatch>, context) in
             try authorizer.require(.reporter, context)
             var total = Fusebox_V1_ReportOutcomesResponse()
             // States are read once, at the end, for every breaker the stream named.
-            var touched = Set<BreakerCoordinator.Key>()
+            var touched = Set<BreakerKey>()
             for try await batch in batches {
-                try Self.checkBatch(batch)
-                let response = await coordinator.report(batch, states: false)
+                let (report, rejected) = try Self.domain(batch)
+                let response = Self.response(await authority.report(report), batch: report, rejected: rejected, states: false)
                 total.accepted += response.accepted
                 total.stale += response.stale
                 total.rejected += response.rejected
-                for entry in batch.breakers {
-                    guard let ref = entry.breaker, !ref.name.isEmpty else { continue }
-                    touched.insert(BreakerCoordinator.Key(ref))
-                }
+                total.duplicate = total.duplicate || response.duplicate
+                total.belowQuorum += response.belowQuorum
+                for entry in report.breakers { touched.insert(entry.key) }
             }
-            total.states = coordinator.statuses(of: touched)
-            return total
+            total.states = authority.views(of: touched).map(WireConversions.status)
+            return try Self.failIfUnstored(total)
         }
         router.unary(service, "AcquirePermit") { (request: Fusebox_V1_AcquirePermitRequest, context) in
             try authorizer.require(.reporter, context)
-            return try await coordinator.acquirePermit(request)
+            let key = try WireConversions.key(request.breaker, field: "breaker")
+            let answer: PermitAnswer
+            do throws(CoordinatorError) {
+                answer = try await authority.acquirePermit(key)
+            } catch {
+                throw WireConversions.status(error)
+            }
+            var response = Fusebox_V1_AcquirePermitResponse()
+            response.generation = answer.status.generation.value
+            response.state = WireConversions.state(answer.status.state)
+            switch answer.decision {
+            case .granted(let grant):
+                response.granted = true
+                response.permitId = grant.id
+                response.expiresInMs = UInt32(clamping: max(0, grant.expiresAt.milliseconds(since: answer.at)))
+            case .denied(let denial):
+                response.retryAfterMs = UInt32(clamping: max(0, denial.retryAfterMs ?? 0))
+                response.reason = denial.reason
+            }
+            return response
         }
         router.serverStreaming(service, "WatchBreakers") {
             (request: Fusebox_V1_WatchBreakersRequest, writer: RPCStreamWriter<Fusebox_V1_BreakerEvent>, context) in
             try authorizer.require(.reader, context)
-            try await coordinator.watch(registry: request.registry, prefix: request.namePrefix, writer: writer)
+            if !request.registry.isEmpty { try WireConversions.checkRegistry(request.registry, field: "registry") }
+            let sink = BreakerStreamSink(writer: writer, frames: frames)
+            let id = authority.watch(BreakerSelector(registry: request.registry, prefix: request.namePrefix), sink: sink)
+            defer { authority.unwatch(id) }
+            await sink.waitUntilFinished()
         }
         router.unary(service, "GetBreaker") { (request: Fusebox_V1_GetBreakerRequest, context) in
             try authorizer.require(.reader, context)
-            guard let ref = request.breaker, let detail = coordinator.detail(ref.registry, ref.name) else {
-                throw RPCError(.notFound, "breaker \(request.breaker?.registry ?? "")/\(request.breaker?.name ?? "") does not exist")
-            }
-            return detail
+            let key = try WireConversions.key(request.breaker, field: "breaker")
+            guard let detail = authority.detail(key) else { throw RPCError(.notFound, "breaker \(key) does not exist") }
+            return WireConversions.detail(detail)
         }
         router.unary(service, "ListBreakers") { (request: Fusebox_V1_ListBreakersRequest, context) in
             try authorizer.require(.reader, context)
-            let all = coordinator.statuses(registry: request.registry, prefix: request.namePrefix)
-            let size = request.pageSize == 0 ? 100 : min(Int(request.pageSize), 1_000)
-            let start = request.pageToken.isEmpty ? all.startIndex
-                : (all.firstIndex { "\($0.breaker?.registry ?? "")/\($0.breaker?.name ?? "")" > request.pageToken } ?? all.endIndex)
+            if !request.registry.isEmpty { try WireConversions.checkRegistry(request.registry, field: "registry") }
+            guard request.pageSize <= 1_000 else { throw WireConversions.invalid("page_size", "(\(request.pageSize)) must be 0 (the default of 100) to 1000") }
+            let size = request.pageSize == 0 ? 100 : Int(request.pageSize)
+            var all = authority.views(BreakerSelector(registry: request.registry, prefix: request.namePrefix))
+            if !request.pageToken.isEmpty {
+                // The token is the last key returned, "registry/name"; registry names
+                // have no "/", so the first one splits it. Compared as keys, the
+                // order the list is sorted in, never as strings.
+                guard let slash = request.pageToken.firstIndex(of: "/") else {
+                    throw WireConversions.invalid("page_token", "(\"\(request.pageToken.prefix(300))\") is not a token this server gave")
+                }
+                let last = BreakerKey(registry: String(request.pageToken[..<slash]), name: String(request.pageToken[request.pageToken.index(after: slash)...]))
+                all = Array(all.drop { $0.key <= last })
+            }
             var response = Fusebox_V1_ListBreakersResponse()
-            response.breakers = Array(all[start..<min(start + size, all.endIndex)])
-            if start + size < all.endIndex, let last = response.breakers.last {
-                response.nextPageToken = "\(last.breaker?.registry ?? "")/\(last.breaker?.name ?? "")"
+            response.breakers = all.prefix(size).map(WireConversions.status)
+            if all.count > size, let last = all.prefix(size).last {
+                response.nextPageToken = "\(last.key.registry)/\(last.key.name)"
             }
             return response
         }
     }
 
-    static func checkBatch(_ batch: Fusebox_V1_OutcomeBatch) throws(RPCError) {
+    /// The domain batch of a request, and the entries refused on their own.
+    static func domain(_ batch: Fusebox_V1_OutcomeBatch) throws(RPCError) -> (OutcomeBatchReport, [Fusebox_V1_FieldViolation]) {
         guard (1...253).contains(batch.clientId.utf8.count) else {
-            throw RPCError(.invalidArgument, "client_id: required, 1-253 bytes")
+            throw WireConversions.invalid("client_id", "required: 1-253 bytes")
         }
         guard batch.breakers.count <= 10_000 else {
-            throw RPCError(.invalidArgument, "breakers: \(batch.breakers.count) entries; at most 10000 per batch")
+            throw WireConversions.invalid("breakers", "\(batch.breakers.count) entries; at most 10000 per batch")
         }
+        var entries: [ReportedBreaker] = []
+        var rejected: [Fusebox_V1_FieldViolation] = []
+        for (i, entry) in batch.breakers.enumerated() {
+            let key: BreakerKey
+            do throws(RPCError) {
+                key = try WireConversions.key(entry.breaker, field: "breakers[\(i)].breaker")
+            } catch {
+                rejected.append(contentsOf: Self.violations(of: error))
+                continue
+            }
+            let report = OutcomeReport(
+                client: batch.clientId, generation: BreakerGeneration(entry.generation), counts: BreakerMapping.counts(entry.counts),
+                trailingConsecutiveFailures: Int(entry.trailingConsecutiveFailures),
+                probes: entry.probes.map { ProbeResult(permitID: $0.permitId, outcome: BreakerMapping.outcome($0.outcome)) })
+            entries.append(ReportedBreaker(key: key, policy: entry.policy.isEmpty ? nil : entry.policy, report: report))
+        }
+        return (OutcomeBatchReport(
+            client: batch.clientId, incarnation: batch.incarnation, sequence: batch.sequence, final: batch.final, breakers: entries), rejected)
+    }
+
+    /// The violations an INVALID_ARGUMENT carries.
+    static func violations(of error: RPCError) -> [Fusebox_V1_FieldViolation] {
+        guard let bytes = error.metadata.firstBinary("fusebox-error-details-bin"), let details = try? Fusebox_V1_ErrorDetails(decoding: bytes) else {
+            return [WireConversions.violation("", error.message)]
+        }
+        return details.violations
+    }
+
+    static func response(_ result: ReportResult, batch: OutcomeBatchReport, rejected: [Fusebox_V1_FieldViolation], states: Bool) -> Fusebox_V1_ReportOutcomesResponse {
+        var response = Fusebox_V1_ReportOutcomesResponse()
+        response.duplicate = result.duplicate
+        response.accepted = UInt32(clamping: result.accepted)
+        response.stale = UInt32(clamping: result.stale)
+        response.rejected = rejected
+        for (index, error) in result.rejected {
+            let field = "breakers[\(index)]" + (error.field.isEmpty ? "" : ".\(error.field)")
+            response.rejected.append(WireConversions.violation(field, error.message))
+        }
+        response.belowQuorum = result.belowQuorum.map { trip in
+            var w = Fusebox_V1_BelowQuorumTrip()
+            w.breaker = WireConversions.ref(trip.key)
+            w.reason = trip.reason
+            w.openMs = UInt32(clamping: trip.openMs)
+            w.generation = trip.generation.value
+            return w
+        }
+        if states {
+            response.states = batch.breakers.indices.compactMap { result.views[$0].map(WireConversions.status) }
+        }
+        if result.stale + response.rejected.count > 0 { ServerMetrics.rejected(result.stale + response.rejected.count) }
+        if !result.duplicate {
+            for entry in batch.breakers { ServerMetrics.report(entry.report.counts) }
+        }
+        return response
+    }
+
+    /// A report whose breaker change could not be stored answers UNAVAILABLE.
+    static func failIfUnstored(_ response: Fusebox_V1_ReportOutcomesResponse) throws(RPCError) -> Fusebox_V1_ReportOutcomesResponse {
+        if let unstored = response.rejected.first(where: { $0.description.contains("could not be stored") }) {
+            throw RPCError(.unavailable, "\(unstored.field): \(unstored.description)")
+        }
+        return response
+    }
+}
+
+/// The last transitions' frames, by the coordinator's publish sequence: the
+/// first watcher's sink encodes an event, the others reuse the bytes.
+final class FrameCache: Sendable {
+    private let frames = NIOLockedValueBox<[(UInt64, RPCFrame)]>([])
+
+    func frame(_ event: BreakerTransitionEvent) -> RPCFrame? {
+        if let hit = frames.withLockedValue({ $0.first { $0.0 == event.sequence }?.1 }) { return hit }
+        var wire = Fusebox_V1_BreakerEvent()
+        wire.event = .transition(WireConversions.transition(event))
+        guard let bytes = try? wire.encode() else { return nil }
+        let frame = RPCFrame(bytes)
+        frames.withLockedValue { f in
+            if f.count >= 64 { f.removeFirst(f.count - 63) }
+            f.append((event.sequence, frame))
+        }
+        return frame
+    }
+}
+
+/// A WatchBreakers stream as a watch sink: events are queued on the stream
+/// without waiting; a stream that cannot take more refuses them, and the hub
+/// sends it a fresh snapshot once it can.
+final class BreakerStreamSink: WatchSink, Sendable {
+    private let writer: RPCStreamWriter<Fusebox_V1_BreakerEvent>
+    private let frames: FrameCache
+    private let done = Doorbell()
+
+    init(writer: RPCStreamWriter<Fusebox_V1_BreakerEvent>, frames: FrameCache) {
+        self.writer = writer
+        self.frames = frames
+    }
+
+    func offer(_ event: BreakerWatchEvent) -> Bool {
+        let frame: RPCFrame?
+        switch event {
+        case .snapshot(let views):
+            var snapshot = Fusebox_V1_BreakerSnapshot()
+            snapshot.breakers = views.map(WireConversions.status)
+            var wire = Fusebox_V1_BreakerEvent()
+            wire.event = .snapshot(snapshot)
+            frame = (try? wire.encode()).map(RPCFrame.init)
+        case .transition(let t):
+            frame = frames.frame(t)
+        }
+        guard let frame else { return true }
+        return writer.offer(frame)
+    }
+
+    var canAccept: Bool { writer.canAccept }
+
+    func finish() { done.close() }
+
+    /// Returns at shutdown or when the call's task is cancelled (the client went away).
+    func waitUntilFinished() async {
+        while await done.wait() {}
     }
 }

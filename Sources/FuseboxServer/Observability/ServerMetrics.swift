@@ -4,16 +4,6 @@ import FuseboxCore
 /// The server's metrics, through the swift-metrics API (fuseboxd bootstraps
 /// the Prometheus backend). Names are documented in docs/SERVER.md.
 enum ServerMetrics {
-    static func transition(registry: String, breaker: String, to state: BreakerState) {
-        Counter(label: "fusebox_breaker_transitions_total", dimensions: [("registry", registry), ("breaker", breaker), ("to", state.rawValue)]).increment()
-        Gauge(label: "fusebox_breaker_state", dimensions: [("registry", registry), ("breaker", breaker)]).record(Double(code(state)))
-    }
-
-    /// 0 closed, 1 open, 2 half-open, 3 forced open, 4 forced closed, 5 disabled, 6 shadow.
-    static func code(_ state: BreakerState) -> Int {
-        BreakerState.allCases.firstIndex(of: state) ?? 0
-    }
-
     // Made once (on first use, after fuseboxd bootstrapped the metrics
     // system): making a counter per report cost 8% of the server's CPU under load.
     private static let reports = Counter(label: "fusebox_reports_total")

@@ -1,4 +1,5 @@
 import CSQLite
+import FuseboxAuthority
 
 /// A thin, typed wrapper over one sqlite3 connection. The store uses it from
 /// its one database thread only (hence the unchecked Sendable).

@@ -1,6 +1,7 @@
 import FuseboxAPI
 public import FuseboxCore
-public import FuseboxWire
+public import FuseboxAuthority
+import FuseboxWire
 import NIOConcurrencyHelpers
 import NIOPosix
 
@@ -10,7 +11,7 @@ import NIOPosix
 /// schema, with a message that says what to do; it never resets data.
 public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
     /// The schema version this build writes. Migrations bring older files up to it.
-    public static let schemaVersion: Int64 = 1
+    public static let schemaVersion: Int64 = 2
 
     /// Migrations by the version they produce.
     static let migrations: [(version: Int64, sql: String)] = [
@@ -31,7 +32,10 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
                 id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, action INTEGER NOT NULL,
                 registry TEXT NOT NULL, breaker TEXT NOT NULL, allowed INTEGER NOT NULL, body BLOB NOT NULL);
             CREATE INDEX audit_at ON audit (at_ms);
-            """)
+            """),
+        // The breaker rule each breaker last ran with, so a breaker whose
+        // policy is deleted keeps tripping by it after a restart.
+        (2, "ALTER TABLE breakers ADD COLUMN rule BLOB;"),
     ]
 
     private let database: SQLiteDatabase
@@ -148,9 +152,11 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
     }
 
     public func putPolicy(
-        registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64
+        registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64,
+        audit: AuditRecord?
     ) async throws(StoreError) -> PolicyChangeRecord {
         let body = try Self.encodePolicy(policy)
+        let auditBody = try audit.map { a throws(StoreError) in try Self.encodeAudit(a) }
         return try await run { db throws(StoreError) in
             try db.transaction { () throws(StoreError) in
                 let existing = try db.query("SELECT body, version FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(policy.name)]).first
@@ -172,15 +178,18 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
                     registry: registry, version: version, name: policy.name, kind: before == nil ? .created : .updated,
                     before: before, after: policy, actor: actor, atMs: atMs, reason: reason)
                 try Self.insertHistory(db, change, before: existing?[0].bytes, after: body)
+                if let audit, let auditBody { _ = try Self.insertAudit(db, audit, body: auditBody) }
                 return change
             }
         }
     }
 
     public func deletePolicy(
-        registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64
+        registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64,
+        audit: AuditRecord?
     ) async throws(StoreError) -> PolicyChangeRecord {
-        try await run { db throws(StoreError) in
+        let auditBody = try audit.map { a throws(StoreError) in try Self.encodeAudit(a) }
+        return try await run { db throws(StoreError) in
             try db.transaction { () throws(StoreError) in
                 guard let existing = try db.query("SELECT body, version FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(name)]).first else {
                     throw StoreError(.notFound, "policy \(registry)/\(name) does not exist")
@@ -195,6 +204,7 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
                     registry: registry, version: version, name: name, kind: .deleted,
                     before: try Self.decodePolicy(existing[0].bytes ?? []), after: nil, actor: actor, atMs: atMs, reason: reason)
                 try Self.insertHistory(db, change, before: existing[0].bytes, after: nil)
+                if let audit, let auditBody { _ = try Self.insertAudit(db, audit, body: auditBody) }
                 return change
             }
         }
@@ -257,23 +267,39 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
 
     // MARK: Breakers
 
-    public func saveBreaker(_ b: StoredBreaker) async throws(StoreError) {
-        try await run { db throws(StoreError) in
-            _ = try db.query(
-                """
-                INSERT OR REPLACE INTO breakers (registry, name, policy, generation, state, evaluated_state, since_ms, until_ms,
-                    reason, override, override_until_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                [.text(b.registry), .text(b.name), .text(b.policy), .integer(Int64(b.status.generation.value)),
-                 .text(b.status.state.rawValue), .text(b.status.evaluatedState.rawValue), .integer(b.status.since.milliseconds),
-                 b.status.until.map { .integer($0.milliseconds) } ?? .null, .text(b.status.reason),
-                 b.override.map { .text($0.state.rawValue) } ?? .null, b.overrideUntilMs.map { .integer($0) } ?? .null])
+    public func commit(_ commits: [BreakerCommit]) async throws(StoreError) -> [UInt64] {
+        var rows: [(StoredBreaker, [UInt8]?, [(AuditRecord, [UInt8])])] = []
+        for c in commits {
+            let rule = try c.breaker.rule.map { r throws(StoreError) in try Self.encodeRule(r) }
+            var audits: [(AuditRecord, [UInt8])] = []
+            for a in c.audits { audits.append((a, try Self.encodeAudit(a))) }
+            rows.append((c.breaker, rule, audits))
+        }
+        let prepared = rows
+        return try await run { db throws(StoreError) in
+            try db.transaction { () throws(StoreError) -> [UInt64] in
+                var ids: [UInt64] = []
+                for (b, rule, audits) in prepared {
+                    try db.query(
+                        """
+                        INSERT OR REPLACE INTO breakers (registry, name, policy, generation, state, evaluated_state, since_ms, until_ms,
+                            reason, override, override_until_ms, rule) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                        [.text(b.registry), .text(b.name), .text(b.policy), .integer(Int64(b.status.generation.value)),
+                         .text(b.status.state.rawValue), .text(b.status.evaluatedState.rawValue), .integer(b.status.since.milliseconds),
+                         b.status.until.map { .integer($0.milliseconds) } ?? .null, .text(b.status.reason),
+                         b.override.map { .text($0.state.rawValue) } ?? .null, b.overrideUntilMs.map { .integer($0) } ?? .null,
+                         rule.map { .blob($0) } ?? .null])
+                    for (audit, body) in audits { ids.append(try Self.insertAudit(db, audit, body: body)) }
+                }
+                return ids
+            }
         }
     }
 
     public func loadBreakers() async throws(StoreError) -> [StoredBreaker] {
         try await run { db throws(StoreError) in
-            try db.query("SELECT registry, name, policy, generation, state, evaluated_state, since_ms, until_ms, reason, override, override_until_ms FROM breakers ORDER BY registry, name").map { row in
+            try db.query("SELECT registry, name, policy, generation, state, evaluated_state, since_ms, until_ms, reason, override, override_until_ms, rule FROM breakers ORDER BY registry, name").map { row throws(StoreError) in
                 let overrideState = row[9].string.flatMap(BreakerState.init(rawValue:))
                 let override: BreakerOverride? = switch overrideState {
                 case .forcedOpen: .forcedOpen
@@ -289,28 +315,44 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
                         evaluatedState: BreakerState(rawValue: row[5].string ?? "") ?? .closed,
                         generation: BreakerGeneration(UInt64(row[3].int ?? 0)), since: Timestamp(milliseconds: row[6].int ?? 0),
                         until: row[7].int.map(Timestamp.init(milliseconds:)), reason: row[8].string ?? ""),
-                    override: override, overrideUntilMs: row[10].int)
+                    override: override, overrideUntilMs: row[10].int,
+                    rule: try row[11].bytes.flatMap { b throws(StoreError) in try Self.decodeRule(b) })
             }
         }
+    }
+
+    private static func encodeRule(_ rule: CircuitBreakerPolicy) throws(StoreError) -> [UInt8] {
+        var policy = Policy(name: "rule")
+        policy.circuitBreaker = rule
+        return try encodePolicy(policy)
+    }
+
+    private static func decodeRule(_ bytes: [UInt8]) throws(StoreError) -> CircuitBreakerPolicy? {
+        try decodePolicy(bytes).circuitBreaker
     }
 
     // MARK: Audit
 
-    public func appendAudit(_ entry: Fusebox_V1_AuditEntry) async throws(StoreError) -> UInt64 {
-        try await run { db throws(StoreError) in
-            try db.transaction { () throws(StoreError) in
-                let body: [UInt8]
-                do { body = try entry.encode() } catch { throw StoreError(.internal, "cannot encode audit entry: \(error)") }
-                try db.query(
-                    "INSERT INTO audit (at_ms, action, registry, breaker, allowed, body) VALUES (?, ?, ?, ?, ?, ?)",
-                    [.integer(entry.atMs), .integer(Int64(entry.action.rawValue)), .text(entry.breaker?.registry ?? ""),
-                     .text(entry.breaker?.name ?? ""), .integer(entry.allowed ? 1 : 0), .blob(body)])
-                return UInt64(db.lastInsertID)
-            }
+    public func appendAudit(_ entry: AuditRecord) async throws(StoreError) -> UInt64 {
+        let body = try Self.encodeAudit(entry)
+        return try await run { db throws(StoreError) in
+            try db.transaction { () throws(StoreError) in try Self.insertAudit(db, entry, body: body) }
         }
     }
 
-    public func listAudit(_ f: Fusebox_V1_ListAuditRequest) async throws(StoreError) -> [Fusebox_V1_AuditEntry] {
+    private static func encodeAudit(_ entry: AuditRecord) throws(StoreError) -> [UInt8] {
+        do { return try WireConversions.audit(entry).encode() } catch { throw StoreError(.internal, "cannot encode audit entry: \(error)") }
+    }
+
+    private static func insertAudit(_ db: SQLiteDatabase, _ entry: AuditRecord, body: [UInt8]) throws(StoreError) -> UInt64 {
+        try db.query(
+            "INSERT INTO audit (at_ms, action, registry, breaker, allowed, body) VALUES (?, ?, ?, ?, ?, ?)",
+            [.integer(entry.atMs), .integer(Int64(entry.action.rawValue)), .text(entry.breaker?.registry ?? ""),
+             .text(entry.breaker?.name ?? ""), .integer(entry.allowed ? 1 : 0), .blob(body)])
+        return UInt64(db.lastInsertID)
+    }
+
+    public func listAudit(_ f: AuditQuery) async throws(StoreError) -> [AuditRecord] {
         try await run { db throws(StoreError) in
             var sql = "SELECT id, body FROM audit WHERE 1 = 1"
             var p: [SQLiteDatabase.Value] = []
@@ -319,13 +361,13 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
             if !f.registry.isEmpty { sql += " AND registry = ?"; p.append(.text(f.registry)) }
             if !f.breakerPrefix.isEmpty { sql += " AND substr(breaker, 1, ?) = ?"; p.append(.integer(Int64(f.breakerPrefix.utf8.count))); p.append(.text(f.breakerPrefix)) }
             if f.deniedOnly { sql += " AND allowed = 0" }
-            if f.beforeId > 0 { sql += " AND id < ?"; p.append(.integer(Int64(f.beforeId))) }
+            if f.beforeID > 0 { sql += " AND id < ?"; p.append(.integer(Int64(f.beforeID))) }
             if !f.actions.isEmpty { sql += " AND action IN (\(f.actions.map { "\($0.rawValue)" }.joined(separator: ",")))" }
             sql += " ORDER BY id DESC LIMIT ?"
-            p.append(.integer(Int64(f.limit == 0 ? 101 : min(Int(f.limit), 1_000) + 1)))
+            p.append(.integer(Int64(max(f.limit, 1) + 1)))
             return try db.query(sql, p).map { row throws(StoreError) in
                 do {
-                    var entry = try Fusebox_V1_AuditEntry(decoding: row[1].bytes ?? [])
+                    var entry = try WireConversions.audit(Fusebox_V1_AuditEntry(decoding: row[1].bytes ?? []))
                     entry.id = UInt64(row[0].int ?? 0)
                     return entry
                 } catch {

@@ -1,23 +1,98 @@
 import FuseboxAPI
 import FuseboxCore
+import FuseboxAuthority
 import FuseboxRPC
 import FuseboxTLS
 import FuseboxWire
 
-/// Conversions between server values and API messages that the services share.
+/// The one place where the authority's domain values and errors meet the
+/// API's messages and gRPC statuses: every service adapter converts here.
 enum WireConversions {
-    static func ref(_ registry: String, _ name: String) -> Fusebox_V1_BreakerRef { BreakerMapping.ref(registry, name) }
+    // MARK: Names
 
-    static func peer(_ p: TLSPeerIdentity) -> Fusebox_V1_PeerIdentity {
-        var w = Fusebox_V1_PeerIdentity()
-        w.commonName = p.commonName ?? ""
-        w.dnsNames = p.dnsNames
-        w.uris = p.uris
-        w.fingerprintSha256 = p.fingerprintSHA256
+    /// The breaker a request names: an empty registry means "default".
+    /// Validates both names as breaker.proto documents them.
+    static func key(_ ref: Fusebox_V1_BreakerRef?, field: String) throws(RPCError) -> BreakerKey {
+        guard let ref, !ref.name.isEmpty else { throw invalid(field + ".name", "required: 1-253 characters of A-Z a-z 0-9 . _ : / -") }
+        let registry = ref.registry.isEmpty ? "default" : ref.registry
+        if !ref.registry.isEmpty { try checkRegistry(ref.registry, field: field + ".registry") }
+        guard ref.name.utf8.count <= 253, ref.name.unicodeScalars.allSatisfy(isBreakerNameCharacter) else {
+            throw invalid(field + ".name", "(\"\(ref.name.prefix(300))\") must be 1-253 characters of A-Z a-z 0-9 . _ : / -")
+        }
+        return BreakerKey(registry: registry, name: ref.name)
+    }
+
+    private static func isBreakerNameCharacter(_ c: Unicode.Scalar) -> Bool {
+        c.isASCII && (("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || "._:/-".unicodeScalars.contains(c))
+    }
+
+    /// A registry name: 1-128 characters of [A-Za-z0-9._-].
+    static func checkRegistry(_ name: String, field: String) throws(RPCError) {
+        guard (1...128).contains(name.utf8.count),
+            name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)) })
+        else {
+            throw invalid(field, "(\"\(name.prefix(200))\") must be 1-128 characters of A-Z a-z 0-9 . _ -")
+        }
+    }
+
+    /// A reason: at most 1,024 bytes.
+    static func checkReason(_ reason: String, field: String = "reason") throws(RPCError) {
+        guard reason.utf8.count <= 1_024 else { throw invalid(field, "is \(reason.utf8.count) bytes; at most 1024 are allowed") }
+    }
+
+    static func ref(_ key: BreakerKey) -> Fusebox_V1_BreakerRef { BreakerMapping.ref(key.registry, key.name) }
+
+    static func state(_ s: BreakerState) -> Fusebox_V1_BreakerState { BreakerMapping.wire(s) }
+
+    // MARK: Breakers
+
+    static func status(_ view: BreakerView) -> Fusebox_V1_BreakerStatus {
+        var w = Fusebox_V1_BreakerStatus()
+        w.breaker = ref(view.key)
+        w.policy = view.policy
+        w.state = state(view.status.state)
+        w.evaluatedState = state(view.status.evaluatedState)
+        w.generation = view.status.generation.value
+        w.sinceMs = view.status.since.milliseconds
+        w.untilMs = view.status.until?.milliseconds ?? 0
+        w.reason = view.status.reason
         return w
     }
 
-    static func state(_ s: BreakerState) -> Fusebox_V1_BreakerState { BreakerMapping.wire(s) }
+    static func transition(_ e: BreakerTransitionEvent) -> Fusebox_V1_BreakerTransition {
+        var w = Fusebox_V1_BreakerTransition()
+        w.status = status(BreakerView(key: e.key, policy: e.policy, status: e.transition.status))
+        w.fromState = state(e.transition.from)
+        w.reason = e.transition.status.reason
+        w.contributingClients = e.transition.contributingClients
+        w.atMs = e.transition.status.since.milliseconds
+        return w
+    }
+
+    static func detail(_ d: BreakerDetailView) -> Fusebox_V1_BreakerDetail {
+        var detail = Fusebox_V1_BreakerDetail()
+        detail.status = status(d.view)
+        var window = Fusebox_V1_WindowStats()
+        window.counts = BreakerMapping.wire(d.window.counts)
+        window.calls = d.window.counts.calls
+        window.failureRatePercent = d.window.failureRate
+        window.slowCallRatePercent = d.window.slowCallRate
+        window.consecutiveFailures = UInt32(clamping: d.consecutiveFailures)
+        window.failingClients = UInt32(clamping: d.window.failingClients)
+        detail.window = window
+        detail.contributions = d.contributions.map { c in
+            var w = Fusebox_V1_ClientContribution()
+            w.clientId = c.client
+            w.counts = BreakerMapping.wire(c.counts)
+            w.lastReportAtMs = c.lastReportAt?.milliseconds ?? 0
+            return w
+        }
+        detail.outstandingPermits = UInt32(clamping: d.outstandingPermits)
+        detail.trips = UInt32(clamping: d.trips)
+        return detail
+    }
+
+    // MARK: Policies
 
     static func record(_ p: StoredPolicy) -> Fusebox_V1_PolicyRecord {
         var r = Fusebox_V1_PolicyRecord()
@@ -26,6 +101,14 @@ enum WireConversions {
         r.updatedAtMs = p.updatedAtMs
         r.updatedBy = p.updatedBy
         return r
+    }
+
+    static func snapshot(_ r: StoredRegistry) -> Fusebox_V1_RegistrySnapshot {
+        var snapshot = Fusebox_V1_RegistrySnapshot()
+        snapshot.name = r.name
+        snapshot.version = r.version
+        snapshot.policies = r.policies.values.sorted { $0.policy.name < $1.policy.name }.map(record)
+        return snapshot
     }
 
     static func change(_ c: PolicyChangeRecord) -> Fusebox_V1_PolicyChange {
@@ -46,19 +129,96 @@ enum WireConversions {
         return w
     }
 
-    /// INVALID_ARGUMENT listing every violation, with `ErrorDetails` in the
-    /// `fusebox-error-details-bin` trailer.
-    static func invalidArgument(_ error: PolicyValidationError, prefix: String = "policy") -> RPCError {
+    // MARK: Audit
+
+    static func actor(_ peer: TLSPeerIdentity?, role: Role?) -> AuditActor? {
+        let roles = role.map { r in Role.allCases.filter { $0 <= r }.map(\.rawValue) } ?? []
+        guard let peer else { return AuditActor(commonName: "", roles: roles) }
+        return AuditActor(
+            commonName: peer.commonName ?? "", dnsNames: peer.dnsNames, uris: peer.uris, fingerprintSHA256: peer.fingerprintSHA256,
+            roles: roles)
+    }
+
+    private static let actions: [(AuditAction, Fusebox_V1_AuditAction)] = [
+        (.forceOpen, .forceOpen), (.forceClose, .forceClose), (.disable, .disable), (.shadow, .shadow), (.reset, .reset),
+        (.overrideExpired, .overrideExpired), (.putPolicy, .putPolicy), (.deletePolicy, .deletePolicy),
+        (.connectionRefused, .connectionRefused),
+    ]
+
+    static func action(_ a: AuditAction) -> Fusebox_V1_AuditAction { actions.first { $0.0 == a }?.1 ?? .unspecified }
+    static func action(_ w: Fusebox_V1_AuditAction) -> AuditAction? { actions.first { $0.1 == w }?.0 }
+
+    static func audit(_ a: AuditRecord) -> Fusebox_V1_AuditEntry {
+        var e = Fusebox_V1_AuditEntry()
+        e.id = a.id
+        e.atMs = a.atMs
+        if let actor = a.actor {
+            var p = Fusebox_V1_PeerIdentity()
+            p.commonName = actor.commonName
+            p.dnsNames = actor.dnsNames
+            p.uris = actor.uris
+            p.fingerprintSha256 = actor.fingerprintSHA256
+            p.roles = actor.roles
+            e.actor = p
+        }
+        e.action = action(a.action)
+        if let key = a.breaker { e.breaker = ref(key) }
+        e.policy = a.policy
+        e.reason = a.reason
+        e.allowed = a.allowed
+        e.deniedReason = a.deniedReason
+        e.stateBefore = a.stateBefore.map(state) ?? .unspecified
+        e.stateAfter = a.stateAfter.map(state) ?? .unspecified
+        e.durationMs = a.durationMs
+        return e
+    }
+
+    static func audit(_ e: Fusebox_V1_AuditEntry) -> AuditRecord {
+        var a = AuditRecord(
+            atMs: e.atMs,
+            actor: e.actor.map { p in
+                AuditActor(commonName: p.commonName, dnsNames: p.dnsNames, uris: p.uris, fingerprintSHA256: p.fingerprintSha256, roles: p.roles)
+            },
+            action: action(e.action) ?? .reset, breaker: e.breaker.map { BreakerKey(registry: $0.registry, name: $0.name) },
+            policy: e.policy, reason: e.reason, allowed: e.allowed, deniedReason: e.deniedReason,
+            stateBefore: BreakerMapping.state(e.stateBefore), stateAfter: BreakerMapping.state(e.stateAfter), durationMs: e.durationMs)
+        a.id = e.id
+        return a
+    }
+
+    // MARK: Errors
+
+    /// The `fusebox-error-details-bin` trailer for `details`.
+    static func trailers(_ details: Fusebox_V1_ErrorDetails) -> RPCMetadata {
+        var trailers = RPCMetadata()
+        if let bytes = try? details.encode() { trailers.add("fusebox-error-details-bin", binary: bytes) }
+        return trailers
+    }
+
+    /// INVALID_ARGUMENT for one field, with `ErrorDetails` naming it.
+    static func invalid(_ field: String, _ message: String) -> RPCError {
+        var v = Fusebox_V1_FieldViolation()
+        v.field = field
+        v.description = message
+        return invalid([v])
+    }
+
+    /// INVALID_ARGUMENT listing `violations`, with `ErrorDetails`.
+    static func invalid(_ violations: [Fusebox_V1_FieldViolation]) -> RPCError {
         var details = Fusebox_V1_ErrorDetails()
-        details.violations = error.violations.map { v in
+        details.violations = violations
+        let text = violations.map { $0.field.isEmpty ? $0.description : "\($0.field): \($0.description)" }.joined(separator: "; ")
+        return RPCError(.invalidArgument, text, metadata: trailers(details))
+    }
+
+    /// INVALID_ARGUMENT listing every problem of a policy, paths prefixed by `prefix`.
+    static func invalidArgument(_ error: PolicyValidationError, prefix: String = "policy") -> RPCError {
+        invalid(error.violations.map { v in
             var w = Fusebox_V1_FieldViolation()
             w.field = v.field.isEmpty ? prefix : "\(prefix).\(v.field)"
             w.description = v.message
             return w
-        }
-        var trailers = RPCMetadata()
-        if let bytes = try? details.encode() { trailers.add("fusebox-error-details-bin", binary: bytes) }
-        return RPCError(.invalidArgument, error.description, metadata: trailers)
+        })
     }
 
     /// A store failure as a status.
@@ -67,11 +227,30 @@ enum WireConversions {
         case .versionConflict:
             var details = Fusebox_V1_ErrorDetails()
             details.currentVersion = error.currentVersion ?? 0
-            var trailers = RPCMetadata()
-            if let bytes = try? details.encode() { trailers.add("fusebox-error-details-bin", binary: bytes) }
-            return RPCError(.failedPrecondition, error.message, metadata: trailers)
+            return RPCError(.failedPrecondition, error.message, metadata: trailers(details))
         case .notFound: return RPCError(.notFound, error.message)
         default: return RPCError(.unavailable, "the store failed: \(error.message)")
         }
+    }
+
+    /// A coordinator error as a status; `field` prefixes its field path.
+    static func status(_ error: CoordinatorError, field: String = "") -> RPCError {
+        switch error.code {
+        case .notFound: return RPCError(.notFound, error.message)
+        case .failedPrecondition: return RPCError(.failedPrecondition, error.message)
+        case .unavailable: return RPCError(.unavailable, error.message)
+        case .resourceExhausted: return RPCError(.resourceExhausted, error.message)
+        case .invalidArgument:
+            let path = [field, error.field].filter { !$0.isEmpty }.joined(separator: ".")
+            return invalid(path, error.message)
+        }
+    }
+
+    /// A violation for one entry of a request.
+    static func violation(_ field: String, _ message: String) -> Fusebox_V1_FieldViolation {
+        var v = Fusebox_V1_FieldViolation()
+        v.field = field
+        v.description = message
+        return v
     }
 }

@@ -1,10 +1,13 @@
 /// Lets one async operation at a time through, in arrival order: writes that
 /// must reach the store and the watchers in the same order pass through it.
-actor SerialGate {
+/// (Policy writes only: breakers are ordered per breaker, not globally.)
+public actor SerialGate {
+    /// An open gate.
+    public init() {}
     private var busy = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
 
-    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
+    public func run<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
         await acquire()
         do {
             let result = try await body()

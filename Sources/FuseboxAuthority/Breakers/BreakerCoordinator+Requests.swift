@@ -1,0 +1,218 @@
+public import FuseboxCore
+import NIOConcurrencyHelpers
+
+extension BreakerCoordinator {
+    // MARK: Reports
+
+    public func report(_ batch: OutcomeBatchReport) async -> ReportResult {
+        let now = clock.now()
+        var result = ReportResult()
+        var waits: [(index: Int, ticket: UInt64)] = []
+        state.withLockedValue { s in
+            let admission = s.ledger.admit(client: batch.client, incarnation: batch.incarnation, sequence: batch.sequence, at: now)
+            if batch.final { s.ledger.farewell(client: batch.client, incarnation: batch.incarnation) }
+            guard admission == .fresh else {
+                result.duplicate = true
+                for (i, b) in batch.breakers.enumerated() {
+                    if let entry = s.entries[b.key], entry.exists { result.views[i] = view(b.key, entry) }
+                }
+                return
+            }
+            for (i, b) in batch.breakers.enumerated() {
+                var report = b.report
+                report.client = batch.client
+                switch apply(&s, b.key, createWith: b.policy, at: now, { machine in
+                    let step = machine.report(report, at: now)
+                    return (step, ())
+                }) {
+                case .failure(let error):
+                    result.rejected.append((i, error))
+                case .success(let applied):
+                    if applied.step.stale { result.stale += 1 } else { result.accepted += 1 }
+                    if let reason = applied.step.belowQuorum, let entry = s.entries[b.key] {
+                        result.belowQuorum.append(BelowQuorumTrip(
+                            key: b.key, reason: reason, openMs: entry.machine.policy.openDuration.baseMs,
+                            generation: entry.visible.generation))
+                    }
+                    if let ticket = applied.ticket { waits.append((i, ticket)) }
+                }
+            }
+        }
+        // A transition (or the breaker's creation) is answered once it is stored.
+        var failed: Set<Int> = []
+        for (i, ticket) in waits {
+            if case .failure(let error) = await outcome(of: ticket) {
+                failed.insert(i)
+                result.rejected.append((i, CoordinatorError(
+                    .unavailable,
+                    "the outcomes were counted, but the breaker's change could not be stored (\(error.message)); its previous state stays in force")))
+            }
+        }
+        guard !result.duplicate else { return result }
+        state.withLockedValue { s in
+            for (i, b) in batch.breakers.enumerated() where !failed.contains(i) {
+                if let entry = s.entries[b.key], entry.exists { result.views[i] = view(b.key, entry) }
+            }
+        }
+        result.rejected.sort { $0.index < $1.index }
+        return result
+    }
+
+    /// Reporters heard from in the last 10 minutes but not in the last
+    /// minute, and that did not say goodbye: clients that have probably lost
+    /// the server and run their local breakers.
+    public func silentReporters() -> Int {
+        let now = clock.now()
+        return state.withLockedValue { $0.ledger.silentReporters(at: now) }
+    }
+
+    // MARK: Permits
+
+    public func acquirePermit(_ key: BreakerKey) async throws(CoordinatorError) -> PermitAnswer {
+        let now = clock.now()
+        let decided = state.withLockedValue { s -> Result<(PermitDecision, UInt64?), CoordinatorError> in
+            guard let entry = s.entries[key], entry.exists else {
+                return .failure(CoordinatorError(.notFound, "breaker \(key) does not exist"))
+            }
+            return apply(&s, key, createWith: nil, at: now) { machine in
+                let (decision, step) = machine.acquirePermit(at: now)
+                return (step, decision)
+            }.map { applied in
+                // Answer only from a stored generation: wait for what is queued for this breaker.
+                let pending = s.entries[key].map { $0.pending > 0 ? $0.lastTicket : nil } ?? nil
+                return (applied.value, pending)
+            }
+        }
+        let (decision, ticket) = try decided.get()
+        if let ticket, case .failure(let error) = await outcome(of: ticket) {
+            throw CoordinatorError.store(error)
+        }
+        let status = state.withLockedValue { $0.entries[key]?.visible }
+        guard let status else { throw CoordinatorError(.notFound, "breaker \(key) does not exist") }
+        // A grant under a generation that is not (or no longer) the visible one is void.
+        if case .granted(let grant) = decision, grant.generation != status.generation {
+            return PermitAnswer(decision: .denied(PermitDenial(
+                state: status.state, generation: status.generation, retryAfterMs: nil,
+                reason: "the breaker changed while the permit was being granted")), status: status, at: clock.now())
+        }
+        return PermitAnswer(decision: decision, status: status, at: clock.now())
+    }
+
+    // MARK: Operator actions
+
+    public func setOverride(
+        _ key: BreakerKey, _ kind: BreakerOverride?, durationMs: UInt32, reason: String, policy: String?, audit: AuditRecord
+    ) async throws(CoordinatorError) -> AdminOutcome {
+        try await operatorAction(key, createWith: policy ?? key.name, audit: audit) { machine, now in
+            let until = durationMs > 0 ? now.adding(milliseconds: Int64(durationMs)) : nil
+            return machine.setOverride(kind, until: until, reason: reason, at: now)
+        }
+    }
+
+    public func reset(_ key: BreakerKey, reason: String, audit: AuditRecord) async throws(CoordinatorError) -> AdminOutcome {
+        try await operatorAction(key, createWith: nil, audit: audit) { machine, now in machine.reset(reason: reason, at: now) }
+    }
+
+    /// Applies an operator's change once the breaker's queued changes are
+    /// stored, stores it with its audit entry, and answers with both states.
+    private func operatorAction(
+        _ key: BreakerKey, createWith: String?, audit: AuditRecord,
+        _ change: @escaping (inout BreakerStateMachine, Timestamp) -> BreakerStep
+    ) async throws(CoordinatorError) -> AdminOutcome {
+        // Undoing an action must not undo what was decided before it.
+        for _ in 0..<100 {
+            guard let ticket = state.withLockedValue({ s in s.entries[key].flatMap { $0.pending > 0 ? $0.lastTicket : nil } }) else { break }
+            _ = await outcome(of: ticket)
+        }
+        let now = clock.now()
+        let applied = state.withLockedValue { s -> Result<(BreakerView?, UInt64), CoordinatorError> in
+            let before = s.entries[key].flatMap { $0.exists ? view(key, $0) : nil }
+            return apply(&s, key, createWith: createWith, at: now, purpose: .operatorAction([audit])) { machine in
+                (change(&machine, now), ())
+            }.flatMap { applied in
+                guard let ticket = applied.ticket else {
+                    return .failure(CoordinatorError(.failedPrecondition, "the action changed nothing"))
+                }
+                return .success((before, ticket))
+            }
+        }
+        let (before, ticket) = try applied.get()
+        let ids: [UInt64]
+        switch await outcome(of: ticket) {
+        case .success(let stored): ids = stored
+        case .failure(let error): throw CoordinatorError.store(error)
+        }
+        let after = state.withLockedValue { s in s.entries[key].map { view(key, $0) } }
+        guard let after else { throw CoordinatorError(.notFound, "breaker \(key) does not exist") }
+        return AdminOutcome(before: before, after: after, auditID: ids.first ?? 0)
+    }
+
+    // MARK: Policies
+
+    /// Follows a policy change: breakers bound to it adopt its breaker rule,
+    /// and store it, so that they keep it if the policy is deleted later.
+    /// A deleted policy, or one without a breaker section, leaves them on
+    /// their last rule.
+    public func policyChanged(registry: String, name: String, policy: Policy?) {
+        guard let rule = policy?.circuitBreaker else { return }
+        let now = clock.now()
+        state.withLockedValue { s in
+            let keys = s.entries.filter { $0.key.registry == registry && $0.value.policy == name && $0.value.machine.policy != rule }.map(\.key)
+            for key in keys.sorted() {
+                _ = apply(&s, key, createWith: nil, at: now, purpose: .storeRule) { machine in (machine.updatePolicy(rule, at: now), ()) }
+            }
+        }
+    }
+
+    // MARK: Reads
+
+    public func views(_ selector: BreakerSelector) -> [BreakerView] {
+        state.withLockedValue { s in
+            s.entries.filter { $0.value.exists && selector.selects($0.key) }.sorted { $0.key < $1.key }.map { view($0.key, $0.value) }
+        }
+    }
+
+    public func views(of keys: Set<BreakerKey>) -> [BreakerView] {
+        state.withLockedValue { s in
+            keys.sorted().compactMap { key in s.entries[key].flatMap { $0.exists ? view(key, $0) : nil } }
+        }
+    }
+
+    public func detail(_ key: BreakerKey) -> BreakerDetailView? {
+        let now = clock.now()
+        return state.withLockedValue { s in
+            guard var entry = s.entries.removeValue(forKey: key) else { return nil }
+            defer { s.entries[key] = entry }
+            guard entry.exists else { return nil }
+            let window = entry.machine.windowSnapshot(at: now)
+            let contributions = entry.machine.contributions.sorted { $0.key < $1.key }.map { client, counts in
+                BreakerDetailView.Contribution(client: client, counts: counts, lastReportAt: s.ledger.lastReport(of: client))
+            }
+            return BreakerDetailView(
+                view: view(key, entry), window: window, consecutiveFailures: entry.machine.currentConsecutiveFailures,
+                contributions: contributions, outstandingPermits: entry.machine.permits.outstanding.count, trips: entry.machine.trips)
+        }
+    }
+
+    /// Breakers known (stored).
+    public var breakerCount: Int { state.withLockedValue { s in s.entries.values.filter(\.exists).count } }
+
+    /// Store transactions that made breaker changes durable, since start.
+    public var commitCount: UInt64 { state.withLockedValue { $0.commits } }
+
+    // MARK: Watches
+
+    public func watch(_ selector: BreakerSelector, sink: any WatchSink<BreakerWatchEvent>) -> UInt64 {
+        hub.subscribe(sink, accepts: { event in
+            if case .transition(let t) = event { return selector.selects(t.key) }
+            return false
+        }, snapshot: { [self] in .snapshot(views(selector)) })
+    }
+
+    public func unwatch(_ id: UInt64) {
+        hub.unsubscribe(id)
+    }
+
+    /// Open watches.
+    public var watcherCount: Int { hub.count }
+}

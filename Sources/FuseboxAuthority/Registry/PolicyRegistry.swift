@@ -1,0 +1,187 @@
+public import FuseboxCore
+import NIOConcurrencyHelpers
+
+/// An event of a registry watch.
+public enum RegistryWatchEvent: Sendable {
+    /// The registry as a whole (empty, with version 0, if it does not exist):
+    /// first, and again after the watcher fell behind.
+    case snapshot(StoredRegistry)
+    /// Changes in version order: one as it happens, or those after the
+    /// version a watcher resumes from.
+    case changes([PolicyChangeRecord])
+}
+
+/// Named registries of policies, as a domain service: reads from memory;
+/// every write goes to the store first (durable, with its audit entry in the
+/// same transaction), then to memory and the watchers, one write at a time,
+/// so watchers see versions in order.
+public final class PolicyRegistry: Sendable {
+    private struct State {
+        var registries: [String: StoredRegistry] = [:]
+        var listeners: [@Sendable (PolicyChangeRecord) -> Void] = []
+    }
+
+    private let store: any PolicyStore
+    private let clock: any FleetClock
+    private let gate = SerialGate()
+    private let state = NIOLockedValueBox(State())
+    /// Registry watches.
+    public let hub = WatchHub<RegistryWatchEvent>()
+
+    /// Loads every registry from `store`.
+    public init(store: any PolicyStore, clock: any FleetClock) async throws(StoreError) {
+        self.store = store
+        self.clock = clock
+        let loaded = try await store.loadRegistries()
+        state.withLockedValue { s in for r in loaded { s.registries[r.name] = r } }
+    }
+
+    /// Loads the presets into `default` if it does not exist yet (first start).
+    public func seedPresetsIfEmpty() async throws(StoreError) {
+        guard registryVersion("default") == 0 else { return }
+        for preset in Presets.all {
+            _ = try await put(registry: "default", policy: preset, expectedVersion: nil, actor: "fuseboxd", reason: "preset loaded on first start", audit: nil)
+        }
+    }
+
+    // MARK: Reads
+
+    /// The current policy `registry/name`.
+    public func policy(registry: String, name: String) -> Policy? {
+        state.withLockedValue { $0.registries[registry]?.policies[name]?.policy }
+    }
+
+    /// The current record of `registry/name`.
+    public func record(registry: String, name: String) -> StoredPolicy? {
+        state.withLockedValue { $0.registries[registry]?.policies[name] }
+    }
+
+    /// A registry's current version (0 if it does not exist).
+    public func registryVersion(_ registry: String) -> UInt64 {
+        state.withLockedValue { $0.registries[registry]?.version ?? 0 }
+    }
+
+    /// A registry at its current version.
+    public func registry(_ name: String) -> StoredRegistry? {
+        state.withLockedValue { $0.registries[name] }
+    }
+
+    /// Every registry, sorted by name.
+    public func registries() -> [StoredRegistry] {
+        state.withLockedValue { $0.registries.values.sorted { $0.name < $1.name } }
+    }
+
+    /// Changes after `afterVersion`, oldest first.
+    public func history(registry: String, name: String?, afterVersion: UInt64, limit: Int) async throws(StoreError) -> [PolicyChangeRecord] {
+        try await store.history(registry: registry, name: name, afterVersion: afterVersion, limit: limit)
+    }
+
+    /// Calls `listener` after every durable write, in version order (the
+    /// breaker coordinator follows policy changes this way). It must not block.
+    public func addListener(_ listener: @escaping @Sendable (PolicyChangeRecord) -> Void) {
+        state.withLockedValue { $0.listeners.append(listener) }
+    }
+
+    // MARK: Writes
+
+    /// Creates or replaces a policy; `audit` is written in the same transaction.
+    public func put(
+        registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, audit: AuditRecord?
+    ) async throws(StoreError) -> PolicyChangeRecord {
+        try await write { () async throws(StoreError) in
+            try await self.store.putPolicy(
+                registry: registry, policy: policy, expectedVersion: expectedVersion, actor: actor, reason: reason,
+                atMs: self.clock.now().milliseconds, audit: audit)
+        }
+    }
+
+    /// Deletes a policy; `audit` is written in the same transaction.
+    public func delete(
+        registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, audit: AuditRecord?
+    ) async throws(StoreError) -> PolicyChangeRecord {
+        try await write { () async throws(StoreError) in
+            try await self.store.deletePolicy(
+                registry: registry, name: name, expectedVersion: expectedVersion, actor: actor, reason: reason,
+                atMs: self.clock.now().milliseconds, audit: audit)
+        }
+    }
+
+    /// Writes through the store, then applies to memory and tells watchers
+    /// and listeners, one write at a time.
+    private func write(
+        _ body: @escaping @Sendable () async throws(StoreError) -> PolicyChangeRecord
+    ) async throws(StoreError) -> PolicyChangeRecord {
+        let result: Result<PolicyChangeRecord, StoreError> = await gate.run {
+            do throws(StoreError) {
+                let change = try await body()
+                let listeners = hub.publish([.changes([change])]) {
+                    state.withLockedValue { s in
+                        Self.apply(change, to: &s.registries)
+                        return s.listeners
+                    }
+                }
+                for listener in listeners { listener(change) }
+                return .success(change)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    private static func apply(_ change: PolicyChangeRecord, to registries: inout [String: StoredRegistry]) {
+        var r = registries[change.registry] ?? StoredRegistry(name: change.registry, version: 0, updatedAtMs: 0, policies: [:])
+        r.version = change.version
+        r.updatedAtMs = change.atMs
+        if let after = change.after {
+            r.policies[change.name] = StoredPolicy(policy: after, version: change.version, updatedAtMs: change.atMs, updatedBy: change.actor)
+        } else {
+            r.policies[change.name] = nil
+        }
+        registries[change.registry] = r
+    }
+
+    // MARK: Watches
+
+    /// Most changes replayed to a resuming watcher; further behind, it gets a snapshot.
+    public static let replayLimit = 10_000
+
+    /// Starts a watch of `registry`: a snapshot, or with `fromVersion` > 0 the
+    /// changes after it (a snapshot if it is further behind than
+    /// `replayLimit`), then every change. Returns the watch's id.
+    public func watch(registry: String, fromVersion: UInt64, sink: any WatchSink<RegistryWatchEvent>) async throws(StoreError) -> UInt64 {
+        let snapshot: @Sendable () -> RegistryWatchEvent = { [state] in
+            .snapshot(state.withLockedValue { $0.registries[registry] } ?? StoredRegistry(name: registry, version: 0, updatedAtMs: 0, policies: [:]))
+        }
+        let accepts: @Sendable (RegistryWatchEvent) -> Bool = { event in
+            if case .changes(let changes) = event { return changes.first?.registry == registry }
+            return false
+        }
+        guard fromVersion > 0 else { return hub.subscribe(sink, accepts: accepts, snapshot: snapshot) }
+        // No write may land between the replay and the live stream.
+        let result: Result<UInt64, StoreError> = await gate.run {
+            do throws(StoreError) {
+                let replay = try await store.history(registry: registry, name: nil, afterVersion: fromVersion, limit: Self.replayLimit + 1)
+                guard replay.count <= Self.replayLimit else { return .success(hub.subscribe(sink, accepts: accepts, snapshot: snapshot)) }
+                let first = NIOLockedValueBox(true)
+                return .success(hub.subscribe(sink, accepts: accepts, snapshot: {
+                    // The first "snapshot" is the replay; after falling behind, a real one.
+                    let isFirst = first.withLockedValue { f in defer { f = false }; return f }
+                    return isFirst ? .changes(replay) : snapshot()
+                }))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// Ends a watch.
+    public func unwatch(_ id: UInt64) { hub.unsubscribe(id) }
+
+    /// Open watches.
+    public var watcherCount: Int { hub.count }
+
+    /// Ends every watch (server shutdown).
+    public func shutdown() { hub.finishAll() }
+}

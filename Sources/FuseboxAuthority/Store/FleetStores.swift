@@ -1,0 +1,44 @@
+public import FuseboxCore
+
+/// What the breaker coordinator needs from storage. The embedded SQLite
+/// store implements it; a replicated store implements it with writes fenced
+/// on the decider's leadership, so a deposed decider's commits fail.
+public protocol BreakerStateStore: Sendable {
+    /// Every saved breaker.
+    func loadBreakers() async throws(StoreError) -> [StoredBreaker]
+    /// Stores every change of `commits` and their audit entries in one
+    /// transaction (one fsync for all: group commit), or none of them.
+    /// Returns the ids the audit entries got, in order.
+    func commit(_ commits: [BreakerCommit]) async throws(StoreError) -> [UInt64]
+}
+
+/// What the policy registry needs from storage. Every write returns only
+/// once it is durable, with its audit entry written in the same transaction.
+public protocol PolicyStore: Sendable {
+    /// Every registry with its policies.
+    func loadRegistries() async throws(StoreError) -> [StoredRegistry]
+    /// Creates or replaces a policy. `expectedVersion` (if given) must equal
+    /// the policy's current version, 0 meaning "must not exist".
+    func putPolicy(
+        registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64,
+        audit: AuditRecord?
+    ) async throws(StoreError) -> PolicyChangeRecord
+    /// Deletes a policy (same concurrency rule).
+    func deletePolicy(
+        registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64,
+        audit: AuditRecord?
+    ) async throws(StoreError) -> PolicyChangeRecord
+    /// Changes after `afterVersion`, oldest first, at most `limit`.
+    func history(registry: String, name: String?, afterVersion: UInt64, limit: Int) async throws(StoreError) -> [PolicyChangeRecord]
+}
+
+/// The audit log's storage.
+public protocol AuditStore: Sendable {
+    /// Appends an entry on its own; returns its id.
+    func appendAudit(_ entry: AuditRecord) async throws(StoreError) -> UInt64
+    /// Entries matching `query`, newest first, at most `query.limit + 1`.
+    func listAudit(_ query: AuditQuery) async throws(StoreError) -> [AuditRecord]
+}
+
+/// Everything fuseboxd keeps.
+public typealias FuseboxStore = BreakerStateStore & PolicyStore & AuditStore
