@@ -163,7 +163,7 @@ let package = Package(
         .target(
             name: "FuseboxTesting",
             dependencies: [
-                "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxAPI", "FuseboxCore", "FuseboxWire",
+                "FuseboxAuthority", "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxAPI", "FuseboxCore", "FuseboxWire",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
@@ -191,8 +191,9 @@ let package = Package(
         .testTarget(
             name: "FuseboxServerTests",
             dependencies: [
-                "FuseboxServer", "FuseboxCore", "FuseboxWire", "FuseboxRPC", "FuseboxTLS", "FuseboxAPI", "FuseboxTesting",
+                "FuseboxServer", "FuseboxAuthority", "FuseboxCore", "FuseboxWire", "FuseboxRPC", "FuseboxTLS", "FuseboxAPI", "FuseboxTesting",
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -161,3 +161,10 @@ extension BreakerCoordinator {
         if !state.withLockedValue({ $0.queue.isEmpty }) { commitBell.ring() }
     }
 }
+
+extension BreakerCoordinator {
+    /// Runs only the committer (tests that move time by hand and want no timer).
+    public func runCommitterForTests() async {
+        await runCommitter()
+    }
+}

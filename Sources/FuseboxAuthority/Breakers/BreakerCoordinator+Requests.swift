@@ -197,6 +197,15 @@ extension BreakerCoordinator {
     /// Breakers known (stored).
     public var breakerCount: Int { state.withLockedValue { s in s.entries.values.filter(\.exists).count } }
 
+    /// Changes queued or being stored, not yet visible.
+    public var pendingCommits: Int { state.withLockedValue { s in s.entries.values.reduce(0) { $0 + $1.pending } } }
+
+    /// Whether a breaker's deadline has come and the timer has not acted on it yet.
+    public var hasDueBreakers: Bool {
+        let now = clock.now()
+        return state.withLockedValue { s in s.timers.earliest.map { $0 <= now } ?? false }
+    }
+
     /// Store transactions that made breaker changes durable, since start.
     public var commitCount: UInt64 { state.withLockedValue { $0.commits } }
 

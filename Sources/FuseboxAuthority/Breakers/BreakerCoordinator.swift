@@ -73,7 +73,8 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
     let store: any BreakerStateStore
     let policies: @Sendable (String, String) -> Policy?
     let clock: any FleetClock
-    let hub = WatchHub<BreakerWatchEvent>()
+    /// Breaker watches.
+    public let hub = WatchHub<BreakerWatchEvent>()
     let state = NIOLockedValueBox(State())
     let commitBell = Doorbell()
     let timerBell = Doorbell()

@@ -1,0 +1,254 @@
+import Foundation
+import FuseboxAuthority
+import FuseboxCore
+import FuseboxServer
+import FuseboxTesting
+import NIOConcurrencyHelpers
+import XCTest
+
+/// The domain coordinator on a manual clock and the real SQLite file: what
+/// time does, what is stored before it is seen, and what a failing store does.
+final class BreakerCoordinatorTests: XCTestCase {
+    private var authority: Authority!
+
+    override func setUp() async throws {
+        authority = try await Authority()
+        authority.policy()
+        try await authority.start()
+    }
+
+    override func tearDown() async throws {
+        await authority.stop()
+        try? FileManager.default.removeItem(atPath: authority.directory)
+    }
+
+    /// OPEN → HALF_OPEN at the breaker's own deadline, on the manual clock.
+    func testTheTimerHalfOpensAtTheDeadlineAndNotBefore() async throws {
+        let a = authority!
+        let sink = CollectingSink()
+        _ = a.coordinator.watch(BreakerSelector(), sink: sink)
+        await a.report("db", success: 5)
+        await a.report("db", failure: 10)
+        XCTAssertEqual(a.status("db")?.state, .open)
+        await a.advance(999)
+        XCTAssertEqual(a.status("db")?.state, .open, "not before its deadline")
+        await a.advance(1)
+        await waitUntil("half-open") { a.status("db")?.state == .halfOpen }
+        XCTAssertEqual(sink.transitions, ["default/db OPEN 1", "default/db HALF_OPEN 2"])
+        XCTAssertEqual(a.status("db")?.reason.contains("open period ended"), true)
+    }
+
+    /// A permit request at a moment when time has moved the breaker on is the
+    /// step that publishes it: stored, streamed and answered with it.
+    func testATimeDrivenStepTakenByAcquirePermitIsStoredAndStreamed() async throws {
+        let a = authority!
+        // No timer and no committer of its own: only the permit request moves time here.
+        a.task?.cancel()
+        await a.task?.value
+        let c = a.coordinator!
+        let committer = Task { await c.runCommitterForTests() }
+        defer { committer.cancel() }
+        let sink = CollectingSink()
+        _ = c.watch(BreakerSelector(), sink: sink)
+        await a.report("db", success: 5)
+        await a.report("db", failure: 10)
+        a.clock.advance(by: 1_000)
+        let answer = try await c.acquirePermit(a.key("db"))
+        guard case .granted(let grant) = answer.decision else { return XCTFail("expected a permit: \(answer)") }
+        XCTAssertEqual(answer.status.state, .halfOpen)
+        XCTAssertEqual(grant.generation, answer.status.generation)
+        XCTAssertEqual(sink.transitions, ["default/db OPEN 1", "default/db HALF_OPEN 2"], "the HALF_OPEN the permit saw is streamed")
+        let reloaded = try await a.sqlite.loadBreakers()
+        XCTAssertEqual(reloaded.first?.status.generation.value, 2, "and stored")
+    }
+
+    /// An override that runs out is lifted by the timer: streamed, stored,
+    /// and audited as OVERRIDE_EXPIRED in the same transaction.
+    func testAnExpiringOverrideIsStreamedAndAudited() async throws {
+        let a = authority!
+        let sink = CollectingSink()
+        _ = a.coordinator.watch(BreakerSelector(), sink: sink)
+        let audit = AuditRecord(atMs: 0, actor: AuditActor(commonName: "ops"), action: .forceOpen, reason: "incident", allowed: true)
+        let outcome = try await a.coordinator.setOverride(a.key("pay"), .forcedOpen, durationMs: 500, reason: "incident", policy: "p", audit: audit)
+        XCTAssertEqual(outcome.after.status.state, .forcedOpen)
+        XCTAssertNil(outcome.before)
+        XCTAssertGreaterThan(outcome.auditID, 0)
+        await a.advance(500)
+        await waitUntil("override lifted") { a.status("pay")?.state == .closed }
+        XCTAssertEqual(sink.transitions, ["default/pay FORCED_OPEN 1", "default/pay CLOSED 2"])
+        let entries = try await a.sqlite.listAudit(AuditQuery())
+        XCTAssertEqual(entries.map(\.action), [.overrideExpired, .forceOpen])
+        XCTAssertEqual(entries.first?.stateBefore, .forcedOpen)
+        XCTAssertEqual(entries.first?.stateAfter, .closed)
+        XCTAssertNil(entries.first?.actor, "the server's own action")
+    }
+
+    /// A permit granted before an override does not survive it: its late
+    /// failure does not reopen the breaker once the override is lifted.
+    func testAPermitBelongsToItsGeneration() async throws {
+        let a = authority!
+        await a.report("db", success: 5)
+        await a.report("db", failure: 10)
+        await a.advance(1_000)
+        await waitUntil("half-open") { a.status("db")?.state == .halfOpen }
+        let answer = try await a.coordinator.acquirePermit(a.key("db"))
+        guard case .granted(let old) = answer.decision else { return XCTFail("expected a permit") }
+        let record = AuditRecord(atMs: 0, actor: nil, action: .forceOpen, reason: "x", allowed: true)
+        _ = try await a.coordinator.setOverride(a.key("db"), .forcedOpen, durationMs: 0, reason: "x", policy: nil, audit: record)
+        _ = try await a.coordinator.setOverride(a.key("db"), nil, durationMs: 0, reason: "lifted", policy: nil, audit: record)
+        XCTAssertEqual(a.status("db")?.state, .halfOpen)
+        let g = a.status("db")?.generation.value ?? 0
+        await a.report("db", generation: g, probes: [(old.id, .failure)])
+        XCTAssertEqual(a.status("db")?.state, .halfOpen, "the old permit's failure does not count")
+        await a.advance(600)
+        XCTAssertEqual(a.status("db")?.state, .halfOpen, "nor does its expiry")
+    }
+
+    /// Counting outcomes for one breaker never waits for another breaker's
+    /// transition to be stored; transitions that are ready together share
+    /// one transaction.
+    func testCountingDoesNotWaitAndTransitionsShareOneCommit() async throws {
+        let a = authority!
+        for i in 0..<50 { await a.report("b\(i)", success: 5) }
+        await a.report("counting", success: 5)
+        let before = a.store.commits.withLockedValue { $0.count }
+        a.store.close()
+        // 50 breakers trip while the store holds its commits.
+        let trips = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for i in 0..<50 { group.addTask { await a.report("b\(i)", failure: 10) } }
+            }
+        }
+        await waitUntil("a commit is held") { a.store.waiting >= 1 }
+        let counted = Task { await a.report("counting", success: 3) }
+        let finished = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { _ = await counted.value; return true }
+            group.addTask { try? await Task.sleep(for: .seconds(5)); return false }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        XCTAssertTrue(finished, "a counting report waited for another breaker's commit")
+        XCTAssertEqual(a.status("b0")?.state, .closed, "nothing is visible before it is stored")
+        a.store.open()
+        await trips.value
+        for i in 0..<50 { XCTAssertEqual(a.status("b\(i)")?.state, .open) }
+        let commits = a.store.commits.withLockedValue { Array($0.dropFirst(before)) }
+        XCTAssertEqual(commits.reduce(0, +), 50)
+        XCTAssertLessThanOrEqual(commits.count, 3, "50 transitions ready together took \(commits) commits")
+    }
+
+    /// When the store refuses a transition, the previous state stays
+    /// visible and the caller hears `unavailable`; the rules' decision is
+    /// stored and published once the store takes writes again.
+    func testAFailedStoreLeavesThePreviousStateVisible() async throws {
+        let a = authority!
+        let sink = CollectingSink()
+        _ = a.coordinator.watch(BreakerSelector(), sink: sink)
+        await a.report("db", success: 5)
+        try refuseBreakerWrites(true)
+        let result = await a.report("db", failure: 10)
+        XCTAssertEqual(result.rejected.first?.error.code, .unavailable)
+        XCTAssertEqual(a.status("db")?.state, .closed)
+        XCTAssertEqual(sink.transitions, [])
+        try refuseBreakerWrites(false)
+        await waitUntil("stored on retry") { a.status("db")?.state == .open }
+        XCTAssertEqual(sink.transitions, ["default/db OPEN 1"])
+    }
+
+    /// An operator action the store refuses is not applied, and neither is
+    /// its audit entry.
+    func testARefusedOperatorActionIsUndone() async throws {
+        let a = authority!
+        await a.report("db", success: 5)
+        try refuseBreakerWrites(true)
+        let record = AuditRecord(atMs: 0, actor: AuditActor(commonName: "ops"), action: .forceOpen, reason: "x", allowed: true)
+        do {
+            _ = try await a.coordinator.setOverride(a.key("db"), .forcedOpen, durationMs: 0, reason: "x", policy: nil, audit: record)
+            XCTFail("the store refuses")
+        } catch {
+            XCTAssertEqual(error.code, .unavailable)
+        }
+        try refuseBreakerWrites(false)
+        await a.report("db", success: 1)
+        XCTAssertEqual(a.status("db")?.state, .closed)
+        let entries = try await a.sqlite.listAudit(AuditQuery())
+        XCTAssertTrue(entries.isEmpty)
+        // The machine went back too: the next trip is generation 1, from CLOSED.
+        await a.report("db", failure: 20)
+        XCTAssertEqual(a.status("db")?.state, .open)
+        XCTAssertEqual(a.status("db")?.generation.value, 1)
+    }
+
+    /// A watcher that cannot take an event is not reset and not skipped
+    /// silently: once it can take one it gets a fresh snapshot, then the rest.
+    func testAWatcherThatFallsBehindGetsAFreshSnapshot() async throws {
+        let a = authority!
+        let sink = CollectingSink()
+        _ = a.coordinator.watch(BreakerSelector(), sink: sink)
+        XCTAssertEqual(sink.snapshots, 1)
+        sink.accepting.withLockedValue { $0 = false }
+        await a.report("db", success: 5)
+        await a.report("db", failure: 10)
+        XCTAssertEqual(a.coordinator.hub.behindCount, 1)
+        sink.accepting.withLockedValue { $0 = true }
+        await waitUntil("resynchronised") { sink.snapshots == 2 }
+        guard case .snapshot(let views)? = sink.events.withLockedValue({ $0.last }) else { return XCTFail("snapshot expected") }
+        XCTAssertEqual(views.first?.status.state, .open)
+        await a.advance(1_000)
+        await waitUntil("next transition") { sink.transitions.last == "default/db HALF_OPEN 2" }
+    }
+
+    /// A breaker whose policy was deleted keeps tripping by the rule it last
+    /// ran with, after a restart too.
+    func testARestoredBreakerKeepsItsLastRuleWhenItsPolicyIsGone() async throws {
+        let a = authority!
+        await a.report("db", success: 5)
+        await a.stop()
+        let restarted = try await Authority(directory: a.directory)
+        try await restarted.start()  // no policies at all now
+        authority = restarted
+        await restarted.report("db", success: 5, policy: "")
+        await restarted.report("db", failure: 10, policy: "")
+        XCTAssertEqual(restarted.status("db")?.state, .open)
+    }
+
+    /// A client restarted with the same id starts its sequence at 1 again;
+    /// with a new incarnation its reports count. A retransmission, or a batch
+    /// of the replaced process, is answered as a duplicate.
+    func testARestartedClientsReportsCount() async throws {
+        let a = authority!
+        var r = await a.report("db", success: 5, incarnation: 100, sequence: 1)
+        XCTAssertFalse(r.duplicate)
+        r = await a.report("db", success: 5, incarnation: 100, sequence: 1)
+        XCTAssertTrue(r.duplicate)
+        r = await a.report("db", failure: 10, incarnation: 200, sequence: 1)
+        XCTAssertFalse(r.duplicate)
+        XCTAssertEqual(a.status("db")?.state, .open, "the restarted client's failures count")
+        r = await a.report("db", success: 1, incarnation: 100, sequence: 2)
+        XCTAssertTrue(r.duplicate, "the replaced process's batch")
+    }
+
+    /// Below the quorum, the reporting client is told to open its local breaker.
+    func testBelowQuorumIsToldToTheReporter() async throws {
+        let a = authority!
+        a.policy("q", minimumClients: 2)
+        let r = await a.report("search", client: "sick", failure: 20, policy: "q")
+        XCTAssertEqual(a.status("search")?.state, .closed)
+        XCTAssertEqual(r.belowQuorum.first?.key, a.key("search"))
+        XCTAssertEqual(r.belowQuorum.first?.openMs, 1_000)
+        XCTAssertTrue(r.belowQuorum.first?.reason.contains("only 1 of 2") == true, "\(r.belowQuorum)")
+    }
+
+    private func refuseBreakerWrites(_ refuse: Bool) throws {
+        let sql = refuse
+            ? "CREATE TRIGGER refuse_breakers BEFORE INSERT ON breakers BEGIN SELECT RAISE(FAIL, 'disk says no'); END;"
+            : "DROP TRIGGER refuse_breakers;"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["sqlite3", authority.directory + "/fusebox.db", sql]
+        try p.run()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+    }
+}
