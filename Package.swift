@@ -180,6 +180,7 @@ let package = Package(
             dependencies: [
                 "FuseboxServer", "FuseboxCore", "FuseboxWire", "FuseboxRPC", "FuseboxTLS", "FuseboxAPI", "FuseboxTesting",
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
