@@ -24,8 +24,12 @@ import Testing
         #expect(gate.openLocally(until: t.adding(milliseconds: 1_000)))
         #expect(gate.admit(now: t) == .reject(state: .open, generation: BreakerGeneration(3)))
         #expect(gate.admit(now: t.adding(milliseconds: 999)) == .reject(state: .open, generation: BreakerGeneration(3)))
-        #expect(gate.admit(now: t.adding(milliseconds: 1_000)) == .pass(generation: BreakerGeneration(3)), "still rejecting after its time")
-        #expect(gate.snapshot == .init(state: .closed, generation: BreakerGeneration(3)), "a local open changed the fleet's state")
+        #expect(
+            gate.admit(now: t.adding(milliseconds: 1_000)) == .pass(generation: BreakerGeneration(3)),
+            "still rejecting after its time")
+        #expect(
+            gate.snapshot == .init(state: .closed, generation: BreakerGeneration(3)),
+            "a local open changed the fleet's state")
         #expect(gate.localOpenUntil == t.adding(milliseconds: 1_000))
     }
 
@@ -59,7 +63,8 @@ import Testing
         #expect(!gate.openLocally(until: t.adding(milliseconds: 2_000)))
         #expect(gate.localOpenUntil == t.adding(milliseconds: 2_000))
         #expect(!gate.endLocalOpen(ifDueAt: t.adding(milliseconds: 1_999)))
-        #expect(gate.admit(now: t.adding(milliseconds: 1_999)) == .reject(state: .open, generation: BreakerGeneration(0)))
+        #expect(
+            gate.admit(now: t.adding(milliseconds: 1_999)) == .reject(state: .open, generation: BreakerGeneration(0)))
         #expect(gate.endLocalOpen(ifDueAt: t.adding(milliseconds: 2_000)))
         #expect(gate.localOpenUntil == nil)
         #expect(!gate.endLocalOpen(ifDueAt: t.adding(milliseconds: 3_000)), "ended twice")
@@ -71,12 +76,17 @@ import Testing
     /// generation and a local open made meanwhile is not lost.
     @Test func concurrentPushesKeepTheLocalOpen() async {
         let t = self.t
-        await propertyCheck(count: 50, input: Gen.int(in: 1...1_000).array(of: 1...200), Gen.int(in: 0...199)) { generations, at in
+        await propertyCheck(count: 50, input: Gen.int(in: 1...1_000).array(of: 1...200), Gen.int(in: 0...199)) {
+            generations, at in
             let gate = BreakerGate()
             await withTaskGroup(of: Void.self) { group in
                 for (i, g) in generations.enumerated() {
-                    group.addTask { gate.apply(g % 2 == 0 ? .halfOpen : .closed, generation: BreakerGeneration(UInt64(g))) }
-                    if i == at % generations.count { group.addTask { gate.openLocally(until: t.adding(milliseconds: 1_000)) } }
+                    group.addTask {
+                        gate.apply(g % 2 == 0 ? .halfOpen : .closed, generation: BreakerGeneration(UInt64(g)))
+                    }
+                    if i == at % generations.count {
+                        group.addTask { gate.openLocally(until: t.adding(milliseconds: 1_000)) }
+                    }
                 }
             }
             let newest = UInt64(generations.max() ?? 0)
@@ -88,7 +98,9 @@ import Testing
 
     @Test func theSharedBreakerAnnouncesTheOpenAndItsEndAndTellsWhenToRetry() {
         let breaker = SharedBreaker(registry: "default", name: "payments", policyName: "p")
-        breaker.applyFleet(BreakerStatus(state: .closed, evaluatedState: .closed, generation: BreakerGeneration(4), since: t, reason: ""))
+        breaker.applyFleet(
+            BreakerStatus(
+                state: .closed, evaluatedState: .closed, generation: BreakerGeneration(4), since: t, reason: ""))
         let open = breaker.openBelowQuorum(until: t.adding(milliseconds: 1_500))
         #expect(open?.from == .closed && open?.to == .open)
         #expect(breaker.openBelowQuorum(until: t.adding(milliseconds: 1_500)) == nil, "an extension announced twice")
@@ -109,20 +121,25 @@ final class BelowQuorumResponseTests: @unchecked Sendable {
 
     private func makeLink() throws -> FleetLink {
         let tls = TLSConfiguration.client(
-            trustRootsPath: try TestCertificates.path("ca.pem"), certificateChainPath: try TestCertificates.path("reporter.pem"),
+            trustRootsPath: try TestCertificates.path("ca.pem"),
+            certificateChainPath: try TestCertificates.path("reporter.pem"),
             privateKeyPath: try TestCertificates.path("reporter.key"))
         var configuration = FuseboxConfiguration(
-            host: "127.0.0.1", port: 1, tls: tls, clientID: "sick-host", cacheDirectory: FileManager.default.temporaryDirectory.path)
+            host: "127.0.0.1", port: 1, tls: tls, clientID: "sick-host",
+            cacheDirectory: FileManager.default.temporaryDirectory.path)
         configuration.onStateChange = { change in self.changes.withLock { $0.append(change) } }
         var policy = Policy(name: "guarded")
         var cb = CircuitBreakerPolicy()
         cb.consecutiveFailuresThreshold = 3
         cb.minimumClients = 2
         policy.circuitBreaker = cb
-        let snapshot = PolicySnapshot(registries: ["default": ["guarded": policy]], versions: ["default": 1], source: .server)
-        let client = try RPCClient(configuration: RPCClientConfiguration(host: "127.0.0.1", port: 1, tls: tls), group: group)
+        let snapshot = PolicySnapshot(
+            registries: ["default": ["guarded": policy]], versions: ["default": 1], source: .server)
+        let client = try RPCClient(
+            configuration: RPCClientConfiguration(host: "127.0.0.1", port: 1, tls: tls), group: group)
         let logger = Logger(label: "below-quorum-test") { _ in self.logs.handler() }
-        return FleetLink(configuration: configuration, client: client, eventLoop: group.next(), policies: snapshot, logger: logger)
+        return FleetLink(
+            configuration: configuration, client: client, eventLoop: group.next(), policies: snapshot, logger: logger)
     }
 
     private func trip(_ name: String, openMs: UInt32, generation: UInt64 = 0) -> Fusebox_V1_ReportOutcomesResponse {
@@ -157,7 +174,9 @@ final class BelowQuorumResponseTests: @unchecked Sendable {
         } catch let e as GuardError {
             guard case .circuitOpen(let retryAfter) = e.kind else { Issue.record("\(e)"); return }
             #expect(e.breaker == "payments")
-            #expect((retryAfter ?? .zero) > .seconds(55) && (retryAfter ?? .zero) <= .seconds(60), "retryAfter \(String(describing: retryAfter))")
+            #expect(
+                (retryAfter ?? .zero) > .seconds(55) && (retryAfter ?? .zero) <= .seconds(60),
+                "retryAfter \(String(describing: retryAfter))")
         }
         #expect(payments.breakerState?.state == .closed, "the fleet's state changed")
         #expect(payments.localOpenUntil == now.adding(milliseconds: 60_000))
@@ -168,7 +187,10 @@ final class BelowQuorumResponseTests: @unchecked Sendable {
         #expect(opened.count == 1)
         #expect(opened.first?.breaker == "payments" && opened.first?.from == .closed && opened.first?.to == .open)
         #expect(opened.first?.clientOnly == true)
-        #expect(opened.first?.reason == "local open below quorum: 3 consecutive failures ≥ 3 from 1 client; only 1 of 2 required clients failing")
+        #expect(
+            opened.first?.reason
+                == "local open below quorum: 3 consecutive failures ≥ 3 from 1 client; only 1 of 2 required clients failing"
+        )
         #expect(logs.messages(at: .notice).contains { $0.hasPrefix("local open below quorum: 3 consecutive failures") })
 
         // A second trip while open extends it without a second announcement.

@@ -24,12 +24,15 @@ final class OutcomeReportingTests: XCTestCase {
 
     override func setUp() async throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        work = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-reporting-\(UUID().uuidString)").path
+        work =
+            FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-reporting-\(UUID().uuidString)").path
         var router = RPCRouter()
         standIn.register(on: &router)
-        let tls = try TLSContextProvider(configuration: .server(
-            certificateChainPath: TestCertificates.path("server.pem"), privateKeyPath: TestCertificates.path("server.key"),
-            clientCAPath: TestCertificates.path("ca.pem")))
+        let tls = try TLSContextProvider(
+            configuration: .server(
+                certificateChainPath: TestCertificates.path("server.pem"),
+                privateKeyPath: TestCertificates.path("server.key"),
+                clientCAPath: TestCertificates.path("ca.pem")))
         server = RPCServer(configuration: RPCServerConfiguration(), router: router, tls: tls, group: group)
         _ = try await server.start()
         let server = self.server!
@@ -48,8 +51,10 @@ final class OutcomeReportingTests: XCTestCase {
     func testFailuresBringATripBelowQuorumBackSoonAndShutdownSaysGoodbye() async throws {
         var configuration = FuseboxConfiguration(
             host: "127.0.0.1", port: server.port,
-            tls: .client(trustRootsPath: try TestCertificates.path("ca.pem"), certificateChainPath: try TestCertificates.path("reporter.pem"),
-                         privateKeyPath: try TestCertificates.path("reporter.key")),
+            tls: .client(
+                trustRootsPath: try TestCertificates.path("ca.pem"),
+                certificateChainPath: try TestCertificates.path("reporter.pem"),
+                privateKeyPath: try TestCertificates.path("reporter.key")),
             clientID: "reporting-test", cacheDirectory: work + "/cache")
         configuration.stalenessBound = .seconds(60)
         let changes = StateChanges()
@@ -88,7 +93,8 @@ final class OutcomeReportingTests: XCTestCase {
         let received = standIn.batches
         // Every batch names this run of the process; sequences go 1, 2, 3… without gaps.
         XCTAssertGreaterThan(fusebox.incarnation, 1_700_000_000_000_000)
-        XCTAssertTrue(received.allSatisfy { $0.batch.incarnation == fusebox.incarnation }, "\(received.map(\.batch.incarnation))")
+        XCTAssertTrue(
+            received.allSatisfy { $0.batch.incarnation == fusebox.incarnation }, "\(received.map(\.batch.incarnation))")
         XCTAssertTrue(received.allSatisfy { $0.batch.clientId == "reporting-test" })
         XCTAssertEqual(received.map(\.batch.sequence).sorted(), Array(1...UInt64(received.count)))
         // The last batch says goodbye, once, by unary call, after everything else; nothing was left to report.
@@ -147,7 +153,8 @@ final class StandInBreakerService: Sendable {
             self.received.withLock { $0.append(Received(batch: batch, unary: true)) }
             return Self.response(to: [batch])
         }
-        router.clientStreaming("fusebox.v1.BreakerService", "StreamOutcomes") { (stream: RPCMessageStream<Fusebox_V1_OutcomeBatch>, _) in
+        router.clientStreaming("fusebox.v1.BreakerService", "StreamOutcomes") {
+            (stream: RPCMessageStream<Fusebox_V1_OutcomeBatch>, _) in
             var batches: [Fusebox_V1_OutcomeBatch] = []
             for try await batch in stream {
                 self.received.withLock { $0.append(Received(batch: batch, unary: false)) }

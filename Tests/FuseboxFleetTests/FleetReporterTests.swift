@@ -20,7 +20,9 @@ final class FleetReporterTests: XCTestCase {
     }
 
     private func started(_ id: String) -> [String: Any]? {
-        guard let line = fleet.services[id]?.waitForLine(timeout: 30, { $0.contains("\"event\":\"started\"") }) else { return nil }
+        guard let line = fleet.services[id]?.waitForLine(timeout: 30, { $0.contains("\"event\":\"started\"") }) else {
+            return nil
+        }
         return (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
     }
 
@@ -51,10 +53,12 @@ final class FleetReporterTests: XCTestCase {
         try fleet.apply(fleetPolicy)
         try fleet.startService("svc-restart")
         let first = try XCTUnwrap(started("svc-restart"), fleet.services["svc-restart"]?.stderrTail() ?? "")
-        XCTAssertTrue(try eventually(10) { try fleet.serverBreaker() != nil }, "the service's reports did not create the breaker")
+        XCTAssertTrue(
+            try eventually(10) { try fleet.serverBreaker() != nil }, "the service's reports did not create the breaker")
         // About 80 batches (one per 100 ms report interval while calls run).
         Thread.sleep(forTimeInterval: 8)
-        XCTAssertGreaterThan(int(fleet.lastStatus("svc-restart")?["ok"]), 100, "the first process hardly called the upstream")
+        XCTAssertGreaterThan(
+            int(fleet.lastStatus("svc-restart")?["ok"]), 100, "the first process hardly called the upstream")
         XCTAssertEqual(try fleet.serverBreaker()?.state, "CLOSED")
 
         fleet.services["svc-restart"]?.stop(SIGKILL)
@@ -71,7 +75,9 @@ final class FleetReporterTests: XCTestCase {
             eventually(4) { fleet.transitions("svc-restart").contains { $0.to == "OPEN" } },
             "the restarted service's failures did not trip the breaker within 4 s: \(fleet.transitions("svc-restart")); "
                 + "status \(fleet.lastStatus("svc-restart") ?? [:])")
-        print("fleet: the restarted service tripped the breaker \(Int(Date().timeIntervalSince(failed) * 1000)) ms after the upstream failed")
+        print(
+            "fleet: the restarted service tripped the breaker \(Int(Date().timeIntervalSince(failed) * 1000)) ms after the upstream failed"
+        )
         XCTAssertTrue(try eventually(5) { try fleet.serverBreaker()?.state == "OPEN" })
     }
 
@@ -85,19 +91,26 @@ final class FleetReporterTests: XCTestCase {
         let failingPort = try failingUpstream()
         try fleet.startService("svc-sick", policy: "quorum-test", upstreamPort: failingPort)
         try fleet.startService("svc-healthy", policy: "quorum-test")
-        XCTAssertEqual(started("svc-sick")?["policy"] as? String, "quorum-test", fleet.services["svc-sick"]?.stderrTail() ?? "")
-        XCTAssertEqual(started("svc-healthy")?["policy"] as? String, "quorum-test", fleet.services["svc-healthy"]?.stderrTail() ?? "")
+        XCTAssertEqual(
+            started("svc-sick")?["policy"] as? String, "quorum-test", fleet.services["svc-sick"]?.stderrTail() ?? "")
+        XCTAssertEqual(
+            started("svc-healthy")?["policy"] as? String, "quorum-test",
+            fleet.services["svc-healthy"]?.stderrTail() ?? "")
 
         XCTAssertTrue(
             eventually(15) { !events("svc-sick", "local-open").isEmpty },
-            "the failing service's breaker did not open locally: \(fleet.events("svc-sick").suffix(5))\n\(fleet.services["svc-sick"]?.stderrTail(2000) ?? "")")
+            "the failing service's breaker did not open locally: \(fleet.events("svc-sick").suffix(5))\n\(fleet.services["svc-sick"]?.stderrTail(2000) ?? "")"
+        )
         let open = events("svc-sick", "local-open").first ?? [:]
         XCTAssertEqual(open["to"] as? String, "OPEN")
         XCTAssertTrue((open["reason"] as? String ?? "").contains("only 1 of 2 required clients failing"), "\(open)")
 
         // While it is open locally, the failing service rejects its calls itself.
         XCTAssertTrue(
-            eventually(5) { (fleet.lastStatus("svc-sick")?["localOpen"] as? NSNumber)?.boolValue == true && int(fleet.lastStatus("svc-sick")?["rejected"]) > 0 },
+            eventually(5) {
+                (fleet.lastStatus("svc-sick")?["localOpen"] as? NSNumber)?.boolValue == true
+                    && int(fleet.lastStatus("svc-sick")?["rejected"]) > 0
+            },
             "\(fleet.lastStatus("svc-sick") ?? [:])")
 
         // The fleet's breaker stays CLOSED: no service saw a fleet transition, and the server says so.
@@ -107,12 +120,15 @@ final class FleetReporterTests: XCTestCase {
 
         // The healthy service keeps calling, never rejected, never opened locally.
         let ok = int(fleet.lastStatus("svc-healthy")?["ok"])
-        XCTAssertTrue(eventually(5) { int(fleet.lastStatus("svc-healthy")?["ok"]) > ok + 20 }, "\(fleet.lastStatus("svc-healthy") ?? [:])")
+        XCTAssertTrue(
+            eventually(5) { int(fleet.lastStatus("svc-healthy")?["ok"]) > ok + 20 },
+            "\(fleet.lastStatus("svc-healthy") ?? [:])")
         XCTAssertEqual(int(fleet.lastStatus("svc-healthy")?["rejected"]), 0)
         XCTAssertTrue(events("svc-healthy", "local-open").isEmpty)
 
         // After the OPEN period (1.5 s) the failing service follows the fleet again.
-        XCTAssertTrue(eventually(5) { !events("svc-sick", "local-open-ended").isEmpty }, "\(fleet.events("svc-sick").suffix(5))")
+        XCTAssertTrue(
+            eventually(5) { !events("svc-sick", "local-open-ended").isEmpty }, "\(fleet.events("svc-sick").suffix(5))")
         XCTAssertEqual(events("svc-sick", "local-open-ended").first?["to"] as? String, "CLOSED")
         XCTAssertEqual(try fleet.serverBreaker()?.state, "CLOSED")
     }

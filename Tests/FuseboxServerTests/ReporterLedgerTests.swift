@@ -11,11 +11,15 @@ import Testing
     @Test func aRestartedProcessWithTheSameClientIDStartsANewSequence() {
         var ledger = ReporterLedger()
         for sequence in UInt64(1)...50 {
-            #expect(ledger.admit(client: "checkout-1", incarnation: 1_700_000_000_000_000, sequence: sequence, at: at(0)) == .fresh)
+            #expect(
+                ledger.admit(client: "checkout-1", incarnation: 1_700_000_000_000_000, sequence: sequence, at: at(0))
+                    == .fresh)
         }
         // Killed and restarted: a later start time, and the sequence begins at 1 again.
-        #expect(ledger.admit(client: "checkout-1", incarnation: 1_700_000_005_000_000, sequence: 1, at: at(10)) == .fresh)
-        #expect(ledger.admit(client: "checkout-1", incarnation: 1_700_000_005_000_000, sequence: 2, at: at(20)) == .fresh)
+        #expect(
+            ledger.admit(client: "checkout-1", incarnation: 1_700_000_005_000_000, sequence: 1, at: at(10)) == .fresh)
+        #expect(
+            ledger.admit(client: "checkout-1", incarnation: 1_700_000_005_000_000, sequence: 2, at: at(20)) == .fresh)
         #expect(ledger.count == 1)
     }
 
@@ -23,12 +27,16 @@ import Testing
         var ledger = ReporterLedger()
         #expect(ledger.admit(client: "a", incarnation: 7, sequence: 5, at: at(0)) == .fresh)
         #expect(ledger.admit(client: "a", incarnation: 7, sequence: 5, at: at(1)) == .duplicate)
-        #expect(ledger.admit(client: "a", incarnation: 7, sequence: 3, at: at(2)) == .duplicate, "an older batch arriving late")
+        #expect(
+            ledger.admit(client: "a", incarnation: 7, sequence: 3, at: at(2)) == .duplicate,
+            "an older batch arriving late")
         #expect(ledger.admit(client: "a", incarnation: 7, sequence: 6, at: at(3)) == .fresh)
         // Sequence 0 disables the check: the same batch twice is counted twice.
         #expect(ledger.admit(client: "a", incarnation: 7, sequence: 0, at: at(4)) == .fresh)
         #expect(ledger.admit(client: "a", incarnation: 7, sequence: 0, at: at(5)) == .fresh)
-        #expect(ledger.admit(client: "a", incarnation: 7, sequence: 6, at: at(6)) == .duplicate, "sequence 0 did not reset the check")
+        #expect(
+            ledger.admit(client: "a", incarnation: 7, sequence: 6, at: at(6)) == .duplicate,
+            "sequence 0 did not reset the check")
         // Another client's sequence is its own.
         #expect(ledger.admit(client: "b", incarnation: 7, sequence: 5, at: at(7)) == .fresh)
     }
@@ -38,10 +46,14 @@ import Testing
         #expect(ledger.admit(client: "a", incarnation: 100, sequence: 1, at: at(0)) == .fresh)
         #expect(ledger.admit(client: "a", incarnation: 200, sequence: 1, at: at(1)) == .fresh)
         #expect(ledger.admit(client: "a", incarnation: 100, sequence: 2, at: at(2)) == .duplicate)
-        #expect(ledger.admit(client: "a", incarnation: 100, sequence: 0, at: at(3)) == .duplicate, "sequence 0 does not excuse an old incarnation")
+        #expect(
+            ledger.admit(client: "a", incarnation: 100, sequence: 0, at: at(3)) == .duplicate,
+            "sequence 0 does not excuse an old incarnation")
         ledger.farewell(client: "a", incarnation: 100)
         #expect(ledger.count == 1, "the replaced process's goodbye removed its successor")
-        #expect(ledger.admit(client: "a", incarnation: 200, sequence: 1, at: at(4)) == .duplicate, "the successor's sequence was reset")
+        #expect(
+            ledger.admit(client: "a", incarnation: 200, sequence: 1, at: at(4)) == .duplicate,
+            "the successor's sequence was reset")
         #expect(ledger.admit(client: "a", incarnation: 200, sequence: 2, at: at(5)) == .fresh)
     }
 
@@ -49,10 +61,14 @@ import Testing
         var ledger = ReporterLedger()
         #expect(ledger.admit(client: "old-sdk", incarnation: 0, sequence: 4, at: at(0)) == .fresh)
         #expect(ledger.admit(client: "old-sdk", incarnation: 0, sequence: 4, at: at(1)) == .duplicate)
-        #expect(ledger.admit(client: "old-sdk", incarnation: 0, sequence: 1, at: at(2)) == .duplicate, "as before incarnations existed")
+        #expect(
+            ledger.admit(client: "old-sdk", incarnation: 0, sequence: 1, at: at(2)) == .duplicate,
+            "as before incarnations existed")
         // A process that knows incarnations shares the id: neither disturbs the other's sequence.
         #expect(ledger.admit(client: "old-sdk", incarnation: 9, sequence: 1, at: at(3)) == .fresh)
-        #expect(ledger.admit(client: "old-sdk", incarnation: 0, sequence: 5, at: at(4)) == .fresh, "incarnation 0 is not older than 9")
+        #expect(
+            ledger.admit(client: "old-sdk", incarnation: 0, sequence: 5, at: at(4)) == .fresh,
+            "incarnation 0 is not older than 9")
         #expect(ledger.admit(client: "old-sdk", incarnation: 0, sequence: 5, at: at(5)) == .duplicate)
         #expect(ledger.admit(client: "old-sdk", incarnation: 9, sequence: 2, at: at(6)) == .fresh)
         #expect(ledger.admit(client: "old-sdk", incarnation: 9, sequence: 2, at: at(7)) == .duplicate)
@@ -132,7 +148,9 @@ import Testing
         var ledger = ReporterLedger(capacity: 20_000)
         let elapsed = ContinuousClock().measure {
             for i in 0..<200_000 {
-                _ = ledger.admit(client: "client-\(i % 40_000)", incarnation: 1, sequence: UInt64(i / 40_000 + 1), at: at(Int64(i / 1_000)))
+                _ = ledger.admit(
+                    client: "client-\(i % 40_000)", incarnation: 1, sequence: UInt64(i / 40_000 + 1),
+                    at: at(Int64(i / 1_000)))
             }
         }
         #expect(ledger.count == 20_000)
@@ -144,7 +162,8 @@ import Testing
     /// silent counts for any sequence of operations on a moving clock, and
     /// never more than `capacity` clients.
     @Test func behavesLikeTheModelAndNeverExceedsItsCapacity() async {
-        await propertyCheck(count: 300, input: Gen.int(in: 0...Int(Int32.max)).array(of: 1...300), Gen.int(in: 1...5)) { ops, capacity in
+        await propertyCheck(count: 300, input: Gen.int(in: 0...Int(Int32.max)).array(of: 1...300), Gen.int(in: 1...5)) {
+            ops, capacity in
             var ledger = ReporterLedger(idleAfterMs: 300, forgetAfterMs: 1_000, capacity: capacity)
             var model = LedgerModel(idleAfterMs: 300, forgetAfterMs: 1_000, capacity: capacity)
             var now = start
@@ -161,7 +180,8 @@ import Testing
                     #expect(ledger.silentReporters(at: now) == model.silent(now))
                 default:
                     let expected = model.admit(client, incarnation, sequence, now)
-                    #expect(ledger.admit(client: client, incarnation: incarnation, sequence: sequence, at: now) == expected)
+                    #expect(
+                        ledger.admit(client: client, incarnation: incarnation, sequence: sequence, at: now) == expected)
                 }
                 #expect(ledger.count <= capacity)
                 #expect(ledger.count == model.reporters.count)
@@ -193,7 +213,9 @@ private struct LedgerModel {
         reporters = reporters.filter { now.milliseconds(since: $0.value.lastReportAt) <= forgetAfterMs }
     }
 
-    mutating func admit(_ client: String, _ incarnation: UInt64, _ sequence: UInt64, _ now: Timestamp) -> ReporterLedger.Admission {
+    mutating func admit(
+        _ client: String, _ incarnation: UInt64, _ sequence: UInt64, _ now: Timestamp
+    ) -> ReporterLedger.Admission {
         prune(now)
         admissions += 1
         guard var r = reporters[client] else {
@@ -201,7 +223,8 @@ private struct LedgerModel {
                 reporters[oldest.key] = nil
             }
             reporters[client] = Reporter(
-                incarnation: incarnation, sequence: incarnation == 0 ? 0 : sequence, sequenceOfZero: incarnation == 0 ? sequence : 0,
+                incarnation: incarnation, sequence: incarnation == 0 ? 0 : sequence,
+                sequenceOfZero: incarnation == 0 ? sequence : 0,
                 lastReportAt: now, heard: admissions)
             return .fresh
         }
