@@ -114,7 +114,7 @@ import Testing
 
 /// The SDK's handling of ReportOutcomes responses, through FleetLink (no
 /// server: the link is not started, responses are handed to it).
-final class BelowQuorumResponseTests: @unchecked Sendable {
+final class BelowQuorumResponseTests: Sendable {
     private let group = MultiThreadedEventLoopGroup.singleton
     private let changes = Mutex<[BreakerStateChange]>([])
     private let logs = LogRecorder()
