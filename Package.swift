@@ -202,8 +202,9 @@ let package = Package(
         .testTarget(
             name: "FuseboxClientTests",
             dependencies: [
-                "FuseboxClient", "FuseboxCore", "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxTesting",
+                "FuseboxClient", "FuseboxCore", "FuseboxAPI", "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxTesting", "FuseboxWire",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

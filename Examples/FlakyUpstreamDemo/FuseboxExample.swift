@@ -77,14 +77,20 @@ struct Service: AsyncParsableCommand {
         configuration.stalenessBound = .milliseconds(Int64(stalenessSeconds * 1000))
         configuration.startupTimeout = .milliseconds(Int64(startupTimeoutSeconds * 1000))
         configuration.onStateChange = { change in
+            // This client's breaker alone (below the fleet's quorum) gets events of its
+            // own, so "state" events stay the fleet's transitions.
+            let event = !change.clientOnly ? "state" : change.to == .open ? "local-open" : "local-open-ended"
             Self.emit([
-                "event": "state", "breaker": change.breaker, "from": change.from.displayName, "to": change.to.displayName,
-                "generation": change.generation,
+                "event": event, "breaker": change.breaker, "from": change.from.displayName, "to": change.to.displayName,
+                "generation": change.generation, "reason": change.reason,
             ])
         }
         let fusebox = try await Fusebox.start(configuration)
         let upstreamGuard = fusebox.guard(guardName, policy: policy)
-        Self.emit(["event": "started", "source": fusebox.policySource.rawValue, "policy": upstreamGuard.policy.name, "guard": guardName])
+        Self.emit([
+            "event": "started", "source": fusebox.policySource.rawValue, "policy": upstreamGuard.policy.name, "guard": guardName,
+            "incarnation": fusebox.incarnation,
+        ])
 
         let started = ContinuousClock.now
         var lastStatus = ContinuousClock.now
@@ -118,6 +124,7 @@ struct Service: AsyncParsableCommand {
                 Self.emit([
                     "event": "status", "state": s?.state.displayName ?? "NONE", "generation": s?.generation.value ?? 0,
                     "mode": fusebox.mode.rawValue, "ok": counts.ok, "failed": counts.failed, "rejected": counts.rejected,
+                    "localOpen": upstreamGuard.localOpenUntil.map { $0 > Self.wallNow() } ?? false,
                     "policy": upstreamGuard.policy.name,
                     "consecutiveFailures": upstreamGuard.policy.circuitBreaker?.consecutiveFailuresThreshold ?? 0,
                 ])
@@ -132,9 +139,13 @@ struct Service: AsyncParsableCommand {
         return (String(address[..<colon]), port)
     }
 
+    static func wallNow() -> Timestamp {
+        Timestamp(milliseconds: Int64((Date().timeIntervalSince1970 * 1000).rounded()))
+    }
+
     static func emit(_ fields: [String: any Sendable]) {
         var fields = fields
-        fields["atMs"] = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+        fields["atMs"] = wallNow().milliseconds
         guard let data = try? JSONSerialization.data(withJSONObject: fields.mapValues { $0 as Any }, options: [.sortedKeys]),
             let line = String(data: data, encoding: .utf8)
         else { return }

@@ -24,6 +24,9 @@ final class FleetLink: Sendable {
     let client: RPCClient
     let logger: Logger
     let gauges = ClientGauges()
+    /// This run of the process, sent with every batch: it scopes `sequence`,
+    /// so fuseboxd counts a restarted process's batches from sequence 1 again.
+    let incarnation: UInt64
 
     private struct State: Sendable {
         var breakers: [BreakerKey: SharedBreaker] = [:]
@@ -49,8 +52,12 @@ final class FleetLink: Sendable {
     /// Encoded batches waiting for the StreamOutcomes call.
     private let outbox = ReportOutbox()
 
-    init(configuration: FuseboxConfiguration, client: RPCClient, eventLoop: any EventLoop, policies: PolicySnapshot, logger: Logger) {
+    init(
+        configuration: FuseboxConfiguration, client: RPCClient, eventLoop: any EventLoop, policies: PolicySnapshot, logger: Logger,
+        incarnation: UInt64 = FleetLink.startIncarnation()
+    ) {
         self.configuration = configuration
+        self.incarnation = incarnation
         self.reportBatchSize = UInt64(max(configuration.reportBatchSize, 1))
         self.eventLoop = eventLoop
         self.deadlines = DeadlineTimer(eventLoop: eventLoop)
@@ -60,6 +67,15 @@ final class FleetLink: Sendable {
         (flushes, flush) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         gauges.mode(.fleet)
         gauges.policySource(policies.source)
+    }
+
+    /// The incarnation of a process starting now: the time in microseconds
+    /// since 1970. A restart takes far longer than a microsecond, so a
+    /// restarted process picks a larger one, unless the wall clock was set
+    /// back by more than the time the restart took; fuseboxd would then answer
+    /// its batches as duplicates until the clock passes the old start time.
+    static func startIncarnation(now: Date = Date()) -> UInt64 {
+        UInt64(max(1, (now.timeIntervalSince1970 * 1_000_000).rounded()))
     }
 
     func start() {
@@ -88,12 +104,13 @@ final class FleetLink: Sendable {
         flush.finish()
         outbox.close()
         for task in running { await task.value }
-        // Batches the stream did not send, and what was counted since, go out as unary calls.
-        for bytes in outbox.drain() {
-            guard let batch = try? Fusebox_V1_OutcomeBatch(decoding: bytes) else { continue }
+        // Batches the stream did not send, and what was counted since, go out as
+        // unary calls, in order; the last one says goodbye (`final`).
+        for queued in outbox.drain() {
+            guard let batch = try? Fusebox_V1_OutcomeBatch(decoding: queued.bytes) else { continue }
             await sendUnary(batch)
         }
-        await reportOnce(unary: true)
+        await reportOnce(unary: true, final: true)
     }
 
     func requestFlush() { flush.yield() }
@@ -262,16 +279,26 @@ final class FleetLink: Sendable {
         }
     }
 
-    private func transitioned(_ breaker: SharedBreaker, _ change: (from: BreakerState, to: BreakerState), generation: UInt64, reason: String) {
+    /// Counts, logs and announces (`onStateChange`) a change of a breaker's
+    /// state. `clientOnly`: this client's breaker alone changed (a local open
+    /// below quorum or its end); it is logged with its reason as the message.
+    private func transitioned(
+        _ breaker: SharedBreaker, _ change: (from: BreakerState, to: BreakerState), generation: UInt64, reason: String,
+        clientOnly: Bool = false
+    ) {
         guardFor(breaker)?.metrics.stateChanged(from: change.from, to: change.to)
-        logger.info(
-            "breaker state changed",
-            metadata: [
-                "breaker": "\(breaker.name)", "registry": "\(breaker.registry)", "from": "\(change.from.displayName)",
-                "to": "\(change.to.displayName)", "generation": "\(generation)", "reason": "\(reason)",
-            ])
+        let metadata: Logger.Metadata = [
+            "breaker": "\(breaker.name)", "registry": "\(breaker.registry)", "from": "\(change.from.displayName)",
+            "to": "\(change.to.displayName)", "generation": "\(generation)", "reason": "\(reason)",
+        ]
+        if clientOnly {
+            logger.notice("\(reason)", metadata: metadata)
+        } else {
+            logger.info("breaker state changed", metadata: metadata)
+        }
         configuration.onStateChange?(BreakerStateChange(
-            registry: breaker.registry, breaker: breaker.name, from: change.from, to: change.to, generation: generation))
+            registry: breaker.registry, breaker: breaker.name, from: change.from, to: change.to, generation: generation,
+            reason: reason, clientOnly: clientOnly))
     }
 
     private func watchRegistry(_ registry: String) async throws {
@@ -378,10 +405,31 @@ final class FleetLink: Sendable {
     private func reportLoop() async {
         for await _ in flushes {
             await reportOnce()
+            endLocalOpens(now: wallNow())
+            // Lets the StreamOutcomes call check its rotation time even when no batch came.
+            outbox.tick()
         }
     }
 
-    private func reportOnce(unary: Bool = false) async {
+    /// Ends the local opens below quorum whose time has come and announces
+    /// that those breakers follow the fleet again. (Calls already pass from
+    /// the moment the time has come; this records and announces it, within a
+    /// report interval.)
+    func endLocalOpens(now: Timestamp) {
+        let breakers = state.withLock { Array($0.breakers.values) }
+        for breaker in breakers {
+            guard let change = breaker.endBelowQuorumOpen(now: now) else { continue }
+            transitioned(
+                breaker, change, generation: breaker.gate.snapshot.generation.value,
+                reason: "local open below quorum ended; following the fleet", clientOnly: true)
+        }
+    }
+
+    /// Sends what the breakers counted since the last report: onto the
+    /// StreamOutcomes call, or with `unary` as one ReportOutcomes call.
+    /// `final` (at shutdown, unary): the batch says goodbye, and is sent even
+    /// without outcomes, unless fuseboxd is out of reach (local mode).
+    private func reportOnce(unary: Bool = false, final: Bool = false) async {
         let (breakers, guards, mode, stale) = state.withLock { s in
             (Array(s.breakers.values), Array(s.guards.values), s.mode,
              // Only a client whose watch streams are down goes local: the
@@ -407,6 +455,9 @@ final class FleetLink: Sendable {
         }
         var batch = Fusebox_V1_OutcomeBatch()
         batch.clientId = configuration.clientID
+        batch.incarnation = incarnation
+        batch.final = final
+        var failures = false
         for breaker in breakers {
             let drained = breaker.tally.drain()
             let probes = breaker.takeProbes()
@@ -417,6 +468,7 @@ final class FleetLink: Sendable {
             entry.generation = drained.generation.value
             entry.counts = BreakerMapping.wire(drained.counts)
             entry.trailingConsecutiveFailures = UInt32(clamping: drained.trailingConsecutiveFailures)
+            failures = failures || drained.counts.failures > 0 || probes.contains { $0.outcome.isFailure }
             entry.probes = probes.map { p in
                 var w = Fusebox_V1_ProbeResult()
                 w.permitId = p.permitID
@@ -425,7 +477,7 @@ final class FleetLink: Sendable {
             }
             batch.breakers.append(entry)
         }
-        guard !batch.breakers.isEmpty else { return }
+        guard !batch.breakers.isEmpty || final else { return }
         batch.sequence = state.withLock { s in
             s.sequence += 1
             return s.sequence
@@ -433,7 +485,7 @@ final class FleetLink: Sendable {
         guard unary else {
             // The normal path: onto the open StreamOutcomes call (one per client).
             guard let bytes = try? batch.encode() else { return }
-            outbox.push(bytes)
+            outbox.push(ReportOutbox.QueuedBatch(bytes: bytes, carriesFailures: failures))
             return
         }
         await sendUnary(batch)
@@ -453,8 +505,8 @@ final class FleetLink: Sendable {
         }
     }
 
-    /// States and rejections of a report's response.
-    private func apply(_ response: Fusebox_V1_ReportOutcomesResponse) {
+    /// States, rejections, duplicates and trips below quorum of a report's response.
+    func apply(_ response: Fusebox_V1_ReportOutcomesResponse, now: Timestamp = wallNow()) {
         for status in response.states {
             guard let ref = status.breaker, let breaker = breaker(ref.registry, ref.name) else { continue }
             if let change = breaker.applyFleet(BreakerMapping.status(status)) {
@@ -464,24 +516,76 @@ final class FleetLink: Sendable {
         for rejected in response.rejected {
             logger.warning("fuseboxd rejected outcomes", metadata: ["field": "\(rejected.field)", "reason": "\(rejected.description)"])
         }
+        if response.duplicate {
+            // A retransmission, or batches of a replaced incarnation: the server
+            // counted them once already (or never will). Nothing to send again.
+            logger.debug(
+                "fuseboxd had counted a batch already or holds a newer incarnation of this client; not counted again",
+                metadata: ["client": "\(configuration.clientID)", "incarnation": "\(incarnation)"])
+        }
+        for trip in response.belowQuorum {
+            openBelowQuorum(trip, now: now)
+        }
     }
+
+    /// A trip rule fired on this client's failures below the policy's quorum:
+    /// this client's breaker opens for `open_ms`; the fleet's stays as it is.
+    private func openBelowQuorum(_ trip: Fusebox_V1_BelowQuorumTrip, now: Timestamp) {
+        guard let ref = trip.breaker, let breaker = breaker(ref.registry.isEmpty ? "default" : ref.registry, ref.name) else { return }
+        guard trip.openMs > 0 else {
+            logger.debug("trip below quorum without an open period; ignored", metadata: ["breaker": "\(ref.name)", "reason": "\(trip.reason)"])
+            return
+        }
+        let until = now.adding(milliseconds: Int64(trip.openMs))
+        if let change = breaker.openBelowQuorum(until: until) {
+            transitioned(
+                breaker, change, generation: breaker.gate.snapshot.generation.value, reason: "local open below quorum: \(trip.reason)",
+                clientOnly: true)
+        } else {
+            logger.debug(
+                "local open below quorum extended",
+                metadata: ["breaker": "\(breaker.name)", "registry": "\(breaker.registry)", "until": "\(until)", "reason": "\(trip.reason)"])
+        }
+    }
+
+    /// A StreamOutcomes call ends after this many batches…
+    static let rotationBatches = 1_000
+    /// …or this long after it opened, so its response (states, rejections)
+    /// comes back; then it is reopened.
+    static let rotationPeriod: Duration = .seconds(5)
+
+    /// How soon a StreamOutcomes call ends after it carried a batch with
+    /// failures: the response is the only way a trip below quorum reaches
+    /// this client, and for as long as it has not, a client failing alone
+    /// keeps calling a dependency that fails for it. 2 report intervals (at
+    /// least 250 ms) keep a few batches per call: while failures last, about
+    /// 3 calls a second instead of 10 unary ones; without failures, nothing changes.
+    var failureRotation: Duration { max(configuration.reportInterval * 2, .milliseconds(250)) }
 
     /// Sends queued batches on one StreamOutcomes call: no stream set-up,
     /// headers or server task per report (5x the reports of unary calls in
-    /// docs/BENCHMARKS.md). The call is ended every `streamRotation` batches or
-    /// seconds so its response (states, rejections) comes back, then reopened.
+    /// docs/BENCHMARKS.md). The call is ended after `rotationBatches` batches
+    /// or `rotationPeriod`, or `failureRotation` after a batch with failures,
+    /// so its response comes back, then reopened. The reporter's tick wakes
+    /// the loop every report interval, so the time is checked even when no
+    /// batch comes.
     private func streamReports() async throws {
         let opened = ContinuousClock.now
         let outbox = self.outbox
+        let failureRotation = self.failureRotation
         do {
             let response: Fusebox_V1_ReportOutcomesResponse = try await client.call(
                 path: "/fusebox.v1.BreakerService/StreamOutcomes"
             ) { call in
                 var sent = 0
-                while let bytes = await outbox.next() {
-                    try await call.send(bytes)
-                    sent += 1
-                    if sent >= 1_000 || ContinuousClock.now - opened > .seconds(5) { break }
+                var rotateAt = opened + Self.rotationPeriod
+                while let delivery = await outbox.next() {
+                    if case .batch(let queued) = delivery {
+                        try await call.send(queued.bytes)
+                        sent += 1
+                        if queued.carriesFailures { rotateAt = min(rotateAt, .now + failureRotation) }
+                    }
+                    if sent >= Self.rotationBatches || (sent > 0 && ContinuousClock.now >= rotateAt) { break }
                 }
                 try await call.finishSending()
                 guard let reply = try await call.next() else { throw RPCError(.internal, "no response to StreamOutcomes") }
@@ -519,35 +623,60 @@ extension Duration {
 /// StreamOutcomes call. When full, the oldest batch is dropped: newer counts
 /// matter more, and the server ignores stale generations anyway.
 final class ReportOutbox: Sendable {
+    /// One encoded batch.
+    struct QueuedBatch: Sendable {
+        var bytes: [UInt8]
+        /// The batch counts failures (or failed probes): the call carrying it
+        /// should end soon, so a trip below quorum in its response comes back.
+        var carriesFailures: Bool
+    }
+
+    /// What `next()` hands the StreamOutcomes call.
+    enum Delivery: Sendable {
+        /// A batch to send.
+        case batch(QueuedBatch)
+        /// No batch, but time passed: check whether to end the call.
+        case tick
+    }
+
     private struct State {
-        var items: [[UInt8]] = []
-        var waiter: CheckedContinuation<[UInt8]?, Never>?
+        var items: [QueuedBatch] = []
+        var waiter: CheckedContinuation<Delivery?, Never>?
         var closed = false
     }
 
     private let state = Mutex(State())
     static let capacity = 64
 
-    func push(_ bytes: [UInt8]) {
-        let waiter = state.withLock { s -> CheckedContinuation<[UInt8]?, Never>? in
+    func push(_ batch: QueuedBatch) {
+        let waiter = state.withLock { s -> CheckedContinuation<Delivery?, Never>? in
             guard !s.closed else { return nil }
             if let w = s.waiter {
                 s.waiter = nil
                 return w
             }
             if s.items.count >= Self.capacity { s.items.removeFirst() }
-            s.items.append(bytes)
+            s.items.append(batch)
             return nil
         }
-        waiter?.resume(returning: bytes)
+        waiter?.resume(returning: .batch(batch))
     }
 
-    /// The next batch; nil once closed or when the waiting task is cancelled.
-    func next() async -> [UInt8]? {
+    /// Wakes a waiting `next()` with `.tick`; nothing if none is waiting.
+    func tick() {
+        let waiter = state.withLock { s -> CheckedContinuation<Delivery?, Never>? in
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: .tick)
+    }
+
+    /// The next batch, or a tick; nil once closed or when the waiting task is cancelled.
+    func next() async -> Delivery? {
         await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<[UInt8]?, Never>) in
-                let ready = state.withLock { s -> [UInt8]?? in
-                    if !s.items.isEmpty { return .some(s.items.removeFirst()) }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Delivery?, Never>) in
+                let ready = state.withLock { s -> Delivery?? in
+                    if !s.items.isEmpty { return .some(.batch(s.items.removeFirst())) }
                     if s.closed || Task.isCancelled { return .some(nil) }
                     s.waiter = continuation
                     return .none
@@ -555,7 +684,7 @@ final class ReportOutbox: Sendable {
                 if let ready { continuation.resume(returning: ready) }
             }
         } onCancel: {
-            let waiter = state.withLock { s -> CheckedContinuation<[UInt8]?, Never>? in
+            let waiter = state.withLock { s -> CheckedContinuation<Delivery?, Never>? in
                 defer { s.waiter = nil }
                 return s.waiter
             }
@@ -564,7 +693,7 @@ final class ReportOutbox: Sendable {
     }
 
     /// Removes and returns every queued batch.
-    func drain() -> [[UInt8]] {
+    func drain() -> [QueuedBatch] {
         state.withLock { s in
             defer { s.items = [] }
             return s.items
@@ -573,7 +702,7 @@ final class ReportOutbox: Sendable {
 
     /// Wakes a waiting `next()` with nil; later pushes are dropped.
     func close() {
-        let waiter = state.withLock { s -> CheckedContinuation<[UInt8]?, Never>? in
+        let waiter = state.withLock { s -> CheckedContinuation<Delivery?, Never>? in
             s.closed = true
             defer { s.waiter = nil }
             return s.waiter

@@ -16,8 +16,19 @@ public struct BreakerStateChange: Sendable, Hashable {
     public var from: BreakerState
     /// The state now.
     public var to: BreakerState
-    /// The generation of the new state.
+    /// The generation of the new state. For a change of this client's
+    /// breaker alone (`clientOnly`), the fleet breaker's generation, which
+    /// did not change.
     public var generation: UInt64
+    /// Why, for people: the server's reason, or the local breaker's, e.g.
+    /// "local open below quorum: failure rate 100% ≥ 50% over 20 calls from
+    /// 1 client; only 1 of 2 required clients failing".
+    public var reason: String = ""
+    /// True when only this client's breaker changed, not the fleet's: it
+    /// opened because fuseboxd saw a trip rule fire on this client's failures
+    /// below the policy's `minimumClients`, or that local open ended and the
+    /// breaker follows the fleet's state again.
+    public var clientOnly: Bool = false
 }
 
 /// How a service's Fusebox SDK connects and behaves.
@@ -116,13 +127,21 @@ public final class Fusebox: Sendable {
     /// Fleet or local breakers.
     public var mode: ClientMode { link.mode }
 
+    /// This run of the process in outcome reports: its start time in
+    /// microseconds since 1970, so a restarted process with the same client
+    /// id has a larger one and fuseboxd counts its reports from sequence 1 again.
+    public var incarnation: UInt64 { link.incarnation }
+
     /// How long the client's view has gone unconfirmed by fuseboxd (zero while connected).
     public var staleness: Duration { link.staleness }
 
     /// The policies held now.
     public var policies: PolicySnapshot { link.policies }
 
-    /// Stops the watches and the reporter (after one last report) and closes the connection.
+    /// Stops the watches and the reporter and closes the connection. What
+    /// was counted but not reported goes out first; the last batch says
+    /// goodbye (`final`), so fuseboxd forgets this client at once instead of
+    /// counting it among the reporters that went silent.
     public func shutdown() async {
         await link.stop()
         await link.client.close()

@@ -42,9 +42,18 @@ public final class Guard: Sendable {
     /// The policy in force now.
     public var policy: Policy { runtime.load(ordering: .acquiring).policy }
 
-    /// The breaker's state and generation as this client enforces them; nil
-    /// when the policy has no circuit breaker.
+    /// The breaker's state and generation as the fleet (or, in local mode,
+    /// the local breaker) decided them; nil when the policy has no circuit
+    /// breaker. While this client's breaker alone is open below quorum, this
+    /// stays the fleet's state: see `localOpenUntil`.
     public var breakerState: BreakerGate.Snapshot? { runtime.load(ordering: .acquiring).breaker?.gate.snapshot }
+
+    /// Until when this client's breaker alone is open, because fuseboxd saw
+    /// a trip rule fire on this client's failures while fewer clients than
+    /// the policy's `minimumClients` were failing; nil when it is not. Calls
+    /// are rejected as `circuitOpen` until then, while the fleet's breaker
+    /// (`breakerState`) stays as it is.
+    public var localOpenUntil: Timestamp? { runtime.load(ordering: .acquiring).breaker?.gate.localOpenUntil }
 
     // MARK: Running calls
 

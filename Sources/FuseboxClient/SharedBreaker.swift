@@ -85,12 +85,34 @@ final class SharedBreaker: Sendable {
         return (before.state, state)
     }
 
-    /// When the breaker may let calls through again, as far as the client knows.
+    /// When the breaker may let calls through again, as far as the client
+    /// knows: the later of the end of a local open below quorum and the end
+    /// of the OPEN period (the fleet's, or the local breaker's in local mode).
     func retryAfter(now: Timestamp) -> Duration? {
-        slow.withLock { s -> Duration? in
-            let until = s.local?.status.until ?? s.fleetStatus?.until
+        let localOpen = gate.localOpenUntil.flatMap { $0 > now ? $0 : nil }
+        return slow.withLock { s -> Duration? in
+            let opened = s.local?.status.until ?? s.fleetStatus?.until
+            let until = [localOpen, opened].compactMap { $0 }.max()
             return until.map { .milliseconds(max(0, $0.milliseconds(since: now))) }
         }
+    }
+
+    // MARK: Local open below quorum
+
+    /// Opens this client's breaker alone until `until`: fuseboxd saw a trip
+    /// rule fire on this client's failures below the policy's quorum, so the
+    /// fleet's breaker stays as it is. A later `until` extends an open one.
+    /// Returns the change to announce (the fleet's state → OPEN) when the
+    /// breaker was not open locally before.
+    func openBelowQuorum(until: Timestamp) -> (from: BreakerState, to: BreakerState)? {
+        let fleet = gate.snapshot.state
+        return gate.openLocally(until: until) ? (fleet, .open) : nil
+    }
+
+    /// Ends a local open whose time has come by `now`. Returns the change to
+    /// announce (OPEN → the fleet's state) when it ended.
+    func endBelowQuorumOpen(now: Timestamp) -> (from: BreakerState, to: BreakerState)? {
+        gate.endLocalOpen(ifDueAt: now) ? (.open, gate.snapshot.state) : nil
     }
 
     // MARK: Probes

@@ -50,11 +50,14 @@ final class Fleet: @unchecked Sendable {
 
     // MARK: Services
 
-    /// Starts an example service guarding "orders-upstream" with `policy`.
+    /// Starts an example service guarding "orders-upstream" with `policy`,
+    /// calling the fleet's upstream or the one on `upstreamPort`.
     @discardableResult
-    func startService(_ id: String, policy: String = "fleet-test", staleness: Double = 30, cacheDir: String? = nil) throws -> LaunchedProcess {
+    func startService(
+        _ id: String, policy: String = "fleet-test", staleness: Double = 30, cacheDir: String? = nil, upstreamPort: Int? = nil
+    ) throws -> LaunchedProcess {
         let s = try LaunchedProcess(builtProduct("fusebox-example"), [
-            "service", "--upstream", "127.0.0.1:\(upstreamPort)", "--server", "127.0.0.1:\(server.port)",
+            "service", "--upstream", "127.0.0.1:\(upstreamPort ?? self.upstreamPort)", "--server", "127.0.0.1:\(server.port)",
             "--ca", try TestCertificates.path("ca.pem"), "--cert", try TestCertificates.path("reporter.pem"),
             "--key", try TestCertificates.path("reporter.key"), "--guard-name", "orders-upstream", "--policy", policy,
             "--client-id", id, "--cache-dir", cacheDir ?? "\(directory)/cache-\(id)", "--interval-ms", "20", "--status-ms", "100",

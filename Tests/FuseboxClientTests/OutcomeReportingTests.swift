@@ -1,0 +1,182 @@
+import Foundation
+import FuseboxAPI
+import FuseboxCore
+import FuseboxRPC
+import FuseboxTLS
+import FuseboxTesting
+import FuseboxWire
+import NIOCore
+import NIOPosix
+import Synchronization
+import XCTest
+
+@testable import FuseboxClient
+
+/// What the SDK puts on the wire when it reports, and how it reacts to a trip
+/// below quorum, against a stand-in for fuseboxd's BreakerService that
+/// records every batch and answers every failing breaker as below quorum.
+final class OutcomeReportingTests: XCTestCase {
+    private var group: MultiThreadedEventLoopGroup!
+    private var server: RPCServer!
+    private var serving: Task<Void, any Error>?
+    private let standIn = StandInBreakerService()
+    private var work = ""
+
+    override func setUp() async throws {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        work =
+            FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-reporting-\(UUID().uuidString)").path
+        var router = RPCRouter()
+        standIn.register(on: &router)
+        let tls = try TLSContextProvider(
+            configuration: .server(
+                certificateChainPath: TestCertificates.path("server.pem"),
+                privateKeyPath: TestCertificates.path("server.key"),
+                clientCAPath: TestCertificates.path("ca.pem")))
+        server = RPCServer(configuration: RPCServerConfiguration(), router: router, tls: tls, group: group)
+        _ = try await server.start()
+        let server = self.server!
+        serving = Task { try await server.serve() }
+    }
+
+    override func tearDown() async throws {
+        await server?.shutdown()
+        _ = try? await serving?.value
+        try await group.shutdownGracefully()
+        try? FileManager.default.removeItem(atPath: work)
+    }
+
+    struct Boom: Error {}
+
+    func testFailuresBringATripBelowQuorumBackSoonAndShutdownSaysGoodbye() async throws {
+        var configuration = FuseboxConfiguration(
+            host: "127.0.0.1", port: server.port,
+            tls: .client(
+                trustRootsPath: try TestCertificates.path("ca.pem"),
+                certificateChainPath: try TestCertificates.path("reporter.pem"),
+                privateKeyPath: try TestCertificates.path("reporter.key")),
+            clientID: "reporting-test", cacheDirectory: work + "/cache")
+        configuration.stalenessBound = .seconds(60)
+        let changes = StateChanges()
+        configuration.onStateChange = { change in changes.list.withLock { $0.append(change) } }
+        let fusebox = try await Fusebox.start(configuration, group: group)
+        XCTAssertEqual(fusebox.policySource, .server)
+        let payments = fusebox.guard("payments", policy: "quorum")
+
+        // Healthy calls: reported on the stream, which stays open (no failures, no rotation).
+        for i in 0..<5 { _ = try await payments.run { i } }
+        await waitUntil("the first batch reaches the stand-in") { !self.standIn.batches.isEmpty }
+        try await Task.sleep(for: .milliseconds(400))
+        XCTAssertEqual(standIn.streamResponses, 0, "the stream ended without a failure to report")
+
+        // One failure: the stream ends soon after, and its response opens this client's breaker.
+        let failed = ContinuousClock.now
+        _ = try? await payments.run { () async throws -> Int in throw Boom() }
+        await waitUntil("the trip below quorum comes back", timeout: 4) { payments.localOpenUntil != nil }
+        let took = ContinuousClock.now - failed
+        print("reporting: a failure came back as a local open after \(took)")
+        XCTAssertLessThan(took, .seconds(2), "the trip below quorum waited for the 5 s stream rotation")
+        do {
+            _ = try await payments.run { 1 }
+            XCTFail("a locally open breaker let a call through")
+        } catch let e as GuardError {
+            guard case .circuitOpen(let retryAfter) = e.kind else { return XCTFail("\(e)") }
+            XCTAssertGreaterThan(retryAfter ?? .zero, .seconds(50))
+        }
+        XCTAssertEqual(payments.breakerState?.state, .closed)
+        let opened = changes.list.withLock { $0.last }
+        XCTAssertEqual(opened?.clientOnly, true)
+        XCTAssertEqual(opened?.to, .open)
+        XCTAssertEqual(opened?.reason, "local open below quorum: \(StandInBreakerService.reason)")
+
+        await fusebox.shutdown()
+        let received = standIn.batches
+        // Every batch names this run of the process; sequences go 1, 2, 3… without gaps.
+        XCTAssertGreaterThan(fusebox.incarnation, 1_700_000_000_000_000)
+        XCTAssertTrue(
+            received.allSatisfy { $0.batch.incarnation == fusebox.incarnation }, "\(received.map(\.batch.incarnation))")
+        XCTAssertTrue(received.allSatisfy { $0.batch.clientId == "reporting-test" })
+        XCTAssertEqual(received.map(\.batch.sequence).sorted(), Array(1...UInt64(received.count)))
+        // The last batch says goodbye, once, by unary call, after everything else; nothing was left to report.
+        let last = try XCTUnwrap(received.last)
+        XCTAssertTrue(last.batch.final)
+        XCTAssertTrue(last.unary)
+        XCTAssertTrue(last.batch.breakers.isEmpty)
+        XCTAssertEqual(last.batch.sequence, UInt64(received.count))
+        XCTAssertEqual(received.filter(\.batch.final).count, 1)
+        let failures = received.flatMap(\.batch.breakers).reduce(UInt64(0)) { $0 + ($1.counts?.failure ?? 0) }
+        let successes = received.flatMap(\.batch.breakers).reduce(UInt64(0)) { $0 + ($1.counts?.success ?? 0) }
+        XCTAssertEqual(failures, 1)
+        XCTAssertEqual(successes, 5)
+    }
+}
+
+/// The state changes a client announced.
+final class StateChanges: Sendable {
+    let list = Mutex<[BreakerStateChange]>([])
+}
+
+/// Records every OutcomeBatch; answers each breaker with failures as a trip
+/// below quorum (open 60 s). Serves policy "quorum" of registry "default".
+final class StandInBreakerService: Sendable {
+    struct Received: Sendable {
+        var batch: Fusebox_V1_OutcomeBatch
+        var unary: Bool
+    }
+
+    static let reason = "1 consecutive failures ≥ 1 from 1 client; only 1 of 2 required clients failing"
+
+    private let received = Mutex<[Received]>([])
+    private let responses = Mutex(0)
+
+    var batches: [Received] { received.withLock { $0 } }
+    /// StreamOutcomes calls answered.
+    var streamResponses: Int { responses.withLock { $0 } }
+
+    func register(on router: inout RPCRouter) {
+        router.unary("fusebox.v1.RegistryService", "GetRegistry") { (_: Fusebox_V1_GetRegistryRequest, _) in
+            var policy = Policy(name: "quorum")
+            var cb = CircuitBreakerPolicy()
+            cb.consecutiveFailuresThreshold = 1
+            cb.minimumClients = 2
+            policy.circuitBreaker = cb
+            var record = Fusebox_V1_PolicyRecord()
+            record.policy = PolicyMapping.wire(policy)
+            record.version = 1
+            var snapshot = Fusebox_V1_RegistrySnapshot()
+            snapshot.name = "default"
+            snapshot.version = 1
+            snapshot.policies = [record]
+            return snapshot
+        }
+        router.unary("fusebox.v1.BreakerService", "ReportOutcomes") { (batch: Fusebox_V1_OutcomeBatch, _) in
+            self.received.withLock { $0.append(Received(batch: batch, unary: true)) }
+            return Self.response(to: [batch])
+        }
+        router.clientStreaming("fusebox.v1.BreakerService", "StreamOutcomes") {
+            (stream: RPCMessageStream<Fusebox_V1_OutcomeBatch>, _) in
+            var batches: [Fusebox_V1_OutcomeBatch] = []
+            for try await batch in stream {
+                self.received.withLock { $0.append(Received(batch: batch, unary: false)) }
+                batches.append(batch)
+            }
+            self.responses.withLock { $0 += 1 }
+            return Self.response(to: batches)
+        }
+    }
+
+    private static func response(to batches: [Fusebox_V1_OutcomeBatch]) -> Fusebox_V1_ReportOutcomesResponse {
+        var response = Fusebox_V1_ReportOutcomesResponse()
+        for entry in batches.flatMap(\.breakers) {
+            response.accepted += 1
+            guard (entry.counts?.failure ?? 0) + (entry.counts?.slowFailure ?? 0) > 0 else { continue }
+            var trip = Fusebox_V1_BelowQuorumTrip()
+            trip.breaker = entry.breaker
+            trip.reason = reason
+            trip.openMs = 60_000
+            trip.generation = entry.generation
+            response.belowQuorum.append(trip)
+        }
+        return response
+    }
+}
