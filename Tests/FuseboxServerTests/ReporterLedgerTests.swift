@@ -1,5 +1,5 @@
 import FuseboxCore
-import FuseboxServer
+import FuseboxAuthority
 import PropertyBased
 import Testing
 
