@@ -63,6 +63,10 @@ struct Service: AsyncParsableCommand {
     @Option(help: "Milliseconds between status lines (0: none).") var statusMs: Int64 = 1000
     @Option(help: "Seconds without fuseboxd before breakers run locally.") var stalenessSeconds: Double = 10
     @Option(help: "Seconds to wait for fuseboxd at startup before using the cache.") var startupTimeoutSeconds: Double = 5
+    @Option(help: "Seconds of silence from fuseboxd before a keepalive PING (0: no keepalive).")
+    var keepaliveSeconds: Double = 10
+    @Option(help: "Seconds to wait for the PING's answer before dropping the connection.")
+    var keepaliveTimeoutSeconds: Double = 5
     @Option(help: "Stop after this many seconds (0: run until killed).") var durationSeconds: Double = 0
 
     func run() async throws {
@@ -70,12 +74,21 @@ struct Service: AsyncParsableCommand {
         guard let (serverHost, serverPort) = Self.split(server), let (upHost, upPort) = Self.split(upstream) else {
             throw ValidationError("--server and --upstream take HOST:PORT")
         }
+        guard keepaliveSeconds.isFinite, keepaliveSeconds >= 0,
+            keepaliveTimeoutSeconds.isFinite, keepaliveTimeoutSeconds > 0
+        else {
+            throw ValidationError(
+                "--keepalive-seconds takes 0 (off) or more, --keepalive-timeout-seconds more than 0; "
+                    + "got \(keepaliveSeconds) and \(keepaliveTimeoutSeconds)")
+        }
         var configuration = FuseboxConfiguration(
             host: serverHost, port: serverPort,
             tls: .client(trustRootsPath: ca, certificateChainPath: cert, privateKeyPath: key),
             clientID: clientId, cacheDirectory: cacheDir)
         configuration.stalenessBound = .milliseconds(Int64(stalenessSeconds * 1000))
         configuration.startupTimeout = .milliseconds(Int64(startupTimeoutSeconds * 1000))
+        configuration.keepaliveInterval = keepaliveSeconds > 0 ? .milliseconds(Int64(keepaliveSeconds * 1000)) : nil
+        configuration.keepaliveTimeout = .milliseconds(Int64(keepaliveTimeoutSeconds * 1000))
         configuration.onStateChange = { change in
             // This client's breaker alone (below the fleet's quorum) gets events of its
             // own, so "state" events stay the fleet's transitions.

@@ -64,6 +64,18 @@ public struct FuseboxConfiguration: Sendable {
     public var reconnectBackoffBase: Duration = .milliseconds(100)
     /// The cap of the reconnect backoff.
     public var reconnectBackoffMaximum: Duration = .seconds(10)
+    /// While the watches (or any call) are open and nothing has come from
+    /// fuseboxd for this long, the SDK PINGs the connection; nil turns
+    /// keepalive off. It is what notices a fuseboxd that stopped answering
+    /// without closing the connection (a stopped process, a lost route), so
+    /// that `stalenessBound` can start counting. Default 10 s.
+    public var keepaliveInterval: Duration? = .seconds(10)
+    /// With no answer this long after a keepalive PING the connection is
+    /// closed: the watches end, reconnect with backoff, and after
+    /// `stalenessBound` without them the breakers run locally. So local mode
+    /// starts at most about `keepaliveInterval` + `keepaliveTimeout` +
+    /// `stalenessBound` after fuseboxd stops answering. Default 5 s.
+    public var keepaliveTimeout: Duration = .seconds(5)
     /// Called on every breaker state change this client applies.
     public var onStateChange: (@Sendable (BreakerStateChange) -> Void)?
 
@@ -104,6 +116,8 @@ public final class Fusebox: Sendable {
         // transport's own backoff stays short so it does not add to it.
         rpc.backoffInitial = .milliseconds(50)
         rpc.backoffMaximum = .milliseconds(200)
+        rpc.keepaliveInterval = configuration.keepaliveInterval
+        rpc.keepaliveTimeout = configuration.keepaliveTimeout
         let client = try RPCClient(configuration: rpc, group: group)
         let snapshot = await PolicySnapshot.load(
             registries: configuration.registries, client: client, cacheDirectory: configuration.cacheDirectory,

@@ -40,7 +40,13 @@ struct StreamLifecycle: NIOHTTP2StreamDelegate {
 
 /// Manages one server connection at the HTTP/2 frame level, after the
 /// `NIOHTTP2Handler`: idle timeout, keepalive PINGs, PING-abuse protection
-/// and graceful shutdown with GOAWAY.
+/// (`PingStrikes`) and graceful shutdown with GOAWAY.
+///
+/// It sees the connection's own frames (PING, GOAWAY, SETTINGS) in the
+/// pipeline. The frames of calls do not pass it: the inline multiplexer hands
+/// them to and takes them from `NIOHTTP2Handler` directly. So what the server
+/// writes on calls reaches it through `frameDelegate`, which
+/// `NIOHTTP2Handler` tells about every frame it writes.
 final class ConnectionManagementHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame
     typealias InboundOut = HTTP2Frame
@@ -55,18 +61,37 @@ final class ConnectionManagementHandler: ChannelDuplexHandler {
     private var idleTimer: Scheduled<Void>?
     private var keepaliveTimer: Scheduled<Void>?
     private var pingTimeout: Scheduled<Void>?
-    private var lastPingReceived: NIODeadline?
-    private var pingStrikes = 0
+    /// When something last arrived from the client (any frame of any stream).
+    private var lastRead = NIODeadline.now()
+    private var pingStrikes: PingStrikes
     private static let keepalivePayload: UInt64 = 0x6675_7365_626f_78  // "fusebox"
 
     init(configuration: RPCServerConfiguration, connection: ConnectionState) {
         self.configuration = configuration
         self.connection = connection
+        self.pingStrikes = PingStrikes(
+            minimumInterval: TimeAmount(configuration.minimumPingIntervalWithoutCalls),
+            maximumStrikes: configuration.maximumPingStrikes)
+    }
+
+    /// To pass to `NIOHTTP2Handler` of the same connection (it holds it on
+    /// the same event loop).
+    var frameDelegate: some NIOHTTP2FrameDelegate { FrameObserver(handler: self) }
+
+    private struct FrameObserver: NIOHTTP2FrameDelegate {
+        let handler: ConnectionManagementHandler
+
+        func wroteFrame(_ frame: HTTP2Frame) {
+            switch frame.payload {
+            case .headers, .data: handler.pingStrikes.headersOrDataSent()
+            default: break
+            }
+        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         armIdle(context: context)
-        armKeepalive(context: context)
+        armKeepalive(context: context, at: .now() + TimeAmount(configuration.keepaliveInterval))
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -109,10 +134,11 @@ final class ConnectionManagementHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        armKeepalive(context: context)
+        lastRead = .now()
         if case .ping(let payload, let ack) = frame.payload {
             if ack, payload == HTTP2PingData(withInteger: Self.keepalivePayload) {
                 pingTimeout?.cancel()
+                pingTimeout = nil
             } else if !ack {
                 checkPingAbuse(context: context)
             }
@@ -121,13 +147,10 @@ final class ConnectionManagementHandler: ChannelDuplexHandler {
     }
 
     private func checkPingAbuse(context: ChannelHandlerContext) {
-        let now = NIODeadline.now()
-        defer { lastPingReceived = now }
-        guard openStreams == 0, let last = lastPingReceived else { return }
-        let minimum = TimeAmount(configuration.minimumPingIntervalWithoutCalls)
-        guard now - last < minimum else { return }
-        pingStrikes += 1
-        if pingStrikes > configuration.maximumPingStrikes {
+        switch pingStrikes.pingReceived(at: .now(), callsOpen: openStreams > 0) {
+        case .allowed, .strike:
+            break
+        case .tooManyPings:
             goAway(context: context, code: .enhanceYourCalm, reason: "too_many_pings")
             context.close(promise: nil)
         }
@@ -150,14 +173,34 @@ final class ConnectionManagementHandler: ChannelDuplexHandler {
         }
     }
 
-    private func armKeepalive(context: ChannelHandlerContext) {
-        keepaliveTimer?.cancel()
-        keepaliveTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(configuration.keepaliveInterval)) { [self] in
-            let ping = HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: Self.keepalivePayload), ack: false))
-            context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
-            pingTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(configuration.keepaliveTimeout)) {
-                context.close(promise: nil)
+    /// Frames of calls do not pass this handler, but every read ends with
+    /// `channelReadComplete`: the time of the last one says whether the
+    /// connection has been silent.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        lastRead = .now()
+        context.fireChannelReadComplete()
+    }
+
+    /// Checks at `deadline` whether the connection has been silent for the
+    /// keepalive interval; if so, PINGs it (one PING outstanding at a time),
+    /// and closes it unless the ACK comes within the keepalive timeout. Reads
+    /// only move `lastRead`; the timer is rescheduled when it fires.
+    private func armKeepalive(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        keepaliveTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            let interval = TimeAmount(configuration.keepaliveInterval)
+            let due = lastRead + interval
+            guard due <= .now() else {
+                armKeepalive(context: context, at: due)
+                return
             }
+            if pingTimeout == nil {
+                let ping = HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: Self.keepalivePayload), ack: false))
+                context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
+                pingTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(configuration.keepaliveTimeout)) {
+                    context.close(promise: nil)
+                }
+            }
+            armKeepalive(context: context, at: .now() + interval)
         }
     }
 }

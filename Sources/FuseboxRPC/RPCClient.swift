@@ -112,6 +112,7 @@ public final class RPCClient: Sendable {
         let target = "\(configuration.host):\(configuration.port)"
         let tlsContext = self.tlsContext
         let serverName = configuration.serverName ?? configuration.host
+        let keepalive = configuration.keepaliveInterval.map { ($0, configuration.keepaliveTimeout) }
         do {
             let failure = ConnectionFailure()
             let (channel, mux, handshake) = try await ClientBootstrap(group: group)
@@ -123,8 +124,17 @@ public final class RPCClient: Sendable {
                         let handshake = channel.eventLoop.makePromise(of: Void.self)
                         try sync.addHandler(TLSHandler(context: tlsContext, serverName: serverName))
                         try sync.addHandler(HandshakeWaiter(promise: handshake, failure: failure))
-                        let mux = try sync.configureAsyncHTTP2Pipeline(mode: .client) { stream in
+                        // Keepalive counts open calls, which the stream delegate reports.
+                        let mux = try sync.configureAsyncHTTP2Pipeline(
+                            mode: .client, streamDelegate: keepalive == nil ? nil : StreamLifecycle()
+                        ) { stream in
                             stream.eventLoop.makeSucceededVoidFuture()
+                        }
+                        if case .some((let interval, let timeout)) = keepalive {
+                            let handler = ClientKeepaliveHandler(interval: interval, timeout: timeout) { reason in
+                                failure.recordClose(reason)
+                            }
+                            try sync.addHandler(handler)
                         }
                         return (channel, mux, handshake.futureResult)
                     }
@@ -154,7 +164,11 @@ public final class RPCClient: Sendable {
         let deadline = options.timeout.map { ContinuousClock.now + $0 }
         let connection = NIOLockedValueBox<ConnectionFailure?>(nil)
         func failure() -> String? {
-            connection.withLockedValue { $0 }?.error.map { "TLS with \(configuration.host):\(configuration.port) failed: \($0.message)" }
+            guard let failure = connection.withLockedValue({ $0 }) else { return nil }
+            if let reason = failure.closeReason {
+                return "the connection to \(configuration.host):\(configuration.port) was closed: \(reason)"
+            }
+            return failure.error.map { "TLS with \(configuration.host):\(configuration.port) failed: \($0.message)" }
         }
         do {
             return try await withThrowingTaskGroup(of: Result?.self) { group in
@@ -362,11 +376,14 @@ public final class RPCClientCall: @unchecked Sendable {
     }
 }
 
-/// The TLS error that ended a connection, if any.
+/// Why a connection ended, if the client knows: the TLS error, or the reason
+/// the client closed it itself (keepalive).
 final class ConnectionFailure: Sendable {
-    private let box = NIOLockedValueBox<TLSError?>(nil)
-    var error: TLSError? { box.withLockedValue { $0 } }
-    func record(_ error: TLSError) { box.withLockedValue { $0 = $0 ?? error } }
+    private let box = NIOLockedValueBox<(error: TLSError?, closeReason: String?)>((nil, nil))
+    var error: TLSError? { box.withLockedValue { $0.error } }
+    var closeReason: String? { box.withLockedValue { $0.closeReason } }
+    func record(_ error: TLSError) { box.withLockedValue { $0.error = $0.error ?? error } }
+    func recordClose(_ reason: String) { box.withLockedValue { $0.closeReason = $0.closeReason ?? reason } }
 }
 
 /// Passes the TLS handshake's result to a promise, and remembers a later TLS failure.

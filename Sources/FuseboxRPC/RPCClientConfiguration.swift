@@ -22,6 +22,17 @@ public struct RPCClientConfiguration: Sendable {
     public var backoffJitter: Double = 0.2
     /// Largest response message accepted. Default 4 MiB.
     public var maximumReceiveMessageBytes = 4 * 1024 * 1024
+    /// While calls are open and nothing has been received from the server
+    /// for this long, the client sends a PING. nil (the default): no
+    /// keepalive. Without open calls the client never PINGs, so servers that
+    /// enforce keepalive like grpc-core (and `RPCServer`) accept any interval.
+    public var keepaliveInterval: Duration?
+    /// When nothing at all (the PING's ACK or any other frame) arrives within
+    /// this time after a keepalive PING, the connection is declared dead and
+    /// closed: its calls, long-lived streams included, fail with UNAVAILABLE
+    /// "… no answer to keepalive PING within …", and the next call
+    /// reconnects. Default 20 s (as gRPC). Used only with `keepaliveInterval`.
+    public var keepaliveTimeout: Duration = .seconds(20)
 
     /// A configuration for `host:port` over `tls`.
     public init(host: String, port: Int, tls: TLSConfiguration, serverName: String? = nil) {

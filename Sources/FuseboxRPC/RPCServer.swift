@@ -24,6 +24,7 @@ public final class RPCServer: Sendable {
     private let listener = NIOLockedValueBox<NIOAsyncChannel<Connection, Never>?>(nil)
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
     private let connectionCount = NIOLockedValueBox<Int>(0)
+    private let acceptedCount = NIOLockedValueBox<Int>(0)
     private let shuttingDown = Atomic<Bool>(false)
 
     /// A server for `router`'s methods, with TLS from `tls`.
@@ -44,8 +45,9 @@ public final class RPCServer: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: configuration.host, port: configuration.port) { [connectionCount] channel in
+            .bind(host: configuration.host, port: configuration.port) { [connectionCount, acceptedCount] channel in
                 channel.eventLoop.makeCompletedFuture { () throws -> Connection in
+                    acceptedCount.withLockedValue { $0 += 1 }
                     let state = ConnectionState()
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(TLSHandler(context: tls.current))
@@ -58,10 +60,16 @@ public final class RPCServer: Sendable {
                         HTTP2Setting(parameter: .maxHeaderListSize, value: 16 * 1024),
                         HTTP2Setting(parameter: .initialWindowSize, value: 1024 * 1024),
                     ]
-                    let streams = try sync.configureAsyncHTTP2Pipeline(mode: .server, streamDelegate: StreamLifecycle(), configuration: h2) { stream in
+                    // The management handler follows NIOHTTP2Handler in the pipeline, and
+                    // learns from it, as its frame delegate, what the calls write.
+                    let management = ConnectionManagementHandler(configuration: configuration, connection: state)
+                    let streams = try sync.configureAsyncHTTP2Pipeline(
+                        mode: .server, streamDelegate: StreamLifecycle(), frameDelegate: management.frameDelegate,
+                        configuration: h2
+                    ) { stream in
                         stream.eventLoop.makeCompletedFuture { try StreamChannel(wrappingChannelSynchronously: stream) }
                     }
-                    try sync.addHandler(ConnectionManagementHandler(configuration: configuration, connection: state))
+                    try sync.addHandler(management)
                     // Over the limit: accept, then close at once.
                     if connectionCount.withLockedValue({ count in
                         count += 1
@@ -85,6 +93,11 @@ public final class RPCServer: Sendable {
 
     /// Connections open now.
     public var openConnections: Int { connections.withLockedValue { $0.count } }
+
+    /// Connections accepted since `start()`, including those closed since and
+    /// those refused for `maximumConnections`; it never goes down. A client
+    /// that keeps one connection adds one, however many calls it makes.
+    public var acceptedConnections: Int { acceptedCount.withLockedValue { $0 } }
 
     /// The bound port (0 before `start`).
     public var port: Int { listener.withLockedValue { $0?.channel.localAddress?.port } ?? 0 }

@@ -16,13 +16,17 @@ public struct RPCServerConfiguration: Sendable {
     public var maximumConnections = 1_000
     /// A connection without open streams for this long is closed (GOAWAY first). Default 5 min.
     public var idleTimeout: Duration = .seconds(300)
-    /// A connection silent for this long is sent a PING. Default 60 s.
+    /// A connection from which nothing has arrived for this long is sent a
+    /// PING (one at a time). Default 60 s.
     public var keepaliveInterval: Duration = .seconds(60)
     /// A PING not answered within this closes the connection. Default 20 s.
     public var keepaliveTimeout: Duration = .seconds(20)
     /// Clients may PING at most this often while no call is open; each
     /// faster PING is a strike, and after `maximumPingStrikes` the connection
-    /// is closed with GOAWAY ENHANCE_YOUR_CALM ("too_many_pings"). Default 5 min, as gRPC.
+    /// is closed with GOAWAY ENHANCE_YOUR_CALM ("too_many_pings"). As in
+    /// grpc-core, every HEADERS or DATA frame the server sends clears the
+    /// strikes and the time of the last PING, so a PING after a response
+    /// (grpcio's BDP probe) is never a strike. Default 5 min, as gRPC.
     public var minimumPingIntervalWithoutCalls: Duration = .seconds(300)
     /// Strikes tolerated. Default 2.
     public var maximumPingStrikes = 2

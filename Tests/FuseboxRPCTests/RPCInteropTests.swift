@@ -149,4 +149,29 @@ final class RPCInteropTests: XCTestCase {
         }
         await client.close()
     }
+
+    /// grpcio's default channel sends a BDP PING after response data. Those
+    /// PINGs follow data the server sent, so they are no strikes (as in
+    /// grpc-core): 200 unary calls 20 ms apart stay on one connection, with
+    /// no GOAWAY "too_many_pings" and no failed call.
+    func testGrpcioDefaultChannelKeepsOneConnectionForSteadyUnaryCalls() async throws {
+        let server = try await TestRPCServer.start(group: group)  // default keepalive enforcement
+        let started = ContinuousClock.now
+        let result = try runProcess([
+            "python3", "Tests/Interop/grpc_steady_calls.py", "--port", "\(server.port)", "--calls", "200", "--gap-ms", "20",
+            "--protos", repositoryRoot.appendingPathComponent("Protos").path, "--work", work.path,
+            "--ca", try TestCertificates.path("ca.pem"), "--cert", try TestCertificates.path("reporter.pem"),
+            "--key", try TestCertificates.path("reporter.key"),
+        ], timeout: 120)
+        print("200 grpcio calls 20 ms apart took \(ContinuousClock.now - started); connections accepted: \(server.server.acceptedConnections)")
+        XCTAssertEqual(result.status, 0, result.output)
+        let lines = result.output.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains("calls 200"), result.output)
+        XCTAssertTrue(lines.contains("errors 0"), "calls failed: \(result.output)")
+        XCTAssertTrue(lines.contains("ready 1"), "the channel had to reconnect: \(result.output)")
+        XCTAssertFalse(result.output.contains("too_many_pings"), result.output)
+        XCTAssertEqual(server.server.acceptedConnections, 1, "the client reconnected: \(result.output)")
+        XCTAssertEqual(server.echo.completed.withLockedValue { $0 }, 200)
+        try await server.stop()
+    }
 }
