@@ -125,6 +125,25 @@ final class FuseboxdProcessTests: XCTestCase {
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 
+    /// An independent grpcio client, written from Protos/ and docs/ alone,
+    /// checks what the contract promises: field paths, error details, audit
+    /// entries, reads, paging, duplicates and below-quorum trips.
+    func testTheContractAsAnIndependentClientSeesIt() async throws {
+        let server = try FuseboxdProcess(dataDirectory: directory)
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("fuseboxd-contract-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let result = try runProcess([
+            "python3", "Tests/Interop/contract_client.py", "--port", "\(server.port)",
+            "--protos", repositoryRoot.appendingPathComponent("Protos").path, "--work", work.path,
+            "--certs", URL(fileURLWithPath: try TestCertificates.path("ca.pem")).deletingLastPathComponent().path,
+        ], timeout: 120)
+        print(result.output)
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertFalse(result.output.contains("FAIL"), result.output)
+        XCTAssertEqual(result.output.components(separatedBy: "\nok ").count + (result.output.hasPrefix("ok ") ? 1 : 0) - 1, 8, result.output)
+        XCTAssertEqual(server.stop(SIGTERM).0, 0)
+    }
+
     /// /metrics names the server's metrics once they have values; /healthz and /readyz answer.
     func testObservabilityEndpoints() async throws {
         let server = try FuseboxdProcess(dataDirectory: directory)
