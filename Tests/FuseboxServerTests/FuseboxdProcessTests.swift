@@ -144,6 +144,40 @@ final class FuseboxdProcessTests: XCTestCase {
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 
+    /// `fusebox_breaker_state` exists for a breaker from its creation, and
+    /// for every restored breaker from startup, before any transition in the
+    /// new process; a shadow breaker's evaluated state is exported too.
+    func testBreakerStateMetricsExistFromCreationAndStartup() async throws {
+        var server = try FuseboxdProcess(dataDirectory: directory)
+        let admin = try server.client("admin", group: group)
+        var request = Fusebox_V1_OverrideRequest()
+        request.breaker = ref("watched")
+        request.policy = "api"
+        request.reason = "tuning"
+        _ = try await admin.unary("fusebox.v1.AdminService", "Shadow", request, as: Fusebox_V1_AdminActionResponse.self)
+        let reporter = try server.client("reporter", group: group)
+        _ = try await reporter.unary("fusebox.v1.BreakerService", "ReportOutcomes", batch(client: "m", breaker: "created", policy: "api", generation: 0, success: 1), as: Fusebox_V1_ReportOutcomesResponse.self)
+        var metrics = try metricsText(server)
+        XCTAssertTrue(metrics.contains(#"fusebox_breaker_state{registry="default",breaker="created"} 0"#) || metrics.contains(#"fusebox_breaker_state{breaker="created",registry="default"} 0"#), metrics)
+        XCTAssertTrue(metrics.contains("fusebox_breaker_evaluated_state"), metrics)
+        await admin.close()
+        await reporter.close()
+        server.stop(SIGKILL)
+        server = try FuseboxdProcess(dataDirectory: directory)
+        metrics = try metricsText(server)
+        for (breaker, state) in [("created", 0), ("watched", 6)] {
+            XCTAssertTrue(
+                metrics.contains(#"fusebox_breaker_state{registry="default",breaker="\#(breaker)"} \#(state)"#)
+                    || metrics.contains(#"fusebox_breaker_state{breaker="\#(breaker)",registry="default"} \#(state)"#),
+                "restored breaker \(breaker) has no state gauge after a restart: \(metrics)")
+        }
+        XCTAssertEqual(server.stop(SIGTERM).0, 0)
+    }
+
+    private func metricsText(_ server: FuseboxdProcess) throws -> String {
+        try runProcess(["python3", "-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:\(server.metricsPort)/metrics').read().decode())"], timeout: 20).output
+    }
+
     /// /metrics names the server's metrics once they have values; /healthz and /readyz answer.
     func testObservabilityEndpoints() async throws {
         let server = try FuseboxdProcess(dataDirectory: directory)
