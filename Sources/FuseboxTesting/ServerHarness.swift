@@ -1,5 +1,6 @@
 import Foundation
 import FuseboxAPI
+public import FuseboxAuthority
 public import FuseboxCore
 public import FuseboxRPC
 public import FuseboxServer
@@ -14,13 +15,14 @@ public struct ServerHarness: Sendable {
     public let task: Task<Void, any Error>
     public let directory: String
 
-    public static func start(group: any EventLoopGroup, directory: String? = nil) async throws -> ServerHarness {
+    /// `clock` is the authority's time: pass a `ManualFleetClock` to move it by hand.
+    public static func start(group: any EventLoopGroup, directory: String? = nil, clock: any FleetClock = SystemFleetClock()) async throws -> ServerHarness {
         let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-server-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let tls = TLSConfiguration.server(
             certificateChainPath: try TestCertificates.path("server.pem"), privateKeyPath: try TestCertificates.path("server.key"),
             clientCAPath: try TestCertificates.path("ca.pem"))
-        let app = try await FuseboxServerApp.start(.init(dataDirectory: dir, tls: tls), group: group)
+        let app = try await FuseboxServerApp.start(.init(dataDirectory: dir, tls: tls), group: group, clock: clock)
         return ServerHarness(app: app, task: Task { try await app.serve() }, directory: dir)
     }
 

@@ -14,10 +14,13 @@ final class FleetBreakerTests: XCTestCase {
     private var group: MultiThreadedEventLoopGroup!
     private var server: ServerHarness!
     private var admin: RPCClient!
+    /// The authority's time: open periods, permit expiry and override ends
+    /// happen when the test moves it, not after real time.
+    private let clock = ManualFleetClock()
 
     override func setUp() async throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        server = try await ServerHarness.start(group: group)
+        server = try await ServerHarness.start(group: group, clock: clock)
         admin = try server.client("admin", group: group)
     }
 
@@ -45,12 +48,16 @@ final class FleetBreakerTests: XCTestCase {
         for (i, client) in clients.enumerated() {
             _ = try await report(client, batch(client: "c\(i)", breaker: "stripe", generation: 0, failure: 5))
         }
+        await waitUntil("OPEN everywhere") { watches.allSatisfy { $0.transitions.count >= 1 } }
+        clock.advance(by: 300)
         await waitUntil("OPEN then HALF_OPEN everywhere") { watches.allSatisfy { $0.transitions.count >= 2 } }
         // A failed probe reopens; the next half-open probe succeeds and closes.
         var g = watches[0].transitions.last?.1 ?? 0
         var permit = try await acquire(clients[1], "stripe", generation: g, as: "c1")
         XCTAssertTrue(permit.granted, permit.reason)
         _ = try await report(clients[1], batch(client: "c1", breaker: "stripe", generation: g, probes: [(permit.permitId, .failure)]))
+        await waitUntil("reopened") { watches.allSatisfy { $0.transitions.count >= 3 } }
+        clock.advance(by: 300)
         await waitUntil("reopened and half-open again") { watches.allSatisfy { $0.transitions.count >= 4 } }
         g = watches[0].transitions.last?.1 ?? 0
         permit = try await acquire(clients[2], "stripe", generation: g, as: "c2")
@@ -71,6 +78,9 @@ final class FleetBreakerTests: XCTestCase {
         try await putFleetPolicy(admin, permits: 3, openMs: 200, maxWaitMs: 400)
         let reporter = try server.client("reporter", group: group)
         _ = try await report(reporter, batch(client: "a", breaker: "db", generation: 0, failure: 10))
+        clock.advance(by: 199)
+        XCTAssertEqual(server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.state, .open)
+        clock.advance(by: 1)
         await waitUntil("half-open") { server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.state == .halfOpen }
         let generation = server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.generation.value ?? 0
         let clients = try (0..<5).map { _ in try server.client("reporter", group: group) }
@@ -82,6 +92,7 @@ final class FleetBreakerTests: XCTestCase {
         }
         XCTAssertEqual(granted, 3)
         // Nobody reports: the permits expire and count as a failed probe.
+        clock.advance(by: 400)
         await waitUntil("reopened by permit expiry") { server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.state == .open }
         XCTAssertTrue(server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.reason.contains("expired") == true)
         for c in clients + [reporter] { await c.close() }
@@ -107,6 +118,8 @@ final class FleetBreakerTests: XCTestCase {
         request.durationMs = 300
         let forced = try await admin.unary("fusebox.v1.AdminService", "ForceOpen", request, as: Fusebox_V1_AdminActionResponse.self)
         XCTAssertEqual(forced.after?.state, .forcedOpen)
+        XCTAssertEqual(forced.after?.policy, "fleet")
+        clock.advance(by: 300)
         await waitUntil("override lifted by itself") { server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "payments")).first?.status.state == .closed }
         // Shadow: reports that would trip publish "would open" but never block.
         request.durationMs = 0
