@@ -84,6 +84,7 @@ public struct WindowShape: Sendable, Hashable {
     /// Calls (count) or seconds (time) covered. Default 100 calls.
     public var size: Int = 100
     /// Buckets in the ring. Default: one per call (count, at most 10,000) or per second (time).
+    /// A count window keeps its calls' order at the grain of ⌈size / buckets⌉ calls.
     public var buckets: Int = 100
 
     /// A count window of 100 calls.
