@@ -150,7 +150,7 @@ final class SharedBreaker: Sendable {
         slow.withLock { s -> PermitDecision? in
             guard var machine = s.local else { return nil }
             defer { s.local = machine }
-            return machine.acquirePermit(at: now)
+            return machine.acquirePermit(at: now).decision
         }
     }
 

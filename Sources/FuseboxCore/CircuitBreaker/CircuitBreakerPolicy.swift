@@ -62,8 +62,16 @@ public struct HalfOpenPolicy: Sendable, Hashable {
     public var permittedCalls: Int = 1
     /// A permit not reported within this time expires as a failed probe. Default 30,000 ms.
     public var maxWaitMs: Int64 = 30_000
-    /// Successful probes that close the breaker. Default: `permittedCalls`.
-    public var successThreshold: Int = 1
+    /// Successful probes that close the breaker; 0 (the default) means
+    /// `permittedCalls`, as in the Protos. Read `requiredSuccesses`, which
+    /// resolves it: this is the one place the default is applied.
+    public var successThreshold: Int = 0
+
+    /// Successful probes that close the breaker: `successThreshold`, or
+    /// `permittedCalls` when it is 0 (never less than 1).
+    public var requiredSuccesses: Int {
+        max(successThreshold > 0 ? successThreshold : permittedCalls, 1)
+    }
 
     /// The defaults.
     public init() {}

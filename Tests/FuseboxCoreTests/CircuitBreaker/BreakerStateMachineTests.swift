@@ -50,10 +50,10 @@ import Testing
         var breaker = makeBreaker(clock: clock)
         _ = trip(&breaker, at: clock.now)
         _ = breaker.advance(to: clock.advance(by: 10_000))
-        guard case .granted(let p1) = breaker.acquirePermit(at: clock.now),
-            case .granted(let p2) = breaker.acquirePermit(at: clock.now)
+        guard case .granted(let p1) = breaker.acquirePermit(at: clock.now).decision,
+            case .granted(let p2) = breaker.acquirePermit(at: clock.now).decision
         else { Issue.record("two permits expected"); return }
-        guard case .denied(let denial) = breaker.acquirePermit(at: clock.now) else {
+        guard case .denied(let denial) = breaker.acquirePermit(at: clock.now).decision else {
             Issue.record("third permit must be denied"); return
         }
         #expect(denial.reason == "2 of 2 permits outstanding")
@@ -76,7 +76,7 @@ import Testing
         var expected: [Int64] = []
         for _ in 0..<3 {
             _ = breaker.advance(to: clock.advance(by: 60_000))
-            guard case .granted(let permit) = breaker.acquirePermit(at: clock.now) else { Issue.record("permit"); return }
+            guard case .granted(let permit) = breaker.acquirePermit(at: clock.now).decision else { Issue.record("permit"); return }
             let step = breaker.report(
                 OutcomeReport(generation: breaker.status.generation, probes: [ProbeResult(permitID: permit.id, outcome: .failure)]), at: clock.now)
             #expect(step.transitions.first?.status.state == .open)
@@ -91,7 +91,7 @@ import Testing
         var breaker = makeBreaker(clock: clock)
         _ = trip(&breaker, at: clock.now)
         _ = breaker.advance(to: clock.advance(by: 10_000))
-        guard case .granted(let permit) = breaker.acquirePermit(at: clock.now) else { Issue.record("permit"); return }
+        guard case .granted(let permit) = breaker.acquirePermit(at: clock.now).decision else { Issue.record("permit"); return }
         #expect(breaker.nextDeadline == permit.expiresAt)
         let step = breaker.advance(to: permit.expiresAt)
         #expect(step.transitions.map(\.status.state) == [.open])
@@ -249,7 +249,9 @@ import Testing
                 let g = breaker.status.generation
                 switch op % 8 {
                 case 0, 1:
-                    if case .granted(let p) = breaker.acquirePermit(at: clock.now) { granted.append(p.id) }
+                    let (decision, step) = breaker.acquirePermit(at: clock.now)
+                    check(step)
+                    if case .granted(let p) = decision { granted.append(p.id) }
                 case 2 where !granted.isEmpty:
                     let id = granted.remove(at: op % granted.count)
                     let outcome: Outcome = op % 3 == 0 ? .failure : (op % 3 == 1 ? .success : .ignored)
