@@ -280,7 +280,7 @@ public struct BreakerStateMachine: Sendable {
     }
 
     private mutating func closeIfEnoughProbes(at now: Timestamp, into step: inout BreakerStep) {
-        let needed = policy.halfOpen.requiredSuccesses
+        let needed = max(policy.halfOpen.successThreshold, 1)
         guard permits.successes >= needed else { return }
         evaluated = .closed
         window.reset()

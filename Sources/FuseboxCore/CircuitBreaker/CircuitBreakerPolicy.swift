@@ -62,19 +62,36 @@ public struct HalfOpenPolicy: Sendable, Hashable {
     public var permittedCalls: Int = 1
     /// A permit not reported within this time expires as a failed probe. Default 30,000 ms.
     public var maxWaitMs: Int64 = 30_000
-    /// Successful probes that close the breaker; 0 (the default) means
-    /// `permittedCalls`, as in the Protos. Read `requiredSuccesses`, which
-    /// resolves it: this is the one place the default is applied.
-    public var successThreshold: Int = 0
-
-    /// Successful probes that close the breaker: `successThreshold`, or
-    /// `permittedCalls` when it is 0 (never less than 1).
-    public var requiredSuccesses: Int {
-        max(successThreshold > 0 ? successThreshold : permittedCalls, 1)
+    /// Successful probes that close the breaker. Default: `permittedCalls`.
+    ///
+    /// As in the Protos, 0 means the default: until a threshold is set (or
+    /// after 0 is set) this reads `permittedCalls`, whatever `permittedCalls`
+    /// is. This getter is the one place the default is resolved; the wire
+    /// mapping, the YAML and the state machine all read it.
+    public var successThreshold: Int {
+        get { successThresholdSetting == 0 ? permittedCalls : successThresholdSetting }
+        set { successThresholdSetting = newValue }
     }
+
+    /// The threshold as set; 0 while it follows `permittedCalls`.
+    public private(set) var successThresholdSetting = 0
 
     /// The defaults.
     public init() {}
+
+    /// Policies are equal when they probe alike: a threshold left at its
+    /// default equals the same number set explicitly.
+    public static func == (lhs: HalfOpenPolicy, rhs: HalfOpenPolicy) -> Bool {
+        lhs.permittedCalls == rhs.permittedCalls && lhs.maxWaitMs == rhs.maxWaitMs
+            && lhs.successThreshold == rhs.successThreshold
+    }
+
+    /// Hashes what `==` compares.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(permittedCalls)
+        hasher.combine(maxWaitMs)
+        hasher.combine(successThreshold)
+    }
 }
 
 /// Shape of a sliding window: count- or time-based ring of buckets.

@@ -74,7 +74,7 @@ public enum PolicyValidator {
         let h = cb.halfOpen
         v.range(h.permittedCalls, 1...1_000, "\(p).halfOpen.permittedCalls")
         v.range(h.maxWaitMs, 1...maxDurationMs, "\(p).halfOpen.maxWaitMs")
-        v.range(h.successThreshold, 0...1_000_000, "\(p).halfOpen.successThreshold")  // 0: permittedCalls
+        v.range(h.successThreshold, 1...1_000_000, "\(p).halfOpen.successThreshold")
         for code in cb.ignoredErrors.sorted() where code.isEmpty || code.utf8.count > 128 {
             v.check(false, "\(p).ignoredErrors", "error codes are 1-128 bytes, not \"\(code)\"")
         }

@@ -180,10 +180,20 @@ import Testing
     // MARK: successThreshold
 
     @Test func successThresholdDefaultsToPermittedCalls() throws {
-        #expect(HalfOpenPolicy().successThreshold == 0)
-        #expect(HalfOpenPolicy().requiredSuccesses == 1)
-        var policy = CircuitBreakerPolicy.testing(permits: 3, successThreshold: 0)
-        #expect(policy.halfOpen.requiredSuccesses == 3)
+        var half = HalfOpenPolicy()
+        #expect(half.successThreshold == 1)
+        half.permittedCalls = 3
+        #expect(half.successThreshold == 3, "follows permittedCalls until set")
+        half.successThreshold = 2
+        #expect(half.successThreshold == 2)
+        half.successThreshold = 0
+        #expect(half.successThreshold == 3, "0 means the default, as in the Protos")
+        var explicit = HalfOpenPolicy()
+        explicit.permittedCalls = 3
+        explicit.successThreshold = 3
+        #expect(explicit == half && explicit.hashValue == half.hashValue, "the default equals the same value set")
+
+        let policy = CircuitBreakerPolicy.testing(permits: 3, successThreshold: 0)
         var clock = ManualClock()
         var breaker = halfOpen(policy, clock: &clock)
         let permits = try (0..<3).map { _ in try grant(&breaker, at: clock.now) }
@@ -192,14 +202,13 @@ import Testing
         }
         let step = breaker.report(probe(permits[2], .success, generation: breaker.status.generation), at: clock.now)
         #expect(step.transitions.first?.status.reason == "3 successful probes")
-        policy.halfOpen.successThreshold = 2
-        #expect(policy.halfOpen.requiredSuccesses == 2)
+
         var wrapped = Policy(name: "p")
         wrapped.circuitBreaker = policy
-        #expect(PolicyValidator.violations(of: wrapped).isEmpty, "0 is valid: it means permittedCalls")
+        #expect(PolicyValidator.violations(of: wrapped).isEmpty)
         for preset in Presets.all {
-            guard let half = preset.circuitBreaker?.halfOpen else { continue }
-            #expect(half.requiredSuccesses == half.permittedCalls, "\(preset.name)")
+            guard let probing = preset.circuitBreaker?.halfOpen else { continue }
+            #expect(probing.successThreshold == probing.permittedCalls, "\(preset.name)")
         }
     }
 
