@@ -118,7 +118,7 @@ public enum PolicyMapping {
         if let h = w.halfOpen {
             cb.halfOpen.permittedCalls = h.permittedCalls == 0 ? 1 : Int(h.permittedCalls)
             cb.halfOpen.maxWaitMs = h.maxWaitMs == 0 ? 30_000 : Int64(h.maxWaitMs)
-            cb.halfOpen.successThreshold = h.successThreshold == 0 ? cb.halfOpen.permittedCalls : Int(h.successThreshold)
+            cb.halfOpen.successThreshold = Int(h.successThreshold)  // 0: the default, permittedCalls (resolved by HalfOpenPolicy)
         }
         cb.ignoredErrors = Set(w.ignoredErrors)
         return cb

@@ -153,7 +153,8 @@ final class SharedBreaker: Sendable {
             default: nil
             }
             s.local = BreakerStateMachine(
-                policy: policy, restoring: status, override: override, overrideUntil: override == nil ? nil : status.until, at: now)
+                policy: policy, restoring: status, override: override, overrideUntil: override == nil ? nil : status.until, at: now,
+                restartReason: "the local breaker took over from the fleet's HALF_OPEN state; it probes locally")
             s.localProbes = []
         }
     }

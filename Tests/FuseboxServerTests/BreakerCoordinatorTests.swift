@@ -252,3 +252,26 @@ final class BreakerCoordinatorTests: XCTestCase {
         XCTAssertEqual(p.terminationStatus, 0)
     }
 }
+
+extension BreakerCoordinatorTests {
+    /// A breaker stored HALF_OPEN comes back in a new generation whose reason
+    /// says what happened, stored and published; not "open period ended".
+    func testARestartWithAHalfOpenBreakerAnnouncesWhatHappened() async throws {
+        let a = authority!
+        await a.report("db", success: 5)
+        await a.report("db", failure: 10)
+        await a.advance(1_000)
+        await waitUntil("half-open") { a.status("db")?.state == .halfOpen }
+        await a.stop()
+        let restarted = try await Authority(directory: a.directory)
+        restarted.policy()
+        try await restarted.start()
+        authority = restarted
+        let sink = CollectingSink()
+        _ = restarted.coordinator.watch(BreakerSelector(), sink: sink)
+        await waitUntil("the restart's step is stored") { restarted.status("db")?.generation.value == 3 }
+        XCTAssertEqual(restarted.status("db")?.state, .halfOpen)
+        XCTAssertEqual(restarted.status("db")?.reason, BreakerStateMachine.restartReason)
+        XCTAssertEqual(sink.transitions.last, "default/db HALF_OPEN 3")
+    }
+}

@@ -109,8 +109,10 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
                 var entry = Entry(machine: machine, policy: b.policy, visible: b.status)
                 entry.exists = true
                 s.entries[key] = entry
-                schedule(&s, key)
                 AuthorityMetrics.state(key, b.status)
+                // A HALF_OPEN breaker's permits died with the previous process: it
+                // moves to a new generation, stored and published like any step.
+                _ = apply(&s, key, createWith: nil, at: now) { machine in (machine.restoreStep(), ()) }
             }
         }
     }

@@ -4,8 +4,15 @@
 /// It does no I/O and reads no clock. Events are `mutating` methods that take
 /// the current time and return a `BreakerStep` with the transitions they
 /// caused. Time-driven changes (OPEN → HALF_OPEN, permit expiry, an override
-/// lifting) happen in `advance(to:)`; the owner schedules a timer for
-/// `nextDeadline` and calls it then. Every transition increments the generation.
+/// lifting) happen in `advance(to:)`, which every other event calls first and
+/// whose transitions it returns; the owner schedules a timer for
+/// `nextDeadline` and calls it then. Nothing transitions silently: every
+/// transition is in the step of the event that caused it, and increments the
+/// generation by one.
+///
+/// Probe permits belong to the generation they were granted under: every
+/// transition voids the outstanding ones, and only results of permits granted
+/// under the current generation count.
 public struct BreakerStateMachine: Sendable {
     /// The rule-driven state, under any override.
     private enum Evaluated: Sendable, Hashable {
@@ -20,8 +27,8 @@ public struct BreakerStateMachine: Sendable {
     public private(set) var status: BreakerStatus
     /// Trips since creation or reset.
     public private(set) var trips = 0
-    /// Half-open permits of the current HALF_OPEN period.
-    public private(set) var permits = HalfOpenPermits()
+    /// Half-open permits of the current generation.
+    public private(set) var permits: HalfOpenPermits
 
     private var evaluated: Evaluated = .closed
     private var override: (kind: BreakerOverride, until: Timestamp?)?
@@ -29,6 +36,11 @@ public struct BreakerStateMachine: Sendable {
     private var consecutiveFailures = 0
     private var reopenings = 0
     private var random: SplitMix64
+    /// A transition restoring owes: published by `restoreStep()` or by the next event.
+    private var pendingRestore: (reason: String, at: Timestamp)?
+
+    /// The reason of the transition that restoring a HALF_OPEN breaker takes.
+    public static let restartReason = "fuseboxd restarted; probe permits granted before the restart are void"
 
     /// A CLOSED breaker. `generation` continues a persisted count (0 for a new breaker).
     public init(
@@ -38,25 +50,41 @@ public struct BreakerStateMachine: Sendable {
         self.policy = policy
         self.window = SlidingWindow(shape: policy.window)
         self.random = random
+        self.permits = HalfOpenPermits(generation: generation)
         self.status = BreakerStatus(
             state: .closed, evaluatedState: .closed, generation: generation, since: now, reason: "created")
     }
 
     /// A breaker continuing from a persisted status (after a restart): same
-    /// generation, same override. An OPEN breaker stays OPEN until its time;
-    /// a HALF_OPEN one lost its permits, so it half-opens again at once.
+    /// generation, same override. An OPEN breaker stays OPEN until its time.
+    ///
+    /// A HALF_OPEN breaker stays HALF_OPEN, but the permits granted before the
+    /// restart are void: nobody knows which are outstanding, and a new permit
+    /// must not reuse a pre-restart id. So restoring owes one transition to a
+    /// new HALF_OPEN generation, with `restartReason` (not "open period
+    /// ended", which would be untrue). The restoring init cannot return it, so
+    /// it is pending: the owner takes it with `restoreStep()` right after init
+    /// and stores and publishes it like any other step. If the owner does not,
+    /// the next event (any method, including `advance(to:)`, which
+    /// `nextDeadline` asks for at once) returns it first, so it is never silent.
+    /// Under an override no permit can have been granted in the persisted
+    /// generation, so nothing is owed.
     public init(
         policy: CircuitBreakerPolicy, restoring persisted: BreakerStatus, override: BreakerOverride?,
-        overrideUntil: Timestamp?, at now: Timestamp, random: SplitMix64 = SplitMix64()
+        overrideUntil: Timestamp?, at now: Timestamp, random: SplitMix64 = SplitMix64(),
+        restartReason: String = BreakerStateMachine.restartReason
     ) {
         self.init(policy: policy, generation: persisted.generation, at: now, random: random)
         switch persisted.evaluatedState {
         case .open: evaluated = .open(until: persisted.until ?? now)
-        case .halfOpen: evaluated = .open(until: now)
+        case .halfOpen: evaluated = .halfOpen
         default: evaluated = .closed
         }
         self.override = override.map { ($0, overrideUntil) }
         status = persisted
+        if persisted.state == .halfOpen {
+            pendingRestore = (restartReason, now)
+        }
     }
 
     // MARK: Queries
@@ -75,9 +103,11 @@ public struct BreakerStateMachine: Sendable {
     /// Each client's outcomes in the window.
     public var contributions: [String: OutcomeCounts] { window.contributions }
 
-    /// When the owner must call `advance(to:)` next, if ever.
+    /// When the owner must call `advance(to:)` next, if ever. Advancing to an
+    /// earlier time changes nothing; advancing to it takes at least one transition.
     public var nextDeadline: Timestamp? {
         var deadlines: [Timestamp] = []
+        if let pending = pendingRestore { deadlines.append(pending.at) }
         if case .open(let until) = evaluated { deadlines.append(until) }
         if case .halfOpen = evaluated, let expiry = permits.nextExpiry { deadlines.append(expiry) }
         if let until = override?.until { deadlines.append(until) }
@@ -121,42 +151,53 @@ public struct BreakerStateMachine: Sendable {
         return step
     }
 
-    /// Asks for a half-open probe permit.
+    /// Asks for a half-open probe permit. The step holds what time changed
+    /// first (see `advance(to:)`), which the owner must publish like any other.
     public mutating func acquirePermit(at now: Timestamp) -> (decision: PermitDecision, step: BreakerStep) {
-        let step = advance(to: now)
-        return (decide(at: now), step)
-    }
-
-    private mutating func decide(at now: Timestamp) -> PermitDecision {
+        var step = advance(to: now)
         guard case .halfOpen = evaluated, status.state == .halfOpen else {
             let retry = status.until.map { max(0, $0.milliseconds(since: now)) }
-            return .denied(PermitDenial(
+            let denial = PermitDenial(
                 state: status.state, generation: status.generation, retryAfterMs: retry,
-                reason: "breaker is \(status.state.displayName), not HALF_OPEN"))
+                reason: "breaker is \(status.state.displayName), not HALF_OPEN")
+            return (.denied(denial), step)
+        }
+        if permits.isExhausted {
+            // Ids must never repeat; a new generation gives a fresh id space.
+            publish(
+                reason: "all probe permit ids of \(status.generation) used; probing continues under a new generation",
+                at: now, into: &step)
         }
         let half = policy.halfOpen
-        if let grant = permits.grant(
-            generation: status.generation, limit: half.permittedCalls, maxWaitMs: half.maxWaitMs, at: now)
-        {
-            return .granted(grant)
+        if let grant = permits.grant(limit: half.permittedCalls, maxWaitMs: half.maxWaitMs, at: now) {
+            return (.granted(grant), step)
         }
         let retry = permits.nextExpiry.map { max(0, $0.milliseconds(since: now)) }
-        return .denied(PermitDenial(
+        let denial = PermitDenial(
             state: status.state, generation: status.generation, retryAfterMs: retry,
-            reason: "\(permits.outstanding.count) of \(half.permittedCalls) permits outstanding"))
+            reason: "\(permits.outstanding.count) of \(half.permittedCalls) permits outstanding")
+        return (.denied(denial), step)
+    }
+
+    /// Publishes the transition restoring a HALF_OPEN breaker owes (see the
+    /// restoring init); empty when nothing is owed or it was already published.
+    public mutating func restoreStep() -> BreakerStep {
+        var step = BreakerStep()
+        publishPendingRestore(into: &step)
+        return step
     }
 
     /// Applies what time alone changes: an override lifting, OPEN ending,
     /// permits expiring (each counts as a failed probe).
     public mutating func advance(to now: Timestamp) -> BreakerStep {
         var step = BreakerStep()
+        publishPendingRestore(into: &step)
         if let until = override?.until, until <= now, let kind = override?.kind {
             override = nil
             publish(reason: "\(kind.state.displayName) override expired", at: now, into: &step)
         }
         if case .open(let until) = evaluated, until <= now {
             evaluated = .halfOpen
-            permits = HalfOpenPermits()
             publish(reason: "open period ended; probing with up to \(policy.halfOpen.permittedCalls) calls", at: now, into: &step)
         }
         if case .halfOpen = evaluated, !permits.expire(at: now).isEmpty {
@@ -180,13 +221,13 @@ public struct BreakerStateMachine: Sendable {
     /// Lifts any override, clears the window and the trip history, and closes.
     public mutating func reset(reason: String, at now: Timestamp) -> BreakerStep {
         var step = BreakerStep()
+        publishPendingRestore(into: &step)
         override = nil
         evaluated = .closed
         window.reset()
         consecutiveFailures = 0
         reopenings = 0
         trips = 0
-        permits = HalfOpenPermits()
         publish(reason: reason, at: now, into: &step)
         return step
     }
@@ -245,7 +286,6 @@ public struct BreakerStateMachine: Sendable {
         window.reset()
         consecutiveFailures = 0
         reopenings = 0
-        permits = HalfOpenPermits()
         publish(reason: "\(needed) successful probe\(needed == 1 ? "" : "s")", at: now, into: &step)
     }
 
@@ -259,11 +299,17 @@ public struct BreakerStateMachine: Sendable {
         evaluated = .open(until: now.adding(milliseconds: duration))
         window.reset()
         consecutiveFailures = 0
-        permits = HalfOpenPermits()
         publish(reason: reason, clients: clients, at: now, into: &step)
     }
 
-    /// Records a new status if the effective or evaluated state (or deadline) changed.
+    private mutating func publishPendingRestore(into step: inout BreakerStep) {
+        guard let pending = pendingRestore else { return }
+        pendingRestore = nil
+        publish(reason: pending.reason, at: pending.at, into: &step)
+    }
+
+    /// Records a new status with the next generation, and voids the permits
+    /// of the old one: they no longer count, expire or match a result.
     private mutating func publish(reason: String, clients: [String] = [], at now: Timestamp, into step: inout BreakerStep) {
         let evaluatedState: BreakerState
         var until: Timestamp?
@@ -281,6 +327,7 @@ public struct BreakerStateMachine: Sendable {
             since: now, until: until, reason: reason)
         let from = status.state
         status = next
+        permits = HalfOpenPermits(generation: next.generation)
         step.transitions.append(BreakerTransition(from: from, status: next, contributingClients: clients))
     }
 }

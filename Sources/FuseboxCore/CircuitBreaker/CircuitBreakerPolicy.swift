@@ -63,10 +63,35 @@ public struct HalfOpenPolicy: Sendable, Hashable {
     /// A permit not reported within this time expires as a failed probe. Default 30,000 ms.
     public var maxWaitMs: Int64 = 30_000
     /// Successful probes that close the breaker. Default: `permittedCalls`.
-    public var successThreshold: Int = 1
+    ///
+    /// As in the Protos, 0 means the default: until a threshold is set (or
+    /// after 0 is set) this reads `permittedCalls`, whatever `permittedCalls`
+    /// is. This getter is the one place the default is resolved; the wire
+    /// mapping, the YAML and the state machine all read it.
+    public var successThreshold: Int {
+        get { successThresholdSetting == 0 ? permittedCalls : successThresholdSetting }
+        set { successThresholdSetting = newValue }
+    }
+
+    /// The threshold as set; 0 while it follows `permittedCalls`.
+    public private(set) var successThresholdSetting = 0
 
     /// The defaults.
     public init() {}
+
+    /// Policies are equal when they probe alike: a threshold left at its
+    /// default equals the same number set explicitly.
+    public static func == (lhs: HalfOpenPolicy, rhs: HalfOpenPolicy) -> Bool {
+        lhs.permittedCalls == rhs.permittedCalls && lhs.maxWaitMs == rhs.maxWaitMs
+            && lhs.successThreshold == rhs.successThreshold
+    }
+
+    /// Hashes what `==` compares.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(permittedCalls)
+        hasher.combine(maxWaitMs)
+        hasher.combine(successThreshold)
+    }
 }
 
 /// Shape of a sliding window: count- or time-based ring of buckets.
@@ -84,6 +109,7 @@ public struct WindowShape: Sendable, Hashable {
     /// Calls (count) or seconds (time) covered. Default 100 calls.
     public var size: Int = 100
     /// Buckets in the ring. Default: one per call (count, at most 10,000) or per second (time).
+    /// A count window keeps its calls' order at the grain of ⌈size / buckets⌉ calls.
     public var buckets: Int = 100
 
     /// A count window of 100 calls.

@@ -1,35 +1,52 @@
-/// The probe permits of one HALF_OPEN period: at most `limit` outstanding,
+/// The probe permits of one breaker generation: at most `limit` outstanding,
 /// each expiring after `maxWaitMs`.
+///
+/// A permit belongs to the generation it was granted under. The state machine
+/// starts a new `HalfOpenPermits` on every transition, so the permits of an
+/// older generation are void: they are no longer outstanding, they cannot
+/// expire into a failed probe, and their late results match nothing.
 public struct HalfOpenPermits: Sendable, Hashable {
+    /// The generation these permits are granted under.
+    public let generation: BreakerGeneration
     /// Outstanding permits by id, with their expiry.
     public private(set) var outstanding: [UInt64: Timestamp] = [:]
-    /// Successful probes so far.
+    /// Successful probes so far in this generation.
     public private(set) var successes = 0
-    private var issued: UInt64 = 0
+    /// Permits granted so far in this generation (the serial of the last one).
+    var issued: UInt64 = 0
 
-    /// No permits.
-    public init() {}
+    /// The largest serial a permit id can carry: ids are
+    /// `generation << 24 | serial`, so they are unique across generations.
+    static let maxSerial: UInt64 = 0xFF_FFFF
 
-    /// Grants a permit if fewer than `limit` are outstanding. Ids embed the
-    /// generation, so a permit of an earlier half-open period never matches.
-    public mutating func grant(
-        generation: BreakerGeneration, limit: Int, maxWaitMs: Int64, at now: Timestamp
-    ) -> PermitGrant? {
-        guard outstanding.count < max(limit, 1) else { return nil }
+    /// No permits, for `generation`.
+    public init(generation: BreakerGeneration = BreakerGeneration(0)) {
+        self.generation = generation
+    }
+
+    /// True when every permit id of this generation has been used: the owner
+    /// must move to a new generation before granting more (ids never repeat).
+    public var isExhausted: Bool { issued >= Self.maxSerial }
+
+    /// Grants a permit if fewer than `limit` are outstanding and ids remain.
+    /// Ids embed the generation, which is persisted and never repeats, so an
+    /// id is never granted twice, also across restarts.
+    public mutating func grant(limit: Int, maxWaitMs: Int64, at now: Timestamp) -> PermitGrant? {
+        guard outstanding.count < max(limit, 1), !isExhausted else { return nil }
         issued += 1
-        let id = (generation.value << 24) | (issued & 0xFF_FFFF)
+        let id = (generation.value << 24) | issued
         let expiry = now.adding(milliseconds: max(maxWaitMs, 1))
         outstanding[id] = expiry
         return PermitGrant(id: id, generation: generation, expiresAt: expiry)
     }
 
-    /// Ends a permit. Returns false for an unknown or expired permit (a late
-    /// result, which is ignored).
+    /// Ends a permit of this generation. Returns false for an unknown, voided
+    /// or expired permit (a late result, which is ignored).
     public mutating func complete(_ id: UInt64) -> Bool {
         outstanding.removeValue(forKey: id) != nil
     }
 
-    /// Counts one successful probe.
+    /// Counts successful probes.
     public mutating func recordSuccess(_ count: Int = 1) {
         successes += count
     }
@@ -49,7 +66,8 @@ public struct HalfOpenPermits: Sendable, Hashable {
 public struct PermitGrant: Sendable, Hashable {
     /// Identifies the permit in the probe's result.
     public var id: UInt64
-    /// The breaker generation it was granted under.
+    /// The breaker generation it was granted under; it is void once the
+    /// breaker moves to a newer one.
     public var generation: BreakerGeneration
     /// When it expires as a failed probe.
     public var expiresAt: Timestamp

@@ -249,7 +249,9 @@ import Testing
                 let g = breaker.status.generation
                 switch op % 8 {
                 case 0, 1:
-                    if case .granted(let p) = breaker.acquirePermit(at: clock.now).decision { granted.append(p.id) }
+                    let (decision, step) = breaker.acquirePermit(at: clock.now)
+                    check(step)
+                    if case .granted(let p) = decision { granted.append(p.id) }
                 case 2 where !granted.isEmpty:
                     let id = granted.remove(at: op % granted.count)
                     let outcome: Outcome = op % 3 == 0 ? .failure : (op % 3 == 1 ? .success : .ignored)
