@@ -144,6 +144,30 @@ final class FuseboxdProcessTests: XCTestCase {
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 
+    /// A WatchBreakers client that stops reading while hundreds of
+    /// transitions happen is neither reset nor skipped silently: once it reads
+    /// again it gets a fresh snapshot and the stream goes on.
+    func testAWatcherThatStopsReadingGetsAFreshSnapshotWhenItReadsAgain() async throws {
+        let server = try FuseboxdProcess(dataDirectory: directory)
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("fuseboxd-slow-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let result = try runProcess([
+            "python3", "Tests/Interop/h2_misbehave.py", "slow-watcher", "--port", "\(server.port)",
+            "--ca", try TestCertificates.path("ca.pem"), "--cert", try TestCertificates.path("reader.pem"),
+            "--key", try TestCertificates.path("reader.key"), "--admin-cert", try TestCertificates.path("admin.pem"),
+            "--admin-key", try TestCertificates.path("admin.key"),
+            "--protos", repositoryRoot.appendingPathComponent("Protos").path, "--work", work.path,
+        ], timeout: 90)
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertTrue(result.output.contains("first [\'snapshot\']") || result.output.contains("first ['snapshot']"), result.output)
+        XCTAssertFalse(result.output.contains("reset 1"), "the stream was reset: \(result.output)")
+        let line = result.output.split(separator: "\n").first { $0.hasPrefix("snapshots ") } ?? ""
+        let numbers = line.split(separator: " ").compactMap { Int($0) }
+        XCTAssertEqual(numbers.first, 2, "a fresh snapshot after falling behind: \(result.output)")
+        XCTAssertLessThan(numbers.last ?? 400, 400, "it fell behind, so not every transition was sent: \(result.output)")
+        XCTAssertEqual(server.stop(SIGTERM).0, 0)
+    }
+
     /// `fusebox_breaker_state` exists for a breaker from its creation, and
     /// for every restored breaker from startup, before any transition in the
     /// new process; a shadow breaker's evaluated state is exported too.

@@ -5,7 +5,8 @@ Prints what the server answered, one fact per line, e.g. "goaway 1",
 "reset 1 7", "grpc-status 12", "refused 50", "closed".
 Usage: h2_misbehave.py CASE --port P --ca F --cert F --key F
 Cases: garbage-after-preface, no-path, unknown-method, oversized-length,
-       too-many-streams, abrupt-disconnect, compressed-flag, ping-flood, slow-reader, listen (LISTEN_SECONDS)
+       too-many-streams, abrupt-disconnect, compressed-flag, ping-flood, slow-reader, listen (LISTEN_SECONDS),
+       slow-watcher (against fuseboxd, with --admin-port, --admin-cert, --admin-key and --protos DIR --work DIR)
 """
 import argparse
 import socket
@@ -21,6 +22,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("case")
 for flag in ("--port", "--ca", "--cert", "--key"):
     ap.add_argument(flag, required=True)
+for flag in ("--admin-cert", "--admin-key", "--protos", "--work"):
+    ap.add_argument(flag)
 args = ap.parse_args()
 
 ctx = ssl.create_default_context(cafile=args.ca)
@@ -149,6 +152,61 @@ elif case == "slow-reader":
     events = pump(5.0, until=lambda ev: any(isinstance(e, h2.events.StreamReset) for e in ev))
     received = sum(len(e.data) for e in events if isinstance(e, h2.events.DataReceived))
     print(f"received {received}")
+elif case == "slow-watcher":
+    # Watches fuseboxd's breakers and stops reading (never acknowledges what
+    # arrives) while another connection makes 400 transitions with long
+    # reasons, far more than the stream's window and buffer hold. Then it
+    # reads again, and reports the gRPC messages it got: the promise is a
+    # fresh snapshot once it can take one, not a reset, not silence.
+    import sys
+    sys.path.insert(0, __import__("os").path.dirname(__file__))
+    import grpc
+    from fusebox_protos import compile_protos
+    modules = compile_protos(args.protos, args.work)
+    common, admin = modules["fusebox/v1/common.proto"], modules["fusebox/v1/admin.proto"]
+    conn.send_headers(1, request_headers("/fusebox.v1.BreakerService/WatchBreakers"))
+    conn.send_data(1, message(b""), end_stream=True)
+    sock.sendall(conn.data_to_send())
+    buffered, messages = b"", []
+
+    def take(events):
+        global buffered
+        for e in events:
+            if isinstance(e, h2.events.DataReceived):
+                buffered += e.data
+        while len(buffered) >= 5:
+            length = struct.unpack(">I", buffered[1:5])[0]
+            if len(buffered) < 5 + length:
+                break
+            body = buffered[5:5 + length]
+            messages.append("snapshot" if body[:1] == b"\x0a" else "transition")
+            buffered = buffered[5 + length:]
+
+    take(pump(1.0, until=lambda ev: any(isinstance(e, h2.events.DataReceived) for e in ev)))
+    print(f"first {messages[:1]}", flush=True)
+    creds = grpc.ssl_channel_credentials(open(args.ca, "rb").read(), open(args.admin_key, "rb").read(), open(args.admin_cert, "rb").read())
+    stub_channel = grpc.secure_channel(f"127.0.0.1:{args.port}", creds)
+    force_open = stub_channel.unary_unary("/fusebox.v1.AdminService/ForceOpen", request_serializer=lambda m: m.SerializeToString(),
+                                          response_deserializer=lambda b: b)
+    force_close = stub_channel.unary_unary("/fusebox.v1.AdminService/ForceClose", request_serializer=lambda m: m.SerializeToString(),
+                                           response_deserializer=lambda b: b)
+    for i in range(400):
+        request = admin.OverrideRequest(breaker=common.BreakerRef(registry="default", name=f"flood-{i % 4}"), policy="api",
+                                        reason=f"flood {i} " + "x" * 1000)
+        (force_open if i % 2 == 0 else force_close)(request, timeout=10)
+    print("flooded", flush=True)
+    # Read again, acknowledging everything, so the window opens.
+    deadline = time.time() + 5
+    while time.time() < deadline and messages.count("snapshot") < 2:
+        events = pump(0.2)
+        for e in events:
+            if isinstance(e, h2.events.DataReceived):
+                conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+            if isinstance(e, h2.events.StreamReset):
+                print(f"reset {e.stream_id} {int(e.error_code)}")
+        sock.sendall(conn.data_to_send())
+        take(events)
+    print(f"snapshots {messages.count('snapshot')} transitions {messages.count('transition')}", flush=True)
 elif case == "listen":
     pump(float(__import__("os").environ.get("LISTEN_SECONDS", "2")))
 else:
