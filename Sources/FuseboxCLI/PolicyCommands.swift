@@ -24,13 +24,13 @@ struct Policies: AsyncParsableCommand {
 
     /// A PutPolicy rejection as problems in the policy file, at the lines of
     /// the fields the server named (it names them in proto spelling).
-    static func rejected(_ error: CLIError, _ document: PolicyDocument, applied: Int, registry: String) -> CLIError {
+    static func rejected(_ error: CLIError, _ document: PolicyDocument, applied: [String], registry: String) -> CLIError {
         let problems = document.problems(fromServer: error.violations.map { PolicyViolation(field: $0.field, message: $0.description) })
         let count = "\(problems.count) problem\(problems.count == 1 ? "" : "s")"
         return CLIError(
             "the server rejected policy \(registry)/\(document.policy.name) of \(document.file) (\(count)):\n"
                 + problems.map { "  \($0)" }.joined(separator: "\n"),
-            hints: applied == 0 ? [] : ["the \(applied) polic\(applied == 1 ? "y" : "ies") before it in the file \(applied == 1 ? "was" : "were") applied"],
+            hints: applied.isEmpty ? [] : ["the policies before it in the file were applied: \(applied.joined(separator: ", "))"],
             code: error.code)
     }
 
@@ -145,8 +145,8 @@ struct Policies: AsyncParsableCommand {
                     let r: Fusebox_V1_PutPolicyResponse
                     do {
                         r = try await connection.unary("fusebox.v1.RegistryService", "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self)
-                    } catch let error as CLIError where !error.violations.isEmpty {
-                        throw Policies.rejected(error, document, applied: results.count, registry: registry)
+                    } catch let error as CLIError where error.violations.contains(where: { $0.field == "policy" || $0.field.hasPrefix("policy.") }) {
+                        throw Policies.rejected(error, document, applied: documents.prefix(results.count).map(\.policy.name), registry: registry)
                     }
                     let kind = switch r.kind {
                     case .created: "created"
