@@ -102,8 +102,10 @@ public enum PolicyFieldPath {
         ]
     }()
 
-    private static let byDomain: [String: Int] = Dictionary(uniqueKeysWithValues: fields.enumerated().map { ($1.domain, $0) })
-    private static let byProto: [String: Int] = Dictionary(uniqueKeysWithValues: fields.enumerated().map { ($1.proto, $0) })
+    private static let byDomain: [String: Int] = Dictionary(
+        uniqueKeysWithValues: fields.enumerated().map { ($1.domain, $0) })
+    private static let byProto: [String: Int] = Dictionary(
+        uniqueKeysWithValues: fields.enumerated().map { ($1.proto, $0) })
 
     /// A path split into the table's field and what follows it.
     struct Resolved: Sendable, Equatable {
@@ -155,7 +157,8 @@ public enum PolicyFieldPath {
         if let (base, index) = splitIndex(path), let i = byProto[base], fields[i].shape == .list {
             return Resolved(field: i, element: .index(index))
         }
-        for (i, field) in fields.enumerated() where field.shape == .map && path.hasPrefix(field.proto + "[\"") && path.hasSuffix("\"]") {
+        for (i, field) in fields.enumerated()
+        where field.shape == .map && path.hasPrefix(field.proto + "[\"") && path.hasSuffix("\"]") {
             let quoted = path.dropFirst(field.proto.count + 2).dropLast(2)
             guard let key = unescape(quoted) else { return nil }
             return Resolved(field: i, element: .key(key))
@@ -176,7 +179,9 @@ public enum PolicyFieldPath {
     /// `("a.b", 2)` for `a.b[2]`.
     private static func splitIndex(_ path: String) -> (String, Int)? {
         guard path.hasSuffix("]"), let open = path.lastIndex(of: "[") else { return nil }
-        guard let index = Int(path[path.index(after: open)..<path.index(before: path.endIndex)]), index >= 0 else { return nil }
+        guard let index = Int(path[path.index(after: open)..<path.index(before: path.endIndex)]), index >= 0 else {
+            return nil
+        }
         return (String(path[..<open]), index)
     }
 
@@ -223,7 +228,9 @@ public enum PolicyFieldPath {
     public static func protoMessage(_ message: String, field domainPath: String) -> String {
         rewrite(message) { word in
             if let i = byDomain[word] { return fields[i].proto }
-            if !domainPath.isEmpty, let i = byDomain["\(domainPath).\(word)"], let parent = proto(fromDomain: domainPath) {
+            if !domainPath.isEmpty, let i = byDomain["\(domainPath).\(word)"],
+                let parent = proto(fromDomain: domainPath)
+            {
                 return String(fields[i].proto.dropFirst(parent.count + 1))
             }
             return nil

@@ -1,10 +1,12 @@
-public import FuseboxCore
 import FuseboxAPI
+public import FuseboxCore
 import Yams
 
 /// A line and column in a file, 1-based.
 public struct FilePosition: Sendable, Hashable {
+    /// The line, from 1.
     public var line: Int
+    /// The column, from 1.
     public var column: Int
 
     init(_ mark: Mark) {
@@ -55,7 +57,9 @@ public struct PolicyDocument: Sendable {
             return problem(field: field, message: PolicyFieldPath.domainMessage(v.message, field: proto))
         }
         return found.enumerated().sorted { a, b in
-            (a.element.line ?? 0, a.element.column ?? 0, a.offset) < (b.element.line ?? 0, b.element.column ?? 0, b.offset)
+            (a.element.line ?? 0, a.element.column ?? 0, a.offset) < (
+                b.element.line ?? 0, b.element.column ?? 0, b.offset
+            )
         }.map(\.element)
     }
 }

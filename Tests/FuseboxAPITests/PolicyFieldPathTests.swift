@@ -9,12 +9,14 @@ import Testing
 @Suite struct PolicyFieldPathTests {
     @Test func everyProtoPathInTheTableIsAFieldOfPolicyWithTheRightShape() throws {
         for field in PolicyFieldPath.fields {
-            let resolved = try #require(ProtoDescriptors.resolve(field.proto), "\(field.proto) is not a field of fusebox.v1.Policy")
-            let expected: ProtoDescriptors.Shape = switch field.shape {
-            case .single: .singular
-            case .list: .repeated
-            case .map: .map
-            }
+            let resolved = try #require(
+                ProtoDescriptors.resolve(field.proto), "\(field.proto) is not a field of fusebox.v1.Policy")
+            let expected: ProtoDescriptors.Shape =
+                switch field.shape {
+                case .single: .singular
+                case .list: .repeated
+                case .map: .map
+                }
             #expect(resolved.shape == expected, "\(field.proto)")
         }
     }
@@ -23,7 +25,9 @@ import Testing
         // Sorting violations by table position is then sorting them in the
         // order the fields appear in the request, as ErrorDetails promises.
         #expect(PolicyFieldPath.fields.map(\.proto) == ProtoDescriptors.allPaths())
-        #expect(Set(PolicyFieldPath.fields.map(\.domain)).count == PolicyFieldPath.fields.count, "a domain path appears twice")
+        #expect(
+            Set(PolicyFieldPath.fields.map(\.domain)).count == PolicyFieldPath.fields.count,
+            "a domain path appears twice")
     }
 
     @Test func subscriptsTranslateBothWays() {
@@ -56,14 +60,18 @@ import Testing
         for _ in 0..<2_000 {
             let policy = Self.wild(&random)
             for v in PolicyValidator.violations(of: policy) {
-                let proto = try #require(PolicyFieldPath.proto(fromDomain: v.field), "validator path \(v.field) is not in PolicyFieldPath.fields")
-                #expect(ProtoDescriptors.resolve(proto) != nil, "\(v.field) → \(proto) is not a field of fusebox.v1.Policy")
+                let proto = try #require(
+                    PolicyFieldPath.proto(fromDomain: v.field),
+                    "validator path \(v.field) is not in PolicyFieldPath.fields")
+                #expect(
+                    ProtoDescriptors.resolve(proto) != nil, "\(v.field) → \(proto) is not a field of fusebox.v1.Policy")
                 let translated = PolicyMapping.protoViolation(v)
                 #expect(translated.field == proto)
                 for name in Self.camelCaseWords(translated.message) {
                     Issue.record("\(proto): message keeps the domain name \(name): \(translated.message)")
                 }
-                seen.insert(PolicyFieldPath.resolve(domain: v.field).map { PolicyFieldPath.fields[$0.field].domain } ?? v.field)
+                seen.insert(
+                    PolicyFieldPath.resolve(domain: v.field).map { PolicyFieldPath.fields[$0.field].domain } ?? v.field)
             }
         }
         // The generator must reach every check, or the test proves little.
@@ -75,21 +83,31 @@ import Testing
     /// per-kind cases of `PolicyMappingTests`; here only to measure the
     /// random generator's reach.
     static let validatorFields = [
-        "name", "description", "labels", "circuitBreaker", "circuitBreaker.failureRateThreshold", "circuitBreaker.slowCallRateThreshold",
-        "circuitBreaker.slowCallDurationThresholdMs", "circuitBreaker.minimumCalls", "circuitBreaker.consecutiveFailuresThreshold",
-        "circuitBreaker.minimumClients", "circuitBreaker.window.size", "circuitBreaker.window.buckets", "circuitBreaker.openDuration.baseMs",
-        "circuitBreaker.openDuration.multiplier", "circuitBreaker.openDuration.maxMs", "circuitBreaker.openDuration.jitterPercent",
-        "circuitBreaker.halfOpen.permittedCalls", "circuitBreaker.halfOpen.maxWaitMs", "circuitBreaker.halfOpen.successThreshold",
-        "circuitBreaker.ignoredErrors", "retry.maxAttempts", "retry.backoff.initialMs", "retry.backoff.maxMs", "retry.backoff.multiplier",
-        "retry.jitterPercent", "retry.nonRetryableErrors", "retry.budget.maxTokens", "retry.budget.tokenRatio", "timeout", "timeout.attemptMs",
-        "timeout.totalMs", "bulkhead.maxConcurrent", "bulkhead.maxQueued", "bulkhead.maxWaitMs", "rateLimit.limitPerPeriod", "rateLimit.periodMs",
-        "rateLimit.burst", "rateLimit.maxWaitMs", "fallback.staticResponse.body", "fallback.staticResponse.contentType", "fallback.staleCache",
+        "name", "description", "labels", "circuitBreaker", "circuitBreaker.failureRateThreshold",
+        "circuitBreaker.slowCallRateThreshold",
+        "circuitBreaker.slowCallDurationThresholdMs", "circuitBreaker.minimumCalls",
+        "circuitBreaker.consecutiveFailuresThreshold",
+        "circuitBreaker.minimumClients", "circuitBreaker.window.size", "circuitBreaker.window.buckets",
+        "circuitBreaker.openDuration.baseMs",
+        "circuitBreaker.openDuration.multiplier", "circuitBreaker.openDuration.maxMs",
+        "circuitBreaker.openDuration.jitterPercent",
+        "circuitBreaker.halfOpen.permittedCalls", "circuitBreaker.halfOpen.maxWaitMs",
+        "circuitBreaker.halfOpen.successThreshold",
+        "circuitBreaker.ignoredErrors", "retry.maxAttempts", "retry.backoff.initialMs", "retry.backoff.maxMs",
+        "retry.backoff.multiplier",
+        "retry.jitterPercent", "retry.nonRetryableErrors", "retry.budget.maxTokens", "retry.budget.tokenRatio",
+        "timeout", "timeout.attemptMs",
+        "timeout.totalMs", "bulkhead.maxConcurrent", "bulkhead.maxQueued", "bulkhead.maxWaitMs",
+        "rateLimit.limitPerPeriod", "rateLimit.periodMs",
+        "rateLimit.burst", "rateLimit.maxWaitMs", "fallback.staticResponse.body", "fallback.staticResponse.contentType",
+        "fallback.staleCache",
         "fallback.handler", "cache.ttlMs", "cache.maxEntries", "cache.staleWhileRevalidateMs",
     ]
 
-    static let renamedDomainNames = Set(PolicyFieldPath.fields.flatMap { f -> [String] in
-        zip(f.domain.split(separator: "."), f.proto.split(separator: ".")).filter { $0 != $1 }.map { String($0.0) }
-    })
+    static let renamedDomainNames = Set(
+        PolicyFieldPath.fields.flatMap { f -> [String] in
+            zip(f.domain.split(separator: "."), f.proto.split(separator: ".")).filter { $0 != $1 }.map { String($0.0) }
+        })
 
     /// Words outside double quotes that are domain names with a different proto name.
     static func camelCaseWords(_ message: String) -> [String] {
@@ -111,23 +129,20 @@ import Testing
     // MARK: Random policies
 
     static func wild(_ r: inout SplitMix64) -> Policy {
-        func int(_ typical: Int) -> Int {
-            [-1, 0, 1, typical, typical * 3, 100_001, 1_000_001, 2_000_000_000].randomElement(using: &r)!
-        }
+        func pick<T>(_ options: [T]) -> T { options[Int(r.next() % UInt64(options.count))] }
+        func int(_ typical: Int) -> Int { pick([-1, 0, 1, typical, typical * 3, 100_001, 1_000_001, 2_000_000_000]) }
         func ms(_ typical: Int64) -> Int64 {
-            [-1, 0, 1, typical, PolicyValidator.maxDurationMs, PolicyValidator.maxDurationMs + 1].randomElement(using: &r)!
+            pick([-1, 0, 1, typical, PolicyValidator.maxDurationMs, PolicyValidator.maxDurationMs + 1])
         }
-        func double(_ typical: Double) -> Double {
-            [-1, 0, 0.5, typical, 100, 101, .nan, .infinity].randomElement(using: &r)!
-        }
+        func double(_ typical: Double) -> Double { pick([-1, 0, 0.5, typical, 100, 101, .nan, .infinity]) }
         func text(_ typical: String) -> String {
-            ["", typical, "with space", String(repeating: "x", count: 300), String(repeating: "y", count: 1_100)].randomElement(using: &r)!
+            pick(["", typical, "with space", String(repeating: "x", count: 300), String(repeating: "y", count: 1_100)])
         }
         func maybe() -> Bool { Bool.random(using: &r) }
 
         var p = Policy(name: text("p"))
         p.description = text("what for")
-        for i in 0..<[0, 2, 40].randomElement(using: &r)! { p.labels[i == 0 ? text("team") : "k\(i)"] = text("v") }
+        for i in 0..<pick([0, 2, 40]) { p.labels[i == 0 ? text("team") : "k\(i)"] = text("v") }
         if maybe() {
             var cb = CircuitBreakerPolicy()
             cb.failureRateThreshold = double(50)
@@ -167,15 +182,20 @@ import Testing
         if maybe() { p.timeout = TimeoutPolicy(attemptMs: maybe() ? ms(800) : nil, totalMs: maybe() ? ms(3_000) : nil) }
         if maybe() { p.bulkhead = BulkheadPolicy(maxConcurrent: int(10), maxQueued: int(10), maxWaitMs: ms(1_000)) }
         if maybe() {
-            p.rateLimit = RateLimitPolicy(limitPerPeriod: int(100), periodMs: ms(1_000), burst: maybe() ? nil : int(20), maxWaitMs: ms(0))
+            p.rateLimit = RateLimitPolicy(
+                limitPerPeriod: int(100), periodMs: ms(1_000), burst: maybe() ? nil : int(20), maxWaitMs: ms(0))
         }
         if maybe() { p.cache = CachePolicy(ttlMs: ms(60_000), maxEntries: int(1_000), staleWhileRevalidateMs: ms(0)) }
         if maybe() {
-            let action: FallbackPolicy.Action = switch [0, 1, 2].randomElement(using: &r)! {
-            case 0: .staticResponse(contentType: text("application/json"), body: maybe() ? [] : Array(repeating: 0x20, count: 65_537))
-            case 1: .staleCache
-            default: .handler(text("empty"))
-            }
+            let action: FallbackPolicy.Action =
+                switch pick([0, 1, 2]) {
+                case 0:
+                    .staticResponse(
+                        contentType: text("application/json"),
+                        body: maybe() ? [] : Array(repeating: 0x20, count: 65_537))
+                case 1: .staleCache
+                default: .handler(text("empty"))
+                }
             p.fallback = FallbackPolicy(action: action)
         }
         return p

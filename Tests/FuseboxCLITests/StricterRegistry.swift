@@ -19,18 +19,25 @@ struct StricterRegistry {
 
     static func start() async throws -> StricterRegistry {
         var router = RPCRouter()
-        router.unary("fusebox.v1.RegistryService", "PutPolicy") { (request: Fusebox_V1_PutPolicyRequest, _) -> Fusebox_V1_PutPolicyResponse in
+        router.unary("fusebox.v1.RegistryService", "PutPolicy") {
+            (request: Fusebox_V1_PutPolicyRequest, _) -> Fusebox_V1_PutPolicyResponse in
             let wire = request.policy ?? Fusebox_V1_Policy()
             var found: [PolicyViolation] = []
             if case .failure(let error) = PolicyMapping.validatedPolicy(from: wire) { found = error.violations }
-            if wire.labels["team"] == nil { found.append(PolicyViolation(field: #"labels["team"]"#, message: "is required in this registry")) }
+            if wire.labels["team"] == nil {
+                found.append(PolicyViolation(field: #"labels["team"]"#, message: "is required in this registry"))
+            }
             if let rate = wire.circuitBreaker?.failureRateThresholdPercent, rate > 40 {
-                found.append(PolicyViolation(
-                    field: "circuit_breaker.failure_rate_threshold_percent",
-                    message: "(\(rate)) must be ≤ 40 in this registry, or use circuit_breaker.consecutive_failures_threshold"))
+                found.append(
+                    PolicyViolation(
+                        field: "circuit_breaker.failure_rate_threshold_percent",
+                        message:
+                            "(\(rate)) must be ≤ 40 in this registry, or use circuit_breaker.consecutive_failures_threshold"
+                    ))
             }
             if let max = wire.retry?.backoff?.maxMs, max > 5_000 {
-                found.append(PolicyViolation(field: "retry.backoff.max_ms", message: "(\(max)) must be ≤ 5000 in this registry"))
+                found.append(
+                    PolicyViolation(field: "retry.backoff.max_ms", message: "(\(max)) must be ≤ 5000 in this registry"))
             }
             guard !found.isEmpty else {
                 var response = Fusebox_V1_PutPolicyResponse()
@@ -45,10 +52,14 @@ struct StricterRegistry {
             trailers.add("fusebox-error-details-bin", binary: try details.encode())
             throw RPCError(.invalidArgument, error.description, metadata: trailers)
         }
-        let tls = try TLSContextProvider(configuration: .server(
-            certificateChainPath: TestCertificates.path("server.pem"), privateKeyPath: TestCertificates.path("server.key"),
-            clientCAPath: TestCertificates.path("ca.pem"), requireClientCertificate: true))
-        let server = RPCServer(configuration: RPCServerConfiguration(), router: router, tls: tls, group: MultiThreadedEventLoopGroup.singleton)
+        let tls = try TLSContextProvider(
+            configuration: .server(
+                certificateChainPath: TestCertificates.path("server.pem"),
+                privateKeyPath: TestCertificates.path("server.key"),
+                clientCAPath: TestCertificates.path("ca.pem"), requireClientCertificate: true))
+        let server = RPCServer(
+            configuration: RPCServerConfiguration(), router: router, tls: tls,
+            group: MultiThreadedEventLoopGroup.singleton)
         _ = try await server.start()
         let task = Task { try await server.serve() }
         return StricterRegistry(server: server, task: task)
