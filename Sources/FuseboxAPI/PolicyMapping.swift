@@ -6,46 +6,95 @@ public import FuseboxWire
 /// Wire → domain applies the documented zero-defaults of `Protos/` (a field
 /// left at 0 takes its default) and reports values the domain cannot hold
 /// (enum numbers this version does not know, a fallback without an action)
-/// as violations with their field paths. Domain → wire writes every value
-/// explicitly, so the round trip domain → wire → domain is the identity.
+/// as violations. Domain → wire writes every value explicitly, so the round
+/// trip domain → wire → domain is the identity.
+///
+/// Every violation this type returns names its field the way the API does
+/// (`FieldViolation.field` in `common.proto`): the proto path relative to the
+/// policy, e.g. `retry.backoff.max_ms`, `retry.retry_on[2]`, `labels["team"]`,
+/// or a section such as `circuit_breaker` for a problem with the section as a
+/// whole. Messages name other fields the same way. `PolicyValidator` reports
+/// in the domain's camelCase; `PolicyFieldPath` translates.
 public enum PolicyMapping {
-    /// The domain policy for `wire`, or every problem found converting it.
+    /// The domain policy for `wire`, or every problem found converting it
+    /// (field paths in proto names; see the type's comment).
     public static func policy(from wire: Fusebox_V1_Policy) -> Result<Policy, PolicyValidationError> {
-        var problems: [PolicyViolation] = []
-        var p = Policy(name: wire.name)
-        p.description = wire.description
-        p.labels = wire.labels
-        if let cb = wire.circuitBreaker { p.circuitBreaker = circuitBreaker(cb, &problems) }
-        if let r = wire.retry { p.retry = retry(r, &problems) }
-        if let t = wire.timeout {
-            p.timeout = TimeoutPolicy(attemptMs: t.attemptMs == 0 ? nil : Int64(t.attemptMs), totalMs: t.totalMs == 0 ? nil : Int64(t.totalMs))
-        }
-        if let b = wire.bulkhead {
-            p.bulkhead = BulkheadPolicy(maxConcurrent: Int(b.maxConcurrent), maxQueued: Int(b.maxQueued), maxWaitMs: b.maxWaitMs == 0 ? 1_000 : Int64(b.maxWaitMs))
-        }
-        if let r = wire.rateLimit {
-            p.rateLimit = RateLimitPolicy(
-                limitPerPeriod: Int(r.limitPerPeriod), periodMs: r.periodMs == 0 ? 1_000 : Int64(r.periodMs),
-                burst: r.burst == 0 ? Int(r.limitPerPeriod) : Int(r.burst), maxWaitMs: Int64(r.maxWaitMs))
-        }
-        if let f = wire.fallback { p.fallback = fallback(f, &problems) }
-        if let c = wire.cache {
-            p.cache = CachePolicy(
-                ttlMs: Int64(c.ttlMs), maxEntries: c.maxEntries == 0 ? 1_000 : Int(c.maxEntries),
-                staleWhileRevalidateMs: Int64(c.staleWhileRevalidateMs))
-        }
-        return problems.isEmpty ? .success(p) : .failure(PolicyValidationError(policy: wire.name, violations: problems))
+        let converted = convert(wire)
+        return converted.problems.isEmpty ? .success(converted.policy) : .failure(PolicyValidationError(policy: wire.name, violations: converted.problems))
     }
 
-    /// Converts and validates: every problem, of either kind, at once.
+    /// Converts and validates: every problem, of either kind, at once, in the
+    /// order of the fields in `fusebox.v1.Policy`, with proto field paths
+    /// relative to the policy. This is what ValidatePolicy returns as is and
+    /// what PutPolicy returns with each path under `policy.` (see
+    /// `fieldViolations(_:under:)`).
     public static func validatedPolicy(from wire: Fusebox_V1_Policy) -> Result<Policy, PolicyValidationError> {
-        switch policy(from: wire) {
-        case .failure(let error):
-            return .failure(error)
-        case .success(let policy):
-            let problems = PolicyValidator.violations(of: policy)
-            return problems.isEmpty ? .success(policy) : .failure(PolicyValidationError(policy: policy.name, violations: problems))
+        let converted = convert(wire)
+        let checked = PolicyValidator.violations(of: converted.policy).map(protoViolation).filter { v in
+            // A value the conversion could not read was replaced by its default;
+            // checks of fields that depend on it would report that default.
+            !converted.unreadable.contains { v.field == $0 || v.field.hasPrefix($0 + ".") }
         }
+        let all = converted.problems + checked
+        guard !all.isEmpty else { return .success(converted.policy) }
+        let sorted = all.enumerated().sorted { a, b in
+            (PolicyFieldPath.order(ofProto: a.element.field), a.offset) < (PolicyFieldPath.order(ofProto: b.element.field), b.offset)
+        }.map(\.element)
+        return .failure(PolicyValidationError(policy: wire.name, violations: sorted))
+    }
+
+    /// A violation of `PolicyValidator` (domain names) as the API reports it.
+    public static func protoViolation(_ v: PolicyViolation) -> PolicyViolation {
+        let field = v.field.isEmpty ? "" : (PolicyFieldPath.proto(fromDomain: v.field) ?? v.field)
+        return PolicyViolation(field: field, message: PolicyFieldPath.protoMessage(v.message, field: v.field))
+    }
+
+    /// The violations of `error` as `FieldViolation`s, each path under
+    /// `prefix`: `"policy"` for PutPolicy (`policy.retry.backoff.max_ms`;
+    /// a problem with the whole policy names `policy`), empty for
+    /// ValidatePolicy, whose paths are relative to the policy.
+    public static func fieldViolations(_ error: PolicyValidationError, under prefix: String = "") -> [Fusebox_V1_FieldViolation] {
+        error.violations.map { v in
+            var w = Fusebox_V1_FieldViolation()
+            w.field = prefix.isEmpty ? v.field : (v.field.isEmpty ? prefix : "\(prefix).\(v.field)")
+            w.description = v.message
+            return w
+        }
+    }
+
+    /// The converted policy, the problems converting it, and the proto paths
+    /// of values that could not be read (replaced by defaults).
+    private struct Conversion {
+        var policy: Policy
+        var problems: [PolicyViolation] = []
+        var unreadable: [String] = []
+    }
+
+    private static func convert(_ wire: Fusebox_V1_Policy) -> Conversion {
+        var c = Conversion(policy: Policy(name: wire.name))
+        c.policy.description = wire.description
+        c.policy.labels = wire.labels
+        if let cb = wire.circuitBreaker { c.policy.circuitBreaker = circuitBreaker(cb, &c) }
+        if let r = wire.retry { c.policy.retry = retry(r, &c.problems) }
+        if let t = wire.timeout {
+            c.policy.timeout = TimeoutPolicy(attemptMs: t.attemptMs == 0 ? nil : Int64(t.attemptMs), totalMs: t.totalMs == 0 ? nil : Int64(t.totalMs))
+        }
+        if let b = wire.bulkhead {
+            c.policy.bulkhead = BulkheadPolicy(maxConcurrent: Int(b.maxConcurrent), maxQueued: Int(b.maxQueued), maxWaitMs: b.maxWaitMs == 0 ? 1_000 : Int64(b.maxWaitMs))
+        }
+        if let r = wire.rateLimit {
+            // burst 0 means limit_per_period; the validator then reports only limit_per_period.
+            c.policy.rateLimit = RateLimitPolicy(
+                limitPerPeriod: Int(r.limitPerPeriod), periodMs: r.periodMs == 0 ? 1_000 : Int64(r.periodMs),
+                burst: r.burst == 0 ? nil : Int(r.burst), maxWaitMs: Int64(r.maxWaitMs))
+        }
+        if let f = wire.fallback { c.policy.fallback = fallback(f, &c.problems) }
+        if let cache = wire.cache {
+            c.policy.cache = CachePolicy(
+                ttlMs: Int64(cache.ttlMs), maxEntries: cache.maxEntries == 0 ? 1_000 : Int(cache.maxEntries),
+                staleWhileRevalidateMs: Int64(cache.staleWhileRevalidateMs))
+        }
+        return c
     }
 
     /// The API message for `policy`, every value explicit.
@@ -90,7 +139,7 @@ public enum PolicyMapping {
 
     // MARK: Circuit breaker
 
-    private static func circuitBreaker(_ w: Fusebox_V1_CircuitBreakerPolicy, _ problems: inout [PolicyViolation]) -> CircuitBreakerPolicy {
+    private static func circuitBreaker(_ w: Fusebox_V1_CircuitBreakerPolicy, _ c: inout Conversion) -> CircuitBreakerPolicy {
         var cb = CircuitBreakerPolicy()
         let window = w.window ?? Fusebox_V1_SlidingWindow()
         let kind: WindowShape.Kind
@@ -98,7 +147,8 @@ public enum PolicyMapping {
         case .unspecified, .count: kind = .count
         case .time: kind = .time
         case .unrecognized(let n):
-            problems.append(PolicyViolation(field: "circuitBreaker.window.type", message: "(\(n)) is not a window type this server knows; use COUNT or TIME"))
+            c.problems.append(PolicyViolation(field: "circuit_breaker.window.type", message: "(\(n)) is not a window type this server knows; use WINDOW_TYPE_COUNT or WINDOW_TYPE_TIME"))
+            c.unreadable.append("circuit_breaker.window")
             kind = .count
         }
         let size = window.size == 0 ? (kind == .count ? 100 : 60) : Int(window.size)
@@ -162,7 +212,7 @@ public enum PolicyMapping {
             case .unspecified, .exponential: r.backoff.kind = .exponential
             case .fixed: r.backoff.kind = .fixed
             case .unrecognized(let n):
-                problems.append(PolicyViolation(field: "retry.backoff.type", message: "(\(n)) is not a backoff type this server knows; use FIXED or EXPONENTIAL"))
+                problems.append(PolicyViolation(field: "retry.backoff.type", message: "(\(n)) is not a backoff type this server knows; use BACKOFF_TYPE_FIXED or BACKOFF_TYPE_EXPONENTIAL"))
             }
             r.backoff.initialMs = b.initialMs == 0 ? 100 : Int64(b.initialMs)
             r.backoff.maxMs = b.maxMs == 0 ? 10_000 : Int64(b.maxMs)
@@ -175,7 +225,7 @@ public enum PolicyMapping {
         case .decorrelated: r.jitter = .decorrelated
         case .proportional: r.jitter = .proportional
         case .unrecognized(let n):
-            problems.append(PolicyViolation(field: "retry.jitter", message: "(\(n)) is not a jitter type this server knows"))
+            problems.append(PolicyViolation(field: "retry.jitter", message: "(\(n)) is not a jitter type this server knows; use JITTER_TYPE_NONE, JITTER_TYPE_FULL, JITTER_TYPE_EQUAL, JITTER_TYPE_DECORRELATED or JITTER_TYPE_PROPORTIONAL"))
         }
         r.jitterPercent = w.jitterPercent == 0 ? 20 : Int(w.jitterPercent)
         if !w.retryOn.isEmpty {
@@ -188,7 +238,7 @@ public enum PolicyMapping {
                 case .serverError: conditions.insert(.serverError)
                 case .anyFailure: conditions.insert(.anyFailure)
                 case .unspecified, .unrecognized:
-                    problems.append(PolicyViolation(field: "retry.retryOn[\(i)]", message: "(\(c.rawValue)) is not a retry condition; use NETWORK_ERROR, TIMEOUT, RATE_LIMITED, SERVER_ERROR or ANY_FAILURE"))
+                    problems.append(PolicyViolation(field: "retry.retry_on[\(i)]", message: "(\(c.rawValue)) is not a retry condition; use RETRY_CONDITION_NETWORK_ERROR, RETRY_CONDITION_TIMEOUT, RETRY_CONDITION_RATE_LIMITED, RETRY_CONDITION_SERVER_ERROR or RETRY_CONDITION_ANY_FAILURE"))
                 }
             }
             r.retryOn = conditions
@@ -256,7 +306,7 @@ public enum PolicyMapping {
             if let match = triggers.first(where: { $0.0 == t }) {
                 on.insert(match.1)
             } else {
-                problems.append(PolicyViolation(field: "fallback.on[\(i)]", message: "(\(t.rawValue)) is not a fallback trigger; use CIRCUIT_OPEN, BULKHEAD_FULL, RATE_LIMITED, TIMEOUT or FAILURE"))
+                problems.append(PolicyViolation(field: "fallback.on[\(i)]", message: "(\(t.rawValue)) is not a fallback trigger; use FALLBACK_TRIGGER_CIRCUIT_OPEN, FALLBACK_TRIGGER_BULKHEAD_FULL, FALLBACK_TRIGGER_RATE_LIMITED, FALLBACK_TRIGGER_TIMEOUT or FALLBACK_TRIGGER_FAILURE"))
             }
         }
         switch w.action {
@@ -264,7 +314,7 @@ public enum PolicyMapping {
         case .staleCache?: return FallbackPolicy(triggers: on, action: .staleCache)
         case .handler(let name)?: return FallbackPolicy(triggers: on, action: .handler(name))
         case nil:
-            problems.append(PolicyViolation(field: "fallback", message: "sets no action; set staticResponse, staleCache or handler"))
+            problems.append(PolicyViolation(field: "fallback", message: "sets no action; set one of static_response, stale_cache or handler"))
             return nil
         }
     }

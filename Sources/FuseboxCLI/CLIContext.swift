@@ -23,6 +23,9 @@ public struct CLIError: Error, CustomStringConvertible {
     public var message: String
     public var hints: [String] = []
     public var code: Int32
+    /// For INVALID_ARGUMENT: the server's violations (`fusebox-error-details-bin`),
+    /// field paths in proto names, for commands that can place them in a file.
+    var violations: [Fusebox_V1_FieldViolation] = []
 
     public init(_ message: String, hints: [String] = [], code: Int32 = ExitCodes.failure) {
         self.message = message
@@ -249,13 +252,16 @@ struct Connection {
         case .notFound:
             return CLIError(error.message, code: ExitCodes.notFound)
         case .invalidArgument:
-            var hints: [String] = []
+            var violations: [Fusebox_V1_FieldViolation] = []
             if let bytes = error.metadata.firstBinary("fusebox-error-details-bin"),
                 let details = try? Fusebox_V1_ErrorDetails(decoding: bytes)
             {
-                hints = details.violations.map { "\($0.field): \($0.description)" }
+                violations = details.violations
             }
-            return CLIError("the server rejected the request: \(error.message)", hints: hints, code: ExitCodes.invalidInput)
+            var e = CLIError(
+                "the server rejected the request: \(error.message)", hints: violations.map { "\($0.field): \($0.description)" }, code: ExitCodes.invalidInput)
+            e.violations = violations
+            return e
         case .failedPrecondition, .aborted, .alreadyExists:
             return CLIError(error.message, hints: ["someone changed it meanwhile; fetch it again and retry"], code: ExitCodes.conflict)
         default:

@@ -22,6 +22,18 @@ struct Policies: AsyncParsableCommand {
         return s.joined(separator: ",")
     }
 
+    /// A PutPolicy rejection as problems in the policy file, at the lines of
+    /// the fields the server named (it names them in proto spelling).
+    static func rejected(_ error: CLIError, _ document: PolicyDocument, applied: [String], registry: String) -> CLIError {
+        let problems = document.problems(fromServer: error.violations.map { PolicyViolation(field: $0.field, message: $0.description) })
+        let count = "\(problems.count) problem\(problems.count == 1 ? "" : "s")"
+        return CLIError(
+            "the server rejected policy \(registry)/\(document.policy.name) of \(document.file) (\(count)):\n"
+                + problems.map { "  \($0)" }.joined(separator: "\n"),
+            hints: applied.isEmpty ? [] : ["the policies before it in the file were applied: \(applied.joined(separator: ", "))"],
+            code: error.code)
+    }
+
     static func domain(_ record: Fusebox_V1_PolicyRecord) throws -> Policy {
         guard let wire = record.policy else { throw CLIError("the server sent a record without a policy", code: ExitCodes.failure) }
         switch PolicyMapping.policy(from: wire) {
@@ -120,16 +132,22 @@ struct Policies: AsyncParsableCommand {
         func run() async throws {
             try await runCommand { scope in
                 let settings = try global.resolve()
-                let policies = try readPolicyFile(file)
+                let documents = try readPolicyDocuments(file)
                 let connection = try scope.connect(settings)
                 var results: [OutputValue] = []
                 var lines: [String] = []
-                for policy in policies {
+                for document in documents {
+                    let policy = document.policy
                     var request = Fusebox_V1_PutPolicyRequest()
                     request.registry = registry
                     request.policy = PolicyMapping.wire(policy)
                     request.reason = reason
-                    let r = try await connection.unary("fusebox.v1.RegistryService", "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self)
+                    let r: Fusebox_V1_PutPolicyResponse
+                    do {
+                        r = try await connection.unary("fusebox.v1.RegistryService", "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self)
+                    } catch let error as CLIError where error.violations.contains(where: { $0.field == "policy" || $0.field.hasPrefix("policy.") }) {
+                        throw Policies.rejected(error, document, applied: documents.prefix(results.count).map(\.policy.name), registry: registry)
+                    }
                     let kind = switch r.kind {
                     case .created: "created"
                     case .updated: "updated"

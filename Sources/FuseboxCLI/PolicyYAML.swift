@@ -34,40 +34,51 @@ public enum PolicyYAML {
     /// The policies in `text`, each converted and validated; or every
     /// problem found, each with its line and column.
     public static func parse(_ text: String, file: String) -> Result<[Policy], PolicyFileProblems> {
-        let documents: [Node]
+        documents(text, file: file).map { $0.map(\.policy) }
+    }
+
+    /// Like `parse(_:file:)`, keeping where each policy's fields are written,
+    /// so that problems the server reports can be placed on their lines.
+    /// `validate: false` skips the policy model's checks (the file must
+    /// still read as policies), leaving them to the server.
+    public static func documents(_ text: String, file: String, validate: Bool = true) -> Result<[PolicyDocument], PolicyFileProblems> {
+        let nodes: [Node]
         do {
-            documents = try Array(Yams.compose_all(yaml: text))
+            nodes = try Array(Yams.compose_all(yaml: text))
         } catch let error as YamlError {
             return .failure(PolicyFileProblems([syntaxProblem(error, file: file)]))
         } catch {
             return .failure(PolicyFileProblems([PolicyFileProblem(file: file, field: "", message: "cannot read YAML: \(error)")]))
         }
-        guard !documents.isEmpty else {
+        guard !nodes.isEmpty else {
             return .failure(PolicyFileProblems([PolicyFileProblem(file: file, line: 1, column: 1, field: "", message: "the file holds no policy")]))
         }
-        var policies: [Policy] = []
+        var documents: [PolicyDocument] = []
         var problems: [PolicyFileProblem] = []
-        for document in documents {
+        for node in nodes {
             var reader = Reader(file: file)
-            let policy = reader.policy(document)
+            let policy = reader.policy(node)
+            let document = PolicyDocument(
+                policy: policy, file: file, positions: reader.marks.mapValues(FilePosition.init), start: node.mark.map(FilePosition.init))
             var found = reader.problems
-            // The model's own checks run too (on what could be read), so one
-            // pass reports every problem; a field already reported is not repeated.
-            let reported = Set(found.map(\.field))
-            for v in PolicyValidator.violations(of: policy) where !reported.contains(v.field) {
-                let mark = reader.mark(for: v.field) ?? document.mark
-                found.append(PolicyFileProblem(file: file, line: mark?.line, column: mark?.column, field: v.field, message: v.message))
+            if validate {
+                // The model's own checks run too (on what could be read), so one
+                // pass reports every problem; a field already reported is not repeated.
+                let reported = Set(found.map(\.field))
+                for v in PolicyValidator.violations(of: policy) where !reported.contains(v.field) {
+                    found.append(document.problem(field: v.field, message: v.message))
+                }
             }
             found.sort { ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0) }
-            if found.isEmpty { policies.append(policy) }
+            if found.isEmpty { documents.append(document) }
             problems += found
         }
         if !problems.isEmpty { return .failure(PolicyFileProblems(problems)) }
-        let names = policies.map(\.name)
+        let names = documents.map(\.policy.name)
         if let duplicate = names.first(where: { n in names.filter { $0 == n }.count > 1 }) {
             return .failure(PolicyFileProblems([PolicyFileProblem(file: file, field: "name", message: "policy \"\(duplicate)\" appears more than once")]))
         }
-        return .success(policies)
+        return .success(documents)
     }
 
     private static func syntaxProblem(_ error: YamlError, file: String) -> PolicyFileProblem {
@@ -175,13 +186,7 @@ private struct Reader {
     }
 
     func mark(for field: String) -> Mark? {
-        var path = field
-        while !path.isEmpty {
-            if let m = marks[path] { return m }
-            guard let dot = path.lastIndex(of: ".") else { break }
-            path = String(path[..<dot])
-        }
-        return nil
+        nearest(field, in: marks)
     }
 
     mutating func problem(_ node: Node?, _ field: String, _ message: String) {
@@ -252,7 +257,10 @@ private struct Reader {
             problem(node, path, "must be a list")
             return nil
         }
-        return seq.enumerated().compactMap { string($0.element, "\(path)[\($0.offset)]") }
+        return seq.enumerated().compactMap { item in
+            if let m = item.element.mark { marks["\(path)[\(item.offset)]"] = m }
+            return string(item.element, "\(path)[\(item.offset)]")
+        }
     }
 
     mutating func choice<T>(_ node: Node?, _ path: String, _ options: [(String, T)]) -> T? {
@@ -370,7 +378,8 @@ private struct Reader {
         if let seq = f["retryOn"] {
             if let items = seq.sequence {
                 r.retryOn = Set(items.enumerated().compactMap { item in
-                    choice(item.element, "\(p).retryOn[\(item.offset)]", RetryCondition.allCases.map { ($0.rawValue, $0) })
+                    if let m = item.element.mark { marks["\(p).retryOn[\(item.offset)]"] = m }
+                    return choice(item.element, "\(p).retryOn[\(item.offset)]", RetryCondition.allCases.map { ($0.rawValue, $0) })
                 })
             } else {
                 problem(seq, "\(p).retryOn", "must be a list of \(RetryCondition.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -395,7 +404,8 @@ private struct Reader {
         if let seq = f["triggers"] {
             if let items = seq.sequence {
                 triggers = Set(items.enumerated().compactMap { item in
-                    choice(item.element, "fallback.triggers[\(item.offset)]", FallbackTrigger.allCases.map { ($0.rawValue, $0) })
+                    if let m = item.element.mark { marks["fallback.triggers[\(item.offset)]"] = m }
+                    return choice(item.element, "fallback.triggers[\(item.offset)]", FallbackTrigger.allCases.map { ($0.rawValue, $0) })
                 })
             } else {
                 problem(seq, "fallback.triggers", "must be a list")
@@ -419,6 +429,23 @@ private struct Reader {
         if problems.isEmpty { problem(actionNode, "fallback.action", "must be staleCache, {staticResponse: {contentType, body}} or {handler: NAME}") }
         return nil
     }
+}
+
+/// The value for `field` or, failing that, for the nearest field that holds
+/// it: `retry.retryOn[2]`, then `retry.retryOn`, then `retry`.
+func nearest<T>(_ field: String, in values: [String: T]) -> T? {
+    var path = field
+    while !path.isEmpty {
+        if let v = values[path] { return v }
+        if path.hasSuffix("]"), let open = path.lastIndex(of: "[") {
+            path = String(path[..<open])
+        } else if let dot = path.lastIndex(of: ".") {
+            path = String(path[..<dot])
+        } else {
+            break
+        }
+    }
+    return nil
 }
 
 /// Levenshtein distance, for "did you mean" hints.

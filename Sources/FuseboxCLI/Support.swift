@@ -150,8 +150,13 @@ func readText(_ path: String) throws -> String {
 
 /// Reads a policy file, or every problem in it.
 func readPolicyFile(_ path: String) throws -> [Policy] {
-    switch PolicyYAML.parse(try readText(path), file: path) {
-    case .success(let policies): return policies
+    try readPolicyDocuments(path).map(\.policy)
+}
+
+/// Reads a policy file keeping where each field is written, or every problem in it.
+func readPolicyDocuments(_ path: String) throws -> [PolicyDocument] {
+    switch PolicyYAML.documents(try readText(path), file: path) {
+    case .success(let documents): return documents
     case .failure(let found):
         let problems = found.problems
         throw CLIError(

@@ -108,6 +108,26 @@ final class CLIGoldenTests: XCTestCase {
         try assertGolden("validate-good", try runProcess([builtProduct("fusebox").path, "policies", "validate", "-f", good], timeout: 30))
     }
 
+    func testApplyShowsTheServersProblemsAtTheirLinesInTheFile() async throws {
+        let registry = try await StricterRegistry.start()
+        let path = directory + "/strict.yaml"
+        try """
+            name: relaxed
+            labels: {team: payments}
+            timeout: {attemptMs: 800}
+            ---
+            name: strict
+            labels: {tier: "1"}
+            circuitBreaker:
+              failureRateThreshold: 50
+            retry:
+              backoff: {initialMs: 100, maxMs: 10000}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try fusebox(["policies", "apply", "-f", path], server: "127.0.0.1:\(registry.port)")
+        try await registry.stop()
+        try assertGolden("apply-rejected-by-server", result)
+    }
+
     func testContextsFromTheConfigFile() throws {
         let config = directory + "/.config/fusebox"
         try FileManager.default.createDirectory(atPath: config, withIntermediateDirectories: true)

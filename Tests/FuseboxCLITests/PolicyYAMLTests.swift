@@ -1,5 +1,7 @@
+import FuseboxAPI
 import FuseboxCLI
 import FuseboxCore
+import FuseboxWire
 import XCTest
 
 /// Policy files map one to one onto the policy model: what `policies get -o
@@ -62,5 +64,64 @@ final class PolicyYAMLTests: XCTestCase {
         XCTAssertTrue(dup.problems.first?.message.contains("more than once") ?? false)
         guard case .failure(let empty) = PolicyYAML.parse("", file: "e.yaml") else { return XCTFail("empty file accepted") }
         XCTAssertTrue(empty.problems.first?.message.contains("no policy") ?? false)
+    }
+
+    func testABurstLeftOutIsNotAProblemOfItsOwn() {
+        guard case .failure(let e) = PolicyYAML.parse("name: a\nrateLimit: {limitPerPeriod: 0}\n", file: "r.yaml") else {
+            return XCTFail("a limit of 0 was accepted")
+        }
+        XCTAssertEqual(e.problems.map(\.description), ["r.yaml:2:13: rateLimit.limitPerPeriod: (0) must be between 1 and 1000000000"])
+    }
+
+    /// The server names fields by their proto paths; `policies apply` shows
+    /// its verdict in the file's names, at the same lines and columns as
+    /// `policies validate` shows its own.
+    func testServerProblemsInProtoNamesPointAtTheFilesLines() throws {
+        let text = """
+            name: checkout
+            labels: {team: payments, "bad key": x}
+            circuitBreaker:
+              failureRateThreshold: 150
+              ignoredErrors: [http.404, ""]
+              openDuration: {baseMs: 2000, maxMs: 1000}
+            retry:
+              retryOn: [timeout, serverError]
+              backoff:
+                initialMs: 500
+                maxMs: 100
+              retryableErrors: [http.503]
+              nonRetryableErrors: [http.503]
+            rateLimit: {limitPerPeriod: 0}
+            timeout: {attemptMs: 2000, totalMs: 1000}
+            """
+        guard case .failure(let offline) = PolicyYAML.parse(text, file: "c.yaml") else { return XCTFail("the file was accepted") }
+        XCTAssertEqual(offline.problems.count, 8, "\(offline.problems)")
+        let document = try XCTUnwrap(PolicyYAML.documents(text, file: "c.yaml", validate: false).get().first)
+        guard case .failure(let verdict) = PolicyMapping.validatedPolicy(from: PolicyMapping.wire(document.policy)) else {
+            return XCTFail("the server's checks accepted the policy")
+        }
+        XCTAssertTrue(verdict.violations.contains { $0.field == "circuit_breaker.failure_rate_threshold_percent" }, "\(verdict)")
+        // ValidatePolicy: paths relative to the policy.
+        XCTAssertEqual(document.problems(fromServer: verdict.violations), offline.problems)
+        // PutPolicy: paths under `policy.`.
+        let put = PolicyMapping.fieldViolations(verdict, under: "policy").map { PolicyViolation(field: $0.field, message: $0.description) }
+        XCTAssertEqual(document.problems(fromServer: put), offline.problems)
+    }
+
+    func testServerProblemsTheFileCannotHaveStillFindTheirPlace() throws {
+        let text = "name: checkout\nretry:\n  retryOn: [timeout, serverError]\n"
+        let document = try XCTUnwrap(PolicyYAML.documents(text, file: "c.yaml").get().first)
+        let problems = document.problems(fromServer: [
+            PolicyViolation(field: "policy.retry.retry_on[1]", message: "(42) is not a retry condition"),
+            PolicyViolation(field: "policy.retry.backoff.type", message: "(7) is not a backoff type"),
+            PolicyViolation(field: "policy", message: "is not allowed in this registry"),
+            PolicyViolation(field: "registry", message: "is read-only"),
+        ])
+        XCTAssertEqual(problems.map(\.description), [
+            "c.yaml: registry: is read-only",
+            "c.yaml:1:1: is not allowed in this registry",
+            "c.yaml:2:1: retry.backoff.kind: (7) is not a backoff type",
+            "c.yaml:3:22: retry.retryOn[1]: (42) is not a retry condition",
+        ])
     }
 }

@@ -27,7 +27,9 @@ public enum PolicyValidator {
         if let r = policy.rateLimit {
             v.range(r.limitPerPeriod, 1...1_000_000_000, "rateLimit.limitPerPeriod")
             v.range(r.periodMs, 1...maxDurationMs, "rateLimit.periodMs")
-            v.range(r.burst, 1...1_000_000_000, "rateLimit.burst")
+            // A burst equal to the limit (the default when burst is not set, 0 on
+            // the wire) is valid exactly when the limit is: report the limit only.
+            if r.burst != r.limitPerPeriod { v.range(r.burst, 1...1_000_000_000, "rateLimit.burst") }
             v.range(r.maxWaitMs, 0...maxDurationMs, "rateLimit.maxWaitMs")
         }
         if let f = policy.fallback { fallback(f, cache: policy.cache, into: &v) }

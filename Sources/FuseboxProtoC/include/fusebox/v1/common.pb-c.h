@@ -57,14 +57,20 @@ struct  Fusebox__V1__FieldViolation
 {
   ProtobufCMessage base;
   /*
-   * Path of the offending field in the request, dotted from the message
-   * that was sent, e.g. "policy.retry.backoff.max_ms". Empty when the
+   * Path of the offending field in the request, in proto field names (not
+   * JSON or policy-file names), dotted from the message that was sent, e.g.
+   * "policy.retry.backoff.max_ms" in a PutPolicyRequest. An element of a
+   * repeated field adds its 0-based index: "policy.retry.retry_on[2]". An
+   * entry of a map adds its key as a quoted string, `"` and `\` escaped
+   * with `\`: "policy.labels[\"team\"]". A problem with a section as a
+   * whole names the section: "policy.circuit_breaker". Empty when the
    * problem concerns the message as a whole.
    */
   char *field;
   /*
-   * What is wrong and what would be accepted, written for a person, e.g.
-   * "retry.backoff.max_ms (100) must be >= retry.backoff.initial_ms (500)".
+   * What is wrong and what would be accepted, written for a person, without
+   * the path of `field`; other fields it mentions are named the same way,
+   * e.g. "(100) must be ≥ retry.backoff.initial_ms (500)".
    */
   char *description;
 };
