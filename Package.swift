@@ -215,8 +215,15 @@ let package = Package(
         ),
         // Multi-process tests: fuseboxd, example services and the CLI as real processes.
         .testTarget(name: "FuseboxFleetTests", dependencies: ["FuseboxTesting"]),
-        .testTarget(name: "FuseboxCLITests", dependencies: ["FuseboxCLI", "FuseboxCore", "FuseboxTesting"], exclude: ["Golden"]),
-        .testTarget(name: "FuseboxAPITests", dependencies: ["FuseboxAPI", "FuseboxCore", "FuseboxWire"]),
+        .testTarget(
+            name: "FuseboxCLITests",
+            dependencies: [
+                "FuseboxCLI", "FuseboxCore", "FuseboxTesting", "FuseboxAPI", "FuseboxWire", "FuseboxRPC", "FuseboxTLS",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            exclude: ["Golden"]
+        ),
+        .testTarget(name: "FuseboxAPITests", dependencies: ["FuseboxAPI", "FuseboxCore", "FuseboxWire", "FuseboxProtoC", "CProtobufC"]),
         .testTarget(
             name: "FuseboxCoreTests",
             dependencies: ["FuseboxCore", .product(name: "PropertyBased", package: "swift-property-based")]

@@ -97,8 +97,8 @@ final class RegistryAPITests: XCTestCase {
         } catch {
             XCTAssertEqual(error.code, .invalidArgument)
             let details = try Fusebox_V1_ErrorDetails(decoding: error.metadata.firstBinary("fusebox-error-details-bin") ?? [])
-            XCTAssertEqual(details.violations.map(\.field), ["policy.retry.backoff.maxMs", "policy.bulkhead.maxConcurrent"])
-            XCTAssertTrue(error.message.contains("retry.backoff.maxMs: (100) must be ≥ retry.backoff.initialMs (500)"), error.message)
+            XCTAssertEqual(details.violations.map(\.field), ["policy.retry.backoff.max_ms", "policy.bulkhead.max_concurrent"])
+            XCTAssertTrue(error.message.contains("retry.backoff.max_ms: (100) must be ≥ retry.backoff.initial_ms (500)"), error.message)
         }
         let reader = try server.client("reader", group: group)
         do throws(RPCError) {

@@ -118,7 +118,7 @@ public struct RegistryService: Sendable {
                 response.valid = true
             case .failure(let error):
                 // Paths relative to the policy.
-                response.violations = error.violations.map { WireConversions.violation($0.field, $0.message) }
+                response.violations = PolicyMapping.fieldViolations(error)
             }
             return response
         }

@@ -211,14 +211,12 @@ enum WireConversions {
         return RPCError(.invalidArgument, text, metadata: trailers(details))
     }
 
-    /// INVALID_ARGUMENT listing every problem of a policy, paths prefixed by `prefix`.
+    /// INVALID_ARGUMENT listing every problem of a policy, paths (proto
+    /// names) under `prefix`.
     static func invalidArgument(_ error: PolicyValidationError, prefix: String = "policy") -> RPCError {
-        invalid(error.violations.map { v in
-            var w = Fusebox_V1_FieldViolation()
-            w.field = v.field.isEmpty ? prefix : "\(prefix).\(v.field)"
-            w.description = v.message
-            return w
-        })
+        var details = Fusebox_V1_ErrorDetails()
+        details.violations = PolicyMapping.fieldViolations(error, under: prefix)
+        return RPCError(.invalidArgument, error.description, metadata: trailers(details))
     }
 
     /// A store failure as a status.
