@@ -141,7 +141,7 @@ final class Authority: @unchecked Sendable {
         // The timer task wakes on its own; give it the chance to act and commit.
         for _ in 0..<200 {
             await Task.yield()
-            if coordinator.pendingCommits == 0 && !coordinator.hasDueBreakers { break }
+            if coordinator.isSettled { break }
             try? await Task.sleep(for: .milliseconds(1))
         }
     }

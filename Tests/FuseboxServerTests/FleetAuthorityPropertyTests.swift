@@ -97,7 +97,7 @@ final class FleetAuthorityPropertyTests: XCTestCase {
         } else {
             await a.advance(2_000)
         }
-        await waitUntil("everything stored (seed \(seed))") { a.coordinator.pendingCommits == 0 && !a.coordinator.hasDueBreakers }
+        await waitUntil("everything stored (seed \(seed))") { a.coordinator.isSettled }
         let reference = everything[0].transitions
         for sink in everything.dropFirst() {
             XCTAssertEqual(sink.transitions, reference, "seed \(seed): two watchers saw different sequences")

@@ -206,6 +206,16 @@ extension BreakerCoordinator {
         return state.withLockedValue { s in s.timers.earliest.map { $0 <= now } ?? false }
     }
 
+    /// True when no breaker is due and nothing waits to be stored: what a
+    /// test that moves time by hand waits for. (One look under the lock: two
+    /// separate ones could miss a step taken between them.)
+    public var isSettled: Bool {
+        let now = clock.now()
+        return state.withLockedValue { s in
+            (s.timers.earliest.map { $0 > now } ?? true) && !s.entries.values.contains { $0.pending > 0 }
+        }
+    }
+
     /// Store transactions that made breaker changes durable, since start.
     public var commitCount: UInt64 { state.withLockedValue { $0.commits } }
 
