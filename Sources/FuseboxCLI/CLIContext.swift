@@ -65,6 +65,34 @@ public struct GlobalOptions: ParsableArguments {
 
     public init() {}
 
+    /// The options every subcommand takes, as they may be written before it.
+    static let hoistable: Set<String> = ["--server", "--ca", "--cert", "--key", "-o", "--output", "--context", "--config"]
+
+    /// `arguments` with the global options written before the subcommand
+    /// (`--server a:7443 audit --since 1h`) moved to the end, where the
+    /// subcommand parses them (`audit --since 1h --server a:7443`). Anything
+    /// else stays where it is.
+    public static func hoisted(_ arguments: [String]) -> [String] {
+        var leading: [String] = []
+        var rest = arguments[...]
+        while let first = rest.first {
+            let name = first.split(separator: "=", maxSplits: 1).first.map(String.init) ?? first
+            guard hoistable.contains(name) else { break }
+            leading.append(first)
+            rest = rest.dropFirst()
+            if !first.contains("="), let value = rest.first {
+                leading.append(value)
+                rest = rest.dropFirst()
+            }
+        }
+        guard !leading.isEmpty, !rest.isEmpty else { return arguments }
+        // After "--" everything is an argument: keep the options before it.
+        if let separator = rest.firstIndex(of: "--") {
+            return Array(rest[..<separator]) + leading + Array(rest[separator...])
+        }
+        return Array(rest) + leading
+    }
+
     /// The settings in force, after environment and config file.
     func resolve() throws -> ResolvedSettings {
         let env = ProcessInfo.processInfo.environment

@@ -48,6 +48,24 @@ final class CLIGoldenTests: XCTestCase {
         XCTAssertEqual(actual, expected, "output of \(name) differs from \(url.path) (UPDATE_GOLDEN=1 rewrites it)", file: file, line: line)
     }
 
+    /// Global options work before the subcommand too, as `fusebox --help` shows.
+    func testGlobalOptionsBeforeTheSubcommand() throws {
+        let result = try runProcess([
+            builtProduct("fusebox").path, "--server", "127.0.0.1:\(server.port)", "--ca", try TestCertificates.path("ca.pem"),
+            "--cert", try TestCertificates.path("admin.pem"), "--key", try TestCertificates.path("admin.key"), "-o", "json",
+            "audit", "--since", "1h",
+        ], timeout: 30, environment: ["HOME": directory, "COLUMNS": "200"])
+        XCTAssertEqual(result.status, 0, result.output)
+        XCTAssertFalse(result.output.contains("Unknown option"), result.output)
+        XCTAssertTrue(result.output.hasPrefix("[") || result.output.hasPrefix("{"), "JSON output expected: \(result.output)")
+        let registries = try runProcess([
+            builtProduct("fusebox").path, "--server=127.0.0.1:\(server.port)", "--ca", try TestCertificates.path("ca.pem"),
+            "--cert", try TestCertificates.path("reader.pem"), "--key", try TestCertificates.path("reader.key"), "registries", "list",
+        ], timeout: 30, environment: ["HOME": directory, "COLUMNS": "200"])
+        XCTAssertEqual(registries.status, 0, registries.output)
+        XCTAssertTrue(registries.output.contains("default"), registries.output)
+    }
+
     func testPolicyListingsAsTableJSONAndYAML() throws {
         try assertGolden("policies-list-table", try fusebox(["policies", "list"]))
         try assertGolden("policies-get-yaml", try fusebox(["policies", "get", "external", "-o", "yaml"]))

@@ -125,3 +125,16 @@ final class PolicyYAMLTests: XCTestCase {
         ])
     }
 }
+
+/// Global options written before the subcommand are parsed by it.
+final class GlobalOptionsHoistingTests: XCTestCase {
+    func testGlobalOptionsBeforeTheSubcommandMoveAfterIt() {
+        XCTAssertEqual(
+            GlobalOptions.hoisted(["--server", "a:7443", "-o", "json", "audit", "--since", "1h"]),
+            ["audit", "--since", "1h", "--server", "a:7443", "-o", "json"])
+        XCTAssertEqual(GlobalOptions.hoisted(["--server=a:1", "breakers", "list"]), ["breakers", "list", "--server=a:1"])
+        XCTAssertEqual(GlobalOptions.hoisted(["breakers", "list", "--server", "a:1"]), ["breakers", "list", "--server", "a:1"])
+        XCTAssertEqual(GlobalOptions.hoisted(["--help"]), ["--help"])
+        XCTAssertEqual(GlobalOptions.hoisted(["--server", "a:1", "x", "--", "-o"]), ["x", "--server", "a:1", "--", "-o"])
+    }
+}
