@@ -168,6 +168,31 @@ final class DeployTests: XCTestCase {
     }
 
     /// `systemd-analyze verify` accepts the unit (with ExecStart pointing at the built binary).
+    /// The image builds from what its Dockerfile copies: the build stage's
+    /// COPY set, reproduced in an empty directory, is a package SwiftPM can
+    /// load, with the fuseboxd product. (No container engine runs here, so
+    /// the image itself is not built; this is the check that failed when the
+    /// Dockerfile left out directories the manifest declares targets in.)
+    func testTheDockerfileCopiesEverythingThePackageNeeds() throws {
+        let dockerfile = try String(contentsOf: repositoryRoot.appendingPathComponent("deploy/docker/Dockerfile"), encoding: .utf8)
+        let stages = dockerfile.components(separatedBy: "\nFROM ")
+        let build = try XCTUnwrap(stages.first { $0.contains(" AS build") } ?? stages.first)
+        let copies = build.split(separator: "\n").filter { $0.hasPrefix("COPY ") && !$0.contains("--from") }
+        XCTAssertFalse(copies.isEmpty)
+        let context = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-docker-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: context, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: context) }
+        for line in copies {
+            let parts = line.split(separator: " ").map(String.init)
+            guard parts.count == 3 else { return XCTFail("unexpected COPY line: \(line)") }
+            let destination = parts[2] == "./" ? context.appendingPathComponent(parts[1]) : context.appendingPathComponent(parts[2])
+            try FileManager.default.copyItem(at: repositoryRoot.appendingPathComponent(parts[1]), to: destination)
+        }
+        let described = try runProcess(["swift", "package", "--package-path", context.path, "describe", "--type", "json"], timeout: 120)
+        XCTAssertEqual(described.status, 0, described.output)
+        XCTAssertTrue(described.output.contains("\"fuseboxd\""), described.output)
+    }
+
     func testSystemdUnitVerifies() throws {
         guard (try? runProcess(["systemd-analyze", "--version"], timeout: 10))?.status == 0 else {
             throw XCTSkip("systemd-analyze is not installed")
