@@ -104,16 +104,7 @@ final class Authority: @unchecked Sendable {
     /// A policy `name` in registry `default` tripping at 50% of at least 10
     /// calls, open `openMs`, `permits` probes.
     func policy(_ name: String = "p", openMs: Int64 = 1_000, permits: Int = 1, maxWaitMs: Int64 = 500, minimumClients: Int = 1) {
-        var p = Policy(name: name)
-        var cb = CircuitBreakerPolicy()
-        cb.failureRateThreshold = 50
-        cb.minimumCalls = 10
-        cb.minimumClients = minimumClients
-        cb.openDuration.baseMs = openMs
-        cb.halfOpen.permittedCalls = permits
-        cb.halfOpen.successThreshold = permits
-        cb.halfOpen.maxWaitMs = maxWaitMs
-        p.circuitBreaker = cb
+        let p = fleetPolicy(name, minimumClients: minimumClients, permits: permits, openMs: openMs, maxWaitMs: maxWaitMs)
         policies.withLockedValue { $0["default/\(name)"] = p }
     }
 

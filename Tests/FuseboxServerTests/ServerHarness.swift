@@ -68,8 +68,8 @@ func batch(client: String, breaker: String, policy: String = "fleet", generation
     return b
 }
 
-/// Stores a breaker policy named `name` in `default` through the API.
-func putFleetPolicy(_ admin: RPCClient, name: String = "fleet", minimumClients: Int = 1, permits: Int = 2, openMs: Int64 = 300, maxWaitMs: Int64 = 30_000) async throws {
+/// A policy `name` whose breaker trips at 50% failures of at least 10 calls.
+func fleetPolicy(_ name: String, minimumClients: Int = 1, permits: Int = 2, openMs: Int64 = 300, maxWaitMs: Int64 = 30_000) -> Policy {
     var policy = Policy(name: name)
     var cb = CircuitBreakerPolicy()
     cb.failureRateThreshold = 50
@@ -80,6 +80,10 @@ func putFleetPolicy(_ admin: RPCClient, name: String = "fleet", minimumClients: 
     cb.halfOpen.successThreshold = permits
     cb.halfOpen.maxWaitMs = maxWaitMs
     policy.circuitBreaker = cb
-    try await ServerHarness.put(policy, with: admin)
+    return policy
 }
 
+/// Stores `fleetPolicy(name, …)` in `default` through the API.
+func putFleetPolicy(_ admin: RPCClient, name: String = "fleet", minimumClients: Int = 1, permits: Int = 2, openMs: Int64 = 300, maxWaitMs: Int64 = 30_000) async throws {
+    try await ServerHarness.put(fleetPolicy(name, minimumClients: minimumClients, permits: permits, openMs: openMs, maxWaitMs: maxWaitMs), with: admin)
+}

@@ -17,20 +17,16 @@ import sys
 import time
 
 import grpc
-from grpc_tools import protoc
 
 ap = argparse.ArgumentParser()
 for flag in ("--port", "--protos", "--work", "--certs"):
     ap.add_argument(flag, required=True)
 args = ap.parse_args()
 
-out = pathlib.Path(args.work) / "stubs"
-out.mkdir(parents=True, exist_ok=True)
-protos = pathlib.Path(args.protos).resolve()
-files = [str(p.relative_to(protos)) for p in sorted(protos.glob("fusebox/v1/*.proto"))]
-if protoc.main(["protoc", f"-I{protos}", f"--python_out={out}", f"--grpc_python_out={out}", *files]) != 0:
-    sys.exit("protoc failed")
-sys.path.insert(0, str(out))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from fusebox_protos import compile_protos  # noqa: E402
+
+compile_protos(args.protos, pathlib.Path(args.work) / "stubs", grpc_stubs=True)
 from fusebox.v1 import (admin_pb2, admin_pb2_grpc, breaker_pb2, breaker_pb2_grpc, common_pb2,  # noqa: E402
                         policy_pb2, registry_pb2, registry_pb2_grpc)
 

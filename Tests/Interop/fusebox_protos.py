@@ -11,12 +11,17 @@ import sys
 from grpc_tools import protoc
 
 
-def compile_protos(protos, out):
+def compile_protos(protos, out, grpc_stubs=False):
+    """Compiles every proto (and, with `grpc_stubs`, the grpcio service stubs
+    of fusebox.v1) into `out` and returns the message modules by file."""
     protos = pathlib.Path(protos).resolve()
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = sorted(str(p.relative_to(protos)) for p in protos.rglob("*.proto"))
     status = protoc.main(["protoc", f"-I{protos}", f"--python_out={out}", *files])
+    if status == 0 and grpc_stubs:
+        fusebox = [f for f in files if f.startswith("fusebox/")]
+        status = protoc.main(["protoc", f"-I{protos}", f"--grpc_python_out={out}", *fusebox])
     if status != 0:
         sys.exit(f"protoc failed for {files}")
     if str(out) not in sys.path:

@@ -75,7 +75,7 @@ public struct AdminService: Sendable {
         }
         router.unary(service, "ListAudit") { (request: Fusebox_V1_ListAuditRequest, context) in
             try audit.authorizer.require(.admin, context)
-            guard request.limit <= 1_000 else { throw WireConversions.invalid("limit", "(\(request.limit)) must be 0 (the default of 100) to 1000") }
+            let limit = try WireConversions.pageSize(request.limit, field: "limit")
             var query = AuditQuery()
             query.sinceMs = request.sinceMs
             query.untilMs = request.untilMs
@@ -83,7 +83,7 @@ public struct AdminService: Sendable {
             query.breakerPrefix = request.breakerPrefix
             query.deniedOnly = request.deniedOnly
             query.beforeID = request.beforeId
-            query.limit = request.limit == 0 ? 100 : Int(request.limit)
+            query.limit = limit
             for (i, action) in request.actions.enumerated() {
                 guard let a = WireConversions.action(action) else {
                     throw WireConversions.invalid("actions[\(i)]", "(\(action.rawValue)) is not an audit action")

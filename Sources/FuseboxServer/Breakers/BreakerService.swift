@@ -89,8 +89,7 @@ public struct BreakerService: Sendable {
         router.unary(service, "ListBreakers") { (request: Fusebox_V1_ListBreakersRequest, context) in
             try authorizer.require(.reader, context)
             if !request.registry.isEmpty { try WireConversions.checkRegistry(request.registry, field: "registry") }
-            guard request.pageSize <= 1_000 else { throw WireConversions.invalid("page_size", "(\(request.pageSize)) must be 0 (the default of 100) to 1000") }
-            let size = request.pageSize == 0 ? 100 : Int(request.pageSize)
+            let size = try WireConversions.pageSize(request.pageSize, field: "page_size")
             var all = authority.views(BreakerSelector(registry: request.registry, prefix: request.namePrefix))
             if !request.pageToken.isEmpty {
                 // The token is the last key returned, "registry/name"; registry names

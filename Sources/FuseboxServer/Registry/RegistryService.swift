@@ -125,8 +125,7 @@ public struct RegistryService: Sendable {
         router.unary(service, "PolicyHistory") { (request: Fusebox_V1_PolicyHistoryRequest, context) in
             try authorizer.require(.reader, context)
             try WireConversions.checkRegistry(request.registry, field: "registry")
-            guard request.limit <= 1_000 else { throw WireConversions.invalid("limit", "(\(request.limit)) must be 0 (the default of 100) to 1000") }
-            let limit = request.limit == 0 ? 100 : Int(request.limit)
+            let limit = try WireConversions.pageSize(request.limit, field: "limit")
             let changes: [PolicyChangeRecord]
             do throws(StoreError) {
                 changes = try await registry.history(

@@ -35,6 +35,12 @@ enum WireConversions {
         }
     }
 
+    /// A page size or limit: 0 means the default of 100; at most 1,000.
+    static func pageSize(_ value: UInt32, field: String) throws(RPCError) -> Int {
+        guard value <= 1_000 else { throw invalid(field, "(\(value)) must be 0 (the default of 100) to 1000") }
+        return value == 0 ? 100 : Int(value)
+    }
+
     /// A reason: at most 1,024 bytes.
     static func checkReason(_ reason: String, field: String = "reason") throws(RPCError) {
         guard reason.utf8.count <= 1_024 else { throw invalid(field, "is \(reason.utf8.count) bytes; at most 1024 are allowed") }
