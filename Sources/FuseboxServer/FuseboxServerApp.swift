@@ -24,6 +24,8 @@ public final class FuseboxServerApp: Sendable {
         public var insecureAnonymousRole: Role?
         /// Load the presets into `default` on first start. Default true.
         public var seedPresets = true
+        /// Bounds on breakers.
+        public var limits = AuthorityLimits()
 
         /// A configuration.
         public init(dataDirectory: String, tls: TLSConfiguration) {
@@ -58,7 +60,7 @@ public final class FuseboxServerApp: Sendable {
         let authorizer = Authorizer(rules: configuration.roleRules, anonymousRole: configuration.insecureAnonymousRole)
         let registry = try await PolicyRegistry(store: store, clock: clock)
         if configuration.seedPresets { try await registry.seedPresetsIfEmpty() }
-        let coordinator = try await BreakerCoordinator(store: store, clock: clock) { registry.policy(registry: $0, name: $1) }
+        let coordinator = try await BreakerCoordinator(store: store, clock: clock, limits: configuration.limits) { registry.policy(registry: $0, name: $1) }
         registry.addListener { [weak coordinator] change in
             coordinator?.policyChanged(registry: change.registry, name: change.name, policy: change.after)
         }

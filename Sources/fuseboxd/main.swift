@@ -123,6 +123,7 @@ struct Serve: AsyncParsableCommand {
         appConfiguration.roleRules = settings.roles
         appConfiguration.insecureAnonymousRole = settings.insecureNoClientCertificates ? .admin : nil
         appConfiguration.seedPresets = settings.presets
+        appConfiguration.limits = settings.authorityLimits
         let app: FuseboxServerApp
         do {
             app = try await FuseboxServerApp.start(appConfiguration, group: group, version: fuseboxdVersion)

@@ -48,6 +48,7 @@ final class GatedStore: BreakerStateStore, Sendable {
     init(_ inner: SQLiteStore) { self.inner = inner }
 
     func loadBreakers() async throws(StoreError) -> [StoredBreaker] { try await inner.loadBreakers() }
+    func loadGenerationFloor() async throws(StoreError) -> UInt64 { try await inner.loadGenerationFloor() }
 
     func commit(_ changes: [BreakerCommit]) async throws(StoreError) -> [UInt64] {
         if closed.withLockedValue({ $0 }) {
@@ -86,9 +87,9 @@ final class Authority: @unchecked Sendable {
         store = GatedStore(sqlite)
     }
 
-    func start() async throws {
+    func start(limits: AuthorityLimits = AuthorityLimits()) async throws {
         let policies = self.policies
-        coordinator = try await BreakerCoordinator(store: store, clock: clock) { registry, name in
+        coordinator = try await BreakerCoordinator(store: store, clock: clock, limits: limits) { registry, name in
             policies.withLockedValue { $0["\(registry)/\(name)"] }
         }
         let c = coordinator!

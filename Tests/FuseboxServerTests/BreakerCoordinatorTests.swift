@@ -33,7 +33,7 @@ final class BreakerCoordinatorTests: XCTestCase {
         await a.advance(999)
         XCTAssertEqual(a.status("db")?.state, .open, "not before its deadline")
         await a.advance(1)
-        await waitUntil("half-open") { a.status("db")?.state == .halfOpen }
+        await waitUntil("half-open, streamed") { sink.transitions.count == 2 }
         XCTAssertEqual(sink.transitions, ["default/db OPEN 1", "default/db HALF_OPEN 2"])
         XCTAssertEqual(a.status("db")?.reason.contains("open period ended"), true)
     }
@@ -74,7 +74,8 @@ final class BreakerCoordinatorTests: XCTestCase {
         XCTAssertNil(outcome.before)
         XCTAssertGreaterThan(outcome.auditID, 0)
         await a.advance(500)
-        await waitUntil("override lifted") { a.status("pay")?.state == .closed }
+        await waitUntil("override lifted, streamed") { sink.transitions.count == 2 }
+        XCTAssertEqual(a.status("pay")?.state, .closed)
         XCTAssertEqual(sink.transitions, ["default/pay FORCED_OPEN 1", "default/pay CLOSED 2"])
         let entries = try await a.sqlite.listAudit(AuditQuery())
         XCTAssertEqual(entries.map(\.action), [.overrideExpired, .forceOpen])
@@ -152,7 +153,8 @@ final class BreakerCoordinatorTests: XCTestCase {
         XCTAssertEqual(a.status("db")?.state, .closed)
         XCTAssertEqual(sink.transitions, [])
         try refuseBreakerWrites(false)
-        await waitUntil("stored on retry") { a.status("db")?.state == .open }
+        await waitUntil("stored on retry and streamed") { sink.transitions.count == 1 }
+        XCTAssertEqual(a.status("db")?.state, .open)
         XCTAssertEqual(sink.transitions, ["default/db OPEN 1"])
     }
 
@@ -269,9 +271,97 @@ extension BreakerCoordinatorTests {
         authority = restarted
         let sink = CollectingSink()
         _ = restarted.coordinator.watch(BreakerSelector(), sink: sink)
-        await waitUntil("the restart's step is stored") { restarted.status("db")?.generation.value == 3 }
+        await waitUntil("the restart's step is stored and streamed") { sink.transitions.last == "default/db HALF_OPEN 3" }
         XCTAssertEqual(restarted.status("db")?.state, .halfOpen)
         XCTAssertEqual(restarted.status("db")?.reason, BreakerStateMachine.restartReason)
         XCTAssertEqual(sink.transitions.last, "default/db HALF_OPEN 3")
+    }
+}
+
+/// What a client can make the authority hold: a bounded number of breakers
+/// per registry, and idle ones are forgotten.
+final class AuthorityLimitsTests: XCTestCase {
+    private var authority: Authority!
+
+    override func tearDown() async throws {
+        await authority?.stop()
+        if let a = authority { try? FileManager.default.removeItem(atPath: a.directory) }
+    }
+
+    private func start(maxBreakers: Int = 10_000, idleMs: Int64 = 0, directory: String? = nil) async throws -> Authority {
+        let a = try await Authority(directory: directory)
+        a.policy()
+        var limits = AuthorityLimits()
+        limits.maxBreakersPerRegistry = maxBreakers
+        limits.idleEvictionMs = idleMs
+        try await a.start(limits: limits)
+        authority = a
+        return a
+    }
+
+    /// One reporter naming 3,000 random breakers cannot make a registry hold
+    /// more than its limit; the refusal names the limit.
+    func testRandomBreakerNamesCannotGrowARegistryPastItsLimit() async throws {
+        let a = try await start(maxBreakers: 500)
+        var refused = 0
+        var message = ""
+        var random = SplitMix64(seed: 7)
+        for _ in 0..<30 {
+            let breakers = (0..<100).map { _ in
+                ReportedBreaker(
+                    key: a.key("random-\(random.next())"), policy: "p",
+                    report: OutcomeReport(client: "greedy", generation: BreakerGeneration(0), counts: OutcomeCounts(success: 1)))
+            }
+            let result = await a.coordinator.report(OutcomeBatchReport(client: "greedy", breakers: breakers))
+            refused += result.rejected.count
+            if let first = result.rejected.first { message = first.error.message }
+            XCTAssertTrue(result.rejected.allSatisfy { $0.error.code == .resourceExhausted })
+        }
+        XCTAssertEqual(a.coordinator.breakerCount, 500)
+        XCTAssertEqual(refused, 2_500)
+        XCTAssertTrue(message.contains("limits.maxBreakersPerRegistry"), message)
+        // The breakers that exist keep working.
+        await a.report("random-known", success: 1)
+        XCTAssertNil(a.status("random-known"), "a new one is still refused")
+    }
+
+    /// A breaker idle for the eviction period is forgotten, in memory and in
+    /// the store; reported again, it starts above the generation it had, also
+    /// after a restart.
+    func testIdleBreakersAreEvictedAndNeverReuseAGeneration() async throws {
+        let a = try await start(idleMs: 10_000)
+        await a.report("db", success: 5)
+        await a.report("db", failure: 10)
+        await a.advance(1_000)
+        await waitUntil("half-open") { a.status("db")?.state == .halfOpen }
+        let permit = try await a.coordinator.acquirePermit(a.key("db"))
+        guard case .granted(let grant) = permit.decision else { return XCTFail("permit") }
+        await a.report("db", probes: [(grant.id, .success)])
+        XCTAssertEqual(a.status("db")?.state, .closed)
+        XCTAssertEqual(a.status("db")?.generation.value, 3)
+        await a.report("busy", success: 1)
+        a.clock.advance(by: 9_000)
+        await a.report("busy", success: 1)
+        a.clock.advance(by: 1_000)
+        XCTAssertEqual(a.coordinator.evictIdleBreakers(), 1, "only db was idle for 10 s")
+        XCTAssertNil(a.status("db"))
+        XCTAssertNotNil(a.status("busy"))
+        await waitUntil("deleted from the store") { a.coordinator.isSettled }
+        let stored = try await a.sqlite.loadBreakers()
+        XCTAssertEqual(stored.map(\.name), ["busy"])
+        await a.report("db", generation: 0, success: 1)
+        XCTAssertEqual(a.status("db")?.generation.value, 3, "created again at the floor, not at 0")
+        await a.report("db", failure: 20)
+        XCTAssertEqual(a.status("db")?.generation.value, 4)
+        // A breaker that is not plainly CLOSED is not idle, however long nobody reports.
+        a.clock.advance(by: 20_000)
+        XCTAssertEqual(a.coordinator.evictIdleBreakers(), 1, "busy went idle; db is not CLOSED")
+        await waitUntil("stored") { a.coordinator.isSettled }
+        XCTAssertNotNil(a.status("db"))
+        // The floor survives a restart.
+        await a.stop()
+        let restarted = try await start(idleMs: 10_000, directory: a.directory)
+        await restarted.report("fresh", success: 1)
+        XCTAssertEqual(restarted.status("fresh")?.generation.value, 3)
     }
 }

@@ -98,6 +98,14 @@ final class FleetAuthorityPropertyTests: XCTestCase {
             await a.advance(2_000)
         }
         await waitUntil("everything stored (seed \(seed))") { a.coordinator.isSettled }
+        // A committed step is visible a moment before the hub has offered it to
+        // every watcher: wait for the last one to arrive.
+        await waitUntil("watchers caught up (seed \(seed))") {
+            a.coordinator.views(BreakerSelector()).allSatisfy { view in
+                view.status.generation.value == 0
+                    || everything.allSatisfy { $0.transitions.last { $0.hasPrefix("\(view.key) ") }?.hasSuffix(" \(view.status.generation.value)") == true }
+            }
+        }
         let reference = everything[0].transitions
         for sink in everything.dropFirst() {
             XCTAssertEqual(sink.transitions, reference, "seed \(seed): two watchers saw different sequences")

@@ -20,12 +20,13 @@ extension BreakerCoordinator {
             let group = state.withLockedValue { s -> [Pending] in
                 let taken = Array(s.queue.prefix(Self.groupLimit))
                 s.queue.removeFirst(taken.count)
+                s.inFlight = taken.count
                 return taken
             }
             guard !group.isEmpty else { return }
             let result: Result<[UInt64], StoreError>
             do throws(StoreError) {
-                result = .success(try await store.commit(group.map { BreakerCommit(breaker: $0.stored, audits: $0.audits) }))
+                result = .success(try await store.commit(group.map { BreakerCommit(breaker: $0.stored, audits: $0.audits, evicted: $0.evicted) }))
             } catch {
                 result = .failure(error)
             }
@@ -48,12 +49,13 @@ extension BreakerCoordinator {
             state.withLockedValue { s -> [(CheckedContinuation<Result<[UInt64], StoreError>, Never>, [UInt64])] in
                 s.commits += 1
                 s.retryAt = nil
+                s.inFlight = 0
                 var resumed: [(CheckedContinuation<Result<[UInt64], StoreError>, Never>, [UInt64])] = []
                 var next = auditIDs.makeIterator()
                 for p in group {
                     var ids: [UInt64] = []
                     for _ in p.audits { if let id = next.next() { ids.append(id) } }
-                    if var entry = s.entries[p.key] {
+                    if !p.evicted, var entry = s.entries[p.key] {
                         entry.visible = p.stored.status
                         entry.exists = true
                         entry.pending = max(0, entry.pending - 1)
@@ -115,6 +117,7 @@ extension BreakerCoordinator {
         let now = clock.now()
         let waiters = state.withLockedValue { s -> [CheckedContinuation<Result<[UInt64], StoreError>, Never>] in
             var resumed: [CheckedContinuation<Result<[UInt64], StoreError>, Never>] = []
+            s.inFlight = 0
             var retry: [Pending] = []
             var undone: Set<BreakerKey> = []
             for var p in group {
@@ -129,6 +132,7 @@ extension BreakerCoordinator {
                     undone.insert(p.key)
                     if p.undoRemoves {
                         s.entries[p.key] = nil
+                        s.perRegistry[p.key.registry, default: 1] -= 1
                     } else if let machine = p.undo, var entry = s.entries[p.key] {
                         entry.machine = machine
                         s.entries[p.key] = entry

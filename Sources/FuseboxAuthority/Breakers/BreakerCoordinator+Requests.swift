@@ -212,7 +212,8 @@ extension BreakerCoordinator {
     public var isSettled: Bool {
         let now = clock.now()
         return state.withLockedValue { s in
-            (s.timers.earliest.map { $0 > now } ?? true) && !s.entries.values.contains { $0.pending > 0 }
+            (s.timers.earliest.map { $0 > now } ?? true) && s.queue.isEmpty && s.inFlight == 0
+                && !s.entries.values.contains { $0.pending > 0 }
         }
     }
 

@@ -35,6 +35,8 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
         var lastTicket: UInt64 = 0
         /// The deadline the timer holds for it.
         var scheduled: Timestamp?
+        /// The last report, permit request or action on it.
+        var lastActivity: Timestamp
     }
 
     /// A commit waiting for the store.
@@ -51,6 +53,8 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
         var undoRemoves = false
         /// The commit creates the breaker.
         var created = false
+        /// The commit deletes an idle breaker.
+        var evicted = false
         var resolved = false
     }
 
@@ -68,6 +72,13 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
         /// After a failed commit, timers wait until this before retrying.
         var retryAt: Timestamp?
         var commits: UInt64 = 0
+        /// New breakers start at this generation: the highest of any evicted one.
+        var floor: UInt64 = 0
+        /// Breakers per registry, for the limit.
+        var perRegistry: [String: Int] = [:]
+        var evictions: UInt64 = 0
+        /// Commits taken by the committer and not yet stored or refused.
+        var inFlight = 0
     }
 
     let store: any BreakerStateStore
@@ -79,18 +90,24 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
     let commitBell = Doorbell()
     let timerBell = Doorbell()
     let logger = Logger(label: "fusebox.breakers")
+    /// Bounds on what clients can make the authority hold.
+    public let limits: AuthorityLimits
 
     /// Restores every stored breaker. `policies(registry, name)` gives the
     /// policy a breaker is bound to, if it exists.
     public init(
-        store: any BreakerStateStore, clock: any FleetClock, policies: @escaping @Sendable (String, String) -> Policy?
+        store: any BreakerStateStore, clock: any FleetClock, limits: AuthorityLimits = AuthorityLimits(),
+        policies: @escaping @Sendable (String, String) -> Policy?
     ) async throws(StoreError) {
         self.store = store
         self.clock = clock
         self.policies = policies
+        self.limits = limits
         let now = clock.now()
         let stored = try await store.loadBreakers()
+        let floor = try await store.loadGenerationFloor()
         state.withLockedValue { s in
+            s.floor = floor
             for b in stored {
                 let key = BreakerKey(registry: b.registry, name: b.name)
                 let rule: CircuitBreakerPolicy
@@ -106,9 +123,10 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
                 let machine = BreakerStateMachine(
                     policy: rule, restoring: b.status, override: b.override,
                     overrideUntil: b.overrideUntilMs.map(Timestamp.init(milliseconds:)), at: now)
-                var entry = Entry(machine: machine, policy: b.policy, visible: b.status)
+                var entry = Entry(machine: machine, policy: b.policy, visible: b.status, lastActivity: now)
                 entry.exists = true
                 s.entries[key] = entry
+                s.perRegistry[key.registry, default: 0] += 1
                 AuthorityMetrics.state(key, b.status)
                 // A HALF_OPEN breaker's permits died with the previous process: it
                 // moves to a new generation, stored and published like any step.
@@ -126,8 +144,8 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
             group.addTask { await self.runCommitter() }
             group.addTask { await self.runTimers() }
             group.addTask { await self.runResync() }
-            await group.next()
-            group.cancelAll()
+            group.addTask { await self.runEviction() }
+            // Each runs until the task running `run()` is cancelled.
         }
     }
 
@@ -177,10 +195,19 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
             guard let rule = policy.circuitBreaker else {
                 return .failure(CoordinatorError(.failedPrecondition, "policy \"\(name)\" of registry \"\(key.registry)\" has no circuit_breaker section", field: "policy"))
             }
-            let machine = BreakerStateMachine(policy: rule, at: now)
-            entry = Entry(machine: machine, policy: name, visible: machine.status)
+            guard s.perRegistry[key.registry, default: 0] < limits.maxBreakersPerRegistry else {
+                AuthorityMetrics.limitReached("breakers_per_registry")
+                return .failure(CoordinatorError(
+                    .resourceExhausted,
+                    "registry \"\(key.registry)\" holds \(limits.maxBreakersPerRegistry) breakers, its limit (limits.maxBreakersPerRegistry); breaker \(key) was not created. Idle breakers are evicted after \(limits.idleEvictionMs / 1000) s"))
+            }
+            // Above every evicted breaker's generation: a name used before never sees a generation again.
+            let machine = BreakerStateMachine(policy: rule, generation: BreakerGeneration(s.floor), at: now)
+            entry = Entry(machine: machine, policy: name, visible: machine.status, lastActivity: now)
             created = true
+            s.perRegistry[key.registry, default: 0] += 1
         }
+        entry.lastActivity = now
         var undo: BreakerStateMachine?
         var audits: [AuditRecord] = []
         if case .operatorAction(let records) = purpose {

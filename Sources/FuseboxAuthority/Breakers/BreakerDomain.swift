@@ -257,3 +257,18 @@ public protocol BreakerAuthority: Sendable {
     /// Ends a watch.
     func unwatch(_ id: UInt64)
 }
+
+/// Bounds on what clients can make the authority hold.
+public struct AuthorityLimits: Sendable, Hashable {
+    /// Breakers one registry may hold; creating more is refused with
+    /// `resourceExhausted`. Default 10,000.
+    public var maxBreakersPerRegistry = 10_000
+    /// A breaker that is plainly CLOSED (no override, no permit) and has seen
+    /// no report, permit request or action for this long is evicted: forgotten
+    /// and deleted from the store, until a client reports it again. 0 never
+    /// evicts. Default 1 hour.
+    public var idleEvictionMs: Int64 = 3_600_000
+
+    /// The defaults.
+    public init() {}
+}

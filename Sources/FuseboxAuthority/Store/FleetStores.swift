@@ -6,6 +6,9 @@ public import FuseboxCore
 public protocol BreakerStateStore: Sendable {
     /// Every saved breaker.
     func loadBreakers() async throws(StoreError) -> [StoredBreaker]
+    /// The highest generation of any evicted breaker (0 if none): new
+    /// breakers start above it.
+    func loadGenerationFloor() async throws(StoreError) -> UInt64
     /// Stores every change of `commits` and their audit entries in one
     /// transaction (one fsync for all: group commit), or none of them.
     /// Returns the ids the audit entries got, in order.

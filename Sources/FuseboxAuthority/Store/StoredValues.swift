@@ -215,10 +215,15 @@ public struct BreakerCommit: Sendable {
     public var breaker: StoredBreaker
     /// Audit entries of the action that caused it (overrides, resets, expiry).
     public var audits: [AuditRecord]
+    /// The breaker was evicted (idle): delete it, and raise the generation
+    /// floor to its generation, so that a breaker created again under the
+    /// same name never reuses a generation.
+    public var evicted: Bool
 
     /// A commit.
-    public init(breaker: StoredBreaker, audits: [AuditRecord] = []) {
+    public init(breaker: StoredBreaker, audits: [AuditRecord] = [], evicted: Bool = false) {
         self.breaker = breaker
         self.audits = audits
+        self.evicted = evicted
     }
 }

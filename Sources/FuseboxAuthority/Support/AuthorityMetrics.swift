@@ -23,6 +23,14 @@ enum AuthorityMetrics {
         state(key, t.status)
     }
 
+    static func limitReached(_ limit: String) {
+        Counter(label: "fusebox_limit_rejections_total", dimensions: [("limit", limit)]).increment()
+    }
+
+    static func evicted(_ count: Int) {
+        Counter(label: "fusebox_breakers_evicted_total").increment(by: Int64(count))
+    }
+
     static func commitFailed() {
         Counter(label: "fusebox_store_commit_failures_total").increment()
     }

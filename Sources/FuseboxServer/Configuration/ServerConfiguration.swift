@@ -1,3 +1,4 @@
+public import FuseboxAuthority
 public import FuseboxRPC
 public import FuseboxTLS
 import Yams
@@ -32,6 +33,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var idleTimeoutSeconds = 300
     /// Calls in flight get this many seconds on shutdown. Default 10.
     public var shutdownGraceSeconds = 10
+    /// Breakers one registry may hold. Default 10,000.
+    public var maxBreakersPerRegistry = 10_000
+    /// Idle CLOSED breakers are evicted after this many seconds (0: never). Default 3,600.
+    public var idleBreakerSeconds = 3_600
     /// Load the presets into `default` on first start. Default true.
     public var presets = true
     /// Address of the HTTP listener for /metrics, /healthz and /readyz. Default 127.0.0.1.
@@ -53,6 +58,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         "limits.maxMessageBytes": "largest request message", "limits.maxConcurrentStreams": "streams per connection",
         "limits.maxConnections": "open connections", "limits.idleTimeoutSeconds": "idle connection timeout",
         "limits.shutdownGraceSeconds": "time calls in flight get on shutdown", "presets": "load presets on first start",
+        "limits.maxBreakersPerRegistry": "breakers one registry may hold",
+        "limits.idleBreakerSeconds": "idle CLOSED breakers are evicted after this (0: never)",
         "observability.host": "address of the /metrics, /healthz, /readyz listener", "observability.port": "its port (0: any free port)",
     ]
 
@@ -119,6 +126,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         case "limits.maxConnections": maximumConnections = try int(1...1_000_000)
         case "limits.idleTimeoutSeconds": idleTimeoutSeconds = try int(1...86_400)
         case "limits.shutdownGraceSeconds": shutdownGraceSeconds = try int(0...3_600)
+        case "limits.maxBreakersPerRegistry": maxBreakersPerRegistry = try int(1...10_000_000)
+        case "limits.idleBreakerSeconds": idleBreakerSeconds = try int(0...31_536_000)
         case "presets": presets = try bool()
         case "observability.host": observabilityHost = text
         case "observability.port": observabilityPort = try int(0...65_535)
@@ -162,6 +171,14 @@ public struct ServerConfiguration: Sendable, Equatable {
     }
 
     /// The RPC server settings.
+    /// The authority's limits these settings give.
+    public var authorityLimits: AuthorityLimits {
+        var limits = AuthorityLimits()
+        limits.maxBreakersPerRegistry = maxBreakersPerRegistry
+        limits.idleEvictionMs = Int64(idleBreakerSeconds) * 1_000
+        return limits
+    }
+
     public var rpc: RPCServerConfiguration {
         var c = RPCServerConfiguration()
         c.host = host

@@ -11,7 +11,7 @@ import NIOPosix
 /// schema, with a message that says what to do; it never resets data.
 public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
     /// The schema version this build writes. Migrations bring older files up to it.
-    public static let schemaVersion: Int64 = 2
+    public static let schemaVersion: Int64 = 3
 
     /// Migrations by the version they produce.
     static let migrations: [(version: Int64, sql: String)] = [
@@ -36,6 +36,9 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
         // The breaker rule each breaker last ran with, so a breaker whose
         // policy is deleted keeps tripping by it after a restart.
         (2, "ALTER TABLE breakers ADD COLUMN rule BLOB;"),
+        // The highest generation of an evicted breaker: a breaker created again
+        // under an evicted one's name starts above it.
+        (3, "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"),
     ]
 
     private let database: SQLiteDatabase
@@ -268,18 +271,26 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
     // MARK: Breakers
 
     public func commit(_ commits: [BreakerCommit]) async throws(StoreError) -> [UInt64] {
-        var rows: [(StoredBreaker, [UInt8]?, [(AuditRecord, [UInt8])])] = []
+        var rows: [(StoredBreaker, [UInt8]?, [(AuditRecord, [UInt8])], Bool)] = []
         for c in commits {
             let rule = try c.breaker.rule.map { r throws(StoreError) in try Self.encodeRule(r) }
             var audits: [(AuditRecord, [UInt8])] = []
             for a in c.audits { audits.append((a, try Self.encodeAudit(a))) }
-            rows.append((c.breaker, rule, audits))
+            rows.append((c.breaker, rule, audits, c.evicted))
         }
         let prepared = rows
         return try await run { db throws(StoreError) in
             try db.transaction { () throws(StoreError) -> [UInt64] in
                 var ids: [UInt64] = []
-                for (b, rule, audits) in prepared {
+                for (b, rule, audits, evicted) in prepared {
+                    if evicted {
+                        try db.query("DELETE FROM breakers WHERE registry = ? AND name = ?", [.text(b.registry), .text(b.name)])
+                        try db.query(
+                            "INSERT INTO counters (name, value) VALUES ('generation_floor', ?) ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",
+                            [.integer(Int64(b.status.generation.value))])
+                        for (audit, body) in audits { ids.append(try Self.insertAudit(db, audit, body: body)) }
+                        continue
+                    }
                     try db.query(
                         """
                         INSERT OR REPLACE INTO breakers (registry, name, policy, generation, state, evaluated_state, since_ms, until_ms,
@@ -318,6 +329,12 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
                     override: override, overrideUntilMs: row[10].int,
                     rule: try row[11].bytes.flatMap { b throws(StoreError) in try Self.decodeRule(b) })
             }
+        }
+    }
+
+    public func loadGenerationFloor() async throws(StoreError) -> UInt64 {
+        try await run { db throws(StoreError) in
+            UInt64(try db.query("SELECT value FROM counters WHERE name = 'generation_floor'").first?.first?.int ?? 0)
         }
     }
 
