@@ -4,8 +4,11 @@ import XCTest
 
 /// Leases against a real etcd 3.4 cluster.
 final class EtcdLeaseTests: XCTestCase {
-    func testKeepAliveKeepsAKeyPastItsTTLAndRevokeDeletesIt() async throws {
-        try await withCluster { _, client in
+    func testKeepAliveKeepsAKeyPastItsTTLAcrossTheLossOfItsMemberAndRevokeDeletesIt() async throws {
+        try await withCluster { cluster, anyClient in
+            // The keepalive's member is the leader, killed halfway.
+            let leader = try await cluster.leaderIndex(anyClient)
+            let client = try cluster.client(preferring: leader)
             let lease = try await client.grantLease(ttl: 2)
             XCTAssertEqual(lease.ttl, 2)
             _ = try await client.put(b("owner"), b("me"), lease: lease.id)
@@ -19,6 +22,16 @@ final class EtcdLeaseTests: XCTestCase {
                 let owner = try await client.get(b("owner"))
                 XCTAssertEqual(owner?.lease, lease.id)
                 XCTAssertGreaterThanOrEqual(events.all.count, 4, "renewed every third of the TTL: \(events.all)")
+                XCTAssertTrue(events.all.allSatisfy { $0 == .renewed(ttl: 2) }, "\(events.all)")
+
+                // Kill the member the keepalive stream is on; it moves to another
+                // before the lease runs out, so the key outlives another 1.5 TTLs.
+                let renewedBeforeKill = events.all.count
+                cluster.kill(leader)
+                try await Task.sleep(for: .seconds(3))
+                let survivor = try await client.get(b("owner"))
+                XCTAssertEqual(survivor?.lease, lease.id, "the lease survived its member")
+                XCTAssertGreaterThan(events.all.count, renewedBeforeKill + 1, "renewals continued elsewhere: \(events.all)")
                 XCTAssertTrue(events.all.allSatisfy { $0 == .renewed(ttl: 2) }, "\(events.all)")
                 group.cancelAll()
             }
@@ -62,6 +75,7 @@ final class EtcdLeaseTests: XCTestCase {
             } catch let error as EtcdError {
                 XCTAssertEqual(error.code, .leaseNotFound, "\(error)")
             }
+            await client.close()
         }
     }
 }

@@ -45,6 +45,7 @@ public struct Etcdserverpb_RangeRequest: Sendable, Equatable {
 
 /// The keys a range read found.
 public struct Etcdserverpb_RangeResponse: Sendable, Equatable {
+    /// The answering member and the store revision it served at.
     public var header: Etcdserverpb_ResponseHeader? = nil
     /// The keys, in key order, at most `limit` of them.
     public var kvs: [Mvccpb_KeyValue] = []
@@ -59,7 +60,9 @@ public struct Etcdserverpb_RangeResponse: Sendable, Equatable {
 
 /// Writes one key.
 public struct Etcdserverpb_PutRequest: Sendable, Equatable {
+    /// The key to write.
     public var key: [UInt8] = []
+    /// The value to store.
     public var value: [UInt8] = []
     /// Attach the key to this lease; 0 for none.
     public var lease: Int64 = 0
@@ -72,6 +75,7 @@ public struct Etcdserverpb_PutRequest: Sendable, Equatable {
 
 /// The result of a write.
 public struct Etcdserverpb_PutResponse: Sendable, Equatable {
+    /// The answering member and the store revision it served at.
     public var header: Etcdserverpb_ResponseHeader? = nil
     /// The key before the write, when asked for and it existed.
     public var prevKv: Mvccpb_KeyValue? = nil
@@ -82,6 +86,7 @@ public struct Etcdserverpb_PutResponse: Sendable, Equatable {
 
 /// Deletes the key `key`, or the keys in [key, range_end).
 public struct Etcdserverpb_DeleteRangeRequest: Sendable, Equatable {
+    /// The key, or the start of the range.
     public var key: [UInt8] = []
     /// As in RangeRequest.
     public var rangeEnd: [UInt8] = []
@@ -94,6 +99,7 @@ public struct Etcdserverpb_DeleteRangeRequest: Sendable, Equatable {
 
 /// The result of a delete.
 public struct Etcdserverpb_DeleteRangeResponse: Sendable, Equatable {
+    /// The answering member and the store revision it served at.
     public var header: Etcdserverpb_ResponseHeader? = nil
     /// How many keys were deleted.
     public var deleted: Int64 = 0
@@ -107,12 +113,16 @@ public struct Etcdserverpb_DeleteRangeResponse: Sendable, Equatable {
 /// One operation of a transaction branch. (etcd also allows a nested
 /// transaction as number 4; Fusebox never sends one.)
 public struct Etcdserverpb_RequestOp: Sendable, Equatable {
+    /// The operation.
     public var request: Request? = nil
 
     /// The cases of `request`.
     public enum Request: Sendable, Equatable {
+        /// A read.
         case requestRange(Etcdserverpb_RangeRequest)
+        /// A write.
         case requestPut(Etcdserverpb_PutRequest)
+        /// A delete.
         case requestDeleteRange(Etcdserverpb_DeleteRangeRequest)
     }
 
@@ -122,12 +132,16 @@ public struct Etcdserverpb_RequestOp: Sendable, Equatable {
 
 /// The result of one operation of the branch that ran, in order.
 public struct Etcdserverpb_ResponseOp: Sendable, Equatable {
+    /// The result, of the same kind as the operation.
     public var response: Response? = nil
 
     /// The cases of `response`.
     public enum Response: Sendable, Equatable {
+        /// A read's result.
         case responseRange(Etcdserverpb_RangeResponse)
+        /// A write's result.
         case responsePut(Etcdserverpb_PutResponse)
+        /// A delete's result.
         case responseDeleteRange(Etcdserverpb_DeleteRangeResponse)
     }
 
@@ -138,8 +152,11 @@ public struct Etcdserverpb_ResponseOp: Sendable, Equatable {
 /// One condition of a transaction: a property of a key (or of every key of a
 /// range) compared with a value.
 public struct Etcdserverpb_Compare: Sendable, Equatable {
+    /// The relation that must hold.
     public var result: Etcdserverpb_Compare.CompareResult = .equal
+    /// The property compared.
     public var target: Etcdserverpb_Compare.CompareTarget = .version
+    /// The key whose property is compared.
     public var key: [UInt8] = []
     /// When set, the comparison holds only if it holds for every key in [key, range_end).
     public var rangeEnd: [UInt8] = []
@@ -148,10 +165,15 @@ public struct Etcdserverpb_Compare: Sendable, Equatable {
 
     /// The cases of `targetUnion`.
     public enum TargetUnion: Sendable, Equatable {
+        /// For VERSION.
         case version(Int64)
+        /// For CREATE.
         case createRevision(Int64)
+        /// For MOD.
         case modRevision(Int64)
+        /// For VALUE.
         case value([UInt8])
+        /// For LEASE.
         case lease(Int64)
     }
 
@@ -160,9 +182,13 @@ public struct Etcdserverpb_Compare: Sendable, Equatable {
 
     /// How the key's property relates to the given value.
     public enum CompareResult: Sendable, Hashable, CaseIterable {
+        /// The property equals the value.
         case equal
+        /// The property is greater than the value.
         case greater
+        /// The property is less than the value.
         case less
+        /// The property differs from the value.
         case notEqual
         /// A value this version of the Protos does not define, kept as received so that
         /// it survives a round trip. Validation at the RPC boundary rejects it.
@@ -196,10 +222,15 @@ public struct Etcdserverpb_Compare: Sendable, Equatable {
 
     /// Which property of the key is compared.
     public enum CompareTarget: Sendable, Hashable, CaseIterable {
+        /// The key's version (0 when it does not exist).
         case version
+        /// The key's create revision (0 when it does not exist).
         case create
+        /// The key's mod revision (0 when it does not exist).
         case mod
+        /// The key's value.
         case value
+        /// The key's lease ID (0 for none).
         case lease
         /// A value this version of the Protos does not define, kept as received so that
         /// it survives a round trip. Validation at the RPC boundary rejects it.
@@ -236,8 +267,11 @@ public struct Etcdserverpb_Compare: Sendable, Equatable {
 
 /// If every comparison holds, runs `success`, otherwise `failure`; all at one revision.
 public struct Etcdserverpb_TxnRequest: Sendable, Equatable {
+    /// The conditions, all of which must hold.
     public var compare: [Etcdserverpb_Compare] = []
+    /// Run when every condition holds.
     public var success: [Etcdserverpb_RequestOp] = []
+    /// Run otherwise.
     public var failure: [Etcdserverpb_RequestOp] = []
 
     /// Creates a message with every field at its default.
@@ -246,9 +280,11 @@ public struct Etcdserverpb_TxnRequest: Sendable, Equatable {
 
 /// The result of a transaction.
 public struct Etcdserverpb_TxnResponse: Sendable, Equatable {
+    /// The answering member and the store revision it served at.
     public var header: Etcdserverpb_ResponseHeader? = nil
     /// Whether the comparisons held (and `success` ran).
     public var succeeded: Bool = false
+    /// The results of the branch that ran, in order.
     public var responses: [Etcdserverpb_ResponseOp] = []
 
     /// Creates a message with every field at its default.
@@ -257,6 +293,7 @@ public struct Etcdserverpb_TxnResponse: Sendable, Equatable {
 
 /// Discards the history before `revision`.
 public struct Etcdserverpb_CompactionRequest: Sendable, Equatable {
+    /// History before this revision is discarded.
     public var revision: Int64 = 0
     /// Wait until the compaction is applied to the backend.
     public var physical: Bool = false
@@ -267,6 +304,7 @@ public struct Etcdserverpb_CompactionRequest: Sendable, Equatable {
 
 /// The result of a compaction.
 public struct Etcdserverpb_CompactionResponse: Sendable, Equatable {
+    /// The answering member and the store revision it served at.
     public var header: Etcdserverpb_ResponseHeader? = nil
 
     /// Creates a message with every field at its default.
@@ -275,12 +313,16 @@ public struct Etcdserverpb_CompactionResponse: Sendable, Equatable {
 
 /// A message on the watch stream from the client.
 public struct Etcdserverpb_WatchRequest: Sendable, Equatable {
+    /// What the client asks for.
     public var requestUnion: RequestUnion? = nil
 
     /// The cases of `requestUnion`.
     public enum RequestUnion: Sendable, Equatable {
+        /// Start a watch.
         case createRequest(Etcdserverpb_WatchCreateRequest)
+        /// End a watch.
         case cancelRequest(Etcdserverpb_WatchCancelRequest)
+        /// Report progress now.
         case progressRequest(Etcdserverpb_WatchProgressRequest)
     }
 
@@ -290,6 +332,7 @@ public struct Etcdserverpb_WatchRequest: Sendable, Equatable {
 
 /// Starts a watch of `key` or of [key, range_end).
 public struct Etcdserverpb_WatchCreateRequest: Sendable, Equatable {
+    /// The key, or the start of the range.
     public var key: [UInt8] = []
     /// As in RangeRequest.
     public var rangeEnd: [UInt8] = []
@@ -307,6 +350,7 @@ public struct Etcdserverpb_WatchCreateRequest: Sendable, Equatable {
 
 /// Ends a watch.
 public struct Etcdserverpb_WatchCancelRequest: Sendable, Equatable {
+    /// The watch to end, as etcd numbered it on creation.
     public var watchId: Int64 = 0
 
     /// Creates a message with every field at its default.
@@ -322,6 +366,7 @@ public struct Etcdserverpb_WatchProgressRequest: Sendable, Equatable {
 
 /// A message on the watch stream from the server.
 public struct Etcdserverpb_WatchResponse: Sendable, Equatable {
+    /// The answering member and the store revision it served at.
     public var header: Etcdserverpb_ResponseHeader? = nil
     /// The watch this response belongs to.
     public var watchId: Int64 = 0
@@ -336,6 +381,7 @@ public struct Etcdserverpb_WatchResponse: Sendable, Equatable {
     public var cancelReason: String = ""
     /// The events of the response continue in the next one.
     public var fragment: Bool = false
+    /// The changes, in revision order.
     public var events: [Mvccpb_Event] = []
 
     /// Creates a message with every field at its default.
@@ -355,10 +401,13 @@ public struct Etcdserverpb_LeaseGrantRequest: Sendable, Equatable {
 
 /// The lease created.
 public struct Etcdserverpb_LeaseGrantResponse: Sendable, Equatable {
+    /// The answering member and the store revision it served at.
     public var header: Etcdserverpb_ResponseHeader? = nil
+    /// The new lease's ID.
     public var id: Int64 = 0
     /// The time to live granted, in seconds.
     public var ttl: Int64 = 0
+    /// Why the lease was not granted; empty on success.
     public var error: String = ""
 
     /// Creates a message with every field at its default.
@@ -367,6 +416,7 @@ public struct Etcdserverpb_LeaseGrantResponse: Sendable, Equatable {
 
 /// Ends a lease.
 public struct Etcdserverpb_LeaseRevokeRequest: Sendable, Equatable {
+    /// The lease to end.
     public var id: Int64 = 0
 
     /// Creates a message with every field at its default.
@@ -375,6 +425,7 @@ public struct Etcdserverpb_LeaseRevokeRequest: Sendable, Equatable {
 
 /// The result of a revocation.
 public struct Etcdserverpb_LeaseRevokeResponse: Sendable, Equatable {
+    /// The answering member and the store revision it served at.
     public var header: Etcdserverpb_ResponseHeader? = nil
 
     /// Creates a message with every field at its default.
@@ -383,6 +434,7 @@ public struct Etcdserverpb_LeaseRevokeResponse: Sendable, Equatable {
 
 /// Renews a lease.
 public struct Etcdserverpb_LeaseKeepAliveRequest: Sendable, Equatable {
+    /// The lease to renew.
     public var id: Int64 = 0
 
     /// Creates a message with every field at its default.
@@ -391,8 +443,11 @@ public struct Etcdserverpb_LeaseKeepAliveRequest: Sendable, Equatable {
 
 /// The lease's renewed time to live; 0 or less when the lease no longer exists.
 public struct Etcdserverpb_LeaseKeepAliveResponse: Sendable, Equatable {
+    /// The answering member and the store revision it served at.
     public var header: Etcdserverpb_ResponseHeader? = nil
+    /// The lease renewed.
     public var id: Int64 = 0
+    /// Seconds it lives from now; 0 or less when it is gone.
     public var ttl: Int64 = 0
 
     /// Creates a message with every field at its default.
@@ -408,6 +463,7 @@ public struct Etcdserverpb_StatusRequest: Sendable, Equatable {
 
 /// A member's status.
 public struct Etcdserverpb_StatusResponse: Sendable, Equatable {
+    /// The answering member and the store revision it served at.
     public var header: Etcdserverpb_ResponseHeader? = nil
     /// etcd's version.
     public var version: String = ""
@@ -415,8 +471,11 @@ public struct Etcdserverpb_StatusResponse: Sendable, Equatable {
     public var dbSize: Int64 = 0
     /// The member ID of the current leader; 0 when there is none.
     public var leader: UInt64 = 0
+    /// The member's raft log index.
     public var raftIndex: UInt64 = 0
+    /// The member's raft term.
     public var raftTerm: UInt64 = 0
+    /// The last raft index the member applied.
     public var raftAppliedIndex: UInt64 = 0
     /// Alarms and other errors the member reports.
     public var errors: [String] = []

@@ -51,9 +51,21 @@ typedef struct Etcdserverpb__StatusResponse Etcdserverpb__StatusResponse;
  * How the key's property relates to the given value.
  */
 typedef enum _Etcdserverpb__Compare__CompareResult {
+  /*
+   * The property equals the value.
+   */
   ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL = 0,
+  /*
+   * The property is greater than the value.
+   */
   ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER = 1,
+  /*
+   * The property is less than the value.
+   */
   ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS = 2,
+  /*
+   * The property differs from the value.
+   */
   ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ETCDSERVERPB__COMPARE__COMPARE_RESULT)
 } Etcdserverpb__Compare__CompareResult;
@@ -61,10 +73,25 @@ typedef enum _Etcdserverpb__Compare__CompareResult {
  * Which property of the key is compared.
  */
 typedef enum _Etcdserverpb__Compare__CompareTarget {
+  /*
+   * The key's version (0 when it does not exist).
+   */
   ETCDSERVERPB__COMPARE__COMPARE_TARGET__VERSION = 0,
+  /*
+   * The key's create revision (0 when it does not exist).
+   */
   ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE = 1,
+  /*
+   * The key's mod revision (0 when it does not exist).
+   */
   ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD = 2,
+  /*
+   * The key's value.
+   */
   ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE = 3,
+  /*
+   * The key's lease ID (0 for none).
+   */
   ETCDSERVERPB__COMPARE__COMPARE_TARGET__LEASE = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ETCDSERVERPB__COMPARE__COMPARE_TARGET)
 } Etcdserverpb__Compare__CompareTarget;
@@ -151,6 +178,9 @@ struct  Etcdserverpb__RangeRequest
 struct  Etcdserverpb__RangeResponse
 {
   ProtobufCMessage base;
+  /*
+   * The answering member and the store revision it served at.
+   */
   Etcdserverpb__ResponseHeader *header;
   /*
    * The keys, in key order, at most `limit` of them.
@@ -177,7 +207,13 @@ struct  Etcdserverpb__RangeResponse
 struct  Etcdserverpb__PutRequest
 {
   ProtobufCMessage base;
+  /*
+   * The key to write.
+   */
   ProtobufCBinaryData key;
+  /*
+   * The value to store.
+   */
   ProtobufCBinaryData value;
   /*
    * Attach the key to this lease; 0 for none.
@@ -199,6 +235,9 @@ struct  Etcdserverpb__PutRequest
 struct  Etcdserverpb__PutResponse
 {
   ProtobufCMessage base;
+  /*
+   * The answering member and the store revision it served at.
+   */
   Etcdserverpb__ResponseHeader *header;
   /*
    * The key before the write, when asked for and it existed.
@@ -216,6 +255,9 @@ struct  Etcdserverpb__PutResponse
 struct  Etcdserverpb__DeleteRangeRequest
 {
   ProtobufCMessage base;
+  /*
+   * The key, or the start of the range.
+   */
   ProtobufCBinaryData key;
   /*
    * As in RangeRequest.
@@ -237,6 +279,9 @@ struct  Etcdserverpb__DeleteRangeRequest
 struct  Etcdserverpb__DeleteRangeResponse
 {
   ProtobufCMessage base;
+  /*
+   * The answering member and the store revision it served at.
+   */
   Etcdserverpb__ResponseHeader *header;
   /*
    * How many keys were deleted.
@@ -270,8 +315,17 @@ struct  Etcdserverpb__RequestOp
   ProtobufCMessage base;
   Etcdserverpb__RequestOp__RequestCase request_case;
   union {
+    /*
+     * A read.
+     */
     Etcdserverpb__RangeRequest *request_range;
+    /*
+     * A write.
+     */
     Etcdserverpb__PutRequest *request_put;
+    /*
+     * A delete.
+     */
     Etcdserverpb__DeleteRangeRequest *request_delete_range;
   };
 };
@@ -296,8 +350,17 @@ struct  Etcdserverpb__ResponseOp
   ProtobufCMessage base;
   Etcdserverpb__ResponseOp__ResponseCase response_case;
   union {
+    /*
+     * A read's result.
+     */
     Etcdserverpb__RangeResponse *response_range;
+    /*
+     * A write's result.
+     */
     Etcdserverpb__PutResponse *response_put;
+    /*
+     * A delete's result.
+     */
     Etcdserverpb__DeleteRangeResponse *response_delete_range;
   };
 };
@@ -323,8 +386,17 @@ typedef enum {
 struct  Etcdserverpb__Compare
 {
   ProtobufCMessage base;
+  /*
+   * The relation that must hold.
+   */
   Etcdserverpb__Compare__CompareResult result;
+  /*
+   * The property compared.
+   */
   Etcdserverpb__Compare__CompareTarget target;
+  /*
+   * The key whose property is compared.
+   */
   ProtobufCBinaryData key;
   /*
    * When set, the comparison holds only if it holds for every key in [key, range_end).
@@ -332,10 +404,25 @@ struct  Etcdserverpb__Compare
   ProtobufCBinaryData range_end;
   Etcdserverpb__Compare__TargetUnionCase target_union_case;
   union {
+    /*
+     * For VERSION.
+     */
     int64_t version;
+    /*
+     * For CREATE.
+     */
     int64_t create_revision;
+    /*
+     * For MOD.
+     */
     int64_t mod_revision;
+    /*
+     * For VALUE.
+     */
     ProtobufCBinaryData value;
+    /*
+     * For LEASE.
+     */
     int64_t lease;
   };
 };
@@ -350,10 +437,19 @@ struct  Etcdserverpb__Compare
 struct  Etcdserverpb__TxnRequest
 {
   ProtobufCMessage base;
+  /*
+   * The conditions, all of which must hold.
+   */
   size_t n_compare;
   Etcdserverpb__Compare **compare;
+  /*
+   * Run when every condition holds.
+   */
   size_t n_success;
   Etcdserverpb__RequestOp **success;
+  /*
+   * Run otherwise.
+   */
   size_t n_failure;
   Etcdserverpb__RequestOp **failure;
 };
@@ -368,11 +464,17 @@ struct  Etcdserverpb__TxnRequest
 struct  Etcdserverpb__TxnResponse
 {
   ProtobufCMessage base;
+  /*
+   * The answering member and the store revision it served at.
+   */
   Etcdserverpb__ResponseHeader *header;
   /*
    * Whether the comparisons held (and `success` ran).
    */
   protobuf_c_boolean succeeded;
+  /*
+   * The results of the branch that ran, in order.
+   */
   size_t n_responses;
   Etcdserverpb__ResponseOp **responses;
 };
@@ -387,6 +489,9 @@ struct  Etcdserverpb__TxnResponse
 struct  Etcdserverpb__CompactionRequest
 {
   ProtobufCMessage base;
+  /*
+   * History before this revision is discarded.
+   */
   int64_t revision;
   /*
    * Wait until the compaction is applied to the backend.
@@ -404,6 +509,9 @@ struct  Etcdserverpb__CompactionRequest
 struct  Etcdserverpb__CompactionResponse
 {
   ProtobufCMessage base;
+  /*
+   * The answering member and the store revision it served at.
+   */
   Etcdserverpb__ResponseHeader *header;
 };
 #define ETCDSERVERPB__COMPACTION_RESPONSE__INIT \
@@ -427,8 +535,17 @@ struct  Etcdserverpb__WatchRequest
   ProtobufCMessage base;
   Etcdserverpb__WatchRequest__RequestUnionCase request_union_case;
   union {
+    /*
+     * Start a watch.
+     */
     Etcdserverpb__WatchCreateRequest *create_request;
+    /*
+     * End a watch.
+     */
     Etcdserverpb__WatchCancelRequest *cancel_request;
+    /*
+     * Report progress now.
+     */
     Etcdserverpb__WatchProgressRequest *progress_request;
   };
 };
@@ -443,6 +560,9 @@ struct  Etcdserverpb__WatchRequest
 struct  Etcdserverpb__WatchCreateRequest
 {
   ProtobufCMessage base;
+  /*
+   * The key, or the start of the range.
+   */
   ProtobufCBinaryData key;
   /*
    * As in RangeRequest.
@@ -476,6 +596,9 @@ struct  Etcdserverpb__WatchCreateRequest
 struct  Etcdserverpb__WatchCancelRequest
 {
   ProtobufCMessage base;
+  /*
+   * The watch to end, as etcd numbered it on creation.
+   */
   int64_t watch_id;
 };
 #define ETCDSERVERPB__WATCH_CANCEL_REQUEST__INIT \
@@ -501,6 +624,9 @@ struct  Etcdserverpb__WatchProgressRequest
 struct  Etcdserverpb__WatchResponse
 {
   ProtobufCMessage base;
+  /*
+   * The answering member and the store revision it served at.
+   */
   Etcdserverpb__ResponseHeader *header;
   /*
    * The watch this response belongs to.
@@ -527,6 +653,9 @@ struct  Etcdserverpb__WatchResponse
    * The events of the response continue in the next one.
    */
   protobuf_c_boolean fragment;
+  /*
+   * The changes, in revision order.
+   */
   size_t n_events;
   Mvccpb__Event **events;
 };
@@ -561,12 +690,21 @@ struct  Etcdserverpb__LeaseGrantRequest
 struct  Etcdserverpb__LeaseGrantResponse
 {
   ProtobufCMessage base;
+  /*
+   * The answering member and the store revision it served at.
+   */
   Etcdserverpb__ResponseHeader *header;
+  /*
+   * The new lease's ID.
+   */
   int64_t id;
   /*
    * The time to live granted, in seconds.
    */
   int64_t ttl;
+  /*
+   * Why the lease was not granted; empty on success.
+   */
   char *error;
 };
 #define ETCDSERVERPB__LEASE_GRANT_RESPONSE__INIT \
@@ -580,6 +718,9 @@ struct  Etcdserverpb__LeaseGrantResponse
 struct  Etcdserverpb__LeaseRevokeRequest
 {
   ProtobufCMessage base;
+  /*
+   * The lease to end.
+   */
   int64_t id;
 };
 #define ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT \
@@ -593,6 +734,9 @@ struct  Etcdserverpb__LeaseRevokeRequest
 struct  Etcdserverpb__LeaseRevokeResponse
 {
   ProtobufCMessage base;
+  /*
+   * The answering member and the store revision it served at.
+   */
   Etcdserverpb__ResponseHeader *header;
 };
 #define ETCDSERVERPB__LEASE_REVOKE_RESPONSE__INIT \
@@ -606,6 +750,9 @@ struct  Etcdserverpb__LeaseRevokeResponse
 struct  Etcdserverpb__LeaseKeepAliveRequest
 {
   ProtobufCMessage base;
+  /*
+   * The lease to renew.
+   */
   int64_t id;
 };
 #define ETCDSERVERPB__LEASE_KEEP_ALIVE_REQUEST__INIT \
@@ -619,8 +766,17 @@ struct  Etcdserverpb__LeaseKeepAliveRequest
 struct  Etcdserverpb__LeaseKeepAliveResponse
 {
   ProtobufCMessage base;
+  /*
+   * The answering member and the store revision it served at.
+   */
   Etcdserverpb__ResponseHeader *header;
+  /*
+   * The lease renewed.
+   */
   int64_t id;
+  /*
+   * Seconds it lives from now; 0 or less when it is gone.
+   */
   int64_t ttl;
 };
 #define ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT \
@@ -646,6 +802,9 @@ struct  Etcdserverpb__StatusRequest
 struct  Etcdserverpb__StatusResponse
 {
   ProtobufCMessage base;
+  /*
+   * The answering member and the store revision it served at.
+   */
   Etcdserverpb__ResponseHeader *header;
   /*
    * etcd's version.
@@ -659,8 +818,17 @@ struct  Etcdserverpb__StatusResponse
    * The member ID of the current leader; 0 when there is none.
    */
   uint64_t leader;
+  /*
+   * The member's raft log index.
+   */
   uint64_t raft_index;
+  /*
+   * The member's raft term.
+   */
   uint64_t raft_term;
+  /*
+   * The last raft index the member applied.
+   */
   uint64_t raft_applied_index;
   /*
    * Alarms and other errors the member reports.
