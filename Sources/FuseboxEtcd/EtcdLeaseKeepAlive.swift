@@ -30,7 +30,9 @@ public final class EtcdLeaseKeepAlive: Sendable {
 
     /// The lease kept alive.
     public let lease: EtcdLease
-    /// Renewals and loss, in order; ends when `run()` ends.
+    /// Renewals and loss, in order; ends when `run()` ends. Holds the newest
+    /// 64 while nobody reads, so a caller that only awaits `run()` keeps no
+    /// growing backlog (`.lost` is always the last one).
     public let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
     private let client: EtcdClient
@@ -43,7 +45,7 @@ public final class EtcdLeaseKeepAlive: Sendable {
         // Counted from now, not from the grant: a conservative guess would be
         // earlier, but the grant happened just before in every sensible use.
         self.state = NIOLockedValueBox((.now + .seconds(lease.ttl), lease.ttl))
-        (events, continuation) = AsyncStream.makeStream(of: Event.self)
+        (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(64))
     }
 
     private enum StreamEnd: Sendable {

@@ -70,15 +70,15 @@ public final class EtcdWatch: AsyncSequence, Sendable {
     private let progressNotify: Bool
     private let events: AsyncStream<EtcdWatchEvent>
     private let continuation: AsyncStream<EtcdWatchEvent>.Continuation
-    /// The revision the next stream starts from; 0 until the first one is created.
-    private let nextRevision: NIOLockedValueBox<Int64>
+    /// Where the watch stands; the next stream starts at its `nextRevision`.
+    private let cursor: NIOLockedValueBox<Cursor>
 
     init(client: EtcdClient, key: [UInt8], rangeEnd: [UInt8]?, startRevision: Int64, progressNotify: Bool) {
         self.client = client
         self.key = key
         self.rangeEnd = rangeEnd
         self.progressNotify = progressNotify
-        self.nextRevision = NIOLockedValueBox(Swift.max(startRevision, 0))
+        self.cursor = NIOLockedValueBox(Cursor(startRevision: startRevision))
         (events, continuation) = AsyncStream.makeStream(of: EtcdWatchEvent.self)
     }
 
@@ -87,13 +87,7 @@ public final class EtcdWatch: AsyncSequence, Sendable {
 
     /// The revision from which a reconnection would resume: one past the last
     /// one reported (0 before the first stream was created, for "from now").
-    public var resumeRevision: Int64 { nextRevision.withLockedValue { $0 } }
-
-    /// How one stream ended without a transport failure.
-    private enum StreamEnd: Sendable {
-        case compacted(Int64)
-        case canceled(String)
-    }
+    public var resumeRevision: Int64 { cursor.withLockedValue { $0.nextRevision } }
 
     /// Keeps the watch open until the task is cancelled (then returns), the
     /// revision is compacted (reports `.compacted`, returns), or no endpoint
@@ -142,46 +136,32 @@ public final class EtcdWatch: AsyncSequence, Sendable {
         }
     }
 
-    /// One watch stream on `member`, from `nextRevision`.
-    private func stream(on member: EtcdClient.Member, served: NIOLockedValueBox<Bool>) async throws -> StreamEnd {
+    /// One watch stream on `member`, from the cursor's next revision.
+    private func stream(on member: EtcdClient.Member, served: NIOLockedValueBox<Bool>) async throws -> Cursor.End {
         var create = Etcdserverpb_WatchCreateRequest()
         create.key = key
         create.rangeEnd = rangeEnd ?? []
-        create.startRevision = nextRevision.withLockedValue { $0 }
+        create.startRevision = cursor.withLockedValue { $0.nextRevision }
         create.progressNotify = progressNotify
         var request = Etcdserverpb_WatchRequest()
         request.requestUnion = .createRequest(create)
         let bytes = try request.encode()
         let limits = WireLimits(maxMessageBytes: member.rpc.configuration.maximumReceiveMessageBytes)
-        let nextRevision = self.nextRevision
+        let cursor = self.cursor
         let continuation = self.continuation
         return try await member.rpc.call(path: EtcdMethod.watch.path, options: RPCCallOptions(metadata: EtcdClient.requireLeader)) { call in
             // The request side stays open: etcd ends a watch stream whose client half-closed.
             try await call.send(bytes, end: false)
             while let message = try await call.next() {
                 let response = try Etcdserverpb_WatchResponse(decoding: message, limits: limits)
-                if response.compactRevision > 0 { return .compacted(response.compactRevision) }
-                if response.canceled { return .canceled(response.cancelReason.isEmpty ? "no reason given" : response.cancelReason) }
-                let headerRevision = response.header?.revision ?? 0
-                if response.created {
+                switch cursor.withLockedValue({ $0.receive(response) }) {
+                case .created:
                     served.withLockedValue { $0 = true }
-                    // A watch "from now" resumes after the revision it was created at.
-                    nextRevision.withLockedValue { if $0 == 0 { $0 = headerRevision + 1 } }
-                    continue
+                case .deliver(let events):
+                    for event in events { continuation.yield(event) }
+                case .end(let end):
+                    return end
                 }
-                if response.events.isEmpty {
-                    nextRevision.withLockedValue { $0 = Swift.max($0, headerRevision + 1) }
-                    continuation.yield(.progress(revision: headerRevision))
-                    continue
-                }
-                var last: Int64 = 0
-                for event in response.events {
-                    guard let kv = event.kv else { continue }
-                    let value = EtcdKeyValue(kv)
-                    continuation.yield(event.type == .delete ? .delete(value) : .put(value))
-                    last = Swift.max(last, value.modRevision)
-                }
-                nextRevision.withLockedValue { $0 = Swift.max($0, last + 1) }
             }
             throw RPCError(.unavailable, "etcd ended the watch stream")
         }
