@@ -8,6 +8,13 @@ public struct EtcdLease: Sendable, Hashable {
     public var ttl: Int64
     /// The store's revision when it was granted.
     public var revision: Int64
+
+    /// A lease known by its ID (say, granted by an earlier run), with its TTL in seconds.
+    public init(id: Int64, ttl: Int64, revision: Int64 = 0) {
+        self.id = id
+        self.ttl = ttl
+        self.revision = revision
+    }
 }
 
 extension EtcdClient {
