@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "FuseboxClient", targets: ["FuseboxClient"]),
         .library(name: "FuseboxAPI", targets: ["FuseboxAPI"]),
         .library(name: "FuseboxAuthority", targets: ["FuseboxAuthority"]),
+        .library(name: "FuseboxEtcd", targets: ["FuseboxEtcd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -68,6 +69,18 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ]
+        ),
+
+        // An etcd v3 client over FuseboxRPC: KV, transactions, watches, leases,
+        // several endpoints with failover. Knows nothing of fuseboxd.
+        .target(
+            name: "FuseboxEtcd",
+            dependencies: [
+                "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "FuseboxProtoC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
 
@@ -211,6 +224,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        // Against a real three-member etcd cluster started by the tests.
+        .testTarget(
+            name: "FuseboxEtcdTests",
+            dependencies: [
+                "FuseboxEtcd", "FuseboxRPC", "FuseboxTLS", "FuseboxTesting",
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // Multi-process tests: fuseboxd, example services and the CLI as real processes.

@@ -7,7 +7,8 @@ import NIOHTTP2
 import NIOPosix
 
 /// A gRPC client over one HTTP/2 connection with TLS (ALPN h2, optional
-/// mutual TLS). It connects on first use; when the connection drops, calls
+/// mutual TLS), or over cleartext HTTP/2 when the configuration says
+/// `plaintext` (for peers such as a local etcd in tests). It connects on first use; when the connection drops, calls
 /// reconnect with exponential backoff and jitter. While the server is
 /// unreachable, calls fail fast with UNAVAILABLE, or wait if asked to.
 public final class RPCClient: Sendable {
@@ -23,7 +24,8 @@ public final class RPCClient: Sendable {
 
     /// The configuration.
     public let configuration: RPCClientConfiguration
-    private let tlsContext: TLSContext
+    /// nil when the configuration is `plaintext`.
+    private let tlsContext: TLSContext?
     private let group: any EventLoopGroup
     private let state = NIOLockedValueBox<State>(.idle(failures: 0, retryAt: nil, lastError: nil))
     private let random = NIOLockedValueBox(SystemRandomNumberGenerator())
@@ -31,7 +33,7 @@ public final class RPCClient: Sendable {
     /// A client; nothing connects until the first call.
     public init(configuration: RPCClientConfiguration, group: any EventLoopGroup) throws(TLSError) {
         self.configuration = configuration
-        self.tlsContext = try TLSContext(configuration: configuration.tls)
+        self.tlsContext = configuration.plaintext ? nil : try TLSContext(configuration: configuration.tls)
         self.group = group
     }
 
@@ -122,8 +124,13 @@ public final class RPCClient: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         let handshake = channel.eventLoop.makePromise(of: Void.self)
-                        try sync.addHandler(TLSHandler(context: tlsContext, serverName: serverName))
-                        try sync.addHandler(HandshakeWaiter(promise: handshake, failure: failure))
+                        if let tlsContext {
+                            try sync.addHandler(TLSHandler(context: tlsContext, serverName: serverName))
+                            try sync.addHandler(HandshakeWaiter(promise: handshake, failure: failure))
+                        } else {
+                            // Cleartext HTTP/2 with prior knowledge: the preface goes out at once.
+                            handshake.succeed()
+                        }
                         // Keepalive counts open calls, which the stream delegate reports.
                         let mux = try sync.configureAsyncHTTP2Pipeline(
                             mode: .client, streamDelegate: keepalive == nil ? nil : StreamLifecycle()
@@ -187,7 +194,9 @@ public final class RPCClient: Sendable {
                         let call = RPCClientCall(
                             frames: inbound.makeAsyncIterator(), outbound: outbound, allocator: stream.channel.allocator,
                             maximumMessageBytes: self.configuration.maximumReceiveMessageBytes)
-                        try await call.start(path: path, authority: "\(self.configuration.host):\(self.configuration.port)", deadline: deadline, metadata: options.metadata)
+                        try await call.start(
+                            path: path, scheme: self.configuration.plaintext ? "http" : "https",
+                            authority: "\(self.configuration.host):\(self.configuration.port)", deadline: deadline, metadata: options.metadata)
                         return try await body(call)
                     }
                 }
@@ -284,9 +293,9 @@ public final class RPCClientCall: @unchecked Sendable {
         self.deframer = GRPCMessageDeframer(maximumMessageBytes: maximumMessageBytes)
     }
 
-    func start(path: String, authority: String, deadline: ContinuousClock.Instant?, metadata: RPCMetadata) async throws {
+    func start(path: String, scheme: String, authority: String, deadline: ContinuousClock.Instant?, metadata: RPCMetadata) async throws {
         var headers = HPACKHeaders([
-            (":method", "POST"), (":scheme", "https"), (":path", path), (":authority", authority),
+            (":method", "POST"), (":scheme", scheme), (":path", path), (":authority", authority),
             ("content-type", "application/grpc+proto"), ("te", "trailers"), ("user-agent", "fusebox-swift/0.1"),
         ])
         if let deadline {

@@ -6,8 +6,13 @@ public struct RPCClientConfiguration: Sendable {
     public var host: String
     /// Server port.
     public var port: Int
-    /// TLS; the server's certificate must name `serverName`.
+    /// TLS; the server's certificate must name `serverName`. Ignored when `plaintext`.
     public var tls: TLSConfiguration
+    /// Speak cleartext HTTP/2 (h2c with prior knowledge, `:scheme http`)
+    /// instead of TLS. Default false. Only for peers that offer no TLS on a
+    /// trusted network, such as a local etcd started by tests; fuseboxd
+    /// itself accepts TLS only.
+    public var plaintext = false
     /// Name to verify the server's certificate against (and send as SNI). Default: `host`.
     public var serverName: String?
     /// Time allowed to connect and finish the TLS handshake. Default 10 s.
@@ -40,6 +45,13 @@ public struct RPCClientConfiguration: Sendable {
         self.port = port
         self.tls = tls
         self.serverName = serverName
+    }
+
+    /// A configuration for `host:port` over cleartext HTTP/2 (see `plaintext`).
+    public static func plaintext(host: String, port: Int) -> RPCClientConfiguration {
+        var c = RPCClientConfiguration(host: host, port: port, tls: TLSConfiguration(role: .client))
+        c.plaintext = true
+        return c
     }
 
     /// The delay before reconnection attempt `n` (n ≥ 1), with jitter.

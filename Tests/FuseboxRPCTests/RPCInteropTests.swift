@@ -150,6 +150,71 @@ final class RPCInteropTests: XCTestCase {
         await client.close()
     }
 
+    /// `RPCClientConfiguration.plaintext`: cleartext HTTP/2 (prior
+    /// knowledge, `:scheme http`) to a grpcio server on an insecure port,
+    /// unary and bidirectional; and the same client refused by a TLS-only port.
+    func testOurPlaintextClientAgainstGrpcioInsecureServer() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.currentDirectoryURL = repositoryRoot
+        process.arguments = [
+            "python3", "Tests/Interop/grpc_server.py", "--protos", repositoryRoot.appendingPathComponent("Protos").path,
+            "--work", work.path, "--plaintext",
+        ]
+        let output = Pipe()
+        let input = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = input
+        try process.run()
+        defer {
+            try? input.fileHandleForWriting.close()
+            if process.isRunning { process.terminate() }
+        }
+        var text = ""
+        var port: Int?
+        let deadline = Date().addingTimeInterval(60)
+        while port == nil, Date() < deadline, process.isRunning {
+            text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            port = text.split(separator: "\n").first { $0.hasPrefix("PORT ") }.flatMap { Int($0.dropFirst(5)) }
+        }
+        let serverPort = try XCTUnwrap(port, "grpcio server did not start: \(text)")
+        let client = try RPCClient(configuration: .plaintext(host: "127.0.0.1", port: serverPort), group: group)
+        let E = EchoService.name
+        var hi = EchoService.Message()
+        hi.description = "hi"
+        let reply = try await client.unary(E, "Unary", hi, as: EchoService.Message.self)
+        XCTAssertEqual(reply.description, "echo: hi")
+        let chat = try await client.call(path: "/\(E)/Chat") { call -> [String] in
+            var words: [String] = []
+            for word in ["abc", "def"] {
+                var m = EchoService.Message()
+                m.description = word
+                try await call.send(try m.encode())
+                words.append(try EchoService.Message(decoding: try await call.next() ?? []).description)
+            }
+            try await call.finishSending()
+            _ = try await call.next()
+            return words
+        }
+        XCTAssertEqual(chat, ["ABC", "DEF"])
+        await client.close()
+
+        // A plaintext client to a TLS server: no gRPC answer, UNAVAILABLE.
+        let tlsServer = try await TestRPCServer.start(group: group)
+        var configuration = RPCClientConfiguration.plaintext(host: "127.0.0.1", port: tlsServer.port)
+        configuration.connectTimeout = .seconds(2)
+        let mismatched = try RPCClient(configuration: configuration, group: group)
+        do throws(RPCError) {
+            _ = try await mismatched.unary(E, "Unary", hi, as: EchoService.Message.self, options: RPCCallOptions(timeout: .seconds(3)))
+            XCTFail("a cleartext call to a TLS server succeeded")
+        } catch {
+            XCTAssertTrue([.unavailable, .deadlineExceeded].contains(error.code), "\(error)")
+        }
+        await mismatched.close()
+        try await tlsServer.stop()
+    }
+
     /// grpcio's default channel sends a BDP PING after response data. Those
     /// PINGs follow data the server sent, so they are no strikes (as in
     /// grpc-core): 200 unary calls 20 ms apart stay on one connection, with

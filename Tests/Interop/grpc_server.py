@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """grpcio as a server of the test Echo service, for Fusebox's RPC client.
 
-Listens on 127.0.0.1 port 0 with mutual TLS, prints "PORT <n>", and serves
-until its standard input closes. Methods mirror Tests/FuseboxRPCTests/EchoService.swift;
+Listens on 127.0.0.1 port 0 with mutual TLS (or, with --plaintext, cleartext
+HTTP/2), prints "PORT <n>", and serves until its standard input closes. Methods mirror Tests/FuseboxRPCTests/EchoService.swift;
 "Stats" answers with the number of calls it saw cancelled.
-Usage: grpc_server.py --protos DIR --work DIR --ca F --cert F --key F
+Usage: grpc_server.py --protos DIR --work DIR (--ca F --cert F --key F | --plaintext)
 """
 import argparse
 import pathlib
@@ -19,9 +19,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import fusebox_protos  # noqa: E402
 
 ap = argparse.ArgumentParser()
-for flag in ("--protos", "--work", "--ca", "--cert", "--key"):
+for flag in ("--protos", "--work"):
     ap.add_argument(flag, required=True)
+for flag in ("--ca", "--cert", "--key"):
+    ap.add_argument(flag)
+ap.add_argument("--plaintext", action="store_true")
 args = ap.parse_args()
+if not args.plaintext and not (args.ca and args.cert and args.key):
+    ap.error("--ca, --cert and --key are required without --plaintext")
 mods = fusebox_protos.compile_protos(args.protos, pathlib.Path(args.work) / "py")
 Msg = mods["fusebox/v1/common.proto"].FieldViolation
 Static = mods["fusebox/v1/policy.proto"].StaticResponse
@@ -99,10 +104,13 @@ handlers = {
 }
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
 server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("fusebox.testing.Echo", handlers),))
-creds = grpc.ssl_server_credentials(
-    [(open(args.key, "rb").read(), open(args.cert, "rb").read())],
-    root_certificates=open(args.ca, "rb").read(), require_client_auth=True)
-port = server.add_secure_port("127.0.0.1:0", creds)
+if args.plaintext:
+    port = server.add_insecure_port("127.0.0.1:0")
+else:
+    creds = grpc.ssl_server_credentials(
+        [(open(args.key, "rb").read(), open(args.cert, "rb").read())],
+        root_certificates=open(args.ca, "rb").read(), require_client_auth=True)
+    port = server.add_secure_port("127.0.0.1:0", creds)
 server.start()
 print(f"PORT {port}", flush=True)
 sys.stdin.read()

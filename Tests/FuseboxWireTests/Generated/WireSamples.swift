@@ -13,6 +13,372 @@ protocol WireSampled: WireMessage {
     static func sample(_ variant: Int) -> Self
 }
 
+extension Mvccpb_KeyValue: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 6 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.key = [0, 255, 1, 0]
+        m.createRevision = -2000000014
+        m.modRevision = -3000000021
+        m.version = -4000000028
+        m.value = [0, 255, 5, 0]
+        m.lease = -6000000042
+        return m
+    }
+}
+
+extension Mvccpb_Event: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 3 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.type = .init(rawValue: 1)
+        m.kv = Mvccpb_KeyValue.sample(variant % 1)
+        m.prevKv = Mvccpb_KeyValue.sample(variant % 1)
+        return m
+    }
+}
+
+extension Etcdserverpb_ResponseHeader: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 4 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.clusterId = 1000000000001
+        m.memberId = 2000000000001
+        m.revision = -3000000021
+        m.raftTerm = 4000000000001
+        return m
+    }
+}
+
+extension Etcdserverpb_RangeRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 7 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.key = [0, 255, 1, 0]
+        m.rangeEnd = [0, 255, 2, 0]
+        m.limit = -3000000021
+        m.revision = -4000000028
+        m.serializable = true
+        m.keysOnly = true
+        m.countOnly = true
+        return m
+    }
+}
+
+extension Etcdserverpb_RangeResponse: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 4 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.header = Etcdserverpb_ResponseHeader.sample(variant % 1)
+        m.kvs = [Mvccpb_KeyValue.sample(variant % 1), Mvccpb_KeyValue.sample(variant % 1)]
+        m.more = true
+        m.count = -4000000028
+        return m
+    }
+}
+
+extension Etcdserverpb_PutRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 4 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.key = [0, 255, 1, 0]
+        m.value = [0, 255, 2, 0]
+        m.lease = -3000000021
+        m.prevKv = true
+        return m
+    }
+}
+
+extension Etcdserverpb_PutResponse: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 2 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.header = Etcdserverpb_ResponseHeader.sample(variant % 1)
+        m.prevKv = Mvccpb_KeyValue.sample(variant % 1)
+        return m
+    }
+}
+
+extension Etcdserverpb_DeleteRangeRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 3 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.key = [0, 255, 1, 0]
+        m.rangeEnd = [0, 255, 2, 0]
+        m.prevKv = true
+        return m
+    }
+}
+
+extension Etcdserverpb_DeleteRangeResponse: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 3 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.header = Etcdserverpb_ResponseHeader.sample(variant % 1)
+        m.deleted = -2000000014
+        m.prevKvs = [Mvccpb_KeyValue.sample(variant % 1), Mvccpb_KeyValue.sample(variant % 1)]
+        return m
+    }
+}
+
+extension Etcdserverpb_RequestOp: WireSampled {
+    static var sampleVariants: Int { 3 }
+    static var fieldCount: Int { 3 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        switch variant % 3 {
+        case 0: m.request = .requestRange(Etcdserverpb_RangeRequest.sample(variant % 1))
+        case 1: m.request = .requestPut(Etcdserverpb_PutRequest.sample(variant % 1))
+        default: m.request = .requestDeleteRange(Etcdserverpb_DeleteRangeRequest.sample(variant % 1))
+        }
+        return m
+    }
+}
+
+extension Etcdserverpb_ResponseOp: WireSampled {
+    static var sampleVariants: Int { 3 }
+    static var fieldCount: Int { 3 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        switch variant % 3 {
+        case 0: m.response = .responseRange(Etcdserverpb_RangeResponse.sample(variant % 1))
+        case 1: m.response = .responsePut(Etcdserverpb_PutResponse.sample(variant % 1))
+        default: m.response = .responseDeleteRange(Etcdserverpb_DeleteRangeResponse.sample(variant % 1))
+        }
+        return m
+    }
+}
+
+extension Etcdserverpb_Compare: WireSampled {
+    static var sampleVariants: Int { 5 }
+    static var fieldCount: Int { 9 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.result = .init(rawValue: 3)
+        m.target = .init(rawValue: 4)
+        m.key = [0, 255, 3, 0]
+        m.rangeEnd = [0, 255, 64, 0]
+        switch variant % 5 {
+        case 0: m.targetUnion = .version(-4000000028)
+        case 1: m.targetUnion = .createRevision(-5000000035)
+        case 2: m.targetUnion = .modRevision(-6000000042)
+        case 3: m.targetUnion = .value([0, 255, 7, 0])
+        default: m.targetUnion = .lease(-8000000056)
+        }
+        return m
+    }
+}
+
+extension Etcdserverpb_TxnRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 3 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.compare = [Etcdserverpb_Compare.sample(variant % 5), Etcdserverpb_Compare.sample(variant % 5)]
+        m.success = [Etcdserverpb_RequestOp.sample(variant % 3), Etcdserverpb_RequestOp.sample(variant % 3)]
+        m.failure = [Etcdserverpb_RequestOp.sample(variant % 3), Etcdserverpb_RequestOp.sample(variant % 3)]
+        return m
+    }
+}
+
+extension Etcdserverpb_TxnResponse: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 3 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.header = Etcdserverpb_ResponseHeader.sample(variant % 1)
+        m.succeeded = true
+        m.responses = [Etcdserverpb_ResponseOp.sample(variant % 3), Etcdserverpb_ResponseOp.sample(variant % 3)]
+        return m
+    }
+}
+
+extension Etcdserverpb_CompactionRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 2 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.revision = -1000000007
+        m.physical = true
+        return m
+    }
+}
+
+extension Etcdserverpb_CompactionResponse: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 1 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.header = Etcdserverpb_ResponseHeader.sample(variant % 1)
+        return m
+    }
+}
+
+extension Etcdserverpb_WatchRequest: WireSampled {
+    static var sampleVariants: Int { 3 }
+    static var fieldCount: Int { 3 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        switch variant % 3 {
+        case 0: m.requestUnion = .createRequest(Etcdserverpb_WatchCreateRequest.sample(variant % 1))
+        case 1: m.requestUnion = .cancelRequest(Etcdserverpb_WatchCancelRequest.sample(variant % 1))
+        default: m.requestUnion = .progressRequest(Etcdserverpb_WatchProgressRequest.sample(variant % 1))
+        }
+        return m
+    }
+}
+
+extension Etcdserverpb_WatchCreateRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 5 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.key = [0, 255, 1, 0]
+        m.rangeEnd = [0, 255, 2, 0]
+        m.startRevision = -3000000021
+        m.progressNotify = true
+        m.prevKv = true
+        return m
+    }
+}
+
+extension Etcdserverpb_WatchCancelRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 1 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.watchId = -1000000007
+        return m
+    }
+}
+
+extension Etcdserverpb_WatchProgressRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 0 }
+    static func sample(_ variant: Int) -> Self {
+        let m = Self()
+        return m
+    }
+}
+
+extension Etcdserverpb_WatchResponse: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 8 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.header = Etcdserverpb_ResponseHeader.sample(variant % 1)
+        m.watchId = -2000000014
+        m.created = true
+        m.canceled = true
+        m.compactRevision = -5000000035
+        m.cancelReason = "cancel_reason-\(variant)-0-é✓"
+        m.fragment = true
+        m.events = [Mvccpb_Event.sample(variant % 1), Mvccpb_Event.sample(variant % 1)]
+        return m
+    }
+}
+
+extension Etcdserverpb_LeaseGrantRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 2 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.ttl = -1000000007
+        m.id = -2000000014
+        return m
+    }
+}
+
+extension Etcdserverpb_LeaseGrantResponse: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 4 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.header = Etcdserverpb_ResponseHeader.sample(variant % 1)
+        m.id = -2000000014
+        m.ttl = -3000000021
+        m.error = "error-\(variant)-0-é✓"
+        return m
+    }
+}
+
+extension Etcdserverpb_LeaseRevokeRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 1 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.id = -1000000007
+        return m
+    }
+}
+
+extension Etcdserverpb_LeaseRevokeResponse: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 1 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.header = Etcdserverpb_ResponseHeader.sample(variant % 1)
+        return m
+    }
+}
+
+extension Etcdserverpb_LeaseKeepAliveRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 1 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.id = -1000000007
+        return m
+    }
+}
+
+extension Etcdserverpb_LeaseKeepAliveResponse: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 3 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.header = Etcdserverpb_ResponseHeader.sample(variant % 1)
+        m.id = -2000000014
+        m.ttl = -3000000021
+        return m
+    }
+}
+
+extension Etcdserverpb_StatusRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 0 }
+    static func sample(_ variant: Int) -> Self {
+        let m = Self()
+        return m
+    }
+}
+
+extension Etcdserverpb_StatusResponse: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 8 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.header = Etcdserverpb_ResponseHeader.sample(variant % 1)
+        m.version = "version-\(variant)-0-é✓"
+        m.dbSize = -3000000021
+        m.leader = 4000000000001
+        m.raftIndex = 5000000000001
+        m.raftTerm = 6000000000001
+        m.raftAppliedIndex = 7000000000001
+        m.errors = ["errors-\(variant)-0-é✓", "errors-\(variant)-1-é✓"]
+        return m
+    }
+}
+
 extension Fusebox_V1_BreakerRef: WireSampled {
     static var sampleVariants: Int { 1 }
     static var fieldCount: Int { 2 }
@@ -833,6 +1199,35 @@ extension Grpc_Health_V1_HealthCheckResponse: WireSampled {
 
 /// Every message type of the Protos, with its samples.
 let allSampledTypes: [any WireSampled.Type] = [
+    Mvccpb_KeyValue.self,
+    Mvccpb_Event.self,
+    Etcdserverpb_ResponseHeader.self,
+    Etcdserverpb_RangeRequest.self,
+    Etcdserverpb_RangeResponse.self,
+    Etcdserverpb_PutRequest.self,
+    Etcdserverpb_PutResponse.self,
+    Etcdserverpb_DeleteRangeRequest.self,
+    Etcdserverpb_DeleteRangeResponse.self,
+    Etcdserverpb_RequestOp.self,
+    Etcdserverpb_ResponseOp.self,
+    Etcdserverpb_Compare.self,
+    Etcdserverpb_TxnRequest.self,
+    Etcdserverpb_TxnResponse.self,
+    Etcdserverpb_CompactionRequest.self,
+    Etcdserverpb_CompactionResponse.self,
+    Etcdserverpb_WatchRequest.self,
+    Etcdserverpb_WatchCreateRequest.self,
+    Etcdserverpb_WatchCancelRequest.self,
+    Etcdserverpb_WatchProgressRequest.self,
+    Etcdserverpb_WatchResponse.self,
+    Etcdserverpb_LeaseGrantRequest.self,
+    Etcdserverpb_LeaseGrantResponse.self,
+    Etcdserverpb_LeaseRevokeRequest.self,
+    Etcdserverpb_LeaseRevokeResponse.self,
+    Etcdserverpb_LeaseKeepAliveRequest.self,
+    Etcdserverpb_LeaseKeepAliveResponse.self,
+    Etcdserverpb_StatusRequest.self,
+    Etcdserverpb_StatusResponse.self,
     Fusebox_V1_BreakerRef.self,
     Fusebox_V1_FieldViolation.self,
     Fusebox_V1_ErrorDetails.self,

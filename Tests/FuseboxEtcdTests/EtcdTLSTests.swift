@@ -1,0 +1,47 @@
+import FuseboxEtcd
+import FuseboxTLS
+import FuseboxTesting
+import XCTest
+
+/// The client over TLS (FuseboxTLS on OpenSSL) to etcd serving https with
+/// the repository's test server certificate.
+final class EtcdTLSTests: XCTestCase {
+    func testKeysAndAWatchOverTLS() async throws {
+        let tls = EtcdTestCluster.TLSFiles(
+            certificate: try TestCertificates.path("server.pem"), key: try TestCertificates.path("server.key"),
+            ca: try TestCertificates.path("ca.pem"))
+        try await withCluster(size: 1, tls: tls) { _, client in
+            let watch = client.watch(b("tls/"), rangeEnd: EtcdKeys.prefixEnd(b("tls/")))
+            let events = Collected<EtcdWatchEvent>()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await watch.run() }
+                group.addTask { for await event in watch { events.append(event) } }
+                await waitUntil("the watch to be created", timeout: 5) { watch.resumeRevision > 0 }
+                let put = try await client.put(b("tls/key"), b("secret"))
+                let read = try await client.get(b("tls/key"))
+                XCTAssertEqual(read?.valueString, "secret")
+                await waitUntil("the watch event", timeout: 5) { events.all.contains { $0.revision == put.revision } }
+                group.cancelAll()
+            }
+        }
+    }
+
+    func testAClientThatDoesNotTrustTheCertificateFailsWithUnavailable() async throws {
+        let tls = EtcdTestCluster.TLSFiles(
+            certificate: try TestCertificates.path("server.pem"), key: try TestCertificates.path("server.key"),
+            ca: try TestCertificates.path("ca.pem"))
+        try await withCluster(size: 1, tls: tls) { cluster, _ in
+            var configuration = try EtcdConfiguration(endpoints: cluster.endpoints, tls: .client(trustRootsPath: try TestCertificates.path("other-ca.pem")))
+            configuration.retryTimeout = .seconds(1)
+            let stranger = try EtcdClient(configuration: configuration)
+            do {
+                _ = try await stranger.get(b("anything"))
+                XCTFail("a client with the wrong CA was served")
+            } catch let error as EtcdError {
+                XCTAssertEqual(error.code, .unavailable, "\(error)")
+                XCTAssertTrue(error.message.contains("TLS"), "\(error)")
+            }
+            await stranger.close()
+        }
+    }
+}
