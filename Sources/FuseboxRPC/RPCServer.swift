@@ -154,7 +154,7 @@ public final class RPCServer: Sendable {
                 try await outbound.write(.headers(.init(headers: HPACKHeaders([(":status", status)]), endStream: true)))
                 return
             case .failure(.grpc(let error)):
-                try await sender.finish(error, trailers: RPCMetadata())
+                try await sender.finish(configuration.mapError?(error) ?? error, trailers: RPCMetadata())
                 return
             case .success(let parsed):
                 head = parsed
@@ -182,7 +182,8 @@ public final class RPCServer: Sendable {
             }
             switch ending {
             case .finished(let trailers): try await sender.finish(nil, trailers: trailers, clientStillSending: stillSending)
-            case .failed(let error): try await sender.finish(error, trailers: RPCMetadata(), clientStillSending: stillSending)
+            case .failed(let error):
+                try await sender.finish(configuration.mapError?(error) ?? error, trailers: RPCMetadata(), clientStillSending: stillSending)
             case .peerGone: return
             }
         }

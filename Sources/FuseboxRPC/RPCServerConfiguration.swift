@@ -38,6 +38,11 @@ public struct RPCServerConfiguration: Sendable {
     /// loop: it must return quickly.
     public var onTLSFailure: (@Sendable (TLSError, String?) -> Void)?
 
+    /// Sees every error status before it is sent and may add to it (fuseboxd
+    /// adds its error details to INVALID_ARGUMENT statuses the runtime makes,
+    /// such as a request that does not decode). Must return quickly.
+    public var mapError: (@Sendable (RPCError) -> RPCError)?
+
     /// Told when each call ends: its path, its status and how long it took.
     public var onCallCompleted: (@Sendable (String, RPCStatusCode, Duration) -> Void)?
 

@@ -81,6 +81,7 @@ public final class FuseboxServerApp: Sendable {
         rpcConfiguration.onCallCompleted = { path, code, elapsed in
             ServerMetrics.rpc(path: path, code: "\(code)", nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         }
+        rpcConfiguration.mapError = WireConversions.withDetails
         rpcConfiguration.onTLSFailure = { error, remote in
             if auditable.contains(error.code) { refused.yield((error, remote)) }
         }

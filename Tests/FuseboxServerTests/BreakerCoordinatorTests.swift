@@ -365,3 +365,48 @@ final class AuthorityLimitsTests: XCTestCase {
         XCTAssertEqual(restarted.status("fresh")?.generation.value, 3)
     }
 }
+
+/// Registry watches share the hub's promise: a watcher that cannot take a
+/// change gets a fresh snapshot when it can, then the changes after it.
+final class RegistryWatchTests: XCTestCase {
+    final class RegistrySink: WatchSink, Sendable {
+        let events = NIOLockedValueBox<[String]>([])
+        let accepting = NIOLockedValueBox(true)
+
+        func offer(_ event: RegistryWatchEvent) -> Bool {
+            guard accepting.withLockedValue({ $0 }) else { return false }
+            switch event {
+            case .snapshot(let r): events.withLockedValue { $0.append("snapshot \(r.version)") }
+            case .changes(let changes): events.withLockedValue { e in e += changes.map { "change \($0.version)" } }
+            }
+            return true
+        }
+
+        var canAccept: Bool { accepting.withLockedValue { $0 } }
+        func finish() {}
+    }
+
+    func testAWatcherThatFallsBehindGetsAFreshSnapshotNotASkip() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-registry-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try await SQLiteStore.open(directory: directory)
+        let registry = try await PolicyRegistry(store: store, clock: ManualFleetClock())
+        let sink = RegistrySink()
+        let id = try await registry.watch(registry: "payments", fromVersion: 0, sink: sink)
+        _ = try await registry.put(registry: "payments", policy: Presets.api, expectedVersion: nil, actor: "t", reason: "", audit: nil)
+        sink.accepting.withLockedValue { $0 = false }
+        for _ in 0..<5 { _ = try await registry.put(registry: "payments", policy: Presets.ai, expectedVersion: nil, actor: "t", reason: "", audit: nil) }
+        XCTAssertEqual(registry.hub.behindCount, 1)
+        sink.accepting.withLockedValue { $0 = true }
+        XCTAssertEqual(registry.hub.resync(), 0)
+        _ = try await registry.put(registry: "payments", policy: Presets.database, expectedVersion: nil, actor: "t", reason: "", audit: nil)
+        XCTAssertEqual(sink.events.withLockedValue { $0 }, ["snapshot 0", "change 1", "snapshot 6", "change 7"])
+        // Resuming from a version replays the changes after it, in order.
+        let resumed = RegistrySink()
+        _ = try await registry.watch(registry: "payments", fromVersion: 4, sink: resumed)
+        XCTAssertEqual(resumed.events.withLockedValue { $0 }, ["change 5", "change 6", "change 7"])
+        registry.unwatch(id)
+        await store.close()
+    }
+}

@@ -140,6 +140,11 @@ def _():
         d = details(e)
         assert d is not None, f"{field}: no error details ({e.details()})"
         assert [v.field for v in d.violations] == [field], f"{field}: details name {[v.field for v in d.violations]}"
+    # A request that does not decode at all gets details too (about the message as a whole).
+    raw = admin_ch.unary_unary("/fusebox.v1.BreakerService/GetBreaker", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    e = expect_error(grpc.StatusCode.INVALID_ARGUMENT, raw, b"\x0a\xff\xff\xff")
+    d = details(e)
+    assert d is not None and len(d.violations) == 1 and d.violations[0].field == "", f"malformed request: {d} ({e.details()})"
     # A breaker name of 253 characters of the documented set is fine.
     name = ("a.b_c:d/e-" * 26)[:253]
     admin.ForceClose(admin_pb2.OverrideRequest(breaker=ref(name), policy="contract", reason="long name"), timeout=10)
@@ -180,6 +185,10 @@ def _():
     assert any(e.denied_reason.startswith("invalid") for e in denied)
     reporter_entry = next(e for e in denied if "missing role" in e.denied_reason)
     assert list(reporter_entry.actor.roles) == ["reader", "reporter"], f"roles {list(reporter_entry.actor.roles)}"
+    # A denied read of the log is audited too.
+    expect_error(grpc.StatusCode.PERMISSION_DENIED, reporter_admin.ListAudit, admin_pb2.ListAuditRequest())
+    reads = admin.ListAudit(admin_pb2.ListAuditRequest(actions=[admin_pb2.AUDIT_ACTION_LIST_AUDIT], denied_only=True), timeout=10).entries
+    assert reads and reads[0].actor.common_name == "fusebox-reporter", f"denied ListAudit entries: {reads}"
 
 
 @check("reads: an empty registry means default; contributions say when each client reported")

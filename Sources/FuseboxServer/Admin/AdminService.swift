@@ -74,7 +74,7 @@ public struct AdminService: Sendable {
             }
         }
         router.unary(service, "ListAudit") { (request: Fusebox_V1_ListAuditRequest, context) in
-            try audit.authorizer.require(.admin, context)
+            try await audit.authorize(.admin, context, action: .listAudit, reason: "")
             let limit = try WireConversions.pageSize(request.limit, field: "limit")
             var query = AuditQuery()
             query.sinceMs = request.sinceMs

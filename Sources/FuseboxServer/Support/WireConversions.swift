@@ -148,7 +148,7 @@ enum WireConversions {
     private static let actions: [(AuditAction, Fusebox_V1_AuditAction)] = [
         (.forceOpen, .forceOpen), (.forceClose, .forceClose), (.disable, .disable), (.shadow, .shadow), (.reset, .reset),
         (.overrideExpired, .overrideExpired), (.putPolicy, .putPolicy), (.deletePolicy, .deletePolicy),
-        (.connectionRefused, .connectionRefused),
+        (.connectionRefused, .connectionRefused), (.listAudit, .listAudit),
     ]
 
     static func action(_ a: AuditAction) -> Fusebox_V1_AuditAction { actions.first { $0.0 == a }?.1 ?? .unspecified }
@@ -223,6 +223,18 @@ enum WireConversions {
         var details = Fusebox_V1_ErrorDetails()
         details.violations = PolicyMapping.fieldViolations(error, under: prefix)
         return RPCError(.invalidArgument, error.description, metadata: trailers(details))
+    }
+
+    /// `error`, with error details if it is an INVALID_ARGUMENT without them
+    /// (one the RPC runtime made, e.g. for a request that does not decode):
+    /// one violation about the message as a whole, as common.proto allows.
+    @Sendable static func withDetails(_ error: RPCError) -> RPCError {
+        guard error.code == .invalidArgument, error.metadata.firstBinary("fusebox-error-details-bin") == nil else { return error }
+        var details = Fusebox_V1_ErrorDetails()
+        details.violations = [violation("", error.message)]
+        var metadata = error.metadata
+        if let bytes = try? details.encode() { metadata.add("fusebox-error-details-bin", binary: bytes) }
+        return RPCError(.invalidArgument, error.message, metadata: metadata)
     }
 
     /// A store failure as a status.

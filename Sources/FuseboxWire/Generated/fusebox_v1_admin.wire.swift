@@ -136,12 +136,15 @@ public enum Fusebox_V1_AuditAction: Sendable, Hashable, CaseIterable {
     /// absent; `denied_reason` says what was wrong and `reason` holds the
     /// client's address.
     case connectionRefused
+    /// AdminService.ListAudit by a caller without the admin role (allowed
+    /// reads of the log are not written to it).
+    case listAudit
     /// A value this version of the Protos does not define, kept as received so that
     /// it survives a round trip. Validation at the RPC boundary rejects it.
     case unrecognized(Int32)
 
     /// Every value this version of the Protos defines.
-    public static let allCases: [Self] = [.unspecified, .forceOpen, .forceClose, .disable, .shadow, .reset, .overrideExpired, .putPolicy, .deletePolicy, .connectionRefused]
+    public static let allCases: [Self] = [.unspecified, .forceOpen, .forceClose, .disable, .shadow, .reset, .overrideExpired, .putPolicy, .deletePolicy, .connectionRefused, .listAudit]
 
     /// Creates the value for a wire number; an unknown number becomes `.unrecognized`.
     public init(rawValue: Int32) {
@@ -156,6 +159,7 @@ public enum Fusebox_V1_AuditAction: Sendable, Hashable, CaseIterable {
         case 7: self = .putPolicy
         case 8: self = .deletePolicy
         case 9: self = .connectionRefused
+        case 10: self = .listAudit
         default: self = .unrecognized(rawValue)
         }
     }
@@ -173,6 +177,7 @@ public enum Fusebox_V1_AuditAction: Sendable, Hashable, CaseIterable {
         case .putPolicy: return 7
         case .deletePolicy: return 8
         case .connectionRefused: return 9
+        case .listAudit: return 10
         case .unrecognized(let value): return value
         }
     }

@@ -73,7 +73,12 @@ typedef enum _Fusebox__V1__AuditAction {
    * absent; `denied_reason` says what was wrong and `reason` holds the
    * client's address.
    */
-  FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_CONNECTION_REFUSED = 9
+  FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_CONNECTION_REFUSED = 9,
+  /*
+   * AdminService.ListAudit by a caller without the admin role (allowed
+   * reads of the log are not written to it).
+   */
+  FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_LIST_AUDIT = 10
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FUSEBOX__V1__AUDIT_ACTION)
 } Fusebox__V1__AuditAction;
 
