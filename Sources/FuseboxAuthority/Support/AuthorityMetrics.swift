@@ -23,6 +23,11 @@ enum AuthorityMetrics {
         state(key, t.status)
     }
 
+    /// One group of breaker changes made durable: one SQLite transaction, one fsync.
+    static func committed() {
+        Counter(label: "fusebox_breaker_commits_total").increment()
+    }
+
     static func commitFailed() {
         Counter(label: "fusebox_store_commit_failures_total").increment()
     }
