@@ -260,6 +260,8 @@ struct StormRound {
     var ms: Double
     var answeredMs: Double
     var commits: Double
+    /// Report calls the server reset (RST_STREAM CANCEL).
+    var resets: Int
     var transitions: Double
 }
 
@@ -270,9 +272,10 @@ struct StormRound {
 /// the commits (fsyncs) the server made for it. `rounds` storms, each on
 /// breakers of its own.
 ///
-/// Each round runs on a fresh fuseboxd: on one server, the second storm's
-/// `ReportOutcomes` calls were reset by the server (RST_STREAM CANCEL) in
-/// every run we made; see docs/BENCHMARKS.md.
+/// Each round runs on a fresh fuseboxd with breakers of its own, so rounds
+/// do not share a registry, a database or connections. In most runs the
+/// server resets a few of the report calls (RST_STREAM CANCEL) although it
+/// stored their trips; they are counted and reported (docs/BENCHMARKS.md).
 func tripStorm(_ env: Environment, breakers: Int, watchers: Int, rounds: Int, group: any EventLoopGroup) async throws -> [StormRound] {
     var results: [StormRound] = []
     for r in 0..<rounds {
@@ -358,6 +361,7 @@ func tripStorm(_ env: Environment, name: String, breakers: Int, watchers: Int, r
             init(_ t: ContinuousClock.Instant) { value = Mutex(t) }
         }
         let answered = Latest(start)
+        let resets = SharedCounter()
         try await withThrowingTaskGroup(of: Void.self) { g in
             for (k, batch) in batches.enumerated() {
                 g.addTask {
@@ -365,8 +369,12 @@ func tripStorm(_ env: Environment, name: String, breakers: Int, watchers: Int, r
                     do {
                         response = try await reporters[k % 2].unary("fusebox.v1.BreakerService", "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self)
                     } catch {
-                        log("8: storm \(r), batch \(k) failed after \(fmt(ms(ContinuousClock.now - start), 1)) ms: \(error)")
-                        throw error
+                        // Seen in most full runs: the server resets some report calls
+                        // (RST_STREAM CANCEL) though it stored their trips. The
+                        // watchers decide whether every breaker tripped.
+                        log("8: \(name), batch \(k) failed after \(fmt(ms(ContinuousClock.now - start), 1)) ms: \(error)")
+                        resets.value.add(1, ordering: .relaxed)
+                        return
                     }
                     let now = ContinuousClock.now
                     answered.value.withLock { $0 = max($0, now) }
@@ -384,9 +392,10 @@ func tripStorm(_ env: Environment, name: String, breakers: Int, watchers: Int, r
         let after = try await server.metrics(group: group)
         results.append(StormRound(
             ms: ms(last - start), answeredMs: ms(answered.value.withLock { $0 } - start), commits: after.commits - before.commits,
+            resets: resets.value.load(ordering: .relaxed),
             transitions: after.sum("fusebox_breaker_transitions_total", labelContains: "breaker=\"storm-\(r)-")
                 - before.sum("fusebox_breaker_transitions_total", labelContains: "breaker=\"storm-\(r)-")))
-        log("8: storm \(r): \(fmt(results.last!.ms, 1)) ms, \(results.last!.commits) commits, \(results.last!.transitions) transitions")
+        log("8: \(name) storm \(r): \(fmt(results.last!.ms, 1)) ms, \(results.last!.commits) commits, \(results.last!.transitions) transitions")
     }
     for c in reporters { await c.close() }
     return results

@@ -135,7 +135,7 @@ if only.contains(8) {
     let r = try await tripStorm(env, breakers: breakers, watchers: watchers, rounds: rounds, group: group)
     let times = r.map(\.ms)
     let commits = r.map(\.commits)
-    row(["8", "trip storm: \(breakers) breakers tripped at once (batches of 100 per ReportOutcomes, all sent together over 2 connections), \(watchers) watchers of the whole registry; first report sent → last OPEN at every watcher, median of \(rounds) rounds, each on a fresh fuseboxd (each: \(times.map { fmt($0, 1) }.joined(separator: ", ")) ms; last report answered: \(r.map { fmt($0.answeredMs, 1) }.joined(separator: ", ")) ms)",
+    row(["8", "trip storm: \(breakers) breakers tripped at once (batches of 100 per ReportOutcomes, all sent together over 2 connections), \(watchers) watchers of the whole registry; first report sent → last OPEN at every watcher, median of \(rounds) rounds, each on a fresh fuseboxd (each: \(times.map { fmt($0, 1) }.joined(separator: ", ")) ms; last report answered: \(r.map { fmt($0.answeredMs, 1) }.joined(separator: ", ")) ms; report calls reset by the server: \(r.map { "\($0.resets)" }.joined(separator: ", ")) of \(breakers / 100))",
          "\(fmt(percentile(times, 50), 1)) ms", "—", "—", "—", "—"])
     row(["8", "commits (fsyncs) for those \(breakers) OPEN transitions (fusebox_breaker_commits_total before/after; each round: \(commits.map { fmt($0, 0) }.joined(separator: ", ")) commits for \(r.map { fmt($0.transitions, 0) }.joined(separator: ", ")) transitions)",
          "\(fmt(percentile(commits, 50), 0)) commits", "\(breakers) if each transition had its own", fmt(percentile(commits, 50) / Double(breakers), 3), "—", "—"])
