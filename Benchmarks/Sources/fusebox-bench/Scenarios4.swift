@@ -51,6 +51,12 @@ struct Metrics {
 
     /// Groups of breaker changes stored (one SQLite transaction, one fsync each).
     var commits: Double { sum("fusebox_breaker_commits_total") }
+
+    /// Total seconds and count of the store's commits (`fusebox_store_duration_seconds{operation="commit"}`).
+    var commitSeconds: (sum: Double, count: Double) {
+        (sum("fusebox_store_duration_seconds_sum", labelContains: "operation=\"commit\""),
+         sum("fusebox_store_duration_seconds_count", labelContains: "operation=\"commit\""))
+    }
 }
 
 // MARK: - 7. Counting under transitions
@@ -66,6 +72,8 @@ struct CountingResult {
     /// The server's transitions counter and commits counter between the two scrapes.
     var serverTransitions: Double
     var commits: Double
+    /// Mean time of the store's commit operation in that span.
+    var commitMs: Double
     var cycles: Int
     var errors: Int
 }
@@ -248,9 +256,11 @@ func countingUnderTransitions(
     let transitions = after.sum("fusebox_breaker_transitions_total", labelContains: "breaker=\"b-")
         - before.sum("fusebox_breaker_transitions_total", labelContains: "breaker=\"b-")
     let inWindow = Double(seenInWindow.value.load(ordering: .relaxed))
+    let (c0, c1) = (before.commitSeconds, after.commitSeconds)
     return CountingResult(
         aloneReportsPerSecond: alone.rate, loadedReportsPerSecond: loaded.rate, transitionsPerSecond: inWindow / loaded.seconds, loadedSeconds: loaded.seconds,
-        transitions: inWindow, serverTransitions: transitions, commits: after.commits - before.commits, cycles: cycled,
+        transitions: inWindow, serverTransitions: transitions, commits: after.commits - before.commits,
+        commitMs: (c1.sum - c0.sum) * 1000 / max(c1.count - c0.count, 1), cycles: cycled,
         errors: errors.value.load(ordering: .relaxed))
 }
 

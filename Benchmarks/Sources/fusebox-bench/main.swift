@@ -125,7 +125,7 @@ if only.contains(7) {
     row(["7", "counting-only reports/s over StreamOutcomes (\(connections) TLS connections, 10 breakers × 10 successes per batch, \(fmt(seconds, 0)) s) while 100 other breakers cycle \(cycle), one connection each; peer: the same load alone",
          "\(fmt(c.loadedReportsPerSecond, 0)) reports/s", "alone: \(fmt(c.aloneReportsPerSecond, 0)) reports/s", fmt(c.loadedReportsPerSecond / c.aloneReportsPerSecond, 2), "—", "—"])
     row(["7", "transitions of those 100 breakers during the loaded run (generation steps the drivers saw), and transitions per commit (fsync) from the server's counters around it",
-         "\(fmt(c.transitionsPerSecond, 0)) transitions/s (\(fmt(c.transitions, 0)) in \(fmt(c.loadedSeconds, 1)) s); \(fmt(c.serverTransitions, 0)) transitions in \(fmt(c.commits, 0)) commits = \(fmt(c.serverTransitions / max(c.commits, 1), 2)) per commit\(c.errors > 0 ? ", \(c.errors) driver errors" : "")",
+         "\(fmt(c.transitionsPerSecond, 0)) transitions/s (\(fmt(c.transitions, 0)) in \(fmt(c.loadedSeconds, 1)) s); \(fmt(c.serverTransitions, 0)) transitions in \(fmt(c.commits, 0)) commits = \(fmt(c.serverTransitions / max(c.commits, 1), 2)) per commit, \(fmt(c.commitMs, 1)) ms per store commit (mean)\(c.errors > 0 ? ", \(c.errors) driver errors" : "")",
          "—", "—", "—", "—"])
 }
 
