@@ -4,7 +4,7 @@ import NIOPosix
 
 /// fusebox-bench: each scenario runs Fusebox and its peer in the same run and
 /// prints one Markdown row per figure. Usage:
-///   fusebox-bench --fuseboxd PATH --certs DIR --work DIR [--quick] [--only 1,2,…]
+///   fusebox-bench --fuseboxd PATH --certs DIR --work DIR [--quick] [--only 1,2,…] (scenarios 1-8)
 /// (scripts/bench passes these; it also installs the peers.)
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -17,7 +17,7 @@ guard let fuseboxd = option("--fuseboxd"), let certs = option("--certs"), let wo
     exit(2)
 }
 let quick = arguments.contains("--quick")
-let only = Set((option("--only") ?? "1,2,3,4,5,6").split(separator: ",").compactMap { Int($0) })
+let only = Set((option("--only") ?? "1,2,3,4,5,6,7,8").split(separator: ",").compactMap { Int($0) })
 let env = Environment(fuseboxd: fuseboxd, certs: certs, work: work, quick: quick)
 MallocInterposerSwift.initialize()
 let group = MultiThreadedEventLoopGroup.singleton
@@ -112,4 +112,31 @@ if only.contains(5) {
     let m = try await memoryPerConnection(env, connections: n, group: group)
     row(["5", "RSS per idle connection (\(n) connections; Fusebox: each holding a WatchBreakers stream)", "\(fmt(m.fusebox, 1)) KiB",
          "nginx \(fmt(m.nginx, 1)) KiB (idle TLS)", fmt(m.fusebox / m.nginx, 2), "≤ 32 KiB", m.fusebox <= 32 ? "yes" : "no"])
+}
+
+if only.contains(7) {
+    let (connections, seconds) = quick ? (20, 3.0) : (50, 10.0)
+    log("7: counting under transitions")
+    // --cycle-probes: set B cycles by the rules (trip, OPEN 100 ms, HALF_OPEN,
+    // permit, probe, CLOSED); otherwise by operator actions (ForceOpen, Reset).
+    let probes = arguments.contains("--cycle-probes")
+    let c = try await countingUnderTransitions(env, connections: connections, seconds: seconds, cycling: 100, probes: probes, group: group)
+    let cycle = probes ? "trip → OPEN 100 ms → HALF_OPEN → probe → CLOSED" : "AdminService ForceOpen → Reset"
+    row(["7", "counting-only reports/s over StreamOutcomes (\(connections) TLS connections, 10 breakers × 10 successes per batch, \(fmt(seconds, 0)) s) while 100 other breakers cycle \(cycle), one connection each; peer: the same load alone",
+         "\(fmt(c.loadedReportsPerSecond, 0)) reports/s", "alone: \(fmt(c.aloneReportsPerSecond, 0)) reports/s", fmt(c.loadedReportsPerSecond / c.aloneReportsPerSecond, 2), "—", "—"])
+    row(["7", "transitions of those 100 breakers during the loaded run (generation steps the drivers saw), and transitions per commit (fsync) from the server's counters around it",
+         "\(fmt(c.transitionsPerSecond, 0)) transitions/s (\(fmt(c.transitions, 0)) in \(fmt(c.loadedSeconds, 1)) s); \(fmt(c.serverTransitions, 0)) transitions in \(fmt(c.commits, 0)) commits = \(fmt(c.serverTransitions / max(c.commits, 1), 2)) per commit, \(fmt(c.commitMs, 1)) ms per store commit (mean)\(c.errors > 0 ? ", \(c.errors) driver errors" : "")",
+         "—", "—", "—", "—"])
+}
+
+if only.contains(8) {
+    let (breakers, watchers, rounds) = quick ? (200, 3, 1) : (1_000, 10, 3)
+    log("8: trip storm, \(breakers) breakers, \(watchers) watchers, \(rounds) rounds")
+    let r = try await tripStorm(env, breakers: breakers, watchers: watchers, rounds: rounds, group: group)
+    let times = r.map(\.ms)
+    let commits = r.map(\.commits)
+    row(["8", "trip storm: \(breakers) breakers tripped at once (batches of 100 per ReportOutcomes, all sent together over 2 connections), \(watchers) watchers of the whole registry; first report sent → last OPEN at every watcher, median of \(rounds) rounds, each on a fresh fuseboxd (each: \(times.map { fmt($0, 1) }.joined(separator: ", ")) ms; last report answered: \(r.map { fmt($0.answeredMs, 1) }.joined(separator: ", ")) ms; report calls reset by the server: \(r.map { "\($0.resets)" }.joined(separator: ", ")) of \(breakers / 100))",
+         "\(fmt(percentile(times, 50), 1)) ms", "—", "—", "—", "—"])
+    row(["8", "commits (fsyncs) for those \(breakers) OPEN transitions (fusebox_breaker_commits_total before/after; each round: \(commits.map { fmt($0, 0) }.joined(separator: ", ")) commits for \(r.map { fmt($0.transitions, 0) }.joined(separator: ", ")) transitions)",
+         "\(fmt(percentile(commits, 50), 0)) commits", "\(breakers) if each transition had its own", fmt(percentile(commits, 50) / Double(breakers), 3), "—", "—"])
 }

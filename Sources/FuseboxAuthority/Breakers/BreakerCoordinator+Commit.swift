@@ -72,6 +72,7 @@ extension BreakerCoordinator {
             }
         }
         for (waiter, ids) in waiters { waiter.resume(returning: .success(ids)) }
+        AuthorityMetrics.committed()
         for p in group {
             if p.created { AuthorityMetrics.state(p.key, p.stored.status) }
             for t in p.transitions {

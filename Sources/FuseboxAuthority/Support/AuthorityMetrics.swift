@@ -31,6 +31,11 @@ enum AuthorityMetrics {
         Counter(label: "fusebox_breakers_evicted_total").increment(by: Int64(count))
     }
 
+    /// One group of breaker changes made durable: one SQLite transaction, one fsync.
+    static func committed() {
+        Counter(label: "fusebox_breaker_commits_total").increment()
+    }
+
     static func commitFailed() {
         Counter(label: "fusebox_store_commit_failures_total").increment()
     }

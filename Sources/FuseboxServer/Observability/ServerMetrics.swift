@@ -36,6 +36,7 @@ enum ServerMetrics {
         Gauge(label: "fusebox_build_info", dimensions: [("version", version)]).record(1)
         Counter(label: "fusebox_reports_total").increment(by: 0)
         Counter(label: "fusebox_report_rejections_total").increment(by: 0)
+        Counter(label: "fusebox_breaker_commits_total").increment(by: 0)
         gauges(connections: 0, breakerWatchers: 0, registryWatchers: 0, silentReporters: 0)
     }
 
