@@ -68,7 +68,12 @@ extension BreakerCoordinator {
 
     // MARK: Permits
 
+    /// Grants or denies a half-open probe permit (see `permit(_:)`).
     public func acquirePermit(_ key: BreakerKey) async throws(CoordinatorError) -> PermitAnswer {
+        try await permit(key).get()
+    }
+
+    public func permit(_ key: BreakerKey) async -> Result<PermitAnswer, CoordinatorError> {
         let now = clock.now()
         let decided = state.withLockedValue { s -> Result<(PermitDecision, UInt64?), CoordinatorError> in
             guard let entry = s.entries[key], entry.exists else {
@@ -83,19 +88,24 @@ extension BreakerCoordinator {
                 return (applied.value, pending)
             }
         }
-        let (decision, ticket) = try decided.get()
+        let decision: PermitDecision
+        let ticket: UInt64?
+        switch decided {
+        case .failure(let error): return .failure(error)
+        case .success(let value): (decision, ticket) = value
+        }
         if let ticket, case .failure(let error) = await outcome(of: ticket) {
-            throw CoordinatorError.store(error)
+            return .failure(CoordinatorError.store(error))
         }
         let status = state.withLockedValue { $0.entries[key]?.visible }
-        guard let status else { throw CoordinatorError(.notFound, "breaker \(key) does not exist") }
+        guard let status else { return .failure(CoordinatorError(.notFound, "breaker \(key) does not exist")) }
         // A grant under a generation that is not (or no longer) the visible one is void.
         if case .granted(let grant) = decision, grant.generation != status.generation {
-            return PermitAnswer(decision: .denied(PermitDenial(
+            return .success(PermitAnswer(decision: .denied(PermitDenial(
                 state: status.state, generation: status.generation, retryAfterMs: nil,
-                reason: "the breaker changed while the permit was being granted")), status: status, at: clock.now())
+                reason: "the breaker changed while the permit was being granted")), status: status, at: clock.now()))
         }
-        return PermitAnswer(decision: decision, status: status, at: clock.now())
+        return .success(PermitAnswer(decision: decision, status: status, at: clock.now()))
     }
 
     // MARK: Operator actions

@@ -239,7 +239,7 @@ public protocol BreakerAuthority: Sendable {
     /// Counts a batch of outcomes.
     func report(_ batch: OutcomeBatchReport) async -> ReportResult
     /// Grants or denies a half-open probe permit.
-    func acquirePermit(_ key: BreakerKey) async throws(CoordinatorError) -> PermitAnswer
+    func permit(_ key: BreakerKey) async -> Result<PermitAnswer, CoordinatorError>
     /// Sets (nil: lifts) an override, durable together with `audit`.
     func setOverride(
         _ key: BreakerKey, _ kind: BreakerOverride?, durationMs: UInt32, reason: String, policy: String?, audit: AuditRecord

@@ -52,10 +52,9 @@ public struct BreakerService: Sendable {
             try authorizer.require(.reporter, context)
             let key = try WireConversions.key(request.breaker, field: "breaker")
             let answer: PermitAnswer
-            do throws(CoordinatorError) {
-                answer = try await authority.acquirePermit(key)
-            } catch {
-                throw WireConversions.status(error)
+            switch await authority.permit(key) {
+            case .success(let a): answer = a
+            case .failure(let error): throw WireConversions.status(error)
             }
             var response = Fusebox_V1_AcquirePermitResponse()
             response.generation = answer.status.generation.value
