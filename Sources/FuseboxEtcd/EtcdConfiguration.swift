@@ -1,3 +1,4 @@
+import FuseboxRPC
 public import FuseboxTLS
 
 /// One etcd member's client address.
@@ -78,15 +79,6 @@ public struct EtcdConfiguration: Sendable {
 
     /// The delay before retry `attempt` (1, 2, …): exponential, capped, upper-half jitter.
     func backoff(attempt: Int, using random: inout some RandomNumberGenerator) -> Duration {
-        let initial = Self.seconds(backoffInitial), cap = Self.seconds(backoffMaximum)
-        var delay = initial
-        for _ in 1..<max(attempt, 1) { delay = min(delay * 2, cap) }
-        delay = min(delay, cap)
-        let drawn = Double.random(in: (delay / 2)...max(delay, delay / 2), using: &random)
-        return .milliseconds(Int64(drawn * 1000))
-    }
-
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        RPCBackoff(initial: backoffInitial, maximum: backoffMaximum).delay(attempt: attempt, using: &random)
     }
 }

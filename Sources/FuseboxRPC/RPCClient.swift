@@ -168,6 +168,15 @@ public final class RPCClient: Sendable {
         path: String, options: RPCCallOptions = RPCCallOptions(),
         _ body: @escaping @Sendable (RPCClientCall) async throws -> Result
     ) async throws(RPCError) -> Result {
+        try await call(path: path, options: options, progress: RPCCallProgress(), body)
+    }
+
+    /// `call`, recording in `progress` how far the call got, so that a
+    /// failover client can tell a call that never reached the server.
+    func call<Result: Sendable>(
+        path: String, options: RPCCallOptions, progress: RPCCallProgress,
+        _ body: @escaping @Sendable (RPCClientCall) async throws -> Result
+    ) async throws(RPCError) -> Result {
         let deadline = options.timeout.map { ContinuousClock.now + $0 }
         let connection = NIOLockedValueBox<ConnectionFailure?>(nil)
         func failure() -> String? {
@@ -190,10 +199,11 @@ public final class RPCClient: Sendable {
                     } catch {
                         throw RPCError(.unavailable, "could not open a stream: \(error)")
                     }
+                    progress.streamOpened()
                     return try await stream.executeThenClose { inbound, outbound in
                         let call = RPCClientCall(
                             frames: inbound.makeAsyncIterator(), outbound: outbound, allocator: stream.channel.allocator,
-                            maximumMessageBytes: self.configuration.maximumReceiveMessageBytes)
+                            maximumMessageBytes: self.configuration.maximumReceiveMessageBytes, progress: progress)
                         try await call.start(
                             path: path, scheme: self.configuration.plaintext ? "http" : "https",
                             authority: "\(self.configuration.host):\(self.configuration.port)", deadline: deadline, metadata: options.metadata)
@@ -281,12 +291,17 @@ public final class RPCClientCall: @unchecked Sendable {
     private var deframer: GRPCMessageDeframer
     private var sawHeaders = false
     private var finished = false
+    private let progress: RPCCallProgress?
     /// Metadata of the response headers.
     public private(set) var initialMetadata = RPCMetadata()
     /// Metadata of the trailers, once the call ended.
     public private(set) var trailingMetadata = RPCMetadata()
 
-    init(frames: Frames, outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>, allocator: ByteBufferAllocator, maximumMessageBytes: Int) {
+    init(
+        frames: Frames, outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>, allocator: ByteBufferAllocator, maximumMessageBytes: Int,
+        progress: RPCCallProgress? = nil
+    ) {
+        self.progress = progress
         self.frames = frames
         self.outbound = outbound
         self.allocator = allocator
@@ -333,6 +348,9 @@ public final class RPCClientCall: @unchecked Sendable {
             do {
                 frame = try await frames.next()
             } catch {
+                // A GOAWAY whose last stream id is below this stream's: the
+                // server says it never processed the stream (RFC 9113 §6.8).
+                if let closed = error as? NIOHTTP2Errors.StreamClosed, closed.errorCode == .refusedStream { progress?.refused() }
                 throw RPCError(.unavailable, "the connection failed during the call: \(error)")
             }
             switch frame {
@@ -346,6 +364,8 @@ public final class RPCClientCall: @unchecked Sendable {
                         initialMetadata = (try? RPCMetadata(headers: h.headers.map { ($0.name, $0.value) })) ?? RPCMetadata()
                         continue
                     }
+                    // Trailers-only UNAVAILABLE: the server turned the call away before any response.
+                    if h.headers.first(name: "grpc-status") == String(RPCStatusCode.unavailable.rawValue) { progress?.refused() }
                 }
                 try finish(with: h.headers)
                 return nil
@@ -353,6 +373,8 @@ public final class RPCClientCall: @unchecked Sendable {
                 if case .byteBuffer(let bytes) = d.data { deframer.append(bytes) }
                 if d.endStream { throw RPCError(.internal, "the server ended the stream without a status") }
             case .rstStream(let code):
+                // REFUSED_STREAM: not processed, safe to retry (RFC 9113 §8.7).
+                if code == .refusedStream { progress?.refused() }
                 throw RPCError(code == .refusedStream ? .unavailable : .cancelled, "the server reset the stream (\(code))")
             case nil:
                 throw RPCError(.unavailable, "the stream closed without a status")
