@@ -19,6 +19,7 @@ struct FuseboxExample: AsyncParsableCommand {
               fusebox-example upstream --port 8081
               fusebox-example service --upstream 127.0.0.1:8081 --server 127.0.0.1:7443 \\
                 --ca .fusebox/certs/ca.pem --cert .fusebox/certs/reporter.pem --key .fusebox/certs/reporter.key
+              # a replicated fuseboxd: --server fb-1:7443,fb-2:7443,fb-3:7443 (fails over between them)
               curl -X POST 127.0.0.1:8081/fail      # every service's breaker opens together
               curl -X POST 127.0.0.1:8081/recover   # and closes together after the probes pass
             """,

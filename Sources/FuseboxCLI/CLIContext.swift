@@ -278,7 +278,9 @@ struct Connection {
                     hints: ["check --ca (it must have signed the server's certificate) and --cert/--key (signed by a CA the server trusts)"],
                     code: ExitCodes.unreachable)
             }
-            let why = m.lowercased().contains("refused") ? "connection refused" : (error.code == .deadlineExceeded ? "no answer in time" : Self.strip(m))
+            var why = m.lowercased().contains("refused") ? "connection refused" : (error.code == .deadlineExceeded ? "no answer in time" : Self.strip(m))
+            // With several endpoints, which were tried (RPCFailoverClient's suffix).
+            if let tried = m.range(of: " (tried "), !why.contains(" (tried ") { why += String(m[tried.lowerBound...]) }
             return CLIError(
                 "cannot reach fuseboxd at \(addresses): \(why)",
                 hints: ["is fuseboxd running there? check --server (or FUSEBOX_SERVER, or the context's server)"],
