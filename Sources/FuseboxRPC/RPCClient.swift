@@ -204,9 +204,16 @@ public final class RPCClient: Sendable {
                         let call = RPCClientCall(
                             frames: inbound.makeAsyncIterator(), outbound: outbound, allocator: stream.channel.allocator,
                             maximumMessageBytes: self.configuration.maximumReceiveMessageBytes, progress: progress)
-                        try await call.start(
-                            path: path, scheme: self.configuration.plaintext ? "http" : "https",
-                            authority: "\(self.configuration.host):\(self.configuration.port)", deadline: deadline, metadata: options.metadata)
+                        do {
+                            try await call.start(
+                                path: path, scheme: self.configuration.plaintext ? "http" : "https",
+                                authority: "\(self.configuration.host):\(self.configuration.port)", deadline: deadline, metadata: options.metadata)
+                        } catch {
+                            // The request headers were not written (a GOAWAY came, the connection
+                            // is closing): no server saw the call.
+                            progress.refused()
+                            throw error
+                        }
                         return try await body(call)
                     }
                 }
@@ -351,6 +358,8 @@ public final class RPCClientCall: @unchecked Sendable {
                 // A GOAWAY whose last stream id is below this stream's: the
                 // server says it never processed the stream (RFC 9113 §6.8).
                 if let closed = error as? NIOHTTP2Errors.StreamClosed, closed.errorCode == .refusedStream { progress?.refused() }
+                // The stream was opened after a GOAWAY: its HEADERS never left.
+                if error is NIOHTTP2Errors.CreatedStreamAfterGoaway { progress?.refused() }
                 throw RPCError(.unavailable, "the connection failed during the call: \(error)")
             }
             switch frame {

@@ -91,6 +91,24 @@ final class RPCFailoverClientTests: XCTestCase {
         try await second.stop()
     }
 
+    func testAServerThatShutsDownGracefullyHandsCallsToTheNext() async throws {
+        let first = try await TestRPCServer.start(group: group)
+        let second = try await TestRPCServer.start(group: group)
+        let client = try client([first.port, second.port])
+        let options = RPCCallOptions(timeout: .seconds(10))
+        _ = try await client.unary(EchoService.name, "Unary", message("one"), as: EchoService.Message.self, options: options)
+        XCTAssertEqual(client.currentEndpoint.port, first.port)
+        // GOAWAY, then the listener and the connection close.
+        try await first.stop()
+        for i in 0..<5 {
+            let reply = try await client.unary(EchoService.name, "Unary", message("\(i)"), as: EchoService.Message.self, options: options)
+            XCTAssertEqual(reply.description, "echo: \(i)")
+        }
+        XCTAssertEqual(client.currentEndpoint.port, second.port)
+        await client.close()
+        try await second.stop()
+    }
+
     func testOneEndpointBehavesAsItsClient() async throws {
         let dead = try await deadPort()
         let client = try client([dead])

@@ -15,9 +15,10 @@ final class RPCCallProgress: Sendable {
     /// A stream was opened on a connection: from here on, the request may reach the server.
     func streamOpened() { marks.withLockedValue { $0.opened = true } }
 
-    /// The server turned the stream away without processing it: RST_STREAM
-    /// REFUSED_STREAM, a GOAWAY below the stream's id, or a trailers-only
-    /// UNAVAILABLE before any response.
+    /// No server processed the stream: its request headers could not be
+    /// written (the stream was opened after a GOAWAY, the connection was
+    /// closing), or the server turned it away (RST_STREAM REFUSED_STREAM, a
+    /// GOAWAY below the stream's id, a trailers-only UNAVAILABLE before any response).
     func refused() { marks.withLockedValue { $0.refused = true } }
 
     /// True when no server processed the call: no stream was ever opened (the
