@@ -52,13 +52,16 @@ final class FleetLinkFailoverTests: XCTestCase {
     ) async throws -> (RPCServer, Task<Void, any Error>) {
         var router = RPCRouter()
         router.serverStreaming("fusebox.v1.RegistryService", "WatchRegistry") {
-            [requests] (request: Fusebox_V1_WatchRegistryRequest, writer: RPCStreamWriter<Fusebox_V1_RegistryEvent>, _) in
+            [requests] (request: Fusebox_V1_WatchRegistryRequest, writer: RPCStreamWriter<Fusebox_V1_RegistryEvent>, _)
+            in
             requests.withLockedValue { $0.append((name, request.fromVersion)) }
             try await script(writer)
         }
-        let tls = try TLSContextProvider(configuration: .server(
-            certificateChainPath: TestCertificates.path("server.pem"), privateKeyPath: TestCertificates.path("server.key"),
-            clientCAPath: TestCertificates.path("ca.pem")))
+        let tls = try TLSContextProvider(
+            configuration: .server(
+                certificateChainPath: TestCertificates.path("server.pem"),
+                privateKeyPath: TestCertificates.path("server.key"),
+                clientCAPath: TestCertificates.path("ca.pem")))
         let server = RPCServer(configuration: RPCServerConfiguration(), router: router, tls: tls, group: group)
         try await server.start()
         return (server, Task { try await server.serve() })
@@ -81,11 +84,14 @@ final class FleetLinkFailoverTests: XCTestCase {
             try await Task.sleep(for: .seconds(30))
         }
         let tls = TLSConfiguration.client(
-            trustRootsPath: try TestCertificates.path("ca.pem"), certificateChainPath: try TestCertificates.path("reporter.pem"),
+            trustRootsPath: try TestCertificates.path("ca.pem"),
+            certificateChainPath: try TestCertificates.path("reporter.pem"),
             privateKeyPath: try TestCertificates.path("reporter.key"))
-        let endpoints = RPCEndpoints(RPCEndpoint(host: "127.0.0.1", port: first.port), RPCEndpoint(host: "127.0.0.1", port: second.port))
+        let endpoints = RPCEndpoints(
+            RPCEndpoint(host: "127.0.0.1", port: first.port), RPCEndpoint(host: "127.0.0.1", port: second.port))
         var configuration = FuseboxConfiguration(
-            endpoints: endpoints, tls: tls, clientID: "resumer", cacheDirectory: FileManager.default.temporaryDirectory.path + "/resume-\(UUID())")
+            endpoints: endpoints, tls: tls, clientID: "resumer",
+            cacheDirectory: FileManager.default.temporaryDirectory.path + "/resume-\(UUID())")
         configuration.reconnectBackoffBase = .milliseconds(10)
         configuration.reconnectBackoffMaximum = .milliseconds(100)
         let client = try RPCFailoverClient(
@@ -93,15 +99,20 @@ final class FleetLinkFailoverTests: XCTestCase {
             backoff: RPCBackoff(initial: .milliseconds(10), maximum: .milliseconds(100)), group: group)
         let link = FleetLink(
             configuration: configuration, client: client, eventLoop: group.next(),
-            policies: PolicySnapshot(registries: [:], versions: [:], source: .presets), logger: Logger(label: "resume-test"))
+            policies: PolicySnapshot(registries: [:], versions: [:], source: .presets),
+            logger: Logger(label: "resume-test"))
         link.start()
         let deadline = ContinuousClock.now + .seconds(10)
-        while link.policies.versions["default"] != 9, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        while link.policies.versions["default"] != 9, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
         await link.stop()
         await client.close()
 
         XCTAssertEqual(link.policies.versions["default"], 9)
-        XCTAssertEqual(link.policies.registries["default"].map { Set($0.keys) }, ["p1", "p2", "p3"], "changes apply on top of what was held")
+        XCTAssertEqual(
+            link.policies.registries["default"].map { Set($0.keys) }, ["p1", "p2", "p3"],
+            "changes apply on top of what was held")
         let seen = requests.withLockedValue { $0 }
         XCTAssertEqual(seen.first?.0, "first")
         XCTAssertEqual(seen.first?.1, 0, "the first watch of a run asks for a snapshot")

@@ -3,7 +3,7 @@ import FuseboxTesting
 import XCTest
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Several independent fuseboxd processes given to the SDK and the CLI as one
@@ -29,12 +29,17 @@ final class FleetFailoverTests: XCTestCase {
         let id = "svc-failover"
         let service = try fleet.startService(id, staleness: 2, servers: "127.0.0.1:\(first.port),\(secondAddress)")
         let started = service.waitForLine(timeout: 30) { $0.contains("\"event\":\"started\"") }
-        XCTAssertTrue(started?.contains("\"source\":\"server\"") ?? false, "did not start from the server: \(service.stderrTail())")
         XCTAssertTrue(
-            eventually(10) { fleet.lastStatus(id)?["mode"] as? String == "fleet" && (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > 10 },
+            started?.contains("\"source\":\"server\"") ?? false,
+            "did not start from the server: \(service.stderrTail())")
+        XCTAssertTrue(
+            eventually(10) {
+                fleet.lastStatus(id)?["mode"] as? String == "fleet" && (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > 10
+            },
             "not calling in fleet mode: \(service.text)")
         // The service reports to the first server, the one it was given first.
-        XCTAssertTrue(eventually(10) { (try? fleet.serverBreaker()) != nil }, "the first fuseboxd never heard of the breaker")
+        XCTAssertTrue(
+            eventually(10) { (try? fleet.serverBreaker()) != nil }, "the first fuseboxd never heard of the breaker")
 
         first.stop(SIGKILL)
         let killed = Date()
@@ -42,8 +47,11 @@ final class FleetFailoverTests: XCTestCase {
         // Its reports now reach the second server: the breaker appears there…
         XCTAssertTrue(
             eventually(15) { (try? fleet.serverBreaker(server: secondAddress)) != nil },
-            "the second fuseboxd never received the service's reports: \(service.lines.suffix(5)) \(service.stderrTail())")
-        print("first fuseboxd killed: reports reach the second after \(String(format: "%.2f", Date().timeIntervalSince(killed))) s")
+            "the second fuseboxd never received the service's reports: \(service.lines.suffix(5)) \(service.stderrTail())"
+        )
+        print(
+            "first fuseboxd killed: reports reach the second after \(String(format: "%.2f", Date().timeIntervalSince(killed))) s"
+        )
         // …and the service is (back) in fleet mode, whether or not it went local meanwhile.
         XCTAssertTrue(
             eventually(15) {
@@ -59,8 +67,12 @@ final class FleetFailoverTests: XCTestCase {
             eventually(15) { (try? fleet.serverBreaker(server: secondAddress))?.state == "OPEN" },
             "the second fuseboxd did not trip the breaker: \(service.lines.suffix(5))")
         let open = eventually(10) { fleet.transitions(id).dropFirst(transitionsBefore).contains { $0.to == "OPEN" } }
-        XCTAssertTrue(open, "the second server's OPEN did not reach the service: \(service.lines.suffix(8)) \(service.stderrTail())")
-        if let server = try fleet.serverBreaker(server: secondAddress), let seen = fleet.transitions(id).dropFirst(transitionsBefore).first(where: { $0.to == "OPEN" }) {
+        XCTAssertTrue(
+            open,
+            "the second server's OPEN did not reach the service: \(service.lines.suffix(8)) \(service.stderrTail())")
+        if let server = try fleet.serverBreaker(server: secondAddress),
+            let seen = fleet.transitions(id).dropFirst(transitionsBefore).first(where: { $0.to == "OPEN" })
+        {
             XCTAssertTrue(
                 seen.generation > 0 && seen.generation <= server.generation,
                 "the service's OPEN carries a generation of the second server: \(seen) vs \(server)")
@@ -101,7 +113,9 @@ final class FleetFailoverTests: XCTestCase {
         address.sin_port = 0
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+            }
         }
         guard bound else { throw XCTSkip("bind() failed") }
         return Int(UInt16(bigEndian: address.sin_port))

@@ -14,9 +14,12 @@ final class RPCEndpointTests: XCTestCase {
 
     func testListsParseInOrder() throws {
         let list = try RPCEndpoints(parsing: "a:7443, b:7444 ,[::1]:7445")
-        XCTAssertEqual(list.all, [
-            RPCEndpoint(host: "a", port: 7443), RPCEndpoint(host: "b", port: 7444), RPCEndpoint(host: "::1", port: 7445),
-        ])
+        XCTAssertEqual(
+            list.all,
+            [
+                RPCEndpoint(host: "a", port: 7443), RPCEndpoint(host: "b", port: 7444),
+                RPCEndpoint(host: "::1", port: 7445),
+            ])
         XCTAssertEqual(list.first, RPCEndpoint(host: "a", port: 7443))
         XCTAssertEqual(list.description, "a:7443,b:7444,[::1]:7445")
         XCTAssertEqual(try RPCEndpoints(parsing: "127.0.0.1:7443").all, [RPCEndpoint(host: "127.0.0.1", port: 7443)])

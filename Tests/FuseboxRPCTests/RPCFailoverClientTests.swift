@@ -31,10 +31,12 @@ final class RPCFailoverClientTests: XCTestCase {
         let configuration = RPCClientConfiguration(
             host: "127.0.0.1", port: ports[0],
             tls: .client(
-                trustRootsPath: try TestCertificates.path("ca.pem"), certificateChainPath: try TestCertificates.path("admin.pem"),
+                trustRootsPath: try TestCertificates.path("ca.pem"),
+                certificateChainPath: try TestCertificates.path("admin.pem"),
                 privateKeyPath: try TestCertificates.path("admin.key")))
         return try RPCFailoverClient(
-            configuration: configuration, endpoints: endpoints, backoff: RPCBackoff(initial: .milliseconds(10), maximum: .milliseconds(100)),
+            configuration: configuration, endpoints: endpoints,
+            backoff: RPCBackoff(initial: .milliseconds(10), maximum: .milliseconds(100)),
             group: group)
     }
 
@@ -42,11 +44,15 @@ final class RPCFailoverClientTests: XCTestCase {
         let server = try await TestRPCServer.start(group: group)
         let dead = try await deadPort()
         let client = try client([dead, server.port])
-        let reply = try await client.unary(EchoService.name, "Unary", message("hi"), as: EchoService.Message.self, options: RPCCallOptions(timeout: .seconds(10)))
+        let reply = try await client.unary(
+            EchoService.name, "Unary", message("hi"), as: EchoService.Message.self,
+            options: RPCCallOptions(timeout: .seconds(10)))
         XCTAssertEqual(reply.description, "echo: hi")
         XCTAssertEqual(client.currentEndpoint.port, server.port)
         let counted = NIOLockedValueBoxStrings()
-        try await client.serverStreaming(EchoService.name, "Count", message("2"), as: EchoService.Message.self) { counted.append($0.description) }
+        try await client.serverStreaming(EchoService.name, "Count", message("2"), as: EchoService.Message.self) {
+            counted.append($0.description)
+        }
         XCTAssertEqual(counted.values, ["0", "1"])
         await client.close()
         try await server.stop()
@@ -57,7 +63,9 @@ final class RPCFailoverClientTests: XCTestCase {
         let client = try client(ports)
         let start = ContinuousClock.now
         do throws(RPCError) {
-            _ = try await client.unary(EchoService.name, "Unary", message("hi"), as: EchoService.Message.self, options: RPCCallOptions(timeout: .seconds(10)))
+            _ = try await client.unary(
+                EchoService.name, "Unary", message("hi"), as: EchoService.Message.self,
+                options: RPCCallOptions(timeout: .seconds(10)))
             XCTFail("no server is listening")
         } catch {
             XCTAssertEqual(error.code, .unavailable)
@@ -72,7 +80,8 @@ final class RPCFailoverClientTests: XCTestCase {
         let second = try await TestRPCServer.start(group: group)
         let client = try client([first.port, second.port])
         do throws(RPCError) {
-            _ = try await client.unary(EchoService.name, "Fail", message("gone", field: "5"), as: EchoService.Message.self)
+            _ = try await client.unary(
+                EchoService.name, "Fail", message("gone", field: "5"), as: EchoService.Message.self)
             XCTFail("Fail fails")
         } catch {
             XCTAssertEqual(error.code, .notFound)
@@ -80,11 +89,14 @@ final class RPCFailoverClientTests: XCTestCase {
         }
         XCTAssertEqual(client.currentEndpoint.port, first.port, "the first server answered; calls stay there")
         do throws(RPCError) {
-            _ = try await client.unary(EchoService.name, "Fail", message("busy", field: "14"), as: EchoService.Message.self)
+            _ = try await client.unary(
+                EchoService.name, "Fail", message("busy", field: "14"), as: EchoService.Message.self)
             XCTFail("Fail fails")
         } catch {
             XCTAssertEqual(error.code, .unavailable)
-            XCTAssertTrue(error.message.contains("tried 2 of 2 endpoints"), "trailers-only UNAVAILABLE is tried elsewhere: \(error.message)")
+            XCTAssertTrue(
+                error.message.contains("tried 2 of 2 endpoints"),
+                "trailers-only UNAVAILABLE is tried elsewhere: \(error.message)")
         }
         await client.close()
         try await first.stop()
@@ -96,12 +108,14 @@ final class RPCFailoverClientTests: XCTestCase {
         let second = try await TestRPCServer.start(group: group)
         let client = try client([first.port, second.port])
         let options = RPCCallOptions(timeout: .seconds(10))
-        _ = try await client.unary(EchoService.name, "Unary", message("one"), as: EchoService.Message.self, options: options)
+        _ = try await client.unary(
+            EchoService.name, "Unary", message("one"), as: EchoService.Message.self, options: options)
         XCTAssertEqual(client.currentEndpoint.port, first.port)
         // GOAWAY, then the listener and the connection close.
         try await first.stop()
         for i in 0..<5 {
-            let reply = try await client.unary(EchoService.name, "Unary", message("\(i)"), as: EchoService.Message.self, options: options)
+            let reply = try await client.unary(
+                EchoService.name, "Unary", message("\(i)"), as: EchoService.Message.self, options: options)
             XCTAssertEqual(reply.description, "echo: \(i)")
         }
         XCTAssertEqual(client.currentEndpoint.port, second.port)

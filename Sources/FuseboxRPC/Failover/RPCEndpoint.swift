@@ -21,14 +21,19 @@ public struct RPCEndpoint: Sendable, Hashable, CustomStringConvertible {
         while rest.last == " " { rest = rest.dropLast() }
         if rest.hasPrefix("https://") { rest = rest.dropFirst("https://".count) }
         if rest.hasSuffix("/") { rest = rest.dropLast() }
-        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]), (1...65535).contains(port) else {
-            throw RPCError(.invalidArgument, "endpoint \"\(text)\" is not HOST:PORT with a port in 1...65535; write it like 127.0.0.1:7443")
+        guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]),
+            (1...65535).contains(port)
+        else {
+            throw RPCError(
+                .invalidArgument,
+                "endpoint \"\(text)\" is not HOST:PORT with a port in 1...65535; write it like 127.0.0.1:7443")
         }
         var host = rest[..<colon]
         if host.hasPrefix("["), host.hasSuffix("]") {
             host = host.dropFirst().dropLast()
         } else if host.contains(":") {
-            throw RPCError(.invalidArgument, "endpoint \"\(text)\" has an IPv6 host without brackets; write it like [::1]:7443")
+            throw RPCError(
+                .invalidArgument, "endpoint \"\(text)\" has an IPv6 host without brackets; write it like [::1]:7443")
         }
         guard !host.isEmpty else {
             throw RPCError(.invalidArgument, "endpoint \"\(text)\" has no host; write it like 127.0.0.1:7443")
@@ -79,7 +84,8 @@ public struct RPCEndpoints: Sendable, Hashable, CustomStringConvertible {
             guard entry.contains(where: { $0 != " " }) else {
                 throw RPCError(
                     .invalidArgument,
-                    "endpoint list \"\(list)\" has an empty entry (number \(i + 1)); write HOST:PORT[,HOST:PORT…], e.g. a:7443,b:7443")
+                    "endpoint list \"\(list)\" has an empty entry (number \(i + 1)); write HOST:PORT[,HOST:PORT…], e.g. a:7443,b:7443"
+                )
             }
             parsed.append(try RPCEndpoint(parsing: String(entry)))
         }

@@ -43,7 +43,8 @@ public final class RPCFailoverClient: Sendable {
     /// and port replaced; `serverName`, when nil, is each endpoint's host).
     /// Nothing connects until the first call.
     public init(
-        configuration: RPCClientConfiguration, endpoints: RPCEndpoints, backoff: RPCBackoff = RPCFailoverClient.defaultBackoff,
+        configuration: RPCClientConfiguration, endpoints: RPCEndpoints,
+        backoff: RPCBackoff = RPCFailoverClient.defaultBackoff,
         group: any EventLoopGroup
     ) throws(TLSError) {
         var members: [RPCClient] = []
@@ -101,7 +102,9 @@ public final class RPCFailoverClient: Sendable {
                 tried.append(endpoints.all[index].description)
                 guard error.code == .unavailable else {
                     // The server answered (or the deadline passed): not the endpoint's fault.
-                    if error.code != .deadlineExceeded, error.code != .cancelled { rotation.withLockedValue { $0.succeeded(index) } }
+                    if error.code != .deadlineExceeded, error.code != .cancelled {
+                        rotation.withLockedValue { $0.succeeded(index) }
+                    }
                     throw error
                 }
                 var random = SystemRandomNumberGenerator()
@@ -112,7 +115,9 @@ public final class RPCFailoverClient: Sendable {
                 if let deadline, ContinuousClock.now + delay >= deadline {
                     throw Self.annotated(error, tried: tried, of: members.count)
                 }
-                do { try await Task.sleep(for: delay) } catch { throw RPCError(.cancelled, "cancelled while waiting to try the next endpoint") }
+                do { try await Task.sleep(for: delay) } catch {
+                    throw RPCError(.cancelled, "cancelled while waiting to try the next endpoint")
+                }
             }
         }
     }
@@ -135,8 +140,12 @@ public final class RPCFailoverClient: Sendable {
         let limits = WireLimits(maxMessageBytes: members[0].configuration.maximumReceiveMessageBytes)
         return try await call(path: "/\(service)/\(method)", options: options) { call in
             try await call.send(bytes, end: true)
-            guard let reply = try await call.next() else { throw RPCError(.internal, "the server sent no response message") }
-            guard try await call.next() == nil else { throw RPCError(.internal, "the server sent more than one response message") }
+            guard let reply = try await call.next() else {
+                throw RPCError(.internal, "the server sent no response message")
+            }
+            guard try await call.next() == nil else {
+                throw RPCError(.internal, "the server sent more than one response message")
+            }
             return try decodeResponse(Response.self, reply, limits: limits)
         }
     }
