@@ -129,7 +129,10 @@ public final class Fusebox: Sendable {
         logger: Logger = Logger(label: "fusebox.client")
     ) async throws(TLSError) -> Fusebox {
         var rpc = RPCClientConfiguration(host: configuration.host, port: configuration.port, tls: configuration.tls, serverName: configuration.serverName)
-        rpc.connectTimeout = min(configuration.startupTimeout, .seconds(5))
+        // The startup timeout covers every endpoint: one that swallows SYNs
+        // (no refusal) must leave time to try the others.
+        let endpointCount = configuration.endpoints.all.count
+        rpc.connectTimeout = max(min(configuration.startupTimeout, .seconds(5)) / endpointCount, .milliseconds(500))
         // The SDK's watch loops do the reconnect backoff (full jitter); the
         // transport's own backoff stays short so it does not add to it.
         rpc.backoffInitial = .milliseconds(50)
