@@ -14,18 +14,15 @@ public struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Parses "host:port" (an IPv6 host in brackets, "[::1]:2379").
+    /// Parses "host:port" (an IPv6 host in brackets, "[::1]:2379"), as
+    /// FuseboxRPC's `RPCEndpoint` does for every client.
     public init(parsing text: String) throws(EtcdError) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port)
-        else {
-            throw EtcdError(.invalidArgument, "endpoint \"\(text)\" is not host:port with a port in 1...65535; write it like 127.0.0.1:2379")
+        do throws(RPCError) {
+            let endpoint = try RPCEndpoint(parsing: text, examplePort: 2379)
+            self.init(host: endpoint.host, port: endpoint.port)
+        } catch {
+            throw EtcdError(.invalidArgument, error.message)
         }
-        var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else {
-            throw EtcdError(.invalidArgument, "endpoint \"\(text)\" has no host; write it like 127.0.0.1:2379")
-        }
-        self.init(host: host, port: port)
     }
 
     /// "host:port".

@@ -14,9 +14,11 @@ public struct RPCEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// Parses "host:port"; an IPv6 host goes in brackets ("[::1]:7443"), and
     /// an "https://" in front is ignored. Surrounding spaces are ignored.
     ///
+    /// - Parameter examplePort: the port the error messages' examples show
+    ///   (fuseboxd's 7443 by default; etcd's clients pass 2379).
     /// - Throws: `RPCError` with code `invalidArgument` naming the text and
     ///   the expected form.
-    public init(parsing text: String) throws(RPCError) {
+    public init(parsing text: String, examplePort: Int = 7443) throws(RPCError) {
         var rest = Substring(text).drop { $0 == " " }
         while rest.last == " " { rest = rest.dropLast() }
         if rest.hasPrefix("https://") { rest = rest.dropFirst("https://".count) }
@@ -26,17 +28,17 @@ public struct RPCEndpoint: Sendable, Hashable, CustomStringConvertible {
         else {
             throw RPCError(
                 .invalidArgument,
-                "endpoint \"\(text)\" is not HOST:PORT with a port in 1...65535; write it like 127.0.0.1:7443")
+                "endpoint \"\(text)\" is not HOST:PORT with a port in 1...65535; write it like 127.0.0.1:\(examplePort)")
         }
         var host = rest[..<colon]
         if host.hasPrefix("["), host.hasSuffix("]") {
             host = host.dropFirst().dropLast()
         } else if host.contains(":") {
             throw RPCError(
-                .invalidArgument, "endpoint \"\(text)\" has an IPv6 host without brackets; write it like [::1]:7443")
+                .invalidArgument, "endpoint \"\(text)\" has an IPv6 host without brackets; write it like [::1]:\(examplePort)")
         }
         guard !host.isEmpty else {
-            throw RPCError(.invalidArgument, "endpoint \"\(text)\" has no host; write it like 127.0.0.1:7443")
+            throw RPCError(.invalidArgument, "endpoint \"\(text)\" has no host; write it like 127.0.0.1:\(examplePort)")
         }
         self.init(host: String(host), port: port)
     }
