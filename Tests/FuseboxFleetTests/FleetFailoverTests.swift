@@ -17,6 +17,17 @@ final class FleetFailoverTests: XCTestCase {
     }
 
     func testAServiceFailsOverWhenItsFuseboxdIsKilledAndFollowsTheOther() throws {
+        try failover(stopping: SIGKILL)
+    }
+
+    /// SIGTERM: fuseboxd shuts down gracefully (GOAWAY, watches ended).
+    func testAServiceFailsOverWhenItsFuseboxdShutsDown() throws {
+        try failover(stopping: SIGTERM)
+    }
+
+    /// Two fuseboxd, a service given both; `signal` stops the first, which the
+    /// service uses; it must carry on with the second.
+    private func failover(stopping signal: Int32) throws {
         let fleet = try Fleet()
         self.fleet = fleet
         let first = fleet.server
@@ -41,8 +52,8 @@ final class FleetFailoverTests: XCTestCase {
         XCTAssertTrue(
             eventually(10) { (try? fleet.serverBreaker()) != nil }, "the first fuseboxd never heard of the breaker")
 
-        first.stop(SIGKILL)
         let killed = Date()
+        kill(first.process.processIdentifier, signal)
         let linesAtKill = service.lines.count
         // Its reports now reach the second server: the breaker appears there…
         XCTAssertTrue(
@@ -50,7 +61,7 @@ final class FleetFailoverTests: XCTestCase {
             "the second fuseboxd never received the service's reports: \(service.lines.suffix(5)) \(service.stderrTail())"
         )
         print(
-            "first fuseboxd killed: reports reach the second after \(String(format: "%.2f", Date().timeIntervalSince(killed))) s"
+            "first fuseboxd signalled (\(signal)): reports reach the second after \(String(format: "%.2f", Date().timeIntervalSince(killed))) s"
         )
         // …and the service is (back) in fleet mode, whether or not it went local meanwhile.
         XCTAssertTrue(
