@@ -604,6 +604,8 @@ final class FleetLink: Sendable {
                         if queued.carriesFailures { rotateAt = min(rotateAt, .now + failureRotation) }
                     }
                     if sent >= Self.rotationBatches || (sent > 0 && ContinuousClock.now >= rotateAt) { break }
+                    // fuseboxd is shutting down: end here, so the next call goes to another endpoint.
+                    if call.serverGoingAway { break }
                 }
                 try await call.finishSending()
                 guard let reply = try await call.next() else { throw RPCError(.internal, "no response to StreamOutcomes") }

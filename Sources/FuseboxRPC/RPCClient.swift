@@ -37,6 +37,15 @@ public final class RPCClient: Sendable {
         self.group = group
     }
 
+    /// True when the server sent GOAWAY on the connection in use: the
+    /// endpoint is shutting down or shedding connections.
+    var connectionGoingAway: Bool {
+        state.withLockedValue { s in
+            if case .ready(_, _, let failure) = s { return failure.goAway != nil }
+            return false
+        }
+    }
+
     /// Closes the connection; later calls fail with UNAVAILABLE.
     public func close() async {
         let previous = state.withLockedValue { s -> State in
@@ -60,7 +69,8 @@ public final class RPCClient: Sendable {
             let next: Next = state.withLockedValue { s in
                 switch s {
                 case .ready(let channel, let mux, let failure):
-                    if channel.isActive { return .use(mux, failure) }
+                    // After a GOAWAY the connection drains its open calls; new ones need a new connection.
+                    if channel.isActive, failure.goAway == nil { return .use(mux, failure) }
                     s = .idle(failures: 0, retryAt: nil, lastError: nil)
                     fallthrough
                 case .idle:
@@ -137,6 +147,7 @@ public final class RPCClient: Sendable {
                         ) { stream in
                             stream.eventLoop.makeSucceededVoidFuture()
                         }
+                        try sync.addHandler(GoAwayWatcher(failure: failure))
                         if case .some((let interval, let timeout)) = keepalive {
                             let handler = ClientKeepaliveHandler(interval: interval, timeout: timeout) { reason in
                                 failure.recordClose(reason)
@@ -203,7 +214,8 @@ public final class RPCClient: Sendable {
                     return try await stream.executeThenClose { inbound, outbound in
                         let call = RPCClientCall(
                             frames: inbound.makeAsyncIterator(), outbound: outbound, allocator: stream.channel.allocator,
-                            maximumMessageBytes: self.configuration.maximumReceiveMessageBytes, progress: progress)
+                            maximumMessageBytes: self.configuration.maximumReceiveMessageBytes, progress: progress,
+                            connection: failure)
                         do {
                             try await call.start(
                                 path: path, scheme: self.configuration.plaintext ? "http" : "https",
@@ -299,6 +311,7 @@ public final class RPCClientCall: @unchecked Sendable {
     private var sawHeaders = false
     private var finished = false
     private let progress: RPCCallProgress?
+    private let connection: ConnectionFailure?
     /// Metadata of the response headers.
     public private(set) var initialMetadata = RPCMetadata()
     /// Metadata of the trailers, once the call ended.
@@ -306,9 +319,10 @@ public final class RPCClientCall: @unchecked Sendable {
 
     init(
         frames: Frames, outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>, allocator: ByteBufferAllocator, maximumMessageBytes: Int,
-        progress: RPCCallProgress? = nil
+        progress: RPCCallProgress? = nil, connection: ConnectionFailure? = nil
     ) {
         self.progress = progress
+        self.connection = connection
         self.frames = frames
         self.outbound = outbound
         self.allocator = allocator
@@ -328,6 +342,13 @@ public final class RPCClientCall: @unchecked Sendable {
         for (name, value) in metadata.headerFields { headers.add(name: name, value: value) }
         try await outbound.write(.headers(.init(headers: headers)))
     }
+
+    /// True once the server sent GOAWAY on this call's connection: it is
+    /// shutting down or shedding the connection. The call may still finish;
+    /// a long-lived call that can end at any time (a stream of reports)
+    /// should end soon, so that its successor goes to a new connection or,
+    /// with `RPCFailoverClient`, to the next endpoint.
+    public var serverGoingAway: Bool { connection?.goAway != nil }
 
     /// Sends one request message; `end` half-closes after it.
     public func send(_ message: [UInt8], end: Bool = false) async throws {
@@ -419,11 +440,14 @@ public final class RPCClientCall: @unchecked Sendable {
 /// Why a connection ended, if the client knows: the TLS error, or the reason
 /// the client closed it itself (keepalive).
 final class ConnectionFailure: Sendable {
-    private let box = NIOLockedValueBox<(error: TLSError?, closeReason: String?)>((nil, nil))
+    private let box = NIOLockedValueBox<(error: TLSError?, closeReason: String?, goAway: HTTP2ErrorCode?)>((nil, nil, nil))
     var error: TLSError? { box.withLockedValue { $0.error } }
     var closeReason: String? { box.withLockedValue { $0.closeReason } }
+    /// The server sent GOAWAY (with this code): no new calls on this connection.
+    var goAway: HTTP2ErrorCode? { box.withLockedValue { $0.goAway } }
     func record(_ error: TLSError) { box.withLockedValue { $0.error = $0.error ?? error } }
     func recordClose(_ reason: String) { box.withLockedValue { $0.closeReason = $0.closeReason ?? reason } }
+    func recordGoAway(_ code: HTTP2ErrorCode) { box.withLockedValue { $0.goAway = $0.goAway ?? code } }
 }
 
 /// Passes the TLS handshake's result to a promise, and remembers a later TLS failure.

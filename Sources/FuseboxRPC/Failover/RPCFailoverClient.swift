@@ -87,7 +87,16 @@ public final class RPCFailoverClient: Sendable {
         var attempts = 0
         var tried: [String] = []
         while true {
-            let index = rotation.withLockedValue { $0.current }
+            var index = rotation.withLockedValue { $0.current }
+            if members.count > 1, attempts == 0, members[index].connectionGoingAway {
+                // The current endpoint sent GOAWAY: it is shutting down, so
+                // move on before starting (its open calls may still finish there).
+                var random = SystemRandomNumberGenerator()
+                index = rotation.withLockedValue { r in
+                    _ = r.failed(index, using: &random)
+                    return r.current
+                }
+            }
             var attempt = options
             if let deadline { attempt.timeout = deadline - ContinuousClock.now }
             // Several endpoints: waiting happens here, across them, not on one.
