@@ -161,7 +161,7 @@ let package = Package(
         .executableTarget(
             name: "fusebox-example",
             dependencies: [
-                "FuseboxClient", "FuseboxCore", "FuseboxTLS",
+                "FuseboxClient", "FuseboxCore", "FuseboxRPC", "FuseboxTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import FuseboxClient
 import FuseboxCore
+import FuseboxRPC
 import FuseboxTLS
 import Logging
 
@@ -18,6 +19,7 @@ struct FuseboxExample: AsyncParsableCommand {
               fusebox-example upstream --port 8081
               fusebox-example service --upstream 127.0.0.1:8081 --server 127.0.0.1:7443 \\
                 --ca .fusebox/certs/ca.pem --cert .fusebox/certs/reporter.pem --key .fusebox/certs/reporter.key
+              # a replicated fuseboxd: --server fb-1:7443,fb-2:7443,fb-3:7443 (fails over between them)
               curl -X POST 127.0.0.1:8081/fail      # every service's breaker opens together
               curl -X POST 127.0.0.1:8081/recover   # and closes together after the probes pass
             """,
@@ -51,7 +53,8 @@ struct Service: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Call the upstream through a Fusebox guard and print breaker events as JSON lines.")
 
     @Option(help: "The upstream, HOST:PORT.") var upstream = "127.0.0.1:8081"
-    @Option(help: "fuseboxd, HOST:PORT.") var server = "127.0.0.1:7443"
+    @Option(help: "fuseboxd, HOST:PORT, or several comma-separated (HOST:PORT,HOST:PORT) to fail over between.")
+    var server = "127.0.0.1:7443"
     @Option(help: "CA certificate that signed fuseboxd's certificate.") var ca = ".fusebox/certs/ca.pem"
     @Option(help: "Client certificate (role reporter).") var cert = ".fusebox/certs/reporter.pem"
     @Option(help: "Client private key.") var key = ".fusebox/certs/reporter.key"
@@ -71,8 +74,14 @@ struct Service: AsyncParsableCommand {
 
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        guard let (serverHost, serverPort) = Self.split(server), let (upHost, upPort) = Self.split(upstream) else {
-            throw ValidationError("--server and --upstream take HOST:PORT")
+        guard let (upHost, upPort) = Self.split(upstream) else {
+            throw ValidationError("--upstream takes HOST:PORT")
+        }
+        let endpoints: RPCEndpoints
+        do throws(RPCError) {
+            endpoints = try RPCEndpoints(parsing: server)
+        } catch {
+            throw ValidationError("--server takes HOST:PORT or HOST:PORT,HOST:PORT,…: \(error.message)")
         }
         guard keepaliveSeconds.isFinite, keepaliveSeconds >= 0,
             keepaliveTimeoutSeconds.isFinite, keepaliveTimeoutSeconds > 0
@@ -82,7 +91,7 @@ struct Service: AsyncParsableCommand {
                     + "got \(keepaliveSeconds) and \(keepaliveTimeoutSeconds)")
         }
         var configuration = FuseboxConfiguration(
-            host: serverHost, port: serverPort,
+            endpoints: endpoints,
             tls: .client(trustRootsPath: ca, certificateChainPath: cert, privateKeyPath: key),
             clientID: clientId, cacheDirectory: cacheDir)
         configuration.stalenessBound = .milliseconds(Int64(stalenessSeconds * 1000))

@@ -48,7 +48,7 @@ public enum OutputFormat: String, ExpressibleByArgument, CaseIterable, Sendable 
 /// FUSEBOX_KEY, FUSEBOX_OUTPUT), then from the current context of
 /// ~/.config/fusebox/config.yaml (or FUSEBOX_CONFIG), then defaults.
 public struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: "fuseboxd address, HOST:PORT (default 127.0.0.1:7443).")
+    @Option(name: .long, help: "fuseboxd address, HOST:PORT, or several comma-separated (HOST:PORT,HOST:PORT) to fail over between (default 127.0.0.1:7443).")
     var server: String?
     @Option(name: .long, help: "CA certificate (PEM) that signed fuseboxd's certificate.")
     var ca: String?
@@ -134,15 +134,15 @@ struct ResolvedSettings {
     var key: String?
     var output: OutputFormat = .table
 
-    func hostPort() throws -> (String, Int) {
-        var host = server
-        if host.hasPrefix("https://") { host.removeFirst("https://".count) }
-        guard let colon = host.lastIndex(of: ":"), let port = Int(host[host.index(after: colon)...]), (1...65535).contains(port) else {
-            throw CLIError("--server \"\(server)\" must be HOST:PORT, e.g. 127.0.0.1:7443", code: ExitCodes.invalidInput)
+    /// The endpoints of `server`: one HOST:PORT, or several comma-separated.
+    func endpoints() throws -> RPCEndpoints {
+        do throws(RPCError) {
+            return try RPCEndpoints(parsing: server)
+        } catch {
+            throw CLIError(
+                "--server \"\(server)\" must be HOST:PORT or HOST:PORT,HOST:PORT,…, e.g. 127.0.0.1:7443: \(error.message)",
+                code: ExitCodes.invalidInput)
         }
-        var h = String(host[..<colon])
-        if h.hasPrefix("["), h.hasSuffix("]") { h = String(h.dropFirst().dropLast()) }
-        return (h, port)
     }
 }
 
@@ -152,7 +152,7 @@ struct ResolvedSettings {
 /// current-context: dev
 /// contexts:
 ///   dev:
-///     server: 127.0.0.1:7443
+///     server: 127.0.0.1:7443        # or a list: [a:7443, b:7443], or "a:7443,b:7443"
 ///     ca: /path/ca.pem
 ///     cert: /path/admin.pem
 ///     key: /path/admin.key
@@ -196,8 +196,13 @@ struct ContextFile {
                 for key in c.keys.compactMap(\.string) where !["server", "ca", "cert", "key", "output"].contains(key) {
                     throw CLIError("\(path): context \"\(name)\": unknown key \"\(key)\" (known: server, ca, cert, key, output)", code: ExitCodes.invalidInput)
                 }
+                var server = c["server"]?.string
+                if let list = c["server"]?.sequence {
+                    // A YAML list of endpoints: the same as comma-separated.
+                    server = list.compactMap(\.string).joined(separator: ",")
+                }
                 file.contexts[name] = Context(
-                    server: c["server"]?.string, ca: c["ca"]?.string, cert: c["cert"]?.string, key: c["key"]?.string, output: c["output"]?.string)
+                    server: server, ca: c["ca"]?.string, cert: c["cert"]?.string, key: c["key"]?.string, output: c["output"]?.string)
             }
         }
         return file
@@ -205,15 +210,24 @@ struct ContextFile {
 }
 
 /// A connection to fuseboxd for one command.
+///
+/// With several endpoints (`--server a:7443,b:7443`) a call goes to the first
+/// one that answers: `RPCFailoverClient` moves on when an endpoint is
+/// unreachable or answers UNAVAILABLE, and repeats a call elsewhere only when
+/// no server processed it.
 struct Connection {
     let settings: ResolvedSettings
-    let client: RPCClient
-    let address: String
+    let client: RPCFailoverClient
+    /// Every endpoint, for messages: "a:7443" or "a:7443,b:7443".
+    let addresses: String
+
+    /// The endpoint that answered last (or will be tried next).
+    var address: String { client.currentEndpoint.description }
 
     init(_ settings: ResolvedSettings) throws {
         self.settings = settings
-        let (host, port) = try settings.hostPort()
-        address = "\(host):\(port)"
+        let endpoints = try settings.endpoints()
+        addresses = endpoints.description
         if (settings.cert == nil) != (settings.key == nil) {
             throw CLIError("--cert and --key go together; one of them is missing", code: ExitCodes.invalidInput)
         }
@@ -232,10 +246,10 @@ struct Connection {
         tls.trustRootsPath = settings.ca
         tls.certificateChainPath = settings.cert
         tls.privateKeyPath = settings.key
-        var configuration = RPCClientConfiguration(host: host, port: port, tls: tls)
+        var configuration = RPCClientConfiguration(host: endpoints.first.host, port: endpoints.first.port, tls: tls)
         configuration.connectTimeout = .seconds(5)
         do throws(TLSError) {
-            client = try RPCClient(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton)
+            client = try RPCFailoverClient(configuration: configuration, endpoints: endpoints, group: MultiThreadedEventLoopGroup.singleton)
         } catch {
             throw CLIError("cannot load the TLS files: \(error.message)", hints: ["check --ca, --cert and --key"], code: ExitCodes.invalidInput)
         }
@@ -260,13 +274,15 @@ struct Connection {
             let m = error.message
             if m.contains("TLS") || m.contains("certificate") || m.contains("handshake") {
                 return CLIError(
-                    "TLS with fuseboxd at \(address) failed: \(Self.strip(m).replacingOccurrences(of: "TLS with \(address) failed: ", with: ""))",
+                    "TLS with fuseboxd at \(addresses) failed: \(Self.strip(m).replacingOccurrences(of: "TLS with \(address) failed: ", with: ""))",
                     hints: ["check --ca (it must have signed the server's certificate) and --cert/--key (signed by a CA the server trusts)"],
                     code: ExitCodes.unreachable)
             }
-            let why = m.lowercased().contains("refused") ? "connection refused" : (error.code == .deadlineExceeded ? "no answer in time" : Self.strip(m))
+            var why = m.lowercased().contains("refused") ? "connection refused" : (error.code == .deadlineExceeded ? "no answer in time" : Self.strip(m))
+            // With several endpoints, which were tried (RPCFailoverClient's suffix).
+            if let tried = m.range(of: " (tried "), !why.contains(" (tried ") { why += String(m[tried.lowerBound...]) }
             return CLIError(
-                "cannot reach fuseboxd at \(address): \(why)",
+                "cannot reach fuseboxd at \(addresses): \(why)",
                 hints: ["is fuseboxd running there? check --server (or FUSEBOX_SERVER, or the context's server)"],
                 code: ExitCodes.unreachable)
         case .permissionDenied:

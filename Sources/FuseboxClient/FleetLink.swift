@@ -21,7 +21,7 @@ final class FleetLink: Sendable {
     let eventLoop: any EventLoop
     /// Attempt and total timeouts of every guard, on `eventLoop`.
     let deadlines: DeadlineTimer
-    let client: RPCClient
+    let client: RPCFailoverClient
     let logger: Logger
     let gauges = ClientGauges()
     /// This run of the process, sent with every batch: it scopes `sequence`,
@@ -38,6 +38,11 @@ final class FleetLink: Sendable {
         /// The last time fuseboxd answered (a watch event, a report).
         var lastContact: ContinuousClock.Instant = .now
         var sequence: UInt64 = 0
+        /// Per registry, the version the WatchRegistry stream last brought in
+        /// this run: a reopened watch (on this or another endpoint) resumes
+        /// after it. None before the first watch event: the first watch asks
+        /// for a snapshot, since a cached version may come from another server's history.
+        var watchedVersions: [String: UInt64] = [:]
     }
 
     struct BreakerKey: Hashable, Sendable {
@@ -53,7 +58,7 @@ final class FleetLink: Sendable {
     private let outbox = ReportOutbox()
 
     init(
-        configuration: FuseboxConfiguration, client: RPCClient, eventLoop: any EventLoop, policies: PolicySnapshot, logger: Logger,
+        configuration: FuseboxConfiguration, client: RPCFailoverClient, eventLoop: any EventLoop, policies: PolicySnapshot, logger: Logger,
         incarnation: UInt64 = FleetLink.startIncarnation()
     ) {
         self.configuration = configuration
@@ -232,6 +237,9 @@ final class FleetLink: Sendable {
 
     // MARK: Watches
 
+    /// Watches `registry`'s breakers. Every (re)opened watch, on whichever
+    /// endpoint is current, starts with a snapshot, which replaces what this
+    /// client holds (`resync`); transitions after it apply only when newer.
     private func watchBreakers(_ registry: String) async throws {
         var request = Fusebox_V1_WatchBreakersRequest()
         request.registry = registry
@@ -301,21 +309,31 @@ final class FleetLink: Sendable {
             reason: reason, clientOnly: clientOnly))
     }
 
+    /// Watches `registry`'s policies. The first watch starts from a snapshot;
+    /// a reopened one (after a lost connection, on whichever endpoint is
+    /// current) asks for the changes after the last version it saw
+    /// (`from_version`), and the server answers with those changes, or a
+    /// snapshot when its history no longer reaches back that far.
     private func watchRegistry(_ registry: String) async throws {
         var request = Fusebox_V1_WatchRegistryRequest()
         request.registry = registry
+        request.fromVersion = state.withLock { $0.watchedVersions[registry] } ?? 0
         try await client.serverStreaming(
             "fusebox.v1.RegistryService", "WatchRegistry", request, as: Fusebox_V1_RegistryEvent.self
         ) { event in
             self.contact()
+            let version: UInt64
             switch event.event {
             case .snapshot(let snapshot):
                 self.replaceRegistry(registry, snapshot)
+                version = snapshot.version
             case .change(let change):
                 self.applyChange(registry, change)
+                version = change.version
             case nil:
-                break
+                return
             }
+            self.state.withLock { $0.watchedVersions[registry] = version }
         }
     }
 
@@ -586,6 +604,8 @@ final class FleetLink: Sendable {
                         if queued.carriesFailures { rotateAt = min(rotateAt, .now + failureRotation) }
                     }
                     if sent >= Self.rotationBatches || (sent > 0 && ContinuousClock.now >= rotateAt) { break }
+                    // fuseboxd is shutting down: end here, so the next call goes to another endpoint.
+                    if call.serverGoingAway { break }
                 }
                 try await call.finishSending()
                 guard let reply = try await call.next() else { throw RPCError(.internal, "no response to StreamOutcomes") }

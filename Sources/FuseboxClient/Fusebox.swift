@@ -1,6 +1,6 @@
 import Foundation
 public import FuseboxCore
-import FuseboxRPC
+public import FuseboxRPC
 public import FuseboxTLS
 public import Logging
 public import NIOCore
@@ -33,14 +33,24 @@ public struct BreakerStateChange: Sendable, Hashable {
 
 /// How a service's Fusebox SDK connects and behaves.
 public struct FuseboxConfiguration: Sendable {
-    /// fuseboxd's host.
-    public var host: String
-    /// fuseboxd's port.
-    public var port: Int
+    /// fuseboxd's endpoints, in order of preference: one, or each replica of
+    /// a replicated fuseboxd. The SDK talks to one at a time and fails over
+    /// to the next (docs/CLIENT.md, "Several endpoints").
+    public var endpoints: RPCEndpoints
+    /// The first endpoint's host. Setting it keeps only the first endpoint.
+    public var host: String {
+        get { endpoints.first.host }
+        set { endpoints = RPCEndpoints(RPCEndpoint(host: newValue, port: endpoints.first.port)) }
+    }
+    /// The first endpoint's port. Setting it keeps only the first endpoint.
+    public var port: Int {
+        get { endpoints.first.port }
+        set { endpoints = RPCEndpoints(RPCEndpoint(host: endpoints.first.host, port: newValue)) }
+    }
     /// TLS: the CA that signed fuseboxd's certificate and, for mTLS, this
     /// service's certificate (role reporter or above).
     public var tls: TLSConfiguration
-    /// The name fuseboxd's certificate must carry; default `host`.
+    /// The name fuseboxd's certificates must carry; default: each endpoint's host.
     public var serverName: String?
     /// This process's stable identity in reports, e.g. "checkout-7f9c-2".
     public var clientID: String
@@ -60,6 +70,9 @@ public struct FuseboxConfiguration: Sendable {
     public var permitTimeout: Duration = .seconds(1)
     /// With fuseboxd unreachable for longer than this, breakers run locally.
     public var stalenessBound: Duration = .seconds(10)
+    /// Delays between attempts on different endpoints within one call
+    /// (several endpoints only): from 50 ms, doubling to 2 s, jittered.
+    public var failoverBackoff: RPCBackoff = RPCFailoverClient.defaultBackoff
     /// Reconnect backoff: full jitter over base × 2^failures, capped.
     public var reconnectBackoffBase: Duration = .milliseconds(100)
     /// The cap of the reconnect backoff.
@@ -79,10 +92,15 @@ public struct FuseboxConfiguration: Sendable {
     /// Called on every breaker state change this client applies.
     public var onStateChange: (@Sendable (BreakerStateChange) -> Void)?
 
-    /// A configuration with the defaults.
+    /// A configuration with the defaults, for one fuseboxd at `host:port`.
     public init(host: String, port: Int, tls: TLSConfiguration, clientID: String? = nil, cacheDirectory: String) {
-        self.host = host
-        self.port = port
+        self.init(endpoints: RPCEndpoints(RPCEndpoint(host: host, port: port)), tls: tls, clientID: clientID, cacheDirectory: cacheDirectory)
+    }
+
+    /// A configuration with the defaults, for the fuseboxd endpoints
+    /// `endpoints` (e.g. `try RPCEndpoints(parsing: "a:7443,b:7443")`).
+    public init(endpoints: RPCEndpoints, tls: TLSConfiguration, clientID: String? = nil, cacheDirectory: String) {
+        self.endpoints = endpoints
         self.tls = tls
         self.clientID = clientID ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
         self.cacheDirectory = cacheDirectory
@@ -111,14 +129,18 @@ public final class Fusebox: Sendable {
         logger: Logger = Logger(label: "fusebox.client")
     ) async throws(TLSError) -> Fusebox {
         var rpc = RPCClientConfiguration(host: configuration.host, port: configuration.port, tls: configuration.tls, serverName: configuration.serverName)
-        rpc.connectTimeout = min(configuration.startupTimeout, .seconds(5))
+        // The startup timeout covers every endpoint: one that swallows SYNs
+        // (no refusal) must leave time to try the others.
+        let endpointCount = configuration.endpoints.all.count
+        rpc.connectTimeout = max(min(configuration.startupTimeout, .seconds(5)) / endpointCount, .milliseconds(500))
         // The SDK's watch loops do the reconnect backoff (full jitter); the
         // transport's own backoff stays short so it does not add to it.
         rpc.backoffInitial = .milliseconds(50)
         rpc.backoffMaximum = .milliseconds(200)
         rpc.keepaliveInterval = configuration.keepaliveInterval
         rpc.keepaliveTimeout = configuration.keepaliveTimeout
-        let client = try RPCClient(configuration: rpc, group: group)
+        let client = try RPCFailoverClient(
+            configuration: rpc, endpoints: configuration.endpoints, backoff: configuration.failoverBackoff, group: group)
         let snapshot = await PolicySnapshot.load(
             registries: configuration.registries, client: client, cacheDirectory: configuration.cacheDirectory,
             timeout: configuration.startupTimeout, logger: logger)

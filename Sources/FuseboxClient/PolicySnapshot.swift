@@ -35,7 +35,7 @@ public struct PolicySnapshot: Sendable, Equatable {
     /// reached, reads the cache; without a cache, uses the presets. Logs which
     /// source was used.
     public static func load(
-        registries names: [String], client: RPCClient, cacheDirectory: String, timeout: Duration = .seconds(5),
+        registries names: [String], client: RPCFailoverClient, cacheDirectory: String, timeout: Duration = .seconds(5),
         logger: Logger = Logger(label: "fusebox.client")
     ) async -> PolicySnapshot {
         do {
@@ -55,7 +55,7 @@ public struct PolicySnapshot: Sendable, Equatable {
             versions: ["default": 0], source: .presets)
     }
 
-    private static func fetch(_ names: [String], client: RPCClient, cacheDirectory: String, timeout: Duration) async throws -> PolicySnapshot {
+    private static func fetch(_ names: [String], client: RPCFailoverClient, cacheDirectory: String, timeout: Duration) async throws -> PolicySnapshot {
         var result = PolicySnapshot(registries: [:], versions: [:], source: .server)
         var wire: [(String, Fusebox_V1_RegistrySnapshot)] = []
         for name in names {

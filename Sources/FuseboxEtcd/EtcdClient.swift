@@ -25,8 +25,9 @@ public final class EtcdClient: Sendable {
     /// The configuration.
     public let configuration: EtcdConfiguration
     let members: [Member]
-    private let preferred = NIOLockedValueBox(0)
-    private let random = NIOLockedValueBox(SystemRandomNumberGenerator())
+    /// Which member requests go to, and the delays between attempts: the same
+    /// rotation as fuseboxd's clients (`FuseboxRPC.RPCEndpointRotation`).
+    private let rotation: NIOLockedValueBox<RPCEndpointRotation>
 
     /// gRPC metadata etcd's own client sends so that a member without a
     /// leader refuses a stream instead of leaving it silent.
@@ -63,6 +64,10 @@ public final class EtcdClient: Sendable {
             }
         }
         self.members = members
+        self.rotation = NIOLockedValueBox(
+            RPCEndpointRotation(
+                count: members.count,
+                backoff: RPCBackoff(initial: configuration.backoffInitial, maximum: configuration.backoffMaximum)))
     }
 
     /// Closes every connection; later requests fail with `unavailable`.
@@ -73,17 +78,18 @@ public final class EtcdClient: Sendable {
     /// The endpoint requests go to now.
     public var currentEndpoint: EtcdEndpoint { currentMember().endpoint }
 
-    func currentMember() -> Member { members[preferred.withLockedValue { $0 }] }
+    func currentMember() -> Member { members[rotation.withLockedValue { $0.current }] }
 
     /// Moves on from `member` to the next endpoint, unless another request already did.
     func abandon(_ member: Member) {
-        preferred.withLockedValue { current in
-            if current == member.index { current = (member.index + 1) % members.count }
-        }
+        var random = SystemRandomNumberGenerator()
+        _ = rotation.withLockedValue { $0.failed(member.index, using: &random) }
     }
 
+    /// The delay before retry `attempt` of one request or stream.
     func backoff(attempt: Int) -> Duration {
-        random.withLockedValue { configuration.backoff(attempt: attempt, using: &$0) }
+        var random = SystemRandomNumberGenerator()
+        return configuration.backoff(attempt: attempt, using: &random)
     }
 
     /// Whether `error` is worth another attempt, and on another endpoint.

@@ -1,3 +1,4 @@
+import FuseboxRPC
 public import FuseboxTLS
 
 /// One etcd member's client address.
@@ -13,18 +14,15 @@ public struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Parses "host:port" (an IPv6 host in brackets, "[::1]:2379").
+    /// Parses "host:port" (an IPv6 host in brackets, "[::1]:2379"), as
+    /// FuseboxRPC's `RPCEndpoint` does for every client.
     public init(parsing text: String) throws(EtcdError) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port)
-        else {
-            throw EtcdError(.invalidArgument, "endpoint \"\(text)\" is not host:port with a port in 1...65535; write it like 127.0.0.1:2379")
+        do throws(RPCError) {
+            let endpoint = try RPCEndpoint(parsing: text, examplePort: 2379)
+            self.init(host: endpoint.host, port: endpoint.port)
+        } catch {
+            throw EtcdError(.invalidArgument, error.message)
         }
-        var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else {
-            throw EtcdError(.invalidArgument, "endpoint \"\(text)\" has no host; write it like 127.0.0.1:2379")
-        }
-        self.init(host: host, port: port)
     }
 
     /// "host:port".
@@ -78,15 +76,6 @@ public struct EtcdConfiguration: Sendable {
 
     /// The delay before retry `attempt` (1, 2, …): exponential, capped, upper-half jitter.
     func backoff(attempt: Int, using random: inout some RandomNumberGenerator) -> Duration {
-        let initial = Self.seconds(backoffInitial), cap = Self.seconds(backoffMaximum)
-        var delay = initial
-        for _ in 1..<max(attempt, 1) { delay = min(delay * 2, cap) }
-        delay = min(delay, cap)
-        let drawn = Double.random(in: (delay / 2)...max(delay, delay / 2), using: &random)
-        return .milliseconds(Int64(drawn * 1000))
-    }
-
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        RPCBackoff(initial: backoffInitial, maximum: backoffMaximum).delay(attempt: attempt, using: &random)
     }
 }

@@ -37,6 +37,15 @@ public final class RPCClient: Sendable {
         self.group = group
     }
 
+    /// True when the server sent GOAWAY on the connection in use: the
+    /// endpoint is shutting down or shedding connections.
+    var connectionGoingAway: Bool {
+        state.withLockedValue { s in
+            if case .ready(_, _, let failure) = s { return failure.goAway != nil }
+            return false
+        }
+    }
+
     /// Closes the connection; later calls fail with UNAVAILABLE.
     public func close() async {
         let previous = state.withLockedValue { s -> State in
@@ -60,7 +69,8 @@ public final class RPCClient: Sendable {
             let next: Next = state.withLockedValue { s in
                 switch s {
                 case .ready(let channel, let mux, let failure):
-                    if channel.isActive { return .use(mux, failure) }
+                    // After a GOAWAY the connection drains its open calls; new ones need a new connection.
+                    if channel.isActive, failure.goAway == nil { return .use(mux, failure) }
                     s = .idle(failures: 0, retryAt: nil, lastError: nil)
                     fallthrough
                 case .idle:
@@ -137,6 +147,7 @@ public final class RPCClient: Sendable {
                         ) { stream in
                             stream.eventLoop.makeSucceededVoidFuture()
                         }
+                        try sync.addHandler(GoAwayWatcher(failure: failure))
                         if case .some((let interval, let timeout)) = keepalive {
                             let handler = ClientKeepaliveHandler(interval: interval, timeout: timeout) { reason in
                                 failure.recordClose(reason)
@@ -168,6 +179,15 @@ public final class RPCClient: Sendable {
         path: String, options: RPCCallOptions = RPCCallOptions(),
         _ body: @escaping @Sendable (RPCClientCall) async throws -> Result
     ) async throws(RPCError) -> Result {
+        try await call(path: path, options: options, progress: RPCCallProgress(), body)
+    }
+
+    /// `call`, recording in `progress` how far the call got, so that a
+    /// failover client can tell a call that never reached the server.
+    func call<Result: Sendable>(
+        path: String, options: RPCCallOptions, progress: RPCCallProgress,
+        _ body: @escaping @Sendable (RPCClientCall) async throws -> Result
+    ) async throws(RPCError) -> Result {
         let deadline = options.timeout.map { ContinuousClock.now + $0 }
         let connection = NIOLockedValueBox<ConnectionFailure?>(nil)
         func failure() -> String? {
@@ -190,13 +210,22 @@ public final class RPCClient: Sendable {
                     } catch {
                         throw RPCError(.unavailable, "could not open a stream: \(error)")
                     }
+                    progress.streamOpened()
                     return try await stream.executeThenClose { inbound, outbound in
                         let call = RPCClientCall(
                             frames: inbound.makeAsyncIterator(), outbound: outbound, allocator: stream.channel.allocator,
-                            maximumMessageBytes: self.configuration.maximumReceiveMessageBytes)
-                        try await call.start(
-                            path: path, scheme: self.configuration.plaintext ? "http" : "https",
-                            authority: "\(self.configuration.host):\(self.configuration.port)", deadline: deadline, metadata: options.metadata)
+                            maximumMessageBytes: self.configuration.maximumReceiveMessageBytes, progress: progress,
+                            connection: failure)
+                        do {
+                            try await call.start(
+                                path: path, scheme: self.configuration.plaintext ? "http" : "https",
+                                authority: "\(self.configuration.host):\(self.configuration.port)", deadline: deadline, metadata: options.metadata)
+                        } catch {
+                            // The request headers were not written (a GOAWAY came, the connection
+                            // is closing): no server saw the call.
+                            progress.refused()
+                            throw error
+                        }
                         return try await body(call)
                     }
                 }
@@ -281,12 +310,19 @@ public final class RPCClientCall: @unchecked Sendable {
     private var deframer: GRPCMessageDeframer
     private var sawHeaders = false
     private var finished = false
+    private let progress: RPCCallProgress?
+    private let connection: ConnectionFailure?
     /// Metadata of the response headers.
     public private(set) var initialMetadata = RPCMetadata()
     /// Metadata of the trailers, once the call ended.
     public private(set) var trailingMetadata = RPCMetadata()
 
-    init(frames: Frames, outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>, allocator: ByteBufferAllocator, maximumMessageBytes: Int) {
+    init(
+        frames: Frames, outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>, allocator: ByteBufferAllocator, maximumMessageBytes: Int,
+        progress: RPCCallProgress? = nil, connection: ConnectionFailure? = nil
+    ) {
+        self.progress = progress
+        self.connection = connection
         self.frames = frames
         self.outbound = outbound
         self.allocator = allocator
@@ -306,6 +342,13 @@ public final class RPCClientCall: @unchecked Sendable {
         for (name, value) in metadata.headerFields { headers.add(name: name, value: value) }
         try await outbound.write(.headers(.init(headers: headers)))
     }
+
+    /// True once the server sent GOAWAY on this call's connection: it is
+    /// shutting down or shedding the connection. The call may still finish;
+    /// a long-lived call that can end at any time (a stream of reports)
+    /// should end soon, so that its successor goes to a new connection or,
+    /// with `RPCFailoverClient`, to the next endpoint.
+    public var serverGoingAway: Bool { connection?.goAway != nil }
 
     /// Sends one request message; `end` half-closes after it.
     public func send(_ message: [UInt8], end: Bool = false) async throws {
@@ -333,6 +376,11 @@ public final class RPCClientCall: @unchecked Sendable {
             do {
                 frame = try await frames.next()
             } catch {
+                // A GOAWAY whose last stream id is below this stream's: the
+                // server says it never processed the stream (RFC 9113 §6.8).
+                if let closed = error as? NIOHTTP2Errors.StreamClosed, closed.errorCode == .refusedStream { progress?.refused() }
+                // The stream was opened after a GOAWAY: its HEADERS never left.
+                if error is NIOHTTP2Errors.CreatedStreamAfterGoaway { progress?.refused() }
                 throw RPCError(.unavailable, "the connection failed during the call: \(error)")
             }
             switch frame {
@@ -346,6 +394,8 @@ public final class RPCClientCall: @unchecked Sendable {
                         initialMetadata = (try? RPCMetadata(headers: h.headers.map { ($0.name, $0.value) })) ?? RPCMetadata()
                         continue
                     }
+                    // Trailers-only UNAVAILABLE: the server turned the call away before any response.
+                    if h.headers.first(name: "grpc-status") == String(RPCStatusCode.unavailable.rawValue) { progress?.refused() }
                 }
                 try finish(with: h.headers)
                 return nil
@@ -353,6 +403,8 @@ public final class RPCClientCall: @unchecked Sendable {
                 if case .byteBuffer(let bytes) = d.data { deframer.append(bytes) }
                 if d.endStream { throw RPCError(.internal, "the server ended the stream without a status") }
             case .rstStream(let code):
+                // REFUSED_STREAM: not processed, safe to retry (RFC 9113 §8.7).
+                if code == .refusedStream { progress?.refused() }
                 throw RPCError(code == .refusedStream ? .unavailable : .cancelled, "the server reset the stream (\(code))")
             case nil:
                 throw RPCError(.unavailable, "the stream closed without a status")
@@ -388,11 +440,14 @@ public final class RPCClientCall: @unchecked Sendable {
 /// Why a connection ended, if the client knows: the TLS error, or the reason
 /// the client closed it itself (keepalive).
 final class ConnectionFailure: Sendable {
-    private let box = NIOLockedValueBox<(error: TLSError?, closeReason: String?)>((nil, nil))
+    private let box = NIOLockedValueBox<(error: TLSError?, closeReason: String?, goAway: HTTP2ErrorCode?)>((nil, nil, nil))
     var error: TLSError? { box.withLockedValue { $0.error } }
     var closeReason: String? { box.withLockedValue { $0.closeReason } }
+    /// The server sent GOAWAY (with this code): no new calls on this connection.
+    var goAway: HTTP2ErrorCode? { box.withLockedValue { $0.goAway } }
     func record(_ error: TLSError) { box.withLockedValue { $0.error = $0.error ?? error } }
     func recordClose(_ reason: String) { box.withLockedValue { $0.closeReason = $0.closeReason ?? reason } }
+    func recordGoAway(_ code: HTTP2ErrorCode) { box.withLockedValue { $0.goAway = $0.goAway ?? code } }
 }
 
 /// Passes the TLS handshake's result to a promise, and remembers a later TLS failure.

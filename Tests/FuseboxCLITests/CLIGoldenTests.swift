@@ -66,6 +66,44 @@ final class CLIGoldenTests: XCTestCase {
         XCTAssertTrue(registries.output.contains("default"), registries.output)
     }
 
+    /// A list of endpoints, from a context (as a YAML list) or from
+    /// FUSEBOX_SERVER: an unreachable first endpoint is skipped.
+    func testServerListsFromTheConfigFileAndTheEnvironment() throws {
+        let dead = "127.0.0.1:1"
+        let alive = "127.0.0.1:\(server.port)"
+        let config = directory + "/ha-config.yaml"
+        try """
+            current-context: ha
+            contexts:
+              ha:
+                server: [\(dead), \(alive)]
+                ca: \(try TestCertificates.path("ca.pem"))
+                cert: \(try TestCertificates.path("reader.pem"))
+                key: \(try TestCertificates.path("reader.key"))
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let fromFile = try runProcess(
+            [builtProduct("fusebox").path, "registries", "list", "--config", config], timeout: 30,
+            environment: ["HOME": directory, "COLUMNS": "200"])
+        XCTAssertEqual(fromFile.status, 0, fromFile.output)
+        XCTAssertTrue(fromFile.output.contains("default"), fromFile.output)
+
+        let identity = [
+            "--ca", try TestCertificates.path("ca.pem"), "--cert", try TestCertificates.path("reader.pem"),
+            "--key", try TestCertificates.path("reader.key"),
+        ]
+        let fromEnvironment = try runProcess(
+            [builtProduct("fusebox").path, "registries", "list"] + identity, timeout: 30,
+            environment: ["HOME": directory, "COLUMNS": "200", "FUSEBOX_SERVER": "\(dead),\(alive)"])
+        XCTAssertEqual(fromEnvironment.status, 0, fromEnvironment.output)
+
+        let allDown = try runProcess(
+            [builtProduct("fusebox").path, "registries", "list"] + identity, timeout: 30,
+            environment: ["HOME": directory, "COLUMNS": "200", "FUSEBOX_SERVER": "\(dead),127.0.0.1:2"])
+        XCTAssertEqual(allDown.status, 3, allDown.output)
+        XCTAssertTrue(allDown.output.contains("cannot reach fuseboxd at \(dead),127.0.0.1:2"), allDown.output)
+        XCTAssertTrue(allDown.output.contains("tried 2 of 2 endpoints"), allDown.output)
+    }
+
     func testPolicyListingsAsTableJSONAndYAML() throws {
         try assertGolden("policies-list-table", try fusebox(["policies", "list"]))
         try assertGolden("policies-get-yaml", try fusebox(["policies", "get", "external", "-o", "yaml"]))

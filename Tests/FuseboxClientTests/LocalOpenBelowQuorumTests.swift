@@ -139,7 +139,7 @@ final class BelowQuorumResponseTests: Sendable {
             configuration: RPCClientConfiguration(host: "127.0.0.1", port: 1, tls: tls), group: group)
         let logger = Logger(label: "below-quorum-test") { _ in self.logs.handler() }
         return FleetLink(
-            configuration: configuration, client: client, eventLoop: group.next(), policies: snapshot, logger: logger)
+            configuration: configuration, client: RPCFailoverClient(client), eventLoop: group.next(), policies: snapshot, logger: logger)
     }
 
     private func trip(_ name: String, openMs: UInt32, generation: UInt64 = 0) -> Fusebox_V1_ReportOutcomesResponse {

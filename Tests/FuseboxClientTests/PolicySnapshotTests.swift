@@ -25,11 +25,11 @@ final class PolicySnapshotTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
-    private func client(port: Int) throws -> RPCClient {
-        try RPCClient(configuration: RPCClientConfiguration(
+    private func client(port: Int) throws -> RPCFailoverClient {
+        RPCFailoverClient(try RPCClient(configuration: RPCClientConfiguration(
             host: "127.0.0.1", port: port,
             tls: .client(trustRootsPath: try TestCertificates.path("ca.pem"), certificateChainPath: try TestCertificates.path("reader.pem"),
-                         privateKeyPath: try TestCertificates.path("reader.key"))), group: group)
+                         privateKeyPath: try TestCertificates.path("reader.key"))), group: group))
     }
 
     func testServerThenCacheThenPresets() async throws {

@@ -10,6 +10,8 @@ final class Fleet: @unchecked Sendable {
     let upstream: LaunchedProcess
     let upstreamPort: Int
     var services: [String: LaunchedProcess] = [:]
+    /// More fuseboxd processes a test started (killed at tear-down).
+    var otherServers: [FuseboxdProcess] = []
 
     init() throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-fleet-\(UUID().uuidString)").path
@@ -24,6 +26,7 @@ final class Fleet: @unchecked Sendable {
 
     func tearDown() {
         for s in services.values { s.stop(SIGKILL) }
+        for s in otherServers { s.stop(SIGKILL) }
         upstream.stop(SIGKILL)
         server.stop(SIGKILL)
         try? FileManager.default.removeItem(atPath: directory)
@@ -31,33 +34,36 @@ final class Fleet: @unchecked Sendable {
 
     // MARK: CLI
 
-    /// Runs `fusebox ARGS --server … --ca … --cert/--key IDENTITY`.
-    func cli(_ args: [String], identity: String = "admin", input: String? = nil) throws -> ProcessResult {
+    /// Runs `fusebox ARGS --server … --ca … --cert/--key IDENTITY`; `server`
+    /// overrides the address (default: this fleet's fuseboxd).
+    func cli(_ args: [String], identity: String = "admin", input: String? = nil, server address: String? = nil) throws -> ProcessResult {
         let full = args + [
-            "--server", "127.0.0.1:\(server.port)", "--ca", try TestCertificates.path("ca.pem"),
+            "--server", address ?? "127.0.0.1:\(server.port)", "--ca", try TestCertificates.path("ca.pem"),
             "--cert", try TestCertificates.path("\(identity).pem"), "--key", try TestCertificates.path("\(identity).key"),
         ]
         return try runProcess([builtProduct("fusebox").path] + full, timeout: 30)
     }
 
     /// Applies `yaml` with `fusebox policies apply -f`.
-    func apply(_ yaml: String) throws {
+    func apply(_ yaml: String, server address: String? = nil) throws {
         let file = directory + "/policy-\(UUID().uuidString).yaml"
         try yaml.write(toFile: file, atomically: true, encoding: .utf8)
-        let r = try cli(["policies", "apply", "-f", file, "--reason", "fleet test"])
+        let r = try cli(["policies", "apply", "-f", file, "--reason", "fleet test"], server: address)
         XCTAssertEqual(r.status, 0, r.output)
     }
 
     // MARK: Services
 
     /// Starts an example service guarding "orders-upstream" with `policy`,
-    /// calling the fleet's upstream or the one on `upstreamPort`.
+    /// calling the fleet's upstream or the one on `upstreamPort`, reporting to
+    /// the fleet's fuseboxd or to `servers` ("a:1,b:2").
     @discardableResult
     func startService(
-        _ id: String, policy: String = "fleet-test", staleness: Double = 30, cacheDir: String? = nil, upstreamPort: Int? = nil
+        _ id: String, policy: String = "fleet-test", staleness: Double = 30, cacheDir: String? = nil, upstreamPort: Int? = nil,
+        servers: String? = nil
     ) throws -> LaunchedProcess {
         let s = try LaunchedProcess(builtProduct("fusebox-example"), [
-            "service", "--upstream", "127.0.0.1:\(upstreamPort ?? self.upstreamPort)", "--server", "127.0.0.1:\(server.port)",
+            "service", "--upstream", "127.0.0.1:\(upstreamPort ?? self.upstreamPort)", "--server", servers ?? "127.0.0.1:\(server.port)",
             "--ca", try TestCertificates.path("ca.pem"), "--cert", try TestCertificates.path("reporter.pem"),
             "--key", try TestCertificates.path("reporter.key"), "--guard-name", "orders-upstream", "--policy", policy,
             "--client-id", id, "--cache-dir", cacheDir ?? "\(directory)/cache-\(id)", "--interval-ms", "20", "--status-ms", "100",
@@ -113,8 +119,8 @@ final class Fleet: @unchecked Sendable {
     }
 
     /// The server's view of the breaker, through the CLI (`-o json`).
-    func serverBreaker() throws -> (state: String, generation: Int)? {
-        let r = try cli(["breakers", "get", "orders-upstream", "-o", "json"], identity: "reader")
+    func serverBreaker(server address: String? = nil) throws -> (state: String, generation: Int)? {
+        let r = try cli(["breakers", "get", "orders-upstream", "-o", "json"], identity: "reader", server: address)
         guard r.status == 0, let obj = try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any],
             let status = obj["status"] as? [String: Any], let state = status["state"] as? String, let g = status["generation"] as? Int
         else { return nil }
