@@ -4,7 +4,7 @@ import FuseboxCore
 import FuseboxRPC
 import FuseboxWire
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 import NIOCore
 import Atomics
 import CoreMetrics
@@ -50,10 +50,10 @@ final class FleetLink: Sendable {
         var name: String
     }
 
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
     private let flush: AsyncStream<Void>.Continuation
     private let flushes: AsyncStream<Void>
-    private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
     /// Encoded batches waiting for the StreamOutcomes call.
     private let outbox = ReportOutbox()
 
@@ -68,7 +68,7 @@ final class FleetLink: Sendable {
         self.deadlines = DeadlineTimer(eventLoop: eventLoop)
         self.client = client
         self.logger = logger
-        self.state = Mutex(State(policies: policies))
+        self.state = NIOLockedValueBox(State(policies: policies))
         (flushes, flush) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         gauges.mode(.fleet)
         gauges.policySource(policies.source)
@@ -97,11 +97,11 @@ final class FleetLink: Sendable {
             started.append(Task { await self.reconnecting("WatchBreakers(\(registry))") { try await self.watchBreakers(registry) } })
             started.append(Task { await self.reconnecting("WatchRegistry(\(registry))") { try await self.watchRegistry(registry) } })
         }
-        tasks.withLock { $0 = started }
+        tasks.withLockedValue { $0 = started }
     }
 
     func stop() async {
-        let running = tasks.withLock { t in
+        let running = tasks.withLockedValue { t in
             defer { t = [] }
             return t
         }
@@ -122,17 +122,17 @@ final class FleetLink: Sendable {
 
     // MARK: Guards
 
-    var policies: PolicySnapshot { state.withLock { $0.policies } }
-    var mode: ClientMode { state.withLock { $0.mode } }
+    var policies: PolicySnapshot { state.withLockedValue { $0.policies } }
+    var mode: ClientMode { state.withLockedValue { $0.mode } }
 
     /// How long the client's view of the fleet has not been confirmed by fuseboxd.
     var staleness: Duration {
-        state.withLock { s in s.liveStreams > 0 ? .zero : ContinuousClock.now - s.lastContact }
+        state.withLockedValue { s in s.liveStreams > 0 ? .zero : ContinuousClock.now - s.lastContact }
     }
 
     func makeGuard(_ name: String, policy policyName: String, registry: String) -> Guard {
         let key = BreakerKey(registry: registry, name: name)
-        return state.withLock { s in
+        return state.withLockedValue { s in
             if let existing = s.guards[key] {
                 if existing.policyName != policyName {
                     logger.warning(
@@ -167,12 +167,12 @@ final class FleetLink: Sendable {
 
     /// Swaps in changed policies for the guards of `registry`.
     private func policiesChanged(registry: String) {
-        let (guards, snapshot) = state.withLock { s in (s.guards.filter { $0.key.registry == registry }.map(\.value), s.policies) }
+        let (guards, snapshot) = state.withLockedValue { s in (s.guards.filter { $0.key.registry == registry }.map(\.value), s.policies) }
         for g in guards {
             let policy = resolve(g.policyName, registry: registry, in: snapshot)
             let old = g.runtime.load(ordering: .acquiring)
             guard old.policy != policy else { continue }
-            let breaker = state.withLock { $0.breakers[BreakerKey(registry: registry, name: g.name)] }
+            let breaker = state.withLockedValue { $0.breakers[BreakerKey(registry: registry, name: g.name)] }
             if let breaker, let cb = policy.circuitBreaker { breaker.updateLocalPolicy(cb, now: wallNow()) }
             g.runtime.store(GuardRuntime(policy: policy, breaker: breaker, previous: old, now: wallNow()), ordering: .releasing)
             logger.info("policy updated", metadata: ["guard": "\(g.name)", "policy": "\(policy.name)"])
@@ -180,17 +180,17 @@ final class FleetLink: Sendable {
     }
 
     private func breaker(_ registry: String, _ name: String) -> SharedBreaker? {
-        state.withLock { $0.breakers[BreakerKey(registry: registry, name: name)] }
+        state.withLockedValue { $0.breakers[BreakerKey(registry: registry, name: name)] }
     }
 
     private func guardFor(_ breaker: SharedBreaker) -> Guard? {
-        state.withLock { $0.guards[BreakerKey(registry: breaker.registry, name: breaker.name)] }
+        state.withLockedValue { $0.guards[BreakerKey(registry: breaker.registry, name: breaker.name)] }
     }
 
     // MARK: Connectivity
 
     private func contact() {
-        state.withLock { s in
+        state.withLockedValue { s in
             s.lastContact = .now
         }
     }
@@ -200,14 +200,14 @@ final class FleetLink: Sendable {
     private func reconnecting(_ what: String, _ body: @Sendable () async throws -> Void) async {
         var failures = 0
         while !Task.isCancelled {
-            let opened = state.withLock { $0.lastContact }
+            let opened = state.withLockedValue { $0.lastContact }
             do {
                 try await body()
             } catch {
                 logger.debug("stream ended", metadata: ["stream": "\(what)", "error": "\(error)"])
             }
             if Task.isCancelled { return }
-            if state.withLock({ $0.lastContact }) > opened { failures = 0 }
+            if state.withLockedValue({ $0.lastContact }) > opened { failures = 0 }
             failures += 1
             var random = SystemRandomNumberGenerator()
             let delay = Self.reconnectDelay(
@@ -225,14 +225,14 @@ final class FleetLink: Sendable {
     }
 
     private func streamOpened() {
-        state.withLock { s in
+        state.withLockedValue { s in
             s.liveStreams += 1
             s.lastContact = .now
         }
     }
 
     private func streamClosed() {
-        state.withLock { $0.liveStreams -= 1 }
+        state.withLockedValue { $0.liveStreams -= 1 }
     }
 
     // MARK: Watches
@@ -243,12 +243,12 @@ final class FleetLink: Sendable {
     private func watchBreakers(_ registry: String) async throws {
         var request = Fusebox_V1_WatchBreakersRequest()
         request.registry = registry
-        let opened = Mutex(false)
-        defer { if opened.withLock({ $0 }) { streamClosed() } }
+        let opened = NIOLockedValueBox(false)
+        defer { if opened.withLockedValue({ $0 }) { streamClosed() } }
         try await client.serverStreaming(
             "fusebox.v1.BreakerService", "WatchBreakers", request, as: Fusebox_V1_BreakerEvent.self
         ) { event in
-            if !opened.withLock({ o in defer { o = true }; return o }) { self.streamOpened() }
+            if !opened.withLockedValue({ o in defer { o = true }; return o }) { self.streamOpened() }
             self.contact()
             switch event.event {
             case .snapshot(let snapshot):
@@ -271,7 +271,7 @@ final class FleetLink: Sendable {
     private func resync(registry: String, _ statuses: [Fusebox_V1_BreakerStatus]) {
         var byName: [String: Fusebox_V1_BreakerStatus] = [:]
         for s in statuses { if let ref = s.breaker { byName[ref.name] = s } }
-        let (breakers, wasLocal) = state.withLock { s in
+        let (breakers, wasLocal) = state.withLockedValue { s in
             (s.breakers.values.filter { $0.registry == registry }, s.mode == .local)
         }
         for breaker in breakers {
@@ -281,7 +281,7 @@ final class FleetLink: Sendable {
             }
         }
         if wasLocal {
-            state.withLock { $0.mode = .fleet }
+            state.withLockedValue { $0.mode = .fleet }
             gauges.mode(.fleet)
             logger.notice("fuseboxd reachable again; breakers follow the fleet", metadata: ["registry": "\(registry)"])
         }
@@ -317,7 +317,7 @@ final class FleetLink: Sendable {
     private func watchRegistry(_ registry: String) async throws {
         var request = Fusebox_V1_WatchRegistryRequest()
         request.registry = registry
-        request.fromVersion = state.withLock { $0.watchedVersions[registry] } ?? 0
+        request.fromVersion = state.withLockedValue { $0.watchedVersions[registry] } ?? 0
         try await client.serverStreaming(
             "fusebox.v1.RegistryService", "WatchRegistry", request, as: Fusebox_V1_RegistryEvent.self
         ) { event in
@@ -333,7 +333,7 @@ final class FleetLink: Sendable {
             case nil:
                 return
             }
-            self.state.withLock { $0.watchedVersions[registry] = version }
+            self.state.withLockedValue { $0.watchedVersions[registry] = version }
         }
     }
 
@@ -346,7 +346,7 @@ final class FleetLink: Sendable {
             case .failure(let e): logger.error("ignoring a policy this SDK cannot read", metadata: ["error": "\(e)"])
             }
         }
-        let changed = state.withLock { s -> Bool in
+        let changed = state.withLockedValue { s -> Bool in
             let before = s.policies.registries[registry]
             s.policies.registries[registry] = policies
             s.policies.versions[registry] = snapshot.version
@@ -358,7 +358,7 @@ final class FleetLink: Sendable {
 
     private func applyChange(_ registry: String, _ change: Fusebox_V1_PolicyChange) {
         let policy = change.after.flatMap { try? PolicyMapping.policy(from: $0).get() }
-        let snapshot = state.withLock { s -> Fusebox_V1_RegistrySnapshot in
+        let snapshot = state.withLockedValue { s -> Fusebox_V1_RegistrySnapshot in
             if let policy {
                 s.policies.registries[registry, default: [:]][policy.name] = policy
             } else {
@@ -434,7 +434,7 @@ final class FleetLink: Sendable {
     /// the moment the time has come; this records and announces it, within a
     /// report interval.)
     func endLocalOpens(now: Timestamp) {
-        let breakers = state.withLock { Array($0.breakers.values) }
+        let breakers = state.withLockedValue { Array($0.breakers.values) }
         for breaker in breakers {
             guard let change = breaker.endBelowQuorumOpen(now: now) else { continue }
             transitioned(
@@ -448,7 +448,7 @@ final class FleetLink: Sendable {
     /// `final` (at shutdown, unary): the batch says goodbye, and is sent even
     /// without outcomes, unless fuseboxd is out of reach (local mode).
     private func reportOnce(unary: Bool = false, final: Bool = false) async {
-        let (breakers, guards, mode, stale) = state.withLock { s in
+        let (breakers, guards, mode, stale) = state.withLockedValue { s in
             (Array(s.breakers.values), Array(s.guards.values), s.mode,
              // Only a client whose watch streams are down goes local: the
              // snapshot a reconnecting watch receives is what brings it back.
@@ -496,7 +496,7 @@ final class FleetLink: Sendable {
             batch.breakers.append(entry)
         }
         guard !batch.breakers.isEmpty || final else { return }
-        batch.sequence = state.withLock { s in
+        batch.sequence = state.withLockedValue { s in
             s.sequence += 1
             return s.sequence
         }
@@ -620,7 +620,7 @@ final class FleetLink: Sendable {
     }
 
     private func enterLocalMode(_ guards: [Guard]) {
-        state.withLock { $0.mode = .local }
+        state.withLockedValue { $0.mode = .local }
         gauges.mode(.local)
         logger.warning(
             "fuseboxd unreachable beyond the staleness bound; breakers run locally",
@@ -665,11 +665,11 @@ final class ReportOutbox: Sendable {
         var closed = false
     }
 
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
     static let capacity = 64
 
     func push(_ batch: QueuedBatch) {
-        let waiter = state.withLock { s -> CheckedContinuation<Delivery?, Never>? in
+        let waiter = state.withLockedValue { s -> CheckedContinuation<Delivery?, Never>? in
             guard !s.closed else { return nil }
             if let w = s.waiter {
                 s.waiter = nil
@@ -684,7 +684,7 @@ final class ReportOutbox: Sendable {
 
     /// Wakes a waiting `next()` with `.tick`; nothing if none is waiting.
     func tick() {
-        let waiter = state.withLock { s -> CheckedContinuation<Delivery?, Never>? in
+        let waiter = state.withLockedValue { s -> CheckedContinuation<Delivery?, Never>? in
             defer { s.waiter = nil }
             return s.waiter
         }
@@ -695,7 +695,7 @@ final class ReportOutbox: Sendable {
     func next() async -> Delivery? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Delivery?, Never>) in
-                let ready = state.withLock { s -> Delivery?? in
+                let ready = state.withLockedValue { s -> Delivery?? in
                     if !s.items.isEmpty { return .some(.batch(s.items.removeFirst())) }
                     if s.closed || Task.isCancelled { return .some(nil) }
                     s.waiter = continuation
@@ -704,7 +704,7 @@ final class ReportOutbox: Sendable {
                 if let ready { continuation.resume(returning: ready) }
             }
         } onCancel: {
-            let waiter = state.withLock { s -> CheckedContinuation<Delivery?, Never>? in
+            let waiter = state.withLockedValue { s -> CheckedContinuation<Delivery?, Never>? in
                 defer { s.waiter = nil }
                 return s.waiter
             }
@@ -714,7 +714,7 @@ final class ReportOutbox: Sendable {
 
     /// Removes and returns every queued batch.
     func drain() -> [QueuedBatch] {
-        state.withLock { s in
+        state.withLockedValue { s in
             defer { s.items = [] }
             return s.items
         }
@@ -722,7 +722,7 @@ final class ReportOutbox: Sendable {
 
     /// Wakes a waiting `next()` with nil; later pushes are dropped.
     func close() {
-        let waiter = state.withLock { s -> CheckedContinuation<Delivery?, Never>? in
+        let waiter = state.withLockedValue { s -> CheckedContinuation<Delivery?, Never>? in
             s.closed = true
             defer { s.waiter = nil }
             return s.waiter

@@ -82,13 +82,13 @@ public final class EtcdClient: Sendable {
 
     /// Moves on from `member` to the next endpoint, unless another request already did.
     func abandon(_ member: Member) {
-        var random = SystemRandomNumberGenerator()
+        var random = JitterSource()
         _ = rotation.withLockedValue { $0.failed(member.index, using: &random) }
     }
 
     /// The delay before retry `attempt` of one request or stream.
     func backoff(attempt: Int) -> Duration {
-        var random = SystemRandomNumberGenerator()
+        var random = JitterSource()
         return configuration.backoff(attempt: attempt, using: &random)
     }
 

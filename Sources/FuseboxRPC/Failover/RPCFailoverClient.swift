@@ -91,7 +91,7 @@ public final class RPCFailoverClient: Sendable {
             if members.count > 1, attempts == 0, members[index].connectionGoingAway {
                 // The current endpoint sent GOAWAY: it is shutting down, so
                 // move on before starting (its open calls may still finish there).
-                var random = SystemRandomNumberGenerator()
+                var random = JitterSource()
                 index = rotation.withLockedValue { r in
                     _ = r.failed(index, using: &random)
                     return r.current
@@ -116,7 +116,7 @@ public final class RPCFailoverClient: Sendable {
                     }
                     throw error
                 }
-                var random = SystemRandomNumberGenerator()
+                var random = JitterSource()
                 let delay = rotation.withLockedValue { $0.failed(index, using: &random) }
                 guard progress.reachedNoServer, attempts < budget, !Task.isCancelled else {
                     throw Self.annotated(error, tried: tried, of: members.count)
