@@ -79,13 +79,18 @@ extension BreakerCoordinator {
             guard let entry = s.entries[key], entry.exists else {
                 return .failure(CoordinatorError(.notFound, "breaker \(key) does not exist"))
             }
-            return apply(&s, key, createWith: nil, at: now) { machine in
+            let applied = apply(&s, key, createWith: nil, at: now) { machine in
                 let (decision, step) = machine.acquirePermit(at: now)
                 return (step, decision)
-            }.map { applied in
+            }
+            switch applied {
+            case .failure(let error):
+                return .failure(error)
+            case .success(let a):
                 // Answer only from a stored generation: wait for what is queued for this breaker.
-                let pending = s.entries[key].map { $0.pending > 0 ? $0.lastTicket : nil } ?? nil
-                return (applied.value, pending)
+                var pending: UInt64?
+                if let e = s.entries[key], e.pending > 0 { pending = e.lastTicket }
+                return .success((a.value, pending))
             }
         }
         let decision: PermitDecision
