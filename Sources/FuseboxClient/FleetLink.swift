@@ -84,6 +84,10 @@ final class FleetLink: Sendable {
     }
 
     func start() {
+        // Unstructured on purpose, for now: `Fusebox.start` must work without a
+        // ServiceGroup, so these loops have no `run()` to be children of. Each is
+        // kept in `tasks` and cancelled and awaited by `stop()`. Turning FleetLink
+        // into a FleetSession Service whose run() owns them is issue 16.
         var started: [Task<Void, Never>] = []
         started.append(Task { await self.reportLoop() })
         started.append(Task {

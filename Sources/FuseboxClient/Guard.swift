@@ -116,6 +116,9 @@ public final class Guard: Sendable {
             switch cache.lookup(key) {
             case .value(let value as T, let refresh):
                 if refresh {
+                    // Stale-while-revalidate: the refresh must outlive this call, which
+                    // returns the stale value at once; the cache coalesces refreshes, so at
+                    // most one runs per key. (A guard-owned task group is issue 16.)
                     Task {
                         do { cache.store(key, try await load()) } catch { cache.loadFailed(key) }
                     }
@@ -271,6 +274,9 @@ public final class Guard: Sendable {
     ) async throws -> T {
         let race = DeadlineRace<T>()
         let timer = link.deadlines.arm(at: .now() + .milliseconds(ms), race)
+        // The deadline timer cancels this handle; it starts on the caller's thread
+        // and is awaited (and cancelled with the caller) before returning, so it
+        // never outlives the call. Kept per docs/BENCHMARKS.md (guard pipeline).
         let child = Task.immediate { try await body() }
         race.started(child)
         let result: Result<T, any Error> = await withTaskCancellationHandler {

@@ -132,6 +132,9 @@ final class AsyncBulkhead: Sendable {
                     }
                 }
                 if let queuedUntil {
+                    // Expires a queued waiter at its deadline; it only resumes the waiter
+                    // and holds nothing else. (Moving it onto the client's deadline timer
+                    // is issue 16.)
                     Task { [self] in
                         try? await Task.sleep(for: .milliseconds(max(0, queuedUntil.milliseconds(since: wallNow())) + 1))
                         self.expire()
