@@ -76,6 +76,11 @@ struct CountingResult {
     var commitMs: Double
     var cycles: Int
     var errors: Int
+    /// GetBreaker round trips on a set-B breaker, one every 20 ms on a
+    /// connection of its own, during the loaded run (ms, sorted).
+    var readMs: [Double]
+    /// The same during the run without transitions.
+    var aloneReadMs: [Double]
 }
 
 /// Counting-only reports/s for breaker set A (`connections` reporters, one
@@ -149,8 +154,35 @@ func countingUnderTransitions(
         return (Double(counted.load(ordering: .relaxed)) / elapsed, elapsed)
     }
 
+    // A reader on its own connection: does a read ever wait behind the
+    // store's commits (the one-second stalls of the previous design), or
+    // only behind the CPU the counting load takes?
+    let reader = try server.client("reader", group: group)
+    defer { Task { await reader.close() } }
+    func readDuringWindow() -> Task<[Double], Never> {
+        Task {
+            var times: [Double] = []
+            var k = 0
+            while window.value.load(ordering: .relaxed) == 0, k < 500 { k += 1; try? await Task.sleep(for: .milliseconds(5)) }
+            k = 0
+            while window.value.load(ordering: .relaxed) == 1, k < 5_000 {
+                var request = Fusebox_V1_GetBreakerRequest()
+                request.breaker = BreakerMapping.ref("default", "b-\(k % cycling)")
+                k += 1
+                let t0 = ContinuousClock.now
+                if (try? await reader.unary("fusebox.v1.BreakerService", "GetBreaker", request, as: Fusebox_V1_BreakerDetail.self)) != nil {
+                    times.append(ms(ContinuousClock.now - t0))
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return times.sorted()
+        }
+    }
+
     log("7: counting alone, \(connections) connections, \(seconds) s")
+    let aloneReads = readDuringWindow()
     let alone = try await countingRun()
+    let aloneReadMs = await aloneReads.value
 
     // The cycle of one set-B breaker, until `stop`: trip it, wait out OPEN,
     // take the one permit, report the probe's success (CLOSED).
@@ -242,7 +274,9 @@ func countingUnderTransitions(
     let scrape0 = ContinuousClock.now
     let before = try await server.metrics(group: group)
     let scrape1 = ContinuousClock.now
+    let reads = readDuringWindow()
     let loaded = try await countingRun()
+    let readMs = await reads.value
     let scrape2 = ContinuousClock.now
     let after = try await server.metrics(group: group)
     log("7: /metrics scrapes took \(fmt(ms(scrape1 - scrape0), 0)) and \(fmt(ms(ContinuousClock.now - scrape2), 0)) ms")
@@ -261,7 +295,7 @@ func countingUnderTransitions(
         aloneReportsPerSecond: alone.rate, loadedReportsPerSecond: loaded.rate, transitionsPerSecond: inWindow / loaded.seconds, loadedSeconds: loaded.seconds,
         transitions: inWindow, serverTransitions: transitions, commits: after.commits - before.commits,
         commitMs: (c1.sum - c0.sum) * 1000 / max(c1.count - c0.count, 1), cycles: cycled,
-        errors: errors.value.load(ordering: .relaxed))
+        errors: errors.value.load(ordering: .relaxed), readMs: readMs, aloneReadMs: aloneReadMs)
 }
 
 // MARK: - 8. Trip storm

@@ -127,6 +127,12 @@ if only.contains(7) {
     row(["7", "transitions of those 100 breakers during the loaded run (generation steps the drivers saw), and transitions per commit (fsync) from the server's counters around it",
          "\(fmt(c.transitionsPerSecond, 0)) transitions/s (\(fmt(c.transitions, 0)) in \(fmt(c.loadedSeconds, 1)) s); \(fmt(c.serverTransitions, 0)) transitions in \(fmt(c.commits, 0)) commits = \(fmt(c.serverTransitions / max(c.commits, 1), 2)) per commit, \(fmt(c.commitMs, 1)) ms per store commit (mean)\(c.errors > 0 ? ", \(c.errors) driver errors" : "")",
          "—", "—", "—", "—"])
+    func spread(_ reads: [Double]) -> String {
+        reads.isEmpty ? "no calls" : "\(fmt(percentile(reads, 50), 1)) / \(fmt(percentile(reads, 99), 1)) / \(fmt(reads.last ?? 0, 1)) ms (\(reads.count) calls)"
+    }
+    row(["7", "GetBreaker round trip on a set-B breaker, one call after another 20 ms apart on a connection of its own, during the loaded run: p50 / p99 / max; peer: the same during the run alone (same counting load, no transitions)",
+         spread(c.readMs), "alone: \(spread(c.aloneReadMs))",
+         c.readMs.isEmpty || c.aloneReadMs.isEmpty ? "—" : fmt(percentile(c.readMs, 99) / percentile(c.aloneReadMs, 99), 2), "—", "—"])
 }
 
 if only.contains(8) {
