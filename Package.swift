@@ -106,7 +106,7 @@ let package = Package(
         .target(
             name: "FuseboxServer",
             dependencies: [
-                "FuseboxAuthority", "FuseboxAPI", "FuseboxCore", "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "CSQLite",
+                "FuseboxAuthority", "FuseboxAPI", "FuseboxCore", "FuseboxEtcd", "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "CSQLite",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -177,7 +177,7 @@ let package = Package(
         .target(
             name: "FuseboxTesting",
             dependencies: [
-                "FuseboxAuthority", "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxAPI", "FuseboxCore", "FuseboxWire",
+                "FuseboxAuthority", "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxAPI", "FuseboxCore", "FuseboxWire", "FuseboxEtcd",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
@@ -208,6 +208,7 @@ let package = Package(
             name: "FuseboxServerTests",
             dependencies: [
                 "FuseboxServer", "FuseboxAuthority", "FuseboxCore", "FuseboxWire", "FuseboxRPC", "FuseboxTLS", "FuseboxAPI", "FuseboxTesting",
+                "FuseboxEtcd",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "NIOCore", package: "swift-nio"),

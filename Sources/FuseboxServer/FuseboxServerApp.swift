@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 public import FuseboxRPC
 public import FuseboxTLS
 public import NIOCore
+public import FuseboxEtcd
 
 /// A whole Fusebox control plane: store, registries, breaker coordinator,
 /// admin, authorization and health, served over gRPC with TLS.
@@ -26,6 +27,26 @@ public final class FuseboxServerApp: Sendable {
         public var seedPresets = true
         /// Bounds on breakers.
         public var limits = AuthorityLimits()
+        /// Replicated mode: etcd instead of SQLite (nil: the embedded default).
+        public var replication: Replication?
+
+        /// Replicated mode's settings (docs/REPLICATION.md).
+        public struct Replication: Sendable {
+            /// etcd's members and TLS.
+            public var etcd: EtcdConfiguration
+            /// Key prefix in etcd.
+            public var prefix = "/fusebox"
+            /// Audit entries kept in etcd.
+            public var auditRetention = 100_000
+            /// This replica.
+            public var node: ReplicaNode.Settings
+
+            /// Settings.
+            public init(etcd: EtcdConfiguration, node: ReplicaNode.Settings) {
+                self.etcd = etcd
+                self.node = node
+            }
+        }
 
         /// A configuration.
         public init(dataDirectory: String, tls: TLSConfiguration) {
@@ -38,13 +59,18 @@ public final class FuseboxServerApp: Sendable {
     public let rpc: RPCServer
     /// The registries.
     public let registry: PolicyRegistry
-    /// The fleet's breakers.
-    public let coordinator: BreakerCoordinator
+    /// The fleet's breakers, as callers see them.
+    public let authority: any BreakerAuthority
+    /// The embedded mode's coordinator (nil in replicated mode).
+    public let coordinator: BreakerCoordinator?
+    /// Replicated mode: this replica (nil in the embedded mode).
+    public let replica: ReplicaNode?
     /// The TLS material, reloadable.
     public let tls: TLSContextProvider
     /// Health.
     public let health: HealthService
-    private let store: SQLiteStore
+    private let store: SQLiteStore?
+    private let etcd: EtcdClient?
     private let refusals: AsyncStream<(TLSError, String?)>
     private let audit: AuditLog
     private let stopping = NIOLockedValueBox(false)
@@ -54,26 +80,50 @@ public final class FuseboxServerApp: Sendable {
     public static func start(
         _ configuration: Configuration, group: any EventLoopGroup, version: String = "dev", clock: any FleetClock = SystemFleetClock()
     ) async throws -> FuseboxServerApp {
-        let store = try await SQLiteStore.open(directory: configuration.dataDirectory)
         var tls = configuration.tls
         if configuration.insecureAnonymousRole != nil { tls.requireClientCertificate = false }
         let authorizer = Authorizer(rules: configuration.roleRules, anonymousRole: configuration.insecureAnonymousRole)
-        let registry = try await PolicyRegistry(store: store, clock: clock)
-        if configuration.seedPresets { try await registry.seedPresetsIfEmpty() }
-        let coordinator = try await BreakerCoordinator(store: store, clock: clock, limits: configuration.limits) { registry.policy(registry: $0, name: $1) }
-        registry.addListener { [weak coordinator] change in
-            coordinator?.policyChanged(registry: change.registry, name: change.name, policy: change.after)
-        }
-        let audit = AuditLog(store: store, authorizer: authorizer, clock: clock)
         let health = HealthService()
+        let services = ["fusebox.v1.RegistryService", "fusebox.v1.BreakerService", "fusebox.v1.AdminService"]
+        let sqlite: SQLiteStore?
+        let etcd: EtcdClient?
+        let registry: PolicyRegistry
+        let coordinator: BreakerCoordinator?
+        let replica: ReplicaNode?
+        let authority: any BreakerAuthority
+        let auditStore: any AuditStore
+        if let replication = configuration.replication {
+            let client = try EtcdClient(configuration: replication.etcd, group: group)
+            let store = EtcdStore(client: client, prefix: replication.prefix, auditRetention: replication.auditRetention)
+            registry = try await PolicyRegistry(store: store, clock: clock, shared: true)
+            let node = ReplicaNode(
+                client: client, store: store, registry: registry, settings: replication.node, clock: clock,
+                limits: configuration.limits, group: group
+            ) { serving in
+                for service in services + [""] { health.setStatus(serving ? .serving : .notServing, for: service) }
+            }
+            (sqlite, etcd, coordinator, replica, authority, auditStore) = (nil, client, nil, node, ReplicatedAuthority(node: node), store)
+        } else {
+            let store = try await SQLiteStore.open(directory: configuration.dataDirectory)
+            registry = try await PolicyRegistry(store: store, clock: clock)
+            let local = try await BreakerCoordinator(store: store, clock: clock, limits: configuration.limits) { registry.policy(registry: $0, name: $1) }
+            registry.addListener { [weak local] change in
+                local?.policyChanged(registry: change.registry, name: change.name, policy: change.after)
+            }
+            (sqlite, etcd, coordinator, replica, authority, auditStore) = (store, nil, local, nil, local, store)
+        }
+        if configuration.seedPresets { try await registry.seedPresetsIfEmpty() }
+        let audit = AuditLog(store: auditStore, authorizer: authorizer, clock: clock)
         var router = RPCRouter()
         RegistryService(registry: registry, authorizer: authorizer, audit: audit).register(on: &router)
-        BreakerService(authority: coordinator, authorizer: authorizer).register(on: &router)
-        AdminService(authority: coordinator, audit: audit).register(on: &router)
+        var breakers = BreakerService(authority: authority, authorizer: authorizer)
+        breakers.routing = replica
+        breakers.register(on: &router)
+        var admin = AdminService(authority: authority, audit: audit)
+        admin.routing = replica
+        admin.register(on: &router)
         health.register(on: &router)
-        for service in ["fusebox.v1.RegistryService", "fusebox.v1.BreakerService", "fusebox.v1.AdminService"] {
-            health.setStatus(.serving, for: service)
-        }
+        for service in services { health.setStatus(.serving, for: service) }
         // Certificate refusals at the handshake go to the audit log (written by serve()).
         let (refusals, refused) = AsyncStream<(TLSError, String?)>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
         var rpcConfiguration = configuration.rpc
@@ -88,22 +138,27 @@ public final class FuseboxServerApp: Sendable {
         let provider = try TLSContextProvider(configuration: tls)
         let rpc = RPCServer(configuration: rpcConfiguration, router: router, tls: provider, group: group)
         try await rpc.start()
+        if let replica, replica.advertise.isEmpty { replica.advertise = "\(configuration.rpc.host):\(rpc.port)" }
         ServerMetrics.start(version: version)
         return FuseboxServerApp(
-            rpc: rpc, registry: registry, coordinator: coordinator, health: health, store: store, refusals: refusals,
-            audit: audit, tls: provider)
+            rpc: rpc, registry: registry, authority: authority, coordinator: coordinator, replica: replica, health: health,
+            store: sqlite, etcd: etcd, refusals: refusals, audit: audit, tls: provider)
     }
 
     private init(
-        rpc: RPCServer, registry: PolicyRegistry, coordinator: BreakerCoordinator, health: HealthService, store: SQLiteStore,
+        rpc: RPCServer, registry: PolicyRegistry, authority: any BreakerAuthority, coordinator: BreakerCoordinator?,
+        replica: ReplicaNode?, health: HealthService, store: SQLiteStore?, etcd: EtcdClient?,
         refusals: AsyncStream<(TLSError, String?)>, audit: AuditLog, tls: TLSContextProvider
     ) {
         self.tls = tls
         self.rpc = rpc
         self.registry = registry
+        self.authority = authority
         self.coordinator = coordinator
+        self.replica = replica
         self.health = health
         self.store = store
+        self.etcd = etcd
         self.refusals = refusals
         self.audit = audit
     }
@@ -111,12 +166,15 @@ public final class FuseboxServerApp: Sendable {
     /// Serves until `shutdown()`; runs the breaker authority meanwhile.
     public func serve() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await self.coordinator.run() }
+            group.addTask {
+                await self.coordinator?.run()
+                await self.replica?.run()
+            }
             group.addTask {
                 while !Task.isCancelled {
                     ServerMetrics.gauges(
-                        connections: self.rpc.openConnections, breakerWatchers: self.coordinator.watcherCount,
-                        registryWatchers: self.registry.watcherCount, silentReporters: self.coordinator.silentReporters())
+                        connections: self.rpc.openConnections, breakerWatchers: self.authority.watcherCount,
+                        registryWatchers: self.registry.watcherCount, silentReporters: self.leadingCoordinator?.silentReporters() ?? 0)
                     try? await Task.sleep(for: .seconds(1))
                 }
             }
@@ -132,8 +190,16 @@ public final class FuseboxServerApp: Sendable {
         }
     }
 
-    /// True while serving (not shutting down): what `/readyz` reports.
-    public var isReady: Bool { !stopping.withLockedValue { $0 } }
+    /// True while serving (not shutting down and, replicated, in touch with
+    /// etcd): what `/readyz` reports.
+    public var isReady: Bool { !stopping.withLockedValue { $0 } && (replica?.isServing ?? true) }
+
+    /// The coordinator deciding in this process, if any (replicated: while this replica leads).
+    var leadingCoordinator: BreakerCoordinator? {
+        if let coordinator { return coordinator }
+        if case .leader(let c)? = replica?.role { return c }
+        return nil
+    }
 
     /// Graceful shutdown: health NOT_SERVING, watch streams ended, GOAWAY,
     /// in-flight calls finished, store closed.
@@ -141,8 +207,12 @@ public final class FuseboxServerApp: Sendable {
         stopping.withLockedValue { $0 = true }
         health.shutdown()
         registry.shutdown()
-        coordinator.shutdown()
+        coordinator?.shutdown()
+        replica?.mirror.hub.finishAll()
+        // Another replica takes the decisions over now, not after the lease's TTL.
+        await replica?.stepDownForShutdown()
         await rpc.shutdown()
-        await store.close()
+        await store?.close()
+        await etcd?.close()
     }
 }

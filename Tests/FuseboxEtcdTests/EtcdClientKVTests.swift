@@ -1,3 +1,4 @@
+import FuseboxTesting
 import FuseboxEtcd
 import XCTest
 

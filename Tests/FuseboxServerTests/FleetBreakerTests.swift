@@ -44,7 +44,7 @@ final class FleetBreakerTests: XCTestCase {
         let clients = try (0..<3).map { _ in try server.client("reporter", group: group) }
         let watches = clients.map { BreakerWatch(client: $0, prefix: "stripe") }
         _ = try await report(clients[0], batch(client: "c0", breaker: "stripe", generation: 0, success: 10))
-        await waitUntil("watchers subscribed") { server.app.coordinator.watcherCount == 3 }
+        await waitUntil("watchers subscribed") { server.app.authority.watcherCount == 3 }
         for (i, client) in clients.enumerated() {
             _ = try await report(client, batch(client: "c\(i)", breaker: "stripe", generation: 0, failure: 5))
         }
@@ -79,10 +79,10 @@ final class FleetBreakerTests: XCTestCase {
         let reporter = try server.client("reporter", group: group)
         _ = try await report(reporter, batch(client: "a", breaker: "db", generation: 0, failure: 10))
         clock.advance(by: 199)
-        XCTAssertEqual(server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.state, .open)
+        XCTAssertEqual(server.app.authority.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.state, .open)
         clock.advance(by: 1)
-        await waitUntil("half-open") { server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.state == .halfOpen }
-        let generation = server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.generation.value ?? 0
+        await waitUntil("half-open") { server.app.authority.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.state == .halfOpen }
+        let generation = server.app.authority.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.generation.value ?? 0
         let clients = try (0..<5).map { _ in try server.client("reporter", group: group) }
         let granted = try await withThrowingTaskGroup(of: Bool.self) { tasks in
             for i in 0..<50 {
@@ -93,8 +93,8 @@ final class FleetBreakerTests: XCTestCase {
         XCTAssertEqual(granted, 3)
         // Nobody reports: the permits expire and count as a failed probe.
         clock.advance(by: 400)
-        await waitUntil("reopened by permit expiry") { server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.state == .open }
-        XCTAssertTrue(server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.reason.contains("expired") == true)
+        await waitUntil("reopened by permit expiry") { server.app.authority.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.state == .open }
+        XCTAssertTrue(server.app.authority.views(BreakerSelector(registry: "default", prefix: "db")).first?.status.reason.contains("expired") == true)
         for c in clients + [reporter] { await c.close() }
     }
 
@@ -103,9 +103,9 @@ final class FleetBreakerTests: XCTestCase {
         try await putFleetPolicy(admin, name: "quorum", minimumClients: 2)
         let reporter = try server.client("reporter", group: group)
         _ = try await report(reporter, batch(client: "sick-host", breaker: "search", policy: "quorum", generation: 0, failure: 50))
-        XCTAssertEqual(server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "search")).first?.status.state, .closed)
+        XCTAssertEqual(server.app.authority.views(BreakerSelector(registry: "default", prefix: "search")).first?.status.state, .closed)
         _ = try await report(reporter, batch(client: "other-host", breaker: "search", policy: "quorum", generation: 0, failure: 1))
-        XCTAssertEqual(server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "search")).first?.status.state, .open)
+        XCTAssertEqual(server.app.authority.views(BreakerSelector(registry: "default", prefix: "search")).first?.status.state, .open)
         await reporter.close()
     }
 
@@ -120,13 +120,13 @@ final class FleetBreakerTests: XCTestCase {
         XCTAssertEqual(forced.after?.state, .forcedOpen)
         XCTAssertEqual(forced.after?.policy, "fleet")
         clock.advance(by: 300)
-        await waitUntil("override lifted by itself") { server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "payments")).first?.status.state == .closed }
+        await waitUntil("override lifted by itself") { server.app.authority.views(BreakerSelector(registry: "default", prefix: "payments")).first?.status.state == .closed }
         // Shadow: reports that would trip publish "would open" but never block.
         request.durationMs = 0
         request.reason = "tuning"
         _ = try await admin.unary("fusebox.v1.AdminService", "Shadow", request, as: Fusebox_V1_AdminActionResponse.self)
         let reporter = try server.client("reporter", group: group)
-        let g = server.app.coordinator.views(BreakerSelector(registry: "default", prefix: "payments")).first?.status.generation.value ?? 0
+        let g = server.app.authority.views(BreakerSelector(registry: "default", prefix: "payments")).first?.status.generation.value ?? 0
         let response = try await report(reporter, batch(client: "x", breaker: "payments", generation: g, failure: 20))
         XCTAssertEqual(response.states.first?.state, .shadow)
         XCTAssertEqual(response.states.first?.evaluatedState, .open, "shadow reports the state it would take")

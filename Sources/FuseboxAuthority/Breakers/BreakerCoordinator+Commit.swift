@@ -17,8 +17,18 @@ extension BreakerCoordinator {
     /// Commits everything queued now, group after group, until the queue is empty.
     func commitQueued() async {
         while true {
+            let limits = store.commitLimits
             let group = state.withLockedValue { s -> [Pending] in
-                let taken = Array(s.queue.prefix(Self.groupLimit))
+                var count = min(s.queue.count, limits.maxChanges)
+                if limits.distinctBreakers {
+                    // Up to the first breaker that would be written twice; order is kept.
+                    var seen = Set<BreakerKey>()
+                    for (i, p) in s.queue.prefix(count).enumerated() where !seen.insert(p.key).inserted {
+                        count = i
+                        break
+                    }
+                }
+                let taken = Array(s.queue.prefix(count))
                 s.queue.removeFirst(taken.count)
                 s.inFlight = taken.count
                 return taken
@@ -39,9 +49,6 @@ extension BreakerCoordinator {
             }
         }
     }
-
-    /// Most changes per transaction.
-    static var groupLimit: Int { 4_096 }
 
     /// The group is durable: make it visible, publish it, answer its callers.
     private func stored(_ group: [Pending], auditIDs: [UInt64]) {

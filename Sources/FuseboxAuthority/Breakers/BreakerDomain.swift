@@ -256,6 +256,8 @@ public protocol BreakerAuthority: Sendable {
     func watch(_ selector: BreakerSelector, sink: any WatchSink<BreakerWatchEvent>) -> UInt64
     /// Ends a watch.
     func unwatch(_ id: UInt64)
+    /// Open watches.
+    var watcherCount: Int { get }
 }
 
 /// Bounds on what clients can make the authority hold.

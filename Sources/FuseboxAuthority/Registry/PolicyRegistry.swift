@@ -19,19 +19,29 @@ public final class PolicyRegistry: Sendable {
     private struct State {
         var registries: [String: StoredRegistry] = [:]
         var listeners: [@Sendable (PolicyChangeRecord) -> Void] = []
+        /// Writers of a shared store waiting for their change to come back through the feed.
+        var waiting: [(registry: String, version: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
     private let store: any PolicyStore
     private let clock: any FleetClock
+    /// Other writers share the store (replicas on etcd): changes reach memory
+    /// only through `applyFromStore`, in the store's order.
+    private let shared: Bool
     private let gate = SerialGate()
     private let state = NIOLockedValueBox(State())
     /// Registry watches.
     public let hub = WatchHub<RegistryWatchEvent>()
 
     /// Loads every registry from `store`.
-    public init(store: any PolicyStore, clock: any FleetClock) async throws(StoreError) {
+    ///
+    /// `shared`: the store has other writers (replicas), whose changes, and
+    /// this one's own, are applied from the store's change feed through
+    /// `applyFromStore`; a write returns once its change has come back.
+    public init(store: any PolicyStore, clock: any FleetClock, shared: Bool = false) async throws(StoreError) {
         self.store = store
         self.clock = clock
+        self.shared = shared
         let loaded = try await store.loadRegistries()
         state.withLockedValue { s in for r in loaded { s.registries[r.name] = r } }
     }
@@ -40,7 +50,14 @@ public final class PolicyRegistry: Sendable {
     public func seedPresetsIfEmpty() async throws(StoreError) {
         guard registryVersion("default") == 0 else { return }
         for preset in Presets.all {
-            _ = try await put(registry: "default", policy: preset, expectedVersion: nil, actor: "fuseboxd", reason: "preset loaded on first start", audit: nil)
+            do {
+                // Shared: replicas starting together must not load a preset twice.
+                _ = try await put(
+                    registry: "default", policy: preset, expectedVersion: shared ? 0 : nil, actor: "fuseboxd",
+                    reason: "preset loaded on first start", audit: nil)
+            } catch where shared && error.code == .versionConflict {
+                continue
+            }
         }
     }
 
@@ -111,6 +128,12 @@ public final class PolicyRegistry: Sendable {
     private func write(
         _ body: @escaping @Sendable () async throws(StoreError) -> PolicyChangeRecord
     ) async throws(StoreError) -> PolicyChangeRecord {
+        if shared {
+            // The store orders writes; memory follows its feed.
+            let change = try await body()
+            await waitUntilApplied(change)
+            return change
+        }
         let result: Result<PolicyChangeRecord, StoreError> = await gate.run {
             do throws(StoreError) {
                 let change = try await body()
@@ -127,6 +150,93 @@ public final class PolicyRegistry: Sendable {
             }
         }
         return try result.get()
+    }
+
+    // MARK: A shared store's feed
+
+    /// A change read from the shared store's feed, in the store's order: applied
+    /// (unless memory already holds that registry version or a newer one),
+    /// published to watchers and listeners, and its writer answered.
+    public func applyFromStore(_ change: PolicyChangeRecord) async {
+        await gate.run {
+            let (fresh, listeners) = hub.publish(
+                state.withLockedValue { ($0.registries[change.registry]?.version ?? 0) < change.version } ? [.changes([change])] : []
+            ) {
+                state.withLockedValue { s -> (Bool, [@Sendable (PolicyChangeRecord) -> Void]) in
+                    guard (s.registries[change.registry]?.version ?? 0) < change.version else { return (false, []) }
+                    Self.apply(change, to: &s.registries)
+                    return (true, s.listeners)
+                }
+            }
+            if fresh { for listener in listeners { listener(change) } }
+            resumeWriters()
+        }
+    }
+
+    /// Replaces every registry with `registries` (a re-read of the shared
+    /// store after its feed position was compacted away). Watchers get fresh
+    /// snapshots; listeners hear of every policy that changed.
+    public func resetFromStore(_ registries: [StoredRegistry]) async {
+        await gate.run {
+            let (changed, listeners) = state.withLockedValue { s -> ([PolicyChangeRecord], [@Sendable (PolicyChangeRecord) -> Void]) in
+                var changed: [PolicyChangeRecord] = []
+                for r in registries {
+                    let old = s.registries[r.name]
+                    guard (old?.version ?? 0) < r.version else { continue }
+                    for (name, p) in r.policies where old?.policies[name] != p {
+                        changed.append(PolicyChangeRecord(
+                            registry: r.name, version: p.version, name: name, kind: old?.policies[name] == nil ? .created : .updated,
+                            before: old?.policies[name]?.policy, after: p.policy, actor: p.updatedBy, atMs: p.updatedAtMs, reason: "re-read from the store"))
+                    }
+                    s.registries[r.name] = r
+                }
+                return (changed, s.listeners)
+            }
+            hub.resnapshotAll()
+            for change in changed { for listener in listeners { listener(change) } }
+            resumeWriters()
+        }
+    }
+
+    /// How long a writer waits for its change to come back through the feed
+    /// before answering anyway (the write is durable; only this replica's
+    /// copy lags).
+    static let feedWait: Duration = .seconds(5)
+
+    private func waitUntilApplied(_ change: PolicyChangeRecord) async {
+        let registry = change.registry
+        let version = change.version
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let done = self.state.withLockedValue { s -> Bool in
+                        if (s.registries[registry]?.version ?? 0) >= version { return true }
+                        s.waiting.append((registry, version, continuation))
+                        return false
+                    }
+                    if done { continuation.resume() }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: Self.feedWait)
+                self.resumeWriters(all: true)
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func resumeWriters(all: Bool = false) {
+        let ready = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
+            var ready: [CheckedContinuation<Void, Never>] = []
+            s.waiting.removeAll { w in
+                guard all || (s.registries[w.registry]?.version ?? 0) >= w.version else { return false }
+                ready.append(w.continuation)
+                return true
+            }
+            return ready
+        }
+        for c in ready { c.resume() }
     }
 
     private static func apply(_ change: PolicyChangeRecord, to registries: inout [String: StoredRegistry]) {

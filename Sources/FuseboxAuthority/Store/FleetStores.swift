@@ -13,6 +13,29 @@ public protocol BreakerStateStore: Sendable {
     /// transaction (one fsync for all: group commit), or none of them.
     /// Returns the ids the audit entries got, in order.
     func commit(_ commits: [BreakerCommit]) async throws(StoreError) -> [UInt64]
+    /// How many changes one `commit` may take, and whether it may hold two
+    /// changes of one breaker. Default: 4,096, and it may.
+    var commitLimits: CommitLimits { get }
+}
+
+/// What one `BreakerStateStore.commit` can take.
+public struct CommitLimits: Sendable, Hashable {
+    /// Most changes per commit.
+    public var maxChanges: Int
+    /// Every change of a commit is for a different breaker (etcd refuses a
+    /// transaction that writes one key twice).
+    public var distinctBreakers: Bool
+
+    /// Limits.
+    public init(maxChanges: Int, distinctBreakers: Bool) {
+        self.maxChanges = max(1, maxChanges)
+        self.distinctBreakers = distinctBreakers
+    }
+}
+
+extension BreakerStateStore {
+    /// 4,096 changes per commit, several of one breaker allowed.
+    public var commitLimits: CommitLimits { CommitLimits(maxChanges: 4_096, distinctBreakers: false) }
 }
 
 /// What the policy registry needs from storage. Every write returns only

@@ -18,6 +18,9 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let notFound = Code("not found")
         /// Anything else.
         public static let `internal` = Code("internal")
+        /// A replicated store refused a decider's write because another
+        /// replica has taken over the decisions: this one must step down.
+        public static let fenced = Code("fenced")
     }
 
     /// The kind of failure.

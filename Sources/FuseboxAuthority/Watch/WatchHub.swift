@@ -114,6 +114,19 @@ public final class WatchHub<Event: Sendable>: Sendable {
         }
     }
 
+    /// Sends every watcher a fresh snapshot (now, or once it can take one):
+    /// after the state was replaced wholesale, as when a replica re-reads its
+    /// store because its watch position was compacted away.
+    public func resnapshotAll() {
+        state.withLockedValue { s in
+            for (id, w) in s.watchers where !w.behind {
+                s.watchers[id]?.behind = true
+                s.behind += 1
+            }
+        }
+        resync()
+    }
+
     /// Watchers now.
     public var count: Int { state.withLockedValue { $0.watchers.count } }
     /// Watchers waiting for a fresh snapshot.

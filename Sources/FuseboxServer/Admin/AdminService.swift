@@ -11,6 +11,9 @@ public struct AdminService: Sendable {
     let authority: any BreakerAuthority
     let audit: AuditLog
 
+    /// Replicated mode: where breaker actions are decided (nil: here).
+    public var routing: (any DecisionRouting)?
+
     /// The service over `authority`.
     public init(authority: any BreakerAuthority, audit: AuditLog) {
         self.authority = authority
@@ -39,6 +42,10 @@ public struct AdminService: Sendable {
                     await audit.refused(context, action: action, breaker: named, reason: request.reason, error)
                     throw error
                 }
+                if let leader = try routing?.leader() {
+                    return try await Forwarding.unary(
+                        leader, service, method, request, as: Fusebox_V1_AdminActionResponse.self, caller: audit.authorizer.caller(context))
+                }
                 let record = audit.allowed(context, action: action, breaker: key, reason: request.reason, durationMs: request.durationMs)
                 do throws(CoordinatorError) {
                     let outcome = try await authority.setOverride(
@@ -62,6 +69,10 @@ public struct AdminService: Sendable {
             } catch {
                 await audit.refused(context, action: .reset, breaker: named, reason: request.reason, error)
                 throw error
+            }
+            if let leader = try routing?.leader() {
+                return try await Forwarding.unary(
+                    leader, service, "Reset", request, as: Fusebox_V1_AdminActionResponse.self, caller: audit.authorizer.caller(context))
             }
             let record = audit.allowed(context, action: .reset, breaker: key, reason: request.reason)
             do throws(CoordinatorError) {

@@ -25,7 +25,8 @@ public struct AuditLog: Sendable {
 
     /// The caller as the audit log names it.
     func actor(_ context: RPCServerContext) -> AuditActor? {
-        WireConversions.actor(context.peer, role: authorizer.role(of: context.peer))
+        let caller = authorizer.caller(context)
+        return WireConversions.actor(caller, role: authorizer.role(of: caller))
     }
 
     /// The entry of an allowed action, to be stored with it.

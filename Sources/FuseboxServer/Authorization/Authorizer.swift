@@ -11,6 +11,9 @@ public enum Role: String, Sendable, Hashable, Comparable, CaseIterable {
     case reporter
     /// Everything: policy writes and overrides.
     case admin
+    /// Another replica of a replicated fuseboxd: everything, and it may
+    /// forward calls on behalf of their callers. Give it to no one else.
+    case replica
 
     public static func < (lhs: Role, rhs: Role) -> Bool {
         allCases.firstIndex(of: lhs) ?? 0 < allCases.firstIndex(of: rhs) ?? 0
@@ -86,7 +89,8 @@ public struct Authorizer: Sendable {
 
     /// Throws PERMISSION_DENIED naming the missing role unless the caller has `needed`.
     public func require(_ needed: Role, _ context: RPCServerContext) throws(RPCError) {
-        let has = role(of: context.peer)
+        let caller = self.caller(context)
+        let has = role(of: caller)
         guard let has, has >= needed else {
             var details = Fusebox_V1_ErrorDetails()
             details.missingRole = needed.rawValue
@@ -94,7 +98,7 @@ public struct Authorizer: Sendable {
             trailers.add("fusebox-missing-role", needed.rawValue)
             throw RPCError(
                 .permissionDenied,
-                "missing role \(needed.rawValue): \(Self.describe(context.peer)) has \(has.map { "role \($0.rawValue)" } ?? "no role")",
+                "missing role \(needed.rawValue): \(Self.describe(caller)) has \(has.map { "role \($0.rawValue)" } ?? "no role")",
                 metadata: trailers)
         }
     }

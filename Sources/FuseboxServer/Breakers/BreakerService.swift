@@ -13,6 +13,8 @@ public struct BreakerService: Sendable {
     let authorizer: Authorizer
     /// Transitions are encoded once for all watchers.
     let frames = FrameCache()
+    /// Replicated mode: where decisions are made (nil: here).
+    public var routing: (any DecisionRouting)?
 
     /// The service over `authority`.
     public init(authority: any BreakerAuthority, authorizer: Authorizer) {
@@ -26,6 +28,10 @@ public struct BreakerService: Sendable {
         router.unary(service, "ReportOutcomes") { (batch: Fusebox_V1_OutcomeBatch, context) in
             try authorizer.require(.reporter, context)
             let (report, rejected) = try Self.domain(batch)
+            if let leader = try routing?.leader() {
+                return try await Forwarding.unary(
+                    leader, service, "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self, caller: authorizer.caller(context))
+            }
             var response = Self.response(await authority.report(report), batch: report, rejected: rejected, states: true)
             response.rejected.sort { $0.field < $1.field }
             return try Self.failIfUnstored(response)
@@ -37,7 +43,13 @@ public struct BreakerService: Sendable {
             var touched = Set<BreakerKey>()
             for try await batch in batches {
                 let (report, rejected) = try Self.domain(batch)
-                let response = Self.response(await authority.report(report), batch: report, rejected: rejected, states: false)
+                let response: Fusebox_V1_ReportOutcomesResponse
+                if let leader = try routing?.leader() {
+                    response = try await Forwarding.unary(
+                        leader, service, "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self, caller: authorizer.caller(context))
+                } else {
+                    response = Self.response(await authority.report(report), batch: report, rejected: rejected, states: false)
+                }
                 total.accepted += response.accepted
                 total.stale += response.stale
                 total.rejected += response.rejected
@@ -50,6 +62,10 @@ public struct BreakerService: Sendable {
         }
         router.unary(service, "AcquirePermit") { (request: Fusebox_V1_AcquirePermitRequest, context) in
             try authorizer.require(.reporter, context)
+            if let leader = try routing?.leader() {
+                return try await Forwarding.unary(
+                    leader, service, "AcquirePermit", request, as: Fusebox_V1_AcquirePermitResponse.self, caller: authorizer.caller(context))
+            }
             return try await Self.acquirePermit(request, authority: authority)
         }
         router.serverStreaming(service, "WatchBreakers") {
@@ -64,6 +80,11 @@ public struct BreakerService: Sendable {
         router.unary(service, "GetBreaker") { (request: Fusebox_V1_GetBreakerRequest, context) in
             try authorizer.require(.reader, context)
             let key = try WireConversions.key(request.breaker, field: "breaker")
+            // The window and contributions live with the leader's coordinator.
+            if let leader = try routing?.leader() {
+                return try await Forwarding.unary(
+                    leader, service, "GetBreaker", request, as: Fusebox_V1_BreakerDetail.self, caller: authorizer.caller(context))
+            }
             guard let detail = authority.detail(key) else { throw RPCError(.notFound, "breaker \(key) does not exist") }
             return WireConversions.detail(detail)
         }

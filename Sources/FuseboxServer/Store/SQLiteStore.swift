@@ -146,7 +146,7 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
                 registries[name] = StoredRegistry(name: name, version: UInt64(row[1].int ?? 0), updatedAtMs: row[2].int ?? 0, policies: [:])
             }
             for row in try db.query("SELECT registry, name, body, version, updated_at_ms, updated_by FROM policies") {
-                let policy = try Self.decodePolicy(row[2].bytes ?? [])
+                let policy = try StoredCoding.decodePolicy(row[2].bytes ?? [])
                 registries[row[0].string ?? ""]?.policies[row[1].string ?? ""] = StoredPolicy(
                     policy: policy, version: UInt64(row[3].int ?? 0), updatedAtMs: row[4].int ?? 0, updatedBy: row[5].string ?? "")
             }
@@ -158,8 +158,8 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
         registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64,
         audit: AuditRecord?
     ) async throws(StoreError) -> PolicyChangeRecord {
-        let body = try Self.encodePolicy(policy)
-        let auditBody = try audit.map { a throws(StoreError) in try Self.encodeAudit(a) }
+        let body = try StoredCoding.encodePolicy(policy)
+        let auditBody = try audit.map { a throws(StoreError) in try StoredCoding.encodeAudit(a) }
         return try await run { db throws(StoreError) in
             try db.transaction { () throws(StoreError) in
                 let existing = try db.query("SELECT body, version FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(policy.name)]).first
@@ -176,7 +176,7 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
                 try db.query(
                     "INSERT OR REPLACE INTO policies (registry, name, body, version, updated_at_ms, updated_by) VALUES (?, ?, ?, ?, ?, ?)",
                     [.text(registry), .text(policy.name), .blob(body), .integer(Int64(version)), .integer(atMs), .text(actor)])
-                let before = try existing.map { row throws(StoreError) in try Self.decodePolicy(row[0].bytes ?? []) }
+                let before = try existing.map { row throws(StoreError) in try StoredCoding.decodePolicy(row[0].bytes ?? []) }
                 let change = PolicyChangeRecord(
                     registry: registry, version: version, name: policy.name, kind: before == nil ? .created : .updated,
                     before: before, after: policy, actor: actor, atMs: atMs, reason: reason)
@@ -191,7 +191,7 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
         registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64,
         audit: AuditRecord?
     ) async throws(StoreError) -> PolicyChangeRecord {
-        let auditBody = try audit.map { a throws(StoreError) in try Self.encodeAudit(a) }
+        let auditBody = try audit.map { a throws(StoreError) in try StoredCoding.encodeAudit(a) }
         return try await run { db throws(StoreError) in
             try db.transaction { () throws(StoreError) in
                 guard let existing = try db.query("SELECT body, version FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(name)]).first else {
@@ -205,7 +205,7 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
                 try db.query("DELETE FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(name)])
                 let change = PolicyChangeRecord(
                     registry: registry, version: version, name: name, kind: .deleted,
-                    before: try Self.decodePolicy(existing[0].bytes ?? []), after: nil, actor: actor, atMs: atMs, reason: reason)
+                    before: try StoredCoding.decodePolicy(existing[0].bytes ?? []), after: nil, actor: actor, atMs: atMs, reason: reason)
                 try Self.insertHistory(db, change, before: existing[0].bytes, after: nil)
                 if let audit, let auditBody { _ = try Self.insertAudit(db, audit, body: auditBody) }
                 return change
@@ -228,8 +228,8 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
                 changes.append(PolicyChangeRecord(
                     registry: registry, version: UInt64(row[0].int ?? 0), name: row[1].string ?? "",
                     kind: PolicyChangeRecord.Kind(rawValue: Int(row[2].int ?? 2)) ?? .updated,
-                    before: try row[3].bytes.map { b throws(StoreError) in try Self.decodePolicy(b) },
-                    after: try row[4].bytes.map { b throws(StoreError) in try Self.decodePolicy(b) },
+                    before: try row[3].bytes.map { b throws(StoreError) in try StoredCoding.decodePolicy(b) },
+                    after: try row[4].bytes.map { b throws(StoreError) in try StoredCoding.decodePolicy(b) },
                     actor: row[5].string ?? "", atMs: row[6].int ?? 0, reason: row[7].string ?? ""))
             }
             return changes
@@ -250,32 +250,14 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
              before.map { .blob($0) } ?? .null, after.map { .blob($0) } ?? .null, .text(change.actor), .integer(change.atMs), .text(change.reason)])
     }
 
-    private static func encodePolicy(_ policy: Policy) throws(StoreError) -> [UInt8] {
-        do { return try PolicyMapping.wire(policy).encode() } catch { throw StoreError(.internal, "cannot encode policy \(policy.name): \(error)") }
-    }
-
-    private static func decodePolicy(_ bytes: [UInt8]) throws(StoreError) -> Policy {
-        do {
-            let wire = try Fusebox_V1_Policy(decoding: bytes)
-            switch PolicyMapping.policy(from: wire) {
-            case .success(let policy): return policy
-            case .failure(let error): throw StoreError(.corrupt, "a stored policy no longer converts: \(error)")
-            }
-        } catch let error as StoreError {
-            throw error
-        } catch {
-            throw StoreError(.corrupt, "a stored policy does not decode: \(error)")
-        }
-    }
-
     // MARK: Breakers
 
     public func commit(_ commits: [BreakerCommit]) async throws(StoreError) -> [UInt64] {
         var rows: [(StoredBreaker, [UInt8]?, [(AuditRecord, [UInt8])], Bool)] = []
         for c in commits {
-            let rule = try c.breaker.rule.map { r throws(StoreError) in try Self.encodeRule(r) }
+            let rule = try c.breaker.rule.map { r throws(StoreError) in try StoredCoding.encodeRule(r) }
             var audits: [(AuditRecord, [UInt8])] = []
-            for a in c.audits { audits.append((a, try Self.encodeAudit(a))) }
+            for a in c.audits { audits.append((a, try StoredCoding.encodeAudit(a))) }
             rows.append((c.breaker, rule, audits, c.evicted))
         }
         let prepared = rows
@@ -311,14 +293,7 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
     public func loadBreakers() async throws(StoreError) -> [StoredBreaker] {
         try await run { db throws(StoreError) in
             try db.query("SELECT registry, name, policy, generation, state, evaluated_state, since_ms, until_ms, reason, override, override_until_ms, rule FROM breakers ORDER BY registry, name").map { row throws(StoreError) in
-                let overrideState = row[9].string.flatMap(BreakerState.init(rawValue:))
-                let override: BreakerOverride? = switch overrideState {
-                case .forcedOpen: .forcedOpen
-                case .forcedClosed: .forcedClosed
-                case .disabled: .disabled
-                case .shadow: .shadow
-                default: nil
-                }
+                let override = StoredCoding.override(stateName: row[9].string)
                 return StoredBreaker(
                     registry: row[0].string ?? "", name: row[1].string ?? "", policy: row[2].string ?? "",
                     status: BreakerStatus(
@@ -327,7 +302,7 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
                         generation: BreakerGeneration(UInt64(row[3].int ?? 0)), since: Timestamp(milliseconds: row[6].int ?? 0),
                         until: row[7].int.map(Timestamp.init(milliseconds:)), reason: row[8].string ?? ""),
                     override: override, overrideUntilMs: row[10].int,
-                    rule: try row[11].bytes.flatMap { b throws(StoreError) in try Self.decodeRule(b) })
+                    rule: try row[11].bytes.flatMap { b throws(StoreError) in try StoredCoding.decodeRule(b) })
             }
         }
     }
@@ -338,27 +313,13 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
         }
     }
 
-    private static func encodeRule(_ rule: CircuitBreakerPolicy) throws(StoreError) -> [UInt8] {
-        var policy = Policy(name: "rule")
-        policy.circuitBreaker = rule
-        return try encodePolicy(policy)
-    }
-
-    private static func decodeRule(_ bytes: [UInt8]) throws(StoreError) -> CircuitBreakerPolicy? {
-        try decodePolicy(bytes).circuitBreaker
-    }
-
     // MARK: Audit
 
     public func appendAudit(_ entry: AuditRecord) async throws(StoreError) -> UInt64 {
-        let body = try Self.encodeAudit(entry)
+        let body = try StoredCoding.encodeAudit(entry)
         return try await run { db throws(StoreError) in
             try db.transaction { () throws(StoreError) in try Self.insertAudit(db, entry, body: body) }
         }
-    }
-
-    private static func encodeAudit(_ entry: AuditRecord) throws(StoreError) -> [UInt8] {
-        do { return try WireConversions.audit(entry).encode() } catch { throw StoreError(.internal, "cannot encode audit entry: \(error)") }
     }
 
     private static func insertAudit(_ db: SQLiteDatabase, _ entry: AuditRecord, body: [UInt8]) throws(StoreError) -> UInt64 {
@@ -383,13 +344,7 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
             sql += " ORDER BY id DESC LIMIT ?"
             p.append(.integer(Int64(max(f.limit, 1) + 1)))
             return try db.query(sql, p).map { row throws(StoreError) in
-                do {
-                    var entry = try WireConversions.audit(Fusebox_V1_AuditEntry(decoding: row[1].bytes ?? []))
-                    entry.id = UInt64(row[0].int ?? 0)
-                    return entry
-                } catch {
-                    throw StoreError(.corrupt, "audit entry \(row[0].int ?? 0) does not decode: \(error)")
-                }
+                try StoredCoding.decodeAudit(row[1].bytes ?? [], id: UInt64(row[0].int ?? 0))
             }
         }
     }

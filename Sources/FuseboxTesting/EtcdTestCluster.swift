@@ -1,5 +1,5 @@
-import FuseboxEtcd
-import Foundation
+public import FuseboxEtcd
+public import Foundation
 import FuseboxTLS
 import XCTest
 
@@ -11,29 +11,36 @@ import Glibc
 /// ports and temporary data directories, started at once, killed (SIGKILL)
 /// and removed by `stop()`. Each member's output goes to `member-N.log` in
 /// the cluster's directory, quoted by `logTail` for failure messages.
-final class EtcdTestCluster: @unchecked Sendable {
-    struct Member {
-        let name: String
-        let clientPort: Int
-        let peerPort: Int
-        let dataDirectory: URL
-        let log: URL
-        let process: Process
+public final class EtcdTestCluster: @unchecked Sendable {
+    public struct Member {
+        public let name: String
+        public let clientPort: Int
+        public let peerPort: Int
+        public let dataDirectory: URL
+        public let log: URL
+        public let process: Process
     }
 
     /// Certificate and key for the members' client URLs (https), with the CA that signed them.
-    struct TLSFiles {
-        let certificate: String
-        let key: String
-        let ca: String
+    public struct TLSFiles {
+        public let certificate: String
+        public let key: String
+        public let ca: String
+
+        /// Server certificate, its key and the CA that signed it (PEM paths).
+        public init(certificate: String, key: String, ca: String) {
+            self.certificate = certificate
+            self.key = key
+            self.ca = ca
+        }
     }
 
-    let root: URL
-    private(set) var members: [Member] = []
-    let tls: TLSFiles?
+    public let root: URL
+    public private(set) var members: [Member] = []
+    public let tls: TLSFiles?
 
     /// Starts the members; call `waitUntilHealthy` before use.
-    init(size: Int = 3, tls: TLSFiles? = nil) throws {
+    public init(size: Int = 3, tls: TLSFiles? = nil) throws {
         self.tls = tls
         root = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-etcd-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
@@ -72,13 +79,13 @@ final class EtcdTestCluster: @unchecked Sendable {
     }
 
     /// "127.0.0.1:port" of every member, in member order.
-    var endpoints: [String] { members.map { "127.0.0.1:\($0.clientPort)" } }
+    public var endpoints: [String] { members.map { "127.0.0.1:\($0.clientPort)" } }
 
     /// The typed endpoint of member `i`.
-    func endpoint(_ i: Int) -> EtcdEndpoint { EtcdEndpoint(host: "127.0.0.1", port: members[i].clientPort) }
+    public func endpoint(_ i: Int) -> EtcdEndpoint { EtcdEndpoint(host: "127.0.0.1", port: members[i].clientPort) }
 
     /// A client of every member.
-    func client(endpoints: [String]? = nil) throws -> EtcdClient {
+    public func client(endpoints: [String]? = nil) throws -> EtcdClient {
         var tlsConfiguration: TLSConfiguration?
         if let tls { tlsConfiguration = .client(trustRootsPath: tls.ca) }
         var configuration = try EtcdConfiguration(endpoints: endpoints ?? self.endpoints, tls: tlsConfiguration)
@@ -88,7 +95,7 @@ final class EtcdTestCluster: @unchecked Sendable {
     }
 
     /// The index of the member that is the leader now, asked through `client`.
-    func leaderIndex(_ client: EtcdClient) async throws -> Int {
+    public func leaderIndex(_ client: EtcdClient) async throws -> Int {
         var ids: [UInt64] = []
         var leader: UInt64 = 0
         for i in members.indices {
@@ -101,12 +108,12 @@ final class EtcdTestCluster: @unchecked Sendable {
     }
 
     /// A client whose first (current) endpoint is member `first`, the others after it.
-    func client(preferring first: Int) throws -> EtcdClient {
+    public func client(preferring first: Int) throws -> EtcdClient {
         try client(endpoints: [endpoints[first]] + endpoints.enumerated().filter { $0.offset != first }.map(\.element))
     }
 
     /// Waits (bounded) until every running member reports a leader.
-    func waitUntilHealthy(_ client: EtcdClient, timeout: Duration = .seconds(15)) async throws {
+    public func waitUntilHealthy(_ client: EtcdClient, timeout: Duration = .seconds(15)) async throws {
         let deadline = ContinuousClock.now + timeout
         var last = ""
         for (i, member) in members.enumerated() where member.process.isRunning {
@@ -127,20 +134,20 @@ final class EtcdTestCluster: @unchecked Sendable {
     }
 
     /// Kills member `i` with SIGKILL and waits for it to exit.
-    func kill(_ i: Int) {
+    public func kill(_ i: Int) {
         let process = members[i].process
         if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
     }
 
     /// Kills every member and removes the data directories.
-    func stop() {
+    public func stop() {
         for i in members.indices { kill(i) }
         try? FileManager.default.removeItem(at: root)
     }
 
     /// The end of every member's log, for failure messages.
-    func logTail(_ limit: Int = 1500) -> String {
+    public func logTail(_ limit: Int = 1500) -> String {
         members.map { member in
             let data = FileManager.default.contents(atPath: member.log.path) ?? Data()
             return "--- \(member.name) ---\n" + String(decoding: data.suffix(limit), as: UTF8.self)
@@ -148,7 +155,7 @@ final class EtcdTestCluster: @unchecked Sendable {
     }
 
     /// `count` distinct free TCP ports on 127.0.0.1 (held open together while chosen).
-    static func freePorts(_ count: Int) throws -> [Int] {
+    public static func freePorts(_ count: Int) throws -> [Int] {
         var sockets: [Int32] = []
         defer { for s in sockets { close(s) } }
         var ports: [Int] = []
@@ -173,4 +180,29 @@ final class EtcdTestCluster: @unchecked Sendable {
         }
         return ports
     }
+}
+
+/// Runs `body` with a healthy three-member cluster and a client of all of
+/// it; stops the cluster afterwards and prints how long the test took.
+public func withCluster(
+    _ name: String = #function, size: Int = 3, tls: EtcdTestCluster.TLSFiles? = nil,
+    _ body: (EtcdTestCluster, EtcdClient) async throws -> Void
+) async throws {
+    let started = ContinuousClock.now
+    let cluster = try EtcdTestCluster(size: size, tls: tls)
+    defer {
+        cluster.stop()
+        print("\(name): \(ContinuousClock.now - started) with its etcd cluster")
+    }
+    let client = try cluster.client()
+    do {
+        try await cluster.waitUntilHealthy(client)
+        print("\(name): cluster healthy after \(ContinuousClock.now - started)")
+        try await body(cluster, client)
+    } catch {
+        await client.close()
+        XCTFail("\(error)\n\(cluster.logTail())")
+        return
+    }
+    await client.close()
 }

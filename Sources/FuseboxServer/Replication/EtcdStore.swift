@@ -1,0 +1,335 @@
+import Foundation
+public import FuseboxAuthority
+public import FuseboxCore
+public import FuseboxEtcd
+
+/// Policies, their history and the audit log in etcd, shared by every
+/// replica. Writes are etcd transactions compared on the versions they read,
+/// retried when another replica wrote in between, so `expected_version`
+/// holds across replicas. Breakers are written only through a
+/// `FencedBreakerStore` the elected leader holds.
+public final class EtcdStore: PolicyStore, AuditStore, Sendable {
+    let client: EtcdClient
+    let layout: EtcdLayout
+    /// Audit entries kept; older ones are deleted as new ones are appended.
+    public let auditRetention: UInt64
+
+    /// A store on `client` under `prefix`.
+    public init(client: EtcdClient, prefix: String, auditRetention: Int) {
+        self.client = client
+        self.layout = EtcdLayout(prefix: prefix)
+        self.auditRetention = UInt64(max(1, auditRetention))
+    }
+
+    /// Attempts of an optimistic write before giving up (each lost only to another replica's write).
+    static let attempts = 64
+
+    // MARK: Reading
+
+    /// Every key of a prefix, page by page at one revision. Returns the revision read at.
+    @discardableResult
+    func scan(
+        _ prefix: [UInt8], from start: [UInt8]? = nil, revision: Int64 = 0,
+        _ each: (EtcdKeyValue) throws(StoreError) -> Bool
+    ) async throws(StoreError) -> Int64 {
+        var key = start ?? prefix
+        let end = EtcdKeys.prefixEnd(prefix)
+        var at = revision
+        while true {
+            let page: EtcdRangeResult
+            do { page = try await client.range(key, rangeEnd: end, limit: 500, revision: at) } catch { throw StoreError(etcd: error) }
+            if at == 0 { at = page.revision }
+            for kv in page.kvs { guard try each(kv) else { return at } }
+            guard page.more, let last = page.kvs.last else { return at }
+            key = last.key + [0]
+        }
+    }
+
+    func txn(_ compares: [EtcdCompare], _ success: [EtcdOperation], failure: [EtcdOperation] = []) async throws(StoreError) -> EtcdTxnResult {
+        do { return try await client.txn(compares, success: success, failure: failure) } catch { throw StoreError(etcd: error) }
+    }
+
+    /// One read of several keys at one revision.
+    func read(_ keys: [[UInt8]]) async throws(StoreError) -> [EtcdKeyValue?] {
+        let result = try await txn([], keys.map { .range(key: $0) })
+        return result.results.map { r in
+            if case .range(let range) = r { return range.kvs.first }
+            return nil
+        }
+    }
+
+    // MARK: Policies
+
+    public func loadRegistries() async throws(StoreError) -> [StoredRegistry] {
+        try await loadRegistries().registries
+    }
+
+    /// Every registry, and the revision it was read at (the policy feed starts after it).
+    func loadRegistries() async throws(StoreError) -> (registries: [StoredRegistry], revision: Int64) {
+        var registries: [String: StoredRegistry] = [:]
+        let revision = try await scan(layout.registries) { kv throws(StoreError) in
+            let r = try EtcdRecords.decode(EtcdRecords.Registry.self, kv.value, key: kv.key)
+            let name = String(decoding: kv.key.dropFirst(layout.registries.count), as: UTF8.self)
+            registries[name] = StoredRegistry(name: name, version: r.version, updatedAtMs: r.updatedAtMs, policies: [:])
+            return true
+        }
+        try await scan(layout.policies, revision: revision) { kv throws(StoreError) in
+            let p = try EtcdRecords.decode(EtcdRecords.PolicyEntry.self, kv.value, key: kv.key)
+            let rest = String(decoding: kv.key.dropFirst(layout.policies.count), as: UTF8.self)
+            guard let slash = rest.firstIndex(of: "/") else { return true }
+            let registry = String(rest[..<slash])
+            let policy = try StoredCoding.decodePolicy(Array(p.policy))
+            registries[registry, default: StoredRegistry(name: registry, version: p.version, updatedAtMs: p.updatedAtMs, policies: [:])]
+                .policies[policy.name] = StoredPolicy(policy: policy, version: p.version, updatedAtMs: p.updatedAtMs, updatedBy: p.updatedBy)
+            return true
+        }
+        return (registries.values.sorted { $0.name < $1.name }, revision)
+    }
+
+    public func putPolicy(
+        registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64, audit: AuditRecord?
+    ) async throws(StoreError) -> PolicyChangeRecord {
+        let body = Data(try StoredCoding.encodePolicy(policy))
+        return try await writePolicy(registry: registry, name: policy.name, expectedVersion: expectedVersion, audit: audit) {
+            existing, version throws(StoreError) in
+            let change = PolicyChangeRecord(
+                registry: registry, version: version, name: policy.name, kind: existing == nil ? .created : .updated,
+                before: existing, after: policy, actor: actor, atMs: atMs, reason: reason)
+            return (change, EtcdRecords.PolicyEntry(version: version, updatedAtMs: atMs, updatedBy: actor, policy: body))
+        }
+    }
+
+    public func deletePolicy(
+        registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64, audit: AuditRecord?
+    ) async throws(StoreError) -> PolicyChangeRecord {
+        try await writePolicy(registry: registry, name: name, expectedVersion: expectedVersion, audit: audit) {
+            existing, version throws(StoreError) in
+            guard let existing else { throw StoreError(.notFound, "policy \(registry)/\(name) does not exist") }
+            let change = PolicyChangeRecord(
+                registry: registry, version: version, name: name, kind: .deleted, before: existing, after: nil,
+                actor: actor, atMs: atMs, reason: reason)
+            return (change, nil)
+        }
+    }
+
+    /// One policy write: read the registry, the policy and the audit counter;
+    /// check `expectedVersion`; write the registry's next version, the policy,
+    /// its history entry and its audit entry in one transaction compared on
+    /// what was read; again if another writer came between.
+    private func writePolicy(
+        registry: String, name: String, expectedVersion: UInt64?, audit: AuditRecord?,
+        _ make: (Policy?, UInt64) throws(StoreError) -> (PolicyChangeRecord, EtcdRecords.PolicyEntry?)
+    ) async throws(StoreError) -> PolicyChangeRecord {
+        let registryKey = layout.registry(registry)
+        let policyKey = layout.policy(registry, name)
+        let auditBody = try audit.map { a throws(StoreError) in try StoredCoding.encodeAudit(a) }
+        for _ in 0..<Self.attempts {
+            let read = try await read([registryKey, policyKey, layout.auditCounter])
+            let (registryKV, policyKV, counterKV) = (read[0], read[1], read[2])
+            let current = try registryKV.map { kv throws(StoreError) in try EtcdRecords.decode(EtcdRecords.Registry.self, kv.value, key: kv.key) }
+            let entry = try policyKV.map { kv throws(StoreError) in try EtcdRecords.decode(EtcdRecords.PolicyEntry.self, kv.value, key: kv.key) }
+            let currentVersion = entry?.version ?? 0
+            if let expectedVersion, expectedVersion != currentVersion {
+                throw StoreError(
+                    .versionConflict,
+                    entry == nil
+                        ? "policy \(registry)/\(name) does not exist (expected version \(expectedVersion))"
+                        : "policy \(registry)/\(name) is at version \(currentVersion), not \(expectedVersion); read it again and retry",
+                    currentVersion: currentVersion)
+            }
+            let before = try entry.map { e throws(StoreError) in try StoredCoding.decodePolicy(Array(e.policy)) }
+            let version = (current?.version ?? 0) + 1
+            let (change, newEntry) = try make(before, version)
+            var ops: [EtcdOperation] = [
+                .put(key: registryKey, value: try EtcdRecords.encode(EtcdRecords.Registry(version: version, updatedAtMs: change.atMs))),
+                .put(key: layout.history(registry, version), value: try EtcdRecords.encode(try EtcdRecords.change(change))),
+            ]
+            if let newEntry {
+                ops.append(.put(key: policyKey, value: try EtcdRecords.encode(newEntry)))
+            } else {
+                ops.append(.delete(key: policyKey))
+            }
+            var compares = [
+                EtcdCompare.modRevision(registryKey, is: registryKV?.modRevision ?? 0),
+                EtcdCompare.modRevision(policyKey, is: policyKV?.modRevision ?? 0),
+            ]
+            var auditID: UInt64?
+            if let auditBody {
+                let (id, counterOps, counterCompare) = try auditSlots(1, counter: counterKV)
+                auditID = id
+                ops += counterOps + [.put(key: layout.audit(id), value: auditBody)]
+                compares.append(counterCompare)
+            }
+            if try await txn(compares, ops).succeeded {
+                if let auditID { await trimAudit(after: auditID, count: 1) }
+                return change
+            }
+        }
+        throw StoreError(.unavailable, "etcd: the write to policy \(registry)/\(name) kept losing to concurrent writes (\(Self.attempts) attempts)")
+    }
+
+    public func history(registry: String, name: String?, afterVersion: UInt64, limit: Int) async throws(StoreError) -> [PolicyChangeRecord] {
+        var changes: [PolicyChangeRecord] = []
+        guard limit > 0 else { return [] }
+        try await scan(layout.history(registry), from: layout.history(registry, afterVersion + 1)) { kv throws(StoreError) in
+            let change = try EtcdRecords.change(try EtcdRecords.decode(EtcdRecords.Change.self, kv.value, key: kv.key))
+            if name == nil || change.name == name { changes.append(change) }
+            return changes.count < limit
+        }
+        return changes
+    }
+
+    // MARK: Audit
+
+    /// Ids for `count` new entries after the counter `counter` holds, the
+    /// operations that advance it, and the comparison that makes the
+    /// transaction fail if another writer advanced it first.
+    func auditSlots(_ count: Int, counter: EtcdKeyValue?) throws(StoreError) -> (first: UInt64, ops: [EtcdOperation], compare: EtcdCompare) {
+        let last = counter.flatMap { UInt64(String(decoding: $0.value, as: UTF8.self)) } ?? 0
+        return (
+            last + 1,
+            [.put(key: layout.auditCounter, value: Array(String(last + UInt64(count)).utf8))],
+            .modRevision(layout.auditCounter, is: counter?.modRevision ?? 0)
+        )
+    }
+
+    /// Deletes entries older than the retention, every 1,000 ids.
+    func trimAudit(after first: UInt64, count: Int) async {
+        let last = first + UInt64(count) - 1
+        guard last / 1_000 != (first - 1) / 1_000, last > auditRetention else { return }
+        // Keys count down: ids <= last - retention are the keys from audit(last - retention) to the end.
+        _ = try? await client.deleteRange(layout.audit(last - auditRetention), rangeEnd: EtcdKeys.prefixEnd(layout.audits))
+    }
+
+    public func appendAudit(_ entry: AuditRecord) async throws(StoreError) -> UInt64 {
+        let body = try StoredCoding.encodeAudit(entry)
+        for _ in 0..<Self.attempts {
+            let counter = try await read([layout.auditCounter])[0]
+            let (id, ops, compare) = try auditSlots(1, counter: counter)
+            if try await txn([compare], ops + [.put(key: layout.audit(id), value: body)]).succeeded {
+                await trimAudit(after: id, count: 1)
+                return id
+            }
+        }
+        throw StoreError(.unavailable, "etcd: an audit entry kept losing its id to concurrent writes (\(Self.attempts) attempts)")
+    }
+
+    public func listAudit(_ f: AuditQuery) async throws(StoreError) -> [AuditRecord] {
+        var found: [AuditRecord] = []
+        let want = max(f.limit, 1) + 1
+        let start = f.beforeID > 0 ? layout.audit(f.beforeID - 1) : nil
+        try await scan(layout.audits, from: start) { kv throws(StoreError) in
+            guard let id = layout.auditID(kv.key) else { return true }
+            let entry = try StoredCoding.decodeAudit(kv.value, id: id)
+            // Newest first: entries before `since` (by more than any clock skew) end the scan.
+            if f.sinceMs > 0, entry.atMs < f.sinceMs - 600_000 { return false }
+            if f.matches(entry) { found.append(entry) }
+            return found.count < want
+        }
+        return found
+    }
+
+    // MARK: Breakers (reads)
+
+    /// Every stored breaker, and the revision it was read at.
+    func loadBreakers() async throws(StoreError) -> (breakers: [StoredBreaker], revision: Int64) {
+        var breakers: [StoredBreaker] = []
+        let revision = try await scan(layout.breakers) { kv throws(StoreError) in
+            breakers.append(try EtcdRecords.breaker(try EtcdRecords.decode(EtcdRecords.Breaker.self, kv.value, key: kv.key)))
+            return true
+        }
+        return (breakers, revision)
+    }
+
+    /// The breaker store of a leader whose election created `P/leader` at `leaderRevision`.
+    public func breakerStore(leaderRevision: Int64, onFenced: @escaping @Sendable () -> Void) -> FencedBreakerStore {
+        FencedBreakerStore(store: self, fence: EtcdCompare(key: layout.leader, .equal, .createRevision(leaderRevision)), onFenced: onFenced)
+    }
+}
+
+extension AuditQuery {
+    /// Whether `entry` passes the query's filters (not its paging).
+    func matches(_ entry: AuditRecord) -> Bool {
+        if sinceMs > 0, entry.atMs < sinceMs { return false }
+        if untilMs > 0, entry.atMs >= untilMs { return false }
+        if !registry.isEmpty, entry.breaker?.registry != registry { return false }
+        if !breakerPrefix.isEmpty, !(entry.breaker?.name.hasPrefix(breakerPrefix) ?? false) { return false }
+        if deniedOnly, entry.allowed { return false }
+        if !actions.isEmpty, !actions.contains(entry.action) { return false }
+        return true
+    }
+}
+
+/// The breaker store of the elected leader: every commit is one etcd
+/// transaction that holds only while `P/leader` is still the key its election
+/// created. When it no longer is, the commit fails with `.fenced` and
+/// `onFenced` is called, once per refused commit: the replica steps down.
+public struct FencedBreakerStore: BreakerStateStore {
+    let store: EtcdStore
+    let fence: EtcdCompare
+    let onFenced: @Sendable () -> Void
+
+    /// etcd allows 128 operations per transaction by default: 60 breakers and
+    /// their audit entries, the counters and the fence fit.
+    public var commitLimits: CommitLimits { CommitLimits(maxChanges: 60, distinctBreakers: true) }
+
+    public func loadBreakers() async throws(StoreError) -> [StoredBreaker] {
+        try await store.loadBreakers().breakers
+    }
+
+    public func loadGenerationFloor() async throws(StoreError) -> UInt64 {
+        let kv = try await store.read([store.layout.generationFloor])[0]
+        return kv.flatMap { UInt64(String(decoding: $0.value, as: UTF8.self)) } ?? 0
+    }
+
+    public func commit(_ commits: [BreakerCommit]) async throws(StoreError) -> [UInt64] {
+        let layout = store.layout
+        let auditCount = commits.reduce(0) { $0 + $1.audits.count }
+        let evictedFloor = commits.filter(\.evicted).map(\.breaker.status.generation.value).max()
+        for _ in 0..<EtcdStore.attempts {
+            var compares = [fence]
+            var ops: [EtcdOperation] = []
+            var ids: [UInt64] = []
+            if auditCount > 0 || evictedFloor != nil {
+                let read = try await store.read([layout.auditCounter, layout.generationFloor])
+                if auditCount > 0 {
+                    let (first, counterOps, compare) = try store.auditSlots(auditCount, counter: read[0])
+                    ids = (0..<UInt64(auditCount)).map { first + $0 }
+                    ops += counterOps
+                    compares.append(compare)
+                }
+                if let evictedFloor {
+                    let floor = read[1].flatMap { UInt64(String(decoding: $0.value, as: UTF8.self)) } ?? 0
+                    ops.append(.put(key: layout.generationFloor, value: Array(String(max(floor, evictedFloor)).utf8)))
+                    compares.append(.modRevision(layout.generationFloor, is: read[1]?.modRevision ?? 0))
+                }
+            }
+            var next = ids.makeIterator()
+            for c in commits {
+                let key = layout.breaker(BreakerKey(registry: c.breaker.registry, name: c.breaker.name))
+                if c.evicted {
+                    ops.append(.delete(key: key))
+                } else {
+                    ops.append(.put(key: key, value: try EtcdRecords.encode(try EtcdRecords.breaker(c.breaker))))
+                }
+                for audit in c.audits {
+                    guard let id = next.next() else { break }
+                    ops.append(.put(key: layout.audit(id), value: try StoredCoding.encodeAudit(audit)))
+                }
+            }
+            let result = try await store.txn(compares, ops, failure: [.range(key: layout.leader)])
+            if result.succeeded {
+                if let first = ids.first { await store.trimAudit(after: first, count: ids.count) }
+                return ids
+            }
+            // Lost the fence, or only a counter race with another replica's audit write?
+            var leader: EtcdKeyValue?
+            if case .range(let range)? = result.results.first { leader = range.kvs.first }
+            if case .createRevision(let mine) = fence.target, leader?.createRevision != mine {
+                onFenced()
+                throw StoreError(.fenced, "this replica no longer leads (another replica was elected); its undecided changes are dropped")
+            }
+        }
+        throw StoreError(.unavailable, "etcd: breaker changes kept losing the audit counter to concurrent writes (\(EtcdStore.attempts) attempts)")
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import FuseboxAuthority
+import FuseboxCore
+import FuseboxEtcd
+import FuseboxRPC
+import FuseboxServer
+import FuseboxTesting
+import FuseboxTLS
+import FuseboxWire
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XCTest
+
+/// Three fuseboxd replicas (in this process, each its own server on its own
+/// port) on a real three-member etcd cluster on loopback.
+final class ReplicatedServerTests: XCTestCase {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    /// One replica.
+    struct Replica {
+        let app: FuseboxServerApp
+        let task: Task<Void, any Error>
+        let id: String
+
+        var port: Int { app.rpc.port }
+
+        var isLeader: Bool {
+            if case .leader? = app.replica?.role { return true }
+            return false
+        }
+
+        func client(_ identity: String, group: any EventLoopGroup) throws -> RPCClient {
+            try RPCClient(configuration: RPCClientConfiguration(
+                host: "127.0.0.1", port: port,
+                tls: .client(
+                    trustRootsPath: try TestCertificates.path("ca.pem"),
+                    certificateChainPath: try TestCertificates.path("\(identity).pem"),
+                    privateKeyPath: try TestCertificates.path("\(identity).key"))), group: group)
+        }
+
+        func stop() async {
+            await app.shutdown()
+            _ = try? await task.value
+        }
+    }
+
+    func startReplica(_ id: String, cluster: EtcdTestCluster, prefix: String, leaseSeconds: Int64 = 2) async throws -> Replica {
+        let tls = TLSConfiguration.server(
+            certificateChainPath: try TestCertificates.path("server.pem"), privateKeyPath: try TestCertificates.path("server.key"),
+            clientCAPath: try TestCertificates.path("ca.pem"))
+        var configuration = FuseboxServerApp.Configuration(dataDirectory: "", tls: tls)
+        configuration.rpc.port = 0
+        var etcd = try EtcdConfiguration(endpoints: cluster.endpoints, tls: nil)
+        etcd.retryTimeout = .seconds(4)
+        var node = ReplicaNode.Settings(
+            replicaId: id, advertise: "",
+            peerTLS: .client(
+                trustRootsPath: try TestCertificates.path("ca.pem"), certificateChainPath: try TestCertificates.path("replica.pem"),
+                privateKeyPath: try TestCertificates.path("replica.key")))
+        node.leaseSeconds = leaseSeconds
+        var replication = FuseboxServerApp.Configuration.Replication(etcd: etcd, node: node)
+        replication.prefix = prefix
+        configuration.replication = replication
+        let app = try await FuseboxServerApp.start(configuration, group: group)
+        return Replica(app: app, task: Task { try await app.serve() }, id: id)
+    }
+
+    /// Watchers on every replica see the same transitions with the same
+    /// generations; permits asked of all three replicas at once stay within
+    /// the policy's bound; the leader's shutdown hands the decisions over.
+    func testThreeReplicasAgreeAndHandOver() async throws {
+        try await withCluster { cluster, _ in
+            let prefix = "/fusebox-\(UUID().uuidString.prefix(8))"
+            var replicas: [Replica] = []
+            for i in 0..<3 { replicas.append(try await startReplica("r\(i)", cluster: cluster, prefix: prefix)) }
+            await waitUntil("one leader", timeout: 15) { replicas.filter(\.isLeader).count == 1 }
+            await waitUntil("every replica serving", timeout: 15) { replicas.allSatisfy { $0.app.isReady } }
+            let leader = try XCTUnwrap(replicas.firstIndex { $0.isLeader })
+            let follower = (leader + 1) % 3
+
+            // A policy written on a follower is read back on every replica.
+            let admin = try replicas[follower].client("admin", group: group)
+            try await putFleetPolicy(admin, minimumClients: 1, permits: 3, openMs: 500)
+            await waitUntil("policy everywhere") { replicas.allSatisfy { $0.app.registry.policy(registry: "default", name: "fleet") != nil } }
+
+            let clients = try replicas.map { try $0.client("reporter", group: self.group) }
+            _ = try await clients[follower].unary(
+                "fusebox.v1.BreakerService", "ReportOutcomes", batch(client: "c0", breaker: "db", generation: 0, success: 1),
+                as: Fusebox_V1_ReportOutcomesResponse.self)
+            let watches = clients.map { BreakerWatch(client: $0, prefix: "db") }
+            await waitUntil("watchers subscribed") { replicas.allSatisfy { $0.app.authority.watcherCount == 1 } }
+
+            // A report through a follower trips the breaker for all.
+            _ = try await clients[follower].unary(
+                "fusebox.v1.BreakerService", "ReportOutcomes", batch(client: "c1", breaker: "db", generation: 0, failure: 20),
+                as: Fusebox_V1_ReportOutcomesResponse.self)
+            await waitUntil("OPEN then HALF_OPEN at every watcher", timeout: 10) {
+                watches.allSatisfy { $0.transitions.contains { $0.0 == .halfOpen } }
+            }
+            let seen = watches.map { $0.transitions.map { "\($0.0)@\($0.1)" } }
+            XCTAssertEqual(seen[0], seen[1], "replicas 0 and 1 disagree")
+            XCTAssertEqual(seen[0], seen[2], "replicas 0 and 2 disagree")
+            let halfOpen = try XCTUnwrap(watches[0].transitions.last { $0.0 == .halfOpen }?.1)
+
+            // 60 permit requests at once, 20 per replica: at most 3 granted.
+            let granted = NIOLockedValueBox(0)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for i in 0..<60 {
+                    let client = clients[i % 3]
+                    tasks.addTask {
+                        let p = try await acquire(client, "db", generation: halfOpen, as: "p\(i)")
+                        if p.granted { granted.withLockedValue { $0 += 1 } }
+                    }
+                }
+                try await tasks.waitForAll()
+            }
+            XCTAssertEqual(granted.withLockedValue { $0 }, 3, "the policy permits 3 probes fleet-wide")
+
+            // The leader steps down (shutdown revokes its lease): another takes over quickly.
+            let started = ContinuousClock.now
+            await replicas[leader].stop()
+            let rest = replicas.enumerated().filter { $0.offset != leader }.map(\.element)
+            await waitUntil("a new leader", timeout: 10) { rest.filter(\.isLeader).count == 1 }
+            print("ReplicatedServerTests: new leader after a clean step-down in \(ContinuousClock.now - started)")
+            // It decides: a force-open through the other survivor is stored and seen by its watchers.
+            let survivors = (0..<3).filter { $0 != leader }
+            var force = Fusebox_V1_OverrideRequest()
+            force.breaker = ref("db")
+            force.reason = "failover test"
+            let forced = try await admin.unary("fusebox.v1.AdminService", "ForceOpen", force, as: Fusebox_V1_AdminActionResponse.self)
+            let after = try XCTUnwrap(forced.after)
+            XCTAssertEqual(after.state, .forcedOpen)
+            XCTAssertGreaterThan(after.generation, halfOpen)
+            await waitUntil("FORCED_OPEN at the survivors' watchers") {
+                survivors.allSatisfy { i in watches[i].transitions.contains { $0.0 == .forcedOpen && $0.1 == after.generation } }
+            }
+            for i in survivors {
+                let generations = watches[i].transitions.map(\.1)
+                XCTAssertEqual(generations, generations.sorted(), "replica \(i)'s watcher saw a generation go backwards")
+            }
+            // The audit entry names the admin, not the replica that forwarded it.
+            var list = Fusebox_V1_ListAuditRequest()
+            list.limit = 10
+            let audit = try await admin.unary("fusebox.v1.AdminService", "ListAudit", list, as: Fusebox_V1_ListAuditResponse.self)
+            let entry = try XCTUnwrap(audit.entries.first { $0.action == .forceOpen })
+            XCTAssertEqual(entry.actor?.commonName, "fusebox-admin")
+
+            for w in watches { w.task.cancel() }
+            for c in clients { await c.close() }
+            await admin.close()
+            for r in rest { await r.stop() }
+        }
+    }
+}
