@@ -204,4 +204,382 @@ final class DeployTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.output)
         XCTAssertFalse(result.output.contains("fuseboxd.service:"), "warnings about the unit: \(result.output)")
     }
+
+    // MARK: - Replicated mode on etcd (docs/REPLICATION.md)
+
+    /// The Kubernetes manifests for replicated mode: every document parses;
+    /// three fuseboxd replicas on a three-member etcd, each replica named and
+    /// addressed by its pod, with disruption budgets, probes and anti-affinity;
+    /// every variable is one the server documents, and every file a path names
+    /// is in the volume mounted there.
+    func testReplicatedKubernetesManifests() throws {
+        let directory = "kubernetes/replicated"
+        let files = try FileManager.default.contentsOfDirectory(atPath: repositoryRoot.appendingPathComponent("deploy/\(directory)").path)
+            .filter { $0.hasSuffix(".yaml") }.sorted()
+        XCTAssertEqual(files, ["configmap.yaml", "etcd.yaml", "fuseboxd.yaml", "migrate-job.yaml", "networkpolicy.yaml", "secrets.example.yaml"])
+        let readme = try deployFile("\(directory)/README.md")
+        var objects: [[String: Any]] = []
+        for file in files {
+            let documents = try yamlDocuments(try deployFile("\(directory)/\(file)"), source: file)
+            XCTAssertFalse(documents.isEmpty, file)
+            for document in documents {
+                XCTAssertNotNil(document["apiVersion"] as? String, file)
+                XCTAssertNotNil(document["kind"] as? String, file)
+                XCTAssertNotNil(document.path("metadata", "name") as? String, file)
+            }
+            objects += documents
+            XCTAssertTrue(readme.contains("`\(file)`"), "README.md does not mention \(file)")
+        }
+        func object(_ kind: String, _ name: String) throws -> [String: Any] {
+            try XCTUnwrap(objects.first { $0["kind"] as? String == kind && $0.path("metadata", "name") as? String == name }, "no \(kind) \(name)")
+        }
+        let variables = try documentedVariables()
+
+        // etcd: three members with stable names from a headless Service.
+        let etcd = try object("StatefulSet", "etcd")
+        XCTAssertEqual(etcd.path("spec", "replicas") as? Int, 3)
+        XCTAssertEqual(etcd.path("spec", "podManagementPolicy") as? String, "Parallel", "members wait for each other's quorum")
+        let etcdService = try XCTUnwrap(etcd.path("spec", "serviceName") as? String)
+        XCTAssertEqual(try object("Service", etcdService).path("spec", "clusterIP") as? String, "None")
+        XCTAssertEqual(try object("Service", etcdService).path("spec", "publishNotReadyAddresses") as? Bool, true)
+        XCTAssertEqual((etcd.path("spec", "volumeClaimTemplates") as? [Any])?.count, 1, "members keep their data on a volume")
+        let etcdPod = try XCTUnwrap(etcd.path("spec", "template") as? [String: Any])
+        let etcdContainer = try XCTUnwrap((etcdPod.path("spec", "containers") as? [[String: Any]])?.first)
+        let etcdArguments = ((etcdContainer["command"] as? [String]) ?? []) + ((etcdContainer["args"] as? [String]) ?? [])
+        func argument(_ flag: String) -> String? {
+            etcdArguments.first { $0.hasPrefix("--\(flag)=") }.map { String($0.dropFirst(flag.count + 3)) }
+        }
+        let members = (0..<3).map { "etcd-\($0)" }
+        let peerDomain = "\(etcdService).$(POD_NAMESPACE).svc"
+        XCTAssertEqual(argument("name"), "$(POD_NAME)")
+        XCTAssertEqual(argument("initial-cluster"), members.map { "\($0)=https://\($0).\(peerDomain):2380" }.joined(separator: ","))
+        XCTAssertEqual(argument("initial-advertise-peer-urls"), "https://$(POD_NAME).\(peerDomain):2380")
+        XCTAssertEqual(argument("advertise-client-urls"), "https://$(POD_NAME).\(peerDomain):2379")
+        XCTAssertTrue(etcdArguments.contains("--client-cert-auth"), "etcd requires client certificates")
+        XCTAssertTrue(etcdArguments.contains("--peer-client-cert-auth"))
+        try checkDownwardAPI(etcdContainer)
+        try checkAntiAffinity(etcdPod, selector: try XCTUnwrap(etcd.path("spec", "selector", "matchLabels") as? [String: String]))
+
+        // fuseboxd: three replicas, identified by their pods, on that etcd.
+        let fuseboxd = try object("StatefulSet", "fuseboxd")
+        XCTAssertEqual(fuseboxd.path("spec", "replicas") as? Int, 3)
+        let peers = try XCTUnwrap(fuseboxd.path("spec", "serviceName") as? String)
+        XCTAssertEqual(try object("Service", peers).path("spec", "clusterIP") as? String, "None")
+        let pod = try XCTUnwrap(fuseboxd.path("spec", "template") as? [String: Any])
+        let container = try XCTUnwrap((pod.path("spec", "containers") as? [[String: Any]])?.first)
+        try checkDownwardAPI(container)
+        let env = try environment(container)
+        XCTAssertEqual(env["FUSEBOX_STORE_KIND"], "etcd")
+        XCTAssertEqual(env["FUSEBOX_REPLICA_ID"], "$(POD_NAME)")
+        XCTAssertEqual(env["FUSEBOX_ADVERTISE"], "$(POD_NAME).\(peers).$(POD_NAMESPACE).svc:7443")
+        XCTAssertEqual(env["FUSEBOX_ETCD_ENDPOINTS"], members.map { "https://\($0).\(peerDomain):2379" }.joined(separator: ","))
+        for name in ["FUSEBOX_ETCD_CA", "FUSEBOX_ETCD_CERT", "FUSEBOX_ETCD_KEY", "FUSEBOX_PEER_CERT", "FUSEBOX_PEER_KEY"] {
+            XCTAssertNotNil(env[name], "fuseboxd sets \(name)")
+        }
+        for name in env.keys where name.hasPrefix("FUSEBOX_") {
+            XCTAssertTrue(variables.all.contains(name), "\(name) is documented nowhere")
+            if ["FUSEBOX_STORE", "FUSEBOX_ETCD", "FUSEBOX_REPLICA", "FUSEBOX_ADVERTISE", "FUSEBOX_PEER"].contains(where: name.hasPrefix) {
+                XCTAssertTrue(variables.replication.contains(name), "\(name) is not in docs/REPLICATION.md")
+            }
+        }
+        let ports = Dictionary(((container["ports"] as? [[String: Any]]) ?? []).compactMap { port in
+            (port["name"] as? String).flatMap { name in (port["containerPort"] as? Int).map { (name, $0) } }
+        }, uniquingKeysWith: { first, _ in first })
+        XCTAssertEqual(ports["grpc"], 7443)
+        for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+            XCTAssertEqual(container.path(probe, "httpGet", "path") as? String, path, probe)
+            let port = container.path(probe, "httpGet", "port")
+            XCTAssertEqual((port as? Int) ?? (port as? String).flatMap { ports[$0] }, 7444, "\(probe) is on the observability port")
+        }
+        let selector = try XCTUnwrap(fuseboxd.path("spec", "selector", "matchLabels") as? [String: String])
+        try checkAntiAffinity(pod, selector: selector)
+        let clients = try object("Service", "fuseboxd")
+        XCTAssertEqual(clients.path("spec", "selector") as? [String: String], selector)
+
+        // Disruption budgets: at most one replica and one member at a time.
+        let budgets = objects.filter { $0["kind"] as? String == "PodDisruptionBudget" }
+        func budget(for pod: [String: Any]) -> [String: Any]? {
+            let labels = (pod.path("metadata", "labels") as? [String: String]) ?? [:]
+            return budgets.first { budget in
+                let selector = (budget.path("spec", "selector", "matchLabels") as? [String: String]) ?? [:]
+                return !selector.isEmpty && selector.allSatisfy { labels[$0.key] == $0.value }
+            }
+        }
+        XCTAssertEqual(budget(for: pod)?.path("spec", "minAvailable") as? Int, 2, "fuseboxd's budget")
+        XCTAssertEqual(budget(for: etcdPod)?.path("spec", "maxUnavailable") as? Int, 1, "etcd's budget")
+        let job = try object("Job", "fuseboxd-migrate")
+        let jobPod = try XCTUnwrap(job.path("spec", "template") as? [String: Any])
+        XCTAssertNil(budget(for: jobPod), "the migration Job's pod is not counted as a replica")
+
+        // The example Secrets hold no key material, and every file a path names is there.
+        var secrets: [String: Set<String>] = [:]
+        for secret in objects where secret["kind"] as? String == "Secret" {
+            let data = try XCTUnwrap(secret["stringData"] as? [String: String])
+            for (key, value) in data {
+                XCTAssertTrue(value.contains("\n...\n"), "\(key) in the example Secret must be a placeholder")
+            }
+            secrets[try XCTUnwrap(secret.path("metadata", "name") as? String)] = Set(data.keys)
+        }
+        let configMap = try object("ConfigMap", "fuseboxd-config")
+        let configMaps = ["fuseboxd-config": Set(((configMap["data"] as? [String: Any]) ?? [:]).keys)]
+        let volumeFiles = Files(secrets: secrets, configMaps: configMaps)
+        for (name, value) in env where value.hasPrefix("/") && name != "FUSEBOX_CERTS" && name != "FUSEBOX_DATA_DIR" {
+            volumeFiles.check(value, in: container, pod: pod, named: name)
+        }
+        let dataMount = ((container["volumeMounts"] as? [[String: Any]]) ?? []).first { $0["mountPath"] as? String == env["FUSEBOX_DATA_DIR"] }
+        XCTAssertNotNil(dataMount, "the entrypoint needs a writable FUSEBOX_DATA_DIR")
+        XCTAssertNotEqual(dataMount?["readOnly"] as? Bool, true)
+        for file in ["server.pem", "server.key", "ca.pem"] {  // what the entrypoint requires in FUSEBOX_CERTS
+            volumeFiles.check((env["FUSEBOX_CERTS"] ?? "") + "/" + file, in: container, pod: pod, named: "FUSEBOX_CERTS")
+        }
+        for flag in ["trusted-ca-file", "cert-file", "key-file", "peer-trusted-ca-file", "peer-cert-file", "peer-key-file"] {
+            volumeFiles.check(argument(flag) ?? "--\(flag) missing", in: etcdContainer, pod: etcdPod, named: flag)
+        }
+        let jobContainer = try XCTUnwrap((jobPod.path("spec", "containers") as? [[String: Any]])?.first)
+        for (name, value) in try environment(jobContainer) where name.hasPrefix("FUSEBOX_") {
+            XCTAssertTrue(variables.replication.contains(name), "\(name) is not in docs/REPLICATION.md")
+            volumeFiles.check(value, in: jobContainer, pod: jobPod, named: name)
+        }
+
+        // The shared configuration: only keys the server documents, the replica role, probes reachable.
+        let embedded = try XCTUnwrap((configMap["data"] as? [String: Any])?["fusebox.yaml"] as? String)
+        let config = try XCTUnwrap(try Yams.load(yaml: embedded) as? [String: Any])
+        let known = Set(ServerConfiguration.keys.keys).union(variables.replicationKeys)
+        XCTAssertTrue(variables.replicationKeys.contains("store.etcd.leaseSeconds"), "docs/REPLICATION.md's key table was read")
+        for key in leafKeys(config) {
+            XCTAssertTrue(known.contains(key), "configmap.yaml: \(key) is neither a key of today's parser nor one of docs/REPLICATION.md")
+        }
+        XCTAssertEqual(config.path("observability", "port") as? Int, 7444)
+        XCTAssertEqual(config.path("observability", "host") as? String, "0.0.0.0", "the kubelet probes the pod's address")
+        XCTAssertEqual(config.path("listen", "port") as? Int, 7443)
+        let roles = (config["roles"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(roles.filter { $0["role"] as? String == "replica" }.compactMap { $0["pattern"] as? String }, ["fusebox-replica"])
+        for key in [["tls", "certificate"], ["tls", "key"], ["tls", "clientCA"]] {
+            volumeFiles.check((config.path(key) as? String) ?? "\(key) missing", in: container, pod: pod, named: key.joined(separator: "."))
+        }
+        if ServerConfiguration.keys["store.kind"] != nil {
+            // Once the parser knows the replicated mode's keys, it must accept this file as it is.
+            var parsed = ServerConfiguration()
+            try parsed.apply(yaml: embedded, source: "replicated/configmap.yaml")
+        }
+    }
+
+    /// The three-node systemd setup: one etcd cluster that every node's env
+    /// file describes alike, and three fuseboxd replicas with their own ids
+    /// and addresses on it, using only variables the server documents.
+    func testReplicatedSystemdEnvironmentFiles() throws {
+        let variables = try documentedVariables()
+        let nodes = [1, 2, 3]
+        let etcd = try nodes.map { try environmentFile(try deployFile("systemd/replicated/etcd-node\($0).env")) }
+        let fuseboxd = try nodes.map { try environmentFile(try deployFile("systemd/replicated/fuseboxd-node\($0).env")) }
+
+        let names = etcd.compactMap { $0["ETCD_NAME"] }
+        XCTAssertEqual(Set(names).count, 3, "one member name per node")
+        XCTAssertEqual(Set(etcd.compactMap { $0["ETCD_INITIAL_CLUSTER"] }).count, 1, "every node names the same cluster")
+        XCTAssertEqual(Set(etcd.compactMap { $0["ETCD_INITIAL_CLUSTER_TOKEN"] }).count, 1)
+        let cluster = etcd.compactMap { member in
+            member["ETCD_NAME"].flatMap { name in member["ETCD_INITIAL_ADVERTISE_PEER_URLS"].map { "\(name)=\($0)" } }
+        }.joined(separator: ",")
+        XCTAssertEqual(etcd.first?["ETCD_INITIAL_CLUSTER"], cluster, "the initial cluster is the members' own peer URLs")
+        for member in etcd {
+            XCTAssertEqual(member["ETCD_CLIENT_CERT_AUTH"], "true")
+            XCTAssertEqual(member["ETCD_PEER_CLIENT_CERT_AUTH"], "true")
+            for key in ["ETCD_TRUSTED_CA_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE", "ETCD_PEER_CERT_FILE", "ETCD_PEER_KEY_FILE", "ETCD_DATA_DIR"] {
+                XCTAssertTrue(member[key]?.hasPrefix("/") ?? false, "\(key) is an absolute path")
+            }
+            let listen = Set((member["ETCD_LISTEN_CLIENT_URLS"] ?? "").split(separator: ",").map(String.init))
+            XCTAssertTrue(listen.contains(member["ETCD_ADVERTISE_CLIENT_URLS"] ?? "-"), "a member listens where it says clients reach it")
+        }
+        let clientURLs = etcd.compactMap { $0["ETCD_ADVERTISE_CLIENT_URLS"] }.joined(separator: ",")
+
+        XCTAssertEqual(Set(fuseboxd.compactMap { $0["FUSEBOX_REPLICA_ID"] }).count, 3, "one replica id per node")
+        XCTAssertEqual(Set(fuseboxd.compactMap { $0["FUSEBOX_ADVERTISE"] }).count, 3, "one address per node")
+        for (replica, member) in zip(fuseboxd, etcd) {
+            XCTAssertEqual(replica["FUSEBOX_STORE_KIND"], "etcd")
+            XCTAssertEqual(replica["FUSEBOX_ETCD_ENDPOINTS"], clientURLs, "each replica knows every member")
+            XCTAssertEqual(replica["FUSEBOX_ADVERTISE"]?.hasSuffix(":7443"), true)
+            let host = (member["ETCD_ADVERTISE_CLIENT_URLS"] ?? "").dropFirst("https://".count).prefix { $0 != ":" }
+            XCTAssertEqual(replica["FUSEBOX_ADVERTISE"], "\(host):7443", "the replica and the member of a node share its address")
+            for key in ["FUSEBOX_ETCD_CA", "FUSEBOX_ETCD_CERT", "FUSEBOX_ETCD_KEY", "FUSEBOX_PEER_CERT", "FUSEBOX_PEER_KEY"] {
+                XCTAssertNotNil(replica[key], key)
+            }
+            for name in replica.keys {
+                XCTAssertTrue(variables.all.contains(name), "\(name) is documented nowhere")
+                if !variables.server.contains(name) {
+                    XCTAssertTrue(variables.replication.contains(name), "\(name) is not in docs/REPLICATION.md")
+                }
+            }
+        }
+        let unit = try deployFile("systemd/replicated/fuseboxd.service")
+        XCTAssertTrue(unit.contains("\nEnvironmentFile=/etc/fusebox/fuseboxd.env\n"), "the replica's env file is required")
+        XCTAssertTrue(try deployFile("systemd/replicated/etcd.service").contains("\nEnvironmentFile=/etc/etcd/etcd.env\n"))
+        // The replicated unit keeps every hardening line of the single-server unit.
+        let single = try deployFile("systemd/fuseboxd.service").split(separator: "\n")
+        let hardening = single.drop { !$0.hasPrefix("DynamicUser=") }.prefix { !$0.hasPrefix("[Install]") }.filter { !$0.isEmpty }
+        XCTAssertGreaterThan(hardening.count, 15)
+        let lines = Set(unit.split(separator: "\n"))
+        for line in hardening {
+            XCTAssertTrue(lines.contains(line), "replicated/fuseboxd.service lacks \(line)")
+        }
+        let etcdLines = Set(try deployFile("systemd/replicated/etcd.service").split(separator: "\n"))
+        for line in hardening where !line.hasPrefix("User=") && !line.hasPrefix("Group=") && !line.hasPrefix("StateDirectory=") && !line.hasPrefix("ConfigurationDirectory=") {
+            XCTAssertTrue(etcdLines.contains(line), "etcd.service lacks \(line)")
+        }
+    }
+
+    /// `systemd-analyze verify` accepts the replicated units (ExecStart pointing
+    /// at the built fuseboxd, and at etcd where it is installed).
+    func testReplicatedSystemdUnitsVerify() throws {
+        guard (try? runProcess(["systemd-analyze", "--version"], timeout: 10))?.status == 0 else {
+            throw XCTSkip("systemd-analyze is not installed")
+        }
+        // verify checks that ExecStart's program exists; without etcd here, a stand-in that does.
+        let etcdPath = (try? runProcess(["sh", "-c", "command -v etcd"], timeout: 10))
+            .flatMap { $0.status == 0 ? $0.output.trimmingCharacters(in: .whitespacesAndNewlines) : nil } ?? "/usr/bin/env"
+        let units = [
+            ("fuseboxd.service", try deployFile("systemd/replicated/fuseboxd.service").replacingOccurrences(of: "/usr/local/bin/fuseboxd", with: fuseboxd)),
+            ("etcd.service", try deployFile("systemd/replicated/etcd.service").replacingOccurrences(of: "/usr/local/bin/etcd", with: etcdPath)),
+        ]
+        for (name, text) in units {
+            let path = work + "/" + name
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            let result = try runProcess(["systemd-analyze", "verify", path], timeout: 60)
+            XCTAssertEqual(result.status, 0, result.output)
+            XCTAssertFalse(result.output.contains("\(name):"), "warnings about \(name): \(result.output)")
+        }
+    }
+
+    /// Every YAML document of a multi-document file, each a mapping.
+    private func yamlDocuments(_ text: String, source: String) throws -> [[String: Any]] {
+        var sequence = try Yams.load_all(yaml: text)
+        var documents: [[String: Any]] = []
+        while let document = sequence.next() {
+            documents.append(try XCTUnwrap(document as? [String: Any], "\(source): a document that is not a mapping"))
+        }
+        if let error = sequence.error { throw error }
+        return documents
+    }
+
+    /// The variables the server documents: `replication` in docs/REPLICATION.md,
+    /// `server` in docs/SERVER.md, `all` those and the container entrypoint's;
+    /// and the YAML keys of docs/REPLICATION.md's configuration table.
+    private func documentedVariables() throws -> (replication: Set<String>, server: Set<String>, all: Set<String>, replicationKeys: Set<String>) {
+        func document(_ path: String) throws -> String {
+            try String(contentsOf: repositoryRoot.appendingPathComponent(path), encoding: .utf8)
+        }
+        func variables(_ text: String) -> Set<String> {
+            Set(text.split(separator: "`").map(String.init).filter { quoted in
+                quoted.hasPrefix("FUSEBOX_") && quoted.allSatisfy { $0.isUppercase || $0.isNumber || $0 == "_" }
+            })
+        }
+        let replicationText = try document("docs/REPLICATION.md")
+        let replication = variables(replicationText)
+        let server = variables(try document("docs/SERVER.md"))
+        let entrypoint = Set(try document("deploy/docker/entrypoint.sh").split(separator: "\n").compactMap { line -> String? in
+            guard line.hasPrefix("#   FUSEBOX") else { return nil }
+            return line.dropFirst(4).split(separator: " ").first.map(String.init)
+        })
+        XCTAssertTrue(replication.isSuperset(of: ["FUSEBOX_STORE_KIND", "FUSEBOX_ETCD_ENDPOINTS", "FUSEBOX_REPLICA_ID", "FUSEBOX_ADVERTISE"]), "\(replication)")
+        XCTAssertTrue(entrypoint.isSuperset(of: ["FUSEBOX_CONFIG", "FUSEBOX_CERTS", "FUSEBOX_DATA_DIR"]), "\(entrypoint)")
+        let keys = Set(replicationText.split(separator: "\n").compactMap { line -> String? in
+            guard line.hasPrefix("| `") else { return nil }
+            let key = line.dropFirst(3).prefix { $0 != "`" }
+            return key.contains("/") ? nil : String(key)
+        })
+        return (replication, server, replication.union(server).union(entrypoint), keys)
+    }
+
+    /// A container's `env` as name → value; names set from the downward API map to "".
+    private func environment(_ container: [String: Any]) throws -> [String: String] {
+        var env: [String: String] = [:]
+        for variable in (container["env"] as? [[String: Any]]) ?? [] {
+            let name = try XCTUnwrap(variable["name"] as? String)
+            XCTAssertNil(env[name], "\(name) is set twice")
+            env[name] = (variable["value"] as? String) ?? ""
+        }
+        return env
+    }
+
+    /// POD_NAME and POD_NAMESPACE come from the pod itself, before anything uses them.
+    private func checkDownwardAPI(_ container: [String: Any]) throws {
+        let env = (container["env"] as? [[String: Any]]) ?? []
+        let fields = Dictionary(env.compactMap { variable in
+            (variable["name"] as? String).map { ($0, variable.path("valueFrom", "fieldRef", "fieldPath") as? String) }
+        }, uniquingKeysWith: { first, _ in first })
+        XCTAssertEqual(fields["POD_NAME"], "metadata.name")
+        XCTAssertEqual(fields["POD_NAMESPACE"], "metadata.namespace")
+        let order = env.compactMap { $0["name"] as? String }
+        for (index, variable) in env.enumerated() {
+            guard let value = variable["value"] as? String else { continue }
+            for reference in ["POD_NAME", "POD_NAMESPACE"] where value.contains("$(\(reference))") {
+                XCTAssertLessThan(order.firstIndex(of: reference) ?? Int.max, index, "\(reference) is defined after its use")
+            }
+        }
+    }
+
+    /// No two pods of the workload on one node.
+    private func checkAntiAffinity(_ pod: [String: Any], selector: [String: String]) throws {
+        let terms = try XCTUnwrap(pod.path("spec", "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution") as? [[String: Any]])
+        XCTAssertTrue(terms.contains { term in
+            term["topologyKey"] as? String == "kubernetes.io/hostname" && term.path("labelSelector", "matchLabels") as? [String: String] == selector
+        }, "\(selector): pods are spread across nodes")
+    }
+
+    /// Leaf keys of a configuration mapping, dotted (`store.etcd.prefix`).
+    private func leafKeys(_ mapping: [String: Any], prefix: String = "") -> [String] {
+        mapping.flatMap { key, value -> [String] in
+            let path = prefix.isEmpty ? key : prefix + "." + key
+            return (value as? [String: Any]).map { leafKeys($0, prefix: path) } ?? [path]
+        }
+    }
+
+    /// The assignments of a systemd EnvironmentFile.
+    private func environmentFile(_ text: String) throws -> [String: String] {
+        var assignments: [String: String] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") && !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+            XCTAssertEqual(parts.count, 2, "not an assignment: \(line)")
+            XCTAssertNil(assignments[parts[0]], "\(parts[0]) is set twice")
+            assignments[parts[0]] = parts.count == 2 ? parts[1] : ""
+        }
+        XCTAssertFalse(assignments.isEmpty)
+        return assignments
+    }
+}
+
+extension [String: Any] {
+    /// The value at a path of nested mappings.
+    fileprivate func path(_ keys: String...) -> Any? { path(keys) }
+
+    fileprivate func path(_ keys: [String]) -> Any? {
+        guard let first = keys.first else { return self }
+        let value = self[first]
+        return keys.count == 1 ? value : (value as? [String: Any])?.path(Array(keys.dropFirst()))
+    }
+}
+
+/// The Secrets and ConfigMaps of the replicated manifests, and the files they hold.
+private struct Files {
+    var secrets: [String: Set<String>]
+    var configMaps: [String: Set<String>]
+
+    /// `path` is on a volume the container mounts; for a Secret or ConfigMap, one of its keys.
+    func check(_ path: String, in container: [String: Any], pod: [String: Any], named name: String, file: StaticString = #filePath, line: UInt = #line) {
+        let mounts = (container["volumeMounts"] as? [[String: Any]]) ?? []
+        guard let mount = mounts.first(where: { ($0["mountPath"] as? String).map { path.hasPrefix($0 + "/") } ?? false }),
+            let mountPath = mount["mountPath"] as? String
+        else {
+            return XCTFail("\(name): \(path) is on no volume the container mounts", file: file, line: line)
+        }
+        let key = String(path.dropFirst(mountPath.count + 1))
+        let volumes = (pod.path("spec", "volumes") as? [[String: Any]]) ?? []
+        guard let volume = volumes.first(where: { $0["name"] as? String == mount["name"] as? String }) else {
+            return XCTFail("\(name): volume \(mount["name"] ?? "?") is not declared", file: file, line: line)
+        }
+        if let secret = volume.path("secret", "secretName") as? String {
+            XCTAssertTrue(secrets[secret]?.contains(key) ?? false, "\(name): Secret \(secret) has no \(key)", file: file, line: line)
+        } else if let configMap = volume.path("configMap", "name") as? String {
+            XCTAssertTrue(configMaps[configMap]?.contains(key) ?? false, "\(name): ConfigMap \(configMap) has no \(key)", file: file, line: line)
+        }
+    }
 }
