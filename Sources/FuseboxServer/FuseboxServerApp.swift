@@ -138,7 +138,11 @@ public final class FuseboxServerApp: Sendable {
         let provider = try TLSContextProvider(configuration: tls)
         let rpc = RPCServer(configuration: rpcConfiguration, router: router, tls: provider, group: group)
         try await rpc.start()
-        if let replica, replica.advertise.isEmpty { replica.advertise = "\(configuration.rpc.host):\(rpc.port)" }
+        if let replica, replica.advertise.isEmpty {
+            // A wildcard listen address is no address to dial: use the host's name.
+            let host = ["0.0.0.0", "::", ""].contains(configuration.rpc.host) ? ProcessInfo.processInfo.hostName : configuration.rpc.host
+            replica.advertise = "\(host):\(rpc.port)"
+        }
         ServerMetrics.start(version: version)
         return FuseboxServerApp(
             rpc: rpc, registry: registry, authority: authority, coordinator: coordinator, replica: replica, health: health,

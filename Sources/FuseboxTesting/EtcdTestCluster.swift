@@ -19,6 +19,8 @@ public final class EtcdTestCluster: @unchecked Sendable {
         public let dataDirectory: URL
         public let log: URL
         public let process: Process
+        /// The command line it was started with (a restart reuses it).
+        public let arguments: [String]
     }
 
     /// Certificate and key for the members' client URLs (https), with the CA that signed them.
@@ -74,7 +76,9 @@ public final class EtcdTestCluster: @unchecked Sendable {
             process.standardOutput = handle
             process.standardError = handle
             try process.run()
-            members.append(Member(name: name, clientPort: ports[2 * i], peerPort: ports[2 * i + 1], dataDirectory: data, log: log, process: process))
+            members.append(Member(
+                name: name, clientPort: ports[2 * i], peerPort: ports[2 * i + 1], dataDirectory: data, log: log, process: process,
+                arguments: arguments))
         }
     }
 
@@ -138,6 +142,23 @@ public final class EtcdTestCluster: @unchecked Sendable {
         let process = members[i].process
         if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
+    }
+
+    /// Starts killed member `i` again on its data directory (it rejoins the cluster).
+    public func restart(_ i: Int) throws {
+        let old = members[i]
+        guard !old.process.isRunning else { return }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/etcd")
+        process.arguments = old.arguments
+        let handle = try FileHandle(forWritingTo: old.log)
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        members[i] = Member(
+            name: old.name, clientPort: old.clientPort, peerPort: old.peerPort, dataDirectory: old.dataDirectory, log: old.log,
+            process: process, arguments: old.arguments)
     }
 
     /// Kills every member and removes the data directories.

@@ -152,4 +152,49 @@ final class ReplicatedServerTests: XCTestCase {
             for r in rest { await r.stop() }
         }
     }
+
+    /// One etcd member lost: service continues. Two lost: writes fail with
+    /// UNAVAILABLE naming etcd and every replica says NOT_SERVING. Members
+    /// back: the replicas serve again without a restart.
+    func testEtcdMemberLossAndRecovery() async throws {
+        try await withCluster { cluster, _ in
+            let prefix = "/fusebox-\(UUID().uuidString.prefix(8))"
+            var replicas: [Replica] = []
+            for i in 0..<3 { replicas.append(try await startReplica("m\(i)", cluster: cluster, prefix: prefix)) }
+            await waitUntil("every replica serving", timeout: 15) { replicas.allSatisfy { $0.app.isReady } }
+            let admin = try replicas[0].client("admin", group: group)
+
+            cluster.kill(2)
+            try await putFleetPolicy(admin, name: "one-lost", minimumClients: 1, permits: 1, openMs: 500)
+            XCTAssertTrue(replicas.allSatisfy { $0.app.isReady }, "one member of three lost: still serving")
+
+            cluster.kill(1)
+            let started = ContinuousClock.now
+            do {
+                try await putFleetPolicy(admin, name: "two-lost", minimumClients: 1, permits: 1, openMs: 500)
+                XCTFail("a write without an etcd quorum succeeded")
+            } catch let error as RPCError {
+                XCTAssertEqual(error.code, .unavailable, "\(error)")
+                XCTAssertTrue(error.message.contains("etcd"), "the error names etcd: \(error.message)")
+            }
+            await waitUntil("every replica NOT_SERVING", timeout: 20) { replicas.allSatisfy { !$0.app.isReady } }
+            print("ReplicatedServerTests: NOT_SERVING everywhere \(ContinuousClock.now - started) after the quorum was lost")
+            var check = Grpc_Health_V1_HealthCheckRequest()
+            check.service = "fusebox.v1.BreakerService"
+            let reader = try replicas[1].client("reader", group: group)
+            let health = try await reader.unary("grpc.health.v1.Health", "Check", check, as: Grpc_Health_V1_HealthCheckResponse.self)
+            XCTAssertEqual(health.status, .notServing)
+
+            try cluster.restart(1)
+            try cluster.restart(2)
+            await waitUntil("every replica serving again", timeout: 30) { replicas.allSatisfy { $0.app.isReady } }
+            try await putFleetPolicy(admin, name: "recovered", minimumClients: 1, permits: 1, openMs: 500)
+            await waitUntil("the write after recovery everywhere") {
+                replicas.allSatisfy { $0.app.registry.policy(registry: "default", name: "recovered") != nil }
+            }
+            await reader.close()
+            await admin.close()
+            for r in replicas { await r.stop() }
+        }
+    }
 }
