@@ -11,6 +11,9 @@ public enum Role: String, Sendable, Hashable, Comparable, CaseIterable {
     case reporter
     /// Everything: policy writes and overrides.
     case admin
+    /// Another fuseboxd replica (docs/REPLICATION.md): admin, plus forwarding
+    /// calls to the leader on behalf of other callers. Give it to replicas only.
+    case replica
 
     public static func < (lhs: Role, rhs: Role) -> Bool {
         allCases.firstIndex(of: lhs) ?? 0 < allCases.firstIndex(of: rhs) ?? 0

@@ -54,7 +54,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "tls.certificate": "server certificate chain (PEM)", "tls.key": "server private key (PEM)",
         "tls.clientCA": "CA bundle for client certificates (PEM)",
         "tls.insecureNoClientCertificates": "development only: no client certificates, everyone is admin",
-        "roles": "list of {field: cn|dns|uri, pattern: glob, role: reader|reporter|admin}",
+        "roles": "list of {field: cn|dns|uri, pattern: glob, role: reader|reporter|admin|replica}",
         "limits.maxMessageBytes": "largest request message", "limits.maxConcurrentStreams": "streams per connection",
         "limits.maxConnections": "open connections", "limits.idleTimeoutSeconds": "idle connection timeout",
         "limits.shutdownGraceSeconds": "time calls in flight get on shutdown", "presets": "load presets on first start",
@@ -151,7 +151,7 @@ public struct ServerConfiguration: Sendable, Equatable {
             }
             guard !pattern.isEmpty else { throw ConfigurationError(key: key + ".pattern", source: source, line: item.mark?.line, "is required") }
             guard let r = Role(rawValue: role) else {
-                throw ConfigurationError(key: key + ".role", source: source, line: item.mark?.line, "(\"\(role)\") must be reader, reporter or admin")
+                throw ConfigurationError(key: key + ".role", source: source, line: item.mark?.line, "(\"\(role)\") must be reader, reporter, admin or replica")
             }
             rules.append(RoleRule(field: f, pattern: pattern, role: r))
         }
