@@ -265,4 +265,25 @@ final class FuseboxdProcessTests: XCTestCase {
         XCTAssertEqual(result.status, 78)
         XCTAssertTrue(result.output.contains(":2: listen.port (\"eighty\") must be a whole number from 0 to 65535"), result.output)
     }
+
+    /// The replicated mode's flags override its environment variables, and
+    /// `--store etcd` without endpoints is refused naming the key.
+    func testReplicationFlagsOverrideTheEnvironmentAndEtcdNeedsEndpoints() throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fuseboxd").path
+        let missing = try runProcess([binary, "--store", "etcd", "--check-config"], timeout: 20, environment: ["FUSEBOX_ETCD_ENDPOINTS": ""])
+        XCTAssertEqual(missing.status, 78, missing.output)
+        XCTAssertTrue(missing.output.contains("store.etcd.endpoints must list at least one endpoint"), missing.output)
+        let noEndpoints = try runProcess([binary, "--store", "etcd", "--check-config"], timeout: 20)
+        XCTAssertEqual(noEndpoints.status, 78, noEndpoints.output)
+        XCTAssertTrue(noEndpoints.output.contains("store.etcd.endpoints is required when store.kind is etcd"), noEndpoints.output)
+        let ok = try runProcess(
+            [binary, "--store", "etcd", "--etcd-endpoints", "https://flag-1:2379,flag-2:2379", "--replica-id", "from-flag", "--check-config"],
+            timeout: 20,
+            environment: ["FUSEBOX_ETCD_ENDPOINTS": "env:2379", "FUSEBOX_REPLICA_ID": "from-env", "FUSEBOX_ETCD_PREFIX": "/env", "FUSEBOX_STORE_KIND": "sqlite"])
+        XCTAssertEqual(ok.status, 0, ok.output)
+        XCTAssertTrue(ok.output.contains("store etcd https://flag-1:2379,flag-2:2379 prefix /env, replica from-flag"), ok.output)
+        let badFlag = try runProcess([binary, "--etcd-endpoints", "https://a:2379/v3", "--check-config"], timeout: 20)
+        XCTAssertEqual(badFlag.status, 78, badFlag.output)
+        XCTAssertTrue(badFlag.output.contains(#"flag: store.etcd.endpoints item "https://a:2379/v3" must be"#), badFlag.output)
+    }
 }
