@@ -26,6 +26,11 @@ public final class FuseboxServerApp: Sendable {
         public var seedPresets = true
         /// Bounds on breakers.
         public var limits = AuthorityLimits()
+        /// What `GetClusterStatus` answers from; nil: this server alone
+        /// (`StandaloneClusterStatus`), named `replicaId`.
+        public var clusterStatus: (any ClusterStatusSource)?
+        /// This server's name in the cluster status; nil: the host name.
+        public var replicaId: String?
 
         /// A configuration.
         public init(dataDirectory: String, tls: TLSConfiguration) {
@@ -69,7 +74,14 @@ public final class FuseboxServerApp: Sendable {
         var router = RPCRouter()
         RegistryService(registry: registry, authorizer: authorizer, audit: audit).register(on: &router)
         BreakerService(authority: coordinator, authorizer: authorizer).register(on: &router)
-        AdminService(authority: coordinator, audit: audit).register(on: &router)
+        let bound = NIOLockedValueBox<RPCServer?>(nil)
+        let host = configuration.rpc.host
+        let clusterStatus = configuration.clusterStatus ?? StandaloneClusterStatus(
+            replicaId: configuration.replicaId ?? ServerConfiguration.replicaId(fromHostName: ProcessInfo.processInfo.hostName),
+            version: version, startedAtMs: clock.now().milliseconds, clock: clock,
+            address: { bound.withLockedValue { $0 }.map { RPCEndpoint(host: host, port: $0.port).description } ?? "" },
+            serving: { health.status() == .serving })
+        AdminService(authority: coordinator, audit: audit, clusterStatus: clusterStatus).register(on: &router)
         health.register(on: &router)
         for service in ["fusebox.v1.RegistryService", "fusebox.v1.BreakerService", "fusebox.v1.AdminService"] {
             health.setStatus(.serving, for: service)
@@ -88,6 +100,7 @@ public final class FuseboxServerApp: Sendable {
         let provider = try TLSContextProvider(configuration: tls)
         let rpc = RPCServer(configuration: rpcConfiguration, router: router, tls: provider, group: group)
         try await rpc.start()
+        bound.withLockedValue { $0 = rpc }
         ServerMetrics.start(version: version)
         return FuseboxServerApp(
             rpc: rpc, registry: registry, coordinator: coordinator, health: health, store: store, refusals: refusals,

@@ -142,6 +142,7 @@ struct Serve: AsyncParsableCommand {
         appConfiguration.insecureAnonymousRole = settings.insecureNoClientCertificates ? .admin : nil
         appConfiguration.seedPresets = settings.presets
         appConfiguration.limits = settings.authorityLimits
+        appConfiguration.replicaId = settings.replicaId
         let app: FuseboxServerApp
         do {
             app = try await FuseboxServerApp.start(appConfiguration, group: group, version: fuseboxdVersion)

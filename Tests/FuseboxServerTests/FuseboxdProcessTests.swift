@@ -127,7 +127,7 @@ final class FuseboxdProcessTests: XCTestCase {
 
     /// An independent grpcio client, written from Protos/ and docs/ alone,
     /// checks what the contract promises: field paths, error details, audit
-    /// entries, reads, paging, duplicates and below-quorum trips.
+    /// entries, reads, paging, duplicates, below-quorum trips and cluster status.
     func testTheContractAsAnIndependentClientSeesIt() async throws {
         let server = try FuseboxdProcess(dataDirectory: directory)
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("fuseboxd-contract-\(UUID().uuidString)")
@@ -140,7 +140,7 @@ final class FuseboxdProcessTests: XCTestCase {
         print(result.output)
         XCTAssertEqual(result.status, 0, result.output)
         XCTAssertFalse(result.output.contains("FAIL"), result.output)
-        XCTAssertEqual(result.output.components(separatedBy: "\nok ").count + (result.output.hasPrefix("ok ") ? 1 : 0) - 1, 8, result.output)
+        XCTAssertEqual(result.output.components(separatedBy: "\nok ").count + (result.output.hasPrefix("ok ") ? 1 : 0) - 1, 9, result.output)
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 
@@ -253,6 +253,27 @@ final class FuseboxdProcessTests: XCTestCase {
             try await Task.sleep(for: .milliseconds(50))
         }
         XCTAssertTrue(rotated, "new connections use the reloaded certificate")
+        XCTAssertEqual(server.stop(SIGTERM).0, 0)
+    }
+
+    /// A standalone fuseboxd answers GetClusterStatus as the one replica,
+    /// leading, on SQLite, under the id it was given, at its bound address.
+    func testStandaloneServerAnswersClusterStatusAsTheLeadingReplica() async throws {
+        let server = try FuseboxdProcess(dataDirectory: directory, extra: ["--replica-id", "fb-solo"])
+        let reader = try server.client("reader", group: group)
+        let status = try await reader.unary(
+            "fusebox.v1.AdminService", "GetClusterStatus", Fusebox_V1_GetClusterStatusRequest(), as: Fusebox_V1_ClusterStatus.self)
+        XCTAssertEqual(status.mode, "standalone")
+        XCTAssertEqual(status.store, "sqlite")
+        XCTAssertEqual(status.leaderId, "fb-solo")
+        XCTAssertEqual(status.answeredBy, "fb-solo")
+        XCTAssertEqual(status.replicas.map(\.id), ["fb-solo"])
+        XCTAssertEqual(status.replicas.map(\.leader), [true])
+        XCTAssertEqual(status.replicas.map(\.serving), [true])
+        XCTAssertEqual(status.replicas.map(\.address), ["127.0.0.1:\(server.port)"])
+        XCTAssertEqual(status.replicas.first?.version.isEmpty, false)
+        XCTAssertEqual(status.etcdMembers.count, 0)
+        await reader.close()
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 
