@@ -293,7 +293,7 @@ final class FuseboxdProcessTests: XCTestCase {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fuseboxd").path
         let missing = try runProcess([binary, "--store", "etcd", "--check-config"], timeout: 20, environment: ["FUSEBOX_ETCD_ENDPOINTS": ""])
         XCTAssertEqual(missing.status, 78, missing.output)
-        XCTAssertTrue(missing.output.contains("store.etcd.endpoints must list at least one endpoint"), missing.output)
+        XCTAssertTrue(missing.output.contains("store.etcd.endpoints is required when store.kind is etcd"), missing.output)
         let noEndpoints = try runProcess([binary, "--store", "etcd", "--check-config"], timeout: 20)
         XCTAssertEqual(noEndpoints.status, 78, noEndpoints.output)
         XCTAssertTrue(noEndpoints.output.contains("store.etcd.endpoints is required when store.kind is etcd"), noEndpoints.output)

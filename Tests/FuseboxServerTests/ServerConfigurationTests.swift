@@ -157,9 +157,6 @@ final class ServerConfigurationTests: XCTestCase {
             "fusebox.yaml:3: store.etcd.endpoints has an empty item (number 2); list endpoints like https://10.0.0.1:2379,https://10.0.0.2:2379"
         )
         assertError(
-            "store:\n  etcd:\n    endpoints: []\n",
-            "fusebox.yaml:3: store.etcd.endpoints must list at least one endpoint, e.g. https://10.0.0.1:2379")
-        assertError(
             "store:\n  etcd:\n    endpoints: [a:1, {b: 2}]\n",
             "fusebox.yaml:3: store.etcd.endpoints must be a list of endpoints, each a single value")
         assertError(
@@ -205,6 +202,12 @@ final class ServerConfigurationTests: XCTestCase {
     }
 
     func testTheEtcdStoreNeedsEndpointsAndCertificateWithKey() throws {
+        // No endpoints at all is the default, fine for SQLite.
+        var empty = ServerConfiguration()
+        try empty.apply(yaml: "store:\n  etcd:\n    endpoints: []\n", source: "fusebox.yaml")
+        try empty.apply(environment: ["FUSEBOX_ETCD_ENDPOINTS": " "])
+        XCTAssertEqual(empty, ServerConfiguration())
+        XCTAssertNoThrow(try empty.validate())
         var c = ServerConfiguration()
         try c.apply(environment: ["FUSEBOX_STORE_KIND": "etcd"])
         XCTAssertThrowsError(try c.validate()) { error in

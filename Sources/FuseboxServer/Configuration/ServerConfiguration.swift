@@ -252,11 +252,12 @@ public struct ServerConfiguration: Sendable, Equatable {
     }
 
     /// Checks each endpoint (`https://host:port`, `http://host:port` or
-    /// `host:port`, spaces around it ignored) and returns them trimmed.
+    /// `host:port`, spaces around it ignored) and returns them trimmed; an
+    /// empty string or list gives none.
     private static func endpoints(_ items: [String], key: String, source: String, line: Int?) throws(ConfigurationError) -> [String] {
-        guard items.contains(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty }) else {
-            throw ConfigurationError(key: key, source: source, line: line, "must list at least one endpoint, e.g. https://10.0.0.1:2379")
-        }
+        // Nothing at all (an empty string or list) means none, as by default;
+        // validate() refuses that for the etcd store.
+        guard items.contains(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty }) else { return [] }
         var endpoints: [String] = []
         for (i, raw) in items.enumerated() {
             let item = raw.trimmingCharacters(in: .whitespaces)
