@@ -13,7 +13,7 @@ public let fuseboxCLIVersion = "0.1.0"
 public struct FuseboxCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "fusebox",
-        abstract: "Operate fuseboxd: breakers, policies, registries, audit.",
+        abstract: "Operate fuseboxd: breakers, policies, registries, audit, cluster.",
         discussion: """
             Connection settings come from flags, then FUSEBOX_SERVER / FUSEBOX_CA / FUSEBOX_CERT / FUSEBOX_KEY,
             then the current context of ~/.config/fusebox/config.yaml.
@@ -28,7 +28,7 @@ public struct FuseboxCommand: AsyncParsableCommand {
             4 permission denied, 5 not found, 6 conflict, 10 differences found (policies diff).
             """,
         version: fuseboxCLIVersion,
-        subcommands: [Breakers.self, Breaker.self, Policies.self, Registries.self, Audit.self, Health.self, Version.self])
+        subcommands: [Breakers.self, Breaker.self, Policies.self, Registries.self, Audit.self, Cluster.self, Health.self, Version.self])
 
     public init() {}
 }

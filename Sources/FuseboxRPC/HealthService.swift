@@ -28,6 +28,11 @@ public final class HealthService: Sendable {
         for watcher in watchers { watcher.yield(status) }
     }
 
+    /// The status of `service` ("" for the whole server), nil for an unknown name.
+    public func status(of service: String = "") -> Status? {
+        state.withLockedValue { $0.statuses[service] }
+    }
+
     /// Marks everything NOT_SERVING and ends every watch (server shutdown).
     public func shutdown() {
         let watchers = state.withLockedValue { s in

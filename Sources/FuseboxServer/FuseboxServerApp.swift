@@ -47,6 +47,11 @@ public final class FuseboxServerApp: Sendable {
                 self.node = node
             }
         }
+        /// What `GetClusterStatus` answers from; nil: this server alone
+        /// (`StandaloneClusterStatus`), named `replicaId`.
+        public var clusterStatus: (any ClusterStatusSource)?
+        /// This server's name in the cluster status; nil: the host name.
+        public var replicaId: String?
 
         /// A configuration.
         public init(dataDirectory: String, tls: TLSConfiguration) {
@@ -119,7 +124,14 @@ public final class FuseboxServerApp: Sendable {
         var breakers = BreakerService(authority: authority, authorizer: authorizer)
         breakers.routing = replica
         breakers.register(on: &router)
-        var admin = AdminService(authority: authority, audit: audit)
+        let bound = NIOLockedValueBox<RPCServer?>(nil)
+        let host = configuration.rpc.host
+        let clusterStatus = configuration.clusterStatus ?? replica.map { ReplicatedClusterStatus(node: $0) } ?? StandaloneClusterStatus(
+            replicaId: configuration.replicaId ?? ServerConfiguration.replicaId(fromHostName: ProcessInfo.processInfo.hostName),
+            version: version, startedAtMs: clock.now().milliseconds, clock: clock,
+            address: { bound.withLockedValue { $0 }.map { RPCEndpoint(host: host, port: $0.port).description } ?? "" },
+            serving: { health.status() == .serving })
+        var admin = AdminService(authority: authority, audit: audit, clusterStatus: clusterStatus)
         admin.routing = replica
         admin.register(on: &router)
         health.register(on: &router)
@@ -143,6 +155,7 @@ public final class FuseboxServerApp: Sendable {
             let host = ["0.0.0.0", "::", ""].contains(configuration.rpc.host) ? ProcessInfo.processInfo.hostName : configuration.rpc.host
             replica.advertise = "\(host):\(rpc.port)"
         }
+        bound.withLockedValue { $0 = rpc }
         ServerMetrics.start(version: version)
         return FuseboxServerApp(
             rpc: rpc, registry: registry, authority: authority, coordinator: coordinator, replica: replica, health: health,

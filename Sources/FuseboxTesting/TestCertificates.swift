@@ -2,7 +2,7 @@ public import Foundation
 
 /// Certificates for tests, made once per test process in a temporary
 /// directory: scripts/gen-certs' development PKI (ca, server, reader,
-/// reporter, admin) plus Tests/Support/make_test_certs.py's broken ones
+/// reporter, admin, replica) plus Tests/Support/make_test_certs.py's broken ones
 /// (expired-*, future-*, other-ca, other-*, rotated-server, elsewhere-server).
 public enum TestCertificates {
     private static let made: Result<URL, TestCertificateError> = {

@@ -69,6 +69,7 @@ struct Serve: AsyncParsableCommand {
               fuseboxd --config fusebox.yaml
               fuseboxd --port 0 --data-dir /tmp/fb --cert server.pem --key server.key --client-ca ca.pem
               fuseboxd --dev-insecure-no-client-certs      # development only: no mTLS
+              fuseboxd --store etcd --etcd-endpoints https://10.0.0.1:2379,https://10.0.0.2:2379 --replica-id fb-1
             SIGHUP reloads the certificate, key and CA files: new connections use them.
             """)
 
@@ -88,6 +89,16 @@ struct Serve: AsyncParsableCommand {
     var clientCA: String?
     @Option(name: .customLong("metrics-port"), help: "Port of the HTTP /metrics, /healthz, /readyz listener (observability.port).")
     var metricsPort: Int?
+    @Option(name: .long, help: "Where state is kept: sqlite or etcd (store.kind).")
+    var store: String?
+    @Option(name: .customLong("etcd-endpoints"), help: "etcd client URLs, comma separated, e.g. https://10.0.0.1:2379 (store.etcd.endpoints).")
+    var etcdEndpoints: String?
+    @Option(name: .customLong("etcd-prefix"), help: "Prefix of every key in etcd (store.etcd.prefix).")
+    var etcdPrefix: String?
+    @Option(name: .customLong("replica-id"), help: "This replica's name, unique in the cluster (cluster.replicaId).")
+    var replicaId: String?
+    @Option(name: .long, help: "host:port other replicas reach this replica at (cluster.advertise).")
+    var advertise: String?
     @Flag(name: .customLong("dev-insecure-no-client-certs"), help: "Development only: accept clients without certificates, each as admin.")
     var insecure = false
     @Flag(name: .long, help: "Print the settings in effect and exit.")
@@ -110,7 +121,14 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(78)  // EX_CONFIG
         }
         if checkConfig {
-            print("configuration OK: listen \(settings.host):\(settings.port), data \(settings.dataDirectory)")
+            switch settings.storeKind {
+            case .sqlite:
+                print("configuration OK: listen \(settings.host):\(settings.port), data \(settings.dataDirectory)")
+            case .etcd:
+                print(
+                    "configuration OK: listen \(settings.host):\(settings.port), store etcd \(settings.etcdEndpoints.joined(separator: ","))"
+                        + " prefix \(settings.etcdPrefix), replica \(settings.effectiveReplicaId)")
+            }
             return
         }
         if settings.insecureNoClientCertificates {
@@ -124,6 +142,7 @@ struct Serve: AsyncParsableCommand {
         appConfiguration.insecureAnonymousRole = settings.insecureNoClientCertificates ? .admin : nil
         appConfiguration.seedPresets = settings.presets
         appConfiguration.limits = settings.authorityLimits
+        appConfiguration.replicaId = settings.replicaId
         let app: FuseboxServerApp
         do {
             app = try await FuseboxServerApp.start(appConfiguration, group: group, version: fuseboxdVersion)
@@ -169,15 +188,15 @@ struct Serve: AsyncParsableCommand {
             try settings.apply(yaml: text, source: path)
         }
         try settings.apply(environment: environment)
-        let flags: [(String, String?)] = [
+        try settings.apply(flags: [
             ("listen.host", host), ("listen.port", port.map(String.init)), ("dataDirectory", dataDirectory),
             ("tls.certificate", cert), ("tls.key", key), ("tls.clientCA", clientCA),
             ("observability.port", metricsPort.map(String.init)),
-        ]
-        for (key, value) in flags {
-            if let value { try settings.set(key, value, source: "flag") }
-        }
+            ("store.kind", store), ("store.etcd.endpoints", etcdEndpoints), ("store.etcd.prefix", etcdPrefix),
+            ("cluster.replicaId", replicaId), ("cluster.advertise", advertise),
+        ])
         if insecure { settings.insecureNoClientCertificates = true }
+        try settings.validate()
         return settings
     }
 }

@@ -48,6 +48,23 @@ final class CLIGoldenTests: XCTestCase {
         XCTAssertEqual(actual, expected, "output of \(name) differs from \(url.path) (UPDATE_GOLDEN=1 rewrites it)", file: file, line: line)
     }
 
+    /// `cluster status` against a standalone server, as a reader: itself,
+    /// the one replica, leading (the host name in it varies, so no golden file).
+    func testClusterStatusOfAStandaloneServer() throws {
+        let result = try fusebox(["cluster", "status"], identity: "reader")
+        XCTAssertEqual(result.status, 0, result.output)
+        let lines = result.output.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.first?.hasPrefix("standalone on sqlite; leader ") ?? false, result.output)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("ID ") && $0.hasSuffix("LAST HEARTBEAT") }, result.output)
+        XCTAssertEqual(lines.filter { $0.contains("127.0.0.1:\(server.port)  *") && $0.contains("  yes  ") }.count, 1, result.output)
+        XCTAssertFalse(result.output.contains("ENDPOINT"), "no etcd members: \(result.output)")
+        let json = try fusebox(["cluster", "status", "-o", "json"], identity: "reader")
+        XCTAssertEqual(json.status, 0, json.output)
+        XCTAssertTrue(json.output.contains("\"mode\": \"standalone\""), json.output)
+        XCTAssertTrue(json.output.contains("\"address\": \"127.0.0.1:\(server.port)\""), json.output)
+        XCTAssertTrue(json.output.contains("\"etcdMembers\": []"), json.output)
+    }
+
     /// Global options work before the subcommand too, as `fusebox --help` shows.
     func testGlobalOptionsBeforeTheSubcommand() throws {
         let result = try runProcess([

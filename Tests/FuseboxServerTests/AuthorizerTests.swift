@@ -19,6 +19,18 @@ final class AuthorizerTests: XCTestCase {
         XCTAssertNil(authorizer.role(of: peer(cn: "someone-else", fingerprint: "cc")))
     }
 
+    /// `replica` is the highest role: it satisfies every `require`, and the
+    /// development rules give it to gen-certs' replica certificate only.
+    func testReplicaIsAboveAdminAndMappedFromTheDevelopmentIdentities() {
+        XCTAssertEqual(Role.allCases, [.reader, .reporter, .admin, .replica])
+        XCTAssertTrue(Role.allCases.allSatisfy { $0 <= .replica })
+        XCTAssertGreaterThan(Role.replica, .admin)
+        let authorizer = Authorizer(rules: Authorizer.developmentRules)
+        XCTAssertEqual(authorizer.role(of: peer(cn: "fusebox-replica", fingerprint: "r1")), .replica)
+        XCTAssertEqual(authorizer.role(of: peer(cn: nil, uris: ["spiffe://fusebox.local/role/replica"], fingerprint: "r2")), .replica)
+        XCTAssertEqual(authorizer.role(of: peer(cn: "fusebox-admin", fingerprint: "r3")), .admin, "admins do not become replicas")
+    }
+
     func testTheHighestGrantedRoleWins() {
         let authorizer = Authorizer(rules: [
             RoleRule(field: .commonName, pattern: "svc-*", role: .reader),

@@ -127,7 +127,7 @@ final class FuseboxdProcessTests: XCTestCase {
 
     /// An independent grpcio client, written from Protos/ and docs/ alone,
     /// checks what the contract promises: field paths, error details, audit
-    /// entries, reads, paging, duplicates and below-quorum trips.
+    /// entries, reads, paging, duplicates, below-quorum trips and cluster status.
     func testTheContractAsAnIndependentClientSeesIt() async throws {
         let server = try FuseboxdProcess(dataDirectory: directory)
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("fuseboxd-contract-\(UUID().uuidString)")
@@ -140,7 +140,7 @@ final class FuseboxdProcessTests: XCTestCase {
         print(result.output)
         XCTAssertEqual(result.status, 0, result.output)
         XCTAssertFalse(result.output.contains("FAIL"), result.output)
-        XCTAssertEqual(result.output.components(separatedBy: "\nok ").count + (result.output.hasPrefix("ok ") ? 1 : 0) - 1, 8, result.output)
+        XCTAssertEqual(result.output.components(separatedBy: "\nok ").count + (result.output.hasPrefix("ok ") ? 1 : 0) - 1, 9, result.output)
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 
@@ -256,6 +256,27 @@ final class FuseboxdProcessTests: XCTestCase {
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 
+    /// A standalone fuseboxd answers GetClusterStatus as the one replica,
+    /// leading, on SQLite, under the id it was given, at its bound address.
+    func testStandaloneServerAnswersClusterStatusAsTheLeadingReplica() async throws {
+        let server = try FuseboxdProcess(dataDirectory: directory, extra: ["--replica-id", "fb-solo"])
+        let reader = try server.client("reader", group: group)
+        let status = try await reader.unary(
+            "fusebox.v1.AdminService", "GetClusterStatus", Fusebox_V1_GetClusterStatusRequest(), as: Fusebox_V1_ClusterStatus.self)
+        XCTAssertEqual(status.mode, "standalone")
+        XCTAssertEqual(status.store, "sqlite")
+        XCTAssertEqual(status.leaderId, "fb-solo")
+        XCTAssertEqual(status.answeredBy, "fb-solo")
+        XCTAssertEqual(status.replicas.map(\.id), ["fb-solo"])
+        XCTAssertEqual(status.replicas.map(\.leader), [true])
+        XCTAssertEqual(status.replicas.map(\.serving), [true])
+        XCTAssertEqual(status.replicas.map(\.address), ["127.0.0.1:\(server.port)"])
+        XCTAssertEqual(status.replicas.first?.version.isEmpty, false)
+        XCTAssertEqual(status.etcdMembers.count, 0)
+        await reader.close()
+        XCTAssertEqual(server.stop(SIGTERM).0, 0)
+    }
+
     func testBadConfigurationIsRefusedNamingTheKey() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("bad-\(UUID().uuidString).yaml")
         try "listen:\n  port: eighty\n".write(to: file, atomically: true, encoding: .utf8)
@@ -264,5 +285,26 @@ final class FuseboxdProcessTests: XCTestCase {
         let result = try runProcess([binary, "--config", file.path], timeout: 20)
         XCTAssertEqual(result.status, 78)
         XCTAssertTrue(result.output.contains(":2: listen.port (\"eighty\") must be a whole number from 0 to 65535"), result.output)
+    }
+
+    /// The replicated mode's flags override its environment variables, and
+    /// `--store etcd` without endpoints is refused naming the key.
+    func testReplicationFlagsOverrideTheEnvironmentAndEtcdNeedsEndpoints() throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("fuseboxd").path
+        let missing = try runProcess([binary, "--store", "etcd", "--check-config"], timeout: 20, environment: ["FUSEBOX_ETCD_ENDPOINTS": ""])
+        XCTAssertEqual(missing.status, 78, missing.output)
+        XCTAssertTrue(missing.output.contains("store.etcd.endpoints is required when store.kind is etcd"), missing.output)
+        let noEndpoints = try runProcess([binary, "--store", "etcd", "--check-config"], timeout: 20)
+        XCTAssertEqual(noEndpoints.status, 78, noEndpoints.output)
+        XCTAssertTrue(noEndpoints.output.contains("store.etcd.endpoints is required when store.kind is etcd"), noEndpoints.output)
+        let ok = try runProcess(
+            [binary, "--store", "etcd", "--etcd-endpoints", "https://flag-1:2379,flag-2:2379", "--replica-id", "from-flag", "--check-config"],
+            timeout: 20,
+            environment: ["FUSEBOX_ETCD_ENDPOINTS": "env:2379", "FUSEBOX_REPLICA_ID": "from-env", "FUSEBOX_ETCD_PREFIX": "/env", "FUSEBOX_STORE_KIND": "sqlite"])
+        XCTAssertEqual(ok.status, 0, ok.output)
+        XCTAssertTrue(ok.output.contains("store etcd https://flag-1:2379,flag-2:2379 prefix /env, replica from-flag"), ok.output)
+        let badFlag = try runProcess([binary, "--etcd-endpoints", "https://a:2379/v3", "--check-config"], timeout: 20)
+        XCTAssertEqual(badFlag.status, 78, badFlag.output)
+        XCTAssertTrue(badFlag.output.contains(#"flag: store.etcd.endpoints item "https://a:2379/v3" must be"#), badFlag.output)
     }
 }

@@ -4,7 +4,7 @@
 Checks what the contract promises a client can see: field paths of
 violations in proto names, error details with every INVALID_ARGUMENT and
 PERMISSION_DENIED, audit entries (roles, denials, invalid calls, expiry),
-breaker reads and paging, duplicates, below-quorum trips. Prints
+breaker reads and paging, duplicates, below-quorum trips, cluster status. Prints
 "ok <check>" per check and "FAIL <check>: <why>" for each failure; exits 1
 if any failed.
 
@@ -234,6 +234,16 @@ def _():
     assert response.states[0].state == breaker_pb2.BREAKER_STATE_CLOSED, response.states
     assert len(response.below_quorum) == 1 and response.below_quorum[0].breaker.name == "quorum-b", response
     assert response.below_quorum[0].open_ms == 60000 and "of 2" in response.below_quorum[0].reason, response.below_quorum
+
+
+@check("a standalone server's cluster status: one replica, leading, on SQLite; a reporter may read it")
+def _():
+    status = reporter_admin.GetClusterStatus(admin_pb2.GetClusterStatusRequest(), timeout=10)
+    assert (status.mode, status.store) == ("standalone", "sqlite"), status
+    assert len(status.replicas) == 1 and status.replicas[0].leader and status.replicas[0].serving, status
+    assert status.leader_id == status.replicas[0].id == status.answered_by != "", status
+    assert status.replicas[0].address == f"127.0.0.1:{args.port}", status.replicas[0].address
+    assert len(status.etcd_members) == 0 and status.at_ms > 0, status
 
 
 sys.exit(1 if failures else 0)

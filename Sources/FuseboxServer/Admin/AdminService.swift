@@ -4,20 +4,24 @@ public import FuseboxAuthority
 public import FuseboxRPC
 import FuseboxWire
 
-/// `fusebox.v1.AdminService`: overrides and the audit log. Every call,
-/// allowed, denied or invalid, is audited with the caller's identity; an
-/// allowed action and its entry are stored in one transaction.
+/// `fusebox.v1.AdminService`: overrides, the audit log and the cluster's
+/// status. Every override, reset and audit read, allowed, denied or invalid,
+/// is audited with the caller's identity; an allowed action and its entry
+/// are stored in one transaction. `GetClusterStatus` (role reader) is a read
+/// like those of the registry and breaker services: not audited.
 public struct AdminService: Sendable {
     let authority: any BreakerAuthority
     let audit: AuditLog
+    let cluster: any ClusterStatusSource
 
     /// Replicated mode: where breaker actions are decided (nil: here).
     public var routing: (any DecisionRouting)?
 
-    /// The service over `authority`.
-    public init(authority: any BreakerAuthority, audit: AuditLog) {
+    /// The service over `authority`; `GetClusterStatus` answers from `clusterStatus`.
+    public init(authority: any BreakerAuthority, audit: AuditLog, clusterStatus: any ClusterStatusSource = StandaloneClusterStatus()) {
         self.authority = authority
         self.audit = audit
+        self.cluster = clusterStatus
     }
 
     /// Registers the service's methods on `router`.
@@ -111,6 +115,10 @@ public struct AdminService: Sendable {
             response.entries = entries.prefix(query.limit).map(WireConversions.audit)
             response.truncated = entries.count > query.limit
             return response
+        }
+        router.unary(service, "GetClusterStatus") { (_: Fusebox_V1_GetClusterStatusRequest, context) in
+            try audit.authorizer.require(.reader, context)
+            return WireConversions.clusterStatus(await cluster.clusterStatus())
         }
     }
 

@@ -11,8 +11,8 @@ public enum Role: String, Sendable, Hashable, Comparable, CaseIterable {
     case reporter
     /// Everything: policy writes and overrides.
     case admin
-    /// Another replica of a replicated fuseboxd: everything, and it may
-    /// forward calls on behalf of their callers. Give it to no one else.
+    /// Another fuseboxd replica (docs/REPLICATION.md): admin, plus forwarding
+    /// calls to the leader on behalf of other callers. Give it to replicas only.
     case replica
 
     public static func < (lhs: Role, rhs: Role) -> Bool {

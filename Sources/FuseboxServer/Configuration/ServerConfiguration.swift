@@ -1,3 +1,4 @@
+import Foundation
 public import FuseboxAuthority
 public import FuseboxRPC
 public import FuseboxTLS
@@ -44,6 +45,61 @@ public struct ServerConfiguration: Sendable, Equatable {
     /// Its port; 0 picks a free one. Default 7444.
     public var observabilityPort = 7444
 
+    /// Where fuseboxd keeps its state (docs/REPLICATION.md).
+    public enum StoreKind: String, Sendable, Equatable {
+        /// One fuseboxd with its SQLite database in `dataDirectory`.
+        case sqlite
+        /// Replicas sharing an etcd cluster.
+        case etcd
+    }
+
+    /// The store: `.sqlite` (one server) or `.etcd` (replicated). Default `.sqlite`.
+    public var storeKind: StoreKind = .sqlite
+    /// etcd client URLs as given (`https://host:port`, `http://host:port` or
+    /// `host:port`); required when `storeKind` is `.etcd`. Default none.
+    public var etcdEndpoints: [String] = []
+    /// Prefix of every key in etcd; starts with "/", no trailing "/". Default `/fusebox`.
+    public var etcdPrefix = "/fusebox"
+    /// CA bundle etcd's server certificates are verified against (PEM). Default none.
+    public var etcdCAPath: String? = nil
+    /// Client certificate presented to etcd (PEM). Default none.
+    public var etcdCertificatePath: String? = nil
+    /// Its private key (PEM). Default none.
+    public var etcdKeyPath: String? = nil
+    /// TTL of the leader's lease in seconds, 2-60. Default 5.
+    public var etcdLeaseSeconds = 5
+    /// Audit entries kept in etcd, 1,000-10,000,000. Default 100,000.
+    public var etcdAuditRetention = 100_000
+    /// This replica's name, unique in the cluster (nil: the host name). Default nil.
+    public var replicaId: String? = nil
+    /// `host:port` other replicas reach this replica's gRPC port at (nil: the
+    /// listen address as bound). Default nil.
+    public var advertise: String? = nil
+    /// Client certificate this replica presents to the leader (PEM). Default `.fusebox/certs/replica.pem`.
+    public var peerCertificatePath = ".fusebox/certs/replica.pem"
+    /// Its private key (PEM). Default `.fusebox/certs/replica.key`.
+    public var peerKeyPath = ".fusebox/certs/replica.key"
+
+    /// `replicaId`, or else this machine's host name made into a valid
+    /// replica id: characters other than letters, digits, ".", "_" and "-"
+    /// become "-", and it is cut to 63 characters ("fuseboxd" if nothing is left).
+    public var effectiveReplicaId: String {
+        replicaId ?? Self.replicaId(fromHostName: ProcessInfo.processInfo.hostName)
+    }
+
+    /// `hostName` as a valid replica id (see `effectiveReplicaId`).
+    public static func replicaId(fromHostName hostName: String) -> String {
+        let mapped = String(hostName.unicodeScalars.prefix(63).map { isReplicaIdCharacter($0) ? Character($0) : "-" })
+        return mapped.isEmpty ? "fuseboxd" : mapped
+    }
+
+    private static func isReplicaIdCharacter(_ u: Unicode.Scalar) -> Bool {
+        switch u {
+        case "a"..."z", "A"..."Z", "0"..."9", ".", "_", "-": return true
+        default: return false
+        }
+    }
+
     /// The defaults.
     public init() {}
 
@@ -54,13 +110,24 @@ public struct ServerConfiguration: Sendable, Equatable {
         "tls.certificate": "server certificate chain (PEM)", "tls.key": "server private key (PEM)",
         "tls.clientCA": "CA bundle for client certificates (PEM)",
         "tls.insecureNoClientCertificates": "development only: no client certificates, everyone is admin",
-        "roles": "list of {field: cn|dns|uri, pattern: glob, role: reader|reporter|admin}",
+        "roles": "list of {field: cn|dns|uri, pattern: glob, role: reader|reporter|admin|replica}",
         "limits.maxMessageBytes": "largest request message", "limits.maxConcurrentStreams": "streams per connection",
         "limits.maxConnections": "open connections", "limits.idleTimeoutSeconds": "idle connection timeout",
         "limits.shutdownGraceSeconds": "time calls in flight get on shutdown", "presets": "load presets on first start",
         "limits.maxBreakersPerRegistry": "breakers one registry may hold",
         "limits.idleBreakerSeconds": "idle CLOSED breakers are evicted after this (0: never)",
         "observability.host": "address of the /metrics, /healthz, /readyz listener", "observability.port": "its port (0: any free port)",
+        "store.kind": "where state is kept: sqlite (one server) or etcd (replicated)",
+        "store.etcd.endpoints": "etcd client URLs (https://host:port, http://host:port or host:port): comma separated, or a list",
+        "store.etcd.prefix": "prefix of every key in etcd (starts with /, no trailing /)",
+        "store.etcd.ca": "CA bundle for etcd's server certificates (PEM)",
+        "store.etcd.certificate": "client certificate for etcd (PEM)", "store.etcd.key": "its private key (PEM)",
+        "store.etcd.leaseSeconds": "TTL of the leader's lease: how long a dead leader is waited for (2-60)",
+        "store.etcd.auditRetention": "audit entries kept in etcd; older ones are deleted",
+        "cluster.replicaId": "this replica's name, unique in the cluster (default: the host name)",
+        "cluster.advertise": "host:port other replicas reach this replica's gRPC port at (default: the listen address)",
+        "cluster.peerCertificate": "client certificate this replica presents to the leader (PEM; must map to role replica)",
+        "cluster.peerKey": "its private key (PEM)",
     ]
 
     /// Applies a YAML document.
@@ -82,6 +149,19 @@ public struct ServerConfiguration: Sendable, Equatable {
             let line = keyNode.mark?.line
             if key == "roles" {
                 roles = try parseRoles(value, source: source)
+                continue
+            }
+            if key == "store.etcd.endpoints", let list = value.sequence {
+                var items: [String] = []
+                for item in list {
+                    guard let scalar = item.scalar else {
+                        throw ConfigurationError(
+                            key: key, source: source, line: item.mark?.line ?? line, "must be a list of endpoints, each a single value")
+                    }
+                    // Checked one by one, so an error gives the item's own line.
+                    items += try Self.endpoints([scalar.string], key: key, source: source, line: item.mark?.line ?? line)
+                }
+                etcdEndpoints = try Self.endpoints(items, key: key, source: source, line: line)
                 continue
             }
             if let nested = value.mapping, Self.keys.keys.contains(where: { $0.hasPrefix(key + ".") }) {
@@ -113,6 +193,10 @@ public struct ServerConfiguration: Sendable, Equatable {
             default: throw ConfigurationError(key: key, source: source, line: line, "(\"\(text)\") must be true or false")
             }
         }
+        func path() throws(ConfigurationError) -> String {
+            guard !text.isEmpty else { throw ConfigurationError(key: key, source: source, line: line, "must name a file") }
+            return text
+        }
         switch key {
         case "listen.host": host = text
         case "listen.port": port = try int(0...65_535)
@@ -131,7 +215,94 @@ public struct ServerConfiguration: Sendable, Equatable {
         case "presets": presets = try bool()
         case "observability.host": observabilityHost = text
         case "observability.port": observabilityPort = try int(0...65_535)
+        case "store.kind":
+            guard let kind = StoreKind(rawValue: text) else {
+                throw ConfigurationError(key: key, source: source, line: line, "(\"\(text)\") must be sqlite or etcd")
+            }
+            storeKind = kind
+        case "store.etcd.endpoints":
+            etcdEndpoints = try Self.endpoints(text.split(separator: ",", omittingEmptySubsequences: false).map(String.init), key: key, source: source, line: line)
+        case "store.etcd.prefix":
+            guard text.hasPrefix("/"), !text.hasSuffix("/") else {
+                throw ConfigurationError(key: key, source: source, line: line, "(\"\(text)\") must start with \"/\" and not end with one, e.g. /fusebox")
+            }
+            etcdPrefix = text
+        case "store.etcd.ca": etcdCAPath = try path()
+        case "store.etcd.certificate": etcdCertificatePath = try path()
+        case "store.etcd.key": etcdKeyPath = try path()
+        case "store.etcd.leaseSeconds": etcdLeaseSeconds = try int(2...60)
+        case "store.etcd.auditRetention": etcdAuditRetention = try int(1_000...10_000_000)
+        case "cluster.replicaId":
+            guard (1...63).contains(text.unicodeScalars.count), text.unicodeScalars.allSatisfy(Self.isReplicaIdCharacter) else {
+                throw ConfigurationError(
+                    key: key, source: source, line: line, "(\"\(text)\") must be 1 to 63 characters of letters, digits, \".\", \"_\" and \"-\"")
+            }
+            replicaId = text
+        case "cluster.advertise":
+            do throws(RPCError) {
+                let endpoint = try RPCEndpoint(parsing: text)
+                advertise = endpoint.description
+            } catch {
+                throw ConfigurationError(key: key, source: source, line: line, "(\"\(text)\") must be host:port, e.g. fusebox-1.internal:7443")
+            }
+        case "cluster.peerCertificate": peerCertificatePath = try path()
+        case "cluster.peerKey": peerKeyPath = try path()
         default: throw ConfigurationError(key: key, source: source, line: line, "is not a setting")
+        }
+    }
+
+    /// Checks each endpoint (`https://host:port`, `http://host:port` or
+    /// `host:port`, spaces around it ignored) and returns them trimmed; an
+    /// empty string or list gives none.
+    private static func endpoints(_ items: [String], key: String, source: String, line: Int?) throws(ConfigurationError) -> [String] {
+        // Nothing at all (an empty string or list) means none, as by default;
+        // validate() refuses that for the etcd store.
+        guard items.contains(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty }) else { return [] }
+        var endpoints: [String] = []
+        for (i, raw) in items.enumerated() {
+            let item = raw.trimmingCharacters(in: .whitespaces)
+            guard !item.isEmpty else {
+                throw ConfigurationError(
+                    key: key, source: source, line: line, "has an empty item (number \(i + 1)); list endpoints like https://10.0.0.1:2379,https://10.0.0.2:2379")
+            }
+            var address = Substring(item)
+            if let scheme = ["https://", "http://"].first(where: { address.hasPrefix($0) }) { address = address.dropFirst(scheme.count) }
+            if address.hasSuffix("/") { address = address.dropLast() }
+            let valid: Bool
+            if address.contains("://") || address.contains("/") {
+                valid = false
+            } else {
+                do throws(RPCError) {
+                    _ = try RPCEndpoint(parsing: String(address), examplePort: 2379)
+                    valid = true
+                } catch {
+                    valid = false
+                }
+            }
+            guard valid else {
+                throw ConfigurationError(
+                    key: key, source: source, line: line,
+                    "item \"\(item)\" must be https://host:port, http://host:port or host:port with a port from 1 to 65535, e.g. https://10.0.0.1:2379")
+            }
+            endpoints.append(item)
+        }
+        return endpoints
+    }
+
+    /// Checks what single keys cannot: the etcd store needs endpoints, and an
+    /// etcd client certificate needs its key (and the key its certificate).
+    public func validate() throws(ConfigurationError) {
+        guard storeKind == .etcd else { return }
+        guard !etcdEndpoints.isEmpty else {
+            throw ConfigurationError(
+                key: "store.etcd.endpoints", source: "configuration", line: nil,
+                "is required when store.kind is etcd (FUSEBOX_ETCD_ENDPOINTS or --etcd-endpoints, e.g. https://10.0.0.1:2379)")
+        }
+        if etcdCertificatePath != nil, etcdKeyPath == nil {
+            throw ConfigurationError(key: "store.etcd.key", source: "configuration", line: nil, "is required when store.etcd.certificate is set")
+        }
+        if etcdKeyPath != nil, etcdCertificatePath == nil {
+            throw ConfigurationError(key: "store.etcd.certificate", source: "configuration", line: nil, "is required when store.etcd.key is set")
         }
     }
 
@@ -151,22 +322,35 @@ public struct ServerConfiguration: Sendable, Equatable {
             }
             guard !pattern.isEmpty else { throw ConfigurationError(key: key + ".pattern", source: source, line: item.mark?.line, "is required") }
             guard let r = Role(rawValue: role) else {
-                throw ConfigurationError(key: key + ".role", source: source, line: item.mark?.line, "(\"\(role)\") must be reader, reporter or admin")
+                throw ConfigurationError(key: key + ".role", source: source, line: item.mark?.line, "(\"\(role)\") must be reader, reporter, admin or replica")
             }
             rules.append(RoleRule(field: f, pattern: pattern, role: r))
         }
         return rules
     }
 
-    /// Applies `FUSEBOX_*` environment variables: FUSEBOX_HOST, FUSEBOX_PORT,
-    /// FUSEBOX_DATA_DIR, FUSEBOX_TLS_CERT, FUSEBOX_TLS_KEY, FUSEBOX_TLS_CLIENT_CA.
+    /// The `FUSEBOX_*` environment variables and the keys they set.
+    public static let environmentVariables: [String: String] = [
+        "FUSEBOX_HOST": "listen.host", "FUSEBOX_PORT": "listen.port", "FUSEBOX_DATA_DIR": "dataDirectory",
+        "FUSEBOX_TLS_CERT": "tls.certificate", "FUSEBOX_TLS_KEY": "tls.key", "FUSEBOX_TLS_CLIENT_CA": "tls.clientCA",
+        "FUSEBOX_STORE_KIND": "store.kind", "FUSEBOX_ETCD_ENDPOINTS": "store.etcd.endpoints", "FUSEBOX_ETCD_PREFIX": "store.etcd.prefix",
+        "FUSEBOX_ETCD_CA": "store.etcd.ca", "FUSEBOX_ETCD_CERT": "store.etcd.certificate", "FUSEBOX_ETCD_KEY": "store.etcd.key",
+        "FUSEBOX_REPLICA_ID": "cluster.replicaId", "FUSEBOX_ADVERTISE": "cluster.advertise",
+        "FUSEBOX_PEER_CERT": "cluster.peerCertificate", "FUSEBOX_PEER_KEY": "cluster.peerKey",
+    ]
+
+    /// Applies the `FUSEBOX_*` environment variables of `environmentVariables`.
     public mutating func apply(environment: [String: String]) throws(ConfigurationError) {
-        let map = [
-            "FUSEBOX_HOST": "listen.host", "FUSEBOX_PORT": "listen.port", "FUSEBOX_DATA_DIR": "dataDirectory",
-            "FUSEBOX_TLS_CERT": "tls.certificate", "FUSEBOX_TLS_KEY": "tls.key", "FUSEBOX_TLS_CLIENT_CA": "tls.clientCA",
-        ]
-        for (variable, key) in map.sorted(by: { $0.key < $1.key }) {
+        for (variable, key) in Self.environmentVariables.sorted(by: { $0.key < $1.key }) {
             if let value = environment[variable] { try set(key, value, source: "environment variable \(variable)") }
+        }
+    }
+
+    /// Applies command-line flags, given as (key, value) pairs in order; nil
+    /// values (flags not given) change nothing.
+    public mutating func apply(flags: [(key: String, value: String?)]) throws(ConfigurationError) {
+        for (key, value) in flags {
+            if let value { try set(key, value, source: "flag") }
         }
     }
 

@@ -135,6 +135,41 @@ enum WireConversions {
         return w
     }
 
+    // MARK: Cluster status
+
+    static func clusterStatus(_ r: ClusterStatusReport) -> Fusebox_V1_ClusterStatus {
+        var w = Fusebox_V1_ClusterStatus()
+        w.mode = r.mode
+        w.store = r.store
+        w.leaderId = r.leaderId
+        w.replicas = r.replicas.map { replica in
+            var s = Fusebox_V1_ReplicaStatus()
+            s.id = replica.id
+            s.address = replica.address
+            s.version = replica.version
+            s.leader = replica.leader
+            s.startedAtMs = replica.startedAtMs
+            s.appliedRevision = replica.appliedRevision
+            s.lagRevisions = replica.lagRevisions
+            s.lastHeartbeatMs = replica.lastHeartbeatMs
+            s.serving = replica.serving
+            return s
+        }
+        w.etcdMembers = r.etcdMembers.map { member in
+            var m = Fusebox_V1_EtcdMemberStatus()
+            m.endpoint = member.endpoint
+            m.reachable = member.reachable
+            m.leader = member.leader
+            m.revision = member.revision
+            m.dbSizeBytes = member.dbSizeBytes
+            m.error = member.error
+            return m
+        }
+        w.answeredBy = r.answeredBy
+        w.atMs = r.atMs
+        return w
+    }
+
     // MARK: Audit
 
     static func actor(_ peer: TLSPeerIdentity?, role: Role?) -> AuditActor? {

@@ -111,6 +111,88 @@ public struct Fusebox_V1_ListAuditResponse: Sendable, Equatable {
     public init() {}
 }
 
+/// Request of GetClusterStatus.
+public struct Fusebox_V1_GetClusterStatusRequest: Sendable, Equatable {
+
+    /// Creates a message with every field at its default.
+    public init() {}
+}
+
+/// The cluster as the answering replica sees it: replicas from their
+/// registrations in etcd, etcd members from asking each of them.
+public struct Fusebox_V1_ClusterStatus: Sendable, Equatable {
+    /// "standalone" (one fuseboxd on SQLite) or "replicated" (replicas on etcd).
+    public var mode: String = ""
+    /// The store: "sqlite" or "etcd".
+    public var store: String = ""
+    /// Id of the replica that decides breaker transitions. Empty while no
+    /// replica leads (an election is under way, or etcd is unreachable).
+    public var leaderId: String = ""
+    /// Every registered replica, ordered by id. A standalone server lists
+    /// itself only.
+    public var replicas: [Fusebox_V1_ReplicaStatus] = []
+    /// Every etcd member of store.etcd.endpoints, in that order. Empty for
+    /// SQLite.
+    public var etcdMembers: [Fusebox_V1_EtcdMemberStatus] = []
+    /// Id of the replica that answered this call.
+    public var answeredBy: String = ""
+    /// When it answered, by its clock (Unix milliseconds).
+    public var atMs: Int64 = 0
+
+    /// Creates a message with every field at its default.
+    public init() {}
+}
+
+/// One fuseboxd replica.
+public struct Fusebox_V1_ReplicaStatus: Sendable, Equatable {
+    /// Its id (cluster.replicaId; the host name by default).
+    public var id: String = ""
+    /// host:port other replicas and clients reach its gRPC port at
+    /// (cluster.advertise).
+    public var address: String = ""
+    /// Its fuseboxd version.
+    public var version: String = ""
+    /// True for the leader.
+    public var leader: Bool = false
+    /// When it started (Unix milliseconds).
+    public var startedAtMs: Int64 = 0
+    /// The etcd revision its copy of the state has applied from its watch. 0
+    /// for a standalone server.
+    public var appliedRevision: Int64 = 0
+    /// How many revisions its copy is behind the newest revision the
+    /// answering replica knows of: 0 when it is up to date.
+    public var lagRevisions: Int64 = 0
+    /// When it last refreshed its registration (Unix milliseconds). For a
+    /// standalone server, the time of the answer.
+    public var lastHeartbeatMs: Int64 = 0
+    /// Whether it says SERVING on grpc.health.v1.Health: false while it cannot
+    /// reach a quorum of etcd or is shutting down.
+    public var serving: Bool = false
+
+    /// Creates a message with every field at its default.
+    public init() {}
+}
+
+/// One etcd member, as the answering replica reached it.
+public struct Fusebox_V1_EtcdMemberStatus: Sendable, Equatable {
+    /// Its client URL, as in store.etcd.endpoints.
+    public var endpoint: String = ""
+    /// Whether it answered the status request.
+    public var reachable: Bool = false
+    /// Whether it is the etcd cluster's leader (raft), which has nothing to do
+    /// with the Fusebox leader.
+    public var leader: Bool = false
+    /// Its current revision of the key space.
+    public var revision: Int64 = 0
+    /// Size of its database file in bytes.
+    public var dbSizeBytes: Int64 = 0
+    /// Why it could not be reached; empty when reachable.
+    public var error: String = ""
+
+    /// Creates a message with every field at its default.
+    public init() {}
+}
+
 /// Kinds of audited actions.
 public enum Fusebox_V1_AuditAction: Sendable, Hashable, CaseIterable {
     /// Not set; never sent.
@@ -434,6 +516,182 @@ extension Fusebox_V1_ListAuditResponse: WireMessage {
         c.pointee.n_entries = self.entries.count
         c.pointee.entries = arena.pointers(self.entries) { $0.cMessage(in: arena) }
         c.pointee.truncated = (self.truncated ? 1 : 0)
+        return c
+    }
+}
+
+extension Fusebox_V1_GetClusterStatusRequest: WireMessage {
+    /// The full Protobuf name, "fusebox.v1.GetClusterStatusRequest".
+    public static var protoName: String { "fusebox.v1.GetClusterStatusRequest" }
+
+    /// Decodes bytes through protobuf-c, after the size limit and the checks of `WireScanner`.
+    public init(decoding bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) {
+        self = try WireRuntime.decode(
+            bytes, limits: limits, messageType: Self.protoName,
+            initialize: fusebox__v1__get_cluster_status_request__init, unpack: fusebox__v1__get_cluster_status_request__unpack, free: fusebox__v1__get_cluster_status_request__free_unpacked,
+            convert: Self.init(cMessage:)
+        )
+    }
+
+    /// Encodes through protobuf-c. Throws when a string holds a NUL byte, which protobuf-c
+    /// would silently cut off.
+    public func encode() throws(WireError) -> [UInt8] {
+        let arena = CArena()
+        return try arena.pack(cMessage(in: arena))
+    }
+
+    init(cMessage c: UnsafePointer<Fusebox__V1__GetClusterStatusRequest>) {
+        self.init()
+    }
+
+    func cMessage(in arena: CArena) -> UnsafeMutablePointer<Fusebox__V1__GetClusterStatusRequest> {
+        let c = arena.allocate(Fusebox__V1__GetClusterStatusRequest.self)
+        fusebox__v1__get_cluster_status_request__init(c)
+        return c
+    }
+}
+
+extension Fusebox_V1_ClusterStatus: WireMessage {
+    /// The full Protobuf name, "fusebox.v1.ClusterStatus".
+    public static var protoName: String { "fusebox.v1.ClusterStatus" }
+
+    /// Decodes bytes through protobuf-c, after the size limit and the checks of `WireScanner`.
+    public init(decoding bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) {
+        self = try WireRuntime.decode(
+            bytes, limits: limits, messageType: Self.protoName,
+            initialize: fusebox__v1__cluster_status__init, unpack: fusebox__v1__cluster_status__unpack, free: fusebox__v1__cluster_status__free_unpacked,
+            convert: Self.init(cMessage:)
+        )
+    }
+
+    /// Encodes through protobuf-c. Throws when a string holds a NUL byte, which protobuf-c
+    /// would silently cut off.
+    public func encode() throws(WireError) -> [UInt8] {
+        let arena = CArena()
+        return try arena.pack(cMessage(in: arena))
+    }
+
+    init(cMessage c: UnsafePointer<Fusebox__V1__ClusterStatus>) {
+        self.init()
+        self.mode = WireRuntime.string(c.pointee.mode)
+        self.store = WireRuntime.string(c.pointee.store)
+        self.leaderId = WireRuntime.string(c.pointee.leader_id)
+        for i in 0..<Int(c.pointee.n_replicas) {
+            guard let e = c.pointee.replicas[i] else { continue }
+            self.replicas.append(Fusebox_V1_ReplicaStatus(cMessage: e))
+        }
+        for i in 0..<Int(c.pointee.n_etcd_members) {
+            guard let e = c.pointee.etcd_members[i] else { continue }
+            self.etcdMembers.append(Fusebox_V1_EtcdMemberStatus(cMessage: e))
+        }
+        self.answeredBy = WireRuntime.string(c.pointee.answered_by)
+        self.atMs = c.pointee.at_ms
+    }
+
+    func cMessage(in arena: CArena) -> UnsafeMutablePointer<Fusebox__V1__ClusterStatus> {
+        let c = arena.allocate(Fusebox__V1__ClusterStatus.self)
+        fusebox__v1__cluster_status__init(c)
+        c.pointee.mode = arena.cString(self.mode, in: "fusebox.v1.ClusterStatus", field: "mode")
+        c.pointee.store = arena.cString(self.store, in: "fusebox.v1.ClusterStatus", field: "store")
+        c.pointee.leader_id = arena.cString(self.leaderId, in: "fusebox.v1.ClusterStatus", field: "leader_id")
+        c.pointee.n_replicas = self.replicas.count
+        c.pointee.replicas = arena.pointers(self.replicas) { $0.cMessage(in: arena) }
+        c.pointee.n_etcd_members = self.etcdMembers.count
+        c.pointee.etcd_members = arena.pointers(self.etcdMembers) { $0.cMessage(in: arena) }
+        c.pointee.answered_by = arena.cString(self.answeredBy, in: "fusebox.v1.ClusterStatus", field: "answered_by")
+        c.pointee.at_ms = self.atMs
+        return c
+    }
+}
+
+extension Fusebox_V1_ReplicaStatus: WireMessage {
+    /// The full Protobuf name, "fusebox.v1.ReplicaStatus".
+    public static var protoName: String { "fusebox.v1.ReplicaStatus" }
+
+    /// Decodes bytes through protobuf-c, after the size limit and the checks of `WireScanner`.
+    public init(decoding bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) {
+        self = try WireRuntime.decode(
+            bytes, limits: limits, messageType: Self.protoName,
+            initialize: fusebox__v1__replica_status__init, unpack: fusebox__v1__replica_status__unpack, free: fusebox__v1__replica_status__free_unpacked,
+            convert: Self.init(cMessage:)
+        )
+    }
+
+    /// Encodes through protobuf-c. Throws when a string holds a NUL byte, which protobuf-c
+    /// would silently cut off.
+    public func encode() throws(WireError) -> [UInt8] {
+        let arena = CArena()
+        return try arena.pack(cMessage(in: arena))
+    }
+
+    init(cMessage c: UnsafePointer<Fusebox__V1__ReplicaStatus>) {
+        self.init()
+        self.id = WireRuntime.string(c.pointee.id)
+        self.address = WireRuntime.string(c.pointee.address)
+        self.version = WireRuntime.string(c.pointee.version)
+        self.leader = (c.pointee.leader != 0)
+        self.startedAtMs = c.pointee.started_at_ms
+        self.appliedRevision = c.pointee.applied_revision
+        self.lagRevisions = c.pointee.lag_revisions
+        self.lastHeartbeatMs = c.pointee.last_heartbeat_ms
+        self.serving = (c.pointee.serving != 0)
+    }
+
+    func cMessage(in arena: CArena) -> UnsafeMutablePointer<Fusebox__V1__ReplicaStatus> {
+        let c = arena.allocate(Fusebox__V1__ReplicaStatus.self)
+        fusebox__v1__replica_status__init(c)
+        c.pointee.id = arena.cString(self.id, in: "fusebox.v1.ReplicaStatus", field: "id")
+        c.pointee.address = arena.cString(self.address, in: "fusebox.v1.ReplicaStatus", field: "address")
+        c.pointee.version = arena.cString(self.version, in: "fusebox.v1.ReplicaStatus", field: "version")
+        c.pointee.leader = (self.leader ? 1 : 0)
+        c.pointee.started_at_ms = self.startedAtMs
+        c.pointee.applied_revision = self.appliedRevision
+        c.pointee.lag_revisions = self.lagRevisions
+        c.pointee.last_heartbeat_ms = self.lastHeartbeatMs
+        c.pointee.serving = (self.serving ? 1 : 0)
+        return c
+    }
+}
+
+extension Fusebox_V1_EtcdMemberStatus: WireMessage {
+    /// The full Protobuf name, "fusebox.v1.EtcdMemberStatus".
+    public static var protoName: String { "fusebox.v1.EtcdMemberStatus" }
+
+    /// Decodes bytes through protobuf-c, after the size limit and the checks of `WireScanner`.
+    public init(decoding bytes: UnsafeRawBufferPointer, limits: WireLimits) throws(WireError) {
+        self = try WireRuntime.decode(
+            bytes, limits: limits, messageType: Self.protoName,
+            initialize: fusebox__v1__etcd_member_status__init, unpack: fusebox__v1__etcd_member_status__unpack, free: fusebox__v1__etcd_member_status__free_unpacked,
+            convert: Self.init(cMessage:)
+        )
+    }
+
+    /// Encodes through protobuf-c. Throws when a string holds a NUL byte, which protobuf-c
+    /// would silently cut off.
+    public func encode() throws(WireError) -> [UInt8] {
+        let arena = CArena()
+        return try arena.pack(cMessage(in: arena))
+    }
+
+    init(cMessage c: UnsafePointer<Fusebox__V1__EtcdMemberStatus>) {
+        self.init()
+        self.endpoint = WireRuntime.string(c.pointee.endpoint)
+        self.reachable = (c.pointee.reachable != 0)
+        self.leader = (c.pointee.leader != 0)
+        self.revision = c.pointee.revision
+        self.dbSizeBytes = c.pointee.db_size_bytes
+        self.error = WireRuntime.string(c.pointee.error)
+    }
+
+    func cMessage(in arena: CArena) -> UnsafeMutablePointer<Fusebox__V1__EtcdMemberStatus> {
+        let c = arena.allocate(Fusebox__V1__EtcdMemberStatus.self)
+        fusebox__v1__etcd_member_status__init(c)
+        c.pointee.endpoint = arena.cString(self.endpoint, in: "fusebox.v1.EtcdMemberStatus", field: "endpoint")
+        c.pointee.reachable = (self.reachable ? 1 : 0)
+        c.pointee.leader = (self.leader ? 1 : 0)
+        c.pointee.revision = self.revision
+        c.pointee.db_size_bytes = self.dbSizeBytes
+        c.pointee.error = arena.cString(self.error, in: "fusebox.v1.EtcdMemberStatus", field: "error")
         return c
     }
 }

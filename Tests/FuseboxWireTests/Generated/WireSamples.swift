@@ -772,6 +772,64 @@ extension Fusebox_V1_ListAuditResponse: WireSampled {
     }
 }
 
+extension Fusebox_V1_GetClusterStatusRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 0 }
+    static func sample(_ variant: Int) -> Self {
+        let m = Self()
+        return m
+    }
+}
+
+extension Fusebox_V1_ClusterStatus: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 7 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.mode = "mode-\(variant)-0-é✓"
+        m.store = "store-\(variant)-0-é✓"
+        m.leaderId = "leader_id-\(variant)-0-é✓"
+        m.replicas = [Fusebox_V1_ReplicaStatus.sample(variant % 1), Fusebox_V1_ReplicaStatus.sample(variant % 1)]
+        m.etcdMembers = [Fusebox_V1_EtcdMemberStatus.sample(variant % 1), Fusebox_V1_EtcdMemberStatus.sample(variant % 1)]
+        m.answeredBy = "answered_by-\(variant)-0-é✓"
+        m.atMs = -7000000049
+        return m
+    }
+}
+
+extension Fusebox_V1_ReplicaStatus: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 9 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.id = "id-\(variant)-0-é✓"
+        m.address = "address-\(variant)-0-é✓"
+        m.version = "version-\(variant)-0-é✓"
+        m.leader = true
+        m.startedAtMs = -5000000035
+        m.appliedRevision = -6000000042
+        m.lagRevisions = -7000000049
+        m.lastHeartbeatMs = -8000000056
+        m.serving = true
+        return m
+    }
+}
+
+extension Fusebox_V1_EtcdMemberStatus: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 6 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.endpoint = "endpoint-\(variant)-0-é✓"
+        m.reachable = true
+        m.leader = true
+        m.revision = -4000000028
+        m.dbSizeBytes = -5000000035
+        m.error = "error-\(variant)-0-é✓"
+        return m
+    }
+}
+
 extension Fusebox_V1_Policy: WireSampled {
     static var sampleVariants: Int { 1 }
     static var fieldCount: Int { 10 }
@@ -1258,6 +1316,10 @@ let allSampledTypes: [any WireSampled.Type] = [
     Fusebox_V1_AuditEntry.self,
     Fusebox_V1_ListAuditRequest.self,
     Fusebox_V1_ListAuditResponse.self,
+    Fusebox_V1_GetClusterStatusRequest.self,
+    Fusebox_V1_ClusterStatus.self,
+    Fusebox_V1_ReplicaStatus.self,
+    Fusebox_V1_EtcdMemberStatus.self,
     Fusebox_V1_Policy.self,
     Fusebox_V1_CircuitBreakerPolicy.self,
     Fusebox_V1_SlidingWindow.self,

@@ -277,6 +277,186 @@ void   fusebox__v1__list_audit_response__free_unpacked
   assert(message->base.descriptor == &fusebox__v1__list_audit_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   fusebox__v1__get_cluster_status_request__init
+                     (Fusebox__V1__GetClusterStatusRequest         *message)
+{
+  static const Fusebox__V1__GetClusterStatusRequest init_value = FUSEBOX__V1__GET_CLUSTER_STATUS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t fusebox__v1__get_cluster_status_request__get_packed_size
+                     (const Fusebox__V1__GetClusterStatusRequest *message)
+{
+  assert(message->base.descriptor == &fusebox__v1__get_cluster_status_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fusebox__v1__get_cluster_status_request__pack
+                     (const Fusebox__V1__GetClusterStatusRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fusebox__v1__get_cluster_status_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fusebox__v1__get_cluster_status_request__pack_to_buffer
+                     (const Fusebox__V1__GetClusterStatusRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fusebox__v1__get_cluster_status_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fusebox__V1__GetClusterStatusRequest *
+       fusebox__v1__get_cluster_status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fusebox__V1__GetClusterStatusRequest *)
+     protobuf_c_message_unpack (&fusebox__v1__get_cluster_status_request__descriptor,
+                                allocator, len, data);
+}
+void   fusebox__v1__get_cluster_status_request__free_unpacked
+                     (Fusebox__V1__GetClusterStatusRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fusebox__v1__get_cluster_status_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   fusebox__v1__cluster_status__init
+                     (Fusebox__V1__ClusterStatus         *message)
+{
+  static const Fusebox__V1__ClusterStatus init_value = FUSEBOX__V1__CLUSTER_STATUS__INIT;
+  *message = init_value;
+}
+size_t fusebox__v1__cluster_status__get_packed_size
+                     (const Fusebox__V1__ClusterStatus *message)
+{
+  assert(message->base.descriptor == &fusebox__v1__cluster_status__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fusebox__v1__cluster_status__pack
+                     (const Fusebox__V1__ClusterStatus *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fusebox__v1__cluster_status__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fusebox__v1__cluster_status__pack_to_buffer
+                     (const Fusebox__V1__ClusterStatus *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fusebox__v1__cluster_status__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fusebox__V1__ClusterStatus *
+       fusebox__v1__cluster_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fusebox__V1__ClusterStatus *)
+     protobuf_c_message_unpack (&fusebox__v1__cluster_status__descriptor,
+                                allocator, len, data);
+}
+void   fusebox__v1__cluster_status__free_unpacked
+                     (Fusebox__V1__ClusterStatus *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fusebox__v1__cluster_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   fusebox__v1__replica_status__init
+                     (Fusebox__V1__ReplicaStatus         *message)
+{
+  static const Fusebox__V1__ReplicaStatus init_value = FUSEBOX__V1__REPLICA_STATUS__INIT;
+  *message = init_value;
+}
+size_t fusebox__v1__replica_status__get_packed_size
+                     (const Fusebox__V1__ReplicaStatus *message)
+{
+  assert(message->base.descriptor == &fusebox__v1__replica_status__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fusebox__v1__replica_status__pack
+                     (const Fusebox__V1__ReplicaStatus *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fusebox__v1__replica_status__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fusebox__v1__replica_status__pack_to_buffer
+                     (const Fusebox__V1__ReplicaStatus *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fusebox__v1__replica_status__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fusebox__V1__ReplicaStatus *
+       fusebox__v1__replica_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fusebox__V1__ReplicaStatus *)
+     protobuf_c_message_unpack (&fusebox__v1__replica_status__descriptor,
+                                allocator, len, data);
+}
+void   fusebox__v1__replica_status__free_unpacked
+                     (Fusebox__V1__ReplicaStatus *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fusebox__v1__replica_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   fusebox__v1__etcd_member_status__init
+                     (Fusebox__V1__EtcdMemberStatus         *message)
+{
+  static const Fusebox__V1__EtcdMemberStatus init_value = FUSEBOX__V1__ETCD_MEMBER_STATUS__INIT;
+  *message = init_value;
+}
+size_t fusebox__v1__etcd_member_status__get_packed_size
+                     (const Fusebox__V1__EtcdMemberStatus *message)
+{
+  assert(message->base.descriptor == &fusebox__v1__etcd_member_status__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t fusebox__v1__etcd_member_status__pack
+                     (const Fusebox__V1__EtcdMemberStatus *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &fusebox__v1__etcd_member_status__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t fusebox__v1__etcd_member_status__pack_to_buffer
+                     (const Fusebox__V1__EtcdMemberStatus *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &fusebox__v1__etcd_member_status__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Fusebox__V1__EtcdMemberStatus *
+       fusebox__v1__etcd_member_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Fusebox__V1__EtcdMemberStatus *)
+     protobuf_c_message_unpack (&fusebox__v1__etcd_member_status__descriptor,
+                                allocator, len, data);
+}
+void   fusebox__v1__etcd_member_status__free_unpacked
+                     (Fusebox__V1__EtcdMemberStatus *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &fusebox__v1__etcd_member_status__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor fusebox__v1__override_request__field_descriptors[4] =
 {
   {
@@ -830,6 +1010,385 @@ const ProtobufCMessageDescriptor fusebox__v1__list_audit_response__descriptor =
   (ProtobufCMessageInit) fusebox__v1__list_audit_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+#define fusebox__v1__get_cluster_status_request__field_descriptors NULL
+#define fusebox__v1__get_cluster_status_request__field_indices_by_name NULL
+#define fusebox__v1__get_cluster_status_request__number_ranges NULL
+const ProtobufCMessageDescriptor fusebox__v1__get_cluster_status_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fusebox.v1.GetClusterStatusRequest",
+  "GetClusterStatusRequest",
+  "Fusebox__V1__GetClusterStatusRequest",
+  "fusebox.v1",
+  sizeof(Fusebox__V1__GetClusterStatusRequest),
+  0,
+  fusebox__v1__get_cluster_status_request__field_descriptors,
+  fusebox__v1__get_cluster_status_request__field_indices_by_name,
+  0,  fusebox__v1__get_cluster_status_request__number_ranges,
+  (ProtobufCMessageInit) fusebox__v1__get_cluster_status_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fusebox__v1__cluster_status__field_descriptors[7] =
+{
+  {
+    "mode",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ClusterStatus, mode),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "store",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ClusterStatus, store),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "leader_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ClusterStatus, leader_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "replicas",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Fusebox__V1__ClusterStatus, n_replicas),
+    offsetof(Fusebox__V1__ClusterStatus, replicas),
+    &fusebox__v1__replica_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "etcd_members",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Fusebox__V1__ClusterStatus, n_etcd_members),
+    offsetof(Fusebox__V1__ClusterStatus, etcd_members),
+    &fusebox__v1__etcd_member_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "answered_by",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ClusterStatus, answered_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ClusterStatus, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fusebox__v1__cluster_status__field_indices_by_name[] = {
+  5,   /* field[5] = answered_by */
+  6,   /* field[6] = at_ms */
+  4,   /* field[4] = etcd_members */
+  2,   /* field[2] = leader_id */
+  0,   /* field[0] = mode */
+  3,   /* field[3] = replicas */
+  1,   /* field[1] = store */
+};
+static const ProtobufCIntRange fusebox__v1__cluster_status__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor fusebox__v1__cluster_status__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fusebox.v1.ClusterStatus",
+  "ClusterStatus",
+  "Fusebox__V1__ClusterStatus",
+  "fusebox.v1",
+  sizeof(Fusebox__V1__ClusterStatus),
+  7,
+  fusebox__v1__cluster_status__field_descriptors,
+  fusebox__v1__cluster_status__field_indices_by_name,
+  1,  fusebox__v1__cluster_status__number_ranges,
+  (ProtobufCMessageInit) fusebox__v1__cluster_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fusebox__v1__replica_status__field_descriptors[9] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ReplicaStatus, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "address",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ReplicaStatus, address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ReplicaStatus, version),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "leader",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ReplicaStatus, leader),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "started_at_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ReplicaStatus, started_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "applied_revision",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ReplicaStatus, applied_revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lag_revisions",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ReplicaStatus, lag_revisions),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_heartbeat_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ReplicaStatus, last_heartbeat_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "serving",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__ReplicaStatus, serving),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fusebox__v1__replica_status__field_indices_by_name[] = {
+  1,   /* field[1] = address */
+  5,   /* field[5] = applied_revision */
+  0,   /* field[0] = id */
+  6,   /* field[6] = lag_revisions */
+  7,   /* field[7] = last_heartbeat_ms */
+  3,   /* field[3] = leader */
+  8,   /* field[8] = serving */
+  4,   /* field[4] = started_at_ms */
+  2,   /* field[2] = version */
+};
+static const ProtobufCIntRange fusebox__v1__replica_status__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor fusebox__v1__replica_status__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fusebox.v1.ReplicaStatus",
+  "ReplicaStatus",
+  "Fusebox__V1__ReplicaStatus",
+  "fusebox.v1",
+  sizeof(Fusebox__V1__ReplicaStatus),
+  9,
+  fusebox__v1__replica_status__field_descriptors,
+  fusebox__v1__replica_status__field_indices_by_name,
+  1,  fusebox__v1__replica_status__number_ranges,
+  (ProtobufCMessageInit) fusebox__v1__replica_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor fusebox__v1__etcd_member_status__field_descriptors[6] =
+{
+  {
+    "endpoint",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__EtcdMemberStatus, endpoint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reachable",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__EtcdMemberStatus, reachable),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "leader",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__EtcdMemberStatus, leader),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "revision",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__EtcdMemberStatus, revision),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "db_size_bytes",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__EtcdMemberStatus, db_size_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__EtcdMemberStatus, error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned fusebox__v1__etcd_member_status__field_indices_by_name[] = {
+  4,   /* field[4] = db_size_bytes */
+  0,   /* field[0] = endpoint */
+  5,   /* field[5] = error */
+  2,   /* field[2] = leader */
+  1,   /* field[1] = reachable */
+  3,   /* field[3] = revision */
+};
+static const ProtobufCIntRange fusebox__v1__etcd_member_status__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor fusebox__v1__etcd_member_status__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "fusebox.v1.EtcdMemberStatus",
+  "EtcdMemberStatus",
+  "Fusebox__V1__EtcdMemberStatus",
+  "fusebox.v1",
+  sizeof(Fusebox__V1__EtcdMemberStatus),
+  6,
+  fusebox__v1__etcd_member_status__field_descriptors,
+  fusebox__v1__etcd_member_status__field_indices_by_name,
+  1,  fusebox__v1__etcd_member_status__number_ranges,
+  (ProtobufCMessageInit) fusebox__v1__etcd_member_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue fusebox__v1__audit_action__enum_values_by_number[11] =
 {
   { "AUDIT_ACTION_UNSPECIFIED", "FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_UNSPECIFIED", 0 },
@@ -876,7 +1435,7 @@ const ProtobufCEnumDescriptor fusebox__v1__audit_action__descriptor =
   fusebox__v1__audit_action__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor fusebox__v1__admin_service__method_descriptors[6] =
+static const ProtobufCMethodDescriptor fusebox__v1__admin_service__method_descriptors[7] =
 {
   { "ForceOpen", &fusebox__v1__override_request__descriptor, &fusebox__v1__admin_action_response__descriptor },
   { "ForceClose", &fusebox__v1__override_request__descriptor, &fusebox__v1__admin_action_response__descriptor },
@@ -884,11 +1443,13 @@ static const ProtobufCMethodDescriptor fusebox__v1__admin_service__method_descri
   { "Shadow", &fusebox__v1__override_request__descriptor, &fusebox__v1__admin_action_response__descriptor },
   { "Reset", &fusebox__v1__reset_request__descriptor, &fusebox__v1__admin_action_response__descriptor },
   { "ListAudit", &fusebox__v1__list_audit_request__descriptor, &fusebox__v1__list_audit_response__descriptor },
+  { "GetClusterStatus", &fusebox__v1__get_cluster_status_request__descriptor, &fusebox__v1__cluster_status__descriptor },
 };
 const unsigned fusebox__v1__admin_service__method_indices_by_name[] = {
   2,        /* Disable */
   1,        /* ForceClose */
   0,        /* ForceOpen */
+  6,        /* GetClusterStatus */
   5,        /* ListAudit */
   4,        /* Reset */
   3         /* Shadow */
@@ -900,7 +1461,7 @@ const ProtobufCServiceDescriptor fusebox__v1__admin_service__descriptor =
   "AdminService",
   "Fusebox__V1__AdminService",
   "fusebox.v1",
-  6,
+  7,
   fusebox__v1__admin_service__method_descriptors,
   fusebox__v1__admin_service__method_indices_by_name
 };
@@ -951,6 +1512,14 @@ void fusebox__v1__admin_service__list_audit(ProtobufCService *service,
 {
   assert(service->descriptor == &fusebox__v1__admin_service__descriptor);
   service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void fusebox__v1__admin_service__get_cluster_status(ProtobufCService *service,
+                                                    const Fusebox__V1__GetClusterStatusRequest *input,
+                                                    Fusebox__V1__ClusterStatus_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &fusebox__v1__admin_service__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void fusebox__v1__admin_service__init (Fusebox__V1__AdminService_Service *service,
                                        Fusebox__V1__AdminService_ServiceDestroy destroy)

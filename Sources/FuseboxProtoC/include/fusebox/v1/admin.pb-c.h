@@ -23,6 +23,10 @@ typedef struct Fusebox__V1__AdminActionResponse Fusebox__V1__AdminActionResponse
 typedef struct Fusebox__V1__AuditEntry Fusebox__V1__AuditEntry;
 typedef struct Fusebox__V1__ListAuditRequest Fusebox__V1__ListAuditRequest;
 typedef struct Fusebox__V1__ListAuditResponse Fusebox__V1__ListAuditResponse;
+typedef struct Fusebox__V1__GetClusterStatusRequest Fusebox__V1__GetClusterStatusRequest;
+typedef struct Fusebox__V1__ClusterStatus Fusebox__V1__ClusterStatus;
+typedef struct Fusebox__V1__ReplicaStatus Fusebox__V1__ReplicaStatus;
+typedef struct Fusebox__V1__EtcdMemberStatus Fusebox__V1__EtcdMemberStatus;
 
 
 /* --- enums --- */
@@ -285,6 +289,154 @@ struct  Fusebox__V1__ListAuditResponse
     , 0,NULL, 0 }
 
 
+/*
+ * Request of GetClusterStatus.
+ */
+struct  Fusebox__V1__GetClusterStatusRequest
+{
+  ProtobufCMessage base;
+};
+#define FUSEBOX__V1__GET_CLUSTER_STATUS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fusebox__v1__get_cluster_status_request__descriptor) \
+     }
+
+
+/*
+ * The cluster as the answering replica sees it: replicas from their
+ * registrations in etcd, etcd members from asking each of them.
+ */
+struct  Fusebox__V1__ClusterStatus
+{
+  ProtobufCMessage base;
+  /*
+   * "standalone" (one fuseboxd on SQLite) or "replicated" (replicas on etcd).
+   */
+  char *mode;
+  /*
+   * The store: "sqlite" or "etcd".
+   */
+  char *store;
+  /*
+   * Id of the replica that decides breaker transitions. Empty while no
+   * replica leads (an election is under way, or etcd is unreachable).
+   */
+  char *leader_id;
+  /*
+   * Every registered replica, ordered by id. A standalone server lists
+   * itself only.
+   */
+  size_t n_replicas;
+  Fusebox__V1__ReplicaStatus **replicas;
+  /*
+   * Every etcd member of store.etcd.endpoints, in that order. Empty for
+   * SQLite.
+   */
+  size_t n_etcd_members;
+  Fusebox__V1__EtcdMemberStatus **etcd_members;
+  /*
+   * Id of the replica that answered this call.
+   */
+  char *answered_by;
+  /*
+   * When it answered, by its clock (Unix milliseconds).
+   */
+  int64_t at_ms;
+};
+#define FUSEBOX__V1__CLUSTER_STATUS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fusebox__v1__cluster_status__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * One fuseboxd replica.
+ */
+struct  Fusebox__V1__ReplicaStatus
+{
+  ProtobufCMessage base;
+  /*
+   * Its id (cluster.replicaId; the host name by default).
+   */
+  char *id;
+  /*
+   * host:port other replicas and clients reach its gRPC port at
+   * (cluster.advertise).
+   */
+  char *address;
+  /*
+   * Its fuseboxd version.
+   */
+  char *version;
+  /*
+   * True for the leader.
+   */
+  protobuf_c_boolean leader;
+  /*
+   * When it started (Unix milliseconds).
+   */
+  int64_t started_at_ms;
+  /*
+   * The etcd revision its copy of the state has applied from its watch. 0
+   * for a standalone server.
+   */
+  int64_t applied_revision;
+  /*
+   * How many revisions its copy is behind the newest revision the
+   * answering replica knows of: 0 when it is up to date.
+   */
+  int64_t lag_revisions;
+  /*
+   * When it last refreshed its registration (Unix milliseconds). For a
+   * standalone server, the time of the answer.
+   */
+  int64_t last_heartbeat_ms;
+  /*
+   * Whether it says SERVING on grpc.health.v1.Health: false while it cannot
+   * reach a quorum of etcd or is shutting down.
+   */
+  protobuf_c_boolean serving;
+};
+#define FUSEBOX__V1__REPLICA_STATUS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fusebox__v1__replica_status__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
+
+
+/*
+ * One etcd member, as the answering replica reached it.
+ */
+struct  Fusebox__V1__EtcdMemberStatus
+{
+  ProtobufCMessage base;
+  /*
+   * Its client URL, as in store.etcd.endpoints.
+   */
+  char *endpoint;
+  /*
+   * Whether it answered the status request.
+   */
+  protobuf_c_boolean reachable;
+  /*
+   * Whether it is the etcd cluster's leader (raft), which has nothing to do
+   * with the Fusebox leader.
+   */
+  protobuf_c_boolean leader;
+  /*
+   * Its current revision of the key space.
+   */
+  int64_t revision;
+  /*
+   * Size of its database file in bytes.
+   */
+  int64_t db_size_bytes;
+  /*
+   * Why it could not be reached; empty when reachable.
+   */
+  char *error;
+};
+#define FUSEBOX__V1__ETCD_MEMBER_STATUS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&fusebox__v1__etcd_member_status__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+
+
 /* Fusebox__V1__OverrideRequest methods */
 void   fusebox__v1__override_request__init
                      (Fusebox__V1__OverrideRequest         *message);
@@ -399,6 +551,82 @@ Fusebox__V1__ListAuditResponse *
 void   fusebox__v1__list_audit_response__free_unpacked
                      (Fusebox__V1__ListAuditResponse *message,
                       ProtobufCAllocator *allocator);
+/* Fusebox__V1__GetClusterStatusRequest methods */
+void   fusebox__v1__get_cluster_status_request__init
+                     (Fusebox__V1__GetClusterStatusRequest         *message);
+size_t fusebox__v1__get_cluster_status_request__get_packed_size
+                     (const Fusebox__V1__GetClusterStatusRequest   *message);
+size_t fusebox__v1__get_cluster_status_request__pack
+                     (const Fusebox__V1__GetClusterStatusRequest   *message,
+                      uint8_t             *out);
+size_t fusebox__v1__get_cluster_status_request__pack_to_buffer
+                     (const Fusebox__V1__GetClusterStatusRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Fusebox__V1__GetClusterStatusRequest *
+       fusebox__v1__get_cluster_status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fusebox__v1__get_cluster_status_request__free_unpacked
+                     (Fusebox__V1__GetClusterStatusRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Fusebox__V1__ClusterStatus methods */
+void   fusebox__v1__cluster_status__init
+                     (Fusebox__V1__ClusterStatus         *message);
+size_t fusebox__v1__cluster_status__get_packed_size
+                     (const Fusebox__V1__ClusterStatus   *message);
+size_t fusebox__v1__cluster_status__pack
+                     (const Fusebox__V1__ClusterStatus   *message,
+                      uint8_t             *out);
+size_t fusebox__v1__cluster_status__pack_to_buffer
+                     (const Fusebox__V1__ClusterStatus   *message,
+                      ProtobufCBuffer     *buffer);
+Fusebox__V1__ClusterStatus *
+       fusebox__v1__cluster_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fusebox__v1__cluster_status__free_unpacked
+                     (Fusebox__V1__ClusterStatus *message,
+                      ProtobufCAllocator *allocator);
+/* Fusebox__V1__ReplicaStatus methods */
+void   fusebox__v1__replica_status__init
+                     (Fusebox__V1__ReplicaStatus         *message);
+size_t fusebox__v1__replica_status__get_packed_size
+                     (const Fusebox__V1__ReplicaStatus   *message);
+size_t fusebox__v1__replica_status__pack
+                     (const Fusebox__V1__ReplicaStatus   *message,
+                      uint8_t             *out);
+size_t fusebox__v1__replica_status__pack_to_buffer
+                     (const Fusebox__V1__ReplicaStatus   *message,
+                      ProtobufCBuffer     *buffer);
+Fusebox__V1__ReplicaStatus *
+       fusebox__v1__replica_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fusebox__v1__replica_status__free_unpacked
+                     (Fusebox__V1__ReplicaStatus *message,
+                      ProtobufCAllocator *allocator);
+/* Fusebox__V1__EtcdMemberStatus methods */
+void   fusebox__v1__etcd_member_status__init
+                     (Fusebox__V1__EtcdMemberStatus         *message);
+size_t fusebox__v1__etcd_member_status__get_packed_size
+                     (const Fusebox__V1__EtcdMemberStatus   *message);
+size_t fusebox__v1__etcd_member_status__pack
+                     (const Fusebox__V1__EtcdMemberStatus   *message,
+                      uint8_t             *out);
+size_t fusebox__v1__etcd_member_status__pack_to_buffer
+                     (const Fusebox__V1__EtcdMemberStatus   *message,
+                      ProtobufCBuffer     *buffer);
+Fusebox__V1__EtcdMemberStatus *
+       fusebox__v1__etcd_member_status__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   fusebox__v1__etcd_member_status__free_unpacked
+                     (Fusebox__V1__EtcdMemberStatus *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Fusebox__V1__OverrideRequest_Closure)
@@ -418,6 +646,18 @@ typedef void (*Fusebox__V1__ListAuditRequest_Closure)
                   void *closure_data);
 typedef void (*Fusebox__V1__ListAuditResponse_Closure)
                  (const Fusebox__V1__ListAuditResponse *message,
+                  void *closure_data);
+typedef void (*Fusebox__V1__GetClusterStatusRequest_Closure)
+                 (const Fusebox__V1__GetClusterStatusRequest *message,
+                  void *closure_data);
+typedef void (*Fusebox__V1__ClusterStatus_Closure)
+                 (const Fusebox__V1__ClusterStatus *message,
+                  void *closure_data);
+typedef void (*Fusebox__V1__ReplicaStatus_Closure)
+                 (const Fusebox__V1__ReplicaStatus *message,
+                  void *closure_data);
+typedef void (*Fusebox__V1__EtcdMemberStatus_Closure)
+                 (const Fusebox__V1__EtcdMemberStatus *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -450,6 +690,10 @@ struct Fusebox__V1__AdminService_Service
                      const Fusebox__V1__ListAuditRequest *input,
                      Fusebox__V1__ListAuditResponse_Closure closure,
                      void *closure_data);
+  void (*get_cluster_status)(Fusebox__V1__AdminService_Service *service,
+                             const Fusebox__V1__GetClusterStatusRequest *input,
+                             Fusebox__V1__ClusterStatus_Closure closure,
+                             void *closure_data);
 };
 typedef void (*Fusebox__V1__AdminService_ServiceDestroy)(Fusebox__V1__AdminService_Service *);
 void fusebox__v1__admin_service__init (Fusebox__V1__AdminService_Service *service,
@@ -463,7 +707,8 @@ void fusebox__v1__admin_service__init (Fusebox__V1__AdminService_Service *servic
       function_prefix__ ## disable,\
       function_prefix__ ## shadow,\
       function_prefix__ ## reset,\
-      function_prefix__ ## list_audit  }
+      function_prefix__ ## list_audit,\
+      function_prefix__ ## get_cluster_status  }
 void fusebox__v1__admin_service__force_open(ProtobufCService *service,
                                             const Fusebox__V1__OverrideRequest *input,
                                             Fusebox__V1__AdminActionResponse_Closure closure,
@@ -488,6 +733,10 @@ void fusebox__v1__admin_service__list_audit(ProtobufCService *service,
                                             const Fusebox__V1__ListAuditRequest *input,
                                             Fusebox__V1__ListAuditResponse_Closure closure,
                                             void *closure_data);
+void fusebox__v1__admin_service__get_cluster_status(ProtobufCService *service,
+                                                    const Fusebox__V1__GetClusterStatusRequest *input,
+                                                    Fusebox__V1__ClusterStatus_Closure closure,
+                                                    void *closure_data);
 
 /* --- descriptors --- */
 
@@ -498,6 +747,10 @@ extern const ProtobufCMessageDescriptor fusebox__v1__admin_action_response__desc
 extern const ProtobufCMessageDescriptor fusebox__v1__audit_entry__descriptor;
 extern const ProtobufCMessageDescriptor fusebox__v1__list_audit_request__descriptor;
 extern const ProtobufCMessageDescriptor fusebox__v1__list_audit_response__descriptor;
+extern const ProtobufCMessageDescriptor fusebox__v1__get_cluster_status_request__descriptor;
+extern const ProtobufCMessageDescriptor fusebox__v1__cluster_status__descriptor;
+extern const ProtobufCMessageDescriptor fusebox__v1__replica_status__descriptor;
+extern const ProtobufCMessageDescriptor fusebox__v1__etcd_member_status__descriptor;
 extern const ProtobufCServiceDescriptor fusebox__v1__admin_service__descriptor;
 
 PROTOBUF_C__END_DECLS
