@@ -134,7 +134,7 @@ let package = Package(
         .executableTarget(
             name: "fuseboxd",
             dependencies: [
-                "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "CProtobufC",
+                "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "FuseboxEtcd", "CProtobufC",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

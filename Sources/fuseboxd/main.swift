@@ -1,6 +1,7 @@
 import ArgumentParser
 import CProtobufC
 import Foundation
+import FuseboxEtcd
 import FuseboxRPC
 import FuseboxServer
 import FuseboxTLS
@@ -22,7 +23,7 @@ struct Fuseboxd: AsyncParsableCommand {
         commandName: "fuseboxd",
         abstract: "The Fusebox control plane: shared circuit breakers and resilience policies for a fleet.",
         version: "fuseboxd \(fuseboxdVersion) (API fusebox.v1, \(allWireMessageTypes.count) message types, protobuf-c \(String(cString: protobuf_c_version())))",
-        subcommands: [Serve.self, Backup.self], defaultSubcommand: Serve.self)
+        subcommands: [Serve.self, Backup.self, Migrate.self], defaultSubcommand: Serve.self)
 }
 
 /// `fuseboxd backup`: a consistent copy of the database while the server runs.
@@ -57,6 +58,67 @@ struct Backup: ParsableCommand {
 }
 
 /// `fuseboxd serve` (the default): run the control plane.
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy a single server's SQLite data directory into etcd, for replicated mode.",
+        discussion: """
+            Copies registries, policies with their versions and history, breaker states and
+            generations, the generation floor and the audit log into an empty etcd prefix; a
+            prefix that already holds data is refused. Stop the single server first.
+            etcd's TLS files come from --config or FUSEBOX_ETCD_CA / _CERT / _KEY.
+
+            Example:
+              fuseboxd migrate --data-dir /var/lib/fusebox --etcd-endpoints https://10.0.0.1:2379,https://10.0.0.2:2379
+            """)
+
+    @Option(name: .long, help: "YAML configuration file (store.etcd.* and dataDirectory are read from it).")
+    var config: String?
+    @Option(name: .customLong("data-dir"), help: "The SQLite data directory to copy (dataDirectory).")
+    var dataDirectory: String?
+    @Option(name: .customLong("etcd-endpoints"), help: "etcd client URLs, comma separated (store.etcd.endpoints).")
+    var etcdEndpoints: String?
+    @Option(name: .customLong("etcd-prefix"), help: "Prefix to copy into (store.etcd.prefix); it must be empty.")
+    var etcdPrefix: String?
+
+    func run() async throws {
+        var settings = ServerConfiguration()
+        let environment = ProcessInfo.processInfo.environment
+        do {
+            if let path = config {
+                try settings.apply(yaml: try String(contentsOfFile: path, encoding: .utf8), source: path)
+            }
+            try settings.apply(environment: environment)
+            try settings.apply(flags: [
+                ("dataDirectory", dataDirectory), ("store.kind", "etcd"), ("store.etcd.endpoints", etcdEndpoints), ("store.etcd.prefix", etcdPrefix),
+            ])
+            try settings.validate()
+        } catch {
+            FileHandle.standardError.write(Data("fuseboxd migrate: \(error)\n".utf8))
+            throw ExitCode(78)
+        }
+        guard FileManager.default.fileExists(atPath: settings.dataDirectory + "/fusebox.db") else {
+            FileHandle.standardError.write(Data("fuseboxd migrate: no database at \(settings.dataDirectory)/fusebox.db\n".utf8))
+            throw ExitCode(66)  // EX_NOINPUT
+        }
+        let client: EtcdClient
+        do {
+            client = try EtcdClient(configuration: try settings.etcdConfiguration())
+        } catch {
+            FileHandle.standardError.write(Data("fuseboxd migrate: \(error)\n".utf8))
+            throw ExitCode(78)
+        }
+        do {
+            let summary = try await Migration.sqliteToEtcd(dataDirectory: settings.dataDirectory, client: client, prefix: settings.etcdPrefix)
+            await client.close()
+            say("migrated \(settings.dataDirectory) into etcd prefix \(settings.etcdPrefix): \(summary)")
+        } catch {
+            await client.close()
+            FileHandle.standardError.write(Data("fuseboxd migrate: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the control plane (the default command).",
@@ -134,7 +196,16 @@ struct Serve: AsyncParsableCommand {
         if settings.insecureNoClientCertificates {
             logger.warning("running WITHOUT client certificates (--dev-insecure-no-client-certs): every caller is admin. Never do this outside development.")
         }
-        try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true)
+        let replication: FuseboxServerApp.Configuration.Replication?
+        do {
+            replication = try settings.replication(version: fuseboxdVersion)
+        } catch {
+            logger.critical("configuration error: \(error)")
+            throw ExitCode(78)
+        }
+        if replication == nil {
+            try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true)
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: NIOCore.System.coreCount)
         var appConfiguration = FuseboxServerApp.Configuration(dataDirectory: settings.dataDirectory, tls: settings.tls)
         appConfiguration.rpc = settings.rpc
@@ -143,6 +214,7 @@ struct Serve: AsyncParsableCommand {
         appConfiguration.seedPresets = settings.presets
         appConfiguration.limits = settings.authorityLimits
         appConfiguration.replicaId = settings.replicaId
+        appConfiguration.replication = replication
         let app: FuseboxServerApp
         do {
             app = try await FuseboxServerApp.start(appConfiguration, group: group, version: fuseboxdVersion)
@@ -153,7 +225,11 @@ struct Serve: AsyncParsableCommand {
         }
         // The line tests and scripts read to find the port; written unbuffered.
         say("fuseboxd \(fuseboxdVersion) listening on \(settings.host):\(app.rpc.port) (gRPC over TLS, \(settings.insecureNoClientCertificates ? "client certificates NOT required" : "mutual TLS"))")
-        say("data: \(settings.dataDirectory)")
+        if let replication {
+            say("store: etcd \(settings.etcdEndpoints.joined(separator: ",")) prefix \(replication.prefix), replica \(replication.node.replicaId) (\(app.replica?.advertise ?? ""))")
+        } else {
+            say("data: \(settings.dataDirectory)")
+        }
         let observability: ObservabilityServer
         do {
             observability = try await ObservabilityServer.start(

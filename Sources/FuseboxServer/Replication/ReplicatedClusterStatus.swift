@@ -1,3 +1,5 @@
+import FuseboxAuthority
+import FuseboxCore
 import FuseboxEtcd
 
 /// `GetClusterStatus` in replicated mode: the replicas' records in
