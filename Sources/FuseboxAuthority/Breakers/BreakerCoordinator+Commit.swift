@@ -44,8 +44,10 @@ extension BreakerCoordinator {
             case .success(let ids): stored(group, auditIDs: ids)
             case .failure(let error):
                 refused(group, error)
-                // Give the store a moment; what the rules decided is tried again.
-                try? await Task.sleep(for: .milliseconds(500))
+                // Give the store a moment; what the rules decided is tried
+                // again. Cancelled (shutdown, or a replica stepping down):
+                // stop here rather than fail every queued change at once.
+                do { try await Task.sleep(for: .milliseconds(500)) } catch { return }
             }
         }
     }

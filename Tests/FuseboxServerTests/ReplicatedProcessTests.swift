@@ -1,0 +1,329 @@
+import Foundation
+import FuseboxAPI
+import FuseboxCore
+import FuseboxRPC
+import FuseboxTesting
+import FuseboxTLS
+import FuseboxWire
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Three fuseboxd processes (`--store etcd`) on a real three-member etcd
+/// cluster on loopback: failures of whole processes.
+final class ReplicatedProcessTests: XCTestCase {
+    let group = MultiThreadedEventLoopGroup.singleton
+    /// The leader lease's TTL these tests run with.
+    static let lease = 2
+
+    /// A cluster of fuseboxd processes sharing one etcd prefix.
+    final class Replicas: @unchecked Sendable {
+        let cluster: EtcdTestCluster
+        let prefix = "/fusebox-\(UUID().uuidString.prefix(8))"
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-replicas-\(UUID().uuidString)")
+        private let lock = NSLock()
+        private var processes: [String: FuseboxdProcess] = [:]
+
+        init(cluster: EtcdTestCluster) throws {
+            self.cluster = cluster
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        }
+
+        /// Starts (or restarts) replica `id`.
+        @discardableResult
+        func start(_ id: String) throws -> FuseboxdProcess {
+            let config = directory.appendingPathComponent("\(id).yaml")
+            let yaml = """
+                store:
+                  kind: etcd
+                  etcd:
+                    endpoints: \(cluster.endpoints.map { "http://\($0)" }.joined(separator: ","))
+                    prefix: \(prefix)
+                    leaseSeconds: \(ReplicatedProcessTests.lease)
+                cluster:
+                  replicaId: \(id)
+                  peerCertificate: \(try TestCertificates.path("replica.pem"))
+                  peerKey: \(try TestCertificates.path("replica.key"))
+                """
+            try yaml.write(to: config, atomically: true, encoding: .utf8)
+            let process = try FuseboxdProcess(dataDirectory: directory.appendingPathComponent(id).path, extra: ["--config", config.path])
+            lock.withLock { processes[id] = process }
+            return process
+        }
+
+        func process(_ id: String) -> FuseboxdProcess? { lock.withLock { processes[id] } }
+
+        var ids: [String] { lock.withLock { processes.keys.sorted() } }
+
+        func client(_ id: String, _ identity: String, group: any EventLoopGroup) throws -> RPCClient {
+            guard let p = process(id) else { throw RPCError(.unavailable, "no replica \(id)") }
+            return try RPCClient(configuration: RPCClientConfiguration(
+                host: "127.0.0.1", port: p.port,
+                tls: .client(
+                    trustRootsPath: try TestCertificates.path("ca.pem"),
+                    certificateChainPath: try TestCertificates.path("\(identity).pem"),
+                    privateKeyPath: try TestCertificates.path("\(identity).key"))), group: group)
+        }
+
+        func stopAll() {
+            for id in ids { process(id)?.stop(SIGKILL, timeout: 5) }
+            try? FileManager.default.removeItem(at: directory)
+        }
+
+        /// Logs of every replica, for failure messages.
+        var logs: String {
+            ids.map { "--- \($0) ---\n" + (process($0)?.launched.stderrTail(3_000) ?? "") }.joined(separator: "\n")
+        }
+    }
+
+    /// The leader's id as `client`'s replica reports it ("" if none).
+    func leader(via client: RPCClient) async -> String {
+        let status = try? await client.unary(
+            "fusebox.v1.AdminService", "GetClusterStatus", Fusebox_V1_GetClusterStatusRequest(), as: Fusebox_V1_ClusterStatus.self,
+            options: RPCCallOptions(timeout: .seconds(2)))
+        return status?.leaderId ?? ""
+    }
+
+    func waitForLeader(_ clients: [String: RPCClient], not excluded: String? = nil, timeout: Duration) async -> String? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            for (_, c) in clients {
+                let id = await leader(via: c)
+                if !id.isEmpty, id != excluded { return id }
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return nil
+    }
+
+    /// Every transition a watcher saw, per breaker: generation → state.
+    /// Fails when a breaker's generation went backwards or one generation
+    /// came with two states (across every watcher given).
+    func checkHistories(_ watches: [String: BreakerWatch], file: StaticString = #filePath, line: UInt = #line) {
+        var stateOf: [String: [UInt64: Fusebox_V1_BreakerState]] = [:]
+        for (replica, watch) in watches {
+            var last: [String: UInt64] = [:]
+            for event in watch.events.withLockedValue({ $0 }) {
+                guard case .transition(let t)? = event.event, let s = t.status, let name = s.breaker?.name else { continue }
+                if let before = last[name] {
+                    XCTAssertGreaterThan(s.generation, before, "\(replica)'s watcher saw \(name)'s generation go from \(before) to \(s.generation)", file: file, line: line)
+                }
+                last[name] = s.generation
+                if let known = stateOf[name]?[s.generation] {
+                    XCTAssertEqual(known, s.state, "\(name) generation \(s.generation) came with two states", file: file, line: line)
+                }
+                stateOf[name, default: [:]][s.generation] = s.state
+            }
+        }
+    }
+
+    /// kill -9 of the leader in the middle of a trip storm: a new leader
+    /// within the lease TTL + 1 s; every watcher's history stays monotonic
+    /// and single-valued; every report is counted or refused with UNAVAILABLE
+    /// (which the SDK retries), and retried reports trip every breaker.
+    func testLeaderKilledDuringATripStorm() async throws {
+        try await withCluster { cluster, _ in
+            let replicas = try Replicas(cluster: cluster)
+            defer { replicas.stopAll() }
+            for id in ["a", "b", "c"] { try replicas.start(id) }
+            let readers = try Dictionary(uniqueKeysWithValues: replicas.ids.map { ($0, try replicas.client($0, "reader", group: self.group)) })
+            guard let first = await waitForLeader(readers, timeout: .seconds(20)) else {
+                XCTFail("no leader\n\(replicas.logs)")
+                return
+            }
+            let followers = replicas.ids.filter { $0 != first }
+            let admin = try replicas.client(followers[0], "admin", group: group)
+            try await putFleetPolicy(admin, minimumClients: 1, permits: 1, openMs: 600_000)
+            var watches: [String: BreakerWatch] = [:]
+            for id in replicas.ids { watches[id] = BreakerWatch(client: try replicas.client(id, "reader", group: group), prefix: "storm-") }
+            try await Task.sleep(for: .milliseconds(500))
+
+            // 300 breakers, a batch of 10 per call, sent to every replica in turn.
+            let breakers = 300
+            let calls = breakers / 10
+            let reporters = try Dictionary(uniqueKeysWithValues: replicas.ids.map { ($0, try replicas.client($0, "reporter", group: self.group)) })
+            let outcomes = NIOLockedValueBox<(ok: Int, unavailable: Int, other: [String])>((0, 0, []))
+            func send(_ call: Int, to id: String) async -> Bool {
+                var b = Fusebox_V1_OutcomeBatch()
+                b.clientId = "storm"
+                b.incarnation = 1
+                b.sequence = 0
+                for i in 0..<10 {
+                    var entry = batch(client: "storm", breaker: "storm-\(call * 10 + i)", generation: 0, failure: 20).breakers[0]
+                    entry.policy = "fleet"
+                    b.breakers.append(entry)
+                }
+                do {
+                    guard let client = reporters[id] else { return false }
+                    _ = try await client.unary(
+                        "fusebox.v1.BreakerService", "ReportOutcomes", b, as: Fusebox_V1_ReportOutcomesResponse.self,
+                        options: RPCCallOptions(timeout: .seconds(10)))
+                    outcomes.withLockedValue { $0.ok += 1 }
+                    return true
+                } catch where error.code == .unavailable {
+                    outcomes.withLockedValue { $0.unavailable += 1 }
+                } catch {
+                    outcomes.withLockedValue { $0.other.append("\(error)") }
+                }
+                return false
+            }
+            let killedAt = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+            await withTaskGroup(of: Void.self) { tasks in
+                for call in 0..<calls {
+                    tasks.addTask {
+                        try? await Task.sleep(for: .milliseconds(call * 20))
+                        if call == calls / 3 {
+                            replicas.process(first)?.stop(SIGKILL, timeout: 5)
+                            killedAt.withLockedValue { $0 = .now }
+                        }
+                        // As the SDK does: UNAVAILABLE is retried, on the next replica, for at most 30 attempts.
+                        let order = followers + [first]
+                        for attempt in 0..<30 {
+                            if await send(call, to: order[(call + attempt) % order.count]) { return }
+                            try? await Task.sleep(for: .milliseconds(100))
+                        }
+                    }
+                }
+            }
+            let survivors = readers.filter { $0.key != first }
+            let newLeader = await waitForLeader(survivors, not: first, timeout: .seconds(20))
+            let elected = ContinuousClock.now
+            XCTAssertNotNil(newLeader, "no new leader\n\(replicas.logs)")
+            if let killed = killedAt.withLockedValue({ $0 }) {
+                let took = elected - killed
+                print("ReplicatedProcessTests: new leader \(newLeader ?? "-") \(took) after kill -9 of \(first) (lease TTL \(Self.lease) s)")
+                XCTAssertLessThanOrEqual(took, .seconds(Self.lease + 1), "failover took longer than the lease TTL + 1 s")
+            }
+            let result = outcomes.withLockedValue { $0 }
+            XCTAssertEqual(result.other, [], "report calls failed with something other than UNAVAILABLE")
+            XCTAssertEqual(result.ok, calls, "every report call was counted in the end (\(result.unavailable) UNAVAILABLE answers were retried)")
+            await waitUntil("every breaker OPEN at every surviving watcher", timeout: 20) {
+                survivors.keys.allSatisfy { id in
+                    Set((watches[id]?.transitions ?? []).filter { $0.0 == .open }.count > 0 ? (watches[id]?.events.withLockedValue { events in
+                        events.compactMap { e -> String? in
+                            guard case .transition(let t)? = e.event, t.status?.state == .open else { return nil }
+                            return t.status?.breaker?.name
+                        }
+                    } ?? []) : []).count == breakers
+                }
+            }
+            checkHistories(watches)
+            for w in watches.values { w.task.cancel() }
+            for c in Array(readers.values) + Array(reporters.values) + [admin] { await c.close() }
+        }
+    }
+
+    /// A leader paused (SIGSTOP) for longer than its lease: another replica
+    /// takes over; when it resumes, its timer's transition fails the fence,
+    /// it steps down, and no watcher sees that stale transition.
+    func testZombieLeaderIsFenced() async throws {
+        try await withCluster { cluster, _ in
+            let replicas = try Replicas(cluster: cluster)
+            defer { replicas.stopAll() }
+            for id in ["a", "b", "c"] { try replicas.start(id) }
+            let readers = try Dictionary(uniqueKeysWithValues: replicas.ids.map { ($0, try replicas.client($0, "reader", group: self.group)) })
+            guard let zombie = await waitForLeader(readers, timeout: .seconds(20)), let process = replicas.process(zombie) else {
+                XCTFail("no leader\n\(replicas.logs)")
+                return
+            }
+            let other = replicas.ids.first { $0 != zombie } ?? ""
+            let admin = try replicas.client(other, "admin", group: group)
+            try await putFleetPolicy(admin, minimumClients: 1, permits: 1, openMs: 3_000)
+            var watches: [String: BreakerWatch] = [:]
+            for id in replicas.ids { watches[id] = BreakerWatch(client: try replicas.client(id, "reader", group: group), prefix: "z") }
+            let reporter = try replicas.client(other, "reporter", group: group)
+            _ = try await reporter.unary(
+                "fusebox.v1.BreakerService", "ReportOutcomes", batch(client: "z", breaker: "z", generation: 0, failure: 20),
+                as: Fusebox_V1_ReportOutcomesResponse.self)
+            await waitUntil("OPEN everywhere") { watches.values.allSatisfy { $0.transitions.contains { $0.0 == .open } } }
+
+            // Paused well past its lease and past the breaker's open period.
+            kill(process.process.processIdentifier, SIGSTOP)
+            let survivors = readers.filter { $0.key != zombie }
+            let successor = await waitForLeader(survivors, not: zombie, timeout: .seconds(15))
+            XCTAssertNotNil(successor, "nobody took over from the paused leader\n\(replicas.logs)")
+            await waitUntil("the successor half-opened the breaker", timeout: 10) {
+                survivors.keys.allSatisfy { id in watches[id]?.transitions.contains { $0.0 == .halfOpen } ?? false }
+            }
+            kill(process.process.processIdentifier, SIGCONT)
+            await waitUntil("the resumed zombie steps down", timeout: 15) { process.launched.stderrTail(100_000).contains("stopped leading") }
+            let log = process.launched.stderrTail(100_000)
+            XCTAssertTrue(log.contains("stopped leading"), process.launched.stderrTail())
+            for line in log.split(separator: "\n") where line.contains("stopped leading") || line.contains("fenced") {
+                print("ReplicatedProcessTests: zombie \(zombie): \(line)")
+            }
+            try await Task.sleep(for: .seconds(1))
+            let seenByZombie = await leader(via: readers[zombie] ?? admin)
+            XCTAssertEqual(seenByZombie, successor, "the zombie sees the successor as leader")
+            checkHistories(watches)
+            for w in watches.values { w.task.cancel() }
+            for c in Array(readers.values) + [admin, reporter] { await c.close() }
+        }
+    }
+
+    /// 500 policy writes spread over the replicas while random replicas are
+    /// kill -9'ed and restarted: every acknowledged write is there, with its
+    /// version, on every replica.
+    func testAcknowledgedPolicyWritesSurviveKilledReplicas() async throws {
+        try await withCluster { cluster, _ in
+            let replicas = try Replicas(cluster: cluster)
+            defer { replicas.stopAll() }
+            for id in ["a", "b", "c"] { try replicas.start(id) }
+            var acknowledged: [String: UInt64] = [:]
+            var refused = 0
+            var admins: [String: RPCClient] = [:]
+            func admin(_ id: String) throws -> RPCClient {
+                if let c = admins[id] { return c }
+                let c = try replicas.client(id, "admin", group: group)
+                admins[id] = c
+                return c
+            }
+            var rng = SystemRandomNumberGenerator()
+            for i in 0..<500 {
+                if i % 100 == 50 {
+                    let victim = replicas.ids.randomElement(using: &rng) ?? "a"
+                    replicas.process(victim)?.stop(SIGKILL, timeout: 5)
+                    if let c = admins.removeValue(forKey: victim) { await c.close() }
+                    try replicas.start(victim)
+                }
+                let id = replicas.ids[i % 3]
+                var request = Fusebox_V1_PutPolicyRequest()
+                request.registry = "durable"
+                request.policy = PolicyMapping.wire(fleetPolicy("p\(i % 50)"))
+                request.reason = "write \(i)"
+                do {
+                    let response = try await admin(id).unary(
+                        "fusebox.v1.RegistryService", "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self,
+                        options: RPCCallOptions(timeout: .seconds(10)))
+                    if let version = response.record?.version { acknowledged["p\(i % 50)"] = max(acknowledged["p\(i % 50)"] ?? 0, version) }
+                } catch {
+                    refused += 1
+                }
+            }
+            print("ReplicatedProcessTests: \(500 - refused) writes acknowledged, \(refused) refused while replicas were killed")
+            XCTAssertGreaterThan(acknowledged.count, 0)
+            for id in replicas.ids {
+                let reader = try replicas.client(id, "reader", group: group)
+                for (name, version) in acknowledged {
+                    var get = Fusebox_V1_GetPolicyRequest()
+                    get.registry = "durable"
+                    get.name = name
+                    var record: Fusebox_V1_PolicyRecord?
+                    for _ in 0..<50 {
+                        record = try? await reader.unary("fusebox.v1.RegistryService", "GetPolicy", get, as: Fusebox_V1_PolicyRecord.self)
+                        if (record?.version ?? 0) >= version { break }
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                    XCTAssertEqual(record?.version, version, "replica \(id) holds \(name) at \(record?.version ?? 0), acknowledged \(version)")
+                }
+                await reader.close()
+            }
+            for c in admins.values { await c.close() }
+        }
+    }
+}
