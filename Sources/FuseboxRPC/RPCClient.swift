@@ -120,6 +120,17 @@ public final class RPCClient: Sendable {
         }
     }
 
+    /// HTTP/2 settings of client connections. A gRPC server may PING after
+    /// every request it reads (grpc-go's and grpc-core's flow-control
+    /// probes: etcd does), so NIO's default limit on received PINGs, 200 in
+    /// 30 s, would close a busy connection to it every 200 calls: a client
+    /// trusts its server more than that.
+    static let http2: NIOHTTP2Handler.Configuration = {
+        var c = NIOHTTP2Handler.Configuration()
+        c.connection.controlFrameRateLimit.maximumCount = 1_000_000
+        return c
+    }()
+
     private func connect() async throws(RPCError) -> (any Channel, Multiplexer, ConnectionFailure) {
         let target = "\(configuration.host):\(configuration.port)"
         let tlsContext = self.tlsContext
@@ -143,7 +154,7 @@ public final class RPCClient: Sendable {
                         }
                         // Keepalive counts open calls, which the stream delegate reports.
                         let mux = try sync.configureAsyncHTTP2Pipeline(
-                            mode: .client, streamDelegate: keepalive == nil ? nil : StreamLifecycle()
+                            mode: .client, streamDelegate: keepalive == nil ? nil : StreamLifecycle(), configuration: Self.http2
                         ) { stream in
                             stream.eventLoop.makeSucceededVoidFuture()
                         }

@@ -193,10 +193,12 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
         )
     }
 
-    /// Deletes entries older than the retention, every 1,000 ids.
+    /// Deletes entries older than the retention, each time the ids pass a
+    /// multiple of a tenth of it (at most every 1,000 ids).
     func trimAudit(after first: UInt64, count: Int) async {
         let last = first + UInt64(count) - 1
-        guard last / 1_000 != (first - 1) / 1_000, last > auditRetention else { return }
+        let every = max(1, min(1_000, auditRetention / 10))
+        guard last / every != (first - 1) / every, last > auditRetention else { return }
         // Keys count down: ids <= last - retention are the keys from audit(last - retention) to the end.
         _ = try? await client.deleteRange(layout.audit(last - auditRetention), rangeEnd: EtcdKeys.prefixEnd(layout.audits))
     }
