@@ -34,16 +34,16 @@ final class ReplicatedProcessTests: XCTestCase {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         }
 
-        /// Starts (or restarts) replica `id`.
+        /// Starts (or restarts) replica `id`, on `prefix` (default: this cluster's own).
         @discardableResult
-        func start(_ id: String) throws -> FuseboxdProcess {
+        func start(prefix: String? = nil, _ id: String) throws -> FuseboxdProcess {
             let config = directory.appendingPathComponent("\(id).yaml")
             let yaml = """
                 store:
                   kind: etcd
                   etcd:
                     endpoints: \(cluster.endpoints.map { "http://\($0)" }.joined(separator: ","))
-                    prefix: \(prefix)
+                    prefix: \(prefix ?? self.prefix)
                     leaseSeconds: \(ReplicatedProcessTests.lease)
                 cluster:
                   replicaId: \(id)
@@ -324,6 +324,73 @@ final class ReplicatedProcessTests: XCTestCase {
                 await reader.close()
             }
             for c in admins.values { await c.close() }
+        }
+    }
+
+    /// `fuseboxd migrate` moves a single server's SQLite data into etcd:
+    /// policies with their versions, breakers with their generations, the
+    /// audit log with its ids; a second run refuses the prefix that now holds data.
+    func testMigrateFromSQLiteToEtcd() async throws {
+        try await withCluster(size: 1) { cluster, _ in
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-migrate-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let single = try FuseboxdProcess(dataDirectory: directory.appendingPathComponent("single").path)
+            func client(_ port: Int, _ identity: String) throws -> RPCClient {
+                try RPCClient(configuration: RPCClientConfiguration(
+                    host: "127.0.0.1", port: port,
+                    tls: .client(
+                        trustRootsPath: try TestCertificates.path("ca.pem"), certificateChainPath: try TestCertificates.path("\(identity).pem"),
+                        privateKeyPath: try TestCertificates.path("\(identity).key"))), group: group)
+            }
+            let admin = try client(single.port, "admin")
+            try await putFleetPolicy(admin, minimumClients: 1, permits: 1, openMs: 600_000)
+            try await putFleetPolicy(admin, minimumClients: 1, permits: 2, openMs: 600_000)
+            _ = try await admin.unary(
+                "fusebox.v1.BreakerService", "ReportOutcomes", batch(client: "m", breaker: "db", generation: 0, failure: 20),
+                as: Fusebox_V1_ReportOutcomesResponse.self)
+            var force = Fusebox_V1_OverrideRequest()
+            force.breaker = ref("db")
+            force.reason = "before the move"
+            let forced = try await admin.unary("fusebox.v1.AdminService", "ForceOpen", force, as: Fusebox_V1_AdminActionResponse.self)
+            let generation = try XCTUnwrap(forced.after?.generation)
+            var list = Fusebox_V1_ListAuditRequest()
+            list.limit = 100
+            let before = try await admin.unary("fusebox.v1.AdminService", "ListAudit", list, as: Fusebox_V1_ListAuditResponse.self)
+            await admin.close()
+            single.stop(SIGTERM)
+
+            let prefix = "/moved-\(UUID().uuidString.prefix(6))"
+            let arguments = [
+                builtProduct("fuseboxd").path, "migrate", "--data-dir", single.dataDirectory,
+                "--etcd-endpoints", cluster.endpoints.map { "http://\($0)" }.joined(separator: ","), "--etcd-prefix", prefix,
+            ]
+            let migrated = try runProcess(arguments, timeout: 60)
+            XCTAssertEqual(migrated.status, 0, migrated.output)
+            XCTAssertTrue(migrated.output.contains("1 registries"), migrated.output)
+            let again = try runProcess(arguments, timeout: 60)
+            XCTAssertNotEqual(again.status, 0, "a second migration into the same prefix was accepted")
+            XCTAssertTrue(again.output.contains("already holds data"), again.output)
+
+            let replicas = try Replicas(cluster: cluster)
+            defer { replicas.stopAll() }
+            let replica = try replicas.start(prefix: prefix, "a")
+            let reader = try client(replica.port, "admin")
+            await waitUntil("the replica leads", timeout: 20) { replica.launched.stderrTail(100_000).contains("this replica leads") }
+            var get = Fusebox_V1_GetPolicyRequest()
+            get.registry = "default"
+            get.name = "fleet"
+            let policy = try await reader.unary("fusebox.v1.RegistryService", "GetPolicy", get, as: Fusebox_V1_PolicyRecord.self)
+            XCTAssertGreaterThan(policy.version, 1, "the policy kept its version")
+            var breakers = Fusebox_V1_ListBreakersRequest()
+            breakers.registry = "default"
+            let listed = try await reader.unary("fusebox.v1.BreakerService", "ListBreakers", breakers, as: Fusebox_V1_ListBreakersResponse.self)
+            let db = try XCTUnwrap(listed.breakers.first { $0.breaker?.name == "db" })
+            XCTAssertEqual(db.state, .forcedOpen)
+            XCTAssertGreaterThanOrEqual(db.generation, generation, "generations continue from the migrated ones")
+            let after = try await reader.unary("fusebox.v1.AdminService", "ListAudit", list, as: Fusebox_V1_ListAuditResponse.self)
+            let moved = Set(after.entries.map(\.id))
+            XCTAssertTrue(Set(before.entries.map(\.id)).isSubset(of: moved), "every audit entry kept its id")
+            await reader.close()
         }
     }
 }
