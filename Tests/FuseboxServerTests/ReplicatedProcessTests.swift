@@ -393,4 +393,61 @@ final class ReplicatedProcessTests: XCTestCase {
             await reader.close()
         }
     }
+
+    /// A HALF_OPEN breaker's probe budget across kill -9 of the leader: the
+    /// old leader's grants belong to its generation; the new leader starts a
+    /// new one and grants at most the budget under it, asked on every replica.
+    func testPermitBudgetHoldsAcrossFailover() async throws {
+        try await withCluster { cluster, _ in
+            let replicas = try Replicas(cluster: cluster)
+            defer { replicas.stopAll() }
+            for id in ["a", "b", "c"] { try replicas.start(id) }
+            let readers = try Dictionary(uniqueKeysWithValues: replicas.ids.map { ($0, try replicas.client($0, "reader", group: self.group)) })
+            guard let first = await waitForLeader(readers, timeout: .seconds(20)) else {
+                XCTFail("no leader\n\(replicas.logs)")
+                return
+            }
+            let survivors = replicas.ids.filter { $0 != first }
+            let admin = try replicas.client(survivors[0], "admin", group: group)
+            try await putFleetPolicy(admin, minimumClients: 1, permits: 2, openMs: 300)
+            let reporters = try Dictionary(uniqueKeysWithValues: replicas.ids.map { ($0, try replicas.client($0, "reporter", group: self.group)) })
+            let tripped = try await reporters[survivors[0]]?.unary(
+                "fusebox.v1.BreakerService", "ReportOutcomes", batch(client: "p", breaker: "probe", generation: 0, failure: 20),
+                as: Fusebox_V1_ReportOutcomesResponse.self)
+            XCTAssertEqual(tripped?.states.first?.state, .open)
+            try await Task.sleep(for: .milliseconds(600))
+            func ask(_ ids: [String], count: Int) async -> [Fusebox_V1_AcquirePermitResponse] {
+                await withTaskGroup(of: Fusebox_V1_AcquirePermitResponse?.self) { tasks in
+                    for i in 0..<count {
+                        let id = ids[i % ids.count]
+                        tasks.addTask {
+                            guard let c = reporters[id] else { return nil }
+                            return try? await acquire(c, "probe", generation: 0, as: "p\(i)")
+                        }
+                    }
+                    var all: [Fusebox_V1_AcquirePermitResponse] = []
+                    for await r in tasks { if let r { all.append(r) } }
+                    return all
+                }
+            }
+            let before = await ask(replicas.ids, count: 30)
+            let grantedBefore = before.filter(\.granted)
+            XCTAssertEqual(grantedBefore.count, 2, "the budget before the failover")
+            replicas.process(first)?.stop(SIGKILL, timeout: 5)
+            let survivorReaders = readers.filter { $0.key != first }
+            let next = await waitForLeader(survivorReaders, not: first, timeout: .seconds(15))
+            XCTAssertNotNil(next)
+            var after: [Fusebox_V1_AcquirePermitResponse] = []
+            for _ in 0..<50 {
+                after = await ask(survivors, count: 30)
+                if !after.isEmpty, after.allSatisfy({ $0.generation > (grantedBefore.first?.generation ?? 0) }) { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let grantedAfter = after.filter(\.granted)
+            XCTAssertLessThanOrEqual(grantedAfter.count, 2, "at most the budget under the new leader")
+            XCTAssertTrue(grantedAfter.allSatisfy { $0.generation > (grantedBefore.first?.generation ?? 0) }, "new grants belong to a new generation")
+            print("ReplicatedProcessTests: permits granted before the failover \(grantedBefore.count) (generation \(grantedBefore.first?.generation ?? 0)), after \(grantedAfter.count) (generation \(grantedAfter.first?.generation ?? 0))")
+            for c in Array(readers.values) + Array(reporters.values) + [admin] { await c.close() }
+        }
+    }
 }
