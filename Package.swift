@@ -237,7 +237,7 @@ let package = Package(
             ]
         ),
         // Multi-process tests: fuseboxd, example services and the CLI as real processes.
-        .testTarget(name: "FuseboxFleetTests", dependencies: ["FuseboxTesting"]),
+        .testTarget(name: "FuseboxFleetTests", dependencies: ["FuseboxTesting", "FuseboxEtcd"]),
         .testTarget(
             name: "FuseboxCLITests",
             dependencies: [

@@ -104,8 +104,11 @@ public final class FuseboxServerApp: Sendable {
             let node = ReplicaNode(
                 client: client, store: store, registry: registry, settings: replication.node, clock: clock,
                 limits: configuration.limits, group: group
-            ) { serving in
+            ) { [weak registry] serving in
                 for service in services + [""] { health.setStatus(serving ? .serving : .notServing, for: service) }
+                // Watchers of a copy that no longer follows etcd are let go, so
+                // that clients move to another replica or run locally.
+                if !serving { registry?.hub.finishAll() }
             }
             (sqlite, etcd, coordinator, replica, authority, auditStore) = (nil, client, nil, node, ReplicatedAuthority(node: node), store)
         } else {
@@ -120,7 +123,9 @@ public final class FuseboxServerApp: Sendable {
         if configuration.seedPresets { try await registry.seedPresetsIfEmpty() }
         let audit = AuditLog(store: auditStore, authorizer: authorizer, clock: clock)
         var router = RPCRouter()
-        RegistryService(registry: registry, authorizer: authorizer, audit: audit).register(on: &router)
+        var registryService = RegistryService(registry: registry, authorizer: authorizer, audit: audit)
+        registryService.routing = replica
+        registryService.register(on: &router)
         var breakers = BreakerService(authority: authority, authorizer: authorizer)
         breakers.routing = replica
         breakers.register(on: &router)

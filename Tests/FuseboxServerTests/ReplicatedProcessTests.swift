@@ -21,66 +21,6 @@ final class ReplicatedProcessTests: XCTestCase {
     /// The leader lease's TTL these tests run with.
     static let lease = 2
 
-    /// A cluster of fuseboxd processes sharing one etcd prefix.
-    final class Replicas: @unchecked Sendable {
-        let cluster: EtcdTestCluster
-        let prefix = "/fusebox-\(UUID().uuidString.prefix(8))"
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-replicas-\(UUID().uuidString)")
-        private let lock = NSLock()
-        private var processes: [String: FuseboxdProcess] = [:]
-
-        init(cluster: EtcdTestCluster) throws {
-            self.cluster = cluster
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        }
-
-        /// Starts (or restarts) replica `id`, on `prefix` (default: this cluster's own).
-        @discardableResult
-        func start(prefix: String? = nil, _ id: String) throws -> FuseboxdProcess {
-            let config = directory.appendingPathComponent("\(id).yaml")
-            let yaml = """
-                store:
-                  kind: etcd
-                  etcd:
-                    endpoints: \(cluster.endpoints.map { "http://\($0)" }.joined(separator: ","))
-                    prefix: \(prefix ?? self.prefix)
-                    leaseSeconds: \(ReplicatedProcessTests.lease)
-                cluster:
-                  replicaId: \(id)
-                  peerCertificate: \(try TestCertificates.path("replica.pem"))
-                  peerKey: \(try TestCertificates.path("replica.key"))
-                """
-            try yaml.write(to: config, atomically: true, encoding: .utf8)
-            let process = try FuseboxdProcess(dataDirectory: directory.appendingPathComponent(id).path, extra: ["--config", config.path])
-            lock.withLock { processes[id] = process }
-            return process
-        }
-
-        func process(_ id: String) -> FuseboxdProcess? { lock.withLock { processes[id] } }
-
-        var ids: [String] { lock.withLock { processes.keys.sorted() } }
-
-        func client(_ id: String, _ identity: String, group: any EventLoopGroup) throws -> RPCClient {
-            guard let p = process(id) else { throw RPCError(.unavailable, "no replica \(id)") }
-            return try RPCClient(configuration: RPCClientConfiguration(
-                host: "127.0.0.1", port: p.port,
-                tls: .client(
-                    trustRootsPath: try TestCertificates.path("ca.pem"),
-                    certificateChainPath: try TestCertificates.path("\(identity).pem"),
-                    privateKeyPath: try TestCertificates.path("\(identity).key"))), group: group)
-        }
-
-        func stopAll() {
-            for id in ids { process(id)?.stop(SIGKILL, timeout: 5) }
-            try? FileManager.default.removeItem(at: directory)
-        }
-
-        /// Logs of every replica, for failure messages.
-        var logs: String {
-            ids.map { "--- \($0) ---\n" + (process($0)?.launched.stderrTail(3_000) ?? "") }.joined(separator: "\n")
-        }
-    }
-
     /// The leader's id as `client`'s replica reports it ("" if none).
     func leader(via client: RPCClient) async -> String {
         let status = try? await client.unary(
@@ -128,7 +68,7 @@ final class ReplicatedProcessTests: XCTestCase {
     /// (which the SDK retries), and retried reports trip every breaker.
     func testLeaderKilledDuringATripStorm() async throws {
         try await withCluster { cluster, _ in
-            let replicas = try Replicas(cluster: cluster)
+            let replicas = try FuseboxdReplicas(cluster: cluster, leaseSeconds: Self.lease)
             defer { replicas.stopAll() }
             for id in ["a", "b", "c"] { try replicas.start(id) }
             let readers = try Dictionary(uniqueKeysWithValues: replicas.ids.map { ($0, try replicas.client($0, "reader", group: self.group)) })
@@ -223,7 +163,7 @@ final class ReplicatedProcessTests: XCTestCase {
     /// it steps down, and no watcher sees that stale transition.
     func testZombieLeaderIsFenced() async throws {
         try await withCluster { cluster, _ in
-            let replicas = try Replicas(cluster: cluster)
+            let replicas = try FuseboxdReplicas(cluster: cluster, leaseSeconds: Self.lease)
             defer { replicas.stopAll() }
             for id in ["a", "b", "c"] { try replicas.start(id) }
             let readers = try Dictionary(uniqueKeysWithValues: replicas.ids.map { ($0, try replicas.client($0, "reader", group: self.group)) })
@@ -271,7 +211,7 @@ final class ReplicatedProcessTests: XCTestCase {
     /// version, on every replica.
     func testAcknowledgedPolicyWritesSurviveKilledReplicas() async throws {
         try await withCluster { cluster, _ in
-            let replicas = try Replicas(cluster: cluster)
+            let replicas = try FuseboxdReplicas(cluster: cluster, leaseSeconds: Self.lease)
             defer { replicas.stopAll() }
             for id in ["a", "b", "c"] { try replicas.start(id) }
             var acknowledged: [String: UInt64] = [:]
@@ -371,7 +311,7 @@ final class ReplicatedProcessTests: XCTestCase {
             XCTAssertNotEqual(again.status, 0, "a second migration into the same prefix was accepted")
             XCTAssertTrue(again.output.contains("already holds data"), again.output)
 
-            let replicas = try Replicas(cluster: cluster)
+            let replicas = try FuseboxdReplicas(cluster: cluster, leaseSeconds: Self.lease)
             defer { replicas.stopAll() }
             let replica = try replicas.start(prefix: prefix, "a")
             let reader = try client(replica.port, "admin")
@@ -399,7 +339,7 @@ final class ReplicatedProcessTests: XCTestCase {
     /// new one and grants at most the budget under it, asked on every replica.
     func testPermitBudgetHoldsAcrossFailover() async throws {
         try await withCluster { cluster, _ in
-            let replicas = try Replicas(cluster: cluster)
+            let replicas = try FuseboxdReplicas(cluster: cluster, leaseSeconds: Self.lease)
             defer { replicas.stopAll() }
             for id in ["a", "b", "c"] { try replicas.start(id) }
             let readers = try Dictionary(uniqueKeysWithValues: replicas.ids.map { ($0, try replicas.client($0, "reader", group: self.group)) })

@@ -71,6 +71,7 @@ public struct BreakerService: Sendable {
         router.serverStreaming(service, "WatchBreakers") {
             (request: Fusebox_V1_WatchBreakersRequest, writer: RPCStreamWriter<Fusebox_V1_BreakerEvent>, context) in
             try authorizer.require(.reader, context)
+            try routing?.requireServing()
             if !request.registry.isEmpty { try WireConversions.checkRegistry(request.registry, field: "registry") }
             let sink = BreakerStreamSink(writer: writer, frames: frames)
             let id = authority.watch(BreakerSelector(registry: request.registry, prefix: request.namePrefix), sink: sink)

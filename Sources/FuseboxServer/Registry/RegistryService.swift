@@ -16,6 +16,9 @@ public struct RegistryService: Sendable {
     /// them per call was a fifth of fuseboxd's CPU in the cold-start benchmark).
     private let encoded = NIOLockedValueBox<[String: (version: UInt64, bytes: [UInt8])]>([:])
 
+    /// Replicated mode: watches are refused while this replica cannot serve.
+    public var routing: (any DecisionRouting)?
+
     /// The service over `registry`.
     public init(registry: PolicyRegistry, authorizer: Authorizer, audit: AuditLog) {
         self.registry = registry
@@ -141,6 +144,7 @@ public struct RegistryService: Sendable {
         router.serverStreaming(service, "WatchRegistry") {
             (request: Fusebox_V1_WatchRegistryRequest, writer: RPCStreamWriter<Fusebox_V1_RegistryEvent>, context) in
             try authorizer.require(.reader, context)
+            try routing?.requireServing()
             try WireConversions.checkRegistry(request.registry, field: "registry")
             let sink = RegistryStreamSink(writer: writer)
             let id: UInt64

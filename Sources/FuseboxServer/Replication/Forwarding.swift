@@ -12,6 +12,9 @@ public protocol DecisionRouting: Sendable {
     /// nil when this process decides; the leader's client otherwise.
     /// Throws UNAVAILABLE when no leader is known.
     func leader() throws(RPCError) -> RPCClient?
+    /// Throws UNAVAILABLE while this replica cannot serve watches (it lost
+    /// etcd): clients must not follow a copy that no longer follows etcd.
+    func requireServing() throws(RPCError)
 }
 
 extension ReplicaNode: DecisionRouting {
@@ -26,6 +29,12 @@ extension ReplicaNode: DecisionRouting {
             return try forwarder(to: address)
         case .none(let reason):
             throw RPCError(.unavailable, "no replica leads the breaker decisions right now (\(reason)); retry in a moment")
+        }
+    }
+
+    public func requireServing() throws(RPCError) {
+        guard isServing else {
+            throw RPCError(.unavailable, "replica \(settings.replicaId) has lost etcd (NOT_SERVING); its copy may be stale: use another replica")
         }
     }
 }

@@ -159,6 +159,7 @@ public final class ReplicaNode: Sendable {
         } else {
             logger.error("NOT serving: etcd is out of reach or this replica's copies stopped following it", metadata: ["replica": "\(settings.replicaId)"])
         }
+        if !serving { mirror.hub.finishAll() }
         onServingChange(serving)
     }
 
