@@ -128,6 +128,7 @@ public final class FuseboxServerApp: Sendable {
         registryService.register(on: &router)
         var breakers = BreakerService(authority: authority, authorizer: authorizer)
         breakers.routing = replica
+        breakers.forwarder = replica?.reports
         breakers.register(on: &router)
         let bound = NIOLockedValueBox<RPCServer?>(nil)
         let host = configuration.rpc.host

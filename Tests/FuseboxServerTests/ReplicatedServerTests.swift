@@ -103,6 +103,40 @@ final class ReplicatedServerTests: XCTestCase {
             XCTAssertEqual(seen[0], seen[2], "replicas 0 and 2 disagree")
             let halfOpen = try XCTUnwrap(watches[0].transitions.last { $0.0 == .halfOpen }?.1)
 
+            // 200 clients report through the follower at once: every batch is
+            // counted, in fewer forward calls than batches.
+            let forwardedBefore = try XCTUnwrap(replicas[follower].app.replica?.reports.forwarded)
+            let accepted = NIOLockedValueBox(0)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for i in 0..<200 {
+                    tasks.addTask {
+                        let r = try await clients[follower].unary(
+                            "fusebox.v1.BreakerService", "ReportOutcomes", batch(client: "many-\(i)", breaker: "busy-\(i % 20)", generation: 0, success: 3),
+                            as: Fusebox_V1_ReportOutcomesResponse.self)
+                        accepted.withLockedValue { $0 += Int(r.accepted) }
+                    }
+                }
+                try await tasks.waitForAll()
+            }
+            XCTAssertEqual(accepted.withLockedValue { $0 }, 200, "every forwarded batch was counted")
+            let forwardedAfter = try XCTUnwrap(replicas[follower].app.replica?.reports.forwarded)
+            let calls = forwardedAfter.calls - forwardedBefore.calls
+            let batches = forwardedAfter.batches - forwardedBefore.batches
+            XCTAssertEqual(batches, 200)
+            XCTAssertLessThan(calls, batches, "the follower gathered batches into fewer calls")
+            print("ReplicatedServerTests: 200 concurrent batches forwarded in \(calls) calls")
+
+            // Cluster status, asked of a follower: three replicas, the leader, three etcd members.
+            let reader = try replicas[follower].client("reader", group: group)
+            let status = try await reader.unary(
+                "fusebox.v1.AdminService", "GetClusterStatus", Fusebox_V1_GetClusterStatusRequest(), as: Fusebox_V1_ClusterStatus.self)
+            XCTAssertEqual(status.mode, "replicated")
+            XCTAssertEqual(status.leaderId, replicas[leader].id)
+            XCTAssertEqual(Set(status.replicas.map(\.id)), ["r0", "r1", "r2"])
+            XCTAssertEqual(status.replicas.filter(\.leader).map(\.id), [replicas[leader].id])
+            XCTAssertEqual(status.etcdMembers.filter(\.reachable).count, 3)
+            await reader.close()
+
             // 60 permit requests at once, 20 per replica: at most 3 granted.
             let granted = NIOLockedValueBox(0)
             try await withThrowingTaskGroup(of: Void.self) { tasks in

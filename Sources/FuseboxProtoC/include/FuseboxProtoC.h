@@ -7,4 +7,5 @@
 #include "fusebox/v1/common.pb-c.h"
 #include "fusebox/v1/policy.pb-c.h"
 #include "fusebox/v1/registry.pb-c.h"
+#include "fusebox/v1/replica.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"

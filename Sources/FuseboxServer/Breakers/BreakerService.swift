@@ -15,6 +15,8 @@ public struct BreakerService: Sendable {
     let frames = FrameCache()
     /// Replicated mode: where decisions are made (nil: here).
     public var routing: (any DecisionRouting)?
+    /// Replicated mode: gathers reports for the leader.
+    public var forwarder: ReportForwarder?
 
     /// The service over `authority`.
     public init(authority: any BreakerAuthority, authorizer: Authorizer) {
@@ -28,27 +30,26 @@ public struct BreakerService: Sendable {
         router.unary(service, "ReportOutcomes") { (batch: Fusebox_V1_OutcomeBatch, context) in
             try authorizer.require(.reporter, context)
             let (report, rejected) = try Self.domain(batch)
-            if let leader = try routing?.leader() {
-                return try await Forwarding.unary(
-                    leader, service, "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self, caller: authorizer.caller(context))
+            if let leader = try routing?.leader(), let forwarder {
+                return try await forwarder.forward(batch, to: leader)
             }
-            var response = Self.response(await authority.report(report), batch: report, rejected: rejected, states: true)
-            response.rejected.sort { $0.field < $1.field }
-            return try Self.failIfUnstored(response)
+            return try await Self.reportHere(report, rejected: rejected, authority: authority)
         }
         router.clientStreaming(service, "StreamOutcomes") { (batches: RPCMessageStream<Fusebox_V1_OutcomeBatch>, context) in
             try authorizer.require(.reporter, context)
             var total = Fusebox_V1_ReportOutcomesResponse()
             // States are read once, at the end, for every breaker the stream named.
             var touched = Set<BreakerKey>()
+            var unavailable: RPCError?
             for try await batch in batches {
                 let (report, rejected) = try Self.domain(batch)
                 let response: Fusebox_V1_ReportOutcomesResponse
-                if let leader = try routing?.leader() {
-                    response = try await Forwarding.unary(
-                        leader, service, "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self, caller: authorizer.caller(context))
+                if let leader = try routing?.leader(), let forwarder {
+                    response = try await forwarder.forward(batch, to: leader)
                 } else {
-                    response = Self.response(await authority.report(report), batch: report, rejected: rejected, states: false)
+                    let result = await authority.report(report)
+                    unavailable = unavailable ?? Self.unavailable(in: result)
+                    response = Self.response(result, batch: report, rejected: rejected, states: false)
                 }
                 total.accepted += response.accepted
                 total.stale += response.stale
@@ -58,7 +59,29 @@ public struct BreakerService: Sendable {
                 for entry in report.breakers { touched.insert(entry.key) }
             }
             total.states = authority.views(of: touched).map(WireConversions.status)
-            return try Self.failIfUnstored(total)
+            if let unavailable { throw unavailable }
+            return total
+        }
+        if routing != nil {
+            router.unary("fusebox.v1.ReplicaService", "ForwardReports") { (request: Fusebox_V1_ForwardedReports, context) in
+                try authorizer.require(.replica, context)
+                guard request.batches.count <= ReportForwarder.maximumBatches else {
+                    throw WireConversions.invalid("batches", "\(request.batches.count) batches; at most \(ReportForwarder.maximumBatches) per call")
+                }
+                var result = Fusebox_V1_ForwardedReportsResult()
+                for batch in request.batches {
+                    var answer = Fusebox_V1_ForwardedReport()
+                    do throws(RPCError) {
+                        let (report, rejected) = try Self.domain(batch)
+                        answer.response = try await Self.reportHere(report, rejected: rejected, authority: authority)
+                    } catch {
+                        answer.code = UInt32(error.code.rawValue)
+                        answer.message = error.message
+                    }
+                    result.results.append(answer)
+                }
+                return result
+            }
         }
         router.unary(service, "AcquirePermit") { (request: Fusebox_V1_AcquirePermitRequest, context) in
             try authorizer.require(.reporter, context)
@@ -209,10 +232,21 @@ public struct BreakerService: Sendable {
     }
 
     /// A report whose breaker change could not be stored answers UNAVAILABLE.
-    static func failIfUnstored(_ response: Fusebox_V1_ReportOutcomesResponse) throws(RPCError) -> Fusebox_V1_ReportOutcomesResponse {
-        if let unstored = response.rejected.first(where: { $0.description.contains("could not be stored") }) {
-            throw RPCError(.unavailable, "\(unstored.field): \(unstored.description)")
-        }
+    /// UNAVAILABLE when a breaker's change could not be stored, or this
+    /// replica does not decide (any more): the client must retry the batch.
+    static func unavailable(in result: ReportResult) -> RPCError? {
+        guard let (index, error) = result.rejected.first(where: { $0.1.code == .unavailable }) else { return nil }
+        return RPCError(.unavailable, "breakers[\(index)]: \(error.message)")
+    }
+
+    /// One batch counted by this process's authority, as `ReportOutcomes` answers it.
+    static func reportHere(
+        _ report: OutcomeBatchReport, rejected: [Fusebox_V1_FieldViolation], authority: any BreakerAuthority
+    ) async throws(RPCError) -> Fusebox_V1_ReportOutcomesResponse {
+        let result = await authority.report(report)
+        if let error = unavailable(in: result) { throw error }
+        var response = Self.response(result, batch: report, rejected: rejected, states: true)
+        response.rejected.sort { $0.field < $1.field }
         return response
     }
 }

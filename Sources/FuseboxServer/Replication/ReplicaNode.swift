@@ -62,6 +62,8 @@ public final class ReplicaNode: Sendable {
     let registry: PolicyRegistry
     /// This replica's copy of the breakers, from etcd's watch.
     public let mirror = BreakerMirror()
+    /// Reports on their way to the leader while this replica follows.
+    public let reports = ReportForwarder()
     let clock: any FleetClock
     let limits: AuthorityLimits
     let group: any EventLoopGroup
@@ -114,6 +116,7 @@ public final class ReplicaNode: Sendable {
             group.addTask { await self.runBreakerFeed() }
             group.addTask { await self.runElection() }
             group.addTask { await self.runHeartbeat() }
+            group.addTask { await self.reports.run() }
         }
         let clients = state.withLockedValue { s -> [RPCClient] in
             defer { s.forwarders = [:] }

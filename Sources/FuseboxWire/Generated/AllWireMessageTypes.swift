@@ -98,6 +98,9 @@ public let allWireMessageTypes: [any WireMessage.Type] = [
     Fusebox_V1_PolicyHistoryResponse.self,
     Fusebox_V1_WatchRegistryRequest.self,
     Fusebox_V1_RegistryEvent.self,
+    Fusebox_V1_ForwardedReports.self,
+    Fusebox_V1_ForwardedReportsResult.self,
+    Fusebox_V1_ForwardedReport.self,
     Grpc_Health_V1_HealthCheckRequest.self,
     Grpc_Health_V1_HealthCheckResponse.self,
 ]

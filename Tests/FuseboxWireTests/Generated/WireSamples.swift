@@ -1235,6 +1235,38 @@ extension Fusebox_V1_RegistryEvent: WireSampled {
     }
 }
 
+extension Fusebox_V1_ForwardedReports: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 1 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.batches = [Fusebox_V1_OutcomeBatch.sample(variant % 1), Fusebox_V1_OutcomeBatch.sample(variant % 1)]
+        return m
+    }
+}
+
+extension Fusebox_V1_ForwardedReportsResult: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 1 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.results = [Fusebox_V1_ForwardedReport.sample(variant % 1), Fusebox_V1_ForwardedReport.sample(variant % 1)]
+        return m
+    }
+}
+
+extension Fusebox_V1_ForwardedReport: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 3 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.code = 3999999999
+        m.message = "message-\(variant)-0-é✓"
+        m.response = Fusebox_V1_ReportOutcomesResponse.sample(variant % 1)
+        return m
+    }
+}
+
 extension Grpc_Health_V1_HealthCheckRequest: WireSampled {
     static var sampleVariants: Int { 1 }
     static var fieldCount: Int { 1 }
@@ -1352,6 +1384,9 @@ let allSampledTypes: [any WireSampled.Type] = [
     Fusebox_V1_PolicyHistoryResponse.self,
     Fusebox_V1_WatchRegistryRequest.self,
     Fusebox_V1_RegistryEvent.self,
+    Fusebox_V1_ForwardedReports.self,
+    Fusebox_V1_ForwardedReportsResult.self,
+    Fusebox_V1_ForwardedReport.self,
     Grpc_Health_V1_HealthCheckRequest.self,
     Grpc_Health_V1_HealthCheckResponse.self,
 ]
