@@ -47,6 +47,7 @@ public final class BreakerMirror: Sendable {
             }
             s.breakers = held
             s.revision = revision
+            for (key, h) in held { AuthorityMetrics.state(key, h.status) }
         }
         hub.resnapshotAll()
     }
@@ -59,6 +60,8 @@ public final class BreakerMirror: Sendable {
                 s.revision = max(s.revision, revision)
                 if let old = s.breakers[key], old.status.generation > b.status.generation { return }
                 s.breakers[key] = Held(policy: b.policy, status: b.status)
+                // Every replica exports every breaker's state, not only the leader.
+                AuthorityMetrics.state(key, b.status)
             }
         }
     }

@@ -4,6 +4,7 @@ import FuseboxCore
 public import FuseboxEtcd
 import FuseboxRPC
 public import FuseboxTLS
+import CoreMetrics
 import Logging
 import NIOConcurrencyHelpers
 public import NIOCore
@@ -157,6 +158,7 @@ public final class ReplicaNode: Sendable {
     }
 
     private func announce(_ serving: Bool) {
+        Gauge(label: "fusebox_replica_serving").record(serving ? 1 : 0)
         if serving {
             logger.info("serving: etcd answers and this replica's copies follow its watch", metadata: ["replica": "\(settings.replicaId)"])
         } else {
@@ -389,11 +391,13 @@ public final class ReplicaNode: Sendable {
             if case .leader = s.role { return true }
             return false
         }
+        Gauge(label: "fusebox_replica_leader").record(0)
         if was { logger.warning("this replica stopped leading", metadata: ["replica": "\(settings.replicaId)", "reason": "\(reason)"]) }
     }
 
     private func setRole(_ role: Role) {
         state.withLockedValue { $0.role = role }
+        if case .leader = role { Gauge(label: "fusebox_replica_leader").record(1) } else { Gauge(label: "fusebox_replica_leader").record(0) }
     }
 
     // MARK: Heartbeat
