@@ -100,7 +100,7 @@ public final class FuseboxServerApp: Sendable {
         if let replication = configuration.replication {
             let client = try EtcdClient(configuration: replication.etcd, group: group)
             let store = EtcdStore(client: client, prefix: replication.prefix, auditRetention: replication.auditRetention)
-            registry = try await PolicyRegistry(store: store, clock: clock, shared: true)
+            registry = try await PolicyRegistry(store: store, clock: clock, shared: true, limits: configuration.limits)
             let node = ReplicaNode(
                 client: client, store: store, registry: registry, settings: replication.node, clock: clock,
                 limits: configuration.limits, group: group
@@ -113,7 +113,7 @@ public final class FuseboxServerApp: Sendable {
             (sqlite, etcd, coordinator, replica, authority, auditStore) = (nil, client, nil, node, ReplicatedAuthority(node: node), store)
         } else {
             let store = try await SQLiteStore.open(directory: configuration.dataDirectory)
-            registry = try await PolicyRegistry(store: store, clock: clock)
+            registry = try await PolicyRegistry(store: store, clock: clock, limits: configuration.limits)
             let local = try await BreakerCoordinator(store: store, clock: clock, limits: configuration.limits) { registry.policy(registry: $0, name: $1) }
             registry.addListener { [weak local] change in
                 local?.policyChanged(registry: change.registry, name: change.name, policy: change.after)
@@ -125,6 +125,7 @@ public final class FuseboxServerApp: Sendable {
         var router = RPCRouter()
         var registryService = RegistryService(registry: registry, authorizer: authorizer, audit: audit)
         registryService.routing = replica
+        registryService.maxPolicyBytes = configuration.limits.maxPolicyBytes
         registryService.register(on: &router)
         var breakers = BreakerService(authority: authority, authorizer: authorizer)
         breakers.routing = replica

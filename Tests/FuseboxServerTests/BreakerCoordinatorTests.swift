@@ -299,6 +299,32 @@ final class AuthorityLimitsTests: XCTestCase {
         return a
     }
 
+    /// Policy writes cannot create registries without bound: past the limit a
+    /// new registry is refused, naming the limit; existing ones still take writes.
+    func testRegistriesStopAtTheirLimit() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-registries-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try await SQLiteStore.open(directory: directory)
+        var limits = AuthorityLimits()
+        limits.maxRegistries = 2
+        let registry = try await PolicyRegistry(store: store, clock: ManualFleetClock(), limits: limits)
+        for name in ["a", "b"] {
+            _ = try await registry.put(registry: name, policy: Policy(name: "p"), expectedVersion: nil, actor: "t", reason: "", audit: nil)
+        }
+        do {
+            _ = try await registry.put(registry: "c", policy: Policy(name: "p"), expectedVersion: nil, actor: "t", reason: "", audit: nil)
+            XCTFail("a third registry was created past the limit of 2")
+        } catch {
+            XCTAssertEqual(error.code, .resourceExhausted)
+            XCTAssertTrue(error.message.contains("limits.maxRegistries"), error.message)
+        }
+        let again = try await registry.put(registry: "a", policy: Policy(name: "q"), expectedVersion: nil, actor: "t", reason: "", audit: nil)
+        XCTAssertEqual(again.version, 2)
+        XCTAssertNil(registry.registry("c"))
+        await store.close()
+    }
+
     /// One reporter naming 3,000 random breakers cannot make a registry hold
     /// more than its limit; the refusal names the limit.
     func testRandomBreakerNamesCannotGrowARegistryPastItsLimit() async throws {

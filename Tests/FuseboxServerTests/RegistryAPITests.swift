@@ -110,6 +110,27 @@ final class RegistryAPITests: XCTestCase {
         await reader.close()
     }
 
+    /// A policy over 64 KiB encoded is refused naming the limit; ValidatePolicy says the same.
+    func testAnOversizedPolicyIsRefused() async throws {
+        var big = Presets.api
+        big.description = String(repeating: "x", count: 1_000)
+        for i in 0..<100 { big.labels["label-\(i)"] = String(repeating: "v", count: 700) }
+        do throws(RPCError) {
+            _ = try await put(big)
+            XCTFail("a policy over the size limit was stored")
+        } catch {
+            XCTAssertEqual(error.code, .invalidArgument)
+            let details = try Fusebox_V1_ErrorDetails(decoding: error.metadata.firstBinary("fusebox-error-details-bin") ?? [])
+            XCTAssertEqual(details.violations.map(\.field), ["policy"])
+            XCTAssertTrue(error.message.contains("limits.maxPolicyBytes"), error.message)
+        }
+        var validate = Fusebox_V1_ValidatePolicyRequest()
+        validate.policy = PolicyMapping.wire(big)
+        let answer = try await admin.unary(R, "ValidatePolicy", validate, as: Fusebox_V1_ValidatePolicyResponse.self)
+        XCTAssertFalse(answer.valid)
+        XCTAssertTrue(answer.violations.contains { $0.description.contains("limits.maxPolicyBytes") })
+    }
+
     /// A watch resumed from a version gets exactly the later changes, then live ones.
     func testWatchResumesFromAVersion() async throws {
         for i in 1...3 {

@@ -270,6 +270,12 @@ public struct AuthorityLimits: Sendable, Hashable {
     /// and deleted from the store, until a client reports it again. 0 never
     /// evicts. Default 1 hour.
     public var idleEvictionMs: Int64 = 3_600_000
+    /// Registries the server holds; a policy write that would create another
+    /// is refused with `resourceExhausted`. Default 1,000.
+    public var maxRegistries = 1_000
+    /// Largest policy, encoded as its `fusebox.v1.Policy` message; a bigger
+    /// one is refused as invalid. Default 64 KiB.
+    public var maxPolicyBytes = 65_536
 
     /// The defaults.
     public init() {}

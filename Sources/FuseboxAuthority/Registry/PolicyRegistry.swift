@@ -28,6 +28,7 @@ public final class PolicyRegistry: Sendable {
     /// Other writers share the store (replicas on etcd): changes reach memory
     /// only through `applyFromStore`, in the store's order.
     private let shared: Bool
+    private let limits: AuthorityLimits
     private let gate = SerialGate()
     private let state = NIOLockedValueBox(State())
     /// Registry watches.
@@ -38,10 +39,11 @@ public final class PolicyRegistry: Sendable {
     /// `shared`: the store has other writers (replicas), whose changes, and
     /// this one's own, are applied from the store's change feed through
     /// `applyFromStore`; a write returns once its change has come back.
-    public init(store: any PolicyStore, clock: any FleetClock, shared: Bool = false) async throws(StoreError) {
+    public init(store: any PolicyStore, clock: any FleetClock, shared: Bool = false, limits: AuthorityLimits = AuthorityLimits()) async throws(StoreError) {
         self.store = store
         self.clock = clock
         self.shared = shared
+        self.limits = limits
         let loaded = try await store.loadRegistries()
         state.withLockedValue { s in for r in loaded { s.registries[r.name] = r } }
     }
@@ -105,7 +107,14 @@ public final class PolicyRegistry: Sendable {
     public func put(
         registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, audit: AuditRecord?
     ) async throws(StoreError) -> PolicyChangeRecord {
-        try await write { () async throws(StoreError) in
+        let known = state.withLockedValue { s in (s.registries[registry] != nil, s.registries.count) }
+        if !known.0, known.1 >= limits.maxRegistries {
+            AuthorityMetrics.limitReached("registries")
+            throw StoreError(
+                .resourceExhausted,
+                "the server holds \(limits.maxRegistries) registries, its limit (limits.maxRegistries); registry \"\(registry)\" was not created")
+        }
+        return try await write { () async throws(StoreError) in
             try await self.store.putPolicy(
                 registry: registry, policy: policy, expectedVersion: expectedVersion, actor: actor, reason: reason,
                 atMs: self.clock.now().milliseconds, audit: audit)

@@ -21,6 +21,8 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         /// A replicated store refused a decider's write because another
         /// replica has taken over the decisions: this one must step down.
         public static let fenced = Code("fenced")
+        /// A limit on what the store holds was reached (`AuthorityLimits`).
+        public static let resourceExhausted = Code("resource exhausted")
     }
 
     /// The kind of failure.

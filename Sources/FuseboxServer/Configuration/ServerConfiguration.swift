@@ -38,6 +38,10 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var maxBreakersPerRegistry = 10_000
     /// Idle CLOSED breakers are evicted after this many seconds (0: never). Default 3,600.
     public var idleBreakerSeconds = 3_600
+    /// Registries the server holds. Default 1,000.
+    public var maxRegistries = 1_000
+    /// Largest policy, encoded. Default 64 KiB.
+    public var maxPolicyBytes = 65_536
     /// Load the presets into `default` on first start. Default true.
     public var presets = true
     /// Address of the HTTP listener for /metrics, /healthz and /readyz. Default 127.0.0.1.
@@ -116,6 +120,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "limits.shutdownGraceSeconds": "time calls in flight get on shutdown", "presets": "load presets on first start",
         "limits.maxBreakersPerRegistry": "breakers one registry may hold",
         "limits.idleBreakerSeconds": "idle CLOSED breakers are evicted after this (0: never)",
+        "limits.maxRegistries": "registries the server holds", "limits.maxPolicyBytes": "largest policy, encoded, in bytes",
         "observability.host": "address of the /metrics, /healthz, /readyz listener", "observability.port": "its port (0: any free port)",
         "store.kind": "where state is kept: sqlite (one server) or etcd (replicated)",
         "store.etcd.endpoints": "etcd client URLs (https://host:port, http://host:port or host:port): comma separated, or a list",
@@ -212,6 +217,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         case "limits.shutdownGraceSeconds": shutdownGraceSeconds = try int(0...3_600)
         case "limits.maxBreakersPerRegistry": maxBreakersPerRegistry = try int(1...10_000_000)
         case "limits.idleBreakerSeconds": idleBreakerSeconds = try int(0...31_536_000)
+        case "limits.maxRegistries": maxRegistries = try int(1...1_000_000)
+        case "limits.maxPolicyBytes": maxPolicyBytes = try int(1_024...4 * 1024 * 1024)
         case "presets": presets = try bool()
         case "observability.host": observabilityHost = text
         case "observability.port": observabilityPort = try int(0...65_535)
@@ -360,6 +367,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         var limits = AuthorityLimits()
         limits.maxBreakersPerRegistry = maxBreakersPerRegistry
         limits.idleEvictionMs = Int64(idleBreakerSeconds) * 1_000
+        limits.maxRegistries = maxRegistries
+        limits.maxPolicyBytes = maxPolicyBytes
         return limits
     }
 

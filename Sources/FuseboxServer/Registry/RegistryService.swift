@@ -1,3 +1,4 @@
+import CoreMetrics
 import FuseboxAPI
 import FuseboxCore
 public import FuseboxAuthority
@@ -18,6 +19,8 @@ public struct RegistryService: Sendable {
 
     /// Replicated mode: watches are refused while this replica cannot serve.
     public var routing: (any DecisionRouting)?
+    /// Largest policy accepted, encoded (`limits.maxPolicyBytes`).
+    public var maxPolicyBytes = AuthorityLimits().maxPolicyBytes
 
     /// The service over `registry`.
     public init(registry: PolicyRegistry, authorizer: Authorizer, audit: AuditLog) {
@@ -66,6 +69,7 @@ public struct RegistryService: Sendable {
                 try WireConversions.checkRegistry(request.registry, field: "registry")
                 try WireConversions.checkReason(request.reason)
                 guard let wire = request.policy else { throw WireConversions.invalid("policy", "required") }
+                try Self.checkSize(wire, limit: maxPolicyBytes)
                 switch PolicyMapping.validatedPolicy(from: wire) {
                 case .success(let p): policy = p
                 case .failure(let error): throw WireConversions.invalidArgument(error)
@@ -116,12 +120,18 @@ public struct RegistryService: Sendable {
         router.unary(service, "ValidatePolicy") { (request: Fusebox_V1_ValidatePolicyRequest, context) in
             try authorizer.require(.reader, context)
             var response = Fusebox_V1_ValidatePolicyResponse()
-            switch PolicyMapping.validatedPolicy(from: request.policy ?? Fusebox_V1_Policy()) {
+            let policy = request.policy ?? Fusebox_V1_Policy()
+            switch PolicyMapping.validatedPolicy(from: policy) {
             case .success:
                 response.valid = true
             case .failure(let error):
                 // Paths relative to the policy.
                 response.violations = PolicyMapping.fieldViolations(error)
+            }
+            // As PutPolicy would refuse it: the whole policy (an empty path) is too large.
+            if let size = try? policy.encode().count, size > maxPolicyBytes {
+                response.valid = false
+                response.violations.append(WireConversions.violation("", "\(size) bytes encoded; at most \(maxPolicyBytes) (limits.maxPolicyBytes)"))
             }
             return response
         }
@@ -165,6 +175,17 @@ public struct RegistryService: Sendable {
         let bytes = try WireConversions.snapshot(r).encode()
         encoded.withLockedValue { $0[name] = (r.version, bytes) }
         return bytes
+    }
+}
+
+extension RegistryService {
+    /// INVALID_ARGUMENT (field `policy`) for a policy larger than `limit` bytes encoded.
+    static func checkSize(_ policy: Fusebox_V1_Policy, limit: Int) throws(RPCError) {
+        let size = (try? policy.encode().count) ?? 0
+        guard size <= limit else {
+            Counter(label: "fusebox_limit_rejections_total", dimensions: [("limit", "policy_bytes")]).increment()
+            throw WireConversions.invalid("policy", "\(size) bytes encoded; at most \(limit) (limits.maxPolicyBytes)")
+        }
     }
 }
 

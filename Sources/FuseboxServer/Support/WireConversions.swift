@@ -280,6 +280,7 @@ enum WireConversions {
             details.currentVersion = error.currentVersion ?? 0
             return RPCError(.failedPrecondition, error.message, metadata: trailers(details))
         case .notFound: return RPCError(.notFound, error.message)
+        case .resourceExhausted: return RPCError(.resourceExhausted, error.message)
         default: return RPCError(.unavailable, "the store failed: \(error.message)")
         }
     }
