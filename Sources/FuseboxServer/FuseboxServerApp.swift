@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 public import FuseboxRPC
 public import FuseboxTLS
 public import NIOCore
+import NIOPosix
 public import FuseboxEtcd
 
 /// A whole Fusebox control plane: store, registries, breaker coordinator,
@@ -75,7 +76,7 @@ public final class FuseboxServerApp: Sendable {
     /// Health.
     public let health: HealthService
     private let store: SQLiteStore?
-    private let etcd: EtcdClient?
+    private let etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?
     private let refusals: AsyncStream<(TLSError, String?)>
     private let audit: AuditLog
     private let stopping = NIOLockedValueBox(false)
@@ -91,14 +92,21 @@ public final class FuseboxServerApp: Sendable {
         let health = HealthService()
         let services = ["fusebox.v1.RegistryService", "fusebox.v1.BreakerService", "fusebox.v1.AdminService"]
         let sqlite: SQLiteStore?
-        let etcd: EtcdClient?
+        let etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?
         let registry: PolicyRegistry
         let coordinator: BreakerCoordinator?
         let replica: ReplicaNode?
         let authority: any BreakerAuthority
         let auditStore: any AuditStore
         if let replication = configuration.replication {
-            let client = try EtcdClient(configuration: replication.etcd, group: group)
+            // etcd gets a thread of its own: the lease's renewals must not wait
+            // behind a burst of watch deliveries on the server's event loops.
+            let etcdGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let client: EtcdClient
+            do { client = try EtcdClient(configuration: replication.etcd, group: etcdGroup) } catch {
+                try? await etcdGroup.shutdownGracefully()
+                throw error
+            }
             let store = EtcdStore(client: client, prefix: replication.prefix, auditRetention: replication.auditRetention)
             registry = try await PolicyRegistry(store: store, clock: clock, shared: true, limits: configuration.limits)
             let node = ReplicaNode(
@@ -110,7 +118,7 @@ public final class FuseboxServerApp: Sendable {
                 // that clients move to another replica or run locally.
                 if !serving { registry?.hub.finishAll() }
             }
-            (sqlite, etcd, coordinator, replica, authority, auditStore) = (nil, client, nil, node, ReplicatedAuthority(node: node), store)
+            (sqlite, etcd, coordinator, replica, authority, auditStore) = (nil, (client, etcdGroup), nil, node, ReplicatedAuthority(node: node), store)
         } else {
             let store = try await SQLiteStore.open(directory: configuration.dataDirectory)
             registry = try await PolicyRegistry(store: store, clock: clock, limits: configuration.limits)
@@ -171,7 +179,7 @@ public final class FuseboxServerApp: Sendable {
 
     private init(
         rpc: RPCServer, registry: PolicyRegistry, authority: any BreakerAuthority, coordinator: BreakerCoordinator?,
-        replica: ReplicaNode?, health: HealthService, store: SQLiteStore?, etcd: EtcdClient?,
+        replica: ReplicaNode?, health: HealthService, store: SQLiteStore?, etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?,
         refusals: AsyncStream<(TLSError, String?)>, audit: AuditLog, tls: TLSContextProvider
     ) {
         self.tls = tls
@@ -194,6 +202,8 @@ public final class FuseboxServerApp: Sendable {
                 await self.coordinator?.run()
                 await self.replica?.run()
             }
+            // Registry watchers that fell behind get a fresh snapshot once they can take one.
+            group.addTask { await self.registry.hub.runResync() }
             group.addTask {
                 while !Task.isCancelled {
                     ServerMetrics.gauges(
@@ -237,6 +247,7 @@ public final class FuseboxServerApp: Sendable {
         await replica?.stepDownForShutdown()
         await rpc.shutdown()
         await store?.close()
-        await etcd?.close()
+        await etcd?.client.close()
+        try? await etcd?.group.shutdownGracefully()
     }
 }

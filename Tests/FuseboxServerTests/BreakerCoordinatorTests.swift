@@ -435,4 +435,25 @@ final class RegistryWatchTests: XCTestCase {
         registry.unwatch(id)
         await store.close()
     }
+
+    /// The hub's own loop (what fuseboxd runs for registry watches and a
+    /// replica's breaker watches) sends the snapshot; nobody calls resync by hand.
+    func testTheResyncLoopCatchesABehindWatcherUp() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-registry-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try await SQLiteStore.open(directory: directory)
+        let registry = try await PolicyRegistry(store: store, clock: ManualFleetClock())
+        let loop = Task { await registry.hub.runResync(every: .milliseconds(20)) }
+        let sink = RegistrySink()
+        _ = try await registry.watch(registry: "payments", fromVersion: 0, sink: sink)
+        sink.accepting.withLockedValue { $0 = false }
+        for _ in 0..<3 { _ = try await registry.put(registry: "payments", policy: Presets.ai, expectedVersion: nil, actor: "t", reason: "", audit: nil) }
+        XCTAssertEqual(registry.hub.behindCount, 1)
+        sink.accepting.withLockedValue { $0 = true }
+        await waitUntil("the loop sent a fresh snapshot") { registry.hub.behindCount == 0 }
+        XCTAssertEqual(sink.events.withLockedValue { $0 }.last, "snapshot 3")
+        loop.cancel()
+        await store.close()
+    }
 }

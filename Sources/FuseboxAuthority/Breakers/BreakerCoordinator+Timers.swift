@@ -42,10 +42,7 @@ extension BreakerCoordinator {
 
     /// Sends fresh snapshots to watchers that fell behind, once they can take them.
     func runResync() async {
-        while !Task.isCancelled {
-            do { try await Task.sleep(for: .milliseconds(100)) } catch { return }
-            hub.resync()
-        }
+        await hub.runResync()
     }
 }
 

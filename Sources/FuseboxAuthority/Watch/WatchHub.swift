@@ -127,6 +127,15 @@ public final class WatchHub<Event: Sendable>: Sendable {
         resync()
     }
 
+    /// Offers fresh snapshots to watchers that fell behind, every `period`,
+    /// until cancelled: what keeps a slow watcher from stalling silently.
+    public func runResync(every period: Duration = .milliseconds(100)) async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: period) } catch { return }
+            resync()
+        }
+    }
+
     /// Watchers now.
     public var count: Int { state.withLockedValue { $0.watchers.count } }
     /// Watchers waiting for a fresh snapshot.

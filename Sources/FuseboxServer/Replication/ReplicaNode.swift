@@ -118,6 +118,7 @@ public final class ReplicaNode: Sendable {
             group.addTask { await self.runElection() }
             group.addTask { await self.runHeartbeat() }
             group.addTask { await self.reports.run() }
+            group.addTask { await self.mirror.hub.runResync() }
         }
         let clients = state.withLockedValue { s -> [RPCClient] in
             defer { s.forwarders = [:] }
