@@ -38,6 +38,39 @@ enum EventLoopWatcher {
     }
 }
 
+extension EventLoopWatcher {
+    /// `streams` `WatchBreakers` calls sharing one TLS connection (HTTP/2
+    /// streams of one channel), read on the event loop like `open`;
+    /// `onEvent` gets the stream's index (0..<streams) with each event.
+    /// Keep `streams` under the server's `maxConcurrentStreams`.
+    static func openShared(
+        port: Int, tls: TLSContext, group: any EventLoopGroup, request: Fusebox_V1_WatchBreakersRequest, streams: Int,
+        onEvent: @escaping @Sendable (Int, Fusebox_V1_BreakerEvent) -> Void
+    ) async throws -> any Channel {
+        let body = try request.encode()
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls, serverName: "127.0.0.1"))
+                    let mux = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                        mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
+                    ) { $0.eventLoop.makeSucceededVoidFuture() }
+                    for index in 0..<streams {
+                        mux.createStreamChannel(promise: nil) { stream in
+                            stream.eventLoop.makeCompletedFuture {
+                                try stream.pipeline.syncOperations.addHandler(
+                                    WatchCallHandler(body: body, port: port) { onEvent(index, $0) })
+                            }
+                        }
+                    }
+                    return channel
+                }
+            }
+        return channel
+    }
+}
+
 /// Sends the request on activation, then decodes every gRPC message of the response.
 private final class WatchCallHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
