@@ -33,6 +33,8 @@ final class EtcdBenchCluster: Sendable {
         guard ports.count == 6 else { throw BenchError("no six free ports for etcd") }
         let names = ["n1", "n2", "n3"]
         let initialCluster = names.enumerated().map { "\($1)=http://127.0.0.1:\(ports[2 * $0 + 1])" }.joined(separator: ",")
+        // One token for all three: it names the cluster (a token per member makes three clusters).
+        let token = "fusebox-bench-\(UUID().uuidString.prefix(8))"
         var members: [Child] = []
         for (i, name) in names.enumerated() {
             let client = "http://127.0.0.1:\(ports[2 * i])"
@@ -42,7 +44,7 @@ final class EtcdBenchCluster: Sendable {
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", initialCluster, "--initial-cluster-state", "new",
-                "--initial-cluster-token", "fusebox-bench-\(UUID().uuidString.prefix(8))",
+                "--initial-cluster-token", token,
                 "--heartbeat-interval", "50", "--election-timeout", "500",
                 "--experimental-watch-progress-notify-interval", "1s",
             ], log: "\(root)/\(name).log"))
@@ -61,6 +63,8 @@ final class EtcdBenchCluster: Sendable {
             while true {
                 let text = Mutex("")
                 if let c = try? await RawConnection(port: port, group: group, onText: { chunk in text.withLock { $0 += chunk } }) {
+                    // A member without a leader may not answer: give each try 2 s.
+                    c.channel.eventLoop.scheduleTask(in: .seconds(2)) { c.channel.close(promise: nil) }
                     try? await c.send("GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
                     _ = try? await c.channel.closeFuture.get()
                     if text.withLock({ $0 }).contains("\"health\":\"true\"") { break }
@@ -204,6 +208,9 @@ struct WatchFanOut {
     /// Snapshots beyond each watcher's first (resynchronisations).
     var resyncs: Int
     var connections: Int
+    /// Per round: watchers that had not seen every trip when the wait ended.
+    var incomplete: [Int]
+    var watchers: Int
 }
 
 /// `watchers` `WatchBreakers` streams (name prefix "fan9-"), `perConnection`
@@ -213,11 +220,11 @@ struct WatchFanOut {
 /// `reportPort`. Measured per watcher: from before the call is sent until
 /// that watcher has seen all of them OPEN.
 func watchFanOut(
-    _ env: Environment, serverPorts: [Int], tls: TLSContext, admin: RPCClient, reporter: RPCClient, label: String,
-    watchers: Int, perConnection: Int, breakers: Int, rounds: Int, group: any EventLoopGroup
+    _ env: Environment, serverPorts: [Int], tls: TLSContext, admin: RPCClient, reporter: RPCClient, label: String, prefix: String,
+    watchers: Int, perConnection: Int, windowBytes: Int?, breakers: Int, rounds: Int, wait: Duration, group: any EventLoopGroup
 ) async throws -> WatchFanOut {
     try await putPolicy(tripPolicy("fan9"), admin)
-    let names = (0..<rounds).map { r in (0..<breakers).map { "fan9-\(r)-\(String(format: "%04d", $0))" } }
+    let names = (0..<rounds).map { r in (0..<breakers).map { "\(prefix)\(r)-\(String(format: "%04d", $0))" } }
     var generations: [String: UInt64] = [:]
     for chunkStart in stride(from: 0, to: rounds * breakers, by: 100) {
         let all = names.flatMap { $0 }
@@ -259,7 +266,7 @@ func watchFanOut(
     }
     var request = Fusebox_V1_WatchBreakersRequest()
     request.registry = "default"
-    request.namePrefix = "fan9-"
+    request.namePrefix = prefix
     var channels: [any Channel] = []
     defer { for c in channels { c.close(promise: nil) } }
     let connections = (watchers + perConnection - 1) / perConnection
@@ -267,7 +274,7 @@ func watchFanOut(
         let first = c * perConnection
         let count = min(perConnection, watchers - first)
         channels.append(try await EventLoopWatcher.openShared(
-            port: serverPorts[c % serverPorts.count], tls: tls, group: group, request: request, streams: count
+            port: serverPorts[c % serverPorts.count], tls: tls, group: group, request: request, streams: count, windowBytes: windowBytes
         ) { k, event in record(event, watcher: first + k) })
     }
     guard await waitUntil(.seconds(120), { seen.allSatisfy { $0.state.withLock { $0.snapshots } > 0 } }) else {
@@ -279,6 +286,7 @@ func watchFanOut(
     var perWatcher: [Double] = []
     var roundMax: [Double] = []
     var answered: [Double] = []
+    var incomplete: [Int] = []
     for r in 0..<rounds {
         try await Task.sleep(for: .milliseconds(500))  // nothing else queued
         let batch = outcomeBatch(client: "fan9", sequence: 0, breakers: names[r].map { ($0, generations[$0] ?? 0) }, policy: "fan9", success: 0, failure: 1)
@@ -286,24 +294,48 @@ func watchFanOut(
         let response = try await reporter.unary("fusebox.v1.BreakerService", "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self)
         answered.append(ms(ContinuousClock.now - start))
         guard response.states.allSatisfy({ $0.state == .open }) else { throw BenchError("\(label): a tripped breaker is not OPEN in the response") }
-        guard await waitUntil(.seconds(60), { seen.allSatisfy { $0.state.withLock { $0.done[r] != nil } } }) else {
-            let complete = seen.filter { $0.state.withLock { $0.done[r] != nil } }.count
-            throw BenchError("\(label) round \(r): \(complete) of \(watchers) watchers saw all \(breakers) OPEN")
-        }
+        // Bounded: a watcher that has not seen every trip by then is counted as incomplete.
+        _ = await waitUntil(wait, { seen.allSatisfy { $0.state.withLock { $0.done[r] != nil } } })
         let times = seen.compactMap { $0.state.withLock { $0.done[r] } }.map { ms($0 - start) }
+        incomplete.append(watchers - times.count)
+        if times.count < watchers {
+            // Where the missing ones are: OPEN seen per watcher, by connection.
+            let byConnection = (0..<connections).map { c in
+                let counts = (c * perConnection..<min((c + 1) * perConnection, watchers)).map { w in
+                    seen[w].state.withLock { $0.counts.count > r ? $0.counts[r] : 0 }
+                }
+                return "\(counts.filter { $0 == breakers }.count) complete, min \(counts.min() ?? 0)"
+            }
+            log("9: \(label) round \(r): \(watchers - times.count) of \(watchers) watchers incomplete after \(wait); by connection: \(byConnection.joined(separator: "; "))")
+        }
         perWatcher += times
         roundMax.append(times.max() ?? .nan)
         log("9: \(label) round \(r): p50 \(fmt(percentile(times, 50), 1)) ms, max \(fmt(times.max() ?? .nan, 1)) ms, answered \(fmt(answered.last ?? .nan, 1)) ms")
     }
     let resyncs = seen.map { $0.state.withLock { $0.snapshots } - 1 }.reduce(0, +)
-    return WatchFanOut(perWatcherMs: perWatcher, roundMaxMs: roundMax, answeredMs: answered, resyncs: resyncs, connections: connections)
+    return WatchFanOut(
+        perWatcherMs: perWatcher, roundMaxMs: roundMax, answeredMs: answered, resyncs: resyncs, connections: connections, incomplete: incomplete,
+        watchers: watchers)
 }
 
 /// Scenario 9 on both sides: `watchers × 3` over three replicas (the report
-/// through a follower), then `watchers` on one SQLite fuseboxd.
+/// through a follower), then `watchers` on one SQLite fuseboxd. Each side
+/// twice: watchers with 1 MiB flow-control windows per stream (as fuseboxd
+/// sets its own), `rounds` rounds; then with swift-nio-http2's default
+/// 64 KiB windows (the SDK's RPC client), one round, 10 s to arrive.
+struct FanOutSides {
+    var replicated: WatchFanOut
+    var replicatedDefault: WatchFanOut
+    var single: WatchFanOut
+    var singleDefault: WatchFanOut
+    var reportVia: String
+    var leader: String
+}
+
 func fanOutReplicated(
     _ env: Environment, etcd: EtcdBenchCluster, watchers: Int, perConnection: Int, breakers: Int, rounds: Int, group: any EventLoopGroup
-) async throws -> (replicated: WatchFanOut, single: WatchFanOut, reportVia: String, leader: String) {
+) async throws -> FanOutSides {
+    let window = 1 << 20
     let (set, leader) = try await startReplicas(env, etcd: etcd, name: "fanout9", group: group)
     defer { set.stopAll() }
     let follower = set.ids.first { $0 != leader } ?? leader
@@ -311,9 +343,13 @@ func fanOutReplicated(
     let admin = try via.client("admin", group: group)
     let reporter = try via.client("reporter", group: group)
     let tls = try TLSContext(configuration: via.clientTLS("reader"))
+    let ports = try set.ids.map { try set.server($0).port }
     let replicated = try await watchFanOut(
-        env, serverPorts: try set.ids.map { try set.server($0).port }, tls: tls, admin: admin, reporter: reporter, label: "3 replicas",
-        watchers: 3 * watchers, perConnection: perConnection, breakers: breakers, rounds: rounds, group: group)
+        env, serverPorts: ports, tls: tls, admin: admin, reporter: reporter, label: "3 replicas", prefix: "fan9-",
+        watchers: 3 * watchers, perConnection: perConnection, windowBytes: window, breakers: breakers, rounds: rounds, wait: .seconds(30), group: group)
+    let replicatedDefault = try await watchFanOut(
+        env, serverPorts: ports, tls: tls, admin: admin, reporter: reporter, label: "3 replicas, 64 KiB windows", prefix: "fan9d-",
+        watchers: 3 * watchers, perConnection: perConnection, windowBytes: nil, breakers: breakers, rounds: 1, wait: .seconds(10), group: group)
     await admin.close()
     await reporter.close()
     set.stopAll()
@@ -323,11 +359,15 @@ func fanOutReplicated(
     let admin1 = try single.client("admin", group: group)
     let reporter1 = try single.client("reporter", group: group)
     let result = try await watchFanOut(
-        env, serverPorts: [single.port], tls: tls, admin: admin1, reporter: reporter1, label: "single SQLite",
-        watchers: watchers, perConnection: perConnection, breakers: breakers, rounds: rounds, group: group)
+        env, serverPorts: [single.port], tls: tls, admin: admin1, reporter: reporter1, label: "single SQLite", prefix: "fan9-",
+        watchers: watchers, perConnection: perConnection, windowBytes: window, breakers: breakers, rounds: rounds, wait: .seconds(30), group: group)
+    let resultDefault = try await watchFanOut(
+        env, serverPorts: [single.port], tls: tls, admin: admin1, reporter: reporter1, label: "single SQLite, 64 KiB windows", prefix: "fan9d-",
+        watchers: watchers, perConnection: perConnection, windowBytes: nil, breakers: breakers, rounds: 1, wait: .seconds(10), group: group)
     await admin1.close()
     await reporter1.close()
-    return (replicated, result, follower, leader)
+    return FanOutSides(
+        replicated: replicated, replicatedDefault: replicatedDefault, single: result, singleDefault: resultDefault, reportVia: follower, leader: leader)
 }
 
 // MARK: - 10. Ingestion across replicas
