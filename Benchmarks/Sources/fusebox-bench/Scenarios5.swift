@@ -211,6 +211,8 @@ struct WatchFanOut {
     /// Per round: watchers that had not seen every trip when the wait ended.
     var incomplete: [Int]
     var watchers: Int
+    /// Per round: report calls refused and sent again.
+    var retries: [Int]
 }
 
 /// `watchers` `WatchBreakers` streams (name prefix "fan9-"), `perConnection`
@@ -287,13 +289,28 @@ func watchFanOut(
     var roundMax: [Double] = []
     var answered: [Double] = []
     var incomplete: [Int] = []
+    var retries: [Int] = []
     for r in 0..<rounds {
         try await Task.sleep(for: .milliseconds(500))  // nothing else queued
         let batch = outcomeBatch(client: "fan9", sequence: 0, breakers: names[r].map { ($0, generations[$0] ?? 0) }, policy: "fan9", success: 0, failure: 1)
         let start = ContinuousClock.now
-        let response = try await reporter.unary("fusebox.v1.BreakerService", "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self)
+        // As the SDK does, a refused report (UNAVAILABLE) is sent again, at most 5 times;
+        // the clock keeps running from the first send.
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let response = try await reporter.unary("fusebox.v1.BreakerService", "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self)
+                if !response.states.allSatisfy({ $0.state == .open }) { log("9: \(label) round \(r): not every breaker OPEN in the response") }
+                break
+            } catch {
+                log("9: \(label) round \(r): report attempt \(attempt) failed after \(fmt(ms(ContinuousClock.now - start), 0)) ms: \(error)")
+                guard attempt < 5 else { throw error }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        retries.append(attempt - 1)
         answered.append(ms(ContinuousClock.now - start))
-        guard response.states.allSatisfy({ $0.state == .open }) else { throw BenchError("\(label): a tripped breaker is not OPEN in the response") }
         // Bounded: a watcher that has not seen every trip by then is counted as incomplete.
         _ = await waitUntil(wait, { seen.allSatisfy { $0.state.withLock { $0.done[r] != nil } } })
         let times = seen.compactMap { $0.state.withLock { $0.done[r] } }.map { ms($0 - start) }
@@ -315,7 +332,7 @@ func watchFanOut(
     let resyncs = seen.map { $0.state.withLock { $0.snapshots } - 1 }.reduce(0, +)
     return WatchFanOut(
         perWatcherMs: perWatcher, roundMaxMs: roundMax, answeredMs: answered, resyncs: resyncs, connections: connections, incomplete: incomplete,
-        watchers: watchers)
+        watchers: watchers, retries: retries)
 }
 
 /// Scenario 9 on both sides: `watchers × 3` over three replicas (the report
