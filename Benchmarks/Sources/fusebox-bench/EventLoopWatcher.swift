@@ -38,6 +38,52 @@ enum EventLoopWatcher {
     }
 }
 
+extension EventLoopWatcher {
+    /// `streams` `WatchBreakers` calls sharing one TLS connection (HTTP/2
+    /// streams of one channel), read on the event loop like `open`;
+    /// `onEvent` gets the stream's index (0..<streams) with each event.
+    /// Keep `streams` under the server's `maxConcurrentStreams`.
+    /// `windowBytes`: each stream's flow-control window (and the connection's,
+    /// `streams` times it), as fuseboxd sets its own inbound windows (1 MiB);
+    /// nil: swift-nio-http2's defaults (64 KiB per stream and per connection),
+    /// which the SDK's RPC client uses.
+    static func openShared(
+        port: Int, tls: TLSContext, group: any EventLoopGroup, request: Fusebox_V1_WatchBreakersRequest, streams: Int, windowBytes: Int?,
+        onEvent: @escaping @Sendable (Int, Fusebox_V1_BreakerEvent) -> Void
+    ) async throws -> any Channel {
+        let body = try request.encode()
+        var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
+        var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
+        if let windowBytes {
+            connectionConfiguration.initialSettings = nioDefaultSettings.filter { $0.parameter != .initialWindowSize }
+                + [HTTP2Setting(parameter: .initialWindowSize, value: windowBytes)]
+            connectionConfiguration.targetWindowSize = min(windowBytes * streams, Int(Int32.max))
+            streamConfiguration.targetWindowSize = windowBytes
+        }
+        let (connectionSettings, streamSettings) = (connectionConfiguration, streamConfiguration)
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls, serverName: "127.0.0.1"))
+                    let mux = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                        mode: .client, connectionConfiguration: connectionSettings, streamConfiguration: streamSettings
+                    ) { $0.eventLoop.makeSucceededVoidFuture() }
+                    for index in 0..<streams {
+                        mux.createStreamChannel(promise: nil) { stream in
+                            stream.eventLoop.makeCompletedFuture {
+                                try stream.pipeline.syncOperations.addHandler(
+                                    WatchCallHandler(body: body, port: port) { onEvent(index, $0) })
+                            }
+                        }
+                    }
+                    return channel
+                }
+            }
+        return channel
+    }
+}
+
 /// Sends the request on activation, then decodes every gRPC message of the response.
 private final class WatchCallHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame.FramePayload

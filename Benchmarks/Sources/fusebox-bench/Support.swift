@@ -3,6 +3,7 @@ import FuseboxRPC
 import FuseboxTLS
 import NIOCore
 import NIOPosix
+import Synchronization
 
 struct BenchError: Error, CustomStringConvertible {
     var description: String
@@ -15,6 +16,22 @@ struct Environment: Sendable {
     var certs: String
     var work: String
     var quick: Bool
+}
+
+/// Every child started, so that a SIGTERM to the harness (scripts/bench's
+/// timeout) kills them too instead of leaving etcd members and replicas behind.
+let runningChildren = Mutex<[Child]>([])
+
+/// On SIGTERM: SIGKILL every child still running, then exit.
+func killChildrenOnTermination() -> any DispatchSourceSignal {
+    signal(SIGTERM, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+    source.setEventHandler {
+        for child in runningChildren.withLock({ $0 }) where child.process.isRunning { kill(child.pid, SIGKILL) }
+        exit(143)
+    }
+    source.resume()
+    return source
 }
 
 /// A started child process (fuseboxd or a peer), killed at the end.
@@ -30,6 +47,7 @@ final class Child: @unchecked Sendable {
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
+        runningChildren.withLock { $0.append(self) }
     }
     var pid: Int32 { process.processIdentifier }
     var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }

@@ -4,7 +4,8 @@ import NIOPosix
 
 /// fusebox-bench: each scenario runs Fusebox and its peer in the same run and
 /// prints one Markdown row per figure. Usage:
-///   fusebox-bench --fuseboxd PATH --certs DIR --work DIR [--quick] [--only 1,2,…] (scenarios 1-8)
+///   fusebox-bench --fuseboxd PATH --certs DIR --work DIR [--quick] [--only 1,2,…] (1-8 by default;
+///   9-12, replicated mode on a 3-member etcd cluster the harness starts and kills, only when named)
 /// (scripts/bench passes these; it also installs the peers.)
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -17,9 +18,13 @@ guard let fuseboxd = option("--fuseboxd"), let certs = option("--certs"), let wo
     exit(2)
 }
 let quick = arguments.contains("--quick")
+// Without --only: scenarios 1-8. The replicated ones (9-12) start an etcd
+// cluster and six more servers, so they run only when named (--only 9,10,11,12),
+// which keeps the default run inside scripts/bench's 9-minute bound.
 let only = Set((option("--only") ?? "1,2,3,4,5,6,7,8").split(separator: ",").compactMap { Int($0) })
 let env = Environment(fuseboxd: fuseboxd, certs: certs, work: work, quick: quick)
 MallocInterposerSwift.initialize()
+let termination = killChildrenOnTermination()
 let group = MultiThreadedEventLoopGroup.singleton
 
 func log(_ s: String) { FileHandle.standardError.write(Data("fusebox-bench: \(s)\n".utf8)) }
@@ -145,4 +150,101 @@ if only.contains(8) {
          "\(fmt(percentile(times, 50), 1)) ms", "—", "—", "—", "—"])
     row(["8", "commits (fsyncs) for those \(breakers) OPEN transitions (fusebox_breaker_commits_total before/after; each round: \(commits.map { fmt($0, 0) }.joined(separator: ", ")) commits for \(r.map { fmt($0.transitions, 0) }.joined(separator: ", ")) transitions)",
          "\(fmt(percentile(commits, 50), 0)) commits", "\(breakers) if each transition had its own", fmt(percentile(commits, 50) / Double(breakers), 3), "—", "—"])
+}
+
+// MARK: - Replicated mode (etcd): one 3-member etcd cluster for scenarios 9-12
+
+if !only.isDisjoint(with: [9, 10, 11, 12]) {
+    log("9-12: starting a 3-member etcd cluster")
+    let etcd = try EtcdBenchCluster(env)
+    do {
+        try await etcd.waitUntilHealthy(group: group)
+        try await replicatedScenarios(etcd)
+    } catch {
+        etcd.stop()
+        throw error
+    }
+    etcd.stop()
+}
+
+@MainActor func replicatedScenarios(_ etcd: EtcdBenchCluster) async throws {
+    let lease = "\(ReplicaSet.leaseSeconds) s"
+    if only.contains(9) {
+        do {
+            let (watchers, rounds, breakers, perConnection) = quick ? (100, 1, 100, 50) : (1_000, 3, 100, 50)
+            log("9: fan-out, \(3 * watchers) watchers over 3 replicas vs \(watchers) on one SQLite fuseboxd, \(breakers) breakers per report")
+            let f = try await fanOutReplicated(env, etcd: etcd, watchers: watchers, perConnection: perConnection, breakers: breakers, rounds: rounds, group: group)
+            func cell(_ r: WatchFanOut) -> String {
+                let missing = r.incomplete.reduce(0, +)
+                return "p50 \(fmt(percentile(r.perWatcherMs, 50), 1)) / p99 \(fmt(percentile(r.perWatcherMs, 99), 1)) / max \(fmt(r.perWatcherMs.max() ?? .nan, 1)) ms"
+                    + (missing > 0 ? "; \(missing) of \(r.watchers * r.incomplete.count) watcher-rounds incomplete" : "")
+            }
+            func detail(_ r: WatchFanOut) -> String {
+                "slowest watcher per round \(r.roundMaxMs.map { fmt($0, 1) }.joined(separator: ", ")) ms; report answered after \(r.answeredMs.map { fmt($0, 1) }.joined(separator: ", ")) ms; report calls refused and resent: \(r.retries.map { "\($0)" }.joined(separator: ", ")); \(r.connections) connections; resyncs \(r.resyncs)"
+            }
+            func complete(_ r: WatchFanOut) -> String {
+                "\(r.watchers - (r.incomplete.first ?? 0)) of \(r.watchers) watchers saw all \(breakers) OPEN within 10 s"
+                    + (r.perWatcherMs.isEmpty ? "" : " (p50 \(fmt(percentile(r.perWatcherMs, 50), 1)) ms of those)")
+            }
+            row(["9", "fan-out: \(3 * watchers) WatchBreakers streams over 3 replicas (\(watchers) each, \(perConnection) streams per TLS connection with 1 MiB flow-control windows, read on the event loop), \(breakers) breakers tripped by one ReportOutcomes through a follower (\(f.reportVia); leader \(f.leader)); per watcher: report sent → all \(breakers) OPEN seen, \(rounds) round(s) pooled (\(detail(f.replicated))); peer: \(watchers) watchers on one SQLite fuseboxd, same trips (\(detail(f.single)))",
+                 cell(f.replicated), "single: \(cell(f.single))", fmt(percentile(f.replicated.perWatcherMs, 99) / percentile(f.single.perWatcherMs, 99), 2), "—", "—"])
+            row(["9", "the same, one round, watchers with swift-nio-http2's default 64 KiB windows (as the SDK's RPC client; \(perConnection) streams share the connection's window) (resyncs \(f.replicatedDefault.resyncs) / \(f.singleDefault.resyncs))",
+                 complete(f.replicatedDefault), "single: \(complete(f.singleDefault))", "—", "—", "—"])
+        } catch {
+            // One scenario failing does not lose the others' rows.
+            log("9: failed: \(error)")
+            row(["9", "scenario 9 did not complete", "failed: \(String(describing: error).prefix(300))", "—", "—", "—", "—"])
+        }
+    }
+    if only.contains(10) {
+        do {
+            let (connections, seconds) = quick ? (30, 3.0) : (60, 10.0)
+            log("10: ingestion, \(connections) connections, \(seconds) s per run")
+            let r = try await ingestReplicated(env, etcd: etcd, connections: connections, seconds: seconds, group: group)
+            func errs(_ run: IngestRun) -> String { run.errors > 0 ? ", \(run.errors) failed calls" : "" }
+            row(["10", "counting-only reports/s over StreamOutcomes (\(connections) TLS connections, calls of 100 batches of 10 breakers × 10 successes, \(fmt(seconds, 0)) s) spread evenly over 3 replicas; followers forward each batch to the leader (no pre-aggregation yet); peer: the same load on one SQLite fuseboxd",
+                 "\(fmt(r.spread.reportsPerSecond, 0)) reports/s\(errs(r.spread))", "single: \(fmt(r.single.reportsPerSecond, 0)) reports/s\(errs(r.single))",
+                 fmt(r.spread.reportsPerSecond / r.single.reportsPerSecond, 2), "—", "—"])
+            row(["10", "the same load, all connections on one replica of the 3: the leader (nothing forwarded) / one follower (everything forwarded); peer: one SQLite fuseboxd (as above)",
+                 "leader: \(fmt(r.leaderOnly.reportsPerSecond, 0)) reports/s\(errs(r.leaderOnly)); follower: \(fmt(r.followerOnly.reportsPerSecond, 0)) reports/s\(errs(r.followerOnly))",
+                 "single: \(fmt(r.single.reportsPerSecond, 0)) reports/s", fmt(r.leaderOnly.reportsPerSecond / r.single.reportsPerSecond, 2) + " (leader)", "—", "—"])
+        } catch {
+            // One scenario failing does not lose the others' rows.
+            log("10: failed: \(error)")
+            row(["10", "scenario 10 did not complete", "failed: \(String(describing: error).prefix(300))", "—", "—", "—", "—"])
+        }
+    }
+    if only.contains(11) {
+        do {
+            let rounds = 3
+            log("11: failover, \(rounds) rounds")
+            let f = try await failover(env, etcd: etcd, rounds: rounds, group: group)
+            let named = f.map(\.namedMs)
+            let first = f.map(\.firstReportMs)
+            let both = f.map(\.bothReportsMs)
+            row(["11", "failover: kill -9 of the leader of 3 replicas (leader lease \(lease)) → GetClusterStatus on a survivor names a new leader, median of \(rounds) rounds (each: \(named.map { fmt($0, 0) }.joined(separator: ", ")) ms; killed → new: \(f.map { "\($0.killed) → \($0.newLeader)" }.joined(separator: ", ")); the killed replica restarted between rounds)",
+                 "\(fmt(percentile(named, 50), 0)) ms", "lease TTL \(ReplicaSet.leaseSeconds * 1000) ms", fmt(percentile(named, 50) / Double(ReplicaSet.leaseSeconds * 1000), 2), "—", "—"])
+            row(["11", "failover: kill -9 of the leader → a ReportOutcomes through a survivor succeeds again (each survivor polled every 10 ms, 1 s timeout per call), median of \(rounds) rounds: first survivor / both survivors (each: \(zip(first, both).map { "\(fmt($0, 0)) / \(fmt($1, 0))" }.joined(separator: ", ")) ms; calls refused meanwhile: \(f.map { "\($0.failedReports)" }.joined(separator: ", ")))",
+                 "\(fmt(percentile(first, 50), 0)) / \(fmt(percentile(both, 50), 0)) ms", "lease TTL \(ReplicaSet.leaseSeconds * 1000) ms", fmt(percentile(both, 50) / Double(ReplicaSet.leaseSeconds * 1000), 2), "—", "—"])
+        } catch {
+            // One scenario failing does not lose the others' rows.
+            log("11: failed: \(error)")
+            row(["11", "scenario 11 did not complete", "failed: \(String(describing: error).prefix(300))", "—", "—", "—", "—"])
+        }
+    }
+    if only.contains(12) {
+        do {
+            let writes = quick ? 60 : 300
+            log("12: durable policy writes, \(writes) each")
+            let w = try await durablePolicyWrites(env, etcd: etcd, writes: writes, group: group)
+            func cell(_ t: [Double]) -> String { "p50 \(fmt(percentile(t, 50), 2)) / p99 \(fmt(percentile(t, 99), 2)) ms" }
+            row(["12", "PutPolicy latency, \(writes) sequential writes of one policy (each a change) on a follower of 3 replicas: one etcd Txn on the 3-member cluster, answered once the replica's own watch has it; peer: the same on one SQLite fuseboxd",
+                 cell(w.follower), "single: \(cell(w.single))", fmt(percentile(w.follower, 99) / percentile(w.single, 99), 2), "—", "—"])
+            row(["12", "the same on the leader of the 3 replicas", cell(w.leader), "single: \(cell(w.single))", fmt(percentile(w.leader, 99) / percentile(w.single, 99), 2), "—", "—"])
+        } catch {
+            // One scenario failing does not lose the others' rows.
+            log("12: failed: \(error)")
+            row(["12", "scenario 12 did not complete", "failed: \(String(describing: error).prefix(300))", "—", "—", "—", "—"])
+        }
+    }
 }
