@@ -52,12 +52,7 @@ public final class FuseboxdReplicas: @unchecked Sendable {
 
     public func client(_ id: String, _ identity: String, group: any EventLoopGroup) throws -> RPCClient {
         guard let p = process(id) else { throw RPCError(.unavailable, "no replica \(id)") }
-        return try RPCClient(configuration: RPCClientConfiguration(
-            host: "127.0.0.1", port: p.port,
-            tls: .client(
-                trustRootsPath: try TestCertificates.path("ca.pem"),
-                certificateChainPath: try TestCertificates.path("\(identity).pem"),
-                privateKeyPath: try TestCertificates.path("\(identity).key"))), group: group)
+        return try testClient(port: p.port, identity: identity, group: group)
     }
 
     public func stopAll() {
@@ -69,4 +64,15 @@ public final class FuseboxdReplicas: @unchecked Sendable {
     public var logs: String {
         ids.map { "--- \($0) ---\n" + (process($0)?.launched.stderrTail(3_000) ?? "") }.joined(separator: "\n")
     }
+}
+
+/// A client of the fuseboxd on 127.0.0.1:`port` with test identity `identity`
+/// ("admin", "reporter", "reader", "replica").
+public func testClient(port: Int, identity: String, group: any EventLoopGroup) throws -> RPCClient {
+    try RPCClient(configuration: RPCClientConfiguration(
+        host: "127.0.0.1", port: port,
+        tls: .client(
+            trustRootsPath: try TestCertificates.path("ca.pem"),
+            certificateChainPath: try TestCertificates.path("\(identity).pem"),
+            privateKeyPath: try TestCertificates.path("\(identity).key"))), group: group)
 }

@@ -21,6 +21,20 @@ final class ReplicatedProcessTests: XCTestCase {
     /// The leader lease's TTL these tests run with.
     static let lease = 2
 
+    /// Replicas a, b and c on `cluster`, and a reader client of each.
+    func startThree(_ cluster: EtcdTestCluster) throws -> (FuseboxdReplicas, [String: RPCClient]) {
+        let replicas = try FuseboxdReplicas(cluster: cluster, leaseSeconds: Self.lease)
+        do {
+            for id in ["a", "b", "c"] { try replicas.start(id) }
+            var readers: [String: RPCClient] = [:]
+            for id in replicas.ids { readers[id] = try replicas.client(id, "reader", group: group) }
+            return (replicas, readers)
+        } catch {
+            replicas.stopAll()
+            throw error
+        }
+    }
+
     /// The leader's id as `client`'s replica reports it ("" if none).
     func leader(via client: RPCClient) async -> String {
         let status = try? await client.unary(
@@ -68,10 +82,8 @@ final class ReplicatedProcessTests: XCTestCase {
     /// (which the SDK retries), and retried reports trip every breaker.
     func testLeaderKilledDuringATripStorm() async throws {
         try await withCluster { cluster, _ in
-            let replicas = try FuseboxdReplicas(cluster: cluster, leaseSeconds: Self.lease)
+            let (replicas, readers) = try startThree(cluster)
             defer { replicas.stopAll() }
-            for id in ["a", "b", "c"] { try replicas.start(id) }
-            let readers = try Dictionary(uniqueKeysWithValues: replicas.ids.map { ($0, try replicas.client($0, "reader", group: self.group)) })
             guard let first = await waitForLeader(readers, timeout: .seconds(20)) else {
                 XCTFail("no leader\n\(replicas.logs)")
                 return
@@ -163,10 +175,8 @@ final class ReplicatedProcessTests: XCTestCase {
     /// it steps down, and no watcher sees that stale transition.
     func testZombieLeaderIsFenced() async throws {
         try await withCluster { cluster, _ in
-            let replicas = try FuseboxdReplicas(cluster: cluster, leaseSeconds: Self.lease)
+            let (replicas, readers) = try startThree(cluster)
             defer { replicas.stopAll() }
-            for id in ["a", "b", "c"] { try replicas.start(id) }
-            let readers = try Dictionary(uniqueKeysWithValues: replicas.ids.map { ($0, try replicas.client($0, "reader", group: self.group)) })
             guard let zombie = await waitForLeader(readers, timeout: .seconds(20)), let process = replicas.process(zombie) else {
                 XCTFail("no leader\n\(replicas.logs)")
                 return
@@ -275,14 +285,7 @@ final class ReplicatedProcessTests: XCTestCase {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-migrate-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: directory) }
             let single = try FuseboxdProcess(dataDirectory: directory.appendingPathComponent("single").path)
-            func client(_ port: Int, _ identity: String) throws -> RPCClient {
-                try RPCClient(configuration: RPCClientConfiguration(
-                    host: "127.0.0.1", port: port,
-                    tls: .client(
-                        trustRootsPath: try TestCertificates.path("ca.pem"), certificateChainPath: try TestCertificates.path("\(identity).pem"),
-                        privateKeyPath: try TestCertificates.path("\(identity).key"))), group: group)
-            }
-            let admin = try client(single.port, "admin")
+            let admin = try testClient(port: single.port, identity: "admin", group: group)
             try await putFleetPolicy(admin, minimumClients: 1, permits: 1, openMs: 600_000)
             try await putFleetPolicy(admin, minimumClients: 1, permits: 2, openMs: 600_000)
             _ = try await admin.unary(
@@ -314,7 +317,7 @@ final class ReplicatedProcessTests: XCTestCase {
             let replicas = try FuseboxdReplicas(cluster: cluster, leaseSeconds: Self.lease)
             defer { replicas.stopAll() }
             let replica = try replicas.start(prefix: prefix, "a")
-            let reader = try client(replica.port, "admin")
+            let reader = try testClient(port: replica.port, identity: "admin", group: group)
             await waitUntil("the replica leads", timeout: 20) { replica.launched.stderrTail(100_000).contains("this replica leads") }
             var get = Fusebox_V1_GetPolicyRequest()
             get.registry = "default"
@@ -339,10 +342,8 @@ final class ReplicatedProcessTests: XCTestCase {
     /// new one and grants at most the budget under it, asked on every replica.
     func testPermitBudgetHoldsAcrossFailover() async throws {
         try await withCluster { cluster, _ in
-            let replicas = try FuseboxdReplicas(cluster: cluster, leaseSeconds: Self.lease)
+            let (replicas, readers) = try startThree(cluster)
             defer { replicas.stopAll() }
-            for id in ["a", "b", "c"] { try replicas.start(id) }
-            let readers = try Dictionary(uniqueKeysWithValues: replicas.ids.map { ($0, try replicas.client($0, "reader", group: self.group)) })
             guard let first = await waitForLeader(readers, timeout: .seconds(20)) else {
                 XCTFail("no leader\n\(replicas.logs)")
                 return

@@ -31,12 +31,7 @@ final class ReplicatedServerTests: XCTestCase {
         }
 
         func client(_ identity: String, group: any EventLoopGroup) throws -> RPCClient {
-            try RPCClient(configuration: RPCClientConfiguration(
-                host: "127.0.0.1", port: port,
-                tls: .client(
-                    trustRootsPath: try TestCertificates.path("ca.pem"),
-                    certificateChainPath: try TestCertificates.path("\(identity).pem"),
-                    privateKeyPath: try TestCertificates.path("\(identity).key"))), group: group)
+            try testClient(port: port, identity: identity, group: group)
         }
 
         func stop() async {
