@@ -202,7 +202,7 @@ if !only.isDisjoint(with: [9, 10, 11, 12]) {
             log("10: ingestion, \(connections) connections, \(seconds) s per run")
             let r = try await ingestReplicated(env, etcd: etcd, connections: connections, seconds: seconds, group: group)
             func errs(_ run: IngestRun) -> String { run.errors > 0 ? ", \(run.errors) failed calls" : "" }
-            row(["10", "counting-only reports/s over StreamOutcomes (\(connections) TLS connections, calls of 100 batches of 10 breakers × 10 successes, \(fmt(seconds, 0)) s) spread evenly over 3 replicas; followers forward each batch to the leader (no pre-aggregation yet); peer: the same load on one SQLite fuseboxd",
+            row(["10", "counting-only reports/s over StreamOutcomes (\(connections) TLS connections, calls of 100 batches of 10 breakers × 10 successes, \(fmt(seconds, 0)) s) spread evenly over 3 replicas; followers gather the batches that arrive while a forward call is in flight into `ReplicaService.ForwardReports` calls; peer: the same load on one SQLite fuseboxd",
                  "\(fmt(r.spread.reportsPerSecond, 0)) reports/s\(errs(r.spread))", "single: \(fmt(r.single.reportsPerSecond, 0)) reports/s\(errs(r.single))",
                  fmt(r.spread.reportsPerSecond / r.single.reportsPerSecond, 2), "—", "—"])
             row(["10", "the same load, all connections on one replica of the 3: the leader (nothing forwarded) / one follower (everything forwarded); peer: one SQLite fuseboxd (as above)",
