@@ -70,7 +70,8 @@ public struct Fusebox_V1_PeerIdentity: Sendable, Equatable {
     /// SHA-256 fingerprint of the DER certificate, lowercase hex without
     /// separators. Empty without a certificate.
     public var fingerprintSha256: String = ""
-    /// Roles the server mapped this identity to: "reader", "reporter", "admin".
+    /// Roles the server mapped this identity to: "reader", "reporter", "admin",
+    /// and "replica" for another fuseboxd replica (docs/REPLICATION.md).
     public var roles: [String] = []
 
     /// Creates a message with every field at its default.

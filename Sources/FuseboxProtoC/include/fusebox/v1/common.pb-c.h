@@ -138,7 +138,8 @@ struct  Fusebox__V1__PeerIdentity
    */
   char *fingerprint_sha256;
   /*
-   * Roles the server mapped this identity to: "reader", "reporter", "admin".
+   * Roles the server mapped this identity to: "reader", "reporter", "admin",
+   * and "replica" for another fuseboxd replica (docs/REPLICATION.md).
    */
   size_t n_roles;
   char **roles;
