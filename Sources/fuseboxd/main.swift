@@ -81,17 +81,11 @@ struct Migrate: AsyncParsableCommand {
     var etcdPrefix: String?
 
     func run() async throws {
-        var settings = ServerConfiguration()
-        let environment = ProcessInfo.processInfo.environment
+        let settings: ServerConfiguration
         do {
-            if let path = config {
-                try settings.apply(yaml: try String(contentsOfFile: path, encoding: .utf8), source: path)
-            }
-            try settings.apply(environment: environment)
-            try settings.apply(flags: [
+            settings = try loadServerSettings(config: config, flags: [
                 ("dataDirectory", dataDirectory), ("store.kind", "etcd"), ("store.etcd.endpoints", etcdEndpoints), ("store.etcd.prefix", etcdPrefix),
             ])
-            try settings.validate()
         } catch {
             FileHandle.standardError.write(Data("fuseboxd migrate: \(error)\n".utf8))
             throw ExitCode(78)
@@ -252,19 +246,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     private func loadSettings() throws -> ServerConfiguration {
-        var settings = ServerConfiguration()
-        let environment = ProcessInfo.processInfo.environment
-        if let path = config ?? environment["FUSEBOX_CONFIG"] {
-            let text: String
-            do {
-                text = try String(contentsOfFile: path, encoding: .utf8)
-            } catch {
-                throw ConfigurationError(key: nil, source: path, line: nil, "cannot be read: \(error.localizedDescription)")
-            }
-            try settings.apply(yaml: text, source: path)
-        }
-        try settings.apply(environment: environment)
-        try settings.apply(flags: [
+        var settings = try loadServerSettings(config: config, flags: [
             ("listen.host", host), ("listen.port", port.map(String.init)), ("dataDirectory", dataDirectory),
             ("tls.certificate", cert), ("tls.key", key), ("tls.clientCA", clientCA),
             ("observability.port", metricsPort.map(String.init)),
@@ -272,9 +254,28 @@ struct Serve: AsyncParsableCommand {
             ("cluster.replicaId", replicaId), ("cluster.advertise", advertise),
         ])
         if insecure { settings.insecureNoClientCertificates = true }
-        try settings.validate()
         return settings
     }
+}
+
+/// fuseboxd's settings: `config` (or FUSEBOX_CONFIG), then FUSEBOX_*
+/// variables, then `flags`, validated.
+func loadServerSettings(config: String?, flags: [(String, String?)]) throws -> ServerConfiguration {
+    var settings = ServerConfiguration()
+    let environment = ProcessInfo.processInfo.environment
+    if let path = config ?? environment["FUSEBOX_CONFIG"] {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(key: nil, source: path, line: nil, "cannot be read: \(error.localizedDescription)")
+        }
+        try settings.apply(yaml: text, source: path)
+    }
+    try settings.apply(environment: environment)
+    try settings.apply(flags: flags)
+    try settings.validate()
+    return settings
 }
 
 /// Writes a line to standard output at once (print is block-buffered into pipes and files).

@@ -61,11 +61,11 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
     // MARK: Policies
 
     public func loadRegistries() async throws(StoreError) -> [StoredRegistry] {
-        try await loadRegistries().registries
+        try await loadRegistriesAndRevision().registries
     }
 
     /// Every registry, and the revision it was read at (the policy feed starts after it).
-    func loadRegistries() async throws(StoreError) -> (registries: [StoredRegistry], revision: Int64) {
+    func loadRegistriesAndRevision() async throws(StoreError) -> (registries: [StoredRegistry], revision: Int64) {
         var registries: [String: StoredRegistry] = [:]
         let revision = try await scan(layout.registries) { kv throws(StoreError) in
             let r = try EtcdRecords.decode(EtcdRecords.Registry.self, kv.value, key: kv.key)
@@ -234,7 +234,7 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
     // MARK: Breakers (reads)
 
     /// Every stored breaker, and the revision it was read at.
-    func loadBreakers() async throws(StoreError) -> (breakers: [StoredBreaker], revision: Int64) {
+    func loadBreakersAndRevision() async throws(StoreError) -> (breakers: [StoredBreaker], revision: Int64) {
         var breakers: [StoredBreaker] = []
         let revision = try await scan(layout.breakers) { kv throws(StoreError) in
             breakers.append(try EtcdRecords.breaker(try EtcdRecords.decode(EtcdRecords.Breaker.self, kv.value, key: kv.key)))
@@ -276,7 +276,7 @@ public struct FencedBreakerStore: BreakerStateStore {
     public var commitLimits: CommitLimits { CommitLimits(maxChanges: 60, distinctBreakers: true) }
 
     public func loadBreakers() async throws(StoreError) -> [StoredBreaker] {
-        try await store.loadBreakers().breakers
+        try await store.loadBreakersAndRevision().breakers
     }
 
     public func loadGenerationFloor() async throws(StoreError) -> UInt64 {

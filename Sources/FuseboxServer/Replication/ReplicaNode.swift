@@ -46,7 +46,7 @@ public final class ReplicaNode: Sendable {
         case none(String)
     }
 
-    private struct State {
+    struct State {
         var role: Role = .none("no leader elected yet")
         var leaseID: Int64 = 0
         var etcdReachable = true
@@ -68,8 +68,8 @@ public final class ReplicaNode: Sendable {
     let clock: any FleetClock
     let limits: AuthorityLimits
     let group: any EventLoopGroup
-    private let state = NIOLockedValueBox(State())
-    private let logger = Logger(label: "fusebox.replication")
+    let state = NIOLockedValueBox(State())
+    let logger = Logger(label: "fusebox.replication")
     /// Told whenever this replica starts or stops serving (etcd reachable and its copies live).
     let onServingChange: @Sendable (Bool) -> Void
 
@@ -137,7 +137,7 @@ public final class ReplicaNode: Sendable {
 
     // MARK: Serving
 
-    private func setEtcdReachable(_ reachable: Bool) {
+    func setEtcdReachable(_ reachable: Bool) {
         let changed = state.withLockedValue { s -> Bool? in
             let before = s.etcdReachable && s.feedsLive.policies && s.feedsLive.breakers
             s.etcdReachable = reachable
@@ -147,7 +147,7 @@ public final class ReplicaNode: Sendable {
         if let changed { announce(changed) }
     }
 
-    private func setFeed(policies: Bool? = nil, breakers: Bool? = nil) {
+    func setFeed(policies: Bool? = nil, breakers: Bool? = nil) {
         let changed = state.withLockedValue { s -> Bool? in
             let before = s.etcdReachable && s.feedsLive.policies && s.feedsLive.breakers
             if let policies { s.feedsLive.policies = policies }
@@ -167,97 +167,6 @@ public final class ReplicaNode: Sendable {
         }
         if !serving { mirror.hub.finishAll() }
         onServingChange(serving)
-    }
-
-    // MARK: Feeds
-
-    /// Policies: read everything, then follow `P/history/` from the next
-    /// revision; re-read everything after a compaction or a broken watch.
-    private func runPolicyFeed() async {
-        await follow(
-            name: "policies",
-            load: { () async throws(StoreError) -> Int64 in
-                let (registries, revision) = try await self.store.loadRegistries()
-                await self.registry.resetFromStore(registries)
-                return revision
-            },
-            prefix: store.layout.history,
-            apply: { event async throws(StoreError) in
-                guard case .put(let kv) = event else { return }
-                let change = try EtcdRecords.change(try EtcdRecords.decode(EtcdRecords.Change.self, kv.value, key: kv.key))
-                await self.registry.applyFromStore(change)
-            },
-            live: { self.setFeed(policies: $0) })
-    }
-
-    /// Breakers: read everything into the mirror, then follow `P/breakers/`.
-    private func runBreakerFeed() async {
-        await follow(
-            name: "breakers",
-            load: { () async throws(StoreError) -> Int64 in
-                let (breakers, revision) = try await self.store.loadBreakers()
-                self.mirror.reset(breakers, revision: revision)
-                return revision
-            },
-            prefix: store.layout.breakers,
-            apply: { event async throws(StoreError) in
-                switch event {
-                case .put(let kv):
-                    let b = try EtcdRecords.breaker(try EtcdRecords.decode(EtcdRecords.Breaker.self, kv.value, key: kv.key))
-                    self.mirror.apply(b, revision: kv.modRevision)
-                case .delete(let kv):
-                    if let key = self.store.layout.breakerKey(kv.key) { self.mirror.remove(key, revision: kv.modRevision) }
-                case .progress, .compacted:
-                    break
-                }
-            },
-            live: { self.setFeed(breakers: $0) })
-    }
-
-    private func follow(
-        name: String, load: @escaping @Sendable () async throws(StoreError) -> Int64, prefix: [UInt8],
-        apply: @escaping @Sendable (EtcdWatchEvent) async throws(StoreError) -> Void, live: @escaping @Sendable (Bool) -> Void
-    ) async {
-        var failures = 0
-        while !Task.isCancelled {
-            do throws(StoreError) {
-                let revision = try await load()
-                live(true)
-                failures = 0
-                let watch = client.watch(prefix, rangeEnd: EtcdKeys.prefixEnd(prefix), startRevision: revision + 1)
-                let outcome = await withTaskGroup(of: String?.self) { group -> String in
-                    group.addTask {
-                        do throws(EtcdError) {
-                            try await watch.run()
-                            return nil
-                        } catch {
-                            return "its watch failed: \(error.message)"
-                        }
-                    }
-                    group.addTask {
-                        for await event in watch {
-                            if case .compacted(let r) = event { return "its watch position was compacted away (revision \(r)); re-reading" }
-                            do throws(StoreError) { try await apply(event) } catch { return "a change could not be applied: \(error.message)" }
-                        }
-                        return nil
-                    }
-                    var reason: String?
-                    while let next = await group.next() {
-                        if let r = next { reason = r; break }
-                    }
-                    group.cancelAll()
-                    return reason ?? "its watch ended"
-                }
-                if Task.isCancelled { return }
-                logger.warning("this replica's copy of the \(name) is re-read", metadata: ["reason": "\(outcome)"])
-                if !outcome.contains("compacted") { live(false) }
-            } catch {
-                live(false)
-                failures += 1
-                logger.error("cannot read the \(name) from etcd", metadata: ["error": "\(error.message)"])
-                try? await Task.sleep(for: .milliseconds(min(2_000, 100 * (1 << min(failures, 5)))))
-            }
-        }
     }
 
     // MARK: Election
@@ -401,36 +310,10 @@ public final class ReplicaNode: Sendable {
         if case .leader = role { Gauge(label: "fusebox_replica_leader").record(1) } else { Gauge(label: "fusebox_replica_leader").record(0) }
     }
 
-    // MARK: Heartbeat
-
-    /// `P/replicas/<id>` every second, bound to the lease: what `fusebox
-    /// cluster status` lists. A put that fails marks etcd unreachable.
-    private func runHeartbeat() async {
-        var misses = 0
-        while !Task.isCancelled {
-            let (lease, started) = state.withLockedValue { ($0.leaseID, $0.startedAtMs) }
-            if lease != 0 {
-                let record = EtcdRecords.Replica(
-                    id: settings.replicaId, address: advertise, version: settings.version, startedAtMs: started,
-                    appliedRevision: max(mirror.revision, 0), serving: isServing, heartbeatMs: clock.now().milliseconds)
-                do {
-                    _ = try await client.put(store.layout.replica(settings.replicaId), try EtcdRecords.encode(record), lease: lease)
-                    misses = 0
-                    setEtcdReachable(true)
-                } catch {
-                    misses += 1
-                    if misses >= 2 { setEtcdReachable(false) }
-                }
-            }
-            try? await Task.sleep(for: .seconds(1))
-        }
-    }
-
     // MARK: Forwarding
 
     /// The client to the leader at `address` (one connection per leader, reused).
     func forwarder(to address: String) throws(RPCError) -> RPCClient {
-        if let existing = state.withLockedValue({ $0.forwarders[address] }) { return existing }
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
             throw RPCError(.unavailable, "the leader's address \"\(address)\" is not host:port")
         }
@@ -438,14 +321,18 @@ public final class ReplicaNode: Sendable {
         configuration.connectTimeout = .seconds(2)
         configuration.backoffInitial = .milliseconds(100)
         configuration.backoffMaximum = .seconds(1)
-        let made: RPCClient
-        do { made = try RPCClient(configuration: configuration, group: group) } catch {
-            throw RPCError(.unavailable, "cannot set up TLS to the leader: \(error)")
+        // Made under the lock (no I/O but reading the TLS files once), so that
+        // two calls at once never make two connections to one leader.
+        let made = state.withLockedValue { s -> Result<RPCClient, RPCError> in
+            if let existing = s.forwarders[address] { return .success(existing) }
+            do {
+                let client = try RPCClient(configuration: configuration, group: group)
+                s.forwarders[address] = client
+                return .success(client)
+            } catch {
+                return .failure(RPCError(.unavailable, "cannot set up TLS to the leader: \(error)"))
+            }
         }
-        return state.withLockedValue { s in
-            if let raced = s.forwarders[address] { return raced }
-            s.forwarders[address] = made
-            return made
-        }
+        return try made.get()
     }
 }
