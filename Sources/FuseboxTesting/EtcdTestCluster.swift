@@ -161,6 +161,11 @@ public final class EtcdTestCluster: @unchecked Sendable {
             process: process, arguments: old.arguments)
     }
 
+    /// Sends SIGKILL to every member that runs, without waiting (a hung test's last act).
+    public func killAll() {
+        for member in members where member.process.isRunning { Glibc.kill(member.process.processIdentifier, SIGKILL) }
+    }
+
     /// Kills every member and removes the data directories.
     public func stop() {
         for i in members.indices { kill(i) }
@@ -215,6 +220,14 @@ public func withCluster(
         cluster.stop()
         print("\(name): \(ContinuousClock.now - started) with its etcd cluster")
     }
+    // No etcd test runs for minutes: a hang reports itself and ends the run
+    // instead of holding CI until its limit.
+    let watchdog = TestWatchdog(name, limit: .seconds(300)) {
+        let tail = cluster.logTail()
+        cluster.killAll()
+        return tail
+    }
+    defer { watchdog.disarm() }
     let client = try cluster.client()
     do {
         try await cluster.waitUntilHealthy(client)

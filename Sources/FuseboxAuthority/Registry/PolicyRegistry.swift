@@ -53,10 +53,19 @@ public final class PolicyRegistry: Sendable {
         guard registryVersion("default") == 0 else { return }
         for preset in Presets.all {
             do {
-                // Shared: replicas starting together must not load a preset twice.
-                _ = try await put(
-                    registry: "default", policy: preset, expectedVersion: shared ? 0 : nil, actor: "fuseboxd",
-                    reason: "preset loaded on first start", audit: nil)
+                if shared {
+                    // Replicas starting together must not load a preset twice
+                    // (expected version 0: create only). Nothing waits for the
+                    // feed, which starts with serving and begins with a re-read
+                    // of the store, presets included.
+                    _ = try await store.putPolicy(
+                        registry: "default", policy: preset, expectedVersion: 0, actor: "fuseboxd",
+                        reason: "preset loaded on first start", atMs: clock.now().milliseconds, audit: nil)
+                } else {
+                    _ = try await put(
+                        registry: "default", policy: preset, expectedVersion: nil, actor: "fuseboxd",
+                        reason: "preset loaded on first start", audit: nil)
+                }
             } catch where shared && error.code == .versionConflict {
                 continue
             }

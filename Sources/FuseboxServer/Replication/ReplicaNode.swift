@@ -236,13 +236,16 @@ public final class ReplicaNode: Sendable {
             if let leader = try? EtcdRecords.decode(EtcdRecords.Leader.self, current.value, key: key) {
                 setRole(.follower(id: leader.id, address: leader.address))
             }
-            // Until the key is gone (its lease ended, or the leader stepped down).
-            await waitForDeletion(of: key, after: current.modRevision)
+            // Until the key is gone (its lease ended, or the leader stepped
+            // down), or a while has passed: then the transaction above looks
+            // again, so a watch that went quiet cannot keep the fleet leaderless.
+            await waitForDeletion(of: key, after: current.modRevision, atMost: .seconds(max(3 * settings.leaseSeconds, 5)))
         }
         return "stopped"
     }
 
-    private func waitForDeletion(of key: [UInt8], after revision: Int64) async {
+    /// Returns when `key` is deleted after `revision`, its watch ends, or `atMost` passes.
+    private func waitForDeletion(of key: [UInt8], after revision: Int64, atMost limit: Duration? = nil) async {
         let watch = client.watch(key, startRevision: revision + 1)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await watch.run() }
@@ -252,6 +255,7 @@ public final class ReplicaNode: Sendable {
                     if case .compacted = event { return }
                 }
             }
+            if let limit { group.addTask { try? await Task.sleep(for: limit) } }
             await group.next()
             group.cancelAll()
         }
