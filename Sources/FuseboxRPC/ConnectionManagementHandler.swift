@@ -6,8 +6,30 @@ import NIOHTTP2
 /// What the server tracks about one connection; shared with its streams.
 final class ConnectionState: Sendable {
     private let state = NIOLockedValueBox<(peer: TLSPeerIdentity?, handshaken: Bool)>((nil, false))
+    /// Why the connection is served no call (it is beyond the connection limit); nil normally.
+    private let refused = NIOLockedValueBox<String?>(nil)
+    /// Watches open on the connection.
+    private let watches = NIOLockedValueBox(0)
 
     var peer: TLSPeerIdentity? { state.withLockedValue { $0.peer } }
+
+    var refusal: String? {
+        get { refused.withLockedValue { $0 } }
+        set { refused.withLockedValue { $0 = newValue } }
+    }
+
+    /// Counts one more watch, unless `limit` are open: then false.
+    func openWatch(limit: Int) -> Bool {
+        watches.withLockedValue { count in
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+    }
+
+    func closeWatch() {
+        watches.withLockedValue { $0 -= 1 }
+    }
 
     func handshakeCompleted(_ event: TLSHandshakeCompleted) {
         state.withLockedValue {

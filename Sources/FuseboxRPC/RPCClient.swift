@@ -254,6 +254,8 @@ public final class RPCClient: Sendable {
                 return result
             }
         } catch let error as RPCError {
+            // The caller cancelled: whatever the stream's end looked like, that is the cause.
+            if Task.isCancelled { throw RPCError(.cancelled, "the call was cancelled") }
             throw failure().map { RPCError(.unavailable, $0) } ?? error
         } catch is CancellationError {
             throw RPCError(.cancelled, "the call was cancelled")

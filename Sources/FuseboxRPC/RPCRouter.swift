@@ -7,6 +7,9 @@ public struct RPCRouter: Sendable {
     public typealias Handler = @Sendable (RPCRequestReader, RPCResponseSender, RPCServerContext) async throws -> RPCMetadata
 
     private(set) var handlers: [String: Handler] = [:]
+    /// Paths of server-streaming methods: watches, which stay open and count
+    /// against `RPCServerConfiguration.maximumWatchesPerConnection`.
+    private(set) var watchPaths: Set<String> = []
 
     /// Largest request message decoded, for typed handlers.
     public var limits = WireLimits.default
@@ -58,6 +61,7 @@ public struct RPCRouter: Sendable {
         _ body: @escaping @Sendable (Request, RPCStreamWriter<Response>, RPCServerContext) async throws -> Void
     ) {
         let limits = self.limits
+        watchPaths.insert("/\(service)/\(method)")
         register(service, method) { reader, sender, context in
             let request = try await Self.single(Request.self, reader, limits)
             try await body(request, RPCStreamWriter(sender: sender), context)

@@ -26,6 +26,7 @@ public final class RPCServer: Sendable {
     private let connectionCount = NIOLockedValueBox<Int>(0)
     private let acceptedCount = NIOLockedValueBox<Int>(0)
     private let shuttingDown = Atomic<Bool>(false)
+    private let inFlight = Atomic<Int>(0)
 
     /// A server for `router`'s methods, with TLS from `tls`.
     public init(configuration: RPCServerConfiguration, router: RPCRouter, tls: TLSContextProvider, group: any EventLoopGroup) {
@@ -70,12 +71,16 @@ public final class RPCServer: Sendable {
                         stream.eventLoop.makeCompletedFuture { try StreamChannel(wrappingChannelSynchronously: stream) }
                     }
                     try sync.addHandler(management)
-                    // Over the limit: accept, then close at once.
+                    // Over the limit: every call is answered UNAVAILABLE naming
+                    // the limit (serveStream), and the connection closes soon.
                     if connectionCount.withLockedValue({ count in
                         count += 1
                         return count
                     }) > configuration.maximumConnections {
-                        channel.close(promise: nil)
+                        state.refusal = "the server holds \(configuration.maximumConnections) connections, its limit "
+                            + "(limits.maxConnections); try another replica or again later"
+                        configuration.onLimitReached?("connections")
+                        channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
                     }
                     let id = ObjectIdentifier(channel)
                     connections.withLockedValue { $0[id] = channel }
@@ -98,6 +103,11 @@ public final class RPCServer: Sendable {
     /// those refused for `maximumConnections`; it never goes down. A client
     /// that keeps one connection adds one, however many calls it makes.
     public var acceptedConnections: Int { acceptedCount.withLockedValue { $0 } }
+
+    /// Calls being served now (each runs in a task of its own; watches
+    /// included). Back at 0 once every client is gone: a higher count would
+    /// be a leaked task.
+    public var callsInFlight: Int { inFlight.load(ordering: .relaxed) }
 
     /// The bound port (0 before `start`).
     public var port: Int { listener.withLockedValue { $0?.channel.localAddress?.port } ?? 0 }
@@ -142,6 +152,8 @@ public final class RPCServer: Sendable {
     }
 
     private func serveStream(_ stream: StreamChannel, connection: ConnectionState, remote: String?) async {
+        inFlight.add(1, ordering: .relaxed)
+        defer { inFlight.subtract(1, ordering: .relaxed) }
         let streamChannel = stream.channel
         let closeFuture = stream.channel.closeFuture
         try? await stream.executeThenClose { inbound, outbound in
@@ -159,10 +171,30 @@ public final class RPCServer: Sendable {
             case .success(let parsed):
                 head = parsed
             }
+            if let refusal = connection.refusal {
+                try await sender.finish(RPCError(.unavailable, refusal), trailers: RPCMetadata())
+                streamChannel.parent?.triggerUserOutboundEvent(GracefulShutdownEvent(), promise: nil)
+                return
+            }
             guard let handler = router.handler(for: head.path) else {
                 try await sender.finish(RPCError(.unimplemented, "method \(head.path) is not implemented"), trailers: RPCMetadata())
                 return
             }
+            let isWatch = router.watchPaths.contains(head.path)
+            if isWatch {
+                let limit = configuration.maximumWatchesPerConnection
+                guard connection.openWatch(limit: limit) else {
+                    configuration.onLimitReached?("watches_per_connection")
+                    try await sender.finish(
+                        RPCError(
+                            .resourceExhausted,
+                            "this connection has \(limit) watches open, the server's limit (limits.maxWatchesPerConnection); "
+                                + "end one, or open another connection"),
+                        trailers: RPCMetadata())
+                    return
+                }
+            }
+            defer { if isWatch { connection.closeWatch() } }
             let deadline = head.timeoutNanoseconds.map { ContinuousClock.now + .nanoseconds($0) }
             let context = RPCServerContext(
                 path: head.path, peer: connection.peer, remoteAddress: remote, deadline: deadline, metadata: head.metadata)

@@ -12,8 +12,15 @@ public struct RPCServerConfiguration: Sendable {
     /// Concurrent streams a client may open on one connection (HTTP/2
     /// SETTINGS_MAX_CONCURRENT_STREAMS); more are refused. Default 100.
     public var maximumConcurrentStreams = 100
-    /// Open connections at most; further ones are closed at once. Default 1,000.
+    /// Open connections at most. A connection beyond it is served no call:
+    /// each is answered UNAVAILABLE naming the limit, so that clients try
+    /// another replica or later, and the connection is then closed (GOAWAY).
+    /// Default 1,000.
     public var maximumConnections = 1_000
+    /// Watches (the router's server-streaming calls) open at once on one
+    /// connection; one more is answered RESOURCE_EXHAUSTED naming the limit.
+    /// Default 32.
+    public var maximumWatchesPerConnection = 32
     /// A connection without open streams for this long is closed (GOAWAY first). Default 5 min.
     public var idleTimeout: Duration = .seconds(300)
     /// A connection from which nothing has arrived for this long is sent a
@@ -42,6 +49,10 @@ public struct RPCServerConfiguration: Sendable {
     /// adds its error details to INVALID_ARGUMENT statuses the runtime makes,
     /// such as a request that does not decode). Must return quickly.
     public var mapError: (@Sendable (RPCError) -> RPCError)?
+
+    /// Told when a limit refused something: "connections" or
+    /// "watches_per_connection". Must return quickly.
+    public var onLimitReached: (@Sendable (String) -> Void)?
 
     /// Told when each call ends: its path, its status and how long it took.
     public var onCallCompleted: (@Sendable (String, RPCStatusCode, Duration) -> Void)?

@@ -159,6 +159,7 @@ public final class FuseboxServerApp: Sendable {
             ServerMetrics.rpc(path: path, code: "\(code)", nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         }
         rpcConfiguration.mapError = WireConversions.withDetails
+        rpcConfiguration.onLimitReached = { ServerMetrics.limitReached($0) }
         rpcConfiguration.onTLSFailure = { error, remote in
             if auditable.contains(error.code) { refused.yield((error, remote)) }
         }
@@ -207,7 +208,7 @@ public final class FuseboxServerApp: Sendable {
             group.addTask {
                 while !Task.isCancelled {
                     ServerMetrics.gauges(
-                        connections: self.rpc.openConnections, breakerWatchers: self.authority.watcherCount,
+                        connections: self.rpc.openConnections, callsInFlight: self.rpc.callsInFlight, breakerWatchers: self.authority.watcherCount,
                         registryWatchers: self.registry.watcherCount, silentReporters: self.leadingCoordinator?.silentReporters() ?? 0)
                     try? await Task.sleep(for: .seconds(1))
                 }

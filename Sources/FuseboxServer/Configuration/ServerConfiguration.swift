@@ -30,6 +30,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var maximumConcurrentStreams = 100
     /// Open connections. Default 1,000.
     public var maximumConnections = 1_000
+    /// Watches open at once on one connection. Default 32.
+    public var maximumWatchesPerConnection = 32
     /// Idle connections are closed after this many seconds. Default 300.
     public var idleTimeoutSeconds = 300
     /// Calls in flight get this many seconds on shutdown. Default 10.
@@ -116,7 +118,8 @@ public struct ServerConfiguration: Sendable, Equatable {
         "tls.insecureNoClientCertificates": "development only: no client certificates, everyone is admin",
         "roles": "list of {field: cn|dns|uri, pattern: glob, role: reader|reporter|admin|replica}",
         "limits.maxMessageBytes": "largest request message", "limits.maxConcurrentStreams": "streams per connection",
-        "limits.maxConnections": "open connections", "limits.idleTimeoutSeconds": "idle connection timeout",
+        "limits.maxConnections": "open connections", "limits.maxWatchesPerConnection": "watches open at once on one connection",
+        "limits.idleTimeoutSeconds": "idle connection timeout",
         "limits.shutdownGraceSeconds": "time calls in flight get on shutdown", "presets": "load presets on first start",
         "limits.maxBreakersPerRegistry": "breakers one registry may hold",
         "limits.idleBreakerSeconds": "idle CLOSED breakers are evicted after this (0: never)",
@@ -213,6 +216,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         case "limits.maxMessageBytes": maximumMessageBytes = try int(1_024...64 * 1024 * 1024)
         case "limits.maxConcurrentStreams": maximumConcurrentStreams = try int(1...10_000)
         case "limits.maxConnections": maximumConnections = try int(1...1_000_000)
+        case "limits.maxWatchesPerConnection": maximumWatchesPerConnection = try int(1...10_000)
         case "limits.idleTimeoutSeconds": idleTimeoutSeconds = try int(1...86_400)
         case "limits.shutdownGraceSeconds": shutdownGraceSeconds = try int(0...3_600)
         case "limits.maxBreakersPerRegistry": maxBreakersPerRegistry = try int(1...10_000_000)
@@ -379,6 +383,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         c.maximumReceiveMessageBytes = maximumMessageBytes
         c.maximumConcurrentStreams = maximumConcurrentStreams
         c.maximumConnections = maximumConnections
+        c.maximumWatchesPerConnection = maximumWatchesPerConnection
         c.idleTimeout = .seconds(idleTimeoutSeconds)
         c.shutdownGracePeriod = .seconds(shutdownGraceSeconds)
         return c

@@ -37,14 +37,20 @@ enum ServerMetrics {
         Counter(label: "fusebox_reports_total").increment(by: 0)
         Counter(label: "fusebox_report_rejections_total").increment(by: 0)
         Counter(label: "fusebox_breaker_commits_total").increment(by: 0)
-        gauges(connections: 0, breakerWatchers: 0, registryWatchers: 0, silentReporters: 0)
+        gauges(connections: 0, callsInFlight: 0, breakerWatchers: 0, registryWatchers: 0, silentReporters: 0)
+    }
+
+    /// A request, connection or watch refused at a configured limit.
+    static func limitReached(_ limit: String) {
+        Counter(label: "fusebox_limit_rejections_total", dimensions: [("limit", limit)]).increment()
     }
 
     static func rejected(_ count: Int) {
         Counter(label: "fusebox_report_rejections_total").increment(by: Int64(count))
     }
 
-    static func gauges(connections: Int, breakerWatchers: Int, registryWatchers: Int, silentReporters: Int) {
+    static func gauges(connections: Int, callsInFlight: Int, breakerWatchers: Int, registryWatchers: Int, silentReporters: Int) {
+        Gauge(label: "fusebox_rpc_calls_in_flight").record(Double(callsInFlight))
         Gauge(label: "fusebox_reporters_silent").record(Double(silentReporters))
         Gauge(label: "fusebox_connected_clients").record(Double(connections))
         Gauge(label: "fusebox_watchers", dimensions: [("kind", "breakers")]).record(Double(breakerWatchers))

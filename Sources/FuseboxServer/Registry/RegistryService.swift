@@ -1,4 +1,3 @@
-import CoreMetrics
 import FuseboxAPI
 import FuseboxCore
 public import FuseboxAuthority
@@ -183,7 +182,7 @@ extension RegistryService {
     static func checkSize(_ policy: Fusebox_V1_Policy, limit: Int) throws(RPCError) {
         let size = (try? policy.encode().count) ?? 0
         guard size <= limit else {
-            Counter(label: "fusebox_limit_rejections_total", dimensions: [("limit", "policy_bytes")]).increment()
+            ServerMetrics.limitReached("policy_bytes")
             throw WireConversions.invalid("policy", "\(size) bytes encoded; at most \(limit) (limits.maxPolicyBytes)")
         }
     }
