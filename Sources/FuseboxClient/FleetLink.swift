@@ -390,9 +390,8 @@ final class FleetLink: Sendable {
     }
 
     /// A half-open probe permit: from the local breaker in local mode, else
-    /// from fuseboxd. Unreachable server: denied (the call is rejected as if OPEN).
-    /// Asks fuseboxd (or, in local mode, the local breaker) for a probe
-    /// permit; an answer that does not come within `timeout` is a denial.
+    /// from fuseboxd. Unreachable server, or no answer within `timeout`:
+    /// denied (the call is rejected as if OPEN).
     func acquirePermit(_ breaker: SharedBreaker, generation: BreakerGeneration, timeout: Duration) async -> PermitAnswer {
         if let decision = breaker.acquireLocalPermit(now: wallNow()) {
             switch decision {
