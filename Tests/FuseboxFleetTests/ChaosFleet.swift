@@ -270,11 +270,11 @@ struct ChaosFailure: Error, CustomStringConvertible {
 }
 
 /// The guard's policy: trips after 3 consecutive failures, 1 s open; in
-/// HALF_OPEN one probe at a time and 200 must pass, so HALF_OPEN lasts long
+/// HALF_OPEN one probe at a time and 1,000 must pass, so HALF_OPEN lasts long
 /// enough to stop fuseboxd in it; attempt timeout 500 ms, no retry.
 let chaosPolicy = """
     name: chaos
-    description: Chaos suite. Trips after 3 consecutive failures; 1 s open; one probe at a time, 200 must pass; 500 ms per attempt.
+    description: Chaos suite. Trips after 3 consecutive failures; 1 s open; one probe at a time, 1000 must pass; 500 ms per attempt.
     circuitBreaker:
       consecutiveFailuresThreshold: 3
       minimumCalls: 1
@@ -282,7 +282,7 @@ let chaosPolicy = """
         baseMs: 1000
       halfOpen:
         permittedCalls: 1
-        successThreshold: 200
+        successThreshold: 1000
         maxWaitMs: 2000
     timeout:
       attemptMs: \(ChaosFleet.attemptMs)

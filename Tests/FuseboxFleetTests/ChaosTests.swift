@@ -123,7 +123,7 @@ final class ChaosTests: XCTestCase {
         let writing = Task { await writer.run(fleet, registry: "chaos-stop", prefix: "stop") }
 
         // HALF_OPEN fleet-wide: the upstream fails until the breaker opens, then recovers;
-        // 200 probes must pass one at a time, so HALF_OPEN lasts seconds.
+        // 1,000 probes must pass one at a time, so HALF_OPEN outlasts the freeze below.
         _ = try upstream(fleet, "/fail")
         let tripped = try await eventuallyAsync(10) { try await fleet.serverBreaker().state == .open }
         _ = try upstream(fleet, "/recover")
@@ -135,6 +135,7 @@ final class ChaosTests: XCTestCase {
             fleet.convergence(on: "HALF_OPEN", generation: halfOpenGeneration, since: Date(), timeout: 5),
             "not every service saw HALF_OPEN: \(fleet.firstSeen("HALF_OPEN", generation: halfOpenGeneration))")
 
+        let stateAtStop = try await fleet.serverBreaker().state
         let blockedBefore = fleet.blockedCalls().count
         let pid = fleet.server.process.processIdentifier
         let frozenFor = 2 * ChaosFleet.keepalive + ChaosFleet.staleness + 1.5
@@ -168,6 +169,7 @@ final class ChaosTests: XCTestCase {
                 + "local after \(wentLocal ? String(format: "%.2f", toLocal) : "never") s, fleet again \(backToFleet ? String(format: "%.2f", toFleet) : "never") s after SIGCONT, "
                 + "converge(all 5 see FORCED_OPEN) \(converged.map { String(format: "%.2f", $0) } ?? "never") s, "
                 + "writes acked=\(writer.acked.count) lost=\(lost.count)")
+        XCTAssertEqual(stateAtStop, .halfOpen, "fuseboxd was not frozen while the breaker was HALF_OPEN: the permit path went untested")
         XCTAssertEqual(
             blocked.count, 0,
             "guarded calls waited on the frozen fuseboxd past their attempt timeout (\(ChaosFleet.attemptMs) ms + \(ChaosFleet.graceMs) ms): \(Array(blocked.prefix(10)))"
