@@ -192,9 +192,13 @@ final class ChaosTests: XCTestCase {
     /// space returns fuseboxd must take writes again by itself: same process,
     /// no restart. Then one kill -9 shows everything acknowledged is on disk.
     func testDataDirectoryDiskFull() async throws {
-        let watchdog = TestWatchdog("ChaosTests.testDataDirectoryDiskFull", limit: .seconds(120))
-        defer { watchdog.disarm() }
         let mountPoint = directory + "/small-disk"
+        // A hang ends the test process without running any defer: the watchdog leaves no mount behind either.
+        let watchdog = TestWatchdog("ChaosTests.testDataDirectoryDiskFull", limit: .seconds(120)) {
+            let r = try? runProcess(["umount", "-l", mountPoint], timeout: 10)
+            return "umount -l \(mountPoint): \(r.map { "status \($0.status) \($0.output)" } ?? "did not run")"
+        }
+        defer { watchdog.disarm() }
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
         let mounted = try runProcess(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mountPoint], timeout: 20)
         guard mounted.status == 0 else {
