@@ -21,7 +21,8 @@ final class ChaosTests: XCTestCase {
     private var directory = ""
 
     override func setUp() async throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-chaos-\(UUID().uuidString)").path
+        directory =
+            FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-chaos-\(UUID().uuidString)").path
     }
 
     override func tearDown() async throws {
@@ -64,7 +65,8 @@ final class ChaosTests: XCTestCase {
             let opened = try await fleet.forceOpen("chaos: kill -9 cycle \(cycle)")
             overridesAcknowledged += 1
             lastAcknowledged = (opened, "ForceOpen")
-            guard let seconds = fleet.convergence(on: "FORCED_OPEN", generation: opened, since: sent, timeout: 15) else {
+            guard let seconds = fleet.convergence(on: "FORCED_OPEN", generation: opened, since: sent, timeout: 15)
+            else {
                 XCTFail(
                     "cycle \(cycle): not every service saw the ForceOpen (generation \(opened)) within 15 s: "
                         + "\(fleet.firstSeen("FORCED_OPEN", generation: opened))")
@@ -100,7 +102,8 @@ final class ChaosTests: XCTestCase {
         XCTAssertGreaterThan(writer.acked.count, 50, "the writer hardly wrote: \(writer.refused.suffix(3))")
         XCTAssertFalse(
             overrideLost,
-            "the last acknowledged override (\(lastAcknowledged.action), generation \(lastAcknowledged.generation)) is lost: server has \(breaker)")
+            "the last acknowledged override (\(lastAcknowledged.action), generation \(lastAcknowledged.generation)) is lost: server has \(breaker)"
+        )
         // The load went on through the storm: about 5 × 50 calls a second, whatever fuseboxd did.
         XCTAssertGreaterThan(callsDuring, 500, "the services stopped calling during the storm")
     }
@@ -169,18 +172,27 @@ final class ChaosTests: XCTestCase {
                 + "local after \(wentLocal ? String(format: "%.2f", toLocal) : "never") s, fleet again \(backToFleet ? String(format: "%.2f", toFleet) : "never") s after SIGCONT, "
                 + "converge(all 5 see FORCED_OPEN) \(converged.map { String(format: "%.2f", $0) } ?? "never") s, "
                 + "writes acked=\(writer.acked.count) lost=\(lost.count)")
-        XCTAssertEqual(stateAtStop, .halfOpen, "fuseboxd was not frozen while the breaker was HALF_OPEN: the permit path went untested")
+        XCTAssertEqual(
+            stateAtStop, .halfOpen,
+            "fuseboxd was not frozen while the breaker was HALF_OPEN: the permit path went untested")
         XCTAssertEqual(
             blocked.count, 0,
             "guarded calls waited on the frozen fuseboxd past their attempt timeout (\(ChaosFleet.attemptMs) ms + \(ChaosFleet.graceMs) ms): \(Array(blocked.prefix(10)))"
         )
-        XCTAssertTrue(wentLocal, "the services did not go local while fuseboxd was frozen: \(ChaosFleet.serviceIDs.map { fleet.mode($0) ?? "?" })")
+        XCTAssertTrue(
+            wentLocal,
+            "the services did not go local while fuseboxd was frozen: \(ChaosFleet.serviceIDs.map { fleet.mode($0) ?? "?" })"
+        )
         XCTAssertTrue(backToFleet, "the services did not return to fleet mode after SIGCONT")
         XCTAssertLessThan(toFleet, 12, "fleet mode came back too late")
-        XCTAssertNotNil(converged, "not every service saw the ForceOpen after SIGCONT: \(fleet.firstSeen("FORCED_OPEN", generation: opened))")
+        XCTAssertNotNil(
+            converged,
+            "not every service saw the ForceOpen after SIGCONT: \(fleet.firstSeen("FORCED_OPEN", generation: opened))")
         XCTAssertLessThan(converged ?? 0, 12)
         XCTAssertTrue(lost.isEmpty, "acknowledged policy writes lost: \(lost.sorted().prefix(20))")
-        XCTAssertEqual(breaker.state, .closed, "the acknowledged Reset (generation \(closedGeneration)) is not in force: \(breaker)")
+        XCTAssertEqual(
+            breaker.state, .closed,
+            "the acknowledged Reset (generation \(closedGeneration)) is not in force: \(breaker)")
         XCTAssertGreaterThan(callsWhileFrozen, 100, "the services stopped calling while fuseboxd was frozen")
     }
 
@@ -249,10 +261,13 @@ final class ChaosTests: XCTestCase {
         // The upstream fails while the disk is full: the trip is decided but cannot be stored,
         // so it must not be published yet, and must be once the store takes writes again.
         _ = try upstream(fleet, "/fail")
-        try await Task.sleep(for: .milliseconds(1_500))  // the services go on calling against a server that cannot write
+        // The services go on calling against a server that cannot write.
+        try await Task.sleep(for: .milliseconds(1_500))
         let aliveWhileFull = fleet.server.process.isRunning
         let modesWhileFull = ChaosFleet.serviceIDs.map { fleet.mode($0) ?? "?" }
-        let tripVisibleWhileFull = fleet.firstSeen("OPEN", generation: stateWhileFull.generation + 1).values.contains { $0 != nil }
+        let tripVisibleWhileFull = fleet.firstSeen("OPEN", generation: stateWhileFull.generation + 1).values.contains {
+            $0 != nil
+        }
 
         // Space returns: the same process takes writes again, with nobody touching it.
         try? FileManager.default.removeItem(atPath: filler)
@@ -269,7 +284,8 @@ final class ChaosTests: XCTestCase {
         }
         let recoverySeconds = Date().timeIntervalSince(freed)
         let samePid = fleet.server.process.isRunning && fleet.server.process.processIdentifier == pid
-        let tripSeen = fleet.convergence(on: "OPEN", generation: stateWhileFull.generation + 1, since: freed, timeout: 15)
+        let tripSeen = fleet.convergence(
+            on: "OPEN", generation: stateWhileFull.generation + 1, since: freed, timeout: 15)
         _ = try upstream(fleet, "/recover")
         let sent = Date()
         let opened = try await fleet.forceOpen("chaos: disk has room again")
@@ -292,7 +308,9 @@ final class ChaosTests: XCTestCase {
                 + "blockedCalls=\(blocked.count) (of \(callsDuring) guarded calls, longest \(fleet.longestCallMs()) ms), "
                 + "trip published while full=\(tripVisibleWhileFull), reached all 5 \(tripSeen.map { String(format: "%.2f", $0) } ?? "never") s after space returned, converge(all 5 see FORCED_OPEN) \(converged.map { String(format: "%.2f", $0) } ?? "never") s, "
                 + "writes acked=\(acked.count) lost=\(lost.count)")
-        print("CHAOS diskfull refusal: \(refusal.map { "\($0)" } ?? "none"); override refusal: \(overrideRefusal.map { "\($0)" } ?? "none")")
+        print(
+            "CHAOS diskfull refusal: \(refusal.map { "\($0)" } ?? "none"); override refusal: \(overrideRefusal.map { "\($0)" } ?? "none")"
+        )
         XCTAssertGreaterThan(filled, 0, "could not fill the disk")
         guard let refusal else {
             XCTFail("a full data directory never refused a write (\(writtenWhileFull) writes acknowledged)")
@@ -302,11 +320,18 @@ final class ChaosTests: XCTestCase {
         XCTAssertTrue(
             refusal.message.contains("the disk holding the database") && refusal.message.contains("is full"),
             "the refusal does not say the disk is full: \(refusal)")
-        XCTAssertEqual(overrideRefusal?.code, .unavailable, "a ForceOpen on a full disk: \(overrideRefusal.map { "\($0)" } ?? "acknowledged")")
+        XCTAssertEqual(
+            overrideRefusal?.code, .unavailable,
+            "a ForceOpen on a full disk: \(overrideRefusal.map { "\($0)" } ?? "acknowledged")")
         XCTAssertEqual(stateWhileFull.state, .closed, "a refused ForceOpen took effect: \(stateWhileFull)")
         XCTAssertTrue(aliveWhileFull, "fuseboxd died on a full disk: \(fleet.server.launched.stderrTail())")
-        XCTAssertEqual(modesWhileFull, Array(repeating: "fleet", count: 5), "the services left fleet mode while only the disk was full")
-        XCTAssertTrue(recovered, "fuseboxd did not take writes again within 15 s of the space returning: \(fleet.server.launched.stderrTail())")
+        XCTAssertEqual(
+            modesWhileFull, Array(repeating: "fleet", count: 5),
+            "the services left fleet mode while only the disk was full")
+        XCTAssertTrue(
+            recovered,
+            "fuseboxd did not take writes again within 15 s of the space returning: \(fleet.server.launched.stderrTail())"
+        )
         XCTAssertTrue(samePid, "fuseboxd was restarted")
         XCTAssertFalse(tripVisibleWhileFull, "a transition the store had not taken was published")
         XCTAssertNotNil(
@@ -314,7 +339,8 @@ final class ChaosTests: XCTestCase {
             "the trip decided while the disk was full never reached every service: \(fleet.firstSeen("OPEN", generation: stateWhileFull.generation + 1))"
         )
         XCTAssertNotNil(converged, "not every service saw the ForceOpen after the disk recovered")
-        XCTAssertEqual(blocked.count, 0, "guarded calls blocked past their attempt timeout: \(Array(blocked.prefix(10)))")
+        XCTAssertEqual(
+            blocked.count, 0, "guarded calls blocked past their attempt timeout: \(Array(blocked.prefix(10)))")
         XCTAssertTrue(lost.isEmpty, "acknowledged writes lost: \(lost.sorted().prefix(20))")
     }
 

@@ -14,7 +14,10 @@ final class PolicyWriter: Sendable {
 
     /// Writes `prefix-N` into `registry` one after another, about every
     /// `pauseMs`, until stopped or `limit` writes or `seconds` have passed.
-    func run(_ fleet: ChaosFleet, registry: String, prefix: String, padding: Int = 0, pauseMs: Int = 20, limit: Int = 3_000, seconds: Double = 180) async {
+    func run(
+        _ fleet: ChaosFleet, registry: String, prefix: String, padding: Int = 0, pauseMs: Int = 20, limit: Int = 3_000,
+        seconds: Double = 180
+    ) async {
         let end = Date().addingTimeInterval(seconds)
         for i in 0..<limit {
             if stopped.withLockedValue({ $0 }) || Date() > end { return }

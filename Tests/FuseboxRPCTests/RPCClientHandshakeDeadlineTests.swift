@@ -36,7 +36,8 @@ final class RPCClientHandshakeDeadlineTests: XCTestCase {
         var configuration = RPCClientConfiguration(
             host: "127.0.0.1", port: port,
             tls: .client(
-                trustRootsPath: try TestCertificates.path("ca.pem"), certificateChainPath: try TestCertificates.path("reader.pem"),
+                trustRootsPath: try TestCertificates.path("ca.pem"),
+                certificateChainPath: try TestCertificates.path("reader.pem"),
                 privateKeyPath: try TestCertificates.path("reader.key")))
         configuration.connectTimeout = connectTimeout
         return try RPCClient(configuration: configuration, group: group)
@@ -76,7 +77,8 @@ final class RPCClientHandshakeDeadlineTests: XCTestCase {
             XCTFail("a server that never answers the handshake answered the call")
         } catch {
             XCTAssertEqual(error.code, .unavailable, "\(error)")
-            XCTAssertTrue(error.message.contains("TLS handshake") && error.message.contains("did not finish"), "\(error)")
+            XCTAssertTrue(
+                error.message.contains("TLS handshake") && error.message.contains("did not finish"), "\(error)")
         }
         XCTAssertLessThan(ContinuousClock.now - started, .seconds(3))
         await client.close()
