@@ -237,7 +237,15 @@ let package = Package(
             ]
         ),
         // Multi-process tests: fuseboxd, example services and the CLI as real processes.
-        .testTarget(name: "FuseboxFleetTests", dependencies: ["FuseboxTesting", "FuseboxEtcd"]),
+        .testTarget(
+            name: "FuseboxFleetTests",
+            dependencies: [
+                "FuseboxTesting", "FuseboxEtcd", "FuseboxAPI", "FuseboxCore", "FuseboxRPC", "FuseboxTLS", "FuseboxWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "FuseboxCLITests",
             dependencies: [

@@ -71,6 +71,8 @@ struct Service: AsyncParsableCommand {
     @Option(help: "Seconds to wait for the PING's answer before dropping the connection.")
     var keepaliveTimeoutSeconds: Double = 5
     @Option(help: "Stop after this many seconds (0: run until killed).") var durationSeconds: Double = 0
+    @Option(help: "Milliseconds a guarded call may run past the policy's attempt timeout before it counts as blocked (an over-attempt line).")
+    var overAttemptGraceMs: Int64 = 100
 
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
@@ -117,8 +119,13 @@ struct Service: AsyncParsableCommand {
         let started = ContinuousClock.now
         var lastStatus = ContinuousClock.now
         var counts = (ok: 0, failed: 0, rejected: 0)
+        // Each guarded call is timed against the attempt timeout of the policy in
+        // force: a call that takes longer was held by something other than the
+        // upstream (the SDK waiting on fuseboxd, say), which must never happen.
+        var blocked = CallDurations()
         var lastMode = fusebox.mode
         while durationSeconds <= 0 || ContinuousClock.now - started < .milliseconds(Int64(durationSeconds * 1000)) {
+            let callStart = ContinuousClock.now
             do {
                 _ = try await upstreamGuard.run {
                     let status: Int
@@ -136,6 +143,11 @@ struct Service: AsyncParsableCommand {
             } catch {
                 counts.failed += 1
             }
+            if let over = blocked.record(
+                ContinuousClock.now - callStart, attemptMs: upstreamGuard.policy.timeout?.attemptMs, graceMs: overAttemptGraceMs)
+            {
+                Self.emit(["event": "over-attempt", "ms": over.ms, "attemptMs": over.attemptMs, "mode": fusebox.mode.rawValue])
+            }
             if fusebox.mode != lastMode {
                 lastMode = fusebox.mode
                 Self.emit(["event": "mode", "mode": lastMode.rawValue])
@@ -149,6 +161,7 @@ struct Service: AsyncParsableCommand {
                     "localOpen": upstreamGuard.localOpenUntil.map { $0 > Self.wallNow() } ?? false,
                     "policy": upstreamGuard.policy.name,
                     "consecutiveFailures": upstreamGuard.policy.circuitBreaker?.consecutiveFailuresThreshold ?? 0,
+                    "calls": blocked.calls, "overAttempt": blocked.overAttempt, "maxCallMs": blocked.maxMs,
                 ])
             }
             try await Task.sleep(for: .milliseconds(intervalMs))

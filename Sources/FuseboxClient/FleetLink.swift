@@ -390,8 +390,9 @@ final class FleetLink: Sendable {
     }
 
     /// A half-open probe permit: from the local breaker in local mode, else
-    /// from fuseboxd. Unreachable server: denied (the call is rejected as if OPEN).
-    func acquirePermit(_ breaker: SharedBreaker, generation: BreakerGeneration) async -> PermitAnswer {
+    /// from fuseboxd. Unreachable server, or no answer within `timeout`:
+    /// denied (the call is rejected as if OPEN).
+    func acquirePermit(_ breaker: SharedBreaker, generation: BreakerGeneration, timeout: Duration) async -> PermitAnswer {
         if let decision = breaker.acquireLocalPermit(now: wallNow()) {
             switch decision {
             case .granted(let grant): return .granted(grant.id, local: true, generation: grant.generation)
@@ -405,7 +406,7 @@ final class FleetLink: Sendable {
         do {
             let response = try await client.unary(
                 "fusebox.v1.BreakerService", "AcquirePermit", request, as: Fusebox_V1_AcquirePermitResponse.self,
-                options: RPCCallOptions(timeout: configuration.permitTimeout))
+                options: RPCCallOptions(timeout: timeout))
             contact()
             let current = BreakerGeneration(response.generation)
             if response.granted { return .granted(response.permitId, local: false, generation: current) }

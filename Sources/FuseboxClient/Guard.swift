@@ -178,6 +178,7 @@ public final class Guard: Sendable {
         guard let breaker = rt.breaker else { return try await limited(rt, generation: 0, operation) }
         var permit: UInt64?
         var local = false
+        var permitWait = Duration.zero
         let generation: BreakerGeneration
         switch breaker.gate.admit() {
         case .pass(let g):
@@ -186,7 +187,9 @@ public final class Guard: Sendable {
             breaker.calls.notPermitted.add(1, ordering: .relaxed)
             throw GuardError(.circuitOpen(retryAfter: breaker.retryAfter(now: wallNow())), breaker: name, generation: g.value)
         case .needsPermit(let g):
-            switch await link.acquirePermit(breaker, generation: g) {
+            let asked = ContinuousClock.now
+            defer { permitWait = ContinuousClock.now - asked }
+            switch await link.acquirePermit(breaker, generation: g, timeout: permitTimeout(rt)) {
             case .granted(let id, let isLocal, let granted):
                 permit = id
                 local = isLocal
@@ -198,7 +201,7 @@ public final class Guard: Sendable {
         }
         let start = ContinuousClock.now
         do {
-            let value = try await limited(rt, generation: generation.value, operation)
+            let value = try await limited(rt, generation: generation.value, spent: permitWait, operation)
             finish(breaker, rt, failed: false, error: nil, start: start, generation: generation, permit: permit, local: local)
             return value
         } catch {
@@ -239,8 +242,20 @@ public final class Guard: Sendable {
         }
     }
 
-    /// Rate limiter → bulkhead → attempt timeout → operation.
-    private func limited<T: Sendable>(_ rt: GuardRuntime, generation: UInt64, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// How long a HALF_OPEN call may wait for fuseboxd's probe permit:
+    /// `permitTimeout`, but at most half the attempt timeout. The wait is part
+    /// of the attempt, so a frozen or slow fuseboxd cannot hold a call past
+    /// its attempt timeout; the probe itself keeps at least the other half.
+    private func permitTimeout(_ rt: GuardRuntime) -> Duration {
+        guard let attemptMs = rt.policy.timeout?.attemptMs else { return link.configuration.permitTimeout }
+        return min(link.configuration.permitTimeout, .milliseconds(max(attemptMs / 2, 1)))
+    }
+
+    /// Rate limiter → bulkhead → attempt timeout → operation. `spent`: what
+    /// the attempt already used waiting for a probe permit.
+    private func limited<T: Sendable>(
+        _ rt: GuardRuntime, generation: UInt64, spent: Duration = .zero, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         if let limiter = rt.limiter {
             switch limiter.acquire(now: wallNow()) {
             case .granted: break
@@ -249,18 +264,22 @@ public final class Guard: Sendable {
                 throw GuardError(.rateLimited(retryAfter: .milliseconds(after)), breaker: name, generation: generation)
             }
         }
-        guard let bulkhead = rt.bulkhead else { return try await timed(rt, generation: generation, operation) }
+        guard let bulkhead = rt.bulkhead else { return try await timed(rt, generation: generation, spent: spent, operation) }
         guard await bulkhead.acquire() else {
             metrics.bulkheadRejected.increment()
             throw GuardError(.bulkheadFull, breaker: name, generation: generation)
         }
         metrics.bulkheadPermitted.increment()
         defer { bulkhead.release() }
-        return try await timed(rt, generation: generation, operation)
+        return try await timed(rt, generation: generation, spent: spent, operation)
     }
 
-    private func timed<T: Sendable>(_ rt: GuardRuntime, generation: UInt64, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        guard let ms = rt.policy.timeout?.attemptMs else { return try await operation() }
+    private func timed<T: Sendable>(
+        _ rt: GuardRuntime, generation: UInt64, spent: Duration, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        guard let attemptMs = rt.policy.timeout?.attemptMs else { return try await operation() }
+        let spentMs = spent.components.seconds * 1000 + spent.components.attoseconds / 1_000_000_000_000_000
+        let ms = max(attemptMs - spentMs, 1)
         return try await withDeadline(milliseconds: ms, rt: rt, timeouts: metrics.attemptTimeouts, generation: generation, operation)
     }
 

@@ -94,7 +94,10 @@ public final class RPCClient: Sendable {
             case .fail(let error):
                 throw error
             case .await(let future):
-                try? await future.get()
+                // Another call is connecting; this one stops waiting when its deadline cancels it.
+                do { try await future.valueUnlessCancelled() } catch is CancellationError {
+                    throw RPCError(.cancelled, "cancelled while waiting for the connection to \(configuration.host):\(configuration.port)")
+                } catch {}
             case .sleep(let until):
                 do { try await Task.sleep(until: until, clock: .continuous) } catch { throw RPCError(.cancelled, "cancelled while waiting for the server") }
             case .connect(let promise, let failures):
@@ -168,8 +171,32 @@ public final class RPCClient: Sendable {
                         return (channel, mux, handshake.futureResult)
                     }
                 }
-            try await handshake.get()
+            // The handshake is bounded like the TCP connect (`connectTimeout`), and by the
+            // call that asked for the connection: a frozen server accepts the TCP connection
+            // (its kernel does) but never answers the ClientHello.
+            let timedOut = NIOLockedValueBox(false)
+            let limit = channel.eventLoop.scheduleTask(in: TimeAmount(configuration.connectTimeout)) {
+                timedOut.withLockedValue { $0 = true }
+                channel.close(promise: nil)
+            }
+            defer { limit.cancel() }
+            do {
+                try await handshake.valueUnlessCancelled()
+            } catch is CancellationError {
+                channel.close(promise: nil)
+                throw RPCError(.cancelled, "the call ended (deadline or cancellation) during the TLS handshake with \(target)")
+            } catch {
+                channel.close(promise: nil)
+                if timedOut.withLockedValue({ $0 }) {
+                    throw RPCError(
+                        .unavailable,
+                        "the TLS handshake with \(target) did not finish within \(configuration.connectTimeout); is the server stopped or overloaded?")
+                }
+                throw error
+            }
             return (channel, mux, failure)
+        } catch let error as RPCError {
+            throw error
         } catch let error as TLSError {
             throw RPCError(.unavailable, "TLS with \(target) failed: \(error.message)")
         } catch let error as ChannelError {

@@ -38,7 +38,8 @@ final class SQLiteDatabase: @unchecked Sendable {
         guard sqlite3_exec(handle, sql, nil, nil, &error) == SQLITE_OK else {
             let message = error.map { String(cString: $0) } ?? lastError
             sqlite3_free(error)
-            throw StoreError(code(for: sqlite3_errcode(handle)), "\(message) (in \(sql.prefix(60))…)")
+            let rc = sqlite3_errcode(handle)
+            throw StoreError(code(for: rc), explained(rc, "\(message) (in \(sql.prefix(60))…)"))
         }
     }
 
@@ -65,7 +66,7 @@ final class SQLiteDatabase: @unchecked Sendable {
             let rc = sqlite3_step(statement)
             if rc == SQLITE_DONE { return rows }
             guard rc == SQLITE_ROW else {
-                throw StoreError(code(for: rc), "\(lastError) (running \(sql.prefix(60))…)")
+                throw StoreError(code(for: rc), explained(rc, "\(lastError) (running \(sql.prefix(60))…)"))
             }
             rows.append((0..<sqlite3_column_count(statement)).map { column(statement, $0) })
         }
@@ -99,6 +100,14 @@ final class SQLiteDatabase: @unchecked Sendable {
             return .blob(Array(UnsafeRawBufferPointer(start: bytes, count: count)))
         default: return .null
         }
+    }
+
+    /// SQLite's message, with what to do when the disk is full: the
+    /// operator's cue, since fuseboxd recovers by itself once there is room.
+    private func explained(_ rc: Int32, _ message: String) -> String {
+        guard rc & 0xff == SQLITE_FULL else { return message }
+        return "the disk holding the database \(path) is full (\(message)); free space there: "
+            + "fuseboxd takes writes again by itself, without a restart"
     }
 
     private func code(for rc: Int32) -> StoreError.Code {
