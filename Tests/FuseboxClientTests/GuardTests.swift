@@ -180,7 +180,10 @@ final class GuardTests: XCTestCase {
         var policy = breakerPolicy("catalog", failures: 100)
         policy.cache = CachePolicy(ttlMs: 60_000)
         policy.fallback = FallbackPolicy(triggers: [.failure, .circuitOpen], action: .staleCache)
-        let f = try await start([policy])
+        var shortLived = breakerPolicy("catalog-short", failures: 100)
+        shortLived.cache = CachePolicy(ttlMs: 1)
+        shortLived.fallback = FallbackPolicy(triggers: [.failure], action: .staleCache)
+        let f = try await start([policy, shortLived])
         let g = f.guard("catalog-api", policy: "catalog")
         let calls = Calls()
 
@@ -198,9 +201,22 @@ final class GuardTests: XCTestCase {
         let answer = try await g.run(fallback: { error in "fallback after \(type(of: error))" }) { () async throws -> String in throw Boom() }
         XCTAssertEqual(answer, "fallback after Boom")
 
-        // Without a fallback closure, staleCache answers from what the cache last held.
-        let other = try await g.run(cacheKey: "sku-2") { "red hat" }
-        XCTAssertEqual(other, "red hat")
+        // Without a fallback closure, staleCache answers a failed load with
+        // what the cache last held, though it has expired.
+        let g2 = f.guard("catalog-short-api", policy: "catalog-short")
+        let loaded = try await g2.run(cacheKey: "sku-2") { () async throws -> String in "red hat" }
+        XCTAssertEqual(loaded, "red hat")
+        try await Task.sleep(for: .milliseconds(20))
+        let stale = try await g2.run(cacheKey: "sku-2") { () async throws -> String in
+            _ = calls.hit()
+            throw Boom()
+        }
+        XCTAssertEqual(stale, "red hat", "the stale-cache fallback served the expired value")
+        XCTAssertEqual(calls.count, 2, "the expired value was loaded again before the fallback")
+        do {
+            _ = try await g2.run(cacheKey: "sku-3") { () async throws -> String in throw Boom() }
+            XCTFail("a stale-cache fallback with nothing cached answered")
+        } catch is Boom {}
     }
 
     func testMetricsUseTheDocumentedNames() async throws {

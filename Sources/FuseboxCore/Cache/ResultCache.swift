@@ -50,7 +50,9 @@ public struct ResultCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
                 touch(key)
                 return .stale(entry.value, refresh: loading.insert(key).inserted)
             }
-            remove(key)
+            // Past its window the value is not served, but it stays (until
+            // the load replaces it, or LRU eviction): if that load fails, a
+            // stale-cache fallback answers with it.
         }
         return .miss(load: loading.insert(key).inserted)
     }
@@ -77,7 +79,8 @@ public struct ResultCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         loading.remove(key)
     }
 
-    /// The last value for `key`, expired or not (for a stale-cache fallback).
+    /// The last value for `key`, expired or not (for a stale-cache fallback):
+    /// expired values stay until replaced or evicted.
     public func lastValue(_ key: Key) -> Value? {
         entries[key]?.value
     }

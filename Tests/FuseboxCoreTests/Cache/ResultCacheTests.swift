@@ -44,4 +44,18 @@ import Testing
         cache.loadFailed("k")
         guard case .miss(load: true) = cache.lookup("k", at: clock.now) else { Issue.record("retry after failure"); return }
     }
+
+    /// An expired value is not served, but it is still there for a
+    /// stale-cache fallback when the load that should replace it fails.
+    @Test func anExpiredValueOutlivesAFailedReload() {
+        var clock = ManualClock()
+        var cache = ResultCache<String, Int>(policy: CachePolicy(ttlMs: 100, staleWhileRevalidateMs: 50))
+        cache.store("k", 7, at: clock.now)
+        guard case .miss(load: true) = cache.lookup("k", at: clock.advance(by: 500)) else { Issue.record("expired: reload"); return }
+        cache.loadFailed("k")
+        #expect(cache.lastValue("k") == 7)
+        cache.store("k", 8, at: clock.now)
+        #expect(cache.lastValue("k") == 8)
+        #expect(cache.count == 1)
+    }
 }
