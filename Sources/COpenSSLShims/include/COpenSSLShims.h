@@ -18,6 +18,7 @@ void fb_SSL_CTX_set_fusebox_options(SSL_CTX *ctx);
 long fb_SSL_CTX_set_mode_release_buffers(SSL_CTX *ctx);
 int fb_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *groups);
 long fb_SSL_CTX_set_session_cache_mode_server(SSL_CTX *ctx);
+long fb_SSL_CTX_sess_set_cache_size(SSL_CTX *ctx, long size);
 long fb_SSL_set_tlsext_host_name(SSL *ssl, const char *name);
 long fb_BIO_set_mem_eof_return(BIO *bio, int value);
 
