@@ -27,6 +27,7 @@ public final class RPCServer: Sendable {
     private let acceptedCount = NIOLockedValueBox<Int>(0)
     private let shuttingDown = Atomic<Bool>(false)
     private let inFlight = Atomic<Int>(0)
+    private let serving = Atomic<Int>(0)
 
     /// A server for `router`'s methods, with TLS from `tls`.
     public init(configuration: RPCServerConfiguration, router: RPCRouter, tls: TLSContextProvider, group: any EventLoopGroup) {
@@ -109,6 +110,10 @@ public final class RPCServer: Sendable {
     /// be a leaked task.
     public var callsInFlight: Int { inFlight.load(ordering: .relaxed) }
 
+    /// Connections whose task still runs (one task each, reading its streams).
+    /// Back at 0 once every client is gone: a higher count would be a leaked task.
+    public var connectionTasks: Int { serving.load(ordering: .relaxed) }
+
     /// The bound port (0 before `start`).
     public var port: Int { listener.withLockedValue { $0?.channel.localAddress?.port } ?? 0 }
 
@@ -143,6 +148,8 @@ public final class RPCServer: Sendable {
     }
 
     private func serveConnection(_ connection: Connection) async {
+        serving.add(1, ordering: .relaxed)
+        defer { serving.subtract(1, ordering: .relaxed) }
         let remote = connection.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
         try? await withThrowingDiscardingTaskGroup { group in
             for try await stream in connection.streams.inbound {

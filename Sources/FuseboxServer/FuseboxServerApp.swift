@@ -208,7 +208,8 @@ public final class FuseboxServerApp: Sendable {
             group.addTask {
                 while !Task.isCancelled {
                     ServerMetrics.gauges(
-                        connections: self.rpc.openConnections, callsInFlight: self.rpc.callsInFlight, breakerWatchers: self.authority.watcherCount,
+                        connections: self.rpc.openConnections, callsInFlight: self.rpc.callsInFlight, connectionTasks: self.rpc.connectionTasks,
+                        breakerWatchers: self.authority.watcherCount,
                         registryWatchers: self.registry.watcherCount, silentReporters: self.leadingCoordinator?.silentReporters() ?? 0)
                     try? await Task.sleep(for: .seconds(1))
                 }

@@ -1,5 +1,6 @@
 import CoreMetrics
 import FuseboxCore
+import FuseboxTLS
 
 /// The server's metrics, through the swift-metrics API (fuseboxd bootstraps
 /// the Prometheus backend). Names are documented in docs/SERVER.md.
@@ -37,7 +38,7 @@ enum ServerMetrics {
         Counter(label: "fusebox_reports_total").increment(by: 0)
         Counter(label: "fusebox_report_rejections_total").increment(by: 0)
         Counter(label: "fusebox_breaker_commits_total").increment(by: 0)
-        gauges(connections: 0, callsInFlight: 0, breakerWatchers: 0, registryWatchers: 0, silentReporters: 0)
+        gauges(connections: 0, callsInFlight: 0, connectionTasks: 0, breakerWatchers: 0, registryWatchers: 0, silentReporters: 0)
     }
 
     /// A request, connection or watch refused at a configured limit.
@@ -49,8 +50,10 @@ enum ServerMetrics {
         Counter(label: "fusebox_report_rejections_total").increment(by: Int64(count))
     }
 
-    static func gauges(connections: Int, callsInFlight: Int, breakerWatchers: Int, registryWatchers: Int, silentReporters: Int) {
+    static func gauges(connections: Int, callsInFlight: Int, connectionTasks: Int, breakerWatchers: Int, registryWatchers: Int, silentReporters: Int) {
         Gauge(label: "fusebox_rpc_calls_in_flight").record(Double(callsInFlight))
+        Gauge(label: "fusebox_rpc_connection_tasks").record(Double(connectionTasks))
+        Gauge(label: "fusebox_tls_connections_live").record(Double(TLSHandler.liveConnections))
         Gauge(label: "fusebox_reporters_silent").record(Double(silentReporters))
         Gauge(label: "fusebox_connected_clients").record(Double(connections))
         Gauge(label: "fusebox_watchers", dimensions: [("kind", "breakers")]).record(Double(breakerWatchers))
