@@ -4,10 +4,13 @@ import NIOCore
 import NIOHTTP2
 
 /// What the server tracks about one connection; shared with its streams.
-final class ConnectionState: Sendable {
+package final class ConnectionState: Sendable {
     private let state = NIOLockedValueBox<(peer: TLSPeerIdentity?, handshaken: Bool)>((nil, false))
 
     var peer: TLSPeerIdentity? { state.withLockedValue { $0.peer } }
+
+    /// A connection not yet handshaken.
+    package init() {}
 
     func handshakeCompleted(_ event: TLSHandshakeCompleted) {
         state.withLockedValue {
