@@ -13,6 +13,8 @@ final class FuzzRegressionTests: XCTestCase {
 
     private func inputs(_ kind: String, _ target: FuzzTarget) throws -> [URL] {
         let directory = Self.fuzzDirectory.appendingPathComponent(kind).appendingPathComponent(target.rawValue)
+        // git keeps no empty directory: a target without regressions has none.
+        guard FileManager.default.fileExists(atPath: directory.path) else { return [] }
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
         return names.filter { !$0.hasPrefix(".") }.sorted().map { directory.appendingPathComponent($0) }
     }
