@@ -259,8 +259,37 @@ let package = Package(
             name: "FuseboxCoreTests",
             dependencies: ["FuseboxCore", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
+
+        // One function per fuzz target that takes one input: the libFuzzer
+        // executables (below, with FUSEBOX_FUZZ=1) and the replay tests share it.
+        .target(
+            name: "FuseboxFuzzing",
+            dependencies: [
+                "FuseboxWire", "FuseboxRPC", "FuseboxTLS", "FuseboxCLI", "FuseboxServer", "FuseboxCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+            ]
+        ),
+        // Replays every committed corpus and regression input (Fuzz/) through FuseboxFuzzing.
+        .testTarget(name: "FuseboxFuzzingTests", dependencies: ["FuseboxFuzzing"]),
     ]
 )
+
+/// libFuzzer executables, one per target (docs/FUZZING.md). Only with
+/// FUSEBOX_FUZZ=1: they need `--sanitize=fuzzer`, which supplies `main`, so a
+/// plain `swift build` or `swift test` could not link them.
+if Context.environment["FUSEBOX_FUZZ"] == "1" {
+    for name in ["wire-decode", "grpc-deframer", "http2-server", "tls-server", "policy-yaml", "server-config"] {
+        package.products.append(.executable(name: "fuzz-\(name)", targets: ["fuzz-\(name)"]))
+        package.targets.append(
+            .executableTarget(
+                name: "fuzz-\(name)", dependencies: ["FuseboxFuzzing"], path: "Fuzz/Targets/\(name)",
+                swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+            )
+        )
+    }
+}
 
 for target in package.targets where target.type != .system && !["FuseboxProtoC", "COpenSSLShims"].contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? []) + swiftSettings

@@ -4,7 +4,7 @@ import NIOCore
 import NIOHTTP2
 
 /// What the server tracks about one connection; shared with its streams.
-final class ConnectionState: Sendable {
+package final class ConnectionState: Sendable {
     private let state = NIOLockedValueBox<(peer: TLSPeerIdentity?, handshaken: Bool)>((nil, false))
     /// Why the connection is served no call (it is beyond the connection limit); nil normally.
     private let refused = NIOLockedValueBox<String?>(nil)
@@ -12,6 +12,9 @@ final class ConnectionState: Sendable {
     private let watches = NIOLockedValueBox(0)
 
     var peer: TLSPeerIdentity? { state.withLockedValue { $0.peer } }
+
+    /// A connection not yet handshaken.
+    package init() {}
 
     var refusal: String? {
         get { refused.withLockedValue { $0 } }

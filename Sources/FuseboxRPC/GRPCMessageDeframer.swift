@@ -1,9 +1,11 @@
-import NIOCore
+package import NIOCore
 
 /// Splits a gRPC byte stream into messages: each is a 1-byte compressed flag,
 /// a 4-byte big-endian length and the message. Pure; fed bytes as they come.
-struct GRPCMessageDeframer {
-    enum Failure: Error, Equatable {
+/// Package-visible for the fuzz target (FuseboxFuzzing) that feeds it.
+package struct GRPCMessageDeframer {
+    /// Why the stream cannot be deframed.
+    package enum Failure: Error, Equatable {
         /// A declared length above the limit (RESOURCE_EXHAUSTED).
         case tooLarge(length: Int, limit: Int)
         /// The compressed flag without a negotiated encoding (INTERNAL).
@@ -12,17 +14,20 @@ struct GRPCMessageDeframer {
         case invalidFlag(UInt8)
     }
 
-    let maximumMessageBytes: Int
+    /// The largest message accepted.
+    package let maximumMessageBytes: Int
     private var buffer = ByteBuffer()
 
-    init(maximumMessageBytes: Int) {
+    /// A deframer refusing messages over `maximumMessageBytes`.
+    package init(maximumMessageBytes: Int) {
         self.maximumMessageBytes = maximumMessageBytes
     }
 
     /// Bytes received but not yet a whole message.
-    var bufferedBytes: Int { buffer.readableBytes }
+    package var bufferedBytes: Int { buffer.readableBytes }
 
-    mutating func append(_ bytes: ByteBuffer) {
+    /// Adds bytes as they arrived.
+    package mutating func append(_ bytes: ByteBuffer) {
         var bytes = bytes
         if buffer.readableBytes == 0 {
             buffer = bytes
@@ -33,7 +38,7 @@ struct GRPCMessageDeframer {
 
     /// The next whole message, nil when more bytes are needed. A length over
     /// the limit fails as soon as the 5-byte prefix is seen, before the body.
-    mutating func next() throws(Failure) -> [UInt8]? {
+    package mutating func next() throws(Failure) -> [UInt8]? {
         guard buffer.readableBytes >= 5,
             let flag = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
             let length = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt32.self)

@@ -2,7 +2,7 @@ public import FuseboxTLS
 import NIOConcurrencyHelpers
 public import NIOCore
 import NIOHPACK
-import NIOHTTP2
+package import NIOHTTP2
 import NIOPosix
 import Synchronization
 
@@ -13,7 +13,8 @@ import Synchronization
 /// finish within the grace period and then closes what is left. Handlers are
 /// async functions running in tasks, never on the event loop.
 public final class RPCServer: Sendable {
-    typealias StreamChannel = NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>
+    /// One call's stream, as the handlers see it.
+    package typealias StreamChannel = NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>
     typealias Connection = (channel: any Channel, streams: NIOHTTP2Handler.AsyncStreamMultiplexer<StreamChannel>, state: ConnectionState)
 
     /// The configuration.
@@ -56,22 +57,7 @@ public final class RPCServer: Sendable {
                     if let observer = configuration.onTLSFailure {
                         try sync.addHandler(TLSFailureObserver(observer: observer))
                     }
-                    var h2 = NIOHTTP2Handler.Configuration()
-                    h2.connection.initialSettings = [
-                        HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.maximumConcurrentStreams),
-                        HTTP2Setting(parameter: .maxHeaderListSize, value: 16 * 1024),
-                        HTTP2Setting(parameter: .initialWindowSize, value: 1024 * 1024),
-                    ]
-                    // The management handler follows NIOHTTP2Handler in the pipeline, and
-                    // learns from it, as its frame delegate, what the calls write.
-                    let management = ConnectionManagementHandler(configuration: configuration, connection: state)
-                    let streams = try sync.configureAsyncHTTP2Pipeline(
-                        mode: .server, streamDelegate: StreamLifecycle(), frameDelegate: management.frameDelegate,
-                        configuration: h2
-                    ) { stream in
-                        stream.eventLoop.makeCompletedFuture { try StreamChannel(wrappingChannelSynchronously: stream) }
-                    }
-                    try sync.addHandler(management)
+                    let streams = try Self.configureHTTP2(on: channel, configuration: configuration, state: state)
                     // Over the limit: every call is answered UNAVAILABLE naming
                     // the limit (serveStream), and the connection closes soon.
                     if connectionCount.withLockedValue({ count in
