@@ -2,6 +2,7 @@ import FuseboxTLS
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP2
+import Synchronization
 
 /// What the server tracks about one connection; shared with its streams.
 package final class ConnectionState: Sendable {
@@ -13,8 +14,20 @@ package final class ConnectionState: Sendable {
 
     var peer: TLSPeerIdentity? { state.withLockedValue { $0.peer } }
 
+    /// Connections whose state is still in memory in this process. Back at 0
+    /// once every connection has closed and been released: a higher count is
+    /// a connection (channel, pipeline, HTTP/2 and TLS state) kept alive.
+    static var inMemory: Int { count.load(ordering: .relaxed) }
+    private static let count = Atomic<Int>(0)
+
     /// A connection not yet handshaken.
-    package init() {}
+    package init() {
+        Self.count.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        Self.count.subtract(1, ordering: .relaxed)
+    }
 
     var refusal: String? {
         get { refused.withLockedValue { $0 } }

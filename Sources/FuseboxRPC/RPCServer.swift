@@ -100,6 +100,12 @@ public final class RPCServer: Sendable {
     /// Back at 0 once every client is gone: a higher count would be a leaked task.
     public var connectionTasks: Int { serving.load(ordering: .relaxed) }
 
+    /// Server connections still in memory, in this process (every server's):
+    /// closed ones are released, so this follows `openConnections` and is
+    /// back at 0 once every client is gone. A higher count is a connection
+    /// kept alive after its close (a leak).
+    public static var connectionsInMemory: Int { ConnectionState.inMemory }
+
     /// The bound port (0 before `start`).
     public var port: Int { listener.withLockedValue { $0?.channel.localAddress?.port } ?? 0 }
 

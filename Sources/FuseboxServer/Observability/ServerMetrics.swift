@@ -1,5 +1,6 @@
 import CoreMetrics
 import FuseboxCore
+import FuseboxRPC
 import FuseboxTLS
 
 /// The server's metrics, through the swift-metrics API (fuseboxd bootstraps
@@ -54,6 +55,7 @@ enum ServerMetrics {
         Gauge(label: "fusebox_rpc_calls_in_flight").record(Double(callsInFlight))
         Gauge(label: "fusebox_rpc_connection_tasks").record(Double(connectionTasks))
         Gauge(label: "fusebox_tls_connections_live").record(Double(TLSHandler.liveConnections))
+        Gauge(label: "fusebox_rpc_connections_in_memory").record(Double(RPCServer.connectionsInMemory))
         Gauge(label: "fusebox_reporters_silent").record(Double(silentReporters))
         Gauge(label: "fusebox_connected_clients").record(Double(connections))
         Gauge(label: "fusebox_watchers", dimensions: [("kind", "breakers")]).record(Double(breakerWatchers))
