@@ -80,6 +80,10 @@ public final class FuseboxServerApp: Sendable {
     private let refusals: AsyncStream<(TLSError, String?)>
     private let audit: AuditLog
     private let stopping = NIOLockedValueBox(false)
+    /// Whether `serve()` runs: `shutdown()` closes the store and etcd only
+    /// once what `serve()` runs has stopped using them.
+    private let serving = NIOLockedValueBox(ServeState.notStarted)
+    private enum ServeState { case notStarted, running, ended }
 
     /// Opens the store, loads state, seeds presets, and binds the listener.
     /// `clock` is the authority's time (tests pass a manual one).
@@ -198,6 +202,8 @@ public final class FuseboxServerApp: Sendable {
 
     /// Serves until `shutdown()`; runs the breaker authority meanwhile.
     public func serve() async throws {
+        serving.withLockedValue { $0 = .running }
+        defer { serving.withLockedValue { $0 = .ended } }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 await self.coordinator?.run()
@@ -248,8 +254,22 @@ public final class FuseboxServerApp: Sendable {
         // Another replica takes the decisions over now, not after the lease's TTL.
         await replica?.stepDownForShutdown()
         await rpc.shutdown()
+        // The coordinator and the replica's feeds, election and forwarding run
+        // in serve() and use the store and etcd until they have stopped. Closed
+        // under them, a call in flight would wait for ever on an event loop that
+        // was shut down, and serve() with it (a replicated test hung so in CI).
+        await serveEnded(within: .seconds(10))
         await store?.close()
         await etcd?.client.close()
+        await serveEnded(within: .seconds(10))
         try? await etcd?.group.shutdownGracefully()
+    }
+
+    /// Returns once `serve()` has returned (at once if it never ran), or after `limit`.
+    private func serveEnded(within limit: Duration) async {
+        let deadline = ContinuousClock.now + limit
+        while serving.withLockedValue({ $0 == .running }), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
     }
 }
