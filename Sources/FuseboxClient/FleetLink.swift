@@ -134,7 +134,7 @@ final class FleetLink: Sendable {
         state.withLockedValue { s in s.liveStreams > 0 ? .zero : ContinuousClock.now - s.lastContact }
     }
 
-    func makeGuard(_ name: String, policy policyName: String, registry: String) -> Guard {
+    func makeGuard(_ name: String, policy policyName: String, registry: String, classifier: ErrorClassifier = .standard) -> Guard {
         let key = BreakerKey(registry: registry, name: name)
         return state.withLockedValue { s in
             if let existing = s.guards[key] {
@@ -150,7 +150,7 @@ final class FleetLink: Sendable {
             let policy = resolve(policyName, registry: registry, in: s.policies)
             if s.mode == .local, let cb = policy.circuitBreaker { breaker.enterLocal(policy: cb, now: wallNow()) }
             let g = Guard(
-                name: name, registry: registry, policyName: policyName,
+                name: name, registry: registry, policyName: policyName, classifier: classifier,
                 runtime: GuardRuntime(policy: policy, breaker: breaker, previous: nil, now: wallNow()), link: self)
             s.guards[key] = g
             return g

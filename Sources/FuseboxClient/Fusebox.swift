@@ -155,9 +155,13 @@ public final class Fusebox: Sendable {
     }
 
     /// The guard `name` (also its breaker's name) running policy `policy` of
-    /// `registry`. The same name returns the same guard.
-    public func `guard`(_ name: String, policy: String, registry: String = "default") -> Guard {
-        link.makeGuard(name, policy: policy, registry: registry)
+    /// `registry`, classifying its operations' errors with `classifier`. The
+    /// same name returns the same guard (with the policy and classifier it
+    /// was first made with).
+    public func `guard`(
+        _ name: String, policy: String, registry: String = "default", classifier: ErrorClassifier = .standard
+    ) -> Guard {
+        link.makeGuard(name, policy: policy, registry: registry, classifier: classifier)
     }
 
     /// Fleet or local breakers.

@@ -25,13 +25,16 @@ public final class Guard: Sendable {
     /// The policy's name.
     public let policyName: String
 
+    /// How the guard classifies the errors its operations throw.
+    public let classifier: ErrorClassifier
     let runtime: ManagedAtomic<GuardRuntime>
     let metrics: GuardMetrics
     let link: FleetLink
     private let random = ManagedAtomic<UInt64>(0x9E37_79B9_7F4A_7C15)
 
-    init(name: String, registry: String, policyName: String, runtime: GuardRuntime, link: FleetLink) {
+    init(name: String, registry: String, policyName: String, classifier: ErrorClassifier, runtime: GuardRuntime, link: FleetLink) {
         self.name = name
+        self.classifier = classifier
         self.registry = registry
         self.policyName = policyName
         self.runtime = ManagedAtomic(runtime)
@@ -160,7 +163,7 @@ public final class Guard: Sendable {
                 budget.success()
                 return value
             } catch {
-                let failure = ClassifiedFailure(error)
+                let failure = ClassifiedFailure(error, classifier: classifier)
                 if failure.cancelled { throw error }
                 var rng = SplitMix64(seed: random.loadThenWrappingIncrement(by: 0x9E37_79B9_7F4A_7C15, ordering: .relaxed))
                 let decision = budget.budget.withLock { b in
@@ -224,7 +227,7 @@ public final class Guard: Sendable {
         let nanos = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
         var outcome: Outcome
         if failed, let error {
-            let failure = ClassifiedFailure(error)
+            let failure = ClassifiedFailure(error, classifier: classifier)
             if failure.cancelled || (failure.code.map { rt.policy.circuitBreaker?.ignoredErrors.contains($0) ?? false } ?? false) {
                 outcome = .ignored
             } else {

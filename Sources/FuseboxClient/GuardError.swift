@@ -74,13 +74,14 @@ extension GuardClassifiedError {
     public var pushbackMs: Int64? { nil }
 }
 
-/// How a guard sees one failed attempt.
+/// How a guard sees one failed attempt: its own rejections and timeouts and
+/// cancellation first, then the guard's classifier.
 struct ClassifiedFailure {
     var attempt: AttemptFailure
     var code: String?
     var cancelled: Bool
 
-    init(_ error: any Error) {
+    init(_ error: any Error, classifier: ErrorClassifier) {
         switch error {
         case let e as GuardError:
             switch e.kind {
@@ -91,17 +92,14 @@ struct ClassifiedFailure {
             }
             code = e.kind == .timeout ? "timeout" : nil
             cancelled = false
-        case let e as any GuardClassifiedError:
-            attempt = .failed(condition: e.retryCondition, code: e.errorCode, pushbackMs: e.pushbackMs)
-            code = e.errorCode
-            cancelled = false
         case is CancellationError:
             attempt = .failed(condition: nil, code: "cancelled", pushbackMs: -1)
             code = "cancelled"
             cancelled = true
         default:
-            attempt = .failed(condition: nil, code: nil, pushbackMs: nil)
-            code = nil
+            let c = classifier.classify(error)
+            attempt = .failed(condition: c?.condition, code: c?.code, pushbackMs: c?.pushbackMs)
+            code = c?.code
             cancelled = false
         }
     }

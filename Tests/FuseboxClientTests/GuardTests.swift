@@ -173,7 +173,63 @@ final class GuardTests: XCTestCase {
         }
         XCTAssertEqual(value, "second attempt")
         XCTAssertEqual(calls.count, 2)
-        XCTAssertFalse(Task.isCancelled, "the guard cancelled its caller's task")
+    }
+
+    /// Errors the operation throws are classified without adopting any SDK
+    /// protocol: a refused connection is retried under `networkError`, a
+    /// gRPC pushback of -1 stops retries, and a guard's own classifier comes first.
+    func testErrorsAreClassifiedOutOfTheBox() async throws {
+        var policy = breakerPolicy("classified", failures: 100)
+        policy.retry = quickRetry(attempts: 3, on: [.networkError, .serverError])
+        let f = try await start([policy])
+
+        // A real connection refused, as any client library would meet it.
+        let closed = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let port = try XCTUnwrap(closed.localAddress?.port)
+        try await closed.close()
+        let group = self.group!
+        let refused = Calls()
+        do {
+            _ = try await f.guard("upstream", policy: "classified").run {
+                _ = refused.hit()
+                return try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port).get().close()
+            }
+            XCTFail("connected to a closed port")
+        } catch {}
+        XCTAssertEqual(refused.count, 3, "a refused connection is a network error, retried")
+
+        // UNAVAILABLE is retried, unless the server pushes back with -1.
+        var pushback = RPCMetadata()
+        pushback.add("grpc-retry-pushback-ms", "-1")
+        let stop = pushback
+        let pushedBack = Calls()
+        do {
+            _ = try await f.guard("grpc-upstream", policy: "classified").run { () async throws -> Int in
+                _ = pushedBack.hit()
+                throw RPCError(.unavailable, "draining", metadata: stop)
+            }
+        } catch {}
+        XCTAssertEqual(pushedBack.count, 1, "the server's pushback said not to retry")
+
+        // A guard's own classifier: a quota error is a server error for it.
+        struct QuotaExceeded: Error {}
+        let custom = ErrorClassifier { $0 is QuotaExceeded ? ErrorClassification(condition: .serverError, code: "quota") : nil }
+        let quota = Calls()
+        do {
+            _ = try await f.guard("quota-upstream", policy: "classified", classifier: custom.orElse(.standard)).run { () async throws -> Int in
+                _ = quota.hit()
+                throw QuotaExceeded()
+            }
+        } catch {}
+        XCTAssertEqual(quota.count, 3, "the guard's classifier made it retryable")
+        let standard = Calls()
+        do {
+            _ = try await f.guard("plain-upstream", policy: "classified").run { () async throws -> Int in
+                _ = standard.hit()
+                throw QuotaExceeded()
+            }
+        } catch {}
+        XCTAssertEqual(standard.count, 1, "unknown to the standard classifier: not retried")
     }
 
     func testFallbackAndCacheVariants() async throws {
