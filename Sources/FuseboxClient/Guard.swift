@@ -102,6 +102,17 @@ public final class Guard: Sendable {
         }
     }
 
+    /// Drops the cached result for `cacheKey`: the next `run(cacheKey:)`
+    /// runs its operation again (a load already running still stores its result).
+    public func invalidateCache(_ cacheKey: String) {
+        runtime.load(ordering: .acquiring).cache?.invalidate(cacheKey)
+    }
+
+    /// Drops every cached result of this guard.
+    public func clearCache() {
+        runtime.load(ordering: .acquiring).cache?.clear()
+    }
+
     // MARK: Patterns
 
     private func answers(_ rt: GuardRuntime, _ error: any Error) -> Bool {

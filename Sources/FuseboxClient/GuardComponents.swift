@@ -225,6 +225,14 @@ final class ResultCacheBox: Sendable {
         for w in waiters { w.resume(returning: nil) }
     }
 
+    func invalidate(_ key: String) {
+        state.withLock { $0.cache.invalidate(key) }
+    }
+
+    func clear() {
+        state.withLock { $0.cache.removeAll() }
+    }
+
     /// The last value stored for `key`, even expired (for a stale-cache fallback).
     func lastValue(_ key: String) -> (any Sendable)? {
         state.withLock { $0.cache.lastValue(key) }

@@ -254,6 +254,21 @@ final class GuardTests: XCTestCase {
         XCTAssertEqual([first, second], ["blue shoes", "blue shoes"])
         XCTAssertEqual(calls.count, 1, "a fresh cached value was loaded again")
 
+        // Invalidated, the key loads again; cleared, every key does.
+        let loads = Calls()
+        let load = { (value: String) in { @Sendable () async throws -> String in _ = loads.hit(); return value } }
+        g.invalidateCache("sku-1")
+        let reloaded = try await g.run(cacheKey: "sku-1", load("red shoes"))
+        _ = try await g.run(cacheKey: "sku-2", load("green hat"))
+        XCTAssertEqual(reloaded, "red shoes")
+        XCTAssertEqual(loads.count, 2)
+        let kept = try await g.run(cacheKey: "sku-2", load("not loaded"))
+        XCTAssertEqual(kept, "green hat", "only sku-1 was invalidated")
+        g.clearCache()
+        let afterClear = [try await g.run(cacheKey: "sku-1", load("sku-1 again")), try await g.run(cacheKey: "sku-2", load("sku-2 again"))]
+        XCTAssertEqual(afterClear, ["sku-1 again", "sku-2 again"])
+        XCTAssertEqual(loads.count, 4)
+
         let answer = try await g.run(fallback: { error in "fallback after \(type(of: error))" }) { () async throws -> String in throw Boom() }
         XCTAssertEqual(answer, "fallback after Boom")
 

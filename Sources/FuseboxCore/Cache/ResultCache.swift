@@ -85,6 +85,19 @@ public struct ResultCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         entries[key]?.value
     }
 
+    /// Drops `key`'s value, fresh or not: the next lookup loads it again. A
+    /// load already running for it still stores what it gets.
+    public mutating func invalidate(_ key: Key) {
+        remove(key)
+    }
+
+    /// Drops every value (loads already running still store theirs).
+    public mutating func removeAll() {
+        entries.removeAll()
+        newest = nil
+        oldest = nil
+    }
+
     private mutating func touch(_ key: Key) {
         guard newest != key, let entry = entries[key] else { return }
         unlink(key, entry)

@@ -23,6 +23,24 @@ import Testing
         #expect(cache.lastValue("a") == 1 && cache.lastValue("b") == nil)
     }
 
+    @Test func invalidateDropsOneKeyAndRemoveAllEveryKeyKeepingLRUOrderSound() {
+        let clock = ManualClock()
+        var cache = ResultCache<String, Int>(policy: CachePolicy(ttlMs: 1_000, maxEntries: 2))
+        cache.store("a", 1, at: clock.now)
+        cache.store("b", 2, at: clock.now)
+        cache.invalidate("a")
+        #expect(cache.count == 1 && cache.lastValue("a") == nil && cache.lastValue("b") == 2)
+        guard case .miss(load: true) = cache.lookup("a", at: clock.now) else { Issue.record("invalidated: loads again"); return }
+        // The LRU list survived the removal: storing past the limit evicts b, the oldest.
+        cache.store("a", 10, at: clock.now)
+        #expect(cache.store("c", 3, at: clock.now) == ["b"])
+        cache.removeAll()
+        #expect(cache.count == 0 && cache.lastValue("a") == nil && cache.lastValue("c") == nil)
+        cache.store("d", 4, at: clock.now)
+        cache.store("e", 5, at: clock.now)
+        #expect(cache.store("f", 6, at: clock.now) == ["d"], "after removeAll the LRU order starts afresh")
+    }
+
     @Test func staleWhileRevalidateServesStaleAndRefreshesOnce() {
         var clock = ManualClock()
         var cache = ResultCache<String, Int>(policy: CachePolicy(ttlMs: 100, staleWhileRevalidateMs: 50))
