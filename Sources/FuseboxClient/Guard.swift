@@ -58,10 +58,16 @@ public final class Guard: Sendable {
     /// (`breakerState`) stays as it is.
     public var localOpenUntil: Timestamp? { runtime.load(ordering: .acquiring).breaker?.gate.localOpenUntil }
 
+    /// The bulkhead's calls holding a slot and queued, now; nil without a bulkhead.
+    var bulkheadCounts: BulkheadStateMachine.Counts? { runtime.load(ordering: .acquiring).bulkhead?.counts }
+
     // MARK: Running calls
 
-    /// Runs `operation` through the guard's patterns.
-    public func run<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// Runs `operation` through the guard's patterns. When the bulkhead is
+    /// full, queued calls of a higher `priority` get a slot first (first
+    /// come, first served within a priority).
+    public func run<T: Sendable>(priority: Int = 0, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        if priority != 0 { return try await BulkheadPriority.$value.withValue(priority) { try await run(operation) } }
         let rt = runtime.load(ordering: .acquiring)
         guard rt.policy.timeout?.totalMs != nil else { return try await retrying(rt, operation) }
         return try await withTotalTimeout(rt) { try await self.retrying(rt, operation) }
@@ -70,8 +76,11 @@ public final class Guard: Sendable {
     /// Runs `operation`; when it fails in a way the policy's fallback answers
     /// (any failure, without a fallback section), returns `fallback(error)` instead.
     public func run<T: Sendable>(
-        fallback: @escaping @Sendable (any Error) async throws -> T, _ operation: @escaping @Sendable () async throws -> T
+        priority: Int = 0, fallback: @escaping @Sendable (any Error) async throws -> T, _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
+        if priority != 0 {
+            return try await BulkheadPriority.$value.withValue(priority) { try await run(fallback: fallback, operation) }
+        }
         let rt = runtime.load(ordering: .acquiring)
         do {
             return try await withTotalTimeout(rt) { try await self.retrying(rt, operation) }
@@ -88,9 +97,12 @@ public final class Guard: Sendable {
     /// return the last cached value when the fallback action is `staleCache`,
     /// or else `fallback(error)`.
     public func run<T: Sendable>(
-        cacheKey: String, fallback: (@Sendable (any Error) async throws -> T)? = nil,
+        cacheKey: String, priority: Int = 0, fallback: (@Sendable (any Error) async throws -> T)? = nil,
         _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
+        if priority != 0 {
+            return try await BulkheadPriority.$value.withValue(priority) { try await run(cacheKey: cacheKey, fallback: fallback, operation) }
+        }
         let rt = runtime.load(ordering: .acquiring)
         do {
             return try await cached(rt, key: cacheKey, operation)
@@ -279,7 +291,7 @@ public final class Guard: Sendable {
             }
         }
         guard let bulkhead = rt.bulkhead else { return try await timed(rt, generation: generation, spent: spent, operation) }
-        guard await bulkhead.acquire() else {
+        guard await bulkhead.acquire(priority: BulkheadPriority.value) else {
             metrics.bulkheadRejected.increment()
             throw GuardError(.bulkheadFull, breaker: name, generation: generation)
         }
@@ -347,4 +359,10 @@ private final class DeadlineRace<T: Sendable>: DeadlineAction, @unchecked Sendab
     }
 
     var expired: Bool { events.load(ordering: .acquiring) & Self.expiredBit != 0 }
+}
+
+/// The bulkhead priority of the calls `Guard.run(priority:)` makes, carried
+/// to the bulkhead through the retries and timeouts between.
+enum BulkheadPriority {
+    @TaskLocal static var value = 0
 }

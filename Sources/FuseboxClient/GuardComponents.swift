@@ -106,20 +106,21 @@ final class AsyncBulkhead: Sendable {
         for waiter in started { waiter.resume(returning: true) }
     }
 
-    /// Waits for a slot; false when rejected (full, or waited too long).
-    func acquire() async -> Bool {
+    /// Waits for a slot, queued by `priority` (higher first); false when
+    /// rejected (full, or waited too long).
+    func acquire(priority: Int = 0) async -> Bool {
         // Fast path: a free slot and nobody queued, taken without suspending.
         let (id, admitted) = state.withLock { s -> (UInt64, Bool) in
             defer { s.nextID &+= 1 }
             let c = s.machine.counts
             guard c.active < s.machine.policy.maxConcurrent, c.queued == 0 else { return (s.nextID, false) }
-            return (s.nextID, s.machine.acquire(s.nextID, at: wallNow()) == .run)
+            return (s.nextID, s.machine.acquire(s.nextID, priority: priority, at: wallNow()) == .run)
         }
         if admitted { return true }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
                 let queuedUntil = state.withLock { s -> Timestamp? in
-                    switch s.machine.acquire(id, at: wallNow()) {
+                    switch s.machine.acquire(id, priority: priority, at: wallNow()) {
                     case .run:
                         continuation.resume(returning: true)
                         return nil
@@ -149,6 +150,9 @@ final class AsyncBulkhead: Sendable {
             waiter?.resume(returning: false)
         }
     }
+
+    /// Calls holding a slot and calls queued for one, now.
+    var counts: BulkheadStateMachine.Counts { state.withLock { $0.machine.counts } }
 
     /// A call that held a slot finished.
     func release() {

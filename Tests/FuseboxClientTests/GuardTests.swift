@@ -3,6 +3,7 @@ import FuseboxCore
 import FuseboxRPC
 import FuseboxTLS
 import FuseboxTesting
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -230,6 +231,59 @@ final class GuardTests: XCTestCase {
             }
         } catch {}
         XCTAssertEqual(standard.count, 1, "unknown to the standard classifier: not retried")
+    }
+
+    /// A full bulkhead queues calls by priority (higher first, then first
+    /// come, first served); a queued call waits at most `maxWaitMs`; a call
+    /// finding the queue full is refused at once.
+    func testBulkheadQueuesByPriorityAndBoundsTheWait() async throws {
+        var ordered = Policy(name: "one-at-a-time")
+        ordered.bulkhead = BulkheadPolicy(maxConcurrent: 1, maxQueued: 3, maxWaitMs: 30_000)
+        var impatient = Policy(name: "impatient")
+        impatient.bulkhead = BulkheadPolicy(maxConcurrent: 1, maxQueued: 1, maxWaitMs: 100)
+        let f = try await start([ordered, impatient])
+
+        let g = f.guard("printer", policy: "one-at-a-time")
+        let order = NIOLockedValueBox<[String]>([])
+        let (release, releaser) = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            try await g.run { () async throws -> Void in
+                order.withLockedValue { $0.append("holder") }
+                for await _ in release { break }
+            }
+        }
+        await waitUntil("the holder has the slot") { g.bulkheadCounts?.active == 1 }
+        var queued: [Task<Void, any Error>] = []
+        for (name, priority) in [("low-1", 0), ("low-2", 0), ("high", 5)] {
+            queued.append(Task { try await g.run(priority: priority) { order.withLockedValue { $0.append(name) } } })
+            let expected = queued.count
+            await waitUntil("\(name) queued") { g.bulkheadCounts?.queued == expected }
+        }
+        releaser.yield()
+        try await holder.value
+        for task in queued { try await task.value }
+        XCTAssertEqual(order.withLockedValue { $0 }, ["holder", "high", "low-1", "low-2"])
+
+        let h = f.guard("scanner", policy: "impatient")
+        let (hold, holdEnds) = AsyncStream<Void>.makeStream()
+        let blocker = Task { try await h.run { () async throws -> Void in for await _ in hold { break } } }
+        await waitUntil("the slot is taken") { h.bulkheadCounts?.active == 1 }
+        let waiting = Task { try await h.run { "served" } }
+        await waitUntil("one call queued") { h.bulkheadCounts?.queued == 1 }
+        do {
+            _ = try await h.run { "served" }
+            XCTFail("the queue was full")
+        } catch let error as GuardError {
+            XCTAssertEqual(error.kind, .bulkheadFull, "refused at once: the queue was full")
+        }
+        do {
+            _ = try await waiting.value
+            XCTFail("a queued call outlived maxWaitMs")
+        } catch let error as GuardError {
+            XCTAssertEqual(error.kind, .bulkheadFull, "refused after waiting maxWaitMs")
+        }
+        holdEnds.yield()
+        try await blocker.value
     }
 
     func testFallbackAndCacheVariants() async throws {
