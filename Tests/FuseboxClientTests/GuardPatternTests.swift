@@ -1,0 +1,175 @@
+import Foundation
+import FuseboxCore
+import FuseboxRPC
+import FuseboxTLS
+import FuseboxTesting
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Synchronization
+import XCTest
+
+@testable import FuseboxClient
+
+/// The patterns around the breaker, end to end through `Guard`: error
+/// classification, bulkhead priority and waits, total timeout, the rate
+/// limiter's wait.
+final class GuardPatternTests: GuardTestCase {
+    /// Errors the operation throws are classified without adopting any SDK
+    /// protocol: a refused connection is retried under `networkError`, a
+    /// gRPC pushback of -1 stops retries, and a guard's own classifier comes first.
+    func testErrorsAreClassifiedOutOfTheBox() async throws {
+        var policy = breakerPolicy("classified", failures: 100)
+        policy.retry = quickRetry(attempts: 3, on: [.networkError, .serverError])
+        let f = try await start([policy])
+
+        // A real connection refused, as any client library would meet it.
+        let closed = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let port = try XCTUnwrap(closed.localAddress?.port)
+        try await closed.close()
+        let group = self.group!
+        let refused = Calls()
+        do {
+            _ = try await f.guard("upstream", policy: "classified").run {
+                _ = refused.hit()
+                return try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port).get().close()
+            }
+            XCTFail("connected to a closed port")
+        } catch {}
+        XCTAssertEqual(refused.count, 3, "a refused connection is a network error, retried")
+
+        // UNAVAILABLE is retried, unless the server pushes back with -1.
+        var pushback = RPCMetadata()
+        pushback.add("grpc-retry-pushback-ms", "-1")
+        let stop = pushback
+        let pushedBack = Calls()
+        do {
+            _ = try await f.guard("grpc-upstream", policy: "classified").run { () async throws -> Int in
+                _ = pushedBack.hit()
+                throw RPCError(.unavailable, "draining", metadata: stop)
+            }
+        } catch {}
+        XCTAssertEqual(pushedBack.count, 1, "the server's pushback said not to retry")
+
+        // A guard's own classifier: a quota error is a server error for it.
+        struct QuotaExceeded: Error {}
+        let custom = ErrorClassifier { $0 is QuotaExceeded ? ErrorClassification(condition: .serverError, code: "quota") : nil }
+        let quota = Calls()
+        do {
+            _ = try await f.guard("quota-upstream", policy: "classified", classifier: custom.orElse(.standard)).run { () async throws -> Int in
+                _ = quota.hit()
+                throw QuotaExceeded()
+            }
+        } catch {}
+        XCTAssertEqual(quota.count, 3, "the guard's classifier made it retryable")
+        let standard = Calls()
+        do {
+            _ = try await f.guard("plain-upstream", policy: "classified").run { () async throws -> Int in
+                _ = standard.hit()
+                throw QuotaExceeded()
+            }
+        } catch {}
+        XCTAssertEqual(standard.count, 1, "unknown to the standard classifier: not retried")
+    }
+
+    /// A full bulkhead queues calls by priority (higher first, then first
+    /// come, first served); a queued call waits at most `maxWaitMs`; a call
+    /// finding the queue full is refused at once.
+    func testBulkheadQueuesByPriorityAndBoundsTheWait() async throws {
+        var ordered = Policy(name: "one-at-a-time")
+        ordered.bulkhead = BulkheadPolicy(maxConcurrent: 1, maxQueued: 3, maxWaitMs: 30_000)
+        var impatient = Policy(name: "impatient")
+        impatient.bulkhead = BulkheadPolicy(maxConcurrent: 1, maxQueued: 1, maxWaitMs: 100)
+        let f = try await start([ordered, impatient])
+
+        let g = f.guard("printer", policy: "one-at-a-time")
+        let order = NIOLockedValueBox<[String]>([])
+        let (release, releaser) = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            try await g.run { () async throws -> Void in
+                order.withLockedValue { $0.append("holder") }
+                for await _ in release { break }
+            }
+        }
+        await waitUntil("the holder has the slot") { g.bulkheadCounts?.active == 1 }
+        var queued: [Task<Void, any Error>] = []
+        for (name, priority) in [("low-1", 0), ("low-2", 0), ("high", 5)] {
+            queued.append(Task { try await g.run(priority: priority) { order.withLockedValue { $0.append(name) } } })
+            let expected = queued.count
+            await waitUntil("\(name) queued") { g.bulkheadCounts?.queued == expected }
+        }
+        releaser.yield()
+        try await holder.value
+        for task in queued { try await task.value }
+        XCTAssertEqual(order.withLockedValue { $0 }, ["holder", "high", "low-1", "low-2"])
+
+        let h = f.guard("scanner", policy: "impatient")
+        let (hold, holdEnds) = AsyncStream<Void>.makeStream()
+        let blocker = Task { try await h.run { () async throws -> Void in for await _ in hold { break } } }
+        await waitUntil("the slot is taken") { h.bulkheadCounts?.active == 1 }
+        let waiting = Task { try await h.run { "served" } }
+        await waitUntil("one call queued") { h.bulkheadCounts?.queued == 1 }
+        do {
+            _ = try await h.run { "served" }
+            XCTFail("the queue was full")
+        } catch let error as GuardError {
+            XCTAssertEqual(error.kind, .bulkheadFull, "refused at once: the queue was full")
+        }
+        do {
+            _ = try await waiting.value
+            XCTFail("a queued call outlived maxWaitMs")
+        } catch let error as GuardError {
+            XCTAssertEqual(error.kind, .bulkheadFull, "refused after waiting maxWaitMs")
+        }
+        holdEnds.yield()
+        try await blocker.value
+    }
+
+    /// The total timeout bounds the whole call, retries and backoff included:
+    /// an upstream that never answers gets a few attempts, not the ten
+    /// the retry policy allows, and the caller gets `.timeout`.
+    func testTheTotalTimeoutEndsACallAcrossItsRetries() async throws {
+        var policy = Policy(name: "bounded")
+        policy.timeout = TimeoutPolicy(attemptMs: 100, totalMs: 350)
+        policy.retry = quickRetry(attempts: 10, on: [.timeout])
+        let f = try await start([policy])
+        let attempts = Calls()
+        do {
+            _ = try await f.guard("hanging-upstream", policy: "bounded").run { () async throws -> Int in
+                _ = attempts.hit()
+                try await Task.sleep(for: .seconds(30))
+                return 0
+            }
+            XCTFail("a call that never answers returned")
+        } catch let error as GuardError {
+            XCTAssertEqual(error.kind, .timeout)
+        }
+        XCTAssertGreaterThanOrEqual(attempts.count, 2, "the attempt timeout came first and was retried")
+        XCTAssertLessThanOrEqual(attempts.count, 4, "the total timeout (350 ms over 100 ms attempts) stopped the retries")
+    }
+
+    /// With `maxWaitMs`, a call finding no token waits for the next one
+    /// instead of being refused; without, it is refused at once.
+    func testTheRateLimiterWaitsForATokenWithinMaxWait() async throws {
+        var patient = Policy(name: "patient")
+        patient.rateLimit = RateLimitPolicy(limitPerPeriod: 1, periodMs: 200, burst: 1, maxWaitMs: 1_000)
+        var strict = Policy(name: "strict")
+        strict.rateLimit = RateLimitPolicy(limitPerPeriod: 1, periodMs: 60_000, burst: 1, maxWaitMs: 0)
+        let f = try await start([patient, strict])
+
+        let g = f.guard("metered", policy: "patient")
+        let served = Calls()
+        for _ in 0..<3 { try await g.run { _ = served.hit() } }
+        XCTAssertEqual(served.count, 3, "calls past the burst waited for tokens rather than being refused")
+
+        let h = f.guard("quota", policy: "strict")
+        try await h.run {}
+        do {
+            try await h.run {}
+            XCTFail("a second call within the period got a token")
+        } catch let error as GuardError {
+            guard case .rateLimited(let after) = error.kind else { return XCTFail("\(error)") }
+            XCTAssertNotNil(after, "the rejection says when a token comes")
+        }
+    }
+}
