@@ -17,6 +17,7 @@ struct GuardMetrics: Sendable {
     let callsSlow: Counter
     let callsIgnored: Counter
     let callsNotPermitted: Counter
+    let fallbacksServed: Counter
 
     init(registry: String, breaker: String) {
         self.registry = registry
@@ -35,6 +36,7 @@ struct GuardMetrics: Sendable {
         callsSlow = calls("slow")
         callsIgnored = calls("ignored")
         callsNotPermitted = calls("not_permitted")
+        fallbacksServed = Counter(label: "fallback_calls_total", dimensions: base)
     }
 
     /// Moves the atomically counted calls into the counters.

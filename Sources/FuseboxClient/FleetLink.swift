@@ -24,6 +24,7 @@ final class FleetLink: Sendable {
     let client: RPCFailoverClient
     let logger: Logger
     let gauges = ClientGauges()
+    let fallbackHandlers = FallbackHandlers()
     /// This run of the process, sent with every batch: it scopes `sequence`,
     /// so fuseboxd counts a restarted process's batches from sequence 1 again.
     let incarnation: UInt64

@@ -164,6 +164,15 @@ public final class Fusebox: Sendable {
         link.makeGuard(name, policy: policy, registry: registry, classifier: classifier)
     }
 
+    /// Registers the fallback handler policies name `name`
+    /// (`fallback: {action: handler, handler: name}`): when a guarded call
+    /// fails in a way such a policy's fallback answers, its value is the
+    /// call's result. It must return the call's result type; a handler
+    /// registered again under the same name replaces the first.
+    public func registerFallback(_ name: String, _ handler: @escaping FallbackHandler) {
+        link.fallbackHandlers.register(name, handler)
+    }
+
     /// Fleet or local breakers.
     public var mode: ClientMode { link.mode }
 

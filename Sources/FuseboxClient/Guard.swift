@@ -63,18 +63,27 @@ public final class Guard: Sendable {
 
     // MARK: Running calls
 
-    /// Runs `operation` through the guard's patterns. When the bulkhead is
-    /// full, queued calls of a higher `priority` get a slot first (first
-    /// come, first served within a priority).
+    /// Runs `operation` through the guard's patterns. When it fails in a way
+    /// the policy's fallback section answers, the section's static response
+    /// (for a result type adopting `StaticFallbackRepresentable`) or named
+    /// handler (`Fusebox.registerFallback`) answers instead. When the
+    /// bulkhead is full, queued calls of a higher `priority` get a slot first
+    /// (first come, first served within a priority).
     public func run<T: Sendable>(priority: Int = 0, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         if priority != 0 { return try await BulkheadPriority.$value.withValue(priority) { try await run(operation) } }
         let rt = runtime.load(ordering: .acquiring)
-        guard rt.policy.timeout?.totalMs != nil else { return try await retrying(rt, operation) }
-        return try await withTotalTimeout(rt) { try await self.retrying(rt, operation) }
+        do {
+            guard rt.policy.timeout?.totalMs != nil else { return try await retrying(rt, operation) }
+            return try await withTotalTimeout(rt) { try await self.retrying(rt, operation) }
+        } catch {
+            if let value: T = try await policyFallback(rt, error, cacheKey: nil) { return value }
+            throw error
+        }
     }
 
     /// Runs `operation`; when it fails in a way the policy's fallback answers
-    /// (any failure, without a fallback section), returns `fallback(error)` instead.
+    /// (any failure, without a fallback section), returns what the policy's
+    /// fallback gives, or else `fallback(error)`.
     public func run<T: Sendable>(
         priority: Int = 0, fallback: @escaping @Sendable (any Error) async throws -> T, _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
@@ -86,6 +95,7 @@ public final class Guard: Sendable {
             return try await withTotalTimeout(rt) { try await self.retrying(rt, operation) }
         } catch {
             guard answers(rt, error) else { throw error }
+            if let value: T = try await policyFallback(rt, error, cacheKey: nil) { return value }
             return try await fallback(error)
         }
     }
@@ -93,9 +103,9 @@ public final class Guard: Sendable {
     /// Runs `operation` with its result cached under `cacheKey` as the
     /// policy's cache section says (TTL, size, stale-while-revalidate;
     /// identical concurrent loads run once). Without a cache section nothing
-    /// is cached. With `fallback`, failures the policy's fallback answers
-    /// return the last cached value when the fallback action is `staleCache`,
-    /// or else `fallback(error)`.
+    /// is cached. Failures the policy's fallback answers return the last
+    /// cached value when the fallback action is `staleCache` (or the static
+    /// response or handler the section names), or else `fallback(error)`.
     public func run<T: Sendable>(
         cacheKey: String, priority: Int = 0, fallback: (@Sendable (any Error) async throws -> T)? = nil,
         _ operation: @escaping @Sendable () async throws -> T
@@ -107,8 +117,8 @@ public final class Guard: Sendable {
         do {
             return try await cached(rt, key: cacheKey, operation)
         } catch {
-            guard fallback != nil || rt.policy.fallback?.action == .staleCache, answers(rt, error) else { throw error }
-            if rt.policy.fallback?.action == .staleCache, let value = rt.cache?.lastValue(cacheKey) as? T { return value }
+            guard answers(rt, error) else { throw error }
+            if let value: T = try await policyFallback(rt, error, cacheKey: cacheKey) { return value }
             guard let fallback else { throw error }
             return try await fallback(error)
         }

@@ -172,4 +172,53 @@ final class GuardPatternTests: GuardTestCase {
             XCTAssertNotNil(after, "the rejection says when a token comes")
         }
     }
+
+    /// The policy's fallback section answers through `Guard.run` with no
+    /// closure: its static response for result types that can hold it, its
+    /// named handler; failures it does not name, types it cannot give and
+    /// handlers never registered leave the error as it was.
+    func testThePolicysFallbackAnswersStaticAndWithANamedHandler() async throws {
+        var fixed = breakerPolicy("fixed-answer", failures: 100)
+        fixed.fallback = FallbackPolicy(
+            triggers: [.failure], action: .staticResponse(contentType: "application/json", body: Array(#"{"items":[]}"#.utf8)))
+        var handled = breakerPolicy("handled", failures: 100)
+        handled.fallback = FallbackPolicy(triggers: [.failure], action: .handler("inventory-estimate"))
+        var onlyTimeouts = breakerPolicy("only-timeouts", failures: 100)
+        onlyTimeouts.fallback = FallbackPolicy(triggers: [.timeout], action: .handler("inventory-estimate"))
+        var unregistered = breakerPolicy("unregistered", failures: 100)
+        unregistered.fallback = FallbackPolicy(triggers: [.failure], action: .handler("nobody-registered-this"))
+        let f = try await start([fixed, handled, onlyTimeouts, unregistered])
+
+        let search = f.guard("search", policy: "fixed-answer")
+        let text: String = try await search.run { throw Boom() }
+        XCTAssertEqual(text, #"{"items":[]}"#)
+        let response: StaticFallbackResponse = try await search.run { throw Boom() }
+        XCTAssertEqual(response.contentType, "application/json")
+        do {
+            let _: Int = try await search.run { throw Boom() }
+            XCTFail("an Int cannot hold the static response")
+        } catch is Boom {}
+
+        let seen = NIOLockedValueBox<[String]>([])
+        f.registerFallback("inventory-estimate") { context in
+            seen.withLockedValue { $0.append("\(context.guardName) \(context.trigger) \(type(of: context.error))") }
+            return 42
+        }
+        let stock: Int = try await f.guard("inventory", policy: "handled").run { throw Boom() }
+        XCTAssertEqual(stock, 42)
+        XCTAssertEqual(seen.withLockedValue { $0 }, ["inventory failure Boom"])
+        do {
+            let _: Int = try await f.guard("inventory-2", policy: "only-timeouts").run { throw Boom() }
+            XCTFail("the policy's fallback answers timeouts only")
+        } catch is Boom {}
+        do {
+            let _: String = try await f.guard("inventory-3", policy: "handled").run { throw Boom() }
+            XCTFail("the handler returns an Int, not a String")
+        } catch is Boom {}
+        do {
+            let _: Int = try await f.guard("inventory-4", policy: "unregistered").run { throw Boom() }
+            XCTFail("no handler of that name was registered")
+        } catch is Boom {}
+        XCTAssertEqual(seen.withLockedValue { $0 }.count, 2, "the handler ran for the String call too, and only then")
+    }
 }
