@@ -78,3 +78,20 @@ struct ClientGauges: Sendable {
         }
     }
 }
+
+/// A guard's bulkhead, as gauges: calls holding a slot, calls queued for one.
+struct BulkheadGauges: Sendable {
+    let active: Gauge
+    let queued: Gauge
+
+    init(registry: String, breaker: String) {
+        let labels = [("registry", registry), ("breaker", breaker)]
+        active = Gauge(label: "bulkhead_active_calls", dimensions: labels)
+        queued = Gauge(label: "bulkhead_queued_calls", dimensions: labels)
+    }
+
+    func record(_ counts: BulkheadStateMachine.Counts) {
+        active.record(Double(counts.active))
+        queued.record(Double(counts.queued))
+    }
+}

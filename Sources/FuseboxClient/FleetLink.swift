@@ -152,7 +152,7 @@ final class FleetLink: Sendable {
             if s.mode == .local, let cb = policy.circuitBreaker { breaker.enterLocal(policy: cb, now: wallNow()) }
             let g = Guard(
                 name: name, registry: registry, policyName: policyName, classifier: classifier,
-                runtime: GuardRuntime(policy: policy, breaker: breaker, previous: nil, now: wallNow()), link: self)
+                runtime: GuardRuntime(policy: policy, registry: registry, name: name, breaker: breaker, previous: nil, now: wallNow()), link: self)
             s.guards[key] = g
             return g
         }
@@ -179,7 +179,9 @@ final class FleetLink: Sendable {
             guard old.policy != policy else { continue }
             let breaker = state.withLockedValue { $0.breakers[BreakerKey(registry: registry, name: g.name)] }
             if let breaker, let cb = policy.circuitBreaker { breaker.updateLocalPolicy(cb, now: wallNow()) }
-            g.runtime.store(GuardRuntime(policy: policy, breaker: breaker, previous: old, now: wallNow()), ordering: .releasing)
+            g.runtime.store(
+                GuardRuntime(policy: policy, registry: g.registry, name: g.name, breaker: breaker, previous: old, now: wallNow()),
+                ordering: .releasing)
             logger.info("policy updated", metadata: ["guard": "\(g.name)", "policy": "\(policy.name)"])
         }
     }

@@ -17,7 +17,7 @@ final class GuardRuntime: AtomicReference, Sendable {
     /// Slow-call threshold of the breaker, in nanoseconds.
     let slowThresholdNanos: Int64
 
-    init(policy: Policy, breaker: SharedBreaker?, previous: GuardRuntime?, now: Timestamp) {
+    init(policy: Policy, registry: String, name: String, breaker: SharedBreaker?, previous: GuardRuntime?, now: Timestamp) {
         self.policy = policy
         self.breaker = policy.circuitBreaker == nil ? nil : breaker
         self.slowThresholdNanos = (policy.circuitBreaker?.slowCallDurationThresholdMs ?? 60_000) * 1_000_000
@@ -34,7 +34,7 @@ final class GuardRuntime: AtomicReference, Sendable {
             limiter = nil
         }
         if let b = policy.bulkhead {
-            let box = previous?.bulkhead ?? AsyncBulkhead(b)
+            let box = previous?.bulkhead ?? AsyncBulkhead(b, gauges: BulkheadGauges(registry: registry, breaker: name))
             box.update(b)
             bulkhead = box
         } else {
@@ -84,7 +84,7 @@ final class RateLimiterBox: Sendable {
 }
 
 /// A bulkhead for async calls: `BulkheadStateMachine` plus the suspended
-/// callers it queues.
+/// callers it queues. Its calls running and queued are gauges.
 final class AsyncBulkhead: Sendable {
     private struct State: ~Copyable {
         var machine: BulkheadStateMachine
@@ -93,16 +93,20 @@ final class AsyncBulkhead: Sendable {
     }
 
     private let state: Mutex<State>
+    private let gauges: BulkheadGauges?
 
-    init(_ policy: BulkheadPolicy) {
+    init(_ policy: BulkheadPolicy, gauges: BulkheadGauges? = nil) {
         state = Mutex(State(machine: BulkheadStateMachine(policy: policy)))
+        self.gauges = gauges
+        gauges?.record(state.withLock { $0.machine.counts })
     }
 
     func update(_ policy: BulkheadPolicy) {
-        let started = state.withLock { s -> [CheckedContinuation<Bool, Never>] in
-            guard s.machine.policy != policy else { return [] }
-            return s.machine.updatePolicy(policy, at: wallNow()).compactMap { s.waiters.removeValue(forKey: $0) }
+        let (started, counts) = state.withLock { s -> ([CheckedContinuation<Bool, Never>], BulkheadStateMachine.Counts) in
+            guard s.machine.policy != policy else { return ([], s.machine.counts) }
+            return (s.machine.updatePolicy(policy, at: wallNow()).compactMap { s.waiters.removeValue(forKey: $0) }, s.machine.counts)
         }
+        gauges?.record(counts)
         for waiter in started { waiter.resume(returning: true) }
     }
 
@@ -110,28 +114,32 @@ final class AsyncBulkhead: Sendable {
     /// rejected (full, or waited too long).
     func acquire(priority: Int = 0) async -> Bool {
         // Fast path: a free slot and nobody queued, taken without suspending.
-        let (id, admitted) = state.withLock { s -> (UInt64, Bool) in
+        let (id, admitted, counts) = state.withLock { s -> (UInt64, Bool, BulkheadStateMachine.Counts) in
             defer { s.nextID &+= 1 }
             let c = s.machine.counts
-            guard c.active < s.machine.policy.maxConcurrent, c.queued == 0 else { return (s.nextID, false) }
-            return (s.nextID, s.machine.acquire(s.nextID, priority: priority, at: wallNow()) == .run)
+            guard c.active < s.machine.policy.maxConcurrent, c.queued == 0 else { return (s.nextID, false, c) }
+            return (s.nextID, s.machine.acquire(s.nextID, priority: priority, at: wallNow()) == .run, s.machine.counts)
         }
-        if admitted { return true }
+        if admitted {
+            gauges?.record(counts)
+            return true
+        }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let queuedUntil = state.withLock { s -> Timestamp? in
+                let (queuedUntil, counts) = state.withLock { s -> (Timestamp?, BulkheadStateMachine.Counts) in
                     switch s.machine.acquire(id, priority: priority, at: wallNow()) {
                     case .run:
                         continuation.resume(returning: true)
-                        return nil
+                        return (nil, s.machine.counts)
                     case .rejected:
                         continuation.resume(returning: false)
-                        return nil
+                        return (nil, s.machine.counts)
                     case .queued(let deadline):
                         s.waiters[id] = continuation
-                        return deadline
+                        return (deadline, s.machine.counts)
                     }
                 }
+                gauges?.record(counts)
                 if let queuedUntil {
                     // Expires a queued waiter at its deadline; it only resumes the waiter
                     // and holds nothing else. (Moving it onto the client's deadline timer
@@ -143,10 +151,11 @@ final class AsyncBulkhead: Sendable {
                 }
             }
         } onCancel: {
-            let waiter = state.withLock { s -> CheckedContinuation<Bool, Never>? in
-                guard s.machine.cancel(id) else { return nil }
-                return s.waiters.removeValue(forKey: id)
+            let (waiter, counts) = state.withLock { s -> (CheckedContinuation<Bool, Never>?, BulkheadStateMachine.Counts) in
+                guard s.machine.cancel(id) else { return (nil, s.machine.counts) }
+                return (s.waiters.removeValue(forKey: id), s.machine.counts)
             }
+            gauges?.record(counts)
             waiter?.resume(returning: false)
         }
     }
@@ -156,16 +165,18 @@ final class AsyncBulkhead: Sendable {
 
     /// A call that held a slot finished.
     func release() {
-        let next = state.withLock { s -> CheckedContinuation<Bool, Never>? in
-            s.machine.release(at: wallNow()).flatMap { s.waiters.removeValue(forKey: $0) }
+        let (next, counts) = state.withLock { s in
+            (s.machine.release(at: wallNow()).flatMap { s.waiters.removeValue(forKey: $0) }, s.machine.counts)
         }
+        gauges?.record(counts)
         next?.resume(returning: true)
     }
 
     private func expire() {
-        let expired = state.withLock { s in
-            s.machine.expire(at: wallNow()).compactMap { s.waiters.removeValue(forKey: $0) }
+        let (expired, counts) = state.withLock { s in
+            (s.machine.expire(at: wallNow()).compactMap { s.waiters.removeValue(forKey: $0) }, s.machine.counts)
         }
+        gauges?.record(counts)
         for waiter in expired { waiter.resume(returning: false) }
     }
 }

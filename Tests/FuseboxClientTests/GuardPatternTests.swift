@@ -76,6 +76,7 @@ final class GuardPatternTests: GuardTestCase {
     /// come, first served); a queued call waits at most `maxWaitMs`; a call
     /// finding the queue full is refused at once.
     func testBulkheadQueuesByPriorityAndBoundsTheWait() async throws {
+        let metrics = RecordingMetrics.shared  // bootstrapped before the guards make their gauges
         var ordered = Policy(name: "one-at-a-time")
         ordered.bulkhead = BulkheadPolicy(maxConcurrent: 1, maxQueued: 3, maxWaitMs: 30_000)
         var impatient = Policy(name: "impatient")
@@ -98,10 +99,15 @@ final class GuardPatternTests: GuardTestCase {
             let expected = queued.count
             await waitUntil("\(name) queued") { g.bulkheadCounts?.queued == expected }
         }
+        let labels = [("registry", "default"), ("breaker", "printer")]
+        XCTAssertEqual(metrics.value("bulkhead_active_calls", labels), 1)
+        XCTAssertEqual(metrics.value("bulkhead_queued_calls", labels), 3)
         releaser.yield()
         try await holder.value
         for task in queued { try await task.value }
         XCTAssertEqual(order.withLockedValue { $0 }, ["holder", "high", "low-1", "low-2"])
+        XCTAssertEqual(metrics.value("bulkhead_active_calls", labels), 0)
+        XCTAssertEqual(metrics.value("bulkhead_queued_calls", labels), 0)
 
         let h = f.guard("scanner", policy: "impatient")
         let (hold, holdEnds) = AsyncStream<Void>.makeStream()
