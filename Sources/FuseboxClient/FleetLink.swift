@@ -265,7 +265,8 @@ final class FleetLink: Sendable {
                     let breaker = self.breaker(ref.registry, ref.name)
                 else { return }
                 if let change = breaker.applyFleet(BreakerMapping.status(status)) {
-                    self.transitioned(breaker, change, generation: status.generation, reason: transition.reason)
+                    self.transitioned(
+                        breaker, change, generation: status.generation, reason: transition.reason, clients: transition.contributingClients)
                 }
             case nil:
                 break
@@ -299,7 +300,7 @@ final class FleetLink: Sendable {
     /// below quorum or its end); it is logged with its reason as the message.
     private func transitioned(
         _ breaker: SharedBreaker, _ change: (from: BreakerState, to: BreakerState), generation: UInt64, reason: String,
-        clientOnly: Bool = false
+        clientOnly: Bool = false, clients: [String] = []
     ) {
         guardFor(breaker)?.metrics.stateChanged(from: change.from, to: change.to)
         let metadata: Logger.Metadata = [
@@ -311,9 +312,12 @@ final class FleetLink: Sendable {
         } else {
             logger.info("breaker state changed", metadata: metadata)
         }
-        configuration.onStateChange?(BreakerStateChange(
+        guard configuration.onStateChange != nil || configuration.onEvent != nil else { return }
+        let announced = BreakerStateChange(
             registry: breaker.registry, breaker: breaker.name, from: change.from, to: change.to, generation: generation,
-            reason: reason, clientOnly: clientOnly))
+            reason: reason, clientOnly: clientOnly, contributingClients: clients)
+        configuration.onStateChange?(announced)
+        configuration.onEvent?(GuardEvent(registry: breaker.registry, guardName: breaker.name, kind: .stateChanged(announced)))
     }
 
     /// Watches `registry`'s policies. The first watch starts from a snapshot;

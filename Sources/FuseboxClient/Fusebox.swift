@@ -29,6 +29,9 @@ public struct BreakerStateChange: Sendable, Hashable {
     /// below the policy's `minimumClients`, or that local open ended and the
     /// breaker follows the fleet's state again.
     public var clientOnly: Bool = false
+    /// The clients whose outcomes led to the change, as fuseboxd named them
+    /// (empty for changes it did not report with clients, and for local ones).
+    public var contributingClients: [String] = []
 }
 
 /// How a service's Fusebox SDK connects and behaves.
@@ -91,6 +94,11 @@ public struct FuseboxConfiguration: Sendable {
     public var keepaliveTimeout: Duration = .seconds(5)
     /// Called on every breaker state change this client applies.
     public var onStateChange: (@Sendable (BreakerStateChange) -> Void)?
+    /// Called for each guard event: state changes, retries, rejections,
+    /// timeouts and calls with their outcome and latency. Called on the
+    /// calling task (or the SDK's connection task for state changes): keep it
+    /// short. Unset, events cost nothing.
+    public var onEvent: (@Sendable (GuardEvent) -> Void)?
 
     /// A configuration with the defaults, for one fuseboxd at `host:port`.
     public init(host: String, port: Int, tls: TLSConfiguration, clientID: String? = nil, cacheDirectory: String) {

@@ -30,6 +30,7 @@ public final class Guard: Sendable {
     let runtime: ManagedAtomic<GuardRuntime>
     let metrics: GuardMetrics
     let link: FleetLink
+    private let onEvent: (@Sendable (GuardEvent) -> Void)?
     private let random = ManagedAtomic<UInt64>(0x9E37_79B9_7F4A_7C15)
 
     init(name: String, registry: String, policyName: String, classifier: ErrorClassifier, runtime: GuardRuntime, link: FleetLink) {
@@ -40,6 +41,7 @@ public final class Guard: Sendable {
         self.runtime = ManagedAtomic(runtime)
         self.metrics = GuardMetrics(registry: registry, breaker: name)
         self.link = link
+        self.onEvent = link.configuration.onEvent
     }
 
     /// The policy in force now.
@@ -183,7 +185,7 @@ public final class Guard: Sendable {
 
     private func withTotalTimeout<T: Sendable>(_ rt: GuardRuntime, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard let total = rt.policy.timeout?.totalMs else { return try await body() }
-        return try await withDeadline(milliseconds: total, rt: rt, timeouts: metrics.totalTimeouts, body)
+        return try await withDeadline(milliseconds: total, rt: rt, kind: .total, body)
     }
 
     private func retrying<T: Sendable>(_ rt: GuardRuntime, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
@@ -204,6 +206,7 @@ public final class Guard: Sendable {
                 }
                 guard case .retry(let delayMs) = decision else { throw error }
                 metrics.retryAttempts.increment()
+                emit(.retry(attempt: schedule.attempts, delay: .milliseconds(delayMs), error: "\(error)"))
                 try await Task.sleep(for: .milliseconds(delayMs))
             }
         }
@@ -211,7 +214,7 @@ public final class Guard: Sendable {
 
     /// One attempt: breaker → rate limiter → bulkhead → attempt timeout → operation.
     private func attempt<T: Sendable>(_ rt: GuardRuntime, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        guard let breaker = rt.breaker else { return try await limited(rt, generation: 0, operation) }
+        guard let breaker = rt.breaker else { return try await unbroken(rt, operation) }
         var permit: UInt64?
         var local = false
         var permitWait = Duration.zero
@@ -221,7 +224,7 @@ public final class Guard: Sendable {
             generation = g
         case .reject(_, let g):
             breaker.calls.notPermitted.add(1, ordering: .relaxed)
-            throw GuardError(.circuitOpen(retryAfter: breaker.retryAfter(now: wallNow())), breaker: name, generation: g.value)
+            throw rejected(GuardError(.circuitOpen(retryAfter: breaker.retryAfter(now: wallNow())), breaker: name, generation: g.value))
         case .needsPermit(let g):
             let asked = ContinuousClock.now
             defer { permitWait = ContinuousClock.now - asked }
@@ -232,7 +235,7 @@ public final class Guard: Sendable {
                 generation = granted
             case .denied(let retryAfter, let current):
                 breaker.calls.notPermitted.add(1, ordering: .relaxed)
-                throw GuardError(.circuitOpen(retryAfter: retryAfter), breaker: name, generation: current.value)
+                throw rejected(GuardError(.circuitOpen(retryAfter: retryAfter), breaker: name, generation: current.value))
             }
         }
         let start = ContinuousClock.now
@@ -249,6 +252,35 @@ public final class Guard: Sendable {
             finish(breaker, rt, failed: true, error: error, start: start, generation: generation, permit: permit, local: local)
             throw error
         }
+    }
+
+    /// An attempt without a breaker: only its `call` event to report.
+    private func unbroken<T: Sendable>(_ rt: GuardRuntime, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard onEvent != nil else { return try await limited(rt, generation: 0, operation) }
+        let start = ContinuousClock.now
+        do {
+            let value = try await limited(rt, generation: 0, operation)
+            emit(.call(outcome: .success, latency: ContinuousClock.now - start))
+            return value
+        } catch {
+            if let e = error as? GuardError, e.kind != .timeout { throw error }  // refused: it did not run
+            let cancelled = ClassifiedFailure(error, classifier: classifier).cancelled
+            emit(.call(outcome: cancelled ? .ignored : .failure, latency: ContinuousClock.now - start))
+            throw error
+        }
+    }
+
+    /// Announces `kind` to `FuseboxConfiguration.onEvent`, if set.
+    @inline(__always)
+    private func emit(_ kind: @autoclosure () -> GuardEvent.Kind) {
+        guard let onEvent else { return }
+        onEvent(GuardEvent(registry: registry, guardName: name, kind: kind()))
+    }
+
+    /// A rejection, announced.
+    private func rejected(_ error: GuardError) -> GuardError {
+        emit(.rejected(error.kind))
+        return error
     }
 
     @inline(__always)
@@ -270,6 +302,7 @@ public final class Guard: Sendable {
             outcome = nanos > rt.slowThresholdNanos ? .slowSuccess : .success
         }
         breaker.calls.count(outcome)
+        emit(.call(outcome: outcome, latency: elapsed))
         if let permit {
             breaker.recordProbe(permit, outcome, local: local)
             link.requestFlush()
@@ -297,13 +330,13 @@ public final class Guard: Sendable {
             case .granted: break
             case .delayed(let ms): try await Task.sleep(for: .milliseconds(ms))
             case .rejected(let after):
-                throw GuardError(.rateLimited(retryAfter: .milliseconds(after)), breaker: name, generation: generation)
+                throw rejected(GuardError(.rateLimited(retryAfter: .milliseconds(after)), breaker: name, generation: generation))
             }
         }
         guard let bulkhead = rt.bulkhead else { return try await timed(rt, generation: generation, spent: spent, operation) }
         guard await bulkhead.acquire(priority: BulkheadPriority.value) else {
             metrics.bulkheadRejected.increment()
-            throw GuardError(.bulkheadFull, breaker: name, generation: generation)
+            throw rejected(GuardError(.bulkheadFull, breaker: name, generation: generation))
         }
         metrics.bulkheadPermitted.increment()
         defer { bulkhead.release() }
@@ -316,7 +349,7 @@ public final class Guard: Sendable {
         guard let attemptMs = rt.policy.timeout?.attemptMs else { return try await operation() }
         let spentMs = spent.components.seconds * 1000 + spent.components.attoseconds / 1_000_000_000_000_000
         let ms = max(attemptMs - spentMs, 1)
-        return try await withDeadline(milliseconds: ms, rt: rt, timeouts: metrics.attemptTimeouts, generation: generation, operation)
+        return try await withDeadline(milliseconds: ms, rt: rt, kind: .attempt, generation: generation, operation)
     }
 
     /// Runs `body` in a child task that the link's deadline timer cancels at
@@ -325,7 +358,8 @@ public final class Guard: Sendable {
     /// caller's thread and runs there until it first suspends: an operation
     /// that completes without suspending costs no thread hop.
     private func withDeadline<T: Sendable>(
-        milliseconds ms: Int64, rt: GuardRuntime, timeouts: Counter, generation: UInt64? = nil, _ body: @escaping @Sendable () async throws -> T
+        milliseconds ms: Int64, rt: GuardRuntime, kind: GuardEvent.TimeoutKind, generation: UInt64? = nil,
+        _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let race = DeadlineRace<T>()
         let timer = link.deadlines.arm(at: .now() + .milliseconds(ms), race)
@@ -340,7 +374,8 @@ public final class Guard: Sendable {
             child.cancel()
         }
         if !link.deadlines.disarm(timer), race.expired {
-            timeouts.increment()
+            (kind == .total ? metrics.totalTimeouts : metrics.attemptTimeouts).increment()
+            emit(.timeout(kind))
             throw GuardError(.timeout, breaker: name, generation: generation ?? rt.breaker?.gate.snapshot.generation.value ?? 0)
         }
         return try result.get()

@@ -227,4 +227,48 @@ final class GuardPatternTests: GuardTestCase {
         } catch is Boom {}
         XCTAssertEqual(seen.withLockedValue { $0 }.count, 2, "the handler ran for the String call too, and only then")
     }
+
+    /// `onEvent` hears each retry, rejection, timeout and call, and the
+    /// breaker's state change with the clients fuseboxd says caused it.
+    func testEventsTellRetriesRejectionsTimeoutsCallsAndStateChanges() async throws {
+        var flaky = breakerPolicy("flaky", failures: 4)
+        flaky.retry = quickRetry(attempts: 2, on: [.serverError])
+        flaky.timeout = TimeoutPolicy(attemptMs: 100)
+        var metered = Policy(name: "metered-once")
+        metered.rateLimit = RateLimitPolicy(limitPerPeriod: 1, periodMs: 60_000, burst: 1, maxWaitMs: 0)
+        let events = NIOLockedValueBox<[String]>([])
+        let f = try await start([flaky, metered]) { configuration in
+            configuration.onEvent = { event in
+                let text: String = switch event.kind {
+                case .retry(let attempt, _, let error): "retry \(attempt) after \(error)"
+                case .rejected(let kind): "rejected \(kind)"
+                case .timeout(let kind): "timeout \(kind.rawValue)"
+                case .call(let outcome, _): "call \(outcome)"
+                case .stateChanged(let change): "state \(change.from.displayName)->\(change.to.displayName) by \(change.contributingClients)"
+                }
+                events.withLockedValue { $0.append("\(event.guardName): \(text)") }
+            }
+        }
+        let g = f.guard("ledger", policy: "flaky")
+        _ = try? await g.run { () async throws -> Int in throw Boom() }
+        XCTAssertEqual(events.withLockedValue { $0 }, ["ledger: call failure", "ledger: retry 1 after Boom()", "ledger: call failure"])
+
+        events.withLockedValue { $0 = [] }
+        _ = try? await g.run { () async throws -> Int in try await Task.sleep(for: .seconds(30)); return 0 }
+        XCTAssertEqual(events.withLockedValue { $0 }, ["ledger: timeout attempt", "ledger: call failure"], "a timeout is not retried under serverError")
+
+        let quota = f.guard("quota", policy: "metered-once")
+        try await quota.run {}
+        _ = try? await quota.run {}
+        let quotaEvents = events.withLockedValue { $0 }.filter { $0.hasPrefix("quota: ") }
+        XCTAssertEqual(quotaEvents.first, "quota: call success")
+        XCTAssertEqual(quotaEvents.count, 2)
+        XCTAssertTrue(quotaEvents.last?.hasPrefix("quota: rejected rateLimited") ?? false, "\(quotaEvents)")
+
+        // A fourth consecutive failure trips the breaker; fuseboxd names this client.
+        _ = try? await g.run { () async throws -> Int in throw RPCError(.notFound, "not retried") }
+        await waitUntil("the breaker's state change") {
+            events.withLockedValue { $0 }.contains("ledger: state CLOSED->OPEN by [\"guard-test\"]")
+        }
+    }
 }

@@ -35,7 +35,7 @@ class GuardTestCase: XCTestCase {
         try? FileManager.default.removeItem(atPath: work)
     }
 
-    func start(_ policies: [Policy]) async throws -> Fusebox {
+    func start(_ policies: [Policy], configure: (inout FuseboxConfiguration) -> Void = { _ in }) async throws -> Fusebox {
         for p in policies { try await ServerHarness.put(p, with: admin) }
         var configuration = FuseboxConfiguration(
             host: "127.0.0.1", port: server.port,
@@ -43,6 +43,7 @@ class GuardTestCase: XCTestCase {
                          privateKeyPath: try TestCertificates.path("reporter.key")),
             clientID: "guard-test", cacheDirectory: work + "/cache")
         configuration.reportInterval = .milliseconds(20)
+        configure(&configuration)
         let f = try await Fusebox.start(configuration, group: group)
         fusebox = f
         XCTAssertEqual(f.policySource, .server)
