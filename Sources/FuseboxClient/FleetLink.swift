@@ -55,6 +55,11 @@ final class FleetLink: Sendable {
     private let flush: AsyncStream<Void>.Continuation
     private let flushes: AsyncStream<Void>
     private let tasks = NIOLockedValueBox<[Task<Void, Never>]>([])
+    /// Sessions whose link is still in memory, in this process: back to what
+    /// it was once stopped sessions are released (a task still holding one
+    /// would keep it).
+    static var inMemory: Int { live.load(ordering: .relaxed) }
+    private static let live = ManagedAtomic<Int>(0)
     /// Encoded batches waiting for the StreamOutcomes call.
     private let outbox = ReportOutbox()
 
@@ -69,6 +74,7 @@ final class FleetLink: Sendable {
         self.deadlines = DeadlineTimer(eventLoop: eventLoop)
         self.client = client
         self.logger = logger
+        Self.live.wrappingIncrement(ordering: .relaxed)
         self.state = NIOLockedValueBox(State(policies: policies))
         (flushes, flush) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         gauges.mode(.fleet)
@@ -82,6 +88,10 @@ final class FleetLink: Sendable {
     /// its batches as duplicates until the clock passes the old start time.
     static func startIncarnation(now: Date = Date()) -> UInt64 {
         UInt64(max(1, (now.timeIntervalSince1970 * 1_000_000).rounded()))
+    }
+
+    deinit {
+        Self.live.wrappingDecrement(ordering: .relaxed)
     }
 
     func start() {
@@ -121,6 +131,10 @@ final class FleetLink: Sendable {
             await sendUnary(batch)
         }
         await reportOnce(unary: true, final: true)
+        // Guards hold the link and the link held its guards: let go of them,
+        // or every stopped session stayed in memory (guards still in the
+        // service's hands keep working against what they hold).
+        state.withLockedValue { $0.guards = [:] }
     }
 
     func requestFlush() { flush.yield() }
