@@ -271,4 +271,56 @@ final class GuardPatternTests: GuardTestCase {
             events.withLockedValue { $0 }.contains("ledger: state CLOSED->OPEN by [\"guard-test\"]")
         }
     }
+
+    /// Identical concurrent loads run once; an expired value inside the
+    /// stale-while-revalidate window is served at once while one background
+    /// refresh replaces it.
+    func testCacheCoalescesLoadsAndRevalidatesInTheBackground() async throws {
+        var policy = Policy(name: "catalog-swr")
+        policy.cache = CachePolicy(ttlMs: 200, staleWhileRevalidateMs: 60_000)
+        let f = try await start([policy])
+        let g = f.guard("catalog", policy: "catalog-swr")
+
+        // Five callers of a cold key: one load, five answers.
+        let loads = Calls()
+        let (gate, opener) = AsyncStream<Void>.makeStream()
+        let answers = try await withThrowingTaskGroup(of: String.self) { callers in
+            for _ in 0..<5 {
+                callers.addTask {
+                    try await g.run(cacheKey: "sku-9") { () async throws -> String in
+                        _ = loads.hit()
+                        for await _ in gate { break }
+                        return "v1"
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))  // let them all ask; late ones find v1 cached either way
+            opener.yield()
+            return try await callers.reduce(into: []) { $0.append($1) }
+        }
+        XCTAssertEqual(answers, Array(repeating: "v1", count: 5))
+        XCTAssertEqual(loads.count, 1, "identical concurrent loads ran once")
+
+        // Expired but within the window: served stale at once, refreshed once behind.
+        try await Task.sleep(for: .milliseconds(250))
+        let refreshes = Calls()
+        let (refreshGate, refreshOpener) = AsyncStream<Void>.makeStream()
+        for _ in 0..<3 {
+            let stale = try await g.run(cacheKey: "sku-9") { () async throws -> String in
+                _ = refreshes.hit()
+                for await _ in refreshGate { break }
+                return "v2"
+            }
+            XCTAssertEqual(stale, "v1", "the stale value, without waiting for the refresh")
+        }
+        refreshOpener.yield()
+        var latest = ""
+        for _ in 0..<250 where latest != "v2" {
+            latest = try await g.run(cacheKey: "sku-9") { () async throws -> String in "unexpected load" }
+            XCTAssertNotEqual(latest, "unexpected load", "a second load ran while the refresh was in flight")
+            if latest != "v2" { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        XCTAssertEqual(latest, "v2", "the refresh stored its value")
+        XCTAssertEqual(refreshes.count, 1, "one background refresh for three stale reads")
+    }
 }
