@@ -323,4 +323,20 @@ final class GuardPatternTests: GuardTestCase {
         XCTAssertEqual(latest, "v2", "the refresh stored its value")
         XCTAssertEqual(refreshes.count, 1, "one background refresh for three stale reads")
     }
+
+    /// While fuseboxd is away, staleness (how long the client's view has not
+    /// been confirmed) grows from 0, and past the bound the breakers run locally.
+    func testStalenessGrowsWhileTheServerIsAwayAndPastTheBoundGoesLocal() async throws {
+        let metrics = RecordingMetrics.shared
+        let f = try await start([breakerPolicy("watched")]) { $0.stalenessBound = .seconds(2) }
+        _ = f.guard("orders", policy: "watched")
+        await waitUntil("connected: staleness 0") { f.link.staleness == .zero && f.mode == .fleet }
+        try await server.stop()
+        server = nil
+        await waitUntil("staleness above 0") { f.link.staleness > .zero && metrics.value("fusebox_client_staleness_seconds") > 0 }
+        XCTAssertEqual(f.mode, .fleet, "still within the bound")
+        await waitUntil("local mode past the bound") { f.mode == .local }
+        XCTAssertGreaterThanOrEqual(f.link.staleness, .seconds(2))
+        XCTAssertGreaterThanOrEqual(metrics.value("fusebox_client_staleness_seconds"), 2)
+    }
 }
