@@ -80,6 +80,11 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.fireErrorCaught(error)
         }
         connection = nil
+        // Whatever closed the connection (the peer, an error, a handler
+        // downstream in the middle of a read), the read burst ends before the
+        // connection does: NIOHTTP2 lets go of the streams that read only at
+        // the end of a burst, and a stream it kept would keep the connection.
+        context.fireChannelReadComplete()
         context.fireChannelInactive()
     }
 

@@ -15,6 +15,10 @@ final class RPCConnectionLimitsTests: XCTestCase {
     }
 
     override func tearDown() async throws {
+        // Whatever closed them (ping abuse, idle timeout, the limit), every
+        // connection has left memory once its test stopped the server.
+        await waitUntil("every connection released") { RPCServer.connectionsInMemory == 0 }
+        XCTAssertEqual(RPCServer.connectionsInMemory, 0, "connections kept in memory after the server stopped")
         try await group.shutdownGracefully()
     }
 

@@ -26,6 +26,9 @@ final class RPCMisbehavingPeerTests: XCTestCase {
         XCTAssertEqual(reply.description, "echo: after")
         await client.close()
         try await server.stop()
+        // And every connection, the misbehaving one too, has left memory.
+        await waitUntil("every connection released") { RPCServer.connectionsInMemory == 0 }
+        XCTAssertEqual(RPCServer.connectionsInMemory, 0, "connections kept in memory after the server stopped")
         try await group.shutdownGracefully()
     }
 
