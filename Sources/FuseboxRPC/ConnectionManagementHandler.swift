@@ -99,6 +99,10 @@ final class ConnectionManagementHandler: ChannelDuplexHandler {
     private var idleTimer: Scheduled<Void>?
     private var keepaliveTimer: Scheduled<Void>?
     private var pingTimeout: Scheduled<Void>?
+    /// This handler's place in the pipeline while it is in one. Timers reach
+    /// it through a weak reference to the handler: a timer still pending once
+    /// the connection is gone must not keep the connection in memory.
+    private var context: ChannelHandlerContext?
     /// When something last arrived from the client (any frame of any stream).
     private var lastRead = NIODeadline.now()
     private var pingStrikes: PingStrikes
@@ -128,11 +132,13 @@ final class ConnectionManagementHandler: ChannelDuplexHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         armIdle(context: context)
         armKeepalive(context: context, at: .now() + TimeAmount(configuration.keepaliveInterval))
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
         for timer in [idleTimer, keepaliveTimer, pingTimeout] { timer?.cancel() }
     }
 
@@ -204,9 +210,9 @@ final class ConnectionManagementHandler: ChannelDuplexHandler {
 
     private func armIdle(context: ChannelHandlerContext) {
         idleTimer?.cancel()
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(configuration.idleTimeout)) { [self] in
-            guard openStreams == 0 else { return }
-            goAway(context: context, code: .noError, reason: "idle")
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(configuration.idleTimeout)) { [weak self] in
+            guard let self, let context = self.context, self.openStreams == 0 else { return }
+            self.goAway(context: context, code: .noError, reason: "idle")
             context.close(promise: nil)
         }
     }
@@ -224,7 +230,8 @@ final class ConnectionManagementHandler: ChannelDuplexHandler {
     /// and closes it unless the ACK comes within the keepalive timeout. Reads
     /// only move `lastRead`; the timer is rescheduled when it fires.
     private func armKeepalive(context: ChannelHandlerContext, at deadline: NIODeadline) {
-        keepaliveTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+        keepaliveTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            guard let self, let context = self.context else { return }
             let interval = TimeAmount(configuration.keepaliveInterval)
             let due = lastRead + interval
             guard due <= .now() else {
@@ -235,7 +242,8 @@ final class ConnectionManagementHandler: ChannelDuplexHandler {
                 let ping = HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: Self.keepalivePayload), ack: false))
                 context.writeAndFlush(wrapOutboundOut(ping), promise: nil)
                 pingTimeout = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(configuration.keepaliveTimeout)) {
-                    context.close(promise: nil)
+                    [weak self] in
+                    self?.context?.close(promise: nil)
                 }
             }
             armKeepalive(context: context, at: .now() + interval)

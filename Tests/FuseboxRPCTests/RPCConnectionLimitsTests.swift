@@ -10,15 +10,19 @@ import XCTest
 final class RPCConnectionLimitsTests: XCTestCase {
     private var group: MultiThreadedEventLoopGroup!
 
+    /// Server connections in memory before the test (other tests' servers may hold some).
+    private var connectionsBefore = 0
+
     override func setUp() {
+        connectionsBefore = RPCServer.connectionsInMemory
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
     }
 
     override func tearDown() async throws {
         // Whatever closed them (ping abuse, idle timeout, the limit), every
         // connection has left memory once its test stopped the server.
-        await waitUntil("every connection released") { RPCServer.connectionsInMemory == 0 }
-        XCTAssertEqual(RPCServer.connectionsInMemory, 0, "connections kept in memory after the server stopped")
+        await waitUntil("every connection released") { RPCServer.connectionsInMemory <= self.connectionsBefore }
+        XCTAssertLessThanOrEqual(RPCServer.connectionsInMemory, connectionsBefore, "connections kept in memory after the server stopped")
         try await group.shutdownGracefully()
     }
 

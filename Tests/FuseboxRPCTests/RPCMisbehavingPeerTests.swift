@@ -12,8 +12,11 @@ final class RPCMisbehavingPeerTests: XCTestCase {
     private var group: MultiThreadedEventLoopGroup!
     private var server: TestRPCServer!
     private var client: RPCClient!
+    /// Server connections in memory before the test (other tests' servers may hold some).
+    private var connectionsBefore = 0
 
     override func setUp() async throws {
+        connectionsBefore = RPCServer.connectionsInMemory
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         server = try await TestRPCServer.start(group: group)
         client = try makeClient(port: server.port, group: group)
@@ -27,8 +30,8 @@ final class RPCMisbehavingPeerTests: XCTestCase {
         await client.close()
         try await server.stop()
         // And every connection, the misbehaving one too, has left memory.
-        await waitUntil("every connection released") { RPCServer.connectionsInMemory == 0 }
-        XCTAssertEqual(RPCServer.connectionsInMemory, 0, "connections kept in memory after the server stopped")
+        await waitUntil("every connection released") { RPCServer.connectionsInMemory <= self.connectionsBefore }
+        XCTAssertLessThanOrEqual(RPCServer.connectionsInMemory, connectionsBefore, "connections kept in memory after the server stopped")
         try await group.shutdownGracefully()
     }
 
