@@ -99,6 +99,11 @@ final class CArena {
             )
         }
         let size = protobuf_c_message_get_packed_size(base)
+        // An empty message packs to nothing. Not through the initializer:
+        // with capacity 0 it sets the count of the shared empty-array storage,
+        // a write ThreadSanitizer reports as a race when threads pack empty
+        // messages at once.
+        guard size > 0 else { return [] }
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             count = buffer.baseAddress.map { protobuf_c_message_pack(base, $0) } ?? 0
         }
