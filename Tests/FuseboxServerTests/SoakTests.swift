@@ -193,7 +193,7 @@ final class SoakTests: XCTestCase {
             connection tasks \(connectionTasks.map { "\(Int($0))" } ?? "-"), connections in memory \(inMemory.map { "\(Int($0))" } ?? "-"), descriptors \(after?.fds ?? -1) (idle \(idle.fds))
             """)
 
-        XCTAssertGreaterThanOrEqual(tally.sessions, connections * 3, "every session connected again and again (churn)")
+        XCTAssertGreaterThanOrEqual(tally.sessions, connections * 2, "every session connected again (churn); 4,000 on an idle machine")
         XCTAssertEqual(tally.failures.values.reduce(0, +), 0, "calls failed: \(tally.failures), e.g. \(tally.examples)")
         XCTAssertLessThan(rssGrowth, 5, "RSS grew after warm-up: \(rssEarly) KiB → \(rssLate) KiB")
         XCTAssertLessThan(fdsGrowth, 5, "descriptors grew after warm-up: \(fdsEarly) → \(fdsLate)")
