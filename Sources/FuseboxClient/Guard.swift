@@ -30,7 +30,7 @@ public final class Guard: Sendable {
     let runtime: ManagedAtomic<GuardRuntime>
     let metrics: GuardMetrics
     let link: FleetLink
-    private let onEvent: (@Sendable (GuardEvent) -> Void)?
+    let onEvent: (@Sendable (GuardEvent) -> Void)?
     private let random = ManagedAtomic<UInt64>(0x9E37_79B9_7F4A_7C15)
 
     init(name: String, registry: String, policyName: String, classifier: ErrorClassifier, runtime: GuardRuntime, link: FleetLink) {
@@ -254,35 +254,6 @@ public final class Guard: Sendable {
         }
     }
 
-    /// An attempt without a breaker: only its `call` event to report.
-    private func unbroken<T: Sendable>(_ rt: GuardRuntime, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-        guard onEvent != nil else { return try await limited(rt, generation: 0, operation) }
-        let start = ContinuousClock.now
-        do {
-            let value = try await limited(rt, generation: 0, operation)
-            emit(.call(outcome: .success, latency: ContinuousClock.now - start))
-            return value
-        } catch {
-            if let e = error as? GuardError, e.kind != .timeout { throw error }  // refused: it did not run
-            let cancelled = ClassifiedFailure(error, classifier: classifier).cancelled
-            emit(.call(outcome: cancelled ? .ignored : .failure, latency: ContinuousClock.now - start))
-            throw error
-        }
-    }
-
-    /// Announces `kind` to `FuseboxConfiguration.onEvent`, if set.
-    @inline(__always)
-    private func emit(_ kind: @autoclosure () -> GuardEvent.Kind) {
-        guard let onEvent else { return }
-        onEvent(GuardEvent(registry: registry, guardName: name, kind: kind()))
-    }
-
-    /// A rejection, announced.
-    private func rejected(_ error: GuardError) -> GuardError {
-        emit(.rejected(error.kind))
-        return error
-    }
-
     @inline(__always)
     private func finish(
         _ breaker: SharedBreaker, _ rt: GuardRuntime, failed: Bool, error: (any Error)?, start: ContinuousClock.Instant,
@@ -322,7 +293,7 @@ public final class Guard: Sendable {
 
     /// Rate limiter → bulkhead → attempt timeout → operation. `spent`: what
     /// the attempt already used waiting for a probe permit.
-    private func limited<T: Sendable>(
+    func limited<T: Sendable>(
         _ rt: GuardRuntime, generation: UInt64, spent: Duration = .zero, _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         if let limiter = rt.limiter {
@@ -404,10 +375,4 @@ private final class DeadlineRace<T: Sendable>: DeadlineAction, @unchecked Sendab
     }
 
     var expired: Bool { events.load(ordering: .acquiring) & Self.expiredBit != 0 }
-}
-
-/// The bulkhead priority of the calls `Guard.run(priority:)` makes, carried
-/// to the bulkhead through the retries and timeouts between.
-enum BulkheadPriority {
-    @TaskLocal static var value = 0
 }
