@@ -117,31 +117,55 @@ public struct FuseboxConfiguration: Sendable {
 
 /// The Fusebox SDK: fetches a service's policies at startup (fail-static:
 /// server, else disk cache, else presets), keeps them and the fleet's breaker
-/// states current through watches, and hands out guards.
+/// states current through its `session`, and hands out guards.
 ///
 /// ```swift
 /// let fusebox = try await Fusebox.start(configuration)
 /// let payments = fusebox.guard("stripe-api", policy: "external")
 /// let receipt = try await payments.run { try await stripe.charge(order) }
 /// ```
+///
+/// With swift-service-lifecycle, `connect` instead and run `session` in the
+/// ServiceGroup (see `FleetSession`).
 public final class Fusebox: Sendable {
-    let link: FleetLink
+    /// The watches, the reporter and local mode, as a `Service`.
+    public let session: FleetSession
     /// Where the policies came from at startup.
     public let policySource: PolicySource
+    /// The task `start` runs the session in (nil after `connect`).
+    private let runner: Task<Void, Never>?
+
+    /// Connects and loads policies (never failing for want of the server),
+    /// without running the session: run `session` in a ServiceGroup (or
+    /// call `Fusebox.start` instead). Guards work at once; breaker states and
+    /// policy changes follow the fleet once the session runs. Throws only for
+    /// a TLS configuration that cannot be loaded (missing or unreadable files).
+    public static func connect(
+        _ configuration: FuseboxConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "fusebox.client")
+    ) async throws(TLSError) -> Fusebox {
+        try await Fusebox(configuration, group: group, logger: logger, run: false)
+    }
 
     /// Connects, loads policies (never failing for want of the server) and
-    /// starts the watches and the reporter. Throws only for a TLS
+    /// runs the session until `shutdown()`. Throws only for a TLS
     /// configuration that cannot be loaded (missing or unreadable files).
     public static func start(
         _ configuration: FuseboxConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "fusebox.client")
     ) async throws(TLSError) -> Fusebox {
+        try await Fusebox(configuration, group: group, logger: logger, run: true)
+    }
+
+    private init(
+        _ configuration: FuseboxConfiguration, group: any EventLoopGroup, logger: Logger, run: Bool
+    ) async throws(TLSError) {
         var rpc = RPCClientConfiguration(host: configuration.host, port: configuration.port, tls: configuration.tls, serverName: configuration.serverName)
         // The startup timeout covers every endpoint: one that swallows SYNs
         // (no refusal) must leave time to try the others.
         let endpointCount = configuration.endpoints.all.count
         rpc.connectTimeout = max(min(configuration.startupTimeout, .seconds(5)) / endpointCount, .milliseconds(500))
-        // The SDK's watch loops do the reconnect backoff (full jitter); the
+        // The session's watch loops do the reconnect backoff (full jitter); the
         // transport's own backoff stays short so it does not add to it.
         rpc.backoffInitial = .milliseconds(50)
         rpc.backoffMaximum = .milliseconds(200)
@@ -152,14 +176,13 @@ public final class Fusebox: Sendable {
         let snapshot = await PolicySnapshot.load(
             registries: configuration.registries, client: client, cacheDirectory: configuration.cacheDirectory,
             timeout: configuration.startupTimeout, logger: logger)
-        let link = FleetLink(configuration: configuration, client: client, eventLoop: group.next(), policies: snapshot, logger: logger)
-        link.start()
-        return Fusebox(link: link, source: snapshot.source)
-    }
-
-    private init(link: FleetLink, source: PolicySource) {
-        self.link = link
-        self.policySource = source
+        let session = FleetSession(configuration: configuration, client: client, eventLoop: group.next(), policies: snapshot, logger: logger)
+        self.session = session
+        self.policySource = snapshot.source
+        // For apps without a ServiceGroup: the one task the SDK starts, which
+        // only hosts the session's run() (every background task is a child of
+        // it); shutdown() stops run() and waits for this task.
+        self.runner = run ? Task { await session.run() } : nil
     }
 
     /// The guard `name` (also its breaker's name) running policy `policy` of
@@ -169,7 +192,7 @@ public final class Fusebox: Sendable {
     public func `guard`(
         _ name: String, policy: String, registry: String = "default", classifier: ErrorClassifier = .standard
     ) -> Guard {
-        link.makeGuard(name, policy: policy, registry: registry, classifier: classifier)
+        session.makeGuard(name, policy: policy, registry: registry, classifier: classifier)
     }
 
     /// Registers the fallback handler policies name `name`
@@ -178,29 +201,30 @@ public final class Fusebox: Sendable {
     /// call's result. It must return the call's result type; a handler
     /// registered again under the same name replaces the first.
     public func registerFallback(_ name: String, _ handler: @escaping FallbackHandler) {
-        link.fallbackHandlers.register(name, handler)
+        session.fallbackHandlers.register(name, handler)
     }
 
     /// Fleet or local breakers.
-    public var mode: ClientMode { link.mode }
+    public var mode: ClientMode { session.mode }
 
     /// This run of the process in outcome reports: its start time in
     /// microseconds since 1970, so a restarted process with the same client
     /// id has a larger one and fuseboxd counts its reports from sequence 1 again.
-    public var incarnation: UInt64 { link.incarnation }
+    public var incarnation: UInt64 { session.incarnation }
 
     /// How long the client's view has gone unconfirmed by fuseboxd (zero while connected).
-    public var staleness: Duration { link.staleness }
+    public var staleness: Duration { session.staleness }
 
     /// The policies held now.
-    public var policies: PolicySnapshot { link.policies }
+    public var policies: PolicySnapshot { session.policies }
 
-    /// Stops the watches and the reporter and closes the connection. What
-    /// was counted but not reported goes out first; the last batch says
+    /// Stops the session (wherever it runs) and waits until it has ended:
+    /// what was counted but not reported goes out first; the last batch says
     /// goodbye (`final`), so fuseboxd forgets this client at once instead of
-    /// counting it among the reporters that went silent.
+    /// counting it among the reporters that went silent; then the connection
+    /// closes.
     public func shutdown() async {
-        await link.stop()
-        await link.client.close()
+        await session.shutdown()
+        await runner?.value
     }
 }

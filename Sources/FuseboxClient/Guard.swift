@@ -29,19 +29,19 @@ public final class Guard: Sendable {
     public let classifier: ErrorClassifier
     let runtime: ManagedAtomic<GuardRuntime>
     let metrics: GuardMetrics
-    let link: FleetLink
+    let session: FleetSession
     let onEvent: (@Sendable (GuardEvent) -> Void)?
     private let random = ManagedAtomic<UInt64>(0x9E37_79B9_7F4A_7C15)
 
-    init(name: String, registry: String, policyName: String, classifier: ErrorClassifier, runtime: GuardRuntime, link: FleetLink) {
+    init(name: String, registry: String, policyName: String, classifier: ErrorClassifier, runtime: GuardRuntime, session: FleetSession) {
         self.name = name
         self.classifier = classifier
         self.registry = registry
         self.policyName = policyName
         self.runtime = ManagedAtomic(runtime)
         self.metrics = GuardMetrics(registry: registry, breaker: name)
-        self.link = link
-        self.onEvent = link.configuration.onEvent
+        self.session = session
+        self.onEvent = session.configuration.onEvent
     }
 
     /// The policy in force now.
@@ -154,11 +154,14 @@ public final class Guard: Sendable {
             switch cache.lookup(key) {
             case .value(let value as T, let refresh):
                 if refresh {
-                    // Stale-while-revalidate: the refresh must outlive this call, which
-                    // returns the stale value at once; the cache coalesces refreshes, so at
-                    // most one runs per key. (A guard-owned task group is issue 16.)
-                    Task {
+                    // Stale-while-revalidate: the refresh outlives this call, which returns
+                    // the stale value at once, so it runs as a child of the session's run();
+                    // the cache coalesces refreshes, so at most one runs per key. With the
+                    // session not running, the entry is left to expire instead.
+                    if !session.submit({
                         do { cache.store(key, try await load()) } catch { cache.loadFailed(key) }
+                    }) {
+                        cache.loadFailed(key)
                     }
                 }
                 return value
@@ -228,7 +231,7 @@ public final class Guard: Sendable {
         case .needsPermit(let g):
             let asked = ContinuousClock.now
             defer { permitWait = ContinuousClock.now - asked }
-            switch await link.acquirePermit(breaker, generation: g, timeout: permitTimeout(rt)) {
+            switch await session.permits.acquire(breaker, generation: g, timeout: permitTimeout(rt)) {
             case .granted(let id, let isLocal, let granted):
                 permit = id
                 local = isLocal
@@ -276,9 +279,9 @@ public final class Guard: Sendable {
         emit(.call(outcome: outcome, latency: elapsed))
         if let permit {
             breaker.recordProbe(permit, outcome, local: local)
-            link.requestFlush()
-        } else if breaker.tally.record(outcome, generation: generation) == UInt64(link.reportBatchSize) {
-            link.requestFlush()
+            session.reporter.requestFlush()
+        } else if breaker.tally.record(outcome, generation: generation) == session.reporter.batchSize {
+            session.reporter.requestFlush()
         }
     }
 
@@ -287,8 +290,8 @@ public final class Guard: Sendable {
     /// of the attempt, so a frozen or slow fuseboxd cannot hold a call past
     /// its attempt timeout; the probe itself keeps at least the other half.
     private func permitTimeout(_ rt: GuardRuntime) -> Duration {
-        guard let attemptMs = rt.policy.timeout?.attemptMs else { return link.configuration.permitTimeout }
-        return min(link.configuration.permitTimeout, .milliseconds(max(attemptMs / 2, 1)))
+        guard let attemptMs = rt.policy.timeout?.attemptMs else { return session.configuration.permitTimeout }
+        return min(session.configuration.permitTimeout, .milliseconds(max(attemptMs / 2, 1)))
     }
 
     /// Rate limiter → bulkhead → attempt timeout → operation. `spent`: what
@@ -323,7 +326,7 @@ public final class Guard: Sendable {
         return try await withDeadline(milliseconds: ms, rt: rt, kind: .attempt, generation: generation, operation)
     }
 
-    /// Runs `body` in a child task that the link's deadline timer cancels at
+    /// Runs `body` in a child task that the session's deadline timer cancels at
     /// the deadline. The caller's own task is never cancelled, so retry can go
     /// on after an attempt timed out. The child starts immediately on the
     /// caller's thread and runs there until it first suspends: an operation
@@ -333,7 +336,7 @@ public final class Guard: Sendable {
         _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         let race = DeadlineRace<T>()
-        let timer = link.deadlines.arm(at: .now() + .milliseconds(ms), race)
+        let timer = session.deadlines.arm(at: .now() + .milliseconds(ms), race)
         // The deadline timer cancels this handle; it starts on the caller's thread
         // and is awaited (and cancelled with the caller) before returning, so it
         // never outlives the call. Kept per docs/BENCHMARKS.md (guard pipeline).
@@ -344,7 +347,7 @@ public final class Guard: Sendable {
         } onCancel: {
             child.cancel()
         }
-        if !link.deadlines.disarm(timer), race.expired {
+        if !session.deadlines.disarm(timer), race.expired {
             (kind == .total ? metrics.totalTimeouts : metrics.attemptTimeouts).increment()
             emit(.timeout(kind))
             throw GuardError(.timeout, breaker: name, generation: generation ?? rt.breaker?.gate.snapshot.generation.value ?? 0)

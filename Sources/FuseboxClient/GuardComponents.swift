@@ -1,5 +1,6 @@
 import Atomics
 import FuseboxCore
+import NIOCore
 import Synchronization
 
 /// A guard's policy and the stateful pieces that outlive a policy change
@@ -17,7 +18,8 @@ final class GuardRuntime: AtomicReference, Sendable {
     /// Slow-call threshold of the breaker, in nanoseconds.
     let slowThresholdNanos: Int64
 
-    init(policy: Policy, registry: String, name: String, breaker: SharedBreaker?, previous: GuardRuntime?, now: Timestamp) {
+    /// `timer`: where the bulkhead's queued calls are given up at their deadline.
+    init(policy: Policy, registry: String, name: String, breaker: SharedBreaker?, previous: GuardRuntime?, now: Timestamp, timer: DeadlineTimer) {
         self.policy = policy
         self.breaker = policy.circuitBreaker == nil ? nil : breaker
         self.slowThresholdNanos = (policy.circuitBreaker?.slowCallDurationThresholdMs ?? 60_000) * 1_000_000
@@ -34,7 +36,7 @@ final class GuardRuntime: AtomicReference, Sendable {
             limiter = nil
         }
         if let b = policy.bulkhead {
-            let box = previous?.bulkhead ?? AsyncBulkhead(b, gauges: BulkheadGauges(registry: registry, breaker: name))
+            let box = previous?.bulkhead ?? AsyncBulkhead(b, timer: timer, gauges: BulkheadGauges(registry: registry, breaker: name))
             box.update(b)
             bulkhead = box
         } else {
@@ -94,9 +96,11 @@ final class AsyncBulkhead: Sendable {
 
     private let state: Mutex<State>
     private let gauges: BulkheadGauges?
+    private let timer: DeadlineTimer
 
-    init(_ policy: BulkheadPolicy, gauges: BulkheadGauges? = nil) {
+    init(_ policy: BulkheadPolicy, timer: DeadlineTimer, gauges: BulkheadGauges? = nil) {
         state = Mutex(State(machine: BulkheadStateMachine(policy: policy)))
+        self.timer = timer
         self.gauges = gauges
         gauges?.record(state.withLock { $0.machine.counts })
     }
@@ -141,13 +145,10 @@ final class AsyncBulkhead: Sendable {
                 }
                 gauges?.record(counts)
                 if let queuedUntil {
-                    // Expires a queued waiter at its deadline; it only resumes the waiter
-                    // and holds nothing else. (Moving it onto the client's deadline timer
-                    // is issue 16.)
-                    Task { [self] in
-                        try? await Task.sleep(for: .milliseconds(max(0, queuedUntil.milliseconds(since: wallNow())) + 1))
-                        self.expire()
-                    }
+                    // The waiter is given up at its deadline by the session's deadline timer
+                    // (no task); a waiter that got a slot before is simply not expired then.
+                    let wait = max(0, queuedUntil.milliseconds(since: wallNow())) + 1
+                    _ = timer.arm(at: .now() + .milliseconds(wait), QueueExpiry(self))
                 }
             }
         } onCancel: {
@@ -170,6 +171,13 @@ final class AsyncBulkhead: Sendable {
         }
         gauges?.record(counts)
         next?.resume(returning: true)
+    }
+
+    /// Tells a bulkhead (if still in memory) that a queued call's deadline passed.
+    private final class QueueExpiry: DeadlineAction {
+        weak let bulkhead: AsyncBulkhead?
+        init(_ bulkhead: AsyncBulkhead) { self.bulkhead = bulkhead }
+        func deadlinePassed() { bulkhead?.expire() }
     }
 
     private func expire() {

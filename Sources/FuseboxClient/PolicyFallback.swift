@@ -90,13 +90,13 @@ extension Guard {
         case .staticResponse(let contentType, let body):
             value = (T.self as? any StaticFallbackRepresentable.Type)?.init(staticFallbackContentType: contentType, body: body) as? T
             if value == nil {
-                link.logger.warning(
+                session.logger.warning(
                     "the policy's static fallback cannot be a \(T.self); adopt StaticFallbackRepresentable",
                     metadata: ["guard": "\(name)", "policy": "\(policyName)"])
             }
         case .handler(let handlerName):
-            guard let handler = link.fallbackHandlers[handlerName] else {
-                link.logger.warning(
+            guard let handler = session.fallbackHandlers[handlerName] else {
+                session.logger.warning(
                     "the policy names a fallback handler this process did not register",
                     metadata: ["guard": "\(name)", "policy": "\(policyName)", "handler": "\(handlerName)"])
                 return nil
@@ -104,7 +104,7 @@ extension Guard {
             let answer = try await handler(FallbackContext(guardName: name, error: error, trigger: trigger))
             value = answer as? T
             if value == nil {
-                link.logger.warning(
+                session.logger.warning(
                     "the fallback handler returned a \(type(of: answer)), not the call's \(T.self)",
                     metadata: ["guard": "\(name)", "handler": "\(handlerName)"])
             }

@@ -330,12 +330,12 @@ final class GuardPatternTests: GuardTestCase {
         let metrics = RecordingMetrics.shared
         let f = try await start([breakerPolicy("watched")]) { $0.stalenessBound = .seconds(2) }
         _ = f.guard("orders", policy: "watched")
-        await waitUntil("connected: staleness 0") { f.link.staleness == .zero && f.mode == .fleet }
+        await waitUntil("connected: staleness 0") { f.staleness == .zero && f.mode == .fleet }
         try await server.stop()
         server = nil
-        await waitUntil("staleness above 0") { f.link.staleness > .zero && metrics.value("fusebox_client_staleness_seconds") > 0 }
+        await waitUntil("staleness above 0") { f.staleness > .zero && metrics.value("fusebox_client_staleness_seconds") > 0 }
         await waitUntil("local mode past the bound") { f.mode == .local }
-        XCTAssertGreaterThanOrEqual(f.link.staleness, .seconds(2))
+        XCTAssertGreaterThanOrEqual(f.staleness, .seconds(2))
         XCTAssertGreaterThanOrEqual(metrics.value("fusebox_client_staleness_seconds"), 2)
     }
 }

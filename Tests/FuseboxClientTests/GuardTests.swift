@@ -209,7 +209,7 @@ final class ReconnectBackoffTests: XCTestCase {
         for failures in 1...12 {
             let ceiling = min(10_000.0, 100.0 * pow(2, Double(failures - 1)))
             let delays = (0..<2_000).map {
-                _ in Double(FleetLink.reconnectDelay(failures: failures, base: .milliseconds(100), cap: .seconds(10), using: &random).milliseconds)
+                _ in Double(Reconnecting.delay(failures: failures, base: .milliseconds(100), cap: .seconds(10), using: &random).milliseconds)
             }
             XCTAssertGreaterThanOrEqual(delays.min() ?? -1, 0)
             XCTAssertLessThanOrEqual(delays.max() ?? .infinity, ceiling, "failure \(failures) waited past the ceiling")

@@ -112,14 +112,14 @@ import Testing
     }
 }
 
-/// The SDK's handling of ReportOutcomes responses, through FleetLink (no
+/// The SDK's handling of ReportOutcomes responses, through FleetSession (no
 /// server: the link is not started, responses are handed to it).
 final class BelowQuorumResponseTests: Sendable {
     private let group = MultiThreadedEventLoopGroup.singleton
     private let changes = Mutex<[BreakerStateChange]>([])
     private let logs = LogRecorder()
 
-    private func makeLink() throws -> FleetLink {
+    private func makeLink() throws -> FleetSession {
         let tls = TLSConfiguration.client(
             trustRootsPath: try TestCertificates.path("ca.pem"),
             certificateChainPath: try TestCertificates.path("reporter.pem"),
@@ -138,7 +138,7 @@ final class BelowQuorumResponseTests: Sendable {
         let client = try RPCClient(
             configuration: RPCClientConfiguration(host: "127.0.0.1", port: 1, tls: tls), group: group)
         let logger = Logger(label: "below-quorum-test") { _ in self.logs.handler() }
-        return FleetLink(
+        return FleetSession(
             configuration: configuration, client: RPCFailoverClient(client), eventLoop: group.next(), policies: snapshot, logger: logger)
     }
 
@@ -165,7 +165,7 @@ final class BelowQuorumResponseTests: Sendable {
         #expect(try await payments.run { 1 } == 1)
 
         let now = wallNow()
-        link.apply(trip("payments", openMs: 60_000), now: now)
+        link.reporter.apply(trip("payments", openMs: 60_000), now: now)
 
         // The guard rejects as circuit open, with when to retry, without calling the operation.
         do {
@@ -194,14 +194,14 @@ final class BelowQuorumResponseTests: Sendable {
         #expect(logs.messages(at: .notice).contains { $0.hasPrefix("local open below quorum: 3 consecutive failures") })
 
         // A second trip while open extends it without a second announcement.
-        link.apply(trip("payments", openMs: 90_000), now: now)
+        link.reporter.apply(trip("payments", openMs: 90_000), now: now)
         #expect(payments.localOpenUntil == now.adding(milliseconds: 90_000))
         #expect(changes.withLock { $0.count } == 1)
 
         // Its time comes: the reporter's tick announces the end, and calls follow the fleet (CLOSED) again.
-        link.endLocalOpens(now: now.adding(milliseconds: 89_999))
+        link.localMode.endLocalOpens(now: now.adding(milliseconds: 89_999))
         #expect(payments.localOpenUntil != nil)
-        link.endLocalOpens(now: now.adding(milliseconds: 90_000))
+        link.localMode.endLocalOpens(now: now.adding(milliseconds: 90_000))
         #expect(payments.localOpenUntil == nil)
         let ended = changes.withLock { $0.last }
         #expect(ended?.from == .open && ended?.to == .closed && ended?.clientOnly == true)
@@ -212,11 +212,11 @@ final class BelowQuorumResponseTests: Sendable {
     @Test func unknownBreakersAndTripsWithoutAPeriodAreIgnoredAndDuplicatesOnlyLogged() async throws {
         let link = try makeLink()
         let payments = link.makeGuard("payments", policy: "guarded", registry: "default")
-        link.apply(trip("not-guarded-here", openMs: 60_000))
-        link.apply(trip("payments", openMs: 0))
+        link.reporter.apply(trip("not-guarded-here", openMs: 60_000))
+        link.reporter.apply(trip("payments", openMs: 0))
         var duplicate = Fusebox_V1_ReportOutcomesResponse()
         duplicate.duplicate = true
-        link.apply(duplicate)
+        link.reporter.apply(duplicate)
         #expect(payments.localOpenUntil == nil)
         #expect(changes.withLock { $0.isEmpty })
         #expect(try await payments.run { 1 } == 1)
@@ -225,9 +225,9 @@ final class BelowQuorumResponseTests: Sendable {
     }
 
     @Test func theIncarnationIsTheStartTimeInMicroseconds() {
-        #expect(FleetLink.startIncarnation(now: Date(timeIntervalSince1970: 1_800_000_000.25)) == 1_800_000_000_250_000)
-        let first = FleetLink.startIncarnation()
-        let restarted = FleetLink.startIncarnation(now: Date().addingTimeInterval(0.001))
+        #expect(FleetSession.startIncarnation(now: Date(timeIntervalSince1970: 1_800_000_000.25)) == 1_800_000_000_250_000)
+        let first = FleetSession.startIncarnation()
+        let restarted = FleetSession.startIncarnation(now: Date().addingTimeInterval(0.001))
         #expect(restarted > first)
     }
 }

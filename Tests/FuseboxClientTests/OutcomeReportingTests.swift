@@ -7,7 +7,9 @@ import FuseboxTesting
 import FuseboxWire
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import Synchronization
+import Logging
 import XCTest
 
 @testable import FuseboxClient
@@ -108,6 +110,45 @@ final class OutcomeReportingTests: XCTestCase {
         let successes = received.flatMap(\.batch.breakers).reduce(UInt64(0)) { $0 + ($1.counts?.success ?? 0) }
         XCTAssertEqual(failures, 1)
         XCTAssertEqual(successes, 5)
+    }
+}
+
+extension OutcomeReportingTests {
+    /// The session as a Service: run by a ServiceGroup, ended by its graceful
+    /// shutdown, which sends the goodbye and leaves no task running.
+    func testTheSessionRunsInAServiceGroupAndGracefulShutdownSaysGoodbye() async throws {
+        let tasksBefore = FleetSession.tasksRunning
+        let configuration = FuseboxConfiguration(
+            host: "127.0.0.1", port: server.port,
+            tls: .client(
+                trustRootsPath: try TestCertificates.path("ca.pem"),
+                certificateChainPath: try TestCertificates.path("reporter.pem"),
+                privateKeyPath: try TestCertificates.path("reporter.key")),
+            clientID: "service-group-test", cacheDirectory: work + "/cache")
+        let fusebox = try await Fusebox.connect(configuration, group: group)
+        let payments = fusebox.guard("payments", policy: "quorum")
+        // Before the session runs, guards already work; nothing is reported yet.
+        let answered = try await payments.run { 7 }
+        XCTAssertEqual(answered, 7)
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertTrue(standIn.batches.isEmpty, "a session that is not running reported")
+
+        let services = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: [.init(service: fusebox.session)], logger: Logger(label: "service-group-test")))
+        let running = Task { try await services.run() }
+        await waitUntil("the session's report reaches the stand-in") { !self.standIn.batches.isEmpty }
+        XCTAssertGreaterThan(FleetSession.tasksRunning, tasksBefore, "the session's loops are not running as its children")
+
+        await services.triggerGracefulShutdown()
+        try await running.value
+        XCTAssertEqual(FleetSession.tasksRunning, tasksBefore, "tasks of the session left running after it ended")
+        let last = try XCTUnwrap(standIn.batches.last)
+        XCTAssertTrue(last.batch.final, "graceful shutdown did not say goodbye")
+        XCTAssertEqual(standIn.batches.filter(\.batch.final).count, 1)
+        // shutdown() after the ServiceGroup ended the session returns at once and sends nothing more.
+        let count = standIn.batches.count
+        await fusebox.shutdown()
+        XCTAssertEqual(standIn.batches.count, count)
     }
 }
 

@@ -13,7 +13,8 @@ import XCTest
 final class SessionLeakTests: GuardTestCase {
     func testAHundredSessionsStartAndShutDownLeavingNothingBehind() async throws {
         try await ServerHarness.put(breakerPolicy("leak-check", failures: 100), with: admin)
-        let sessionsBefore = FleetLink.inMemory
+        let sessionsBefore = FleetSession.inMemory
+        let tasksBefore = FleetSession.tasksRunning
         let connectionsBefore = server.app.rpc.openConnections  // the admin client's
         let port = server.port
         let group = self.group!
@@ -38,8 +39,9 @@ final class SessionLeakTests: GuardTestCase {
             }
         }
         await waitUntil("every session's connection closed on the server") { self.server.app.rpc.openConnections == connectionsBefore }
-        await waitUntil("every session released") { FleetLink.inMemory == sessionsBefore }
-        XCTAssertEqual(FleetLink.inMemory, sessionsBefore, "sessions (or tasks holding them) left after shutdown")
+        await waitUntil("every session released") { FleetSession.inMemory == sessionsBefore }
+        XCTAssertEqual(FleetSession.inMemory, sessionsBefore, "sessions (or tasks holding them) left after shutdown")
+        XCTAssertEqual(FleetSession.tasksRunning, tasksBefore, "sessions' tasks still running after shutdown")
         XCTAssertEqual(server.app.rpc.openConnections, connectionsBefore, "connections left open on the server")
         XCTAssertEqual(server.app.rpc.callsInFlight, 0, "calls (watches, report streams) left running on the server")
     }

@@ -13,9 +13,9 @@ import XCTest
 
 @testable import FuseboxClient
 
-/// FleetLink over two endpoints whose WatchRegistry is scripted: a watch that
+/// FleetSession over two endpoints whose WatchRegistry is scripted: a watch that
 /// breaks on the first resumes on the second after the last version seen.
-final class FleetLinkFailoverTests: XCTestCase {
+final class FleetSessionFailoverTests: XCTestCase {
     private var group: MultiThreadedEventLoopGroup!
 
     override func setUp() {
@@ -97,17 +97,17 @@ final class FleetLinkFailoverTests: XCTestCase {
         let client = try RPCFailoverClient(
             configuration: RPCClientConfiguration(host: "127.0.0.1", port: first.port, tls: tls), endpoints: endpoints,
             backoff: RPCBackoff(initial: .milliseconds(10), maximum: .milliseconds(100)), group: group)
-        let link = FleetLink(
+        let link = FleetSession(
             configuration: configuration, client: client, eventLoop: group.next(),
             policies: PolicySnapshot(registries: [:], versions: [:], source: .presets),
             logger: Logger(label: "resume-test"))
-        link.start()
+        let running = Task { await link.run() }
         let deadline = ContinuousClock.now + .seconds(10)
         while link.policies.versions["default"] != 9, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
-        await link.stop()
-        await client.close()
+        await link.shutdown()
+        await running.value
 
         XCTAssertEqual(link.policies.versions["default"], 9)
         XCTAssertEqual(
