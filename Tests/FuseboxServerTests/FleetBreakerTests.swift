@@ -109,6 +109,27 @@ final class FleetBreakerTests: XCTestCase {
         await reporter.close()
     }
 
+    /// Refused entries are named by their index in the request as sent, in
+    /// request order, even when an entry before them was refused on its own.
+    func testRefusedEntriesAreNamedByTheirIndexAsSent() async throws {
+        try await putFleetPolicy(admin, name: "fleet")
+        let reporter = try server.client("reporter", group: group)
+        var b = batch(client: "indexer", breaker: "ok", generation: 0, success: 1)
+        var badName = b.breakers[0]
+        badName.breaker = ref("no spaces allowed")
+        var unknownPolicy = b.breakers[0]
+        unknownPolicy.breaker = ref("elsewhere")
+        unknownPolicy.policy = "no-such-policy"
+        var unknownPolicy2 = unknownPolicy
+        unknownPolicy2.breaker = ref("elsewhere-2")
+        b.breakers = [badName, b.breakers[0]] + Array(repeating: b.breakers[0], count: 8) + [unknownPolicy, unknownPolicy2]
+        let response = try await report(reporter, b)
+        XCTAssertEqual(
+            response.rejected.map(\.field), ["breakers[0].breaker.name", "breakers[10].policy", "breakers[11].policy"],
+            "\(response.rejected)")
+        await reporter.close()
+    }
+
     func testOverridesExpiryAndShadow() async throws {
         try await putFleetPolicy(admin)
         var request = Fusebox_V1_OverrideRequest()
@@ -180,6 +201,28 @@ final class FleetBreakerTests: XCTestCase {
             try await Task.sleep(for: .milliseconds(20))
         }
         XCTAssertTrue(refusalAudited, "the refused handshake is in the audit log")
+
+        // Reads through AdminService are audited too: allowed, denied and invalid ListAudit, and GetClusterStatus.
+        _ = try await reporter.unary(
+            "fusebox.v1.AdminService", "GetClusterStatus", Fusebox_V1_GetClusterStatusRequest(), as: Fusebox_V1_ClusterStatus.self)
+        var invalid = Fusebox_V1_ListAuditRequest()
+        invalid.limit = 1_000_000
+        do {
+            _ = try await admin.unary("fusebox.v1.AdminService", "ListAudit", invalid, as: Fusebox_V1_ListAuditResponse.self)
+            XCTFail("a limit of 1,000,000 was accepted")
+        } catch {
+            XCTAssertEqual(error.code, .invalidArgument)
+        }
+        var reads = Fusebox_V1_ListAuditRequest()
+        reads.actions = [.listAudit, .getClusterStatus]
+        let before = try await admin.unary("fusebox.v1.AdminService", "ListAudit", reads, as: Fusebox_V1_ListAuditResponse.self).entries
+        let after = try await admin.unary("fusebox.v1.AdminService", "ListAudit", reads, as: Fusebox_V1_ListAuditResponse.self).entries
+        XCTAssertEqual(after.count, before.count + 1, "the first read was not audited (or an answer listed its own read)")
+        XCTAssertTrue(
+            after.contains { $0.action == .getClusterStatus && $0.allowed && $0.actor?.commonName == "fusebox-reporter" },
+            "GetClusterStatus not audited: \(after.map { ($0.action, $0.allowed) })")
+        XCTAssertTrue(after.contains { $0.action == .listAudit && !$0.allowed && $0.deniedReason.hasPrefix("invalid: ") })
+        XCTAssertTrue(after.contains { $0.action == .listAudit && $0.allowed && $0.actor?.commonName == "fusebox-admin" })
         await reporter.close()
         await anonymous.close()
     }

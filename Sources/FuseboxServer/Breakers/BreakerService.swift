@@ -29,11 +29,11 @@ public struct BreakerService: Sendable {
         let service = "fusebox.v1.BreakerService"
         router.unary(service, "ReportOutcomes") { (batch: Fusebox_V1_OutcomeBatch, context) in
             try authorizer.require(.reporter, context)
-            let (report, rejected) = try Self.domain(batch)
+            let decoded = try Self.domain(batch)
             if let leader = try routing?.leader(), let forwarder {
                 return try await forwarder.forward(batch, to: leader)
             }
-            return try await Self.reportHere(report, rejected: rejected, authority: authority)
+            return try await Self.reportHere(decoded, authority: authority)
         }
         router.clientStreaming(service, "StreamOutcomes") { (batches: RPCMessageStream<Fusebox_V1_OutcomeBatch>, context) in
             try authorizer.require(.reporter, context)
@@ -42,21 +42,21 @@ public struct BreakerService: Sendable {
             var touched = Set<BreakerKey>()
             var unavailable: RPCError?
             for try await batch in batches {
-                let (report, rejected) = try Self.domain(batch)
+                let decoded = try Self.domain(batch)
                 let response: Fusebox_V1_ReportOutcomesResponse
                 if let leader = try routing?.leader(), let forwarder {
                     response = try await forwarder.forward(batch, to: leader)
                 } else {
-                    let result = await authority.report(report)
-                    unavailable = unavailable ?? Self.unavailable(in: result)
-                    response = Self.response(result, batch: report, rejected: rejected, states: false)
+                    let result = await authority.report(decoded.report)
+                    unavailable = unavailable ?? Self.unavailable(in: result, of: decoded)
+                    response = Self.response(result, of: decoded, states: false)
                 }
                 total.accepted += response.accepted
                 total.stale += response.stale
                 total.rejected += response.rejected
                 total.duplicate = total.duplicate || response.duplicate
                 total.belowQuorum += response.belowQuorum
-                for entry in report.breakers { touched.insert(entry.key) }
+                for entry in decoded.report.breakers { touched.insert(entry.key) }
             }
             total.states = authority.views(of: touched).map(WireConversions.status)
             if let unavailable { throw unavailable }
@@ -72,8 +72,7 @@ public struct BreakerService: Sendable {
                 for batch in request.batches {
                     var answer = Fusebox_V1_ForwardedReport()
                     do throws(RPCError) {
-                        let (report, rejected) = try Self.domain(batch)
-                        answer.response = try await Self.reportHere(report, rejected: rejected, authority: authority)
+                        answer.response = try await Self.reportHere(try Self.domain(batch), authority: authority)
                     } catch {
                         answer.code = UInt32(error.code.rawValue)
                         answer.message = error.message
@@ -167,8 +166,18 @@ public struct BreakerService: Sendable {
         return response
     }
 
+    /// A request's batch in domain terms, with the entries refused on their
+    /// own: `report.breakers[i]` is the request's `breakers[wireIndex[i]]`, so
+    /// problems found later name the entry as sent.
+    struct DecodedBatch {
+        var report: OutcomeBatchReport
+        /// The refused entries' violations, with each entry's index in the request.
+        var rejected: [(index: Int, violation: Fusebox_V1_FieldViolation)]
+        var wireIndex: [Int]
+    }
+
     /// The domain batch of a request, and the entries refused on their own.
-    static func domain(_ batch: Fusebox_V1_OutcomeBatch) throws(RPCError) -> (OutcomeBatchReport, [Fusebox_V1_FieldViolation]) {
+    static func domain(_ batch: Fusebox_V1_OutcomeBatch) throws(RPCError) -> DecodedBatch {
         guard (1...253).contains(batch.clientId.utf8.count) else {
             throw WireConversions.invalid("client_id", "required: 1-253 bytes")
         }
@@ -176,23 +185,26 @@ public struct BreakerService: Sendable {
             throw WireConversions.invalid("breakers", "\(batch.breakers.count) entries; at most 10000 per batch")
         }
         var entries: [ReportedBreaker] = []
-        var rejected: [Fusebox_V1_FieldViolation] = []
+        var rejected: [(index: Int, violation: Fusebox_V1_FieldViolation)] = []
+        var wireIndex: [Int] = []
         for (i, entry) in batch.breakers.enumerated() {
             let key: BreakerKey
             do throws(RPCError) {
                 key = try WireConversions.key(entry.breaker, field: "breakers[\(i)].breaker")
             } catch {
-                rejected.append(contentsOf: Self.violations(of: error))
+                rejected.append(contentsOf: Self.violations(of: error).map { (i, $0) })
                 continue
             }
+            wireIndex.append(i)
             let report = OutcomeReport(
                 client: batch.clientId, generation: BreakerGeneration(entry.generation), counts: BreakerMapping.counts(entry.counts),
                 trailingConsecutiveFailures: Int(entry.trailingConsecutiveFailures),
                 probes: entry.probes.map { ProbeResult(permitID: $0.permitId, outcome: BreakerMapping.outcome($0.outcome)) })
             entries.append(ReportedBreaker(key: key, policy: entry.policy.isEmpty ? nil : entry.policy, report: report))
         }
-        return (OutcomeBatchReport(
-            client: batch.clientId, incarnation: batch.incarnation, sequence: batch.sequence, final: batch.final, breakers: entries), rejected)
+        let report = OutcomeBatchReport(
+            client: batch.clientId, incarnation: batch.incarnation, sequence: batch.sequence, final: batch.final, breakers: entries)
+        return DecodedBatch(report: report, rejected: rejected, wireIndex: wireIndex)
     }
 
     /// The violations an INVALID_ARGUMENT carries.
@@ -203,16 +215,22 @@ public struct BreakerService: Sendable {
         return details.violations
     }
 
-    static func response(_ result: ReportResult, batch: OutcomeBatchReport, rejected: [Fusebox_V1_FieldViolation], states: Bool) -> Fusebox_V1_ReportOutcomesResponse {
+    /// The response to `decoded`, counted as `result`; violations in the
+    /// order of the request's entries.
+    static func response(_ result: ReportResult, of decoded: DecodedBatch, states: Bool) -> Fusebox_V1_ReportOutcomesResponse {
+        let batch = decoded.report
         var response = Fusebox_V1_ReportOutcomesResponse()
         response.duplicate = result.duplicate
         response.accepted = UInt32(clamping: result.accepted)
         response.stale = UInt32(clamping: result.stale)
-        response.rejected = rejected
+        var rejected = decoded.rejected
         for (index, error) in result.rejected {
-            let field = "breakers[\(index)]" + (error.field.isEmpty ? "" : ".\(error.field)")
-            response.rejected.append(WireConversions.violation(field, error.message))
+            let wire = decoded.wireIndex[index]
+            let field = "breakers[\(wire)]" + (error.field.isEmpty ? "" : ".\(error.field)")
+            rejected.append((wire, WireConversions.violation(field, error.message)))
         }
+        // Stable: an entry's own violations keep their order.
+        response.rejected = rejected.enumerated().sorted { ($0.element.index, $0.offset) < ($1.element.index, $1.offset) }.map(\.element.violation)
         response.belowQuorum = result.belowQuorum.map { trip in
             var w = Fusebox_V1_BelowQuorumTrip()
             w.breaker = WireConversions.ref(trip.key)
@@ -234,20 +252,16 @@ public struct BreakerService: Sendable {
     /// A report whose breaker change could not be stored answers UNAVAILABLE.
     /// UNAVAILABLE when a breaker's change could not be stored, or this
     /// replica does not decide (any more): the client must retry the batch.
-    static func unavailable(in result: ReportResult) -> RPCError? {
+    static func unavailable(in result: ReportResult, of decoded: DecodedBatch) -> RPCError? {
         guard let (index, error) = result.rejected.first(where: { $0.1.code == .unavailable }) else { return nil }
-        return RPCError(.unavailable, "breakers[\(index)]: \(error.message)")
+        return RPCError(.unavailable, "breakers[\(decoded.wireIndex[index])]: \(error.message)")
     }
 
     /// One batch counted by this process's authority, as `ReportOutcomes` answers it.
-    static func reportHere(
-        _ report: OutcomeBatchReport, rejected: [Fusebox_V1_FieldViolation], authority: any BreakerAuthority
-    ) async throws(RPCError) -> Fusebox_V1_ReportOutcomesResponse {
-        let result = await authority.report(report)
-        if let error = unavailable(in: result) { throw error }
-        var response = Self.response(result, batch: report, rejected: rejected, states: true)
-        response.rejected.sort { $0.field < $1.field }
-        return response
+    static func reportHere(_ decoded: DecodedBatch, authority: any BreakerAuthority) async throws(RPCError) -> Fusebox_V1_ReportOutcomesResponse {
+        let result = await authority.report(decoded.report)
+        if let error = unavailable(in: result, of: decoded) { throw error }
+        return Self.response(result, of: decoded, states: true)
     }
 }
 
