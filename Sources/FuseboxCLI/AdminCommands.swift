@@ -244,6 +244,8 @@ struct Audit: AsyncParsableCommand {
         case .putPolicy: return "put-policy"
         case .deletePolicy: return "delete-policy"
         case .connectionRefused: return "connection-refused"
+        case .listAudit: return "list-audit"
+        case .getClusterStatus: return "get-cluster-status"
         default: return "unknown"
         }
     }

@@ -77,7 +77,7 @@ public final class FuseboxServerApp: Sendable {
     public let health: HealthService
     private let store: SQLiteStore?
     private let etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?
-    private let refusals: AsyncStream<(TLSError, String?)>
+    private let refusals: AsyncStream<(TLSError, String?, Int64)>
     private let audit: AuditLog
     private let stopping = NIOLockedValueBox(false)
     /// Whether `serve()` runs: `shutdown()` closes the store and etcd only
@@ -156,7 +156,9 @@ public final class FuseboxServerApp: Sendable {
         health.register(on: &router)
         for service in services { health.setStatus(.serving, for: service) }
         // Certificate refusals at the handshake go to the audit log (written by serve()).
-        let (refusals, refused) = AsyncStream<(TLSError, String?)>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
+        // At most 1,000 wait; under a flood of bad handshakes the newest are kept,
+        // and each one dropped is counted as an audit write that failed.
+        let (refusals, refused) = AsyncStream<(TLSError, String?, Int64)>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
         var rpcConfiguration = configuration.rpc
         let auditable: Set<TLSError.Code> = [.missingClientCertificate, .untrustedCertificate, .certificateExpired, .certificateNotYetValid, .certificateRejected]
         rpcConfiguration.onCallCompleted = { path, code, elapsed in
@@ -165,7 +167,8 @@ public final class FuseboxServerApp: Sendable {
         rpcConfiguration.mapError = WireConversions.withDetails
         rpcConfiguration.onLimitReached = { ServerMetrics.limitReached($0) }
         rpcConfiguration.onTLSFailure = { error, remote in
-            if auditable.contains(error.code) { refused.yield((error, remote)) }
+            guard auditable.contains(error.code) else { return }
+            if case .dropped = refused.yield((error, remote, clock.now().milliseconds)) { ServerMetrics.auditWriteFailed() }
         }
         let provider = try TLSContextProvider(configuration: tls)
         let rpc = RPCServer(configuration: rpcConfiguration, router: router, tls: provider, group: group)
@@ -185,7 +188,7 @@ public final class FuseboxServerApp: Sendable {
     private init(
         rpc: RPCServer, registry: PolicyRegistry, authority: any BreakerAuthority, coordinator: BreakerCoordinator?,
         replica: ReplicaNode?, health: HealthService, store: SQLiteStore?, etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?,
-        refusals: AsyncStream<(TLSError, String?)>, audit: AuditLog, tls: TLSContextProvider
+        refusals: AsyncStream<(TLSError, String?, Int64)>, audit: AuditLog, tls: TLSContextProvider
     ) {
         self.tls = tls
         self.rpc = rpc
@@ -221,9 +224,9 @@ public final class FuseboxServerApp: Sendable {
                 }
             }
             group.addTask {
-                for await (error, remote) in self.refusals {
+                for await (error, remote, atMs) in self.refusals {
                     await self.audit.append(AuditRecord(
-                        atMs: SystemFleetClock().now().milliseconds, actor: nil, action: .connectionRefused, reason: remote ?? "",
+                        atMs: atMs, actor: nil, action: .connectionRefused, reason: remote ?? "",
                         allowed: false, deniedReason: error.message))
                 }
             }

@@ -189,6 +189,13 @@ def _():
     expect_error(grpc.StatusCode.PERMISSION_DENIED, reporter_admin.ListAudit, admin_pb2.ListAuditRequest())
     reads = admin.ListAudit(admin_pb2.ListAuditRequest(actions=[admin_pb2.AUDIT_ACTION_LIST_AUDIT], denied_only=True), timeout=10).entries
     assert reads and reads[0].actor.common_name == "fusebox-reporter", f"denied ListAudit entries: {reads}"
+    # So are allowed reads: ListAudit (written after the read) and GetClusterStatus.
+    reporter_admin.GetClusterStatus(admin_pb2.GetClusterStatusRequest(), timeout=10)
+    logged = admin.ListAudit(admin_pb2.ListAuditRequest(
+        actions=[admin_pb2.AUDIT_ACTION_LIST_AUDIT, admin_pb2.AUDIT_ACTION_GET_CLUSTER_STATUS]), timeout=10).entries
+    assert any(e.action == admin_pb2.AUDIT_ACTION_LIST_AUDIT and e.allowed for e in logged), f"allowed ListAudit not audited: {logged}"
+    assert any(e.action == admin_pb2.AUDIT_ACTION_GET_CLUSTER_STATUS and e.allowed and e.actor.common_name == "fusebox-reporter"
+               for e in logged), f"GetClusterStatus not audited: {logged}"
 
 
 @check("reads: an empty registry means default; contributions say when each client reported")

@@ -142,7 +142,8 @@ public struct AuditActor: Sendable, Hashable {
 
 /// What an audit entry records.
 public enum AuditAction: Int, Sendable, Hashable, CaseIterable {
-    case forceOpen = 1, forceClose, disable, shadow, reset, overrideExpired, putPolicy, deletePolicy, connectionRefused, listAudit
+    case forceOpen = 1, forceClose, disable, shadow, reset, overrideExpired, putPolicy, deletePolicy, connectionRefused, listAudit,
+        getClusterStatus
 }
 
 /// One entry of the audit log, in domain terms.

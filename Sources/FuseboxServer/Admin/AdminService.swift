@@ -5,10 +5,9 @@ public import FuseboxRPC
 import FuseboxWire
 
 /// `fusebox.v1.AdminService`: overrides, the audit log and the cluster's
-/// status. Every override, reset and audit read, allowed, denied or invalid,
-/// is audited with the caller's identity; an allowed action and its entry
-/// are stored in one transaction. `GetClusterStatus` (role reader) is a read
-/// like those of the registry and breaker services: not audited.
+/// status. Every call, allowed, denied or invalid, is audited with the
+/// caller's identity; an allowed action and its entry are stored in one
+/// transaction, an allowed read's entry after the read.
 public struct AdminService: Sendable {
     let authority: any BreakerAuthority
     let audit: AuditLog
@@ -90,35 +89,43 @@ public struct AdminService: Sendable {
         }
         router.unary(service, "ListAudit") { (request: Fusebox_V1_ListAuditRequest, context) in
             try await audit.authorize(.admin, context, action: .listAudit, reason: "")
-            let limit = try WireConversions.pageSize(request.limit, field: "limit")
             var query = AuditQuery()
+            do throws(RPCError) {
+                query.limit = try WireConversions.pageSize(request.limit, field: "limit")
+                for (i, action) in request.actions.enumerated() {
+                    guard let a = WireConversions.action(action) else {
+                        throw WireConversions.invalid("actions[\(i)]", "(\(action.rawValue)) is not an audit action")
+                    }
+                    query.actions.append(a)
+                }
+            } catch {
+                await audit.refused(context, action: .listAudit, reason: "", error)
+                throw error
+            }
             query.sinceMs = request.sinceMs
             query.untilMs = request.untilMs
             query.registry = request.registry
             query.breakerPrefix = request.breakerPrefix
             query.deniedOnly = request.deniedOnly
             query.beforeID = request.beforeId
-            query.limit = limit
-            for (i, action) in request.actions.enumerated() {
-                guard let a = WireConversions.action(action) else {
-                    throw WireConversions.invalid("actions[\(i)]", "(\(action.rawValue)) is not an audit action")
-                }
-                query.actions.append(a)
-            }
             let entries: [AuditRecord]
             do throws(StoreError) {
                 entries = try await audit.store.listAudit(query)
             } catch {
                 throw WireConversions.status(error)
             }
+            // After the read: the answer is the log as it was when asked.
+            await audit.allowedRead(context, action: .listAudit)
             var response = Fusebox_V1_ListAuditResponse()
             response.entries = entries.prefix(query.limit).map(WireConversions.audit)
             response.truncated = entries.count > query.limit
             return response
         }
         router.unary(service, "GetClusterStatus") { (_: Fusebox_V1_GetClusterStatusRequest, context) in
-            try audit.authorizer.require(.reader, context)
-            return WireConversions.clusterStatus(await cluster.clusterStatus())
+            try await audit.authorize(.reader, context, action: .getClusterStatus, reason: "")
+            let status = WireConversions.clusterStatus(await cluster.clusterStatus())
+            await audit.allowedRead(context, action: .getClusterStatus)
+            return status
         }
     }
 

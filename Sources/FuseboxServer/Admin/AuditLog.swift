@@ -53,6 +53,11 @@ public struct AuditLog: Sendable {
         }
     }
 
+    /// Audits an allowed read (ListAudit, GetClusterStatus): appended on its own.
+    func allowedRead(_ context: RPCServerContext, action: AuditAction, reason: String = "") async {
+        await append(AuditRecord(atMs: clock.now().milliseconds, actor: actor(context), action: action, reason: reason, allowed: true))
+    }
+
     /// Audits an authorized request refused as invalid.
     func refused(
         _ context: RPCServerContext, action: AuditAction, breaker: BreakerKey? = nil, policy: String = "", reason: String, _ error: RPCError
@@ -67,7 +72,7 @@ public struct AuditLog: Sendable {
         do throws(StoreError) {
             _ = try await store.appendAudit(record)
         } catch {
-            Counter(label: "fusebox_audit_write_failures_total").increment()
+            ServerMetrics.auditWriteFailed()
             logger.error("could not write an audit entry", metadata: [
                 "action": "\(record.action)", "allowed": "\(record.allowed)", "error": "\(error)",
             ])

@@ -47,6 +47,11 @@ enum ServerMetrics {
         Counter(label: "fusebox_limit_rejections_total", dimensions: [("limit", limit)]).increment()
     }
 
+    /// An audit entry that could not be written (or was dropped from the refusal queue).
+    static func auditWriteFailed() {
+        Counter(label: "fusebox_audit_write_failures_total").increment()
+    }
+
     static func rejected(_ count: Int) {
         Counter(label: "fusebox_report_rejections_total").increment(by: Int64(count))
     }

@@ -183,7 +183,7 @@ enum WireConversions {
     private static let actions: [(AuditAction, Fusebox_V1_AuditAction)] = [
         (.forceOpen, .forceOpen), (.forceClose, .forceClose), (.disable, .disable), (.shadow, .shadow), (.reset, .reset),
         (.overrideExpired, .overrideExpired), (.putPolicy, .putPolicy), (.deletePolicy, .deletePolicy),
-        (.connectionRefused, .connectionRefused), (.listAudit, .listAudit),
+        (.connectionRefused, .connectionRefused), (.listAudit, .listAudit), (.getClusterStatus, .getClusterStatus),
     ]
 
     static func action(_ a: AuditAction) -> Fusebox_V1_AuditAction { actions.first { $0.0 == a }?.1 ?? .unspecified }

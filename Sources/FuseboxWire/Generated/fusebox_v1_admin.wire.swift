@@ -218,15 +218,17 @@ public enum Fusebox_V1_AuditAction: Sendable, Hashable, CaseIterable {
     /// absent; `denied_reason` says what was wrong and `reason` holds the
     /// client's address.
     case connectionRefused
-    /// AdminService.ListAudit by a caller without the admin role (allowed
-    /// reads of the log are not written to it).
+    /// AdminService.ListAudit: every read of the log, allowed (written after
+    /// the read, so an answer never lists its own entry), denied or invalid.
     case listAudit
+    /// AdminService.GetClusterStatus, allowed or denied.
+    case getClusterStatus
     /// A value this version of the Protos does not define, kept as received so that
     /// it survives a round trip. Validation at the RPC boundary rejects it.
     case unrecognized(Int32)
 
     /// Every value this version of the Protos defines.
-    public static let allCases: [Self] = [.unspecified, .forceOpen, .forceClose, .disable, .shadow, .reset, .overrideExpired, .putPolicy, .deletePolicy, .connectionRefused, .listAudit]
+    public static let allCases: [Self] = [.unspecified, .forceOpen, .forceClose, .disable, .shadow, .reset, .overrideExpired, .putPolicy, .deletePolicy, .connectionRefused, .listAudit, .getClusterStatus]
 
     /// Creates the value for a wire number; an unknown number becomes `.unrecognized`.
     public init(rawValue: Int32) {
@@ -242,6 +244,7 @@ public enum Fusebox_V1_AuditAction: Sendable, Hashable, CaseIterable {
         case 8: self = .deletePolicy
         case 9: self = .connectionRefused
         case 10: self = .listAudit
+        case 11: self = .getClusterStatus
         default: self = .unrecognized(rawValue)
         }
     }
@@ -260,6 +263,7 @@ public enum Fusebox_V1_AuditAction: Sendable, Hashable, CaseIterable {
         case .deletePolicy: return 8
         case .connectionRefused: return 9
         case .listAudit: return 10
+        case .getClusterStatus: return 11
         case .unrecognized(let value): return value
         }
     }

@@ -731,7 +731,7 @@ extension Fusebox_V1_AuditEntry: WireSampled {
         m.id = 1000000000001
         m.atMs = -2000000014
         m.actor = Fusebox_V1_PeerIdentity.sample(variant % 1)
-        m.action = .init(rawValue: 10)
+        m.action = .init(rawValue: 11)
         m.breaker = Fusebox_V1_BreakerRef.sample(variant % 1)
         m.policy = "policy-\(variant)-0-é✓"
         m.reason = "reason-\(variant)-0-é✓"
@@ -753,7 +753,7 @@ extension Fusebox_V1_ListAuditRequest: WireSampled {
         m.untilMs = -2000000014
         m.registry = "registry-\(variant)-0-é✓"
         m.breakerPrefix = "breaker_prefix-\(variant)-0-é✓"
-        m.actions = [.init(rawValue: 10), .init(rawValue: 9)]
+        m.actions = [.init(rawValue: 11), .init(rawValue: 10)]
         m.deniedOnly = true
         m.limit = 3999999993
         m.beforeId = 8000000000001

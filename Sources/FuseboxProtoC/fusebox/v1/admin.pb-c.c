@@ -1389,7 +1389,7 @@ const ProtobufCMessageDescriptor fusebox__v1__etcd_member_status__descriptor =
   (ProtobufCMessageInit) fusebox__v1__etcd_member_status__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue fusebox__v1__audit_action__enum_values_by_number[11] =
+static const ProtobufCEnumValue fusebox__v1__audit_action__enum_values_by_number[12] =
 {
   { "AUDIT_ACTION_UNSPECIFIED", "FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_UNSPECIFIED", 0 },
   { "AUDIT_ACTION_FORCE_OPEN", "FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_FORCE_OPEN", 1 },
@@ -1402,17 +1402,19 @@ static const ProtobufCEnumValue fusebox__v1__audit_action__enum_values_by_number
   { "AUDIT_ACTION_DELETE_POLICY", "FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_DELETE_POLICY", 8 },
   { "AUDIT_ACTION_CONNECTION_REFUSED", "FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_CONNECTION_REFUSED", 9 },
   { "AUDIT_ACTION_LIST_AUDIT", "FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_LIST_AUDIT", 10 },
+  { "AUDIT_ACTION_GET_CLUSTER_STATUS", "FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_GET_CLUSTER_STATUS", 11 },
 };
 static const ProtobufCIntRange fusebox__v1__audit_action__value_ranges[] = {
-{0, 0},{0, 11}
+{0, 0},{0, 12}
 };
-static const ProtobufCEnumValueIndex fusebox__v1__audit_action__enum_values_by_name[11] =
+static const ProtobufCEnumValueIndex fusebox__v1__audit_action__enum_values_by_name[12] =
 {
   { "AUDIT_ACTION_CONNECTION_REFUSED", 9 },
   { "AUDIT_ACTION_DELETE_POLICY", 8 },
   { "AUDIT_ACTION_DISABLE", 3 },
   { "AUDIT_ACTION_FORCE_CLOSE", 2 },
   { "AUDIT_ACTION_FORCE_OPEN", 1 },
+  { "AUDIT_ACTION_GET_CLUSTER_STATUS", 11 },
   { "AUDIT_ACTION_LIST_AUDIT", 10 },
   { "AUDIT_ACTION_OVERRIDE_EXPIRED", 6 },
   { "AUDIT_ACTION_PUT_POLICY", 7 },
@@ -1427,9 +1429,9 @@ const ProtobufCEnumDescriptor fusebox__v1__audit_action__descriptor =
   "AuditAction",
   "Fusebox__V1__AuditAction",
   "fusebox.v1",
-  11,
+  12,
   fusebox__v1__audit_action__enum_values_by_number,
-  11,
+  12,
   fusebox__v1__audit_action__enum_values_by_name,
   1,
   fusebox__v1__audit_action__value_ranges,

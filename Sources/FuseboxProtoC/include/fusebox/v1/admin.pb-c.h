@@ -79,10 +79,14 @@ typedef enum _Fusebox__V1__AuditAction {
    */
   FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_CONNECTION_REFUSED = 9,
   /*
-   * AdminService.ListAudit by a caller without the admin role (allowed
-   * reads of the log are not written to it).
+   * AdminService.ListAudit: every read of the log, allowed (written after
+   * the read, so an answer never lists its own entry), denied or invalid.
    */
-  FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_LIST_AUDIT = 10
+  FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_LIST_AUDIT = 10,
+  /*
+   * AdminService.GetClusterStatus, allowed or denied.
+   */
+  FUSEBOX__V1__AUDIT_ACTION__AUDIT_ACTION_GET_CLUSTER_STATUS = 11
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FUSEBOX__V1__AUDIT_ACTION)
 } Fusebox__V1__AuditAction;
 
