@@ -108,29 +108,41 @@ public final class FleetSession: Service, Sendable {
             return
         }
         await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                func child(_ body: @escaping @Sendable () async -> Void) {
-                    group.addTask {
-                        Self.children.wrappingIncrement(ordering: .relaxed)
-                        defer { Self.children.wrappingDecrement(ordering: .relaxed) }
-                        await body()
+            await withTaskGroup(of: Bool.self) { streaming in
+                streaming.addTask { await Self.counted { await self.reporter.streamLoop() }; return true }
+                await withDiscardingTaskGroup { group in
+                    func child(_ body: @escaping @Sendable () async -> Void) {
+                        group.addTask { await Self.counted(body) }
                     }
+                    child { await self.reporter.reportLoop() }
+                    child { await self.reporter.tickLoop() }
+                    for registry in state.configuration.registries {
+                        child { await BreakerWatch(registry: registry, state: self.state, client: self.client).run() }
+                        child { await RegistryWatch(registry: registry, state: self.state, client: self.client).run() }
+                    }
+                    // Until stopped (the queue finished) or cancelled: run what guards hand over.
+                    for await job in work { child(job) }
+                    group.cancelAll()
                 }
-                child { await self.reporter.reportLoop() }
-                child { await self.reporter.tickLoop() }
-                child { await self.reporter.streamLoop() }
-                for registry in state.configuration.registries {
-                    child { await BreakerWatch(registry: registry, state: self.state, client: self.client).run() }
-                    child { await RegistryWatch(registry: registry, state: self.state, client: self.client).run() }
-                }
-                // Until stopped (the queue finished) or cancelled: run what guards hand over.
-                for await job in work { child(job) }
-                group.cancelAll()
+                // The open StreamOutcomes call ends with its response, so fuseboxd
+                // acknowledges what it carried, within the report timeout.
+                reporter.endStream()
+                let timeout = state.configuration.reportTimeout
+                streaming.addTask { await Self.counted { try? await Task.sleep(for: timeout) }; return false }
+                _ = await streaming.next()
+                streaming.cancelAll()
             }
         } onGracefulShutdown: {
             self.requestStop()
         }
         await end()
+    }
+
+    /// Runs `body`, counted in `tasksRunning`.
+    private static func counted(_ body: @Sendable () async -> Void) async {
+        children.wrappingIncrement(ordering: .relaxed)
+        defer { children.wrappingDecrement(ordering: .relaxed) }
+        await body()
     }
 
     /// Hands `job` to `run()` to run as its child; false (and not run) when

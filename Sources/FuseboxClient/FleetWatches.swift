@@ -12,18 +12,20 @@ import NIOConcurrencyHelpers
 struct Reconnecting: Sendable {
     let what: String
     let state: SessionState
+    /// Stops reconnecting once true.
+    var until: @Sendable () -> Bool = { false }
 
     func run(_ body: @Sendable () async throws -> Void) async {
         var failures = 0
         var random = SystemRandomNumberGenerator()
-        while !Task.isCancelled {
+        while !Task.isCancelled, !until() {
             let opened = state.lastContact
             do {
                 try await body()
             } catch {
                 state.logger.debug("stream ended", metadata: ["stream": "\(what)", "error": "\(error)"])
             }
-            if Task.isCancelled { return }
+            if Task.isCancelled || until() { return }
             if state.lastContact > opened { failures = 0 }
             failures += 1
             let configuration = state.configuration

@@ -61,14 +61,23 @@ final class OutcomeReporter: Sendable {
         }
     }
 
-    /// Keeps a StreamOutcomes call open (reopened with backoff) until cancelled.
+    /// Keeps a StreamOutcomes call open (reopened with backoff) until
+    /// cancelled, or until `endStream()` and the call open then has its response.
     func streamLoop() async {
-        await Reconnecting(what: "StreamOutcomes", state: state).run { try await streamReports() }
+        let outbox = self.outbox
+        await Reconnecting(what: "StreamOutcomes", state: state, until: { outbox.isClosed }).run { try await streamReports() }
     }
 
-    /// After the loops ended: batches the stream did not send, and what was
-    /// counted since, go out as unary calls, in order; the last one says
-    /// goodbye (`final`), so fuseboxd forgets this client at once.
+    /// No more batches for the stream: the open call finishes sending and
+    /// ends with its response; what is queued then goes out in `finish()`.
+    func endStream() {
+        outbox.close()
+    }
+
+    /// After the loops ended: batches the stream did not send (or sent on a
+    /// call that failed), and what was counted since, go out as unary calls,
+    /// in order; the last one says goodbye (`final`), so fuseboxd forgets
+    /// this client at once.
     func finish() async {
         flush.finish()
         outbox.close()
@@ -136,17 +145,43 @@ final class OutcomeReporter: Sendable {
         await sendUnary(batch)
     }
 
+    /// One ReportOutcomes call, tried up to 3 times while fuseboxd answers
+    /// with a status worth retrying (a replica failing over, a store that
+    /// could not take a breaker's change): the batch keeps its sequence, so
+    /// one fuseboxd already counted is answered `duplicate` and not counted twice.
     private func sendUnary(_ batch: Fusebox_V1_OutcomeBatch) async {
-        do {
-            let response = try await client.unary(
-                "fusebox.v1.BreakerService", "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self,
-                options: RPCCallOptions(timeout: state.configuration.reportTimeout))
-            state.contact()
-            apply(response)
-        } catch {
-            // Outcomes of a failed report are dropped: by the time the server
-            // is back they describe the past, and local mode takes over if it stays away.
-            state.logger.debug("outcome report failed", metadata: ["error": "\(error)"])
+        var delay = Duration.milliseconds(100)
+        for attempt in 1...3 {
+            do {
+                let response = try await client.unary(
+                    "fusebox.v1.BreakerService", "ReportOutcomes", batch, as: Fusebox_V1_ReportOutcomesResponse.self,
+                    options: RPCCallOptions(timeout: state.configuration.reportTimeout))
+                state.contact()
+                apply(response)
+                return
+            } catch {
+                guard attempt < 3, Self.worthResending(error), !Task.isCancelled else {
+                    // By the time fuseboxd is back these outcomes describe the past,
+                    // and local mode takes over if it stays away.
+                    state.logger.debug("outcome report failed", metadata: ["error": "\(error)", "attempts": "\(attempt)"])
+                    return
+                }
+                try? await Task.sleep(for: delay)
+                delay *= 2
+            }
+        }
+    }
+
+    /// Whether a report that failed with `error` may be counted if sent again:
+    /// not when fuseboxd refused the batch itself (bad input, no permission).
+    static func worthResending(_ error: any Error) -> Bool {
+        guard let error = error as? RPCError else { return true }
+        switch error.code {
+        case .invalidArgument, .permissionDenied, .unauthenticated, .unimplemented, .failedPrecondition, .outOfRange, .notFound,
+            .alreadyExists:
+            return false
+        default:
+            return true
         }
     }
 
@@ -195,11 +230,16 @@ final class OutcomeReporter: Sendable {
     /// or `rotationPeriod`, or `failureRotation` after a batch with failures,
     /// so its response comes back, then reopened. The reporter's tick wakes
     /// the loop every report interval, so the time is checked even when no
-    /// batch comes.
+    /// batch comes. When the call fails (the connection or the replica went
+    /// away, fuseboxd could not store a breaker's change), the batches it
+    /// carried go back to the head of the queue for the next call, unless
+    /// fuseboxd refused them for what they are; each keeps its sequence, so
+    /// what a server already counted is answered as a duplicate.
     private func streamReports() async throws {
         let opened = ContinuousClock.now
         let outbox = self.outbox
         let failureRotation = self.failureRotation
+        let carried = NIOLockedValueBox<[ReportOutbox.QueuedBatch]>([])
         do {
             let response: Fusebox_V1_ReportOutcomesResponse = try await client.call(
                 path: "/fusebox.v1.BreakerService/StreamOutcomes"
@@ -208,6 +248,7 @@ final class OutcomeReporter: Sendable {
                 var rotateAt = opened + Self.rotationPeriod
                 while let delivery = await outbox.next() {
                     if case .batch(let queued) = delivery {
+                        carried.withLockedValue { $0.append(queued) }
                         try await call.send(queued.bytes)
                         sent += 1
                         if queued.carriesFailures { rotateAt = min(rotateAt, .now + failureRotation) }
@@ -223,7 +264,15 @@ final class OutcomeReporter: Sendable {
             state.contact()
             apply(response)
         } catch {
-            state.logger.debug("outcome stream ended", metadata: ["error": "\(error)"])
+            let unanswered = carried.withLockedValue { $0 }
+            if Self.worthResending(error) {
+                outbox.requeue(unanswered)
+            } else if !unanswered.isEmpty {
+                state.logger.warning(
+                    "fuseboxd refused a stream of outcome batches; not sent again",
+                    metadata: ["batches": "\(unanswered.count)", "error": "\(error)"])
+            }
+            state.logger.debug("outcome stream ended", metadata: ["error": "\(error)", "batches": "\(unanswered.count)"])
             throw error
         }
     }

@@ -73,6 +73,21 @@ final class ReportOutbox: Sendable {
         }
     }
 
+    /// Puts batches a failed StreamOutcomes call carried back at the head of
+    /// the queue, in their order, to go out on the next call (or, once
+    /// closed, in what `drain()` returns). Beyond the capacity the oldest are
+    /// dropped.
+    func requeue(_ batches: [QueuedBatch]) {
+        guard !batches.isEmpty else { return }
+        state.withLockedValue { s in
+            s.items.insert(contentsOf: batches, at: 0)
+            if s.items.count > Self.capacity { s.items.removeFirst(s.items.count - Self.capacity) }
+        }
+    }
+
+    /// True once `close()` was called.
+    var isClosed: Bool { state.withLockedValue { $0.closed } }
+
     /// Removes and returns every queued batch.
     func drain() -> [QueuedBatch] {
         state.withLockedValue { s in

@@ -114,6 +114,36 @@ final class OutcomeReportingTests: XCTestCase {
 }
 
 extension OutcomeReportingTests {
+    /// A StreamOutcomes call that fails (here: UNAVAILABLE, as from a replica
+    /// that lost its leader) loses no outcomes: its batches go out again on
+    /// the next call, and none is counted twice.
+    func testBatchesOfAFailedStreamAreSentAgainAndCountedOnce() async throws {
+        standIn.refuseNextStreams(2)
+        var configuration = FuseboxConfiguration(
+            host: "127.0.0.1", port: server.port,
+            tls: .client(
+                trustRootsPath: try TestCertificates.path("ca.pem"),
+                certificateChainPath: try TestCertificates.path("reporter.pem"),
+                privateKeyPath: try TestCertificates.path("reporter.key")),
+            clientID: "resending-test", cacheDirectory: work + "/cache")
+        configuration.reconnectBackoffBase = .milliseconds(10)
+        configuration.reconnectBackoffMaximum = .milliseconds(50)
+        let fusebox = try await Fusebox.start(configuration, group: group)
+        let payments = fusebox.guard("payments", policy: "quorum")
+        for i in 0..<30 {
+            _ = try await payments.run { i }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        await waitUntil("two stream calls refused") { self.standIn.refusedStreams == 2 }
+        await fusebox.shutdown()
+        let counted = standIn.batches
+        let successes = counted.flatMap(\.batch.breakers).reduce(UInt64(0)) { $0 + ($1.counts?.success ?? 0) }
+        XCTAssertEqual(successes, 30, "outcomes of the refused streams were lost")
+        // Sent again with their own sequence numbers: 1, 2, 3… with no gap.
+        XCTAssertEqual(counted.map(\.batch.sequence).sorted(), Array(1...UInt64(counted.count)))
+        XCTAssertEqual(standIn.duplicates, 0, "batches the stand-in had counted were sent again")
+    }
+
     /// The session as a Service: run by a ServiceGroup, ended by its graceful
     /// shutdown, which sends the goodbye and leaves no task running.
     func testTheSessionRunsInAServiceGroupAndGracefulShutdownSaysGoodbye() async throws {
@@ -169,6 +199,26 @@ final class StandInBreakerService: Sendable {
 
     private let received = Mutex<[Received]>([])
     private let responses = Mutex(0)
+    /// StreamOutcomes calls still to refuse (UNAVAILABLE after their first
+    /// batch, which is not counted), and how many were refused.
+    private let refusing = Mutex((next: 0, done: 0))
+
+    func refuseNextStreams(_ n: Int) { refusing.withLock { $0.next = n } }
+    var refusedStreams: Int { refusing.withLock { $0.done } }
+    /// Batches answered as duplicates (incarnation and sequence seen before), as fuseboxd does.
+    private let seen = Mutex((keys: Set<[UInt64]>(), duplicates: 0))
+    var duplicates: Int { seen.withLock { $0.duplicates } }
+
+    /// True (and remembered) the first time a batch's incarnation and sequence come.
+    private func fresh(_ batch: Fusebox_V1_OutcomeBatch) -> Bool {
+        seen.withLock { s in
+            guard s.keys.insert([batch.incarnation, batch.sequence]).inserted else {
+                s.duplicates += 1
+                return false
+            }
+            return true
+        }
+    }
 
     var batches: [Received] { received.withLock { $0 } }
     /// StreamOutcomes calls answered.
@@ -191,6 +241,11 @@ final class StandInBreakerService: Sendable {
             return snapshot
         }
         router.unary("fusebox.v1.BreakerService", "ReportOutcomes") { (batch: Fusebox_V1_OutcomeBatch, _) in
+            guard self.fresh(batch) else {
+                var duplicate = Fusebox_V1_ReportOutcomesResponse()
+                duplicate.duplicate = true
+                return duplicate
+            }
             self.received.withLock { $0.append(Received(batch: batch, unary: true)) }
             return Self.response(to: [batch])
         }
@@ -198,6 +253,14 @@ final class StandInBreakerService: Sendable {
             (stream: RPCMessageStream<Fusebox_V1_OutcomeBatch>, _) in
             var batches: [Fusebox_V1_OutcomeBatch] = []
             for try await batch in stream {
+                let refuse = self.refusing.withLock { r in
+                    guard r.next > 0 else { return false }
+                    r.next -= 1
+                    r.done += 1
+                    return true
+                }
+                if refuse { throw RPCError(.unavailable, "stand-in: this replica lost its leader") }
+                guard self.fresh(batch) else { continue }
                 self.received.withLock { $0.append(Received(batch: batch, unary: false)) }
                 batches.append(batch)
             }
