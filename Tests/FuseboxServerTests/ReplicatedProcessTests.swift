@@ -133,7 +133,8 @@ final class ReplicatedProcessTests: XCTestCase {
                             replicas.process(first)?.stop(SIGKILL, timeout: 5)
                             killedAt.withLockedValue { $0 = .now }
                         }
-                        // As the SDK does: UNAVAILABLE is retried, on the next replica, for at most 30 attempts.
+                        // As the SDK does (a refused batch goes out again on its next call, to whichever
+                        // replica answers): UNAVAILABLE is retried on the next replica, here at most 30 times.
                         let order = followers + [first]
                         for attempt in 0..<30 {
                             if await send(call, to: order[(call + attempt) % order.count]) { return }

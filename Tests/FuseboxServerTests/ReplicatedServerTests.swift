@@ -182,6 +182,24 @@ final class ReplicatedServerTests: XCTestCase {
         }
     }
 
+    /// A replica that steps down for its shutdown stands for election no
+    /// more while its calls drain, even with nobody else to lead.
+    func testAReplicaSteppingDownForShutdownIsNotElectedAgain() async throws {
+        try await withCluster { cluster, _ in
+            let prefix = "/fusebox-\(UUID().uuidString.prefix(8))"
+            let only = try await startReplica("alone", cluster: cluster, prefix: prefix)
+            await waitUntil("it leads", timeout: 15) { only.isLeader }
+            await only.app.replica?.stepDownForShutdown()
+            await waitUntil("it stopped leading", timeout: 5) { !only.isLeader }
+            // Before the fix it stood again 300 ms later and won (it was the only candidate).
+            for _ in 0..<30 {
+                XCTAssertFalse(only.isLeader, "a replica shutting down was elected again")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            await only.stop()
+        }
+    }
+
     /// One etcd member lost: service continues. Two lost: writes fail with
     /// UNAVAILABLE naming etcd and every replica says NOT_SERVING. Members
     /// back: the replicas serve again without a restart.

@@ -49,6 +49,15 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
         do { return try await client.txn(compares, success: success, failure: failure) } catch { throw StoreError(etcd: error) }
     }
 
+    /// Whether `key` holds exactly `value`: after a transaction that did not
+    /// succeed, whether it had in fact been applied before. (The etcd client
+    /// sends a transaction again when etcd did not answer, e.g. a leader
+    /// change; if the first one was applied, the second fails its compares.)
+    func holds(_ key: [UInt8], _ value: [UInt8]) async -> Bool {
+        guard let kv = try? await read([key])[0] else { return false }
+        return kv.value == value
+    }
+
     /// One read of several keys at one revision.
     func read(_ keys: [[UInt8]]) async throws(StoreError) -> [EtcdKeyValue?] {
         let result = try await txn([], keys.map { .range(key: $0) })
@@ -140,9 +149,11 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
             let before = try entry.map { e throws(StoreError) in try StoredCoding.decodePolicy(Array(e.policy)) }
             let version = (current?.version ?? 0) + 1
             let (change, newEntry) = try make(before, version)
+            let historyKey = layout.history(registry, version)
+            let historyValue = try EtcdRecords.encode(try EtcdRecords.change(change))
             var ops: [EtcdOperation] = [
                 .put(key: registryKey, value: try EtcdRecords.encode(EtcdRecords.Registry(version: version, updatedAtMs: change.atMs))),
-                .put(key: layout.history(registry, version), value: try EtcdRecords.encode(try EtcdRecords.change(change))),
+                .put(key: historyKey, value: historyValue),
             ]
             if let newEntry {
                 ops.append(.put(key: policyKey, value: try EtcdRecords.encode(newEntry)))
@@ -160,7 +171,12 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
                 ops += counterOps + [.put(key: layout.audit(id), value: auditBody)]
                 compares.append(counterCompare)
             }
-            if try await txn(compares, ops).succeeded {
+            // Applied now, or by an attempt the etcd client sent again (this
+            // version's history entry is this change, to the byte: the time and
+            // the author are in it): done, not a conflict and not a second version.
+            var applied = try await txn(compares, ops).succeeded
+            if !applied { applied = await holds(historyKey, historyValue) }
+            if applied {
                 if let auditID { await trimAudit(after: auditID, count: 1) }
                 return change
             }
@@ -321,6 +337,16 @@ public struct FencedBreakerStore: BreakerStateStore {
             }
             let result = try await store.txn(compares, ops, failure: [.range(key: layout.leader)])
             if result.succeeded {
+                if let first = ids.first { await store.trimAudit(after: first, count: ids.count) }
+                return ids
+            }
+            // Applied already by an attempt the etcd client sent again? A breaker's
+            // record names its generation, which is never written twice.
+            if let first = commits.first, !first.evicted,
+                await store.holds(
+                    layout.breaker(BreakerKey(registry: first.breaker.registry, name: first.breaker.name)),
+                    try EtcdRecords.encode(try EtcdRecords.breaker(first.breaker)))
+            {
                 if let first = ids.first { await store.trimAudit(after: first, count: ids.count) }
                 return ids
             }

@@ -49,6 +49,8 @@ public final class ReplicaNode: Sendable {
     struct State {
         var role: Role = .none("no leader elected yet")
         var leaseID: Int64 = 0
+        /// stepDownForShutdown() was called: stand for election no more.
+        var shuttingDown = false
         var etcdReachable = true
         var feedsLive = (policies: false, breakers: false)
         var forwarders: [String: RPCClient] = [:]
@@ -129,8 +131,13 @@ public final class ReplicaNode: Sendable {
 
     /// Gives up leadership at once (revokes the lease), so that another
     /// replica takes over within about a second instead of the lease TTL.
+    /// From then on this replica no longer stands for election, so a
+    /// draining replica is not elected again while its calls finish.
     public func stepDownForShutdown() async {
-        let lease = state.withLockedValue { $0.leaseID }
+        let lease = state.withLockedValue { s in
+            s.shuttingDown = true
+            return s.leaseID
+        }
         guard lease != 0 else { return }
         try? await client.revokeLease(lease)
     }
@@ -173,6 +180,11 @@ public final class ReplicaNode: Sendable {
 
     private func runElection() async {
         while !Task.isCancelled {
+            if state.withLockedValue({ $0.shuttingDown }) {
+                // Shutting down: stand no more; follow until serve() ends.
+                try? await Task.sleep(for: .milliseconds(300))
+                continue
+            }
             do throws(EtcdError) {
                 let lease = try await client.grantLease(ttl: settings.leaseSeconds)
                 state.withLockedValue { $0.leaseID = lease.id }
@@ -223,6 +235,11 @@ public final class ReplicaNode: Sendable {
             }
             setEtcdReachable(true)
             if result.succeeded {
+                if state.withLockedValue({ $0.shuttingDown }) {
+                    // Won as the shutdown began: give the key straight back.
+                    _ = try? await client.deleteRange(key)
+                    return "shutting down"
+                }
                 return await lead(createRevision: result.revision)
             }
             var current: EtcdKeyValue?
