@@ -154,7 +154,7 @@ final class SharedBreaker: Sendable {
             }
             s.local = BreakerStateMachine(
                 policy: policy, restoring: status, override: override, overrideUntil: override == nil ? nil : status.until, at: now,
-                restartReason: "the local breaker took over from the fleet's HALF_OPEN state; it probes locally")
+                restartReason: "the local breaker took over from the fleet's HALF_OPEN state; it probes locally", holdPermits: 0)
             s.localProbes = []
         }
     }

@@ -38,6 +38,9 @@ public struct BreakerStateMachine: Sendable {
     private var random: SplitMix64
     /// A transition restoring owes: published by `restoreStep()` or by the next event.
     private var pendingRestore: (reason: String, at: Timestamp)?
+    /// Restored in HALF_OPEN: permits granted before the restore may still be
+    /// out (their probes running) until this time, so none are granted before it.
+    private var grantsFrom: Timestamp?
 
     /// The reason of the transition that restoring a HALF_OPEN breaker takes.
     public static let restartReason = "fuseboxd restarted; probe permits granted before the restart are void"
@@ -69,10 +72,15 @@ public struct BreakerStateMachine: Sendable {
     /// `nextDeadline` asks for at once) returns it first, so it is never silent.
     /// Under an override no permit can have been granted in the persisted
     /// generation, so nothing is owed.
+    ///
+    /// The void permits' probes may still be running: for `holdPermits`
+    /// (default: the policy's `halfOpen.maxWaitMs`, the longest a permit is
+    /// out) no new permit is granted, so the probes reaching the dependency
+    /// never exceed `permittedCalls` across a restart or a failover.
     public init(
         policy: CircuitBreakerPolicy, restoring persisted: BreakerStatus, override: BreakerOverride?,
         overrideUntil: Timestamp?, at now: Timestamp, random: SplitMix64 = SplitMix64(),
-        restartReason: String = BreakerStateMachine.restartReason
+        restartReason: String = BreakerStateMachine.restartReason, holdPermits: Int64? = nil
     ) {
         self.init(policy: policy, generation: persisted.generation, at: now, random: random)
         switch persisted.evaluatedState {
@@ -84,6 +92,8 @@ public struct BreakerStateMachine: Sendable {
         status = persisted
         if persisted.state == .halfOpen {
             pendingRestore = (restartReason, now)
+            let hold = holdPermits ?? policy.halfOpen.maxWaitMs
+            if hold > 0 { grantsFrom = now.adding(milliseconds: hold) }
         }
     }
 
@@ -167,6 +177,15 @@ public struct BreakerStateMachine: Sendable {
             publish(
                 reason: "all probe permit ids of \(status.generation) used; probing continues under a new generation",
                 at: now, into: &step)
+        }
+        if let from = grantsFrom {
+            if now < from {
+                let denial = PermitDenial(
+                    state: status.state, generation: status.generation, retryAfterMs: from.milliseconds(since: now),
+                    reason: "probe permits granted before fuseboxd restarted (or its leader changed) may still be out until \(from)")
+                return (.denied(denial), step)
+            }
+            grantsFrom = nil
         }
         let half = policy.halfOpen
         if let grant = permits.grant(limit: half.permittedCalls, maxWaitMs: half.maxWaitMs, at: now) {
@@ -328,6 +347,9 @@ public struct BreakerStateMachine: Sendable {
         let from = status.state
         status = next
         permits = HalfOpenPermits(generation: next.generation)
+        // The hold after a restore ends with HALF_OPEN: a later HALF_OPEN follows an
+        // OPEN period decided here, whose permits were voided with their generation.
+        if next.state != .halfOpen { grantsFrom = nil }
         step.transitions.append(BreakerTransition(from: from, status: next, contributingClients: clients))
     }
 }

@@ -139,7 +139,13 @@ import Testing
         // The pre-restart permit's result does not count, and its id is not reissued.
         let late = breaker.report(probe(permit, .success, generation: breaker.status.generation), at: clock.now)
         #expect(late.transitions.isEmpty)
-        let fresh = try grant(&breaker, at: clock.now)
+        // Its probe may still be running for up to maxWaitMs (5 s): no new permit
+        // before then, so the dependency never sees more than permittedCalls probes.
+        let (held, _) = breaker.acquirePermit(at: clock.advance(by: 4_999))
+        guard case .denied(let denial) = held else { Issue.record("a permit was granted while the void ones may be out"); return }
+        #expect(denial.retryAfterMs == 1)
+        #expect(denial.reason.contains("may still be out"))
+        let fresh = try grant(&breaker, at: clock.advance(by: 1))
         #expect(fresh.id != permit.id)
         #expect(fresh.generation == breaker.status.generation)
     }
@@ -148,7 +154,8 @@ import Testing
         let clock = ManualClock()
         let persisted = BreakerStatus(
             state: .halfOpen, evaluatedState: .halfOpen, generation: BreakerGeneration(9), since: clock.now, reason: "x")
-        var breaker = BreakerStateMachine(policy: .testing(), restoring: persisted, override: nil, overrideUntil: nil, at: clock.now)
+        var breaker = BreakerStateMachine(
+            policy: .testing(), restoring: persisted, override: nil, overrideUntil: nil, at: clock.now, holdPermits: 0)
         let (decision, step) = breaker.acquirePermit(at: clock.now)
         #expect(step.transitions.map(\.status.generation) == [BreakerGeneration(10)])
         #expect(step.transitions.first?.status.reason == BreakerStateMachine.restartReason)
