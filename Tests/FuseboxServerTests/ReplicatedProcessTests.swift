@@ -192,6 +192,10 @@ final class ReplicatedProcessTests: XCTestCase {
                 "fusebox.v1.BreakerService", "ReportOutcomes", batch(client: "z", breaker: "z", generation: 0, failure: 20),
                 as: Fusebox_V1_ReportOutcomesResponse.self)
             await waitUntil("OPEN everywhere") { watches.values.allSatisfy { $0.transitions.contains { $0.0 == .open } } }
+            // A connection to the leader, open before the pause.
+            let zombieAdmin = try replicas.client(zombie, "admin", group: group)
+            let beforePause = await leader(via: zombieAdmin)
+            XCTAssertEqual(beforePause, zombie)
 
             // Paused well past its lease and past the breaker's open period.
             kill(process.process.processIdentifier, SIGSTOP)
@@ -201,7 +205,41 @@ final class ReplicatedProcessTests: XCTestCase {
             await waitUntil("the successor half-opened the breaker", timeout: 10) {
                 survivors.keys.allSatisfy { id in watches[id]?.transitions.contains { $0.0 == .halfOpen } ?? false }
             }
+            // A write waiting in the paused leader's socket: it is read the moment the
+            // process resumes, while it still believes it leads. Its commit must fail the
+            // fence (UNAVAILABLE) or, once it has stepped down, go to the successor.
+            var force = Fusebox_V1_OverrideRequest()
+            force.breaker = ref("z")
+            force.reason = "written through the zombie"
+            let zombieWrite = Task { () -> Result<Fusebox_V1_AdminActionResponse, RPCError> in
+                do {
+                    return .success(try await zombieAdmin.unary(
+                        "fusebox.v1.AdminService", "ForceOpen", force, as: Fusebox_V1_AdminActionResponse.self,
+                        options: RPCCallOptions(timeout: .seconds(20))))
+                } catch let error as RPCError {
+                    return .failure(error)
+                } catch {
+                    return .failure(RPCError(.unknown, "\(error)"))
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
             kill(process.process.processIdentifier, SIGCONT)
+            switch await zombieWrite.value {
+            case .failure(let error):
+                print("ReplicatedProcessTests: the zombie's write was refused: \(error)")
+                if error.code != .unavailable { print(process.launched.stderrTail(20_000)) }
+                XCTAssertEqual(error.code, .unavailable, "\(error)")
+                try await Task.sleep(for: .seconds(1))
+                XCTAssertFalse(
+                    watches.values.contains { $0.transitions.contains { $0.0 == .forcedOpen } },
+                    "a refused write of the zombie reached a watcher")
+            case .success(let response):
+                print("ReplicatedProcessTests: the zombie's write went to the successor: generation \(response.after?.generation ?? 0)")
+                let generation = response.after?.generation ?? 0
+                await waitUntil("the forwarded write everywhere") {
+                    watches.values.allSatisfy { $0.transitions.contains { $0.0 == .forcedOpen && $0.1 == generation } }
+                }
+            }
             await waitUntil("the resumed zombie steps down", timeout: 15) { process.launched.stderrTail(100_000).contains("stopped leading") }
             let log = process.launched.stderrTail(100_000)
             XCTAssertTrue(log.contains("stopped leading"), process.launched.stderrTail())
@@ -213,7 +251,7 @@ final class ReplicatedProcessTests: XCTestCase {
             XCTAssertEqual(seenByZombie, successor, "the zombie sees the successor as leader")
             checkHistories(watches)
             for w in watches.values { w.task.cancel() }
-            for c in Array(readers.values) + [admin, reporter] { await c.close() }
+            for c in Array(readers.values) + [admin, reporter, zombieAdmin] { await c.close() }
         }
     }
 

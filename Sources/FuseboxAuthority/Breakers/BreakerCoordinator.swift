@@ -63,6 +63,9 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
         var queue: [Pending] = []
         var nextTicket: UInt64 = 0
         var resolvedThrough: UInt64 = 0
+        /// `shutdown()` was called: nothing more is stored; changes not stored
+        /// by then, and any asked about later, fail.
+        var closed = false
         var failures: [UInt64: StoreError] = [:]
         var auditIDs: [UInt64: [UInt64]] = [:]
         var waiters: [UInt64: [CheckedContinuation<Result<[UInt64], StoreError>, Never>]] = [:]
@@ -149,10 +152,31 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
         }
     }
 
-    /// Ends every watch (server shutdown).
+    /// Ends every watch, and fails every change not stored yet: this process
+    /// no longer decides (server shutdown, or a replica that stopped leading,
+    /// after `run()` returned). Their callers get UNAVAILABLE at once instead
+    /// of waiting for a commit that will never come.
     public func shutdown() {
+        let error = Self.notDecidingHere
+        let waiters = state.withLockedValue { s -> [CheckedContinuation<Result<[UInt64], StoreError>, Never>] in
+            s.closed = true
+            for p in s.queue where !p.resolved { s.failures[p.ticket] = error }
+            s.queue = []
+            var resumed: [CheckedContinuation<Result<[UInt64], StoreError>, Never>] = []
+            for (ticket, waiting) in s.waiters {
+                resumed += waiting
+                if s.failures[ticket] == nil { s.failures[ticket] = error }
+            }
+            s.waiters = [:]
+            return resumed
+        }
+        for w in waiters { w.resume(returning: .failure(error)) }
         hub.finishAll()
     }
+
+    /// Why a change was not stored once this process stopped deciding.
+    static let notDecidingHere = StoreError(
+        .unavailable, "this fuseboxd stopped deciding breaker changes (it stopped leading, or is shutting down) before the change was stored; try again")
 
     // MARK: Mutations (under the lock)
 
@@ -273,6 +297,9 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
     func outcome(of ticket: UInt64) async -> Result<[UInt64], StoreError> {
         await withCheckedContinuation { continuation in
             let ready = state.withLockedValue { s -> Result<[UInt64], StoreError>? in
+                if s.closed, ticket > s.resolvedThrough || s.failures[ticket] != nil {
+                    return .failure(s.failures[ticket] ?? Self.notDecidingHere)
+                }
                 if ticket <= s.resolvedThrough {
                     if let failure = s.failures[ticket] { return .failure(failure) }
                     return .success(s.auditIDs.removeValue(forKey: ticket) ?? [])
