@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 public import FuseboxCore
 import Synchronization
 
@@ -36,13 +37,13 @@ public final class BreakerGate: Sendable {
     }
 
     /// generation << 8 | local-open bit (0x80) | state index (0–6).
-    private let word: Atomic<UInt64>
+    private let word: Synchronization.Atomic<UInt64>
     /// While the local-open bit is set: when the local open ends, in
     /// milliseconds since 1970. Written before the bit is set.
     private let localOpenUntilMs = Atomic<Int64>(0)
     /// Serialises the rare writes of a local open (start, extension, end),
     /// so an extension cannot be lost to an end racing with it. Calls never take it.
-    private let localOpenWrites = Mutex(())
+    private let localOpenWrites = NIOLockedValueBox(())
 
     private static var localOpenBit: UInt64 { 0x80 }
     private static var stateMask: UInt64 { 0x7f }
@@ -147,7 +148,7 @@ extension BreakerGate {
     /// open locally before.
     @discardableResult
     public func openLocally(until: Timestamp) -> Bool {
-        localOpenWrites.withLock { _ in
+        localOpenWrites.withLockedValue { _ in
             let marked = word.load(ordering: .acquiring) & Self.localOpenBit != 0
             let held = localOpenUntilMs.load(ordering: .relaxed)
             localOpenUntilMs.store(marked ? max(held, until.milliseconds) : until.milliseconds, ordering: .releasing)
@@ -160,7 +161,7 @@ extension BreakerGate {
     /// it ended now: the gate follows the fleet's state again.
     @discardableResult
     public func endLocalOpen(ifDueAt now: Timestamp) -> Bool {
-        localOpenWrites.withLock { _ in
+        localOpenWrites.withLockedValue { _ in
             guard word.load(ordering: .acquiring) & Self.localOpenBit != 0,
                 localOpenUntilMs.load(ordering: .relaxed) <= now.milliseconds
             else { return false }

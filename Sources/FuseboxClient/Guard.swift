@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import Atomics
 public import FuseboxCore
 import Logging
@@ -204,7 +205,7 @@ public final class Guard: Sendable {
                 let failure = ClassifiedFailure(error, classifier: classifier)
                 if failure.cancelled { throw error }
                 var rng = SplitMix64(seed: random.loadThenWrappingIncrement(by: 0x9E37_79B9_7F4A_7C15, ordering: .relaxed))
-                let decision = budget.budget.withLock { b in
+                let decision = budget.budget.withLockedValue { b in
                     schedule.afterFailure(failure.attempt, at: wallNow(), deadline: deadline, budget: &b, using: &rng)
                 }
                 guard case .retry(let delayMs) = decision else { throw error }

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import Atomics
 import FuseboxCore
 import NIOCore
@@ -53,60 +54,60 @@ final class GuardRuntime: AtomicReference, Sendable {
 /// The retry budget a guard's calls share.
 final class RetryBudgetBox: Sendable {
     let policy: RetryBudgetPolicy?
-    let budget: Mutex<RetryBudget>
+    let budget: NIOLockedValueBox<RetryBudget>
 
     init(_ policy: RetryBudgetPolicy?) {
         self.policy = policy
-        self.budget = Mutex(RetryBudget(policy: policy))
+        self.budget = NIOLockedValueBox(RetryBudget(policy: policy))
     }
 
     func success() {
         guard policy != nil else { return }
-        budget.withLock { $0.recordSuccess() }
+        budget.withLockedValue { $0.recordSuccess() }
     }
 }
 
 /// A token bucket shared by a guard's calls.
 final class RateLimiterBox: Sendable {
-    private let bucket: Mutex<TokenBucket>
+    private let bucket: NIOLockedValueBox<TokenBucket>
 
     init(_ policy: RateLimitPolicy, now: Timestamp) {
-        bucket = Mutex(TokenBucket(policy: policy, at: now))
+        bucket = NIOLockedValueBox(TokenBucket(policy: policy, at: now))
     }
 
     func update(_ policy: RateLimitPolicy, now: Timestamp) {
-        bucket.withLock { b in
+        bucket.withLockedValue { b in
             if b.policy != policy { b.updatePolicy(policy, at: now) }
         }
     }
 
     func acquire(now: Timestamp) -> TokenBucket.Decision {
-        bucket.withLock { $0.acquire(at: now) }
+        bucket.withLockedValue { $0.acquire(at: now) }
     }
 }
 
 /// A bulkhead for async calls: `BulkheadStateMachine` plus the suspended
 /// callers it queues. Its calls running and queued are gauges.
 final class AsyncBulkhead: Sendable {
-    private struct State: ~Copyable {
+    private struct State {
         var machine: BulkheadStateMachine
         var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
         var nextID: UInt64 = 1
     }
 
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
     private let gauges: BulkheadGauges?
     private let timer: DeadlineTimer
 
     init(_ policy: BulkheadPolicy, timer: DeadlineTimer, gauges: BulkheadGauges? = nil) {
-        state = Mutex(State(machine: BulkheadStateMachine(policy: policy)))
+        state = NIOLockedValueBox(State(machine: BulkheadStateMachine(policy: policy)))
         self.timer = timer
         self.gauges = gauges
-        gauges?.record(state.withLock { $0.machine.counts })
+        gauges?.record(state.withLockedValue { $0.machine.counts })
     }
 
     func update(_ policy: BulkheadPolicy) {
-        let (started, counts) = state.withLock { s -> ([CheckedContinuation<Bool, Never>], BulkheadStateMachine.Counts) in
+        let (started, counts) = state.withLockedValue { s -> ([CheckedContinuation<Bool, Never>], BulkheadStateMachine.Counts) in
             guard s.machine.policy != policy else { return ([], s.machine.counts) }
             return (s.machine.updatePolicy(policy, at: wallNow()).compactMap { s.waiters.removeValue(forKey: $0) }, s.machine.counts)
         }
@@ -118,7 +119,7 @@ final class AsyncBulkhead: Sendable {
     /// rejected (full, or waited too long).
     func acquire(priority: Int = 0) async -> Bool {
         // Fast path: a free slot and nobody queued, taken without suspending.
-        let (id, admitted, counts) = state.withLock { s -> (UInt64, Bool, BulkheadStateMachine.Counts) in
+        let (id, admitted, counts) = state.withLockedValue { s -> (UInt64, Bool, BulkheadStateMachine.Counts) in
             defer { s.nextID &+= 1 }
             let c = s.machine.counts
             guard c.active < s.machine.policy.maxConcurrent, c.queued == 0 else { return (s.nextID, false, c) }
@@ -130,7 +131,7 @@ final class AsyncBulkhead: Sendable {
         }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let (queuedUntil, counts) = state.withLock { s -> (Timestamp?, BulkheadStateMachine.Counts) in
+                let (queuedUntil, counts) = state.withLockedValue { s -> (Timestamp?, BulkheadStateMachine.Counts) in
                     switch s.machine.acquire(id, priority: priority, at: wallNow()) {
                     case .run:
                         continuation.resume(returning: true)
@@ -152,7 +153,7 @@ final class AsyncBulkhead: Sendable {
                 }
             }
         } onCancel: {
-            let (waiter, counts) = state.withLock { s -> (CheckedContinuation<Bool, Never>?, BulkheadStateMachine.Counts) in
+            let (waiter, counts) = state.withLockedValue { s -> (CheckedContinuation<Bool, Never>?, BulkheadStateMachine.Counts) in
                 guard s.machine.cancel(id) else { return (nil, s.machine.counts) }
                 return (s.waiters.removeValue(forKey: id), s.machine.counts)
             }
@@ -162,11 +163,11 @@ final class AsyncBulkhead: Sendable {
     }
 
     /// Calls holding a slot and calls queued for one, now.
-    var counts: BulkheadStateMachine.Counts { state.withLock { $0.machine.counts } }
+    var counts: BulkheadStateMachine.Counts { state.withLockedValue { $0.machine.counts } }
 
     /// A call that held a slot finished.
     func release() {
-        let (next, counts) = state.withLock { s in
+        let (next, counts) = state.withLockedValue { s in
             (s.machine.release(at: wallNow()).flatMap { s.waiters.removeValue(forKey: $0) }, s.machine.counts)
         }
         gauges?.record(counts)
@@ -181,7 +182,7 @@ final class AsyncBulkhead: Sendable {
     }
 
     private func expire() {
-        let (expired, counts) = state.withLock { s in
+        let (expired, counts) = state.withLockedValue { s in
             (s.machine.expire(at: wallNow()).compactMap { s.waiters.removeValue(forKey: $0) }, s.machine.counts)
         }
         gauges?.record(counts)
@@ -193,15 +194,15 @@ final class AsyncBulkhead: Sendable {
 /// another caller is running (identical concurrent loads are coalesced).
 final class ResultCacheBox: Sendable {
     let policy: CachePolicy
-    private struct State: ~Copyable {
+    private struct State {
         var cache: ResultCache<String, any Sendable>
         var waiters: [String: [CheckedContinuation<(any Sendable)?, Never>]] = [:]
     }
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
 
     init(_ policy: CachePolicy) {
         self.policy = policy
-        state = Mutex(State(cache: ResultCache(policy: policy)))
+        state = NIOLockedValueBox(State(cache: ResultCache(policy: policy)))
     }
 
     enum Lookup {
@@ -211,7 +212,7 @@ final class ResultCacheBox: Sendable {
     }
 
     func lookup(_ key: String) -> Lookup {
-        state.withLock { s in
+        state.withLockedValue { s in
             switch s.cache.lookup(key, at: wallNow()) {
             case .fresh(let v): return .value(v, refresh: false)
             case .stale(let v, let refresh): return .value(v, refresh: refresh)
@@ -223,7 +224,7 @@ final class ResultCacheBox: Sendable {
     /// Waits for the load another caller runs; nil if it failed.
     func wait(_ key: String) async -> (any Sendable)? {
         await withCheckedContinuation { continuation in
-            let ready = state.withLock { s -> Bool in
+            let ready = state.withLockedValue { s -> Bool in
                 guard s.cache.inFlight.contains(key) else { return true }
                 s.waiters[key, default: []].append(continuation)
                 return false
@@ -233,7 +234,7 @@ final class ResultCacheBox: Sendable {
     }
 
     func store(_ key: String, _ value: any Sendable) {
-        let waiters = state.withLock { s in
+        let waiters = state.withLockedValue { s in
             s.cache.store(key, value, at: wallNow())
             return s.waiters.removeValue(forKey: key) ?? []
         }
@@ -241,7 +242,7 @@ final class ResultCacheBox: Sendable {
     }
 
     func loadFailed(_ key: String) {
-        let waiters = state.withLock { s in
+        let waiters = state.withLockedValue { s in
             s.cache.loadFailed(key)
             return s.waiters.removeValue(forKey: key) ?? []
         }
@@ -249,15 +250,15 @@ final class ResultCacheBox: Sendable {
     }
 
     func invalidate(_ key: String) {
-        state.withLock { $0.cache.invalidate(key) }
+        state.withLockedValue { $0.cache.invalidate(key) }
     }
 
     func clear() {
-        state.withLock { $0.cache.removeAll() }
+        state.withLockedValue { $0.cache.removeAll() }
     }
 
     /// The last value stored for `key`, even expired (for a stale-cache fallback).
     func lastValue(_ key: String) -> (any Sendable)? {
-        state.withLock { $0.cache.lastValue(key) }
+        state.withLockedValue { $0.cache.lastValue(key) }
     }
 }

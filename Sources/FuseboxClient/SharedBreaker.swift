@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import Foundation
 import FuseboxAPI
 import FuseboxCore
@@ -44,7 +45,7 @@ final class SharedBreaker: Sendable {
         var localProbes: [ProbeResult] = []
     }
 
-    private let slow = Mutex(Slow())
+    private let slow = NIOLockedValueBox(Slow())
 
     init(registry: String, name: String, policyName: String) {
         self.registry = registry
@@ -61,7 +62,7 @@ final class SharedBreaker: Sendable {
         let before = gate.snapshot
         guard gate.apply(status.state, generation: status.generation) else { return nil }
         tally.rotate(to: status.generation)
-        slow.withLock { $0.fleetStatus = status }
+        slow.withLockedValue { $0.fleetStatus = status }
         return (before.state, status.state)
     }
 
@@ -73,7 +74,7 @@ final class SharedBreaker: Sendable {
         let before = gate.snapshot
         let state = status?.state ?? .closed
         let generation = status?.generation ?? BreakerGeneration(0)
-        slow.withLock { s in
+        slow.withLockedValue { s in
             s.fleetStatus = status
             s.local = nil
             s.localProbes = []
@@ -90,7 +91,7 @@ final class SharedBreaker: Sendable {
     /// of the OPEN period (the fleet's, or the local breaker's in local mode).
     func retryAfter(now: Timestamp) -> Duration? {
         let localOpen = gate.localOpenUntil.flatMap { $0 > now ? $0 : nil }
-        return slow.withLock { s -> Duration? in
+        return slow.withLockedValue { s -> Duration? in
             let opened = s.local?.status.until ?? s.fleetStatus?.until
             let until = [localOpen, opened].compactMap { $0 }.max()
             return until.map { .milliseconds(max(0, $0.milliseconds(since: now))) }
@@ -119,7 +120,7 @@ final class SharedBreaker: Sendable {
 
     /// Records the result of a half-open probe run under `permit`.
     func recordProbe(_ permit: UInt64, _ outcome: Outcome, local: Bool) {
-        slow.withLock { s in
+        slow.withLockedValue { s in
             if local {
                 s.localProbes.append(ProbeResult(permitID: permit, outcome: outcome))
             } else {
@@ -130,7 +131,7 @@ final class SharedBreaker: Sendable {
 
     /// Probe results to report, removed.
     func takeProbes() -> [ProbeResult] {
-        slow.withLock { s in
+        slow.withLockedValue { s in
             defer { s.probes = [] }
             return s.probes
         }
@@ -142,7 +143,7 @@ final class SharedBreaker: Sendable {
     /// OPEN breaker stays open until its time, a HALF_OPEN one half-opens
     /// again, an operator's override stays.
     func enterLocal(policy: CircuitBreakerPolicy, now: Timestamp) {
-        slow.withLock { s in
+        slow.withLockedValue { s in
             let g = gate.snapshot
             let status = s.fleetStatus ?? BreakerStatus(state: g.state, evaluatedState: g.state, generation: g.generation, since: now, reason: "")
             let override: BreakerOverride? = switch status.state {
@@ -161,7 +162,7 @@ final class SharedBreaker: Sendable {
 
     /// A policy change while local: the local breaker adopts it (state kept).
     func updateLocalPolicy(_ policy: CircuitBreakerPolicy, now: Timestamp) {
-        slow.withLock { s in
+        slow.withLockedValue { s in
             guard var machine = s.local else { return }
             _ = machine.updatePolicy(policy, at: now)
             s.local = machine
@@ -170,7 +171,7 @@ final class SharedBreaker: Sendable {
 
     /// Asks the local breaker for a probe permit.
     func acquireLocalPermit(now: Timestamp) -> PermitDecision? {
-        slow.withLock { s -> PermitDecision? in
+        slow.withLockedValue { s -> PermitDecision? in
             guard var machine = s.local else { return nil }
             defer { s.local = machine }
             return machine.acquirePermit(at: now).decision
@@ -181,7 +182,7 @@ final class SharedBreaker: Sendable {
     /// moves the gate to its state. Returns the transitions.
     func tickLocal(now: Timestamp) -> [BreakerTransition] {
         let drained = tally.drain()
-        return slow.withLock { s -> [BreakerTransition] in
+        return slow.withLockedValue { s -> [BreakerTransition] in
             guard var machine = s.local else { return [] }
             defer { s.local = machine }
             var transitions = machine.advance(to: now).transitions
