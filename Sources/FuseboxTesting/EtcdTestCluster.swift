@@ -28,12 +28,17 @@ public final class EtcdTestCluster: @unchecked Sendable {
         public let certificate: String
         public let key: String
         public let ca: String
+        /// With one, etcd requires client certificates signed by `ca`
+        /// (`--client-cert-auth`), and `client()` presents this one.
+        public let clientIdentity: (certificate: String, key: String)?
 
-        /// Server certificate, its key and the CA that signed it (PEM paths).
-        public init(certificate: String, key: String, ca: String) {
+        /// Server certificate, its key and the CA that signed it (PEM paths);
+        /// `clientIdentity`: require client certificates, and present this one.
+        public init(certificate: String, key: String, ca: String, clientIdentity: (certificate: String, key: String)? = nil) {
             self.certificate = certificate
             self.key = key
             self.ca = ca
+            self.clientIdentity = clientIdentity
         }
     }
 
@@ -67,6 +72,7 @@ public final class EtcdTestCluster: @unchecked Sendable {
                 "--experimental-watch-progress-notify-interval", "1s",
             ]
             if let tls { arguments += ["--cert-file", tls.certificate, "--key-file", tls.key] }
+            if let tls, tls.clientIdentity != nil { arguments += ["--client-cert-auth", "--trusted-ca-file", tls.ca] }
             let log = root.appendingPathComponent("member-\(i + 1).log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let process = Process()
@@ -91,7 +97,10 @@ public final class EtcdTestCluster: @unchecked Sendable {
     /// A client of every member.
     public func client(endpoints: [String]? = nil) throws -> EtcdClient {
         var tlsConfiguration: TLSConfiguration?
-        if let tls { tlsConfiguration = .client(trustRootsPath: tls.ca) }
+        if let tls {
+            tlsConfiguration = .client(
+                trustRootsPath: tls.ca, certificateChainPath: tls.clientIdentity?.certificate, privateKeyPath: tls.clientIdentity?.key)
+        }
         var configuration = try EtcdConfiguration(endpoints: endpoints ?? self.endpoints, tls: tlsConfiguration)
         configuration.requestTimeout = .seconds(3)
         configuration.retryTimeout = .seconds(10)

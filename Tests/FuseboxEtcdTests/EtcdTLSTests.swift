@@ -26,6 +26,31 @@ final class EtcdTLSTests: XCTestCase {
         }
     }
 
+    /// etcd with `--client-cert-auth`: a client presenting a certificate of
+    /// the CA is served; one presenting none is refused at the handshake.
+    func testMutualTLSWithClientCertificates() async throws {
+        let tls = EtcdTestCluster.TLSFiles(
+            certificate: try TestCertificates.path("server.pem"), key: try TestCertificates.path("server.key"),
+            ca: try TestCertificates.path("ca.pem"),
+            clientIdentity: (try TestCertificates.path("replica.pem"), try TestCertificates.path("replica.key")))
+        try await withCluster(size: 1, tls: tls) { cluster, client in
+            let put = try await client.put(b("mtls/key"), b("with a certificate"))
+            XCTAssertGreaterThan(put.revision, 1)
+            XCTAssertEqual(try await client.get(b("mtls/key"))?.valueString, "with a certificate")
+
+            var configuration = try EtcdConfiguration(endpoints: cluster.endpoints, tls: .client(trustRootsPath: try TestCertificates.path("ca.pem")))
+            configuration.retryTimeout = .seconds(1)
+            let anonymous = try EtcdClient(configuration: configuration)
+            do {
+                _ = try await anonymous.get(b("mtls/key"))
+                XCTFail("a client without a certificate was served")
+            } catch let error as EtcdError {
+                XCTAssertEqual(error.code, .unavailable, "\(error)")
+            }
+            await anonymous.close()
+        }
+    }
+
     func testAClientThatDoesNotTrustTheCertificateFailsWithUnavailable() async throws {
         let tls = EtcdTestCluster.TLSFiles(
             certificate: try TestCertificates.path("server.pem"), key: try TestCertificates.path("server.key"),

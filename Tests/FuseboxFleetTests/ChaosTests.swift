@@ -203,24 +203,30 @@ final class ChaosTests: XCTestCase {
     /// acknowledged write lost), the services must not notice, and once
     /// space returns fuseboxd must take writes again by itself: same process,
     /// no restart. Then one kill -9 shows everything acknowledged is on disk.
+    /// `command` as root: as it is when the tests run as root, else through `sudo -n`.
+    static func privileged(_ command: [String]) -> [String] {
+        getuid() == 0 ? command : ["sudo", "-n"] + command
+    }
+
     func testDataDirectoryDiskFull() async throws {
         let mountPoint = directory + "/small-disk"
         // A hang ends the test process without running any defer: the watchdog leaves no mount behind either.
         let watchdog = TestWatchdog("ChaosTests.testDataDirectoryDiskFull", limit: .seconds(120)) {
-            let r = try? runProcess(["umount", "-l", mountPoint], timeout: 10)
+            let r = try? runProcess(Self.privileged(["umount", "-l", mountPoint]), timeout: 10)
             return "umount -l \(mountPoint): \(r.map { "status \($0.status) \($0.output)" } ?? "did not run")"
         }
         defer { watchdog.disarm() }
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        let mounted = try runProcess(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mountPoint], timeout: 20)
+        // As root, or through sudo without a password; mode 1777 so fuseboxd can write there either way.
+        let mounted = try runProcess(Self.privileged(["mount", "-t", "tmpfs", "-o", "size=16m,mode=1777", "tmpfs", mountPoint]), timeout: 20)
         guard mounted.status == 0 else {
-            throw XCTSkip("cannot mount a size-limited tmpfs here (needs root / CAP_SYS_ADMIN): \(mounted.output)")
+            throw XCTSkip("cannot mount a size-limited tmpfs here (needs root, or sudo without a password): \(mounted.output)")
         }
         defer {
             // fuseboxd holds files on the mount: it must be gone before unmounting.
             self.fleet?.server.stop(SIGKILL)
-            if (try? runProcess(["umount", mountPoint], timeout: 20))?.status != 0 {
-                _ = try? runProcess(["umount", "-l", mountPoint], timeout: 20)
+            if (try? runProcess(Self.privileged(["umount", mountPoint]), timeout: 20))?.status != 0 {
+                _ = try? runProcess(Self.privileged(["umount", "-l", mountPoint]), timeout: 20)
             }
         }
         let fleet = try ChaosFleet(directory: directory, dataDirectory: mountPoint + "/data")

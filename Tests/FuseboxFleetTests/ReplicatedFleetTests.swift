@@ -38,11 +38,30 @@ final class ReplicatedFleetTests: XCTestCase {
             eventually(20) { fleet.lastStatus(id)?["mode"] as? String == "fleet" && (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > 10 },
             "not calling in fleet mode: \(service.text) \(service.stderrTail())")
 
+        /// Each replica's /readyz status code.
+        func ready() -> [String] {
+            replicas.ids.compactMap { replicas.process($0)?.metricsPort }.map { port in
+                let probe = "import urllib.request\ntry:\n print(urllib.request.urlopen('http://127.0.0.1:\(port)/readyz', timeout=5).status)\nexcept urllib.error.HTTPError as e:\n print(e.code)\nexcept Exception as e:\n print('unreachable', e)"
+                return ((try? runProcess(["python3", "-c", probe], timeout: 20))?.output ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+        }
+        XCTAssertEqual(ready(), ["200", "200", "200"])
+
+        // One member of three lost: etcd keeps its quorum, and nothing changes for the service.
         cluster.kill(1)
+        let okBefore = fleet.lastStatus(id)?["ok"] as? Int ?? 0
+        XCTAssertTrue(
+            eventually(20) { (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > okBefore + 20 },
+            "calls stopped with one etcd member down: \(service.lines.suffix(5))")
+        XCTAssertEqual(fleet.lastStatus(id)?["mode"] as? String, "fleet")
+        XCTAssertEqual(ready(), ["200", "200", "200"], "a replica stopped serving with one etcd member down")
+
+        // Two of three: no quorum. Every replica says NOT_SERVING (/readyz 503) and the service goes local.
         cluster.kill(2)
         let lost = Date()
         XCTAssertTrue(eventually(30) { fleet.lastStatus(id)?["mode"] as? String == "local" }, "the service stayed in fleet mode: \(service.lines.suffix(5))")
         print("ReplicatedFleetTests: the service ran locally \(String(format: "%.1f", Date().timeIntervalSince(lost))) s after etcd lost its quorum")
+        XCTAssertTrue(eventually(20) { ready() == ["503", "503", "503"] }, "/readyz without etcd's quorum: \(ready())")
 
         try cluster.restart(1)
         try cluster.restart(2)
@@ -51,5 +70,6 @@ final class ReplicatedFleetTests: XCTestCase {
             eventually(60) { fleet.lastStatus(id)?["mode"] as? String == "fleet" },
             "the service did not follow the fleet again: \(service.lines.suffix(5)) \(replicas.logs)")
         print("ReplicatedFleetTests: back in fleet mode \(String(format: "%.1f", Date().timeIntervalSince(back))) s after the members restarted")
+        XCTAssertTrue(eventually(20) { ready() == ["200", "200", "200"] }, "/readyz after etcd came back: \(ready())")
     }
 }
