@@ -36,7 +36,8 @@ final class EtcdTLSTests: XCTestCase {
         try await withCluster(size: 1, tls: tls) { cluster, client in
             let put = try await client.put(b("mtls/key"), b("with a certificate"))
             XCTAssertGreaterThan(put.revision, 1)
-            XCTAssertEqual(try await client.get(b("mtls/key"))?.valueString, "with a certificate")
+            let read = try await client.get(b("mtls/key"))
+            XCTAssertEqual(read?.valueString, "with a certificate")
 
             var configuration = try EtcdConfiguration(endpoints: cluster.endpoints, tls: .client(trustRootsPath: try TestCertificates.path("ca.pem")))
             configuration.retryTimeout = .seconds(1)
