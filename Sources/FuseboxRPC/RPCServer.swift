@@ -156,66 +156,88 @@ public final class RPCServer: Sendable {
         let streamChannel = stream.channel
         let closeFuture = stream.channel.closeFuture
         try? await stream.executeThenClose { inbound, outbound in
-            var frames = inbound.makeAsyncIterator()
-            guard case .headers(let first)? = try await frames.next() else { return }
-            let sender = RPCResponseSender(outbound: outbound, channel: streamChannel)
-            let head: RequestHead
-            switch RequestHead.parse(first.headers) {
-            case .failure(.http(let status)):
-                try await outbound.write(.headers(.init(headers: HPACKHeaders([(":status", status)]), endStream: true)))
-                return
-            case .failure(.grpc(let error)):
-                try await sender.finish(configuration.mapError?(error) ?? error, trailers: RPCMetadata())
-                return
-            case .success(let parsed):
-                head = parsed
-            }
-            if let refusal = connection.refusal {
-                try await sender.finish(RPCError(.unavailable, refusal), trailers: RPCMetadata())
-                streamChannel.parent?.triggerUserOutboundEvent(GracefulShutdownEvent(), promise: nil)
-                return
-            }
-            guard let handler = router.handler(for: head.path) else {
-                try await sender.finish(RPCError(.unimplemented, "method \(head.path) is not implemented"), trailers: RPCMetadata())
-                return
-            }
-            let isWatch = router.watchPaths.contains(head.path)
-            if isWatch {
-                let limit = configuration.maximumWatchesPerConnection
-                guard connection.openWatch(limit: limit) else {
-                    configuration.onLimitReached?("watches_per_connection")
-                    try await sender.finish(
-                        RPCError(
-                            .resourceExhausted,
-                            "this connection has \(limit) watches open, the server's limit (limits.maxWatchesPerConnection); "
-                                + "end one, or open another connection"),
-                        trailers: RPCMetadata())
+            // The body, then: once it has written its last frame, wait for the stream to
+            // end by itself (its frames flushed as the client's flow-control window allows,
+            // the client's side ended). Closing it before would reset it (CANCEL) with a
+            // large response still waiting for window: PolicyHistory of 1,000 changes was.
+            try await { () async throws -> Void in
+                var frames = inbound.makeAsyncIterator()
+                guard case .headers(let first)? = try await frames.next() else { return }
+                let sender = RPCResponseSender(outbound: outbound, channel: streamChannel)
+                let head: RequestHead
+                switch RequestHead.parse(first.headers) {
+                case .failure(.http(let status)):
+                    try await outbound.write(.headers(.init(headers: HPACKHeaders([(":status", status)]), endStream: true)))
+                    return
+                case .failure(.grpc(let error)):
+                    try await sender.finish(configuration.mapError?(error) ?? error, trailers: RPCMetadata())
+                    return
+                case .success(let parsed):
+                    head = parsed
+                }
+                if let refusal = connection.refusal {
+                    try await sender.finish(RPCError(.unavailable, refusal), trailers: RPCMetadata())
+                    streamChannel.parent?.triggerUserOutboundEvent(GracefulShutdownEvent(), promise: nil)
                     return
                 }
-            }
-            defer { if isWatch { connection.closeWatch() } }
-            let deadline = head.timeoutNanoseconds.map { ContinuousClock.now + .nanoseconds($0) }
-            let context = RPCServerContext(
-                path: head.path, peer: connection.peer, remoteAddress: remote, deadline: deadline, metadata: head.metadata)
-            let started = ContinuousClock.now
-            let inputEnded = NIOLockedValueBox(first.endStream)
-            let reader = RPCRequestReader(
-                frames: frames, maximumMessageBytes: configuration.maximumReceiveMessageBytes, inputEnded: inputEnded)
-            let ending = await Self.run(handler, reader: reader, sender: sender, context: context, closeFuture: closeFuture)
-            let stillSending = !inputEnded.withLockedValue { $0 }
-            if let observer = configuration.onCallCompleted {
-                let code: RPCStatusCode = switch ending {
-                case .finished: .ok
-                case .failed(let error): error.code
-                case .peerGone: .cancelled
+                guard let handler = router.handler(for: head.path) else {
+                    try await sender.finish(RPCError(.unimplemented, "method \(head.path) is not implemented"), trailers: RPCMetadata())
+                    return
                 }
-                observer(head.path, code, ContinuousClock.now - started)
+                let isWatch = router.watchPaths.contains(head.path)
+                if isWatch {
+                    let limit = configuration.maximumWatchesPerConnection
+                    guard connection.openWatch(limit: limit) else {
+                        configuration.onLimitReached?("watches_per_connection")
+                        try await sender.finish(
+                            RPCError(
+                                .resourceExhausted,
+                                "this connection has \(limit) watches open, the server's limit (limits.maxWatchesPerConnection); "
+                                    + "end one, or open another connection"),
+                            trailers: RPCMetadata())
+                        return
+                    }
+                }
+                defer { if isWatch { connection.closeWatch() } }
+                let deadline = head.timeoutNanoseconds.map { ContinuousClock.now + .nanoseconds($0) }
+                let context = RPCServerContext(
+                    path: head.path, peer: connection.peer, remoteAddress: remote, deadline: deadline, metadata: head.metadata)
+                let started = ContinuousClock.now
+                let inputEnded = NIOLockedValueBox(first.endStream)
+                let reader = RPCRequestReader(
+                    frames: frames, maximumMessageBytes: configuration.maximumReceiveMessageBytes, inputEnded: inputEnded)
+                let ending = await Self.run(handler, reader: reader, sender: sender, context: context, closeFuture: closeFuture)
+                let stillSending = !inputEnded.withLockedValue { $0 }
+                if let observer = configuration.onCallCompleted {
+                    let code: RPCStatusCode = switch ending {
+                    case .finished: .ok
+                    case .failed(let error): error.code
+                    case .peerGone: .cancelled
+                    }
+                    observer(head.path, code, ContinuousClock.now - started)
+                }
+                switch ending {
+                case .finished(let trailers): try await sender.finish(nil, trailers: trailers, clientStillSending: stillSending)
+                case .failed(let error):
+                    try await sender.finish(configuration.mapError?(error) ?? error, trailers: RPCMetadata(), clientStillSending: stillSending)
+                case .peerGone: return
+                }
+            }()
+            await Self.settle(streamChannel, within: .seconds(10))
+        }
+    }
+
+    /// Waits until `channel` (a stream) has closed by itself, at most `limit`.
+    private static func settle(_ channel: any Channel, within limit: TimeAmount) async {
+        let resumed = NIOLockedValueBox(false)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resume: @Sendable () -> Void = {
+                if resumed.withLockedValue({ r in defer { r = true }; return !r }) { continuation.resume() }
             }
-            switch ending {
-            case .finished(let trailers): try await sender.finish(nil, trailers: trailers, clientStillSending: stillSending)
-            case .failed(let error):
-                try await sender.finish(configuration.mapError?(error) ?? error, trailers: RPCMetadata(), clientStillSending: stillSending)
-            case .peerGone: return
+            let timer = channel.eventLoop.scheduleTask(in: limit) { resume() }
+            channel.closeFuture.whenComplete { _ in
+                timer.cancel()
+                resume()
             }
         }
     }

@@ -86,6 +86,28 @@ final class RegistryAPITests: XCTestCase {
         XCTAssertEqual(changes.map(\.actor), ["fusebox-admin", "fusebox-admin", "fusebox-admin"])
     }
 
+    /// PolicyHistory answers up to its documented limit of 1,000 changes in one page.
+    func testPolicyHistoryAnswersAFullPageOfAThousandChanges() async throws {
+        for i in 0..<1_100 {
+            var p = fleetPolicy("h\(i % 20)")
+            p.description = String(repeating: "d", count: 200) + "\(i)"
+            try await ServerHarness.put(p, with: admin)
+        }
+        var request = Fusebox_V1_PolicyHistoryRequest()
+        request.registry = "default"
+        request.limit = 1_000
+        let page = try await admin.unary("fusebox.v1.RegistryService", "PolicyHistory", request, as: Fusebox_V1_PolicyHistoryResponse.self)
+        XCTAssertEqual(page.changes.count, 1_000)
+        XCTAssertTrue(page.truncated)
+        request.afterVersion = page.changes.last?.version ?? 0
+        let rest = try await admin.unary("fusebox.v1.RegistryService", "PolicyHistory", request, as: Fusebox_V1_PolicyHistoryResponse.self)
+        XCTAssertFalse(rest.truncated)
+        // The presets' writes came first; together the pages are every version, once, in order.
+        let versions = (page.changes + rest.changes).map(\.version)
+        XCTAssertEqual(versions, Array(1...UInt64(versions.count)))
+        XCTAssertGreaterThanOrEqual(versions.count, 1_100)
+    }
+
     func testInvalidPolicyListsEveryProblemWithItsPath() async throws {
         var bad = Presets.api
         bad.retry?.backoff.initialMs = 500

@@ -336,26 +336,38 @@ final class ReplicatedProcessTests: XCTestCase {
             for a in acks { latest[a.name] = max(latest[a.name] ?? 0, a.version) }
             for id in replicas.ids {
                 let reader = try replicas.client(id, "reader", group: group)
-                // The registry's whole history, as this replica serves it.
-                var history: [UInt64: Fusebox_V1_PolicyChange] = [:]
-                var after: UInt64 = 0
-                for _ in 0..<20 {
-                    var request = Fusebox_V1_PolicyHistoryRequest()
-                    request.registry = "durable"
-                    request.afterVersion = after
-                    request.limit = 1_000
-                    guard let page = try? await reader.unary(
-                        "fusebox.v1.RegistryService", "PolicyHistory", request, as: Fusebox_V1_PolicyHistoryResponse.self)
-                    else {
-                        try await Task.sleep(for: .milliseconds(200))
-                        continue
+                // The registry's whole history, as this replica serves it (read again
+                // while the replica, perhaps just restarted, catches up).
+                var missing = acks
+                var lastError = ""
+                for _ in 0..<50 where !missing.isEmpty {
+                    var history: [UInt64: Fusebox_V1_PolicyChange] = [:]
+                    var after: UInt64 = 0
+                    var complete = false
+                    do {
+                        while true {
+                            var request = Fusebox_V1_PolicyHistoryRequest()
+                            request.registry = "durable"
+                            request.afterVersion = after
+                            request.limit = 100
+                            let page = try await reader.unary(
+                                "fusebox.v1.RegistryService", "PolicyHistory", request, as: Fusebox_V1_PolicyHistoryResponse.self)
+                            for change in page.changes { history[change.version] = change }
+                            after = page.changes.last?.version ?? after
+                            if !page.truncated || page.changes.isEmpty { break }
+                        }
+                        complete = true
+                    } catch {
+                        lastError = "\(error)"
                     }
-                    for change in page.changes { history[change.version] = change }
-                    after = page.changes.last?.version ?? after
-                    if !page.truncated { break }
+                    if complete {
+                        missing = acks.filter { a in history[a.version].map { $0.policyName != a.name || $0.reason != a.reason } ?? true }
+                    }
+                    if !missing.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
                 }
-                let missing = acks.filter { a in history[a.version].map { $0.policyName != a.name || $0.reason != a.reason } ?? true }
-                XCTAssertTrue(missing.isEmpty, "replica \(id)'s history lacks \(missing.count) acknowledged writes, e.g. \(missing.prefix(3).map { "\($0.name)@\($0.version)" })")
+                XCTAssertTrue(
+                    missing.isEmpty,
+                    "replica \(id)'s history lacks \(missing.count) acknowledged writes, e.g. \(missing.prefix(3).map { "\($0.name)@\($0.version)" }) \(lastError)")
                 for (name, version) in latest {
                     var get = Fusebox_V1_GetPolicyRequest()
                     get.registry = "durable"
