@@ -349,7 +349,7 @@ final class ReplicatedProcessTests: XCTestCase {
                             var request = Fusebox_V1_PolicyHistoryRequest()
                             request.registry = "durable"
                             request.afterVersion = after
-                            request.limit = 100
+                            request.limit = 1_000
                             let page = try await reader.unary(
                                 "fusebox.v1.RegistryService", "PolicyHistory", request, as: Fusebox_V1_PolicyHistoryResponse.self)
                             for change in page.changes { history[change.version] = change }
