@@ -14,10 +14,14 @@ struct GuardMetrics: Sendable {
     let bulkheadRejected: Counter
     let callsSuccessful: Counter
     let callsFailed: Counter
-    let callsSlow: Counter
+    let slowSuccessful: Counter
+    let slowFailed: Counter
     let callsIgnored: Counter
     let callsNotPermitted: Counter
     let fallbacksServed: Counter
+    /// Latency of the calls that reached the dependency, by result.
+    let durationSuccess: Timer
+    let durationFailure: Timer
 
     init(registry: String, breaker: String) {
         self.registry = registry
@@ -28,15 +32,16 @@ struct GuardMetrics: Sendable {
         totalTimeouts = Counter(label: "timeout_operations_total", dimensions: base + [("kind", "total")])
         bulkheadPermitted = Counter(label: "bulkhead_executions_total", dimensions: base + [("state", "permitted")])
         bulkheadRejected = Counter(label: "bulkhead_executions_total", dimensions: base + [("state", "rejected")])
-        func calls(_ result: String) -> Counter {
-            Counter(label: "circuit_breaker_calls_total", dimensions: base + [("result", result)])
-        }
-        callsSuccessful = calls("successful")
-        callsFailed = calls("failed")
-        callsSlow = calls("slow")
-        callsIgnored = calls("ignored")
-        callsNotPermitted = calls("not_permitted")
+        // The seeds' label values: `result` is success or failure.
+        callsSuccessful = Counter(label: "circuit_breaker_calls_total", dimensions: base + [("result", "success")])
+        callsFailed = Counter(label: "circuit_breaker_calls_total", dimensions: base + [("result", "failure")])
+        slowSuccessful = Counter(label: "circuit_breaker_slow_calls_total", dimensions: base + [("result", "success")])
+        slowFailed = Counter(label: "circuit_breaker_slow_calls_total", dimensions: base + [("result", "failure")])
+        callsIgnored = Counter(label: "circuit_breaker_ignored_calls_total", dimensions: base)
+        callsNotPermitted = Counter(label: "circuit_breaker_not_permitted_calls_total", dimensions: base)
         fallbacksServed = Counter(label: "fallback_calls_total", dimensions: base)
+        durationSuccess = Timer(label: "circuit_breaker_call_duration_seconds", dimensions: base + [("result", "success")], preferredDisplayUnit: .seconds)
+        durationFailure = Timer(label: "circuit_breaker_call_duration_seconds", dimensions: base + [("result", "failure")], preferredDisplayUnit: .seconds)
     }
 
     /// Moves the atomically counted calls into the counters.
@@ -47,7 +52,8 @@ struct GuardMetrics: Sendable {
         }
         move(c.successful, callsSuccessful)
         move(c.failed, callsFailed)
-        move(c.slow, callsSlow)
+        move(c.slowSuccessful, slowSuccessful)
+        move(c.slowFailed, slowFailed)
         move(c.ignored, callsIgnored)
         move(c.notPermitted, callsNotPermitted)
     }

@@ -277,6 +277,11 @@ public final class Guard: Sendable {
             outcome = nanos > rt.slowThresholdNanos ? .slowSuccess : .success
         }
         breaker.calls.count(outcome)
+        switch outcome {
+        case .success, .slowSuccess: metrics.durationSuccess.recordNanoseconds(nanos)
+        case .failure, .slowFailure: metrics.durationFailure.recordNanoseconds(nanos)
+        case .ignored: break
+        }
         emit(.call(outcome: outcome, latency: elapsed))
         if let permit {
             breaker.recordProbe(permit, outcome, local: local)

@@ -205,9 +205,12 @@ final class SharedBreaker: Sendable {
 /// Calls by result, counted with atomics on the call path and moved into
 /// swift-metrics counters by the reporter.
 final class CallCounters: Sendable {
+    /// Successful calls, slow ones included.
     let successful = Atomic<UInt64>(0)
+    /// Failed calls, slow ones included.
     let failed = Atomic<UInt64>(0)
-    let slow = Atomic<UInt64>(0)
+    let slowSuccessful = Atomic<UInt64>(0)
+    let slowFailed = Atomic<UInt64>(0)
     let ignored = Atomic<UInt64>(0)
     let notPermitted = Atomic<UInt64>(0)
 
@@ -216,7 +219,12 @@ final class CallCounters: Sendable {
         switch outcome {
         case .success: successful.add(1, ordering: .relaxed)
         case .failure: failed.add(1, ordering: .relaxed)
-        case .slowSuccess, .slowFailure: slow.add(1, ordering: .relaxed)
+        case .slowSuccess:
+            successful.add(1, ordering: .relaxed)
+            slowSuccessful.add(1, ordering: .relaxed)
+        case .slowFailure:
+            failed.add(1, ordering: .relaxed)
+            slowFailed.add(1, ordering: .relaxed)
         case .ignored: ignored.add(1, ordering: .relaxed)
         }
     }

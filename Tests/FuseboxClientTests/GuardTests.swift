@@ -183,10 +183,13 @@ final class GuardTests: GuardTestCase {
         await waitUntil("the breaker opens") { g.breakerState?.state == .open }
         _ = try? await g.run { 1 }
         await waitUntil("call counts reach the metrics") {
-            metrics.value("circuit_breaker_calls_total", base + [("result", "not_permitted")]) == 1
+            metrics.value("circuit_breaker_not_permitted_calls_total", base) == 1
         }
-        XCTAssertEqual(metrics.value("circuit_breaker_calls_total", base + [("result", "successful")]), 1)
-        XCTAssertEqual(metrics.value("circuit_breaker_calls_total", base + [("result", "failed")]), 2)
+        XCTAssertEqual(metrics.value("circuit_breaker_calls_total", base + [("result", "success")]), 1)
+        XCTAssertEqual(metrics.value("circuit_breaker_calls_total", base + [("result", "failure")]), 2)
+        // The latency histogram, per result: one successful call, two failed attempts.
+        XCTAssertEqual(metrics.timer("circuit_breaker_call_duration_seconds", base + [("result", "success")]).count, 1)
+        XCTAssertEqual(metrics.timer("circuit_breaker_call_duration_seconds", base + [("result", "failure")]).count, 2)
         XCTAssertEqual(metrics.value("retry_attempts_total", base), 1)
         XCTAssertEqual(metrics.value("bulkhead_executions_total", base + [("state", "permitted")]), 3)
         XCTAssertEqual(metrics.value("circuit_breaker_state_changes_total", base + [("from", "closed"), ("to", "open")]), 1)

@@ -24,6 +24,12 @@ final class RecordingMetrics: MetricsFactory, Sendable {
         values.withLockedValue { $0[Self.key(label, dimensions)] ?? 0 }
     }
 
+    /// How many durations a timer recorded, and their sum in seconds.
+    func timer(_ label: String, _ dimensions: [(String, String)] = []) -> (count: Double, seconds: Double) {
+        let key = Self.key(label, dimensions)
+        return values.withLockedValue { ($0[key + "#count"] ?? 0, $0[key + "#seconds"] ?? 0) }
+    }
+
     private final class Handler: CounterHandler, RecorderHandler, TimerHandler, Sendable {
         let key: String
         let owner: RecordingMetrics
@@ -35,7 +41,12 @@ final class RecordingMetrics: MetricsFactory, Sendable {
         func reset() { owner.values.withLockedValue { $0[key] = 0 } }
         func record(_ value: Int64) { record(Double(value)) }
         func record(_ value: Double) { owner.values.withLockedValue { $0[key] = value } }
-        func recordNanoseconds(_ duration: Int64) {}
+        func recordNanoseconds(_ duration: Int64) {
+            owner.values.withLockedValue { v in
+                v[key + "#count", default: 0] += 1
+                v[key + "#seconds", default: 0] += Double(duration) / 1e9
+            }
+        }
     }
 
     func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
