@@ -5,6 +5,7 @@ import FuseboxCore
 import FuseboxRPC
 import FuseboxTLS
 import Logging
+import NIOHTTP1
 
 /// The Fusebox demo: a flaky upstream, and a service that calls it through a
 /// Fusebox guard and prints what its breaker does, one JSON object per line.
@@ -71,6 +72,8 @@ struct Service: AsyncParsableCommand {
     @Option(help: "Seconds to wait for the PING's answer before dropping the connection.")
     var keepaliveTimeoutSeconds: Double = 5
     @Option(help: "Stop after this many seconds (0: run until killed).") var durationSeconds: Double = 0
+    @Option(help: "Serve GET /health (the SDK's health report as JSON; 503 when critical) on this port of 127.0.0.1; 0 picks a free one (printed as a health-listening event); -1: off.")
+    var healthPort: Int = -1
     @Option(help: "Milliseconds a guarded call may run past the policy's attempt timeout before it counts as blocked (an over-attempt line).")
     var overAttemptGraceMs: Int64 = 100
 
@@ -116,6 +119,17 @@ struct Service: AsyncParsableCommand {
             "incarnation": fusebox.incarnation,
         ])
 
+        // The health endpoint runs beside the calls, until they end.
+        var healthTask: Task<Void, any Error>?
+        if healthPort >= 0 {
+            healthTask = Task {
+                try await TinyHTTPServer.run(host: "127.0.0.1", port: healthPort, announce: { Self.emit(["event": "health-listening", "port": $0]) }) { head in
+                    guard head.method == .GET, head.uri == "/health" else { return (.notFound, "text/plain", "GET /health\n") }
+                    let report = fusebox.health()
+                    return (report.status == .critical ? .serviceUnavailable : .ok, "application/json", report.json() + "\n")
+                }
+            }
+        }
         let started = ContinuousClock.now
         var lastStatus = ContinuousClock.now
         var counts = (ok: 0, failed: 0, rejected: 0)
@@ -166,6 +180,7 @@ struct Service: AsyncParsableCommand {
             }
             try await Task.sleep(for: .milliseconds(intervalMs))
         }
+        healthTask?.cancel()
         await fusebox.shutdown()
     }
 

@@ -23,44 +23,9 @@ final class FlakyUpstream: Sendable {
     }
 
     func run(host: String, port: Int) async throws {
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
-                }
-            }
-        let bound = server.channel.localAddress?.port ?? port
-        writeLine("upstream listening on \(host):\(bound)")
-        try await withThrowingDiscardingTaskGroup { group in
-            try await server.executeThenClose { connections in
-                for try await connection in connections {
-                    group.addTask { try? await self.serve(connection) }
-                }
-            }
-        }
-    }
-
-    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async throws {
-        try await connection.executeThenClose { inbound, outbound in
-            var head: HTTPRequestHead?
-            for try await part in inbound {
-                switch part {
-                case .head(let h): head = h
-                case .body: break
-                case .end:
-                    guard let h = head else { continue }
-                    let (status, body) = await answer(h)
-                    var headers = HTTPHeaders()
-                    headers.add(name: "content-length", value: "\(body.utf8.count)")
-                    headers.add(name: "content-type", value: "text/plain")
-                    try await outbound.write(.head(HTTPResponseHead(version: h.version, status: status, headers: headers)))
-                    try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body))))
-                    try await outbound.write(.end(nil))
-                    head = nil
-                }
-            }
+        try await TinyHTTPServer.run(host: host, port: port, announce: { writeLine("upstream listening on \(host):\($0)") }) { head in
+            let (status, body) = await self.answer(head)
+            return (status, "text/plain", body)
         }
     }
 
@@ -84,6 +49,55 @@ final class FlakyUpstream: Sendable {
             return (.ok, "calls=\(s.calls) failing=\(s.failing)\n")
         default:
             return (.notFound, "GET /call, POST /fail, POST /recover, GET /stats\n")
+        }
+    }
+}
+
+/// A small HTTP/1.1 server for the demo: each request is answered by
+/// `answer` (status, content type, body). Used by the upstream and by the
+/// service's `/health` endpoint.
+enum TinyHTTPServer {
+    typealias Answer = @Sendable (HTTPRequestHead) async -> (HTTPResponseStatus, String, String)
+
+    /// Serves until cancelled; `announce` gets the bound port (useful with port 0).
+    static func run(host: String, port: Int, announce: @Sendable (Int) -> Void, _ answer: @escaping Answer) async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                }
+            }
+        announce(server.channel.localAddress?.port ?? port)
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { connections in
+                for try await connection in connections {
+                    group.addTask { try? await serve(connection, answer) }
+                }
+            }
+        }
+    }
+
+    private static func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, _ answer: Answer) async throws {
+        try await connection.executeThenClose { inbound, outbound in
+            var head: HTTPRequestHead?
+            for try await part in inbound {
+                switch part {
+                case .head(let h): head = h
+                case .body: break
+                case .end:
+                    guard let h = head else { continue }
+                    let (status, contentType, body) = await answer(h)
+                    var headers = HTTPHeaders()
+                    headers.add(name: "content-length", value: "\(body.utf8.count)")
+                    headers.add(name: "content-type", value: contentType)
+                    try await outbound.write(.head(HTTPResponseHead(version: h.version, status: status, headers: headers)))
+                    try await outbound.write(.body(.byteBuffer(ByteBuffer(string: body))))
+                    try await outbound.write(.end(nil))
+                    head = nil
+                }
+            }
         }
     }
 }

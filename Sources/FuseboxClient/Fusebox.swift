@@ -92,6 +92,8 @@ public struct FuseboxConfiguration: Sendable {
     /// starts at most about `keepaliveInterval` + `keepaliveTimeout` +
     /// `stalenessBound` after fuseboxd stops answering. Default 5 s.
     public var keepaliveTimeout: Duration = .seconds(5)
+    /// When guards' health reports say warning or critical (`Fusebox.health()`).
+    public var healthThresholds = HealthThresholds()
     /// Called on every breaker state change this client applies.
     public var onStateChange: (@Sendable (BreakerStateChange) -> Void)?
     /// Called for each guard event: state changes, retries, rejections,
@@ -217,6 +219,26 @@ public final class Fusebox: Sendable {
 
     /// The policies held now.
     public var policies: PolicySnapshot { session.policies }
+
+    /// The health of every guard (last 100 calls and last hour: success rate,
+    /// mean/p95/p99 latency, the last errors and failure), each healthy,
+    /// warning or critical by `configuration.healthThresholds`, and the worst
+    /// of them; warning too while the breakers run locally. `json()` gives
+    /// it as JSON, e.g. for a `/health` endpoint.
+    public func health() -> FuseboxHealth {
+        let guards = session.state.guards.sorted { ($0.registry, $0.name) < ($1.registry, $1.name) }.map { $0.health() }
+        var status = guards.map(\.status).max() ?? .healthy
+        var reasons: [String] = []
+        if mode == .local {
+            status = max(status, .warning)
+            reasons.append("fuseboxd out of reach: breakers run locally")
+        }
+        for g in guards { reasons += g.reasons.map { "\(g.registry)/\(g.name): \($0)" } }
+        let staleness = session.staleness
+        return FuseboxHealth(
+            status: status, reasons: reasons, mode: mode.rawValue,
+            stalenessSeconds: Double(staleness.components.seconds) + Double(staleness.components.attoseconds) / 1e18, guards: guards)
+    }
 
     /// Stops the session (wherever it runs) and waits until it has ended:
     /// what was counted but not reported goes out first; the last batch says

@@ -28,6 +28,7 @@ extension Guard {
 
     /// A rejection, announced.
     func rejected(_ error: GuardError) -> GuardError {
+        healthRecorder.recordRejected()
         emit(.rejected(error.kind))
         return error
     }

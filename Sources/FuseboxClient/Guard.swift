@@ -30,6 +30,8 @@ public final class Guard: Sendable {
     public let classifier: ErrorClassifier
     let runtime: ManagedAtomic<GuardRuntime>
     let metrics: GuardMetrics
+    /// The last 100 calls and the last hour, for `health()`.
+    let healthRecorder = HealthRecorder()
     let session: FleetSession
     let onEvent: (@Sendable (GuardEvent) -> Void)?
     private let random = ManagedAtomic<UInt64>(0x9E37_79B9_7F4A_7C15)
@@ -131,6 +133,14 @@ public final class Guard: Sendable {
     /// runs its operation again (a load already running still stores its result).
     public func invalidateCache(_ cacheKey: String) {
         runtime.load(ordering: .acquiring).cache?.invalidate(cacheKey)
+    }
+
+    /// This guard's health: its last 100 calls and last hour, its last
+    /// errors, and the status the configured thresholds give.
+    public func health(thresholds: HealthThresholds? = nil) -> GuardHealth {
+        healthRecorder.report(
+            registry: registry, name: name, policy: policyName, breakerState: breakerState?.state.displayName,
+            thresholds: thresholds ?? session.configuration.healthThresholds)
     }
 
     /// Drops every cached result of this guard.
@@ -278,8 +288,12 @@ public final class Guard: Sendable {
         }
         breaker.calls.count(outcome)
         switch outcome {
-        case .success, .slowSuccess: metrics.durationSuccess.recordNanoseconds(nanos)
-        case .failure, .slowFailure: metrics.durationFailure.recordNanoseconds(nanos)
+        case .success, .slowSuccess:
+            metrics.durationSuccess.recordNanoseconds(nanos)
+            healthRecorder.record(latencyNs: nanos, failed: false, error: nil)
+        case .failure, .slowFailure:
+            metrics.durationFailure.recordNanoseconds(nanos)
+            healthRecorder.record(latencyNs: nanos, failed: true, error: error)
         case .ignored: break
         }
         emit(.call(outcome: outcome, latency: elapsed))

@@ -339,3 +339,27 @@ final class GuardPatternTests: GuardTestCase {
         XCTAssertGreaterThanOrEqual(metrics.value("fusebox_client_staleness_seconds"), 2)
     }
 }
+
+extension GuardPatternTests {
+    /// `Fusebox.health()` follows the calls and the breaker: healthy, then
+    /// critical with the reason once the breaker opens, counting rejections.
+    func testTheHealthReportFollowsTheCallsAndTheBreaker() async throws {
+        let f = try await start([breakerPolicy("watched", failures: 3)])
+        let g = f.guard("inventory", policy: "watched")
+        for i in 0..<20 { _ = try await g.run { i } }
+        XCTAssertEqual(f.health().status, .healthy)
+        for _ in 0..<3 { _ = try? await g.run { () async throws -> Int in throw Boom() } }
+        await waitUntil("the breaker opens") { g.breakerState?.state == .open }
+        _ = try? await g.run { 1 }
+        let h = f.health()
+        XCTAssertEqual(h.status, .critical)
+        XCTAssertTrue(h.reasons.contains("default/inventory: breaker OPEN: calls are rejected"), "\(h.reasons)")
+        let inventory = try XCTUnwrap(h.guards.first { $0.name == "inventory" })
+        XCTAssertEqual(inventory.lastCalls.calls, 23)
+        XCTAssertEqual(inventory.lastCalls.failures, 3)
+        XCTAssertEqual(inventory.lastCalls.rejected, 1)
+        XCTAssertNotNil(inventory.lastFailureAt)
+        XCTAssertEqual(inventory.lastErrors.count, 3)
+        XCTAssertTrue(h.json().contains("\"name\":\"inventory\""))
+    }
+}

@@ -76,6 +76,49 @@ final class FleetAgreementTests: XCTestCase {
         XCTAssertEqual(try fleet.serverBreaker()?.state, "CLOSED")
     }
 
+    /// The example service serves the SDK's health report at /health:
+    /// healthy while the upstream answers, critical (503) with the reason
+    /// once the breaker is open.
+    func testTheExampleServesTheHealthReport() throws {
+        let service = try fleet.startService("svc-health", extra: ["--health-port", "0"])
+        guard let line = service.waitForLine(timeout: 30, { $0.contains("\"event\":\"health-listening\"") }),
+            let data = line.data(using: .utf8), let event = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let port = event["port"] as? Int
+        else { return XCTFail("no health-listening event: \(service.text) \(service.stderrTail())") }
+        func health() throws -> (status: Int, report: [String: Any]) {
+            let script = """
+                import urllib.request, sys
+                try:
+                    r = urllib.request.urlopen("http://127.0.0.1:\(port)/health", timeout=5)
+                    print(r.status); print(r.read().decode())
+                except urllib.error.HTTPError as e:
+                    print(e.code); print(e.read().decode())
+                """
+            let out = try runProcess(["python3", "-c", script], timeout: 20).output.split(separator: "\n", maxSplits: 1)
+            let status = Int(out.first ?? "") ?? 0
+            let body = out.count > 1 ? String(out[1]) : "{}"
+            return (status, (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]) ?? [:])
+        }
+        XCTAssertTrue(try eventually(20) { try fleet.upstreamCalls() > 20 }, "the service is not calling the upstream")
+        let healthy = try health()
+        XCTAssertEqual(healthy.status, 200)
+        XCTAssertEqual(healthy.report["status"] as? String, "healthy", "\(healthy.report)")
+        let guards = healthy.report["guards"] as? [[String: Any]] ?? []
+        XCTAssertEqual(guards.first?["name"] as? String, "orders-upstream")
+        XCTAssertGreaterThan((guards.first?["lastCalls"] as? [String: Any])?["calls"] as? Int ?? 0, 10)
+
+        _ = try fleet.upstreamRequest("POST", "/fail")
+        let turned = try eventually(20) { try health().status == 503 }
+        XCTAssertTrue(turned, "the report did not turn critical")
+        let critical = try health().report
+        XCTAssertEqual(critical["status"] as? String, "critical")
+        let reasons = (critical["reasons"] as? [String]) ?? []
+        XCTAssertTrue(reasons.contains { $0.contains("orders-upstream") && $0.contains("OPEN") }, "\(reasons)")
+        let lastErrors = ((critical["guards"] as? [[String: Any]])?.first?["lastErrors"] as? [[String: Any]]) ?? []
+        XCTAssertTrue(lastErrors.contains { ($0["error"] as? String)?.contains("503") ?? false }, "\(lastErrors)")
+        _ = try fleet.upstreamRequest("POST", "/recover")
+    }
+
     func testForceOpenFromTheCLIReachesEveryServiceWithinOneSecond() throws {
         let ids = try startThree()
 

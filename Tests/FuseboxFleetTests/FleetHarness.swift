@@ -60,7 +60,7 @@ final class Fleet: @unchecked Sendable {
     @discardableResult
     func startService(
         _ id: String, policy: String = "fleet-test", staleness: Double = 30, cacheDir: String? = nil, upstreamPort: Int? = nil,
-        servers: String? = nil
+        servers: String? = nil, extra: [String] = []
     ) throws -> LaunchedProcess {
         let s = try LaunchedProcess(builtProduct("fusebox-example"), [
             "service", "--upstream", "127.0.0.1:\(upstreamPort ?? self.upstreamPort)", "--server", servers ?? "127.0.0.1:\(server.port)",
@@ -68,7 +68,7 @@ final class Fleet: @unchecked Sendable {
             "--key", try TestCertificates.path("reporter.key"), "--guard-name", "orders-upstream", "--policy", policy,
             "--client-id", id, "--cache-dir", cacheDir ?? "\(directory)/cache-\(id)", "--interval-ms", "20", "--status-ms", "100",
             "--staleness-seconds", "\(staleness)", "--startup-timeout-seconds", "2",
-        ])
+        ] + extra)
         services[id] = s
         return s
     }
