@@ -23,6 +23,8 @@ final class OutcomeReporter: Sendable {
     let batchSize: UInt64
 
     private let sequence = NIOLockedValueBox<UInt64>(0)
+    /// The mode the last batch said, and when a batch last said LOCAL.
+    private let said = NIOLockedValueBox<(mode: ClientMode, localAt: ContinuousClock.Instant?)>((.fleet, nil))
     private let flush: AsyncStream<Void>.Continuation
     private let flushes: AsyncStream<Void>
     /// Encoded batches waiting for the StreamOutcomes call.
@@ -105,12 +107,19 @@ final class OutcomeReporter: Sendable {
         }
         if state.mode == .local {
             localMode.tick(now: wallNow())
+            sayLocal()
             return
         }
         var batch = Fusebox_V1_OutcomeBatch()
         batch.clientId = state.configuration.clientID
         batch.incarnation = incarnation
         batch.final = final
+        batch.mode = .fleet
+        // Back from local mode: say so, even without outcomes, so fuseboxd stops counting this client as local.
+        let announce = said.withLockedValue { s in
+            defer { s.mode = .fleet }
+            return s.mode == .local
+        }
         var failures = false
         for breaker in state.breakers {
             let drained = breaker.tally.drain()
@@ -131,11 +140,8 @@ final class OutcomeReporter: Sendable {
             }
             batch.breakers.append(entry)
         }
-        guard !batch.breakers.isEmpty || final else { return }
-        batch.sequence = sequence.withLockedValue { s in
-            s += 1
-            return s
-        }
+        guard !batch.breakers.isEmpty || final || announce else { return }
+        batch.sequence = nextSequence()
         guard unary else {
             // The normal path: onto the open StreamOutcomes call (one per client).
             guard let bytes = try? batch.encode() else { return }
@@ -149,6 +155,34 @@ final class OutcomeReporter: Sendable {
     /// with a status worth retrying (a replica failing over, a store that
     /// could not take a breaker's change): the batch keeps its sequence, so
     /// one fuseboxd already counted is answered `duplicate` and not counted twice.
+    private func nextSequence() -> UInt64 {
+        sequence.withLockedValue { s in
+            s += 1
+            return s
+        }
+    }
+
+    /// In local mode, at most once a second: a batch without outcomes (they
+    /// belong to the local breakers) that tells fuseboxd this client runs
+    /// locally, queued for the StreamOutcomes call, which delivers it if and
+    /// when it reaches a server.
+    private func sayLocal() {
+        let due = said.withLockedValue { s -> Bool in
+            s.mode = .local
+            guard s.localAt.map({ ContinuousClock.now - $0 >= .seconds(1) }) ?? true else { return false }
+            s.localAt = .now
+            return true
+        }
+        guard due else { return }
+        var batch = Fusebox_V1_OutcomeBatch()
+        batch.clientId = state.configuration.clientID
+        batch.incarnation = incarnation
+        batch.mode = .local
+        batch.sequence = nextSequence()
+        guard let bytes = try? batch.encode() else { return }
+        outbox.push(ReportOutbox.QueuedBatch(bytes: bytes, carriesFailures: false))
+    }
+
     private func sendUnary(_ batch: Fusebox_V1_OutcomeBatch) async {
         var delay = Duration.milliseconds(100)
         for attempt in 1...3 {

@@ -219,7 +219,8 @@ public final class FuseboxServerApp: Sendable {
                     ServerMetrics.gauges(
                         connections: self.rpc.openConnections, callsInFlight: self.rpc.callsInFlight, connectionTasks: self.rpc.connectionTasks,
                         breakerWatchers: self.authority.watcherCount,
-                        registryWatchers: self.registry.watcherCount, silentReporters: self.leadingCoordinator?.silentReporters() ?? 0)
+                        registryWatchers: self.registry.watcherCount, silentReporters: self.leadingCoordinator?.silentReporters() ?? 0,
+                        localModeClients: self.leadingCoordinator?.localModeClients() ?? 0)
                     try? await Task.sleep(for: .seconds(1))
                 }
             }

@@ -114,6 +114,30 @@ final class OutcomeReportingTests: XCTestCase {
 }
 
 extension OutcomeReportingTests {
+    /// Batches say the client's mode: FLEET with outcomes; in local mode
+    /// (here: no watch ever opens, the staleness bound is 300 ms) a batch
+    /// without outcomes says LOCAL, so the server counts it exactly.
+    func testBatchesSayTheClientsMode() async throws {
+        var configuration = FuseboxConfiguration(
+            host: "127.0.0.1", port: server.port,
+            tls: .client(
+                trustRootsPath: try TestCertificates.path("ca.pem"),
+                certificateChainPath: try TestCertificates.path("reporter.pem"),
+                privateKeyPath: try TestCertificates.path("reporter.key")),
+            clientID: "mode-test", cacheDirectory: work + "/cache")
+        configuration.stalenessBound = .milliseconds(300)
+        let fusebox = try await Fusebox.start(configuration, group: group)
+        _ = try await fusebox.guard("payments", policy: "quorum").run { 1 }
+        await waitUntil("a LOCAL batch reaches the stand-in", timeout: 10) { self.standIn.batches.contains { $0.batch.mode == .local } }
+        XCTAssertEqual(fusebox.mode, .local)
+        let batches = standIn.batches
+        let withOutcomes = batches.filter { !$0.batch.breakers.isEmpty }
+        XCTAssertFalse(withOutcomes.isEmpty)
+        XCTAssertTrue(withOutcomes.allSatisfy { $0.batch.mode == .fleet }, "\(withOutcomes.map(\.batch.mode))")
+        XCTAssertTrue(batches.filter { $0.batch.mode == .local }.allSatisfy { $0.batch.breakers.isEmpty })
+        await fusebox.shutdown()
+    }
+
     /// A StreamOutcomes call that fails (here: UNAVAILABLE, as from a replica
     /// that lost its leader) loses no outcomes: its batches go out again on
     /// the next call, and none is counted twice.

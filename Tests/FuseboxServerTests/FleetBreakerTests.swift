@@ -109,6 +109,25 @@ final class FleetBreakerTests: XCTestCase {
         await reporter.close()
     }
 
+    /// The server counts the clients whose last batch said LOCAL.
+    func testClientsSayingTheyRunLocallyAreCounted() async throws {
+        try await putFleetPolicy(admin, name: "fleet")
+        let reporter = try server.client("reporter", group: group)
+        var local = batch(client: "cut-off", breaker: "ok", generation: 0, success: 1)
+        local.breakers = []
+        local.mode = .local
+        local.incarnation = 1
+        local.sequence = 1
+        _ = try await report(reporter, local)
+        XCTAssertEqual(server.app.coordinator?.localModeClients(), 1)
+        var back = local
+        back.mode = .fleet
+        back.sequence = 2
+        _ = try await report(reporter, back)
+        XCTAssertEqual(server.app.coordinator?.localModeClients(), 0)
+        await reporter.close()
+    }
+
     /// Refused entries are named by their index in the request as sent, in
     /// request order, even when an entry before them was refused on its own.
     func testRefusedEntriesAreNamedByTheirIndexAsSent() async throws {

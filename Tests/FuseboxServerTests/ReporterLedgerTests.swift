@@ -23,6 +23,26 @@ import Testing
         #expect(ledger.count == 1)
     }
 
+    @Test func clientsInLocalModeAreCountedUntilTheySayFleetLeaveOrAreForgotten() {
+        var ledger = ReporterLedger(idleAfterMs: 1_000, forgetAfterMs: 10_000)
+        _ = ledger.admit(client: "a", incarnation: 7, sequence: 1, local: true, at: at(0))
+        _ = ledger.admit(client: "b", incarnation: 7, sequence: 1, local: true, at: at(0))
+        _ = ledger.admit(client: "c", incarnation: 7, sequence: 1, at: at(0))
+        #expect(ledger.localModeClients == 2)
+        _ = ledger.admit(client: "a", incarnation: 7, sequence: 2, local: true, at: at(1))
+        #expect(ledger.localModeClients == 2, "saying it again counts once")
+        _ = ledger.admit(client: "a", incarnation: 7, sequence: 3, local: false, at: at(2))
+        #expect(ledger.localModeClients == 1, "back in fleet mode")
+        _ = ledger.admit(client: "b", incarnation: 6, sequence: 9, local: false, at: at(3))
+        #expect(ledger.localModeClients == 1, "a replaced process's word does not count")
+        ledger.farewell(client: "b", incarnation: 7)
+        #expect(ledger.localModeClients == 0, "a client that said goodbye is not counted")
+        _ = ledger.admit(client: "d", incarnation: 1, sequence: 1, local: true, at: at(4))
+        #expect(ledger.localModeClients == 1)
+        _ = ledger.silentReporters(at: at(20_000))
+        #expect(ledger.localModeClients == 0, "forgotten clients are not counted")
+    }
+
     @Test func aRetransmittedBatchIsADuplicate() {
         var ledger = ReporterLedger()
         #expect(ledger.admit(client: "a", incarnation: 7, sequence: 5, at: at(0)) == .fresh)

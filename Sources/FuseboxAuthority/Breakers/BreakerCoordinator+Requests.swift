@@ -9,7 +9,8 @@ extension BreakerCoordinator {
         var result = ReportResult()
         var waits: [(index: Int, ticket: UInt64)] = []
         state.withLockedValue { s in
-            let admission = s.ledger.admit(client: batch.client, incarnation: batch.incarnation, sequence: batch.sequence, at: now)
+            let admission = s.ledger.admit(
+                client: batch.client, incarnation: batch.incarnation, sequence: batch.sequence, local: batch.local, at: now)
             if batch.final { s.ledger.farewell(client: batch.client, incarnation: batch.incarnation) }
             guard admission == .fresh else {
                 result.duplicate = true
@@ -56,6 +57,11 @@ extension BreakerCoordinator {
         }
         result.rejected.sort { $0.index < $1.index }
         return result
+    }
+
+    /// Reporters whose last batch said they run their breakers locally.
+    public func localModeClients() -> Int {
+        state.withLockedValue { $0.ledger.localModeClients }
     }
 
     /// Reporters heard from in the last 10 minutes but not in the last

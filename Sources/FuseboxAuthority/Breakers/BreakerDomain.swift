@@ -129,6 +129,8 @@ public struct OutcomeBatchReport: Sendable {
     public var sequence: UInt64
     /// The process shuts down cleanly after this batch.
     public var final: Bool
+    /// The client said it runs its breakers locally (fuseboxd out of reach for its watches).
+    public var local: Bool = false
     /// The breakers.
     public var breakers: [ReportedBreaker]
 

@@ -46,6 +46,8 @@ public struct ReporterLedger: Sendable {
         /// The last sequence counted from batches with incarnation 0.
         var unknownIncarnationSequence: UInt64
         var lastReportAt: Timestamp
+        /// Its last batch said it runs its breakers locally.
+        var local = false
         var previous: Int
         var next: Int
     }
@@ -62,6 +64,8 @@ public struct ReporterLedger: Sendable {
     private var index: [String: Int] = [:]
     private var nodes: [Reporter] = []
     private var freeSlots: [Int] = []
+    /// Clients held whose last batch said LOCAL.
+    private var localClients = 0
     /// Least recently heard.
     private var head = ReporterLedger.none
     /// Most recently heard.
@@ -83,8 +87,9 @@ public struct ReporterLedger: Sendable {
 
     /// Decides whether the batch `sequence` of `client`'s run `incarnation`
     /// is counted, and records that the client was heard from at `now`
-    /// (duplicates too: the client is alive).
-    public mutating func admit(client: String, incarnation: UInt64, sequence: UInt64, at now: Timestamp) -> Admission {
+    /// (duplicates too: the client is alive) and whether it said it runs its
+    /// breakers locally (`local`; a replaced incarnation's word is ignored).
+    public mutating func admit(client: String, incarnation: UInt64, sequence: UInt64, local: Bool = false, at now: Timestamp) -> Admission {
         pruneExpired(at: now)
         guard let slot = index[client] else {
             insert(
@@ -92,8 +97,10 @@ public struct ReporterLedger: Sendable {
                     client: client, incarnation: incarnation, sequence: incarnation == 0 ? 0 : sequence,
                     unknownIncarnationSequence: incarnation == 0 ? sequence : 0, lastReportAt: now,
                     previous: Self.none, next: Self.none))
+            if let slot = index[client] { setLocal(slot, local) }
             return .fresh
         }
+        if incarnation == 0 || incarnation >= nodes[slot].incarnation { setLocal(slot, local) }
         nodes[slot].lastReportAt = now
         moveToTail(slot)
         if incarnation == 0 {
@@ -124,6 +131,16 @@ public struct ReporterLedger: Sendable {
     public mutating func farewell(client: String, incarnation: UInt64) {
         guard let slot = index[client], incarnation >= nodes[slot].incarnation else { return }
         remove(slot)
+    }
+
+    /// Clients held whose last batch said they run their breakers locally
+    /// (until they say otherwise, say farewell or are forgotten).
+    public var localModeClients: Int { localClients }
+
+    private mutating func setLocal(_ slot: Int, _ local: Bool) {
+        guard nodes[slot].local != local else { return }
+        nodes[slot].local = local
+        localClients += local ? 1 : -1
     }
 
     /// When `client` last reported; nil if it never did, said farewell, or
@@ -171,6 +188,7 @@ public struct ReporterLedger: Sendable {
     }
 
     private mutating func remove(_ slot: Int) {
+        setLocal(slot, false)
         unlink(slot)
         index[nodes[slot].client] = nil
         nodes[slot].client = ""

@@ -202,8 +202,9 @@ public struct BreakerService: Sendable {
                 probes: entry.probes.map { ProbeResult(permitID: $0.permitId, outcome: BreakerMapping.outcome($0.outcome)) })
             entries.append(ReportedBreaker(key: key, policy: entry.policy.isEmpty ? nil : entry.policy, report: report))
         }
-        let report = OutcomeBatchReport(
+        var report = OutcomeBatchReport(
             client: batch.clientId, incarnation: batch.incarnation, sequence: batch.sequence, final: batch.final, breakers: entries)
+        report.local = batch.mode == .local
         return DecodedBatch(report: report, rejected: rejected, wireIndex: wireIndex)
     }
 

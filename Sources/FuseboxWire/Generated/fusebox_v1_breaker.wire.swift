@@ -81,6 +81,13 @@ public struct Fusebox_V1_OutcomeBatch: Sendable, Equatable {
     /// carry no breakers). The server then forgets the client at once, so it is
     /// not counted among the reporters that went silent.
     public var final: Bool = false
+    /// The mode the client runs in when it sends the batch. A client whose
+    /// watches have been down beyond its staleness bound runs its breakers
+    /// locally (LOCAL) and sends, when it can reach a server at all, batches
+    /// without outcomes that say so. The server counts the clients whose last
+    /// batch said LOCAL (fusebox_clients_local_mode) until they say FLEET,
+    /// say goodbye or are forgotten. UNSPECIFIED: not said (counted as FLEET).
+    public var mode: Fusebox_V1_ClientMode = .unspecified
 
     /// Creates a message with every field at its default.
     public init() {}
@@ -435,6 +442,42 @@ public enum Fusebox_V1_Outcome: Sendable, Hashable, CaseIterable {
     }
 }
 
+/// How a client runs its breakers.
+public enum Fusebox_V1_ClientMode: Sendable, Hashable, CaseIterable {
+    /// Not said.
+    case unspecified
+    /// Following the fleet's states, as fuseboxd pushes them.
+    case fleet
+    /// Deciding locally: fuseboxd out of reach beyond the staleness bound.
+    case local
+    /// A value this version of the Protos does not define, kept as received so that
+    /// it survives a round trip. Validation at the RPC boundary rejects it.
+    case unrecognized(Int32)
+
+    /// Every value this version of the Protos defines.
+    public static let allCases: [Self] = [.unspecified, .fleet, .local]
+
+    /// Creates the value for a wire number; an unknown number becomes `.unrecognized`.
+    public init(rawValue: Int32) {
+        switch rawValue {
+        case 0: self = .unspecified
+        case 1: self = .fleet
+        case 2: self = .local
+        default: self = .unrecognized(rawValue)
+        }
+    }
+
+    /// The wire number.
+    public var rawValue: Int32 {
+        switch self {
+        case .unspecified: return 0
+        case .fleet: return 1
+        case .local: return 2
+        case .unrecognized(let value): return value
+        }
+    }
+}
+
 extension Fusebox_V1_OutcomeCounts: WireMessage {
     /// The full Protobuf name, "fusebox.v1.OutcomeCounts".
     public static var protoName: String { "fusebox.v1.OutcomeCounts" }
@@ -588,6 +631,7 @@ extension Fusebox_V1_OutcomeBatch: WireMessage {
         }
         self.incarnation = c.pointee.incarnation
         self.final = (c.pointee.final != 0)
+        self.mode = Fusebox_V1_ClientMode(rawValue: Int32(truncatingIfNeeded: c.pointee.mode.rawValue))
     }
 
     func cMessage(in arena: CArena) -> UnsafeMutablePointer<Fusebox__V1__OutcomeBatch> {
@@ -599,6 +643,7 @@ extension Fusebox_V1_OutcomeBatch: WireMessage {
         c.pointee.breakers = arena.pointers(self.breakers) { $0.cMessage(in: arena) }
         c.pointee.incarnation = self.incarnation
         c.pointee.final = (self.final ? 1 : 0)
+        c.pointee.mode = .init(rawValue: .init(truncatingIfNeeded: self.mode.rawValue))
         return c
     }
 }

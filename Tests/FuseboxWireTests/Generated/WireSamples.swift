@@ -479,7 +479,7 @@ extension Fusebox_V1_BreakerOutcomes: WireSampled {
 
 extension Fusebox_V1_OutcomeBatch: WireSampled {
     static var sampleVariants: Int { 1 }
-    static var fieldCount: Int { 5 }
+    static var fieldCount: Int { 6 }
     static func sample(_ variant: Int) -> Self {
         var m = Self()
         m.clientId = "client_id-\(variant)-0-é✓"
@@ -487,6 +487,7 @@ extension Fusebox_V1_OutcomeBatch: WireSampled {
         m.breakers = [Fusebox_V1_BreakerOutcomes.sample(variant % 1), Fusebox_V1_BreakerOutcomes.sample(variant % 1)]
         m.incarnation = 4000000000001
         m.final = true
+        m.mode = .init(rawValue: 2)
         return m
     }
 }

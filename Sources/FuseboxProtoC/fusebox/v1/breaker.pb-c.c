@@ -1106,7 +1106,7 @@ const ProtobufCMessageDescriptor fusebox__v1__breaker_outcomes__descriptor =
   (ProtobufCMessageInit) fusebox__v1__breaker_outcomes__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fusebox__v1__outcome_batch__field_descriptors[5] =
+static const ProtobufCFieldDescriptor fusebox__v1__outcome_batch__field_descriptors[6] =
 {
   {
     "client_id",
@@ -1168,18 +1168,31 @@ static const ProtobufCFieldDescriptor fusebox__v1__outcome_batch__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "mode",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Fusebox__V1__OutcomeBatch, mode),
+    &fusebox__v1__client_mode__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fusebox__v1__outcome_batch__field_indices_by_name[] = {
   2,   /* field[2] = breakers */
   0,   /* field[0] = client_id */
   4,   /* field[4] = final */
   3,   /* field[3] = incarnation */
+  5,   /* field[5] = mode */
   1,   /* field[1] = sequence */
 };
 static const ProtobufCIntRange fusebox__v1__outcome_batch__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor fusebox__v1__outcome_batch__descriptor =
 {
@@ -1189,7 +1202,7 @@ const ProtobufCMessageDescriptor fusebox__v1__outcome_batch__descriptor =
   "Fusebox__V1__OutcomeBatch",
   "fusebox.v1",
   sizeof(Fusebox__V1__OutcomeBatch),
-  5,
+  6,
   fusebox__v1__outcome_batch__field_descriptors,
   fusebox__v1__outcome_batch__field_indices_by_name,
   1,  fusebox__v1__outcome_batch__number_ranges,
@@ -2412,6 +2425,36 @@ const ProtobufCEnumDescriptor fusebox__v1__outcome__descriptor =
   fusebox__v1__outcome__enum_values_by_name,
   1,
   fusebox__v1__outcome__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue fusebox__v1__client_mode__enum_values_by_number[3] =
+{
+  { "CLIENT_MODE_UNSPECIFIED", "FUSEBOX__V1__CLIENT_MODE__CLIENT_MODE_UNSPECIFIED", 0 },
+  { "CLIENT_MODE_FLEET", "FUSEBOX__V1__CLIENT_MODE__CLIENT_MODE_FLEET", 1 },
+  { "CLIENT_MODE_LOCAL", "FUSEBOX__V1__CLIENT_MODE__CLIENT_MODE_LOCAL", 2 },
+};
+static const ProtobufCIntRange fusebox__v1__client_mode__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex fusebox__v1__client_mode__enum_values_by_name[3] =
+{
+  { "CLIENT_MODE_FLEET", 1 },
+  { "CLIENT_MODE_LOCAL", 2 },
+  { "CLIENT_MODE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor fusebox__v1__client_mode__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "fusebox.v1.ClientMode",
+  "ClientMode",
+  "Fusebox__V1__ClientMode",
+  "fusebox.v1",
+  3,
+  fusebox__v1__client_mode__enum_values_by_number,
+  3,
+  fusebox__v1__client_mode__enum_values_by_name,
+  1,
+  fusebox__v1__client_mode__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
 static const ProtobufCMethodDescriptor fusebox__v1__breaker_service__method_descriptors[6] =

@@ -108,6 +108,24 @@ typedef enum _Fusebox__V1__Outcome {
   FUSEBOX__V1__OUTCOME__OUTCOME_IGNORED = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FUSEBOX__V1__OUTCOME)
 } Fusebox__V1__Outcome;
+/*
+ * How a client runs its breakers.
+ */
+typedef enum _Fusebox__V1__ClientMode {
+  /*
+   * Not said.
+   */
+  FUSEBOX__V1__CLIENT_MODE__CLIENT_MODE_UNSPECIFIED = 0,
+  /*
+   * Following the fleet's states, as fuseboxd pushes them.
+   */
+  FUSEBOX__V1__CLIENT_MODE__CLIENT_MODE_FLEET = 1,
+  /*
+   * Deciding locally: fuseboxd out of reach beyond the staleness bound.
+   */
+  FUSEBOX__V1__CLIENT_MODE__CLIENT_MODE_LOCAL = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FUSEBOX__V1__CLIENT_MODE)
+} Fusebox__V1__ClientMode;
 
 /* --- messages --- */
 
@@ -245,10 +263,19 @@ struct  Fusebox__V1__OutcomeBatch
    * not counted among the reporters that went silent.
    */
   protobuf_c_boolean final;
+  /*
+   * The mode the client runs in when it sends the batch. A client whose
+   * watches have been down beyond its staleness bound runs its breakers
+   * locally (LOCAL) and sends, when it can reach a server at all, batches
+   * without outcomes that say so. The server counts the clients whose last
+   * batch said LOCAL (fusebox_clients_local_mode) until they say FLEET,
+   * say goodbye or are forgotten. UNSPECIFIED: not said (counted as FLEET).
+   */
+  Fusebox__V1__ClientMode mode;
 };
 #define FUSEBOX__V1__OUTCOME_BATCH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fusebox__v1__outcome_batch__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0, FUSEBOX__V1__CLIENT_MODE__CLIENT_MODE_UNSPECIFIED }
 
 
 /*
@@ -1193,6 +1220,7 @@ void fusebox__v1__breaker_service__list_breakers(ProtobufCService *service,
 
 extern const ProtobufCEnumDescriptor    fusebox__v1__breaker_state__descriptor;
 extern const ProtobufCEnumDescriptor    fusebox__v1__outcome__descriptor;
+extern const ProtobufCEnumDescriptor    fusebox__v1__client_mode__descriptor;
 extern const ProtobufCMessageDescriptor fusebox__v1__outcome_counts__descriptor;
 extern const ProtobufCMessageDescriptor fusebox__v1__probe_result__descriptor;
 extern const ProtobufCMessageDescriptor fusebox__v1__breaker_outcomes__descriptor;
