@@ -6,6 +6,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 public import ServiceLifecycle
+import Tracing
 
 /// The client's side of the fleet, as a swift-service-lifecycle `Service`:
 /// the watches that push breaker states and policies (`BreakerWatch`,
@@ -38,6 +39,8 @@ public final class FleetSession: Service, Sendable {
     let deadlines: DeadlineTimer
     let fallbackHandlers = FallbackHandlers()
     let logger: Logger
+    /// Where guards' spans go; nil when nothing records them.
+    let tracer: (any Tracer)?
 
     private enum Lifecycle {
         case idle
@@ -67,6 +70,8 @@ public final class FleetSession: Service, Sendable {
         self.permits = PermitRequester(state: state, client: client)
         self.reporter = OutcomeReporter(state: state, client: client, localMode: localMode, incarnation: incarnation)
         self.deadlines = DeadlineTimer(eventLoop: eventLoop)
+        let bootstrapped = InstrumentationSystem.tracer
+        self.tracer = configuration.tracer ?? (bootstrapped is NoOpTracer ? nil : bootstrapped)
         (work, workQueue) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
         Self.live.wrappingIncrement(ordering: .relaxed)
     }

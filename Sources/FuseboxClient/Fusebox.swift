@@ -5,6 +5,7 @@ public import FuseboxTLS
 public import Logging
 public import NIOCore
 public import NIOPosix
+public import Tracing
 
 /// A breaker's state change as this client saw it.
 public struct BreakerStateChange: Sendable, Hashable {
@@ -92,6 +93,10 @@ public struct FuseboxConfiguration: Sendable {
     /// starts at most about `keepaliveInterval` + `keepaliveTimeout` +
     /// `stalenessBound` after fuseboxd stops answering. Default 5 s.
     public var keepaliveTimeout: Duration = .seconds(5)
+    /// Where guarded operations' spans go (one span, `fusebox.guard`, per
+    /// `run`); nil: the tracer bootstrapped with `InstrumentationSystem`
+    /// when the session starts, and no spans when that is the no-op one.
+    public var tracer: (any Tracer)?
     /// When guards' health reports say warning or critical (`Fusebox.health()`).
     public var healthThresholds = HealthThresholds()
     /// Called on every breaker state change this client applies.

@@ -76,13 +76,15 @@ public final class Guard: Sendable {
     /// (first come, first served within a priority).
     public func run<T: Sendable>(priority: Int = 0, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         if priority != 0 { return try await BulkheadPriority.$value.withValue(priority) { try await run(operation) } }
-        let rt = runtime.load(ordering: .acquiring)
-        do {
-            guard rt.policy.timeout?.totalMs != nil else { return try await retrying(rt, operation) }
-            return try await withTotalTimeout(rt) { try await self.retrying(rt, operation) }
-        } catch {
-            if let value: T = try await policyFallback(rt, error, cacheKey: nil) { return value }
-            throw error
+        return try await traced {
+            let rt = runtime.load(ordering: .acquiring)
+            do {
+                guard rt.policy.timeout?.totalMs != nil else { return try await retrying(rt, operation) }
+                return try await withTotalTimeout(rt) { try await self.retrying(rt, operation) }
+            } catch {
+                if let value: T = try await policyFallback(rt, error, cacheKey: nil) { return value }
+                throw error
+            }
         }
     }
 
@@ -95,13 +97,16 @@ public final class Guard: Sendable {
         if priority != 0 {
             return try await BulkheadPriority.$value.withValue(priority) { try await run(fallback: fallback, operation) }
         }
-        let rt = runtime.load(ordering: .acquiring)
-        do {
-            return try await withTotalTimeout(rt) { try await self.retrying(rt, operation) }
-        } catch {
-            guard answers(rt, error) else { throw error }
-            if let value: T = try await policyFallback(rt, error, cacheKey: nil) { return value }
-            return try await fallback(error)
+        return try await traced {
+            let rt = runtime.load(ordering: .acquiring)
+            do {
+                return try await withTotalTimeout(rt) { try await self.retrying(rt, operation) }
+            } catch {
+                guard answers(rt, error) else { throw error }
+                if let value: T = try await policyFallback(rt, error, cacheKey: nil) { return value }
+                CallTrace.current?.fellBack()
+                return try await fallback(error)
+            }
         }
     }
 
@@ -118,14 +123,17 @@ public final class Guard: Sendable {
         if priority != 0 {
             return try await BulkheadPriority.$value.withValue(priority) { try await run(cacheKey: cacheKey, fallback: fallback, operation) }
         }
-        let rt = runtime.load(ordering: .acquiring)
-        do {
-            return try await cached(rt, key: cacheKey, operation)
-        } catch {
-            guard answers(rt, error) else { throw error }
-            if let value: T = try await policyFallback(rt, error, cacheKey: cacheKey) { return value }
-            guard let fallback else { throw error }
-            return try await fallback(error)
+        return try await traced {
+            let rt = runtime.load(ordering: .acquiring)
+            do {
+                return try await cached(rt, key: cacheKey, operation)
+            } catch {
+                guard answers(rt, error) else { throw error }
+                if let value: T = try await policyFallback(rt, error, cacheKey: cacheKey) { return value }
+                guard let fallback else { throw error }
+                CallTrace.current?.fellBack()
+                return try await fallback(error)
+            }
         }
     }
 
@@ -220,6 +228,7 @@ public final class Guard: Sendable {
                 }
                 guard case .retry(let delayMs) = decision else { throw error }
                 metrics.retryAttempts.increment()
+                CallTrace.current?.retried()
                 emit(.retry(attempt: schedule.attempts, delay: .milliseconds(delayMs), error: "\(error)"))
                 try await Task.sleep(for: .milliseconds(delayMs))
             }
@@ -228,6 +237,7 @@ public final class Guard: Sendable {
 
     /// One attempt: breaker → rate limiter → bulkhead → attempt timeout → operation.
     private func attempt<T: Sendable>(_ rt: GuardRuntime, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        CallTrace.current?.attempt(breakerState: rt.breaker?.gate.snapshot.state.displayName)
         guard let breaker = rt.breaker else { return try await unbroken(rt, operation) }
         var permit: UInt64?
         var local = false
@@ -328,6 +338,10 @@ public final class Guard: Sendable {
             }
         }
         guard let bulkhead = rt.bulkhead else { return try await timed(rt, generation: generation, spent: spent, operation) }
+        if let trace = CallTrace.current, let max = rt.policy.bulkhead?.maxConcurrent {
+            let counts = bulkhead.counts
+            if counts.active >= max { trace.queued(at: counts.queued + 1) }
+        }
         guard await bulkhead.acquire(priority: BulkheadPriority.value) else {
             metrics.bulkheadRejected.increment()
             throw rejected(GuardError(.bulkheadFull, breaker: name, generation: generation))
@@ -370,6 +384,7 @@ public final class Guard: Sendable {
         if !session.deadlines.disarm(timer), race.expired {
             (kind == .total ? metrics.totalTimeouts : metrics.attemptTimeouts).increment()
             emit(.timeout(kind))
+            CallTrace.current?.timedOut(kind == .total ? "total" : "attempt")
             throw GuardError(.timeout, breaker: name, generation: generation ?? rt.breaker?.gate.snapshot.generation.value ?? 0)
         }
         return try result.get()

@@ -109,7 +109,10 @@ extension Guard {
                     metadata: ["guard": "\(name)", "handler": "\(handlerName)"])
             }
         }
-        if value != nil { metrics.fallbacksServed.increment() }
+        if value != nil {
+            metrics.fallbacksServed.increment()
+            CallTrace.current?.fellBack()
+        }
         return value
     }
 }

@@ -7,6 +7,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Synchronization
+import InMemoryTracing
+import Tracing
 import XCTest
 
 @testable import FuseboxClient
@@ -361,5 +363,72 @@ extension GuardPatternTests {
         XCTAssertNotNil(inventory.lastFailureAt)
         XCTAssertEqual(inventory.lastErrors.count, 3)
         XCTAssertTrue(h.json().contains("\"name\":\"inventory\""))
+    }
+}
+
+extension GuardPatternTests {
+    /// One span per guarded operation, named fusebox.guard, with the
+    /// breaker's state, attempts, retries, timeouts, the bulkhead queue
+    /// position and the fallback as attributes; the error recorded on failure.
+    func testEachGuardedOperationIsOneSpanWithItsAttributes() async throws {
+        let tracer = InMemoryTracer()
+        var policy = breakerPolicy("traced", failures: 50)
+        policy.retry = quickRetry(attempts: 3, on: [.serverError])
+        policy.timeout = TimeoutPolicy(attemptMs: 200)
+        policy.bulkhead = BulkheadPolicy(maxConcurrent: 1, maxQueued: 5, maxWaitMs: 5_000)
+        let f = try await start([policy]) { $0.tracer = tracer }
+        let g = f.guard("traced-dep", policy: "traced")
+
+        // Fails once (retried), then succeeds: one span, two attempts, one retry.
+        let calls = Calls()
+        _ = try await g.run { () async throws -> Int in
+            if calls.hit() == 1 { throw Boom() }
+            return 1
+        }
+        var spans = tracer.popFinishedSpans()
+        XCTAssertEqual(spans.count, 1)
+        let first = try XCTUnwrap(spans.first)
+        XCTAssertEqual(first.operationName, "fusebox.guard")
+        XCTAssertEqual(first.kind, .client)
+        XCTAssertEqual(first.attributes.get("fusebox.guard"), .string("traced-dep"))
+        XCTAssertEqual(first.attributes.get("fusebox.policy"), .string("traced"))
+        XCTAssertEqual(first.attributes.get("fusebox.breaker.state"), .string("CLOSED"))
+        XCTAssertEqual(first.attributes.get("fusebox.attempts"), .int64(2))
+        XCTAssertEqual(first.attributes.get("fusebox.retries"), .int64(1))
+        XCTAssertEqual(first.attributes.get("fusebox.bulkhead.queue_position"), .int64(0))
+        XCTAssertEqual(first.attributes.get("fusebox.fallback"), .bool(false))
+        XCTAssertTrue(first.errors.isEmpty)
+
+        // The attempt times out (the policy retries server errors only): the span says so and carries the error.
+        _ = try? await g.run { () async throws -> Int in
+            try await Task.sleep(for: .seconds(5))
+            return 1
+        }
+        spans = tracer.popFinishedSpans()
+        XCTAssertEqual(spans.first?.attributes.get("fusebox.timeout"), .string("attempt"))
+        XCTAssertEqual(spans.first?.attributes.get("fusebox.attempts"), .int64(1))
+        XCTAssertEqual(spans.first?.errors.count, 1)
+
+        // A call queued behind a running one: its queue position.
+        let release = AsyncStream<Void>.makeStream()
+        let holder = Task { try await g.run { () async throws -> Int in
+            for await _ in release.stream { break }
+            return 1
+        } }
+        await waitUntil("the first call holds the bulkhead's slot") { g.bulkheadCounts?.active == 1 }
+        let queued = Task { try await g.run { 2 } }
+        await waitUntil("the second call is queued") { g.bulkheadCounts?.queued == 1 }
+        release.continuation.yield()
+        _ = try await holder.value
+        _ = try await queued.value
+        spans = tracer.popFinishedSpans()
+        XCTAssertEqual(spans.count, 2)
+        XCTAssertTrue(spans.contains { $0.attributes.get("fusebox.bulkhead.queue_position") == .int64(1) }, "\(spans.map(\.attributes))")
+
+        // A fallback answering: marked on the span, which then has no error.
+        _ = try await g.run(fallback: { _ in 7 }) { () async throws -> Int in throw Boom() }
+        spans = tracer.popFinishedSpans()
+        XCTAssertEqual(spans.first?.attributes.get("fusebox.fallback"), .bool(true))
+        XCTAssertEqual(spans.first?.errors.count, 0)
     }
 }
