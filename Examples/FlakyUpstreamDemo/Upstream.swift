@@ -6,20 +6,20 @@ import NIOPosix
 
 /// A deliberately flaky HTTP upstream for the demo and the multi-process
 /// tests. `GET /call` answers 200, or 503 while failing; `POST /fail` and
-/// `POST /recover` switch; `GET /stats` says how many calls arrived:
+/// `POST /recover` switch; `POST /slow?ms=N` makes every answer take N ms
+/// (`/slow?ms=0` ends it); `GET /stats` says how many calls arrived:
 /// `calls=N failing=true|false`.
 final class FlakyUpstream: Sendable {
     private struct Stats {
         var calls = 0
         var failing = false
+        var latencyMs: Int64 = 0
     }
 
     private let stats: NIOLockedValueBox<Stats>
-    private let latencyMs: Int64
 
     init(failing: Bool, latencyMs: Int64) {
-        stats = NIOLockedValueBox(Stats(calls: 0, failing: failing))
-        self.latencyMs = latencyMs
+        stats = NIOLockedValueBox(Stats(calls: 0, failing: failing, latencyMs: latencyMs))
     }
 
     func run(host: String, port: Int) async throws {
@@ -32,9 +32,9 @@ final class FlakyUpstream: Sendable {
     private func answer(_ head: HTTPRequestHead) async -> (HTTPResponseStatus, String) {
         switch (head.method, head.uri) {
         case (.GET, "/call"):
-            let failing = stats.withLockedValue { s in
+            let (failing, latencyMs) = stats.withLockedValue { s in
                 s.calls += 1
-                return s.failing
+                return (s.failing, s.latencyMs)
             }
             if latencyMs > 0 { try? await Task.sleep(for: .milliseconds(latencyMs)) }
             return failing ? (.serviceUnavailable, "upstream failing\n") : (.ok, "ok\n")
@@ -44,11 +44,15 @@ final class FlakyUpstream: Sendable {
         case (.POST, "/recover"):
             stats.withLockedValue { $0.failing = false }
             return (.ok, "recovered\n")
+        case (.POST, let uri) where uri.hasPrefix("/slow?ms="):
+            guard let ms = Int64(uri.dropFirst("/slow?ms=".count)), ms >= 0 else { return (.badRequest, "POST /slow?ms=N, N ≥ 0\n") }
+            stats.withLockedValue { $0.latencyMs = ms }
+            return (.ok, "latency \(ms) ms\n")
         case (.GET, "/stats"):
             let s = stats.withLockedValue { $0 }
             return (.ok, "calls=\(s.calls) failing=\(s.failing)\n")
         default:
-            return (.notFound, "GET /call, POST /fail, POST /recover, GET /stats\n")
+            return (.notFound, "GET /call, POST /fail, POST /recover, POST /slow?ms=N, GET /stats\n")
         }
     }
 }

@@ -15,6 +15,31 @@ final class PolicyYAMLTests: XCTestCase {
         }
     }
 
+    /// The policies docs/CLIENT.md shows, one per pattern, read and validate.
+    func testTheClientGuidesPoliciesAreValid() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent("docs/CLIENT.md"), encoding: .utf8)
+        guard let start = text.range(of: "## Patterns, one example each"), let end = text.range(of: "## Order of patterns") else {
+            return XCTFail("docs/CLIENT.md has no pattern examples")
+        }
+        let section = text[start.upperBound..<end.lowerBound]
+        let blocks = section.components(separatedBy: "```yaml\n").dropFirst().compactMap { $0.components(separatedBy: "```").first }
+        XCTAssertEqual(blocks.count, 7)
+        var names: [String] = []
+        for block in blocks {
+            switch PolicyYAML.parse(block, file: "CLIENT.md") {
+            case .success(let policies):
+                for p in policies {
+                    XCTAssertNoThrow(try PolicyValidator.validate(p), "\(p.name)")
+                    names.append(p.name)
+                }
+            case .failure(let e):
+                XCTFail("a policy in docs/CLIENT.md does not read: \(e.problems)\n\(block)")
+            }
+        }
+        XCTAssertEqual(names.count, 8, "\(names)")
+    }
+
     func testEveryPresetRoundTrips() {
         for preset in Presets.all { roundTrip(preset) }
     }

@@ -76,6 +76,45 @@ final class FleetAgreementTests: XCTestCase {
         XCTAssertEqual(try fleet.serverBreaker()?.state, "CLOSED")
     }
 
+    /// Slow-call classification end to end: an upstream slower than the
+    /// policy's slow-call threshold (but answering 200, well within the
+    /// attempt timeout) trips a slow-call-rate breaker for the whole fleet of
+    /// three processes, with one generation and a reason that says why.
+    func testASlowUpstreamTripsASlowCallRateBreakerAcrossTheFleet() throws {
+        try fleet.apply("""
+            name: slow-test
+            description: Trips when half the last 10 calls take longer than 150 ms.
+            circuitBreaker:
+              failureRateThreshold: 100
+              slowCallRateThreshold: 50
+              slowCallDurationThresholdMs: 150
+              minimumCalls: 10
+              window: {kind: count, size: 10}
+              openDuration:
+                baseMs: 60000
+            timeout:
+              attemptMs: 2000
+            """)
+        let ids = ["svc-slow-a", "svc-slow-b", "svc-slow-c"]
+        for id in ids { try fleet.startService(id, policy: "slow-test") }
+        for id in ids {
+            XCTAssertNotNil(fleet.services[id]?.waitForLine(timeout: 30) { $0.contains("\"event\":\"started\"") }, "\(id) did not start")
+        }
+        XCTAssertTrue(try eventually(20) { try fleet.upstreamCalls() > 60 }, "the services are not calling the upstream")
+        for id in ids { XCTAssertEqual(fleet.lastStatus(id)?["state"] as? String, "CLOSED", "\(id) tripped on a fast upstream") }
+
+        _ = try fleet.upstreamRequest("POST", "/slow?ms=300")
+        XCTAssertTrue(
+            eventually(20) { ids.allSatisfy { fleet.transitions($0).contains { $0.to == "OPEN" } } },
+            "not every service saw the breaker open: \(ids.map { fleet.transitions($0).map(\.to) })")
+        let opened = ids.compactMap { id in fleet.transitions(id).first { $0.to == "OPEN" } }
+        XCTAssertEqual(Set(opened.map(\.generation)).count, 1, "one trip, one generation: \(opened.map(\.generation))")
+        let reason = fleet.events(ids[0]).first { $0["event"] as? String == "state" && $0["to"] as? String == "OPEN" }?["reason"] as? String ?? ""
+        XCTAssertTrue(reason.contains("slow"), "the reason does not say the calls were slow: \(reason)")
+        print("fleet: a slow upstream opened the breaker at generation \(opened.first?.generation ?? 0): \(reason)")
+        _ = try fleet.upstreamRequest("POST", "/slow?ms=0")
+    }
+
     /// The example service serves the SDK's health report at /health:
     /// healthy while the upstream answers, critical (503) with the reason
     /// once the breaker is open.
