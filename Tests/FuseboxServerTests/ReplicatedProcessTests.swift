@@ -479,7 +479,7 @@ final class ReplicatedProcessTests: XCTestCase {
                     return all
                 }
             }
-            let before = await ask(replicas.ids, count: 30)
+            let before = await ask(replicas.ids, count: 60)
             let grantedBefore = before.filter(\.granted)
             XCTAssertEqual(grantedBefore.count, 2, "the budget before the failover")
             replicas.process(first)?.stop(SIGKILL, timeout: 5)
