@@ -50,14 +50,19 @@ final class OutcomeReportingTests: XCTestCase {
 
     struct Boom: Error {}
 
-    func testFailuresBringATripBelowQuorumBackSoonAndShutdownSaysGoodbye() async throws {
-        var configuration = FuseboxConfiguration(
+    /// The SDK's configuration for the stand-in, as `clientID`, with a reporter's certificate.
+    func configuration(_ clientID: String) throws -> FuseboxConfiguration {
+        FuseboxConfiguration(
             host: "127.0.0.1", port: server.port,
             tls: .client(
                 trustRootsPath: try TestCertificates.path("ca.pem"),
                 certificateChainPath: try TestCertificates.path("reporter.pem"),
                 privateKeyPath: try TestCertificates.path("reporter.key")),
-            clientID: "reporting-test", cacheDirectory: work + "/cache")
+            clientID: clientID, cacheDirectory: work + "/cache")
+    }
+
+    func testFailuresBringATripBelowQuorumBackSoonAndShutdownSaysGoodbye() async throws {
+        var configuration = try configuration("reporting-test")
         configuration.stalenessBound = .seconds(60)
         let changes = StateChanges()
         configuration.onStateChange = { change in changes.list.withLock { $0.append(change) } }
@@ -118,13 +123,7 @@ extension OutcomeReportingTests {
     /// (here: no watch ever opens, the staleness bound is 300 ms) a batch
     /// without outcomes says LOCAL, so the server counts it exactly.
     func testBatchesSayTheClientsMode() async throws {
-        var configuration = FuseboxConfiguration(
-            host: "127.0.0.1", port: server.port,
-            tls: .client(
-                trustRootsPath: try TestCertificates.path("ca.pem"),
-                certificateChainPath: try TestCertificates.path("reporter.pem"),
-                privateKeyPath: try TestCertificates.path("reporter.key")),
-            clientID: "mode-test", cacheDirectory: work + "/cache")
+        var configuration = try configuration("mode-test")
         configuration.stalenessBound = .milliseconds(300)
         let fusebox = try await Fusebox.start(configuration, group: group)
         _ = try await fusebox.guard("payments", policy: "quorum").run { 1 }
@@ -143,13 +142,7 @@ extension OutcomeReportingTests {
     /// the next call, and none is counted twice.
     func testBatchesOfAFailedStreamAreSentAgainAndCountedOnce() async throws {
         standIn.refuseNextStreams(2)
-        var configuration = FuseboxConfiguration(
-            host: "127.0.0.1", port: server.port,
-            tls: .client(
-                trustRootsPath: try TestCertificates.path("ca.pem"),
-                certificateChainPath: try TestCertificates.path("reporter.pem"),
-                privateKeyPath: try TestCertificates.path("reporter.key")),
-            clientID: "resending-test", cacheDirectory: work + "/cache")
+        var configuration = try configuration("resending-test")
         configuration.reconnectBackoffBase = .milliseconds(10)
         configuration.reconnectBackoffMaximum = .milliseconds(50)
         let fusebox = try await Fusebox.start(configuration, group: group)
@@ -172,13 +165,7 @@ extension OutcomeReportingTests {
     /// shutdown, which sends the goodbye and leaves no task running.
     func testTheSessionRunsInAServiceGroupAndGracefulShutdownSaysGoodbye() async throws {
         let tasksBefore = FleetSession.tasksRunning
-        let configuration = FuseboxConfiguration(
-            host: "127.0.0.1", port: server.port,
-            tls: .client(
-                trustRootsPath: try TestCertificates.path("ca.pem"),
-                certificateChainPath: try TestCertificates.path("reporter.pem"),
-                privateKeyPath: try TestCertificates.path("reporter.key")),
-            clientID: "service-group-test", cacheDirectory: work + "/cache")
+        let configuration = try configuration("service-group-test")
         let fusebox = try await Fusebox.connect(configuration, group: group)
         let payments = fusebox.guard("payments", policy: "quorum")
         // Before the session runs, guards already work; nothing is reported yet.
