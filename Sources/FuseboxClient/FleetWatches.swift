@@ -17,7 +17,6 @@ struct Reconnecting: Sendable {
 
     func run(_ body: @Sendable () async throws -> Void) async {
         var failures = 0
-        var random = SystemRandomNumberGenerator()
         while !Task.isCancelled, !until() {
             let opened = state.lastContact
             do {
@@ -29,6 +28,9 @@ struct Reconnecting: Sendable {
             if state.lastContact > opened { failures = 0 }
             failures += 1
             let configuration = state.configuration
+            // A fresh generator each time, as FleetLink had: ThreadSanitizer reports an
+            // inout access to one kept across the loop's suspension points (fresh9).
+            var random = SystemRandomNumberGenerator()
             let delay = Self.delay(
                 failures: failures, base: configuration.reconnectBackoffBase, cap: configuration.reconnectBackoffMaximum, using: &random)
             try? await Task.sleep(for: delay)
