@@ -23,6 +23,8 @@ public struct ServerHarness: Sendable {
             certificateChainPath: try TestCertificates.path("server.pem"), privateKeyPath: try TestCertificates.path("server.key"),
             clientCAPath: try TestCertificates.path("ca.pem"))
         let app = try await FuseboxServerApp.start(.init(dataDirectory: dir, tls: tls), group: group, clock: clock)
+        // A test's server outlives the setUp that starts it, so it runs in a task of
+        // its own; stop() shuts the app down and awaits this task.
         return ServerHarness(app: app, task: Task { try await app.serve() }, directory: dir)
     }
 
