@@ -28,11 +28,8 @@ struct Reconnecting: Sendable {
             if state.lastContact > opened { failures = 0 }
             failures += 1
             let configuration = state.configuration
-            // A fresh generator each time, as FleetLink had: ThreadSanitizer reports an
-            // inout access to one kept across the loop's suspension points (fresh9).
-            var random = SystemRandomNumberGenerator()
             let delay = Self.delay(
-                failures: failures, base: configuration.reconnectBackoffBase, cap: configuration.reconnectBackoffMaximum, using: &random)
+                failures: failures, base: configuration.reconnectBackoffBase, cap: configuration.reconnectBackoffMaximum)
             try? await Task.sleep(for: delay)
         }
     }
@@ -40,6 +37,16 @@ struct Reconnecting: Sendable {
     /// Exponential backoff with full jitter: uniform in
     /// [0, min(cap, base × 2^(failures-1))], so a fleet that lost its server
     /// together does not come back in lockstep.
+    ///
+    /// The generator lives in this synchronous frame, on the thread's stack:
+    /// ThreadSanitizer reported an `inout` access to one kept in the async
+    /// loop's frame (CI and fresh9), which the task allocator reuses across
+    /// threads without telling it.
+    static func delay(failures: Int, base: Duration, cap: Duration) -> Duration {
+        var random = SystemRandomNumberGenerator()
+        return delay(failures: failures, base: base, cap: cap, using: &random)
+    }
+
     static func delay(failures: Int, base: Duration, cap: Duration, using random: inout some RandomNumberGenerator) -> Duration {
         let ceiling = min(Double(cap.milliseconds), Double(base.milliseconds) * pow(2, Double(min(max(failures, 1) - 1, 30))))
         return .milliseconds(Int64(Double.random(in: 0...max(ceiling, 1), using: &random)))
