@@ -2,8 +2,6 @@ import ArgumentParser
 import Foundation
 import FuseboxClient
 import FuseboxCore
-import FuseboxRPC
-import FuseboxTLS
 import Logging
 import NIOHTTP1
 
@@ -82,9 +80,9 @@ struct Service: AsyncParsableCommand {
         guard let (upHost, upPort) = Self.split(upstream) else {
             throw ValidationError("--upstream takes HOST:PORT")
         }
-        let endpoints: RPCEndpoints
-        do throws(RPCError) {
-            endpoints = try RPCEndpoints(parsing: server)
+        let endpoints: [FuseboxEndpoint]
+        do throws(FuseboxConfigurationError) {
+            endpoints = try FuseboxEndpoint.list(parsing: server)
         } catch {
             throw ValidationError("--server takes HOST:PORT or HOST:PORT,HOST:PORT,…: \(error.message)")
         }

@@ -1,10 +1,10 @@
 import Foundation
 public import FuseboxCore
-public import FuseboxRPC
-public import FuseboxTLS
+import FuseboxRPC
+import FuseboxTLS
 public import Logging
-public import NIOCore
-public import NIOPosix
+import NIOCore
+import NIOPosix
 public import Tracing
 
 /// A breaker's state change as this client saw it.
@@ -40,20 +40,21 @@ public struct FuseboxConfiguration: Sendable {
     /// fuseboxd's endpoints, in order of preference: one, or each replica of
     /// a replicated fuseboxd. The SDK talks to one at a time and fails over
     /// to the next (docs/CLIENT.md, "Several endpoints").
-    public var endpoints: RPCEndpoints
+    /// At least one; each listed once (`start` and `connect` check).
+    public var endpoints: [FuseboxEndpoint]
     /// The first endpoint's host. Setting it keeps only the first endpoint.
     public var host: String {
-        get { endpoints.first.host }
-        set { endpoints = RPCEndpoints(RPCEndpoint(host: newValue, port: endpoints.first.port)) }
+        get { endpoints.first?.host ?? "" }
+        set { endpoints = [FuseboxEndpoint(host: newValue, port: port)] }
     }
     /// The first endpoint's port. Setting it keeps only the first endpoint.
     public var port: Int {
-        get { endpoints.first.port }
-        set { endpoints = RPCEndpoints(RPCEndpoint(host: endpoints.first.host, port: newValue)) }
+        get { endpoints.first?.port ?? 0 }
+        set { endpoints = [FuseboxEndpoint(host: host, port: newValue)] }
     }
     /// TLS: the CA that signed fuseboxd's certificate and, for mTLS, this
     /// service's certificate (role reporter or above).
-    public var tls: TLSConfiguration
+    public var tls: FuseboxTLS
     /// The name fuseboxd's certificates must carry; default: each endpoint's host.
     public var serverName: String?
     /// This process's stable identity in reports, e.g. "checkout-7f9c-2".
@@ -75,8 +76,11 @@ public struct FuseboxConfiguration: Sendable {
     /// With fuseboxd unreachable for longer than this, breakers run locally.
     public var stalenessBound: Duration = .seconds(10)
     /// Delays between attempts on different endpoints within one call
-    /// (several endpoints only): from 50 ms, doubling to 2 s, jittered.
-    public var failoverBackoff: RPCBackoff = RPCFailoverClient.defaultBackoff
+    /// (several endpoints only): from this, doubling up to
+    /// `failoverBackoffMaximum`, jittered. Default 50 ms.
+    public var failoverBackoffInitial: Duration = RPCFailoverClient.defaultBackoff.initial
+    /// The cap of the failover backoff. Default 2 s.
+    public var failoverBackoffMaximum: Duration = RPCFailoverClient.defaultBackoff.maximum
     /// Reconnect backoff: full jitter over base × 2^failures, capped.
     public var reconnectBackoffBase: Duration = .milliseconds(100)
     /// The cap of the reconnect backoff.
@@ -108,13 +112,13 @@ public struct FuseboxConfiguration: Sendable {
     public var onEvent: (@Sendable (GuardEvent) -> Void)?
 
     /// A configuration with the defaults, for one fuseboxd at `host:port`.
-    public init(host: String, port: Int, tls: TLSConfiguration, clientID: String? = nil, cacheDirectory: String) {
-        self.init(endpoints: RPCEndpoints(RPCEndpoint(host: host, port: port)), tls: tls, clientID: clientID, cacheDirectory: cacheDirectory)
+    public init(host: String, port: Int, tls: FuseboxTLS, clientID: String? = nil, cacheDirectory: String) {
+        self.init(endpoints: [FuseboxEndpoint(host: host, port: port)], tls: tls, clientID: clientID, cacheDirectory: cacheDirectory)
     }
 
     /// A configuration with the defaults, for the fuseboxd endpoints
-    /// `endpoints` (e.g. `try RPCEndpoints(parsing: "a:7443,b:7443")`).
-    public init(endpoints: RPCEndpoints, tls: TLSConfiguration, clientID: String? = nil, cacheDirectory: String) {
+    /// `endpoints` (e.g. `try FuseboxEndpoint.list(parsing: "a:7443,b:7443")`).
+    public init(endpoints: [FuseboxEndpoint], tls: FuseboxTLS, clientID: String? = nil, cacheDirectory: String) {
         self.endpoints = endpoints
         self.tls = tls
         self.clientID = clientID ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
@@ -146,31 +150,52 @@ public final class Fusebox: Sendable {
     /// without running the session: run `session` in a ServiceGroup (or
     /// call `Fusebox.start` instead). Guards work at once; breaker states and
     /// policy changes follow the fleet once the session runs. Throws only for
-    /// a TLS configuration that cannot be loaded (missing or unreadable files).
+    /// a configuration it cannot use: no endpoints or one listed twice, or
+    /// TLS files that are missing or unreadable.
     public static func connect(
-        _ configuration: FuseboxConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "fusebox.client")
-    ) async throws(TLSError) -> Fusebox {
+        _ configuration: FuseboxConfiguration, logger: Logger = Logger(label: "fusebox.client")
+    ) async throws(FuseboxConfigurationError) -> Fusebox {
+        try await Fusebox(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger, run: false)
+    }
+
+    /// `connect` on the event loops of `group` (tests run many SDKs on one).
+    static func connect(
+        _ configuration: FuseboxConfiguration, group: any EventLoopGroup, logger: Logger = Logger(label: "fusebox.client")
+    ) async throws(FuseboxConfigurationError) -> Fusebox {
         try await Fusebox(configuration, group: group, logger: logger, run: false)
     }
 
     /// Connects, loads policies (never failing for want of the server) and
-    /// runs the session until `shutdown()`. Throws only for a TLS
-    /// configuration that cannot be loaded (missing or unreadable files).
+    /// runs the session until `shutdown()`. Throws only for a configuration
+    /// it cannot use: no endpoints or one listed twice, or TLS files that
+    /// are missing or unreadable.
     public static func start(
-        _ configuration: FuseboxConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "fusebox.client")
-    ) async throws(TLSError) -> Fusebox {
+        _ configuration: FuseboxConfiguration, logger: Logger = Logger(label: "fusebox.client")
+    ) async throws(FuseboxConfigurationError) -> Fusebox {
+        try await Fusebox(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger, run: true)
+    }
+
+    /// `start` on the event loops of `group` (tests run many SDKs on one).
+    static func start(
+        _ configuration: FuseboxConfiguration, group: any EventLoopGroup, logger: Logger = Logger(label: "fusebox.client")
+    ) async throws(FuseboxConfigurationError) -> Fusebox {
         try await Fusebox(configuration, group: group, logger: logger, run: true)
     }
 
     private init(
         _ configuration: FuseboxConfiguration, group: any EventLoopGroup, logger: Logger, run: Bool
-    ) async throws(TLSError) {
-        var rpc = RPCClientConfiguration(host: configuration.host, port: configuration.port, tls: configuration.tls, serverName: configuration.serverName)
+    ) async throws(FuseboxConfigurationError) {
+        let endpoints: RPCEndpoints
+        do throws(RPCError) {
+            endpoints = try RPCEndpoints(configuration.endpoints.map { RPCEndpoint(host: $0.host, port: $0.port) })
+        } catch {
+            throw FuseboxConfigurationError(field: "endpoints", message: error.message)
+        }
+        var rpc = RPCClientConfiguration(
+            host: endpoints.first.host, port: endpoints.first.port, tls: configuration.tls.transport, serverName: configuration.serverName)
         // The startup timeout covers every endpoint: one that swallows SYNs
         // (no refusal) must leave time to try the others.
-        let endpointCount = configuration.endpoints.all.count
+        let endpointCount = endpoints.all.count
         rpc.connectTimeout = max(min(configuration.startupTimeout, .seconds(5)) / endpointCount, .milliseconds(500))
         // The session's watch loops do the reconnect backoff (full jitter); the
         // transport's own backoff stays short so it does not add to it.
@@ -178,8 +203,14 @@ public final class Fusebox: Sendable {
         rpc.backoffMaximum = .milliseconds(200)
         rpc.keepaliveInterval = configuration.keepaliveInterval
         rpc.keepaliveTimeout = configuration.keepaliveTimeout
-        let client = try RPCFailoverClient(
-            configuration: rpc, endpoints: configuration.endpoints, backoff: configuration.failoverBackoff, group: group)
+        let client: RPCFailoverClient
+        do throws(TLSError) {
+            client = try RPCFailoverClient(
+                configuration: rpc, endpoints: endpoints,
+                backoff: RPCBackoff(initial: configuration.failoverBackoffInitial, maximum: configuration.failoverBackoffMaximum), group: group)
+        } catch {
+            throw FuseboxConfigurationError(field: "tls", message: error.message)
+        }
         let snapshot = await PolicySnapshot.load(
             registries: configuration.registries, client: client, cacheDirectory: configuration.cacheDirectory,
             timeout: configuration.startupTimeout, logger: logger)

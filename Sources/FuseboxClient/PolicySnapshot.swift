@@ -1,9 +1,9 @@
 import Foundation
 import FuseboxAPI
 public import FuseboxCore
-public import FuseboxRPC
+import FuseboxRPC
 import FuseboxWire
-public import Logging
+import Logging
 
 /// Where a client's policies came from at startup (DESIGN: fail-static).
 public enum PolicySource: String, Sendable, Hashable {
@@ -34,7 +34,7 @@ public struct PolicySnapshot: Sendable, Equatable {
     /// writes each to `cacheDirectory` atomically. If the server cannot be
     /// reached, reads the cache; without a cache, uses the presets. Logs which
     /// source was used.
-    public static func load(
+    static func load(
         registries names: [String], client: RPCFailoverClient, cacheDirectory: String, timeout: Duration = .seconds(5),
         logger: Logger = Logger(label: "fusebox.client")
     ) async -> PolicySnapshot {

@@ -83,19 +83,19 @@ final class FleetSessionFailoverTests: XCTestCase {
             try await writer.send(Self.change("p3", version: 9))
             try await Task.sleep(for: .seconds(30))
         }
-        let tls = TLSConfiguration.client(
+        let tls = FuseboxTLS.client(
             trustRootsPath: try TestCertificates.path("ca.pem"),
             certificateChainPath: try TestCertificates.path("reporter.pem"),
             privateKeyPath: try TestCertificates.path("reporter.key"))
         let endpoints = RPCEndpoints(
             RPCEndpoint(host: "127.0.0.1", port: first.port), RPCEndpoint(host: "127.0.0.1", port: second.port))
         var configuration = FuseboxConfiguration(
-            endpoints: endpoints, tls: tls, clientID: "resumer",
+            endpoints: endpoints.all.map { FuseboxEndpoint(host: $0.host, port: $0.port) }, tls: tls, clientID: "resumer",
             cacheDirectory: FileManager.default.temporaryDirectory.path + "/resume-\(UUID())")
         configuration.reconnectBackoffBase = .milliseconds(10)
         configuration.reconnectBackoffMaximum = .milliseconds(100)
         let client = try RPCFailoverClient(
-            configuration: RPCClientConfiguration(host: "127.0.0.1", port: first.port, tls: tls), endpoints: endpoints,
+            configuration: RPCClientConfiguration(host: "127.0.0.1", port: first.port, tls: tls.transport), endpoints: endpoints,
             backoff: RPCBackoff(initial: .milliseconds(10), maximum: .milliseconds(100)), group: group)
         let link = FleetSession(
             configuration: configuration, client: client, eventLoop: group.next(),

@@ -120,7 +120,7 @@ final class BelowQuorumResponseTests: Sendable {
     private let logs = LogRecorder()
 
     private func makeLink() throws -> FleetSession {
-        let tls = TLSConfiguration.client(
+        let tls = FuseboxTLS.client(
             trustRootsPath: try TestCertificates.path("ca.pem"),
             certificateChainPath: try TestCertificates.path("reporter.pem"),
             privateKeyPath: try TestCertificates.path("reporter.key"))
@@ -136,7 +136,7 @@ final class BelowQuorumResponseTests: Sendable {
         let snapshot = PolicySnapshot(
             registries: ["default": ["guarded": policy]], versions: ["default": 1], source: .server)
         let client = try RPCClient(
-            configuration: RPCClientConfiguration(host: "127.0.0.1", port: 1, tls: tls), group: group)
+            configuration: RPCClientConfiguration(host: "127.0.0.1", port: 1, tls: tls.transport), group: group)
         let logger = Logger(label: "below-quorum-test") { _ in self.logs.handler() }
         return FleetSession(
             configuration: configuration, client: RPCFailoverClient(client), eventLoop: group.next(), policies: snapshot, logger: logger)

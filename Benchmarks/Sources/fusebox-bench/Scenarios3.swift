@@ -165,7 +165,7 @@ func hotPath(_ env: Environment, iterations: Int, group: any EventLoopGroup) asy
         tls: .client(trustRootsPath: "\(env.certs)/ca.pem", certificateChainPath: "\(env.certs)/reporter.pem", privateKeyPath: "\(env.certs)/reporter.key"),
         clientID: "bench", cacheDirectory: "\(env.work)/hotpath-cache")
     configuration.reportBatchSize = 1_000_000_000
-    let fusebox = try await Fusebox.start(configuration, group: group)
+    let fusebox = try await Fusebox.start(configuration)
     defer { Task { await fusebox.shutdown() } }
 
     let b = fusebox.guard("hot-breaker", policy: "breaker-only")
