@@ -81,6 +81,24 @@ final class DeployTests: XCTestCase {
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 
+    /// deploy/prometheus/alerts.yaml passes its unit tests (alerts.test.yaml:
+    /// OPEN and FORCED_OPEN for 15 minutes fire, a breaker that closed does
+    /// not, flapping, fuseboxd absent), with Debian's promtool.
+    func testPrometheusRulesPassTheirUnitTests() throws {
+        let checked = try runProcess(["promtool", "check", "rules", "deploy/prometheus/alerts.yaml"], timeout: 60)
+        XCTAssertEqual(checked.status, 0, checked.output)
+        let tested = try runProcess(["promtool", "test", "rules", "deploy/prometheus/alerts.test.yaml"], timeout: 120)
+        XCTAssertEqual(tested.status, 0, tested.output)
+        XCTAssertTrue(tested.output.contains("SUCCESS"), tested.output)
+    }
+
+    /// The example Alertmanager configuration is valid for Debian's amtool.
+    func testAlertmanagerExampleConfigIsValid() throws {
+        let checked = try runProcess(["amtool", "check-config", "deploy/prometheus/alertmanager.yml"], timeout: 60)
+        XCTAssertEqual(checked.status, 0, checked.output)
+        XCTAssertTrue(checked.output.contains("SUCCESS"), checked.output)
+    }
+
     /// A backup taken while writes are running restores into a server that
     /// serves the same data: a consistent prefix of the writes.
     func testBackupDuringWritesRestoresIntoAWorkingServer() async throws {
@@ -191,6 +209,49 @@ final class DeployTests: XCTestCase {
         let described = try runProcess(["swift", "package", "--package-path", context.path, "describe", "--type", "json"], timeout: 120)
         XCTAssertEqual(described.status, 0, described.output)
         XCTAssertTrue(described.output.contains("\"fuseboxd\""), described.output)
+
+        // The build stage's own `swift build` command, run in that context.
+        // Podman and buildah cannot pull the Swift image here, so this is the
+        // image build as far as this machine allows. Debug instead of
+        // `-c release`: a release build from scratch takes about 10 minutes
+        // on 2 cores; what can break is the COPY set and the flags, not the
+        // optimiser.
+        let run = try XCTUnwrap(build.split(separator: "\n").first { $0.hasPrefix("RUN swift build") }, "no RUN swift build in the build stage")
+        var arguments = run.dropFirst("RUN ".count).components(separatedBy: " && ")[0].split(separator: " ").map(String.init)
+        XCTAssertEqual(Array(arguments.prefix(2)), ["swift", "build"])
+        if let release = arguments.firstIndex(of: "-c") { arguments.removeSubrange(release...(release + 1)) }
+        let built = try runProcess(arguments + ["--package-path", context.path], in: context, timeout: 1_200)
+        XCTAssertEqual(built.status, 0, "the Dockerfile's build failed in its COPY set: \(built.output.suffix(3_000))")
+        let bin = try runProcess(["swift", "build", "--package-path", context.path, "--show-bin-path"], in: context, timeout: 120)
+        let binary = bin.output.split(separator: "\n").last.map { String($0) + "/fuseboxd" } ?? ""
+        let help = try runProcess([binary, "--help"], timeout: 30)
+        XCTAssertEqual(help.status, 0, help.output)
+        XCTAssertTrue(help.output.contains("--data-dir"), help.output)
+
+        // Every shared library it needs is in the runtime stage: installed
+        // there by apt, or part of debian:bookworm-slim.
+        let runtime = try XCTUnwrap(stages.first { $0.hasPrefix("debian:bookworm-slim") }, "no debian:bookworm-slim runtime stage")
+        let installLine = try XCTUnwrap(
+            runtime.components(separatedBy: "--no-install-recommends").dropFirst().first, "the runtime stage installs nothing with apt-get")
+        let installed = Set(installLine.split(whereSeparator: { $0 == " " || $0 == "\\" || $0 == "\n" }).prefix { $0 != "&&" }.map(String.init))
+        XCTAssertTrue(installed.contains("libssl3"), "runtime packages parsed: \(installed)")
+        let base: Set<String> = ["libc6", "libgcc-s1", "libstdc++6", "zlib1g"]
+        let linked = try runProcess(["ldd", binary], timeout: 30)
+        XCTAssertEqual(linked.status, 0, linked.output)
+        var missing: [String] = []
+        for line in linked.output.split(separator: "\n") {
+            guard let arrow = line.range(of: "=> "), let path = line[arrow.upperBound...].split(separator: " ").first, path.hasPrefix("/")
+            else { continue }
+            let owner = try runProcess(["dpkg", "-S", String(path)], timeout: 30)
+            // "libssl3:amd64: /lib/x86_64-linux-gnu/libssl.so.3"; dpkg names a path under /lib by its /usr/lib twin.
+            var package = owner.output.split(separator: ":").first.map(String.init) ?? ""
+            if owner.status != 0 {
+                let usr = try runProcess(["dpkg", "-S", "/usr" + String(path)], timeout: 30)
+                package = usr.status == 0 ? usr.output.split(separator: ":").first.map(String.init) ?? "" : "?"
+            }
+            if !installed.contains(package) && !base.contains(package) { missing.append("\(path) (\(package))") }
+        }
+        XCTAssertEqual(missing, [], "fuseboxd needs libraries the runtime image does not install")
     }
 
     func testSystemdUnitVerifies() throws {
