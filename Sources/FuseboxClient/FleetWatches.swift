@@ -38,18 +38,22 @@ struct Reconnecting: Sendable {
     /// [0, min(cap, base × 2^(failures-1))], so a fleet that lost its server
     /// together does not come back in lockstep.
     ///
-    /// The generator lives in this synchronous frame, on the thread's stack:
-    /// ThreadSanitizer reported an `inout` access to one kept in the async
-    /// loop's frame (CI and fresh9), which the task allocator reuses across
-    /// threads without telling it.
+    /// No generator of ours is passed `inout` here: SystemRandomNumberGenerator
+    /// has no size, so every `inout` access to one has the same address (its
+    /// type metadata), and ThreadSanitizer reports two delays computed at once
+    /// as a race (CI, fresh9, fresh10). The standard library's own draw is not
+    /// instrumented.
     static func delay(failures: Int, base: Duration, cap: Duration) -> Duration {
-        var random = SystemRandomNumberGenerator()
-        return delay(failures: failures, base: base, cap: cap, using: &random)
+        .milliseconds(Int64(Double.random(in: 0...ceiling(failures: failures, base: base, cap: cap))))
     }
 
+    /// The same with `random` (tests pass a seeded one).
     static func delay(failures: Int, base: Duration, cap: Duration, using random: inout some RandomNumberGenerator) -> Duration {
-        let ceiling = min(Double(cap.milliseconds), Double(base.milliseconds) * pow(2, Double(min(max(failures, 1) - 1, 30))))
-        return .milliseconds(Int64(Double.random(in: 0...max(ceiling, 1), using: &random)))
+        .milliseconds(Int64(Double.random(in: 0...ceiling(failures: failures, base: base, cap: cap), using: &random)))
+    }
+
+    private static func ceiling(failures: Int, base: Duration, cap: Duration) -> Double {
+        max(min(Double(cap.milliseconds), Double(base.milliseconds) * pow(2, Double(min(max(failures, 1) - 1, 30)))), 1)
     }
 }
 

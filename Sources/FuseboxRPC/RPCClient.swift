@@ -28,7 +28,7 @@ public final class RPCClient: Sendable {
     private let tlsContext: TLSContext?
     private let group: any EventLoopGroup
     private let state = NIOLockedValueBox<State>(.idle(failures: 0, retryAt: nil, lastError: nil))
-    private let random = NIOLockedValueBox(SystemRandomNumberGenerator())
+    private let random = NIOLockedValueBox(JitterSource())
 
     /// A client; nothing connects until the first call.
     public init(configuration: RPCClientConfiguration, group: any EventLoopGroup) throws(TLSError) {
