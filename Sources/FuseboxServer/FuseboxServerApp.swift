@@ -30,6 +30,9 @@ public final class FuseboxServerApp: Sendable {
         public var limits = AuthorityLimits()
         /// Replicated mode: etcd instead of SQLite (nil: the embedded default).
         public var replication: Replication?
+        /// Alert sinks and rules (none: no alerts are sent; the fleet health
+        /// report is served either way).
+        public var alerts = AlertsConfiguration()
 
         /// Replicated mode's settings (docs/REPLICATION.md).
         public struct Replication: Sendable {
@@ -75,6 +78,8 @@ public final class FuseboxServerApp: Sendable {
     public let tls: TLSContextProvider
     /// Health.
     public let health: HealthService
+    /// The fleet's health report and the alert rules.
+    public let monitor: FleetMonitor
     private let store: SQLiteStore?
     private let etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?
     private let refusals: AsyncStream<(TLSError, String?, Int64)>
@@ -94,7 +99,10 @@ public final class FuseboxServerApp: Sendable {
         if configuration.insecureAnonymousRole != nil { tls.requireClientCertificate = false }
         let authorizer = Authorizer(rules: configuration.roleRules, anonymousRole: configuration.insecureAnonymousRole)
         let health = HealthService()
-        let services = ["fusebox.v1.RegistryService", "fusebox.v1.BreakerService", "fusebox.v1.AdminService"]
+        let services = [
+            "fusebox.v1.RegistryService", "fusebox.v1.BreakerService", "fusebox.v1.AdminService", "fusebox.v1.FleetHealthService",
+            "fusebox.v1.AlertService",
+        ]
         let sqlite: SQLiteStore?
         let etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?
         let registry: PolicyRegistry
@@ -150,6 +158,25 @@ public final class FuseboxServerApp: Sendable {
             version: version, startedAtMs: clock.now().milliseconds, clock: clock,
             address: { bound.withLockedValue { $0 }.map { RPCEndpoint(host: host, port: $0.port).description } ?? "" },
             serving: { health.status() == .serving })
+        let replicaId = configuration.replicaId ?? ServerConfiguration.replicaId(fromHostName: ProcessInfo.processInfo.hostName)
+        let monitor = FleetMonitor(
+            sources: FleetMonitor.Sources(
+                authority: authority,
+                leading: {
+                    if let coordinator { return coordinator }
+                    if case .leader(let c)? = replica?.role { return c }
+                    return nil
+                },
+                store: {
+                    if let replica, !replica.isServing { return (false, "etcd cannot be reached (no quorum)") }
+                    let problem = coordinator?.storeProblem
+                    return (problem == nil, problem ?? "")
+                },
+                cluster: clusterStatus, clock: clock, answeredBy: replica?.settings.replicaId ?? replicaId),
+            alerts: configuration.alerts)
+        var fleetHealth = FleetHealthService(monitor: monitor, authorizer: authorizer)
+        fleetHealth.routing = replica
+        fleetHealth.register(on: &router)
         var admin = AdminService(authority: authority, audit: audit, clusterStatus: clusterStatus)
         admin.routing = replica
         admin.register(on: &router)
@@ -182,14 +209,15 @@ public final class FuseboxServerApp: Sendable {
         ServerMetrics.start(version: version)
         return FuseboxServerApp(
             rpc: rpc, registry: registry, authority: authority, coordinator: coordinator, replica: replica, health: health,
-            store: sqlite, etcd: etcd, refusals: refusals, audit: audit, tls: provider)
+            store: sqlite, etcd: etcd, refusals: refusals, audit: audit, tls: provider, monitor: monitor)
     }
 
     private init(
         rpc: RPCServer, registry: PolicyRegistry, authority: any BreakerAuthority, coordinator: BreakerCoordinator?,
         replica: ReplicaNode?, health: HealthService, store: SQLiteStore?, etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?,
-        refusals: AsyncStream<(TLSError, String?, Int64)>, audit: AuditLog, tls: TLSContextProvider
+        refusals: AsyncStream<(TLSError, String?, Int64)>, audit: AuditLog, tls: TLSContextProvider, monitor: FleetMonitor
     ) {
+        self.monitor = monitor
         self.tls = tls
         self.rpc = rpc
         self.registry = registry
@@ -214,6 +242,7 @@ public final class FuseboxServerApp: Sendable {
             }
             // Registry watchers that fell behind get a fresh snapshot once they can take one.
             group.addTask { await self.registry.hub.runResync() }
+            group.addTask { await self.monitor.run() }
             group.addTask {
                 while !Task.isCancelled {
                     ServerMetrics.gauges(
@@ -255,6 +284,7 @@ public final class FuseboxServerApp: Sendable {
         registry.shutdown()
         coordinator?.shutdown()
         replica?.mirror.hub.finishAll()
+        await monitor.shutdown()
         // Another replica takes the decisions over now, not after the lease's TTL.
         await replica?.stepDownForShutdown()
         await rpc.shutdown()

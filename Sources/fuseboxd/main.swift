@@ -206,6 +206,7 @@ struct Serve: AsyncParsableCommand {
         appConfiguration.roleRules = settings.roles
         appConfiguration.insecureAnonymousRole = settings.insecureNoClientCertificates ? .admin : nil
         appConfiguration.seedPresets = settings.presets
+        appConfiguration.alerts = settings.alerts
         appConfiguration.limits = settings.authorityLimits
         appConfiguration.replicaId = settings.replicaId
         appConfiguration.replication = replication

@@ -82,6 +82,7 @@ extension BreakerCoordinator {
         }
         for (waiter, ids) in waiters { waiter.resume(returning: .success(ids)) }
         AuthorityMetrics.committed()
+        state.withLockedValue { if $0.storeProblem != nil { $0.storeProblem = nil } }
         for p in group {
             if p.created { AuthorityMetrics.state(p.key, p.stored.status) }
             for t in p.transitions {
@@ -124,6 +125,7 @@ extension BreakerCoordinator {
             "changes": "\(group.count)", "error": "\(error)",
         ])
         AuthorityMetrics.commitFailed()
+        state.withLockedValue { $0.storeProblem = "\(error)" }
         let now = clock.now()
         let waiters = state.withLockedValue { s -> [CheckedContinuation<Result<[UInt64], StoreError>, Never>] in
             var resumed: [CheckedContinuation<Result<[UInt64], StoreError>, Never>] = []

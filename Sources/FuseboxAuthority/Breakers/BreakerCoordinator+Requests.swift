@@ -241,6 +241,10 @@ extension BreakerCoordinator {
     /// Store transactions that made breaker changes durable, since start.
     public var commitCount: UInt64 { state.withLockedValue { $0.commits } }
 
+    /// Why the store refused the last commit; nil when the last one succeeded
+    /// (or none failed). The fleet health report and the store alert read it.
+    public var storeProblem: String? { state.withLockedValue { $0.storeProblem } }
+
     // MARK: Watches
 
     public func watch(_ selector: BreakerSelector, sink: any WatchSink<BreakerWatchEvent>) -> UInt64 {

@@ -75,6 +75,8 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
         /// After a failed commit, timers wait until this before retrying.
         var retryAt: Timestamp?
         var commits: UInt64 = 0
+        /// Why the last commit failed; nil once one succeeds.
+        var storeProblem: String?
         /// New breakers start at this generation: the highest of any evicted one.
         var floor: UInt64 = 0
         /// Breakers per registry, for the limit.

@@ -5,6 +5,7 @@
 #include "fusebox/v1/admin.pb-c.h"
 #include "fusebox/v1/breaker.pb-c.h"
 #include "fusebox/v1/common.pb-c.h"
+#include "fusebox/v1/health.pb-c.h"
 #include "fusebox/v1/policy.pb-c.h"
 #include "fusebox/v1/registry.pb-c.h"
 #include "fusebox/v1/replica.pb-c.h"

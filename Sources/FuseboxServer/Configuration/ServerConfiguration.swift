@@ -46,6 +46,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var maxPolicyBytes = 65_536
     /// Load the presets into `default` on first start. Default true.
     public var presets = true
+    /// Alert sinks and rules (docs/ALERTS.md). Default: no sinks, no alerts.
+    public var alerts = AlertsConfiguration()
     /// Address of the HTTP listener for /metrics, /healthz and /readyz. Default 127.0.0.1.
     public var observabilityHost = "127.0.0.1"
     /// Its port; 0 picks a free one. Default 7444.
@@ -117,6 +119,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "tls.clientCA": "CA bundle for client certificates (PEM)",
         "tls.insecureNoClientCertificates": "development only: no client certificates, everyone is admin",
         "roles": "list of {field: cn|dns|uri, pattern: glob, role: reader|reporter|admin|replica}",
+        "alerts": "alert sinks (webhook, slack, email), rules and historySize (docs/ALERTS.md)",
         "limits.maxMessageBytes": "largest request message", "limits.maxConcurrentStreams": "streams per connection",
         "limits.maxConnections": "open connections", "limits.maxWatchesPerConnection": "watches open at once on one connection",
         "limits.idleTimeoutSeconds": "idle connection timeout",
@@ -157,6 +160,10 @@ public struct ServerConfiguration: Sendable, Equatable {
             let line = keyNode.mark?.line
             if key == "roles" {
                 roles = try parseRoles(value, source: source)
+                continue
+            }
+            if key == "alerts" {
+                alerts = try Self.parseAlerts(value, source: source)
                 continue
             }
             if key == "store.etcd.endpoints", let list = value.sequence {

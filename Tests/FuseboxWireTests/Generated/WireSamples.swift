@@ -831,6 +831,134 @@ extension Fusebox_V1_EtcdMemberStatus: WireSampled {
     }
 }
 
+extension Fusebox_V1_GetFleetHealthRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 1 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.registry = "registry-\(variant)-0-é✓"
+        return m
+    }
+}
+
+extension Fusebox_V1_HealthReason: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 3 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.code = "code-\(variant)-0-é✓"
+        m.status = .init(rawValue: 3)
+        m.message = "message-\(variant)-0-é✓"
+        return m
+    }
+}
+
+extension Fusebox_V1_BreakerHealth: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 8 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.breaker = Fusebox_V1_BreakerRef.sample(variant % 1)
+        m.state = .init(rawValue: 7)
+        m.status = .init(rawValue: 3)
+        m.reasons = [Fusebox_V1_HealthReason.sample(variant % 1), Fusebox_V1_HealthReason.sample(variant % 1)]
+        m.calls = 5000000000001
+        m.failures = 6000000000001
+        m.recentTrips = 3999999993
+        m.notPassingSinceMs = -8000000056
+        return m
+    }
+}
+
+extension Fusebox_V1_RegistryHealth: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 6 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.registry = "registry-\(variant)-0-é✓"
+        m.status = .init(rawValue: 3)
+        m.healthy = 3999999997
+        m.degraded = 3999999996
+        m.critical = 3999999995
+        m.breakers = [Fusebox_V1_BreakerHealth.sample(variant % 1), Fusebox_V1_BreakerHealth.sample(variant % 1)]
+        return m
+    }
+}
+
+extension Fusebox_V1_FleetHealth: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 9 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.status = .init(rawValue: 3)
+        m.reasons = [Fusebox_V1_HealthReason.sample(variant % 1), Fusebox_V1_HealthReason.sample(variant % 1)]
+        m.registries = [Fusebox_V1_RegistryHealth.sample(variant % 1), Fusebox_V1_RegistryHealth.sample(variant % 1)]
+        m.localModeClients = 3999999996
+        m.storeAvailable = true
+        m.replicasServing = 3999999994
+        m.replicas = 3999999993
+        m.atMs = -8000000056
+        m.answeredBy = "answered_by-\(variant)-0-é✓"
+        return m
+    }
+}
+
+extension Fusebox_V1_ListAlertsRequest: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 3 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.limit = 3999999999
+        m.rule = "rule-\(variant)-0-é✓"
+        m.subject = "subject-\(variant)-0-é✓"
+        return m
+    }
+}
+
+extension Fusebox_V1_AlertDelivery: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 4 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.sink = "sink-\(variant)-0-é✓"
+        m.state = "state-\(variant)-0-é✓"
+        m.attempts = 3999999997
+        m.error = "error-\(variant)-0-é✓"
+        return m
+    }
+}
+
+extension Fusebox_V1_AlertEntry: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 11 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.id = 1000000000001
+        m.status = "status-\(variant)-0-é✓"
+        m.rule = "rule-\(variant)-0-é✓"
+        m.kind = "kind-\(variant)-0-é✓"
+        m.severity = "severity-\(variant)-0-é✓"
+        m.breaker = Fusebox_V1_BreakerRef.sample(variant % 1)
+        m.summary = "summary-\(variant)-0-é✓"
+        m.startedAtMs = -8000000056
+        m.atMs = -9000000063
+        m.suppressedTriggers = 3999999990
+        m.deliveries = [Fusebox_V1_AlertDelivery.sample(variant % 1), Fusebox_V1_AlertDelivery.sample(variant % 1)]
+        return m
+    }
+}
+
+extension Fusebox_V1_ListAlertsResponse: WireSampled {
+    static var sampleVariants: Int { 1 }
+    static var fieldCount: Int { 2 }
+    static func sample(_ variant: Int) -> Self {
+        var m = Self()
+        m.alerts = [Fusebox_V1_AlertEntry.sample(variant % 1), Fusebox_V1_AlertEntry.sample(variant % 1)]
+        m.enabled = true
+        return m
+    }
+}
+
 extension Fusebox_V1_Policy: WireSampled {
     static var sampleVariants: Int { 1 }
     static var fieldCount: Int { 10 }
@@ -1353,6 +1481,15 @@ let allSampledTypes: [any WireSampled.Type] = [
     Fusebox_V1_ClusterStatus.self,
     Fusebox_V1_ReplicaStatus.self,
     Fusebox_V1_EtcdMemberStatus.self,
+    Fusebox_V1_GetFleetHealthRequest.self,
+    Fusebox_V1_HealthReason.self,
+    Fusebox_V1_BreakerHealth.self,
+    Fusebox_V1_RegistryHealth.self,
+    Fusebox_V1_FleetHealth.self,
+    Fusebox_V1_ListAlertsRequest.self,
+    Fusebox_V1_AlertDelivery.self,
+    Fusebox_V1_AlertEntry.self,
+    Fusebox_V1_ListAlertsResponse.self,
     Fusebox_V1_Policy.self,
     Fusebox_V1_CircuitBreakerPolicy.self,
     Fusebox_V1_SlidingWindow.self,
