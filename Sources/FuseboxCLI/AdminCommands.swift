@@ -255,16 +255,29 @@ struct Audit: AsyncParsableCommand {
 
 struct Health: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Ask fuseboxd whether it is serving (grpc.health.v1).",
+        abstract: "Ask fuseboxd whether it is serving (grpc.health.v1), or how healthy the fleet is (--fleet).",
         discussion: """
             Exits 0 when SERVING, 1 when not, 3 when unreachable.
+            With --fleet: the fleet's health per registry and breaker (healthy,
+            degraded, critical, with reasons); exits 0 when healthy, 1 when
+            degraded or critical. --watch prints it again on every change.
             Examples:
               fusebox health
               fusebox --server fusebox.internal:7443 health -o json
+              fusebox health --fleet
+              fusebox health --fleet --registry payments --watch
             """)
     @OptionGroup var global: GlobalOptions
+    @Flag(help: "The fleet's health: registries, breakers and reasons.") var fleet = false
+    @Option(help: "With --fleet: only this registry.") var registry = ""
+    @Flag(help: "With --fleet: keep printing it as it changes (Ctrl-C ends).") var watch = false
 
     func run() async throws {
+        if fleet {
+            try await FleetHealthCommand.run(global: global, registry: registry, watch: watch)
+            return
+        }
+        guard !watch, registry.isEmpty else { throw CLIError("--registry and --watch go with --fleet", code: ExitCodes.invalidInput) }
         try await runCommand { scope in
             let settings = try global.resolve()
             let connection = try scope.connect(settings)

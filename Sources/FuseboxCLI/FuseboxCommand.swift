@@ -28,7 +28,9 @@ public struct FuseboxCommand: AsyncParsableCommand {
             4 permission denied, 5 not found, 6 conflict, 10 differences found (policies diff).
             """,
         version: fuseboxCLIVersion,
-        subcommands: [Breakers.self, Breaker.self, Policies.self, Registries.self, Audit.self, Cluster.self, Health.self, Version.self])
+        subcommands: [
+            Breakers.self, Breaker.self, Policies.self, Registries.self, Audit.self, Alerts.self, Cluster.self, Health.self, Version.self,
+        ])
 
     public init() {}
 }

@@ -83,13 +83,13 @@ public final class FuseboxdProcess: @unchecked Sendable {
     public let metricsPort: Int
     public let dataDirectory: String
 
-    public init(dataDirectory: String, port: Int = 0, extra: [String] = []) throws {
+    public init(dataDirectory: String, port: Int = 0, extra: [String] = [], environment: [String: String]? = nil) throws {
         self.dataDirectory = dataDirectory
         launched = try LaunchedProcess(builtProduct("fuseboxd"), [
             "--host", "127.0.0.1", "--port", "\(port)", "--data-dir", dataDirectory, "--cert", try TestCertificates.path("server.pem"),
             "--key", try TestCertificates.path("server.key"), "--client-ca", try TestCertificates.path("ca.pem"),
             "--metrics-port", "0",
-        ] + extra)
+        ] + extra, environment: environment)
         guard let observability = launched.waitForLine(timeout: 30, { $0.contains("observability on http://127.0.0.1:") }),
             let listening = launched.lines.first(where: { $0.contains("listening on 127.0.0.1:") }),
             let p = Self.port(after: "listening on 127.0.0.1:", in: listening),

@@ -11,37 +11,20 @@ final class AlertDeliveryTests: XCTestCase {
     static let secret = "whsec-\(UUID().uuidString)"
     static let smtpPassword = "pw-\(UUID().uuidString)"
 
-    private var receivers: LaunchedProcess!
-    private var https = 0
-    private var smtp = 0
-    private var refused = 0
+    private var receivers: AlertReceivers!
+    private var https: Int { receivers.httpsPort }
+    private var smtp: Int { receivers.smtpPort }
+    private var refused: Int { receivers.refusedPort }
 
     override func setUp() async throws {
-        receivers = try LaunchedProcess(URL(fileURLWithPath: "/usr/bin/env"), [
-            "python3", repositoryRoot.appendingPathComponent("Tests/Support/alert_receivers.py").path,
-            "--cert", try TestCertificates.path("server.pem"), "--key", try TestCertificates.path("server.key"),
-            "--secret", Self.secret, "--smtp-user", "alerts", "--smtp-password", Self.smtpPassword,
-        ])
-        let ready = try XCTUnwrap(receivers.waitForLine(timeout: 30) { $0.hasPrefix("READY ") }, "receivers did not start: \(receivers.stderrTail())")
-        let ports = Dictionary(uniqueKeysWithValues: ready.split(separator: " ").dropFirst().compactMap { field -> (String, Int)? in
-            let parts = field.split(separator: "=")
-            return parts.count == 2 ? (String(parts[0]), Int(parts[1]) ?? 0) : nil
-        })
-        https = ports["https"] ?? 0
-        smtp = ports["smtp"] ?? 0
-        refused = ports["refused"] ?? 0
+        receivers = try AlertReceivers(secret: Self.secret, smtpUser: "alerts", smtpPassword: Self.smtpPassword)
     }
 
     override func tearDown() {
-        receivers?.stop(SIGTERM, timeout: 5)
+        receivers?.stop()
     }
 
-    private func events(_ kind: String) -> [[String: Any]] {
-        receivers.lines.compactMap { line in
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], object["kind"] as? String == kind else { return nil }
-            return object
-        }
-    }
+    private func events(_ kind: String) -> [[String: Any]] { receivers.events(kind) }
 
     private func webhook(_ name: String, path: String, timeoutMs: Int = 5_000, attempts: Int = 3, queue: Int = 1_000) throws -> AlertSink {
         AlertSink(
