@@ -143,6 +143,12 @@ public struct ServerConfiguration: Sendable, Equatable {
 
     /// Applies a YAML document.
     public mutating func apply(yaml text: String, source: String) throws(ConfigurationError) {
+        try apply(yaml: text, source: source, environment: ProcessInfo.processInfo.environment)
+    }
+
+    /// Applies a YAML document; `environment` holds the variables the alert
+    /// sinks' `*Env` keys name.
+    public mutating func apply(yaml text: String, source: String, environment: [String: String]) throws(ConfigurationError) {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -151,10 +157,10 @@ public struct ServerConfiguration: Sendable, Equatable {
         }
         guard let root else { return }
         guard let mapping = root.mapping else { throw ConfigurationError(key: nil, source: source, line: root.mark?.line, "must be a mapping of keys") }
-        try walk(mapping, prefix: "", source: source)
+        try walk(mapping, prefix: "", source: source, environment: environment)
     }
 
-    private mutating func walk(_ mapping: Node.Mapping, prefix: String, source: String) throws(ConfigurationError) {
+    private mutating func walk(_ mapping: Node.Mapping, prefix: String, source: String, environment: [String: String]) throws(ConfigurationError) {
         for (keyNode, value) in mapping {
             let key = prefix + (keyNode.string ?? "")
             let line = keyNode.mark?.line
@@ -163,7 +169,7 @@ public struct ServerConfiguration: Sendable, Equatable {
                 continue
             }
             if key == "alerts" {
-                alerts = try Self.parseAlerts(value, source: source)
+                alerts = try Self.parseAlerts(value, source: source, environment: environment)
                 continue
             }
             if key == "store.etcd.endpoints", let list = value.sequence {
@@ -180,7 +186,7 @@ public struct ServerConfiguration: Sendable, Equatable {
                 continue
             }
             if let nested = value.mapping, Self.keys.keys.contains(where: { $0.hasPrefix(key + ".") }) {
-                try walk(nested, prefix: key + ".", source: source)
+                try walk(nested, prefix: key + ".", source: source, environment: environment)
                 continue
             }
             guard Self.keys[key] != nil else {
