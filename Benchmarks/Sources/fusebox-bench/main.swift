@@ -4,7 +4,7 @@ import NIOPosix
 
 /// fusebox-bench: each scenario runs Fusebox and its peer in the same run and
 /// prints one Markdown row per figure. Usage:
-///   fusebox-bench --fuseboxd PATH --certs DIR --work DIR [--quick] [--only 1,2,…] (1-8 by default;
+///   fusebox-bench --fuseboxd PATH --certs DIR --work DIR [--quick] [--only 1,2,…] (1-8 and 13 by default;
 ///   9-12, replicated mode on a 3-member etcd cluster the harness starts and kills, only when named)
 /// (scripts/bench passes these; it also installs the peers.)
 
@@ -18,10 +18,10 @@ guard let fuseboxd = option("--fuseboxd"), let certs = option("--certs"), let wo
     exit(2)
 }
 let quick = arguments.contains("--quick")
-// Without --only: scenarios 1-8. The replicated ones (9-12) start an etcd
+// Without --only: scenarios 1-8 and 13. The replicated ones (9-12) start an etcd
 // cluster and six more servers, so they run only when named (--only 9,10,11,12),
 // which keeps the default run inside scripts/bench's 9-minute bound.
-let only = Set((option("--only") ?? "1,2,3,4,5,6,7,8").split(separator: ",").compactMap { Int($0) })
+let only = Set((option("--only") ?? "1,2,3,4,5,6,7,8,13").split(separator: ",").compactMap { Int($0) })
 let env = Environment(fuseboxd: fuseboxd, certs: certs, work: work, quick: quick)
 MallocInterposerSwift.initialize()
 let termination = killChildrenOnTermination()
@@ -150,6 +150,17 @@ if only.contains(8) {
          "\(fmt(percentile(times, 50), 1)) ms", "—", "—", "—", "—"])
     row(["8", "commits (fsyncs) for those \(breakers) OPEN transitions (fusebox_breaker_commits_total before/after; each round: \(commits.map { fmt($0, 0) }.joined(separator: ", ")) commits for \(r.map { fmt($0.transitions, 0) }.joined(separator: ", ")) transitions)",
          "\(fmt(percentile(commits, 50), 0)) commits", "\(breakers) if each transition had its own", fmt(percentile(commits, 50) / Double(breakers), 3), "—", "—"])
+}
+
+if only.contains(13) {
+    let calls = quick ? 500 : 3_000
+    log("13: the report path while alert sinks are down")
+    let r = try await reportPathDuringSinkOutage(env, calls: calls, tripEveryMs: 10, group: group)
+    let p99 = percentile(r.alerts.reportMs, 99)
+    let alone = percentile(r.alone.reportMs, 99)
+    row(["13", "ReportOutcomes p99 (\(calls) calls one after another) while another connection trips a new breaker every 10 ms (\(r.alerts.trips) trips), each alerting 2 sinks that are down: connection refused, and a black hole that never answers (2 s timeout, 4 attempts, queues of 100; \(fmt(r.alerts.dropped, 0)) alerts dropped, \(fmt(r.alerts.failures, 0)) given up); peer: the same load with no alert sinks (\(r.alone.trips) trips)",
+         "\(fmt(p99, 2)) ms (p50 \(fmt(percentile(r.alerts.reportMs, 50), 2)))", "no sinks: \(fmt(alone, 2)) ms (p50 \(fmt(percentile(r.alone.reportMs, 50), 2)))",
+         fmt(p99 / max(alone, 0.001), 2), "—", "—"])
 }
 
 // MARK: - Replicated mode (etcd): one 3-member etcd cluster for scenarios 9-12
