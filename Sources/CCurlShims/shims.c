@@ -12,11 +12,20 @@ static size_t discard(char *data, size_t size, size_t count, void *user) {
     return size * count;
 }
 
-static void start(fb_curl_result *result) {
+/// A handle for one delivery, with `result` cleared; NULL (and `result` saying
+/// so) if libcurl could not make one.
+static CURL *start(fb_curl_result *result, char *errbuf) {
     result->curl_code = 0;
     result->status = 0;
     result->retry_after_seconds = -1;
     result->error[0] = 0;
+    errbuf[0] = 0;
+    CURL *curl = curl_easy_init();
+    if (!curl) {
+        result->curl_code = (int)CURLE_FAILED_INIT;
+        strcpy(result->error, "curl_easy_init failed");
+    }
+    return curl;
 }
 
 static void finish(CURL *curl, CURLcode code, char *errbuf, fb_curl_result *result) {
@@ -47,15 +56,9 @@ static void common(CURL *curl, long timeout_ms, const char *ca_file, char *errbu
 
 int fb_curl_http_post(const char *url, const char *const *headers, size_t header_count, const char *body, size_t body_length,
                       long timeout_ms, const char *ca_file, fb_curl_result *result) {
-    start(result);
-    CURL *curl = curl_easy_init();
-    if (!curl) {
-        result->curl_code = (int)CURLE_FAILED_INIT;
-        strcpy(result->error, "curl_easy_init failed");
-        return result->curl_code;
-    }
     char errbuf[CURL_ERROR_SIZE];
-    errbuf[0] = 0;
+    CURL *curl = start(result, errbuf);
+    if (!curl) return result->curl_code;
     struct curl_slist *list = NULL;
     for (size_t i = 0; i < header_count; i++) {
         struct curl_slist *next = curl_slist_append(list, headers[i]);
@@ -97,15 +100,9 @@ static size_t read_message(char *buffer, size_t size, size_t count, void *user) 
 int fb_curl_smtp_send(const char *url, const char *username, const char *password, const char *from,
                       const char *const *recipients, size_t recipient_count, const char *message, size_t message_length,
                       int require_tls, long timeout_ms, const char *ca_file, fb_curl_result *result) {
-    start(result);
-    CURL *curl = curl_easy_init();
-    if (!curl) {
-        result->curl_code = (int)CURLE_FAILED_INIT;
-        strcpy(result->error, "curl_easy_init failed");
-        return result->curl_code;
-    }
     char errbuf[CURL_ERROR_SIZE];
-    errbuf[0] = 0;
+    CURL *curl = start(result, errbuf);
+    if (!curl) return result->curl_code;
     struct curl_slist *rcpt = NULL;
     for (size_t i = 0; i < recipient_count; i++) {
         struct curl_slist *next = curl_slist_append(rcpt, recipients[i]);

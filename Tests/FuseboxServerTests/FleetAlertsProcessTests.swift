@@ -2,6 +2,7 @@ import Foundation
 import FuseboxRPC
 import FuseboxTesting
 import FuseboxWire
+import NIOConcurrencyHelpers
 import NIOPosix
 import XCTest
 
@@ -99,8 +100,22 @@ final class FleetAlertsProcessTests: XCTestCase {
         defer { Task { await admin.close(); await reporter.close() } }
         try await putFleetPolicy(admin)
 
+        // A health watcher: healthy first, then critical once the breaker trips.
+        let reader = try client("reader")
+        let seen = NIOLockedValueBox<[Fusebox_V1_HealthStatus]>([])
+        let watch = Task {
+            try? await reader.serverStreaming(
+                "fusebox.v1.FleetHealthService", "WatchFleetHealth", Fusebox_V1_GetFleetHealthRequest(), as: Fusebox_V1_FleetHealth.self,
+                options: RPCCallOptions(timeout: .seconds(20))
+            ) { health in seen.withLockedValue { $0.append(health.status) } }
+        }
+        defer { watch.cancel() }
+        waitFor("the health watch's first answer", seconds: 5) { !seen.withLockedValue { $0 }.isEmpty }
+        XCTAssertEqual(seen.withLockedValue { $0 }.first, .healthy)
+
         let tripped = Date()
         _ = try await trip(reporter, "payments", generation: 0)
+        waitFor("the health watch to say critical", seconds: 3) { seen.withLockedValue { $0 }.last == .critical }
         waitFor("the firing webhook", seconds: 5) { !hooks("firing").isEmpty }
         let firing = try XCTUnwrap(hooks("firing").first)
         let latency = (firing["at"] as? Double ?? 0) - tripped.timeIntervalSince1970

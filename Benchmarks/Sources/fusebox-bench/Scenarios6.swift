@@ -92,13 +92,10 @@ func reportPathDuringSinkOutage(_ env: Environment, calls: Int, tripEveryMs: Int
         running.set()
         let tripped = await trips
         try await Task.sleep(for: .milliseconds(500))
-        let metrics = URL(string: "http://127.0.0.1:\(server.metricsPort)/metrics").flatMap { try? String(contentsOf: $0, encoding: .utf8) } ?? ""
-        func total(_ name: String) -> Double {
-            metrics.split(separator: "\n").filter { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
-                .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
-        }
+        let metrics = try await server.metrics(group: group)
         results.append(AlertOutageResult(
-            reportMs: times.sorted(), trips: tripped, dropped: total("fusebox_alerts_dropped_total"), failures: total("fusebox_alert_delivery_failures_total")))
+            reportMs: times.sorted(), trips: tripped, dropped: metrics.sum("fusebox_alerts_dropped_total"),
+            failures: metrics.sum("fusebox_alert_delivery_failures_total")))
         await reporter.close()
         await tripper.close()
     }

@@ -168,14 +168,7 @@ final class Fuseboxd {
             throw BenchError("fuseboxd printed no port: \(out)")
         }
         port = p
-        guard let m = out.range(of: "observability on http://127.0.0.1:"), let mp = Int(out[m.upperBound...].prefix { $0.isNumber }) else {
-            throw BenchError("fuseboxd printed no observability port: \(out)")
-        }
-        metricsPort = mp
     }
-
-    /// /metrics, /healthz and /readyz.
-    let metricsPort: Int
 
     /// Client TLS with the dev certificate of `identity` (none: anonymous).
     func clientTLS(_ identity: String?) -> TLSConfiguration {
