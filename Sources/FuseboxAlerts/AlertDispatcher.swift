@@ -48,7 +48,9 @@ public final class AlertDispatcher: Sendable {
     public var pending: Int { queues.values.reduce(0) { $0 + $1.pending } }
 
     /// Stops taking notifications; waits up to `grace` for the queued ones to
-    /// be tried, then stops the threads (a retry waiting gives up).
+    /// be tried, then stops the threads: a retry waiting gives up, what is
+    /// still queued is recorded as not sent, and an attempt under way may
+    /// take its sink's timeout to end.
     public func shutdown(grace: Duration = .seconds(5)) async {
         let deadline = ContinuousClock.now + grace
         while pending > 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
@@ -65,8 +67,13 @@ final class SinkQueue: Sendable {
     private let pool: NIOThreadPool
     private struct State {
         var queue: [AlertNotification] = []
+        /// A drain job is submitted or running.
         var running = false
+        /// The drain job holds a notification (taken from the queue, being tried).
+        var trying = false
         var stopping = false
+        /// Notifications waiting or being tried: what the capacity bounds.
+        var held: Int { queue.count + (trying ? 1 : 0) }
     }
     private let state = NIOLockedValueBox(State())
 
@@ -79,11 +86,11 @@ final class SinkQueue: Sendable {
         pool.start()
     }
 
-    var pending: Int { state.withLockedValue { $0.queue.count + ($0.running ? 1 : 0) } }
+    var pending: Int { state.withLockedValue { $0.held } }
 
     func enqueue(_ n: AlertNotification) {
         let start: Bool? = state.withLockedValue { s in
-            guard !s.stopping, s.queue.count + (s.running ? 1 : 0) < sink.queueCapacity else { return nil }
+            guard !s.stopping, s.held < sink.queueCapacity else { return nil }
             s.queue.append(n)
             defer { s.running = true }
             return !s.running
@@ -101,12 +108,24 @@ final class SinkQueue: Sendable {
 
     private func drain() {
         while true {
-            let next: AlertNotification? = state.withLockedValue { s in
+            let (next, abandoned): (AlertNotification?, [AlertNotification]) = state.withLockedValue { s in
+                s.trying = false
+                if s.stopping {
+                    // Shutting down: what is still queued is not tried.
+                    defer { s.queue = [] }
+                    s.running = false
+                    return (nil, s.queue)
+                }
                 guard !s.queue.isEmpty else {
                     s.running = false
-                    return nil
+                    return (nil, [])
                 }
-                return s.queue.removeFirst()
+                s.trying = true
+                return (s.queue.removeFirst(), [])
+            }
+            for n in abandoned {
+                Counter(label: "fusebox_alert_delivery_failures_total", dimensions: [("sink", sink.name)]).increment()
+                history.update(n.id, sink: sink.name, .failed(attempts: 0, error: "not sent: fuseboxd shut down first"))
             }
             guard let n = next else { return }
             deliver(n)
@@ -116,7 +135,7 @@ final class SinkQueue: Sendable {
     private func deliver(_ n: AlertNotification) {
         var attempt = 0
         var lastError = ""
-        while attempt < max(sink.maxAttempts, 1) {
+        attempts: while attempt < max(sink.maxAttempts, 1) {
             attempt += 1
             let outcome = Curl.deliver(n, to: sink, server: server)
             switch outcome {
@@ -127,10 +146,10 @@ final class SinkQueue: Sendable {
                 return
             case .permanent(let error):
                 lastError = error
-                attempt = sink.maxAttempts
+                break attempts
             case .retry(let error, let after):
                 lastError = error
-                guard attempt < sink.maxAttempts, !stopping else { break }
+                guard attempt < sink.maxAttempts, !stopping else { break attempts }
                 Counter(label: "fusebox_alert_delivery_retries_total", dimensions: [("sink", sink.name)]).increment()
                 let backoff = min(500 * (1 << min(attempt - 1, 16)), 30_000)
                 let jittered = Int.random(in: backoff / 2...backoff)

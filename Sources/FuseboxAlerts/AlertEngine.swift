@@ -34,9 +34,9 @@ public struct AlertEngine: Sendable {
     public let allSinks: [String]
     private var episodes: [Key: Episode] = [:]
     private var nextID: UInt64 = 1
-    /// When the previous observation was made: a trip after it counts as
-    /// "opened" even if the breaker closed again before this one.
-    private var lastLookMs: Int64?
+    /// Each breaker's trip count at the previous look: a trip since counts as
+    /// "opened" even if the breaker closed again before this look.
+    private var tripCounts: [String: Int] = [:]
     /// Triggers merged into open alerts, per rule (for metrics).
     public private(set) var suppressedByRule: [String: Int] = [:]
 
@@ -50,36 +50,41 @@ public struct AlertEngine: Sendable {
         episodes.keys.map { ($0.rule, $0.subject) }.sorted { ($0.rule, $0.subject) < ($1.rule, $1.subject) }
     }
 
-    /// Looks at the fleet: returns the notifications to send, in order.
-    public mutating func observe(_ fleet: FleetObservation) -> [AlertNotification] {
+    /// Looks at the fleet: returns the notifications to send, in order. Only
+    /// the rules `evaluating` lets through are looked at; the others' alerts
+    /// stay as they are (a replica that does not lead evaluates only the store rule).
+    public mutating func observe(_ fleet: FleetObservation, evaluating: (AlertRule) -> Bool = { _ in true }) -> [AlertNotification] {
         var out: [AlertNotification] = []
-        let since = lastLookMs ?? fleet.atMs
-        for rule in rules {
-            var active: [String: (registry: String, breaker: String, startedAtMs: Int64, summary: String)] = [:]
+        for rule in rules where evaluating(rule) {
+            var active: [String: (registry: String, breaker: String, startedAtMs: Int64, summary: String, triggers: Int)] = [:]
             if rule.condition.perBreaker {
                 for b in fleet.breakers where rule.registries.isEmpty || rule.registries.contains(b.registry) {
-                    if let (started, summary) = Self.holds(rule.condition, b, at: fleet.atMs, since: since) {
-                        active[b.subject] = (b.registry, b.name, started, summary)
+                    // A breaker may trip and close more than once between two looks: each trip is a trigger.
+                    let trips = max(b.tripCount - (tripCounts[b.subject] ?? 0), 0)
+                    if let (started, summary) = Self.holds(rule.condition, b, at: fleet.atMs, newTrips: trips) {
+                        active[b.subject] = (b.registry, b.name, started, summary, rule.condition == .breakerOpened ? trips : 0)
                     }
                 }
             } else if let (started, summary) = Self.holds(rule.condition, fleet) {
-                active["fleet"] = ("", "", started, summary)
+                active["fleet"] = ("", "", started, summary, 0)
             }
             // Conditions that started to hold.
             for (subject, a) in active.sorted(by: { $0.key < $1.key }) {
                 let key = Key(rule: rule.name, subject: subject)
+                let edge = !(episodes[key]?.activeAtLastLook ?? false)
+                let triggers = max(a.triggers, edge ? 1 : 0)
                 if var episode = episodes[key] {
-                    if !episode.activeAtLastLook {
-                        episode.suppressed += 1
-                        suppressedByRule[rule.name, default: 0] += 1
-                    }
+                    episode.suppressed += triggers
+                    suppressedByRule[rule.name, default: 0] += triggers
                     episode.activeAtLastLook = true
                     episodes[key] = episode
                     continue
                 }
                 let id = take()
+                // The first trigger fires; others in the same look join it.
+                suppressedByRule[rule.name, default: 0] += triggers - 1
                 episodes[key] = Episode(
-                    firingID: id, startedAtMs: a.startedAtMs, firedAtMs: fleet.atMs, activeAtLastLook: true, suppressed: 0,
+                    firingID: id, startedAtMs: a.startedAtMs, firedAtMs: fleet.atMs, activeAtLastLook: true, suppressed: triggers - 1,
                     registry: a.registry, breaker: a.breaker)
                 out.append(AlertNotification(
                     id: id, status: .firing, rule: rule.name, kind: rule.condition.kind, severity: rule.severity, registry: a.registry,
@@ -104,7 +109,7 @@ public struct AlertEngine: Sendable {
         // Rules removed by a reload leave no alert open for ever.
         let names = Set(rules.map(\.name))
         for key in episodes.keys where !names.contains(key.rule) { episodes[key] = nil }
-        lastLookMs = fleet.atMs
+        for b in fleet.breakers { tripCounts[b.subject] = b.tripCount }
         return out
     }
 
@@ -118,12 +123,11 @@ public struct AlertEngine: Sendable {
     }
 
     /// Whether a per-breaker condition holds, with since when and a summary.
-    static func holds(_ condition: AlertRule.Condition, _ b: FleetObservation.Breaker, at now: Int64, since: Int64) -> (Int64, String)? {
+    static func holds(_ condition: AlertRule.Condition, _ b: FleetObservation.Breaker, at now: Int64, newTrips: Int) -> (Int64, String)? {
         switch condition {
         case .breakerOpened:
-            let trippedSince = b.tripsAtMs.filter { $0 > since }.max()
-            guard notPassing(b.state) || trippedSince != nil else { return nil }
-            let started = b.notPassingSinceMs ?? trippedSince ?? now
+            guard notPassing(b.state) || newTrips > 0 else { return nil }
+            let started = b.notPassingSinceMs ?? b.tripsAtMs.max() ?? now
             return (started, "breaker \(b.subject) is \(b.state.displayName)")
         case .openLongerThan(let ms):
             guard notPassing(b.state), let started = b.notPassingSinceMs, now - started > ms else { return nil }

@@ -96,13 +96,16 @@ public struct FleetObservation: Sendable {
         /// Calls and failures in its window, over the fleet.
         public var calls: Int
         public var failures: Int
-        /// When it tripped (went OPEN from CLOSED or HALF_OPEN), recent first or
-        /// not; the engine only counts them.
+        /// When it tripped (went OPEN from CLOSED or HALF_OPEN) recently, in any
+        /// order; the engine counts those within a rule's window.
         public var tripsAtMs: [Int64]
+        /// Trips since the observer started, which only grows: the engine tells
+        /// new trips from the ones it has seen by it, not by time.
+        public var tripCount: Int
 
         public init(
             registry: String, name: String, state: BreakerState, notPassingSinceMs: Int64? = nil, overrideUntilMs: Int64? = nil,
-            calls: Int = 0, failures: Int = 0, tripsAtMs: [Int64] = []
+            calls: Int = 0, failures: Int = 0, tripsAtMs: [Int64] = [], tripCount: Int? = nil
         ) {
             self.registry = registry
             self.name = name
@@ -112,6 +115,7 @@ public struct FleetObservation: Sendable {
             self.calls = calls
             self.failures = failures
             self.tripsAtMs = tripsAtMs
+            self.tripCount = tripCount ?? tripsAtMs.count
         }
 
         /// "registry/name".

@@ -8,9 +8,11 @@ import NIOCore
 // MARK: - 13. The report path while alert sinks are down
 
 struct AlertOutageResult {
-    /// ReportOutcomes round trips (ms) of the steady reporter.
-    var reportMs: [Double]
-    /// Breakers tripped (each an alert for every sink).
+    /// ReportOutcomes round trips (ms) of the steady reporter, sorted: with no
+    /// trips (before), and while breakers trip (during).
+    var beforeMs: [Double]
+    var duringMs: [Double]
+    /// Breakers tripped during (each an alert for every sink).
     var trips: Int
     /// From /metrics after the run.
     var dropped: Double
@@ -24,15 +26,16 @@ final class BlackHole {
     let port: Int
 
     init() throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard bound == 0, listen(fd, 1024) == 0 else { throw BenchError("black hole: cannot listen") }
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard s >= 0, bound == 0, listen(s, 1024) == 0 else { throw BenchError("black hole: cannot listen") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &length) } }
+        fd = s
         port = Int(UInt16(bigEndian: address.sin_port))
     }
 
@@ -66,6 +69,22 @@ func reportPathDuringSinkOutage(_ env: Environment, calls: Int, tripEveryMs: Int
         await admin.close()
         let reporter = try server.client("reporter", group: group)
         let tripper = try server.client("reporter", group: group)
+        var sequence: UInt64 = 0
+        func steady() async throws -> [Double] {
+            var times: [Double] = []
+            times.reserveCapacity(calls)
+            for i in 0..<calls {
+                sequence += 1
+                let start = ContinuousClock.now
+                _ = try await reporter.unary(
+                    "fusebox.v1.BreakerService", "ReportOutcomes",
+                    outcomeBatch(client: "steady", sequence: sequence, breakers: [("steady-\(i % 10)", 0)], policy: "trip", success: 5, failure: 0),
+                    as: Fusebox_V1_ReportOutcomesResponse.self)
+                times.append(ms(ContinuousClock.now - start))
+            }
+            return times.sorted()
+        }
+        let before = try await steady()
         let running = ManagedAtomicFlag()
         async let trips: Int = {
             var n = 0
@@ -79,22 +98,13 @@ func reportPathDuringSinkOutage(_ env: Environment, calls: Int, tripEveryMs: Int
             }
             return n
         }()
-        var times: [Double] = []
-        times.reserveCapacity(calls)
-        for i in 0..<calls {
-            let start = ContinuousClock.now
-            _ = try await reporter.unary(
-                "fusebox.v1.BreakerService", "ReportOutcomes",
-                outcomeBatch(client: "steady", sequence: UInt64(i + 1), breakers: [("steady-\(i % 10)", 0)], policy: "trip", success: 5, failure: 0),
-                as: Fusebox_V1_ReportOutcomesResponse.self)
-            times.append(ms(ContinuousClock.now - start))
-        }
+        let during = try await steady()
         running.set()
         let tripped = await trips
         try await Task.sleep(for: .milliseconds(500))
         let metrics = try await server.metrics(group: group)
         results.append(AlertOutageResult(
-            reportMs: times.sorted(), trips: tripped, dropped: metrics.sum("fusebox_alerts_dropped_total"),
+            beforeMs: before, duringMs: during, trips: tripped, dropped: metrics.sum("fusebox_alerts_dropped_total"),
             failures: metrics.sum("fusebox_alert_delivery_failures_total")))
         await reporter.close()
         await tripper.close()

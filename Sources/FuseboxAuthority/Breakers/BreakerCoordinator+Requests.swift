@@ -215,6 +215,20 @@ extension BreakerCoordinator {
         }
     }
 
+    /// Every stored breaker's window counts, in one pass under the lock: what
+    /// the fleet monitor looks at every second (cheaper than `detail` per breaker).
+    public func windowCounts() -> [BreakerKey: OutcomeCounts] {
+        let now = clock.now()
+        return state.withLockedValue { s in
+            var counts: [BreakerKey: OutcomeCounts] = [:]
+            counts.reserveCapacity(s.entries.count)
+            for key in Array(s.entries.keys) where s.entries[key]?.exists == true {
+                if let window = s.entries[key]?.machine.windowSnapshot(at: now) { counts[key] = window.counts }
+            }
+            return counts
+        }
+    }
+
     /// Breakers known (stored).
     public var breakerCount: Int { state.withLockedValue { s in s.entries.values.filter(\.exists).count } }
 

@@ -57,13 +57,20 @@ public struct FleetHealthReport: Sendable, Hashable {
     public var atMs: Int64
     public var answeredBy: String
 
-    /// The same health, ignoring when it was looked at (for "did it change").
-    func sameAs(_ other: FleetHealthReport) -> Bool {
-        var a = self
-        var b = other
-        a.atMs = 0
-        b.atMs = 0
-        return a == b
+    /// The same health for a watcher: the same statuses, reasons (by code),
+    /// breakers and states, local-mode count and store; messages with elapsed
+    /// times and window counts may differ (else a watch would get an update
+    /// every second while any breaker is not healthy).
+    func sameAs(_ other: FleetHealthReport) -> Bool { signature == other.signature }
+
+    private var signature: [String] {
+        var parts = ["\(status.rawValue)", reasons.map(\.code).joined(separator: ","), "\(storeAvailable)", "\(localModeClients)",
+            "\(replicasServing)/\(replicas)"]
+        for r in registries {
+            parts.append("\(r.name):\(r.status.rawValue):\(r.healthy):\(r.degraded):\(r.critical)")
+            for b in r.breakers { parts.append("\(b.key):\(b.state.rawValue):\(b.status.rawValue):\(b.reasons.map(\.code).joined(separator: ","))") }
+        }
+        return parts
     }
 }
 

@@ -21,7 +21,10 @@ struct FleetHealthService: Sendable {
         router.unary(health, "GetFleetHealth") { (request: Fusebox_V1_GetFleetHealthRequest, context) in
             try authorizer.require(.reader, context)
             if !request.registry.isEmpty { try WireConversions.checkRegistry(request.registry, field: "registry") }
-            if let leader = try routing?.leader() {
+            // With no leader to ask (this replica lost etcd, or none is elected
+            // yet) the answer is this replica's own view, which says so
+            // (store_unavailable) instead of failing.
+            if let leader = Self.leader(routing) {
                 return try await Forwarding.unary(
                     leader, health, "GetFleetHealth", request, as: Fusebox_V1_FleetHealth.self, caller: authorizer.caller(context))
             }
@@ -31,17 +34,15 @@ struct FleetHealthService: Sendable {
             (request: Fusebox_V1_GetFleetHealthRequest, writer: RPCStreamWriter<Fusebox_V1_FleetHealth>, context) in
             try authorizer.require(.reader, context)
             if !request.registry.isEmpty { try WireConversions.checkRegistry(request.registry, field: "registry") }
-            if let routing, try routing.leader() != nil {
+            if Self.leader(routing) != nil {
                 // A follower asks the leader every second and sends what changed.
-                var last: Fusebox_V1_FleetHealth?
-                while !Task.isCancelled, let leader = try routing.leader() {
-                    var answer = try await Forwarding.unary(
+                var last: String?
+                while !Task.isCancelled, let leader = Self.leader(routing) {
+                    let answer = try await Forwarding.unary(
                         leader, health, "GetFleetHealth", request, as: Fusebox_V1_FleetHealth.self, caller: authorizer.caller(context))
-                    let at = answer.atMs
-                    answer.atMs = 0
-                    if answer != last {
-                        last = answer
-                        answer.atMs = at
+                    let key = Self.signature(answer)
+                    if key != last {
+                        last = key
                         try await writer.send(answer)
                     }
                     try await Task.sleep(for: .seconds(1))
@@ -73,6 +74,28 @@ struct FleetHealthService: Sendable {
             response.alerts = records.prefix(limit).map(Self.wire)
             return response
         }
+    }
+
+    /// The leader to forward to; nil when this replica leads, is standalone,
+    /// or knows of no leader it can reach.
+    static func leader(_ routing: (any DecisionRouting)?) -> RPCClient? {
+        do {
+            return try routing?.leader()
+        } catch {
+            return nil
+        }
+    }
+
+    /// What "changed" compares for a forwarded watch: the statuses, reasons' codes and breakers' states.
+    static func signature(_ h: Fusebox_V1_FleetHealth) -> String {
+        var parts = ["\(h.status.rawValue)", h.reasons.map(\.code).joined(separator: ","), "\(h.storeAvailable)", "\(h.localModeClients)"]
+        for r in h.registries {
+            parts.append("\(r.registry):\(r.status.rawValue):\(r.healthy):\(r.degraded):\(r.critical)")
+            for b in r.breakers {
+                parts.append("\(b.breaker?.name ?? ""):\(b.state.rawValue):\(b.status.rawValue):\(b.reasons.map(\.code).joined(separator: ","))")
+            }
+        }
+        return parts.joined(separator: "|")
     }
 
     static func wire(_ s: FleetHealthStatus) -> Fusebox_V1_HealthStatus {

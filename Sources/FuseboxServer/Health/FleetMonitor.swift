@@ -31,6 +31,8 @@ public final class FleetMonitor: Sendable {
         var notPassingSinceMs: Int64?
         var overrideUntilMs: Int64?
         var trips: [Int64] = []
+        /// Trips since the monitor started.
+        var tripCount = 0
     }
 
     private struct State: Sendable {
@@ -71,11 +73,20 @@ public final class FleetMonitor: Sendable {
             sources.authority.unwatch(id)
             finishWatchers()
         }
+        let transitions = Doorbell()
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await event in events {
                     self.apply(event)
-                    if case .transition = event { self.evaluate() }
+                    if case .transition = event { transitions.ring() }
+                }
+            }
+            // Transitions ring for a look; a burst of them is looked at once,
+            // at most every 50 ms, so a storm of trips costs a few looks, not one each.
+            group.addTask {
+                while await transitions.wait() {
+                    self.evaluate()
+                    try? await Task.sleep(for: .milliseconds(50))
                 }
             }
             group.addTask {
@@ -92,6 +103,7 @@ public final class FleetMonitor: Sendable {
                 }
             }
             await group.next()
+            transitions.close()
             group.cancelAll()
         }
         continuation.finish()
@@ -118,7 +130,10 @@ public final class FleetMonitor: Sendable {
             case .transition(let e):
                 var t = s.breakers[e.key] ?? Tracked(state: e.transition.from)
                 let to = e.transition.status.state
-                if to == .open, e.transition.from != .open { t.trips.append(e.transition.status.since.milliseconds) }
+                if to == .open, e.transition.from != .open {
+                    t.trips.append(e.transition.status.since.milliseconds)
+                    t.tripCount += 1
+                }
                 if Self.notPassing(to) {
                     if !Self.notPassing(t.state) || t.notPassingSinceMs == nil { t.notPassingSinceMs = e.transition.status.since.milliseconds }
                 } else {
@@ -150,13 +165,14 @@ public final class FleetMonitor: Sendable {
             for key in Array(s.breakers.keys) { s.breakers[key]?.trips.removeAll { now - $0 > tripMemoryMs } }
             return s.breakers
         }
+        let windows = leading?.windowCounts() ?? [:]
         var breakers: [FleetObservation.Breaker] = []
         breakers.reserveCapacity(tracked.count)
         for (key, t) in tracked {
             var b = FleetObservation.Breaker(
                 registry: key.registry, name: key.name, state: t.state, notPassingSinceMs: t.notPassingSinceMs, overrideUntilMs: t.overrideUntilMs,
-                tripsAtMs: t.trips)
-            if let counts = leading?.detail(key)?.window.counts {
+                tripsAtMs: t.trips, tripCount: t.tripCount)
+            if let counts = windows[key] {
                 b.calls = Int(clamping: counts.calls)
                 b.failures = Int(clamping: counts.failures)
             }
@@ -177,21 +193,40 @@ public final class FleetMonitor: Sendable {
 
     /// Looks at the fleet: sends the alerts that fire or resolve, and tells
     /// health watchers when the health changed.
+    ///
+    /// One look at a time (the tick and the transitions both ask), so the
+    /// engine sees observations in time order and notifications leave in the
+    /// order it made them. Skipped when nobody would hear of it (no sinks, no
+    /// health watchers). The leader evaluates every rule; another replica
+    /// evaluates only `storeUnavailable` rules, about its own reach of etcd:
+    /// when the quorum is lost no replica leads, and each one that lost it
+    /// alerts (and resolves once it is back).
     func evaluate() {
-        let fleet = observe()
-        let replicas = state.withLockedValue { $0.replicas }
-        let report = FleetHealthReport.evaluate(
-            fleet, registry: "", replicasServing: replicas.serving, replicas: replicas.total, answeredBy: sources.answeredBy)
-        let leading = sources.leading() != nil
-        let (notifications, watchers): ([AlertNotification], [AsyncStream<FleetHealthReport>.Continuation]) = state.withLockedValue { s in
-            let n = leading && dispatcher != nil ? s.engine.observe(fleet) : []
-            let changed = s.lastHealth.map { !$0.sameAs(report) } ?? true
-            s.lastHealth = report
-            return (n, changed ? Array(s.watchers.values) : [])
+        evaluation.withLock {
+            let watching = state.withLockedValue { !$0.watchers.isEmpty }
+            guard dispatcher != nil || watching else { return }
+            let fleet = observe()
+            let replicas = state.withLockedValue { $0.replicas }
+            let report = FleetHealthReport.evaluate(
+                fleet, registry: "", replicasServing: replicas.serving, replicas: replicas.total, answeredBy: sources.answeredBy)
+            let leading = sources.leading() != nil
+            let (notifications, watchers): ([AlertNotification], [AsyncStream<FleetHealthReport>.Continuation]) = state.withLockedValue { s in
+                var n: [AlertNotification] = []
+                if dispatcher != nil {
+                    n = leading ? s.engine.observe(fleet) : s.engine.observe(fleet) { rule in
+                        if case .storeUnavailable = rule.condition { return true } else { return false }
+                    }
+                }
+                let changed = s.lastHealth.map { !$0.sameAs(report) } ?? true
+                s.lastHealth = report
+                return (n, changed ? Array(s.watchers.values) : [])
+            }
+            for n in notifications { dispatcher?.send(n) }
+            for w in watchers { w.yield(report) }
         }
-        for n in notifications { dispatcher?.send(n) }
-        for w in watchers { w.yield(report) }
     }
+
+    private let evaluation = NIOLock()
 
     /// The health now, then each time it changes, until the caller stops
     /// iterating. A slow reader gets the latest, not every one.
@@ -234,8 +269,10 @@ private final class MonitorSink: WatchSink, Sendable {
 
     init(continuation: AsyncStream<BreakerWatchEvent>.Continuation) { self.continuation = continuation }
 
+    /// False when the buffer was full and `event` was dropped: the hub then
+    /// sends a fresh snapshot once the monitor has caught up.
     func offer(_ event: BreakerWatchEvent) -> Bool {
-        continuation.yield(event)
+        if case .dropped = continuation.yield(event) { return false }
         return true
     }
 
