@@ -45,7 +45,7 @@ public final class RPCServer: Sendable {
         let tls = self.tls
         let connections = self.connections
         let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.backlog, value: Int32(clamping: max(configuration.listenBacklog, 1)))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: configuration.host, port: configuration.port) { [connectionCount, acceptedCount] channel in

@@ -33,6 +33,32 @@ final class FuseboxdProcessTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 
+    /// The gRPC listener's backlog is 4096 by default (was 256) and
+    /// `limits.listenBacklog` sets it; the kernel caps it at somaxconn. For a
+    /// listening socket `ss` shows the backlog as Send-Q.
+    func testTheListenBacklogIsWhatTheConfigSays() throws {
+        let somaxconn = Int((try? String(contentsOfFile: "/proc/sys/net/core/somaxconn", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 4_096
+        func backlog(_ server: FuseboxdProcess) throws -> Int? {
+            let listing = try runProcess(["ss", "-ltnH", "sport = :\(server.port)"], timeout: 10)
+            XCTAssertEqual(listing.status, 0, listing.output)
+            // "LISTEN 0 4096 127.0.0.1:41234 0.0.0.0:*": state, Recv-Q, Send-Q (the backlog), …
+            return listing.output.split(separator: "\n").first.flatMap { line in
+                let fields = line.split(separator: " ")
+                return fields.count > 2 ? Int(fields[2]) : nil
+            }
+        }
+        let byDefault = try FuseboxdProcess(dataDirectory: directory + "/default")
+        XCTAssertEqual(try backlog(byDefault), min(4_096, somaxconn))
+        byDefault.stop(SIGTERM)
+
+        let config = directory + "/backlog.yaml"
+        try "limits:\n  listenBacklog: 1234\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let configured = try FuseboxdProcess(dataDirectory: directory + "/configured", extra: ["--config", config])
+        XCTAssertEqual(try backlog(configured), min(1_234, somaxconn))
+        configured.stop(SIGTERM)
+    }
+
     func testSIGTERMExitsZeroWithinFiveSecondsAndEndsWatches() async throws {
         let server = try FuseboxdProcess(dataDirectory: directory)
         let reader = try server.client("reader", group: group)

@@ -32,6 +32,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var maximumConnections = 1_000
     /// Watches open at once on one connection. Default 32.
     public var maximumWatchesPerConnection = 32
+    /// The gRPC listener's backlog (capped by the kernel's somaxconn). Default 4,096.
+    public var listenBacklog = 4_096
     /// Idle connections are closed after this many seconds. Default 300.
     public var idleTimeoutSeconds = 300
     /// Calls in flight get this many seconds on shutdown. Default 10.
@@ -123,6 +125,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "limits.maxMessageBytes": "largest request message", "limits.maxConcurrentStreams": "streams per connection",
         "limits.maxConnections": "open connections", "limits.maxWatchesPerConnection": "watches open at once on one connection",
         "limits.idleTimeoutSeconds": "idle connection timeout",
+        "limits.listenBacklog": "connections queued by the kernel before they are accepted (capped by net.core.somaxconn)",
         "limits.shutdownGraceSeconds": "time calls in flight get on shutdown", "presets": "load presets on first start",
         "limits.maxBreakersPerRegistry": "breakers one registry may hold",
         "limits.idleBreakerSeconds": "idle CLOSED breakers are evicted after this (0: never)",
@@ -230,6 +233,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         case "limits.maxConcurrentStreams": maximumConcurrentStreams = try int(1...10_000)
         case "limits.maxConnections": maximumConnections = try int(1...1_000_000)
         case "limits.maxWatchesPerConnection": maximumWatchesPerConnection = try int(1...10_000)
+        case "limits.listenBacklog": listenBacklog = try int(1...65_535)
         case "limits.idleTimeoutSeconds": idleTimeoutSeconds = try int(1...86_400)
         case "limits.shutdownGraceSeconds": shutdownGraceSeconds = try int(0...3_600)
         case "limits.maxBreakersPerRegistry": maxBreakersPerRegistry = try int(1...10_000_000)
@@ -397,6 +401,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         c.maximumConcurrentStreams = maximumConcurrentStreams
         c.maximumConnections = maximumConnections
         c.maximumWatchesPerConnection = maximumWatchesPerConnection
+        c.listenBacklog = listenBacklog
         c.idleTimeout = .seconds(idleTimeoutSeconds)
         c.shutdownGracePeriod = .seconds(shutdownGraceSeconds)
         return c
