@@ -216,8 +216,10 @@ final class DeployTests: XCTestCase {
         // `-c release`: a release build from scratch takes about 10 minutes
         // on 2 cores; what can break is the COPY set and the flags, not the
         // optimiser.
-        let run = try XCTUnwrap(build.split(separator: "\n").first { $0.hasPrefix("RUN swift build") }, "no RUN swift build in the build stage")
-        var arguments = run.dropFirst("RUN ".count).components(separatedBy: " && ")[0].split(separator: " ").map(String.init)
+        // Lines ending in "\" continue on the next one, as in the shell.
+        let logical = build.replacingOccurrences(of: "\\\n", with: " ").split(separator: "\n")
+        let run = try XCTUnwrap(logical.first { $0.hasPrefix("RUN swift build") }, "no RUN swift build in the build stage")
+        var arguments = run.dropFirst("RUN ".count).components(separatedBy: "&&")[0].split(separator: " ").map(String.init)
         XCTAssertEqual(Array(arguments.prefix(2)), ["swift", "build"])
         if let release = arguments.firstIndex(of: "-c") { arguments.removeSubrange(release...(release + 1)) }
         let built = try runProcess(arguments + ["--package-path", context.path], in: context, timeout: 1_200)

@@ -12,6 +12,14 @@ public protocol WatchSink<Event>: Sendable {
     var canAccept: Bool { get }
     /// Ends the watch (the server shuts down).
     func finish()
+    /// Whether it counts among the watchers `count` reports (and metrics and
+    /// limits with it): false for the server's own followers, such as the fleet
+    /// monitor. Default true.
+    var countsAsWatcher: Bool { get }
+}
+
+extension WatchSink {
+    public var countsAsWatcher: Bool { true }
 }
 
 /// Fans events out to watchers, each of which first gets a snapshot.
@@ -37,6 +45,8 @@ public final class WatchHub<Event: Sendable>: Sendable {
 
     private struct State {
         var watchers: [UInt64: Watcher] = [:]
+        /// Watchers whose sink does not count (`countsAsWatcher` false).
+        var uncounted = 0
         var next: UInt64 = 0
         var behind = 0
         var resyncs: UInt64 = 0
@@ -60,6 +70,7 @@ public final class WatchHub<Event: Sendable>: Sendable {
                 s.behind += 1
             }
             s.watchers[s.next] = watcher
+            if !sink.countsAsWatcher { s.uncounted += 1 }
             return s.next
         }
     }
@@ -67,7 +78,10 @@ public final class WatchHub<Event: Sendable>: Sendable {
     /// Removes a watcher.
     public func unsubscribe(_ id: UInt64) {
         state.withLockedValue { s in
-            if let w = s.watchers.removeValue(forKey: id), w.behind { s.behind -= 1 }
+            if let w = s.watchers.removeValue(forKey: id) {
+                if w.behind { s.behind -= 1 }
+                if !w.sink.countsAsWatcher { s.uncounted -= 1 }
+            }
         }
     }
 
@@ -137,7 +151,7 @@ public final class WatchHub<Event: Sendable>: Sendable {
     }
 
     /// Watchers now.
-    public var count: Int { state.withLockedValue { $0.watchers.count } }
+    public var count: Int { state.withLockedValue { $0.watchers.count - $0.uncounted } }
     /// Watchers waiting for a fresh snapshot.
     public var behindCount: Int { state.withLockedValue { $0.behind } }
     /// Fresh snapshots sent to watchers that had fallen behind, since start.
@@ -146,7 +160,7 @@ public final class WatchHub<Event: Sendable>: Sendable {
     /// Ends every watch.
     public func finishAll() {
         let sinks = state.withLockedValue { s in
-            defer { s.watchers = [:]; s.behind = 0 }
+            defer { s.watchers = [:]; s.behind = 0; s.uncounted = 0 }
             return s.watchers.values.map(\.sink)
         }
         for sink in sinks { sink.finish() }

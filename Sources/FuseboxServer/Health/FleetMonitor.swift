@@ -66,19 +66,21 @@ public final class FleetMonitor: Sendable {
 
     /// Follows the breakers and evaluates until cancelled.
     func run() async {
-        let (events, continuation) = AsyncStream<BreakerWatchEvent>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
-        let sink = MonitorSink(continuation: continuation)
-        let id = sources.authority.watch(BreakerSelector(), sink: sink)
-        defer {
-            sources.authority.unwatch(id)
-            finishWatchers()
-        }
         let transitions = Doorbell()
         await withTaskGroup(of: Void.self) { group in
+            // The breakers' watch; followed again if the hub ends it (a replica
+            // that lost etcd lets its watchers go), each time from a snapshot.
             group.addTask {
-                for await event in events {
-                    self.apply(event)
-                    if case .transition = event { transitions.ring() }
+                while !Task.isCancelled {
+                    let (events, continuation) = AsyncStream<BreakerWatchEvent>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+                    let id = self.sources.authority.watch(BreakerSelector(), sink: MonitorSink(continuation: continuation))
+                    for await event in events {
+                        self.apply(event)
+                        if case .transition = event { transitions.ring() }
+                    }
+                    self.sources.authority.unwatch(id)
+                    continuation.finish()
+                    try? await Task.sleep(for: .milliseconds(200))
                 }
             }
             // Transitions ring for a look; a burst of them is looked at once,
@@ -101,12 +103,11 @@ public final class FleetMonitor: Sendable {
                     try? await Task.sleep(for: .seconds(1))
                     self.evaluate()
                 }
+                transitions.close()
             }
-            await group.next()
-            transitions.close()
-            group.cancelAll()
+            await group.waitForAll()
         }
-        continuation.finish()
+        finishWatchers()
     }
 
     private func apply(_ event: BreakerWatchEvent) {
@@ -277,6 +278,9 @@ private final class MonitorSink: WatchSink, Sendable {
     }
 
     var canAccept: Bool { true }
+
+    /// The server's own: not a client's watch in `watcherCount` or `fusebox_watchers`.
+    var countsAsWatcher: Bool { false }
 
     func finish() { continuation.finish() }
 }
