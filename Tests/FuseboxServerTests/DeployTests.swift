@@ -228,7 +228,7 @@ final class DeployTests: XCTestCase {
         let binary = bin.output.split(separator: "\n").last.map { String($0) + "/fuseboxd" } ?? ""
         let help = try runProcess([binary, "--help"], timeout: 30)
         XCTAssertEqual(help.status, 0, help.output)
-        XCTAssertTrue(help.output.contains("--data-dir"), help.output)
+        XCTAssertTrue(help.output.contains("OVERVIEW: The Fusebox control plane"), help.output)
 
         // Every shared library it needs is in the runtime stage: installed
         // there by apt, or part of debian:bookworm-slim.
@@ -238,11 +238,20 @@ final class DeployTests: XCTestCase {
         let installed = Set(installLine.split(whereSeparator: { $0 == " " || $0 == "\\" || $0 == "\n" }).prefix { $0 != "&&" }.map(String.init))
         XCTAssertTrue(installed.contains("libssl3"), "runtime packages parsed: \(installed)")
         let base: Set<String> = ["libc6", "libgcc-s1", "libstdc++6", "zlib1g"]
+        // The libraries it names itself (ELF NEEDED); apt brings their own dependencies.
+        let dynamic = try runProcess(["readelf", "-d", binary], timeout: 30)
+        XCTAssertEqual(dynamic.status, 0, dynamic.output)
+        let needed = Set(dynamic.output.split(separator: "\n").filter { $0.contains("(NEEDED)") }.compactMap { line -> String? in
+            guard let open = line.range(of: "["), let close = line.range(of: "]", range: open.upperBound..<line.endIndex) else { return nil }
+            return String(line[open.upperBound..<close.lowerBound])
+        })
+        XCTAssertTrue(needed.contains("libcurl.so.4"), "readelf found: \(needed.sorted())")
         let linked = try runProcess(["ldd", binary], timeout: 30)
         XCTAssertEqual(linked.status, 0, linked.output)
         var missing: [String] = []
         for line in linked.output.split(separator: "\n") {
-            guard let arrow = line.range(of: "=> "), let path = line[arrow.upperBound...].split(separator: " ").first, path.hasPrefix("/")
+            guard let arrow = line.range(of: "=> "), let path = line[arrow.upperBound...].split(separator: " ").first, path.hasPrefix("/"),
+                let name = line.split(separator: " ").first.map({ String($0).trimmingCharacters(in: .whitespaces) }), needed.contains(name)
             else { continue }
             let owner = try runProcess(["dpkg", "-S", String(path)], timeout: 30)
             // "libssl3:amd64: /lib/x86_64-linux-gnu/libssl.so.3"; dpkg names a path under /lib by its /usr/lib twin.
