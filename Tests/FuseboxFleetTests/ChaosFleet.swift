@@ -55,7 +55,7 @@ final class ChaosFleet: @unchecked Sendable {
             let port = Int(line.split(separator: ":").last ?? "")
         else {
             server.stop(SIGKILL)
-            throw XCTSkip("upstream did not start: \(upstream.text) \(upstream.stderrTail())")
+            throw FleetHarnessFailure("upstream did not start: \(upstream.text) \(upstream.stderrTail())")
         }
         upstreamPort = port
         admin = try RPCClient(

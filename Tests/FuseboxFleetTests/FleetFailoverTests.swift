@@ -119,7 +119,7 @@ final class FleetFailoverTests: XCTestCase {
     /// A port on 127.0.0.1 that nothing listens on: bound, then closed.
     private func unusedPort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw XCTSkip("socket() failed") }
+        guard fd >= 0 else { throw FleetHarnessFailure("socket() failed") }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -131,7 +131,7 @@ final class FleetFailoverTests: XCTestCase {
                 bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
             }
         }
-        guard bound else { throw XCTSkip("bind() failed") }
+        guard bound else { throw FleetHarnessFailure("bind() failed") }
         return Int(UInt16(bigEndian: address.sin_port))
     }
 }

@@ -20,7 +20,7 @@ final class Fleet: @unchecked Sendable {
         upstream = try LaunchedProcess(builtProduct("fusebox-example"), ["upstream", "--port", "0"])
         guard let line = upstream.waitForLine(timeout: 20, { $0.hasPrefix("upstream listening on") }),
             let port = Int(line.split(separator: ":").last ?? "")
-        else { throw XCTSkip("upstream did not start: \(upstream.text) \(upstream.stderrTail())") }
+        else { throw FleetHarnessFailure("upstream did not start: \(upstream.text) \(upstream.stderrTail())") }
         upstreamPort = port
     }
 
@@ -105,7 +105,7 @@ final class Fleet: @unchecked Sendable {
             sys.stdout.write(r.read().decode())
             """
         let r = try runProcess(["python3", "-c", script], timeout: 20)
-        guard r.status == 0 else { throw XCTSkip("upstream request failed: \(r.output)") }
+        guard r.status == 0 else { throw FleetHarnessFailure("upstream request failed: \(r.output)") }
         return r.output
     }
 
@@ -113,7 +113,7 @@ final class Fleet: @unchecked Sendable {
     func upstreamCalls() throws -> Int {
         let stats = try upstreamRequest("GET", "/stats")
         guard let range = stats.range(of: "calls="), let n = Int(stats[range.upperBound...].prefix { $0.isNumber }) else {
-            throw XCTSkip("unexpected /stats answer: \(stats)")
+            throw FleetHarnessFailure("unexpected /stats answer: \(stats)")
         }
         return n
     }
@@ -153,3 +153,10 @@ let fleetPolicy = """
     timeout:
       attemptMs: 1000
     """
+
+/// The fleet's own infrastructure (the upstream) failed: the test fails
+/// with this, rather than being skipped, so a broken harness cannot pass.
+struct FleetHarnessFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

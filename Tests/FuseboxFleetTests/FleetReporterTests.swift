@@ -38,7 +38,7 @@ final class FleetReporterTests: XCTestCase {
         extraUpstreams.append(u)
         guard let line = u.waitForLine(timeout: 20, { $0.hasPrefix("upstream listening on") }),
             let port = Int(line.split(separator: ":").last ?? "")
-        else { throw XCTSkip("failing upstream did not start: \(u.text) \(u.stderrTail())") }
+        else { throw FleetHarnessFailure("failing upstream did not start: \(u.text) \(u.stderrTail())") }
         return port
     }
 
