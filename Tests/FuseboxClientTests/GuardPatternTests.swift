@@ -238,8 +238,10 @@ final class GuardPatternTests: GuardTestCase {
         flaky.timeout = TimeoutPolicy(attemptMs: 100)
         var metered = Policy(name: "metered-once")
         metered.rateLimit = RateLimitPolicy(limitPerPeriod: 1, periodMs: 60_000, burst: 1, maxWaitMs: 0)
+        var narrow = Policy(name: "one-at-a-time")
+        narrow.bulkhead = BulkheadPolicy(maxConcurrent: 1, maxQueued: 0)
         let events = NIOLockedValueBox<[String]>([])
-        let f = try await start([flaky, metered]) { configuration in
+        let f = try await start([flaky, metered, narrow]) { configuration in
             configuration.onEvent = { event in
                 let text: String = switch event.kind {
                 case .retry(let attempt, _, let error): "retry \(attempt) after \(error)"
@@ -272,6 +274,29 @@ final class GuardPatternTests: GuardTestCase {
         await waitUntil("the breaker's state change") {
             events.withLockedValue { $0 }.contains("ledger: state CLOSED->OPEN by [\"guard-test\"]")
         }
+        // The open breaker refuses the next call, and says so.
+        events.withLockedValue { $0 = [] }
+        _ = try? await g.run { 1 }
+        let refused = events.withLockedValue { $0 }
+        XCTAssertTrue(refused.first?.hasPrefix("ledger: rejected circuitOpen") ?? false, "\(refused)")
+        XCTAssertEqual(refused.count, 1, "a refused call runs nothing: \(refused)")
+
+        // A full bulkhead refuses a second concurrent call, and says so.
+        let single = f.guard("single", policy: "one-at-a-time")
+        let (hold, release) = AsyncStream<Void>.makeStream()
+        let (entered, enter) = AsyncStream<Void>.makeStream()
+        let first = Task { try await single.run { () async -> Int in
+            enter.yield()
+            for await _ in hold { break }
+            return 1
+        } }
+        for await _ in entered { break }
+        _ = try? await single.run { 2 }
+        release.yield()
+        let firstAnswer = try await first.value
+        XCTAssertEqual(firstAnswer, 1)
+        let bulkhead = events.withLockedValue { $0 }.filter { $0.hasPrefix("single: ") }
+        XCTAssertEqual(bulkhead, ["single: rejected bulkheadFull", "single: call success"])
     }
 
     /// Identical concurrent loads run once; an expired value inside the
