@@ -183,5 +183,7 @@ write("server-config", "etcd.yaml",
       b"store:\n  kind: etcd\n  etcd:\n    endpoints: [https://10.0.0.1:2379, 10.0.0.2:2379]\n    prefix: /fusebox\n"
       b"    leaseSeconds: 10\ncluster: {replicaId: r-1, advertise: \"fusebox-1:7443\"}\n")
 write("server-config", "flat.yaml", b"listen.port: 0\nlimits.maxMessageBytes: 1024\nstore.etcd.endpoints: a:1,b:2\n")
+write("server-config", "dashboard.yaml",
+      b"dashboard:\n  port: 0\n  tokens:\n    - {name: alice, role: admin, sha256: " + b"0" * 64 + b"}\n")
 write("server-config", "roles.yaml", b"roles:\n  - {field: dns, pattern: \"*.internal\", role: reporter}\n")
 write("server-config", "bad.yaml", b"listen: {port: 99999}\nunknown: 1\n")
