@@ -134,6 +134,25 @@ let package = Package(
             ]
         ),
 
+        // The web dashboard: HTTPS on fuseboxd's own TLS layer, sign-in with
+        // hashed tokens, the JSON API and Server-Sent Events; every asset is
+        // compiled into the binary (docs/DASHBOARD.md).
+        .target(
+            name: "FuseboxDashboard",
+            dependencies: [
+                "FuseboxServer", "FuseboxAuthority", "FuseboxCore", "FuseboxCLI", "FuseboxTLS", "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            resources: [
+                .embedInCode("Assets/index.html"), .embedInCode("Assets/login.html"), .embedInCode("Assets/app.js"),
+                .embedInCode("Assets/app.css"),
+            ]
+        ),
+
         // The SDK services link: policies, guards, the shared breaker's client side.
         .target(
             name: "FuseboxClient",
@@ -153,7 +172,7 @@ let package = Package(
         .executableTarget(
             name: "fuseboxd",
             dependencies: [
-                "FuseboxServer", "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "FuseboxEtcd", "CProtobufC",
+                "FuseboxServer", "FuseboxDashboard", "FuseboxRPC", "FuseboxTLS", "FuseboxWire", "FuseboxEtcd", "CProtobufC",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -202,6 +221,15 @@ let package = Package(
         ),
 
         .testTarget(name: "FuseboxWireTests", dependencies: ["FuseboxWire", "FuseboxCore", "FuseboxTesting"]),
+        .testTarget(
+            name: "FuseboxDashboardTests",
+            dependencies: [
+                "FuseboxDashboard", "FuseboxServer", "FuseboxAuthority", "FuseboxCore", "FuseboxTesting", "FuseboxAPI", "FuseboxWire",
+                "FuseboxRPC", "FuseboxTLS",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "FuseboxAlertsTests",
             dependencies: [
@@ -301,7 +329,7 @@ let package = Package(
             ]
         ),
         // Replays every committed corpus and regression input (Fuzz/) through FuseboxFuzzing.
-        .testTarget(name: "FuseboxFuzzingTests", dependencies: ["FuseboxFuzzing"]),
+        .testTarget(name: "FuseboxFuzzingTests", dependencies: ["FuseboxFuzzing", "FuseboxWire"]),
     ]
 )
 

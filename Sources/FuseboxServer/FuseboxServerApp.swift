@@ -83,7 +83,7 @@ public final class FuseboxServerApp: Sendable {
     private let store: SQLiteStore?
     private let etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?
     private let refusals: AsyncStream<(TLSError, String?, Int64)>
-    private let audit: AuditLog
+    let audit: AuditLog
     private let stopping = NIOLockedValueBox(false)
     /// Whether `serve()` runs: `shutdown()` closes the store and etcd only
     /// once what `serve()` runs has stopped using them.

@@ -2,6 +2,7 @@ import ArgumentParser
 import CProtobufC
 import Foundation
 import FuseboxEtcd
+import FuseboxDashboard
 import FuseboxRPC
 import FuseboxServer
 import FuseboxTLS
@@ -23,7 +24,42 @@ struct Fuseboxd: AsyncParsableCommand {
         commandName: "fuseboxd",
         abstract: "The Fusebox control plane: shared circuit breakers and resilience policies for a fleet.",
         version: "fuseboxd \(fuseboxdVersion) (API fusebox.v1, \(allWireMessageTypes.count) message types, protobuf-c \(String(cString: protobuf_c_version())))",
-        subcommands: [Serve.self, Backup.self, Migrate.self], defaultSubcommand: Serve.self)
+        subcommands: [Serve.self, Backup.self, Migrate.self, DashboardToken.self], defaultSubcommand: Serve.self)
+}
+
+/// `fuseboxd dashboard-token`: a new dashboard access token and its configuration entry.
+struct DashboardToken: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dashboard-token",
+        abstract: "Make a dashboard access token and the configuration entry that holds its hash.",
+        discussion: """
+            Prints the token once (give it to its owner) and the entry for dashboard.tokens in the
+            configuration file, which keeps only the token's SHA-256 (docs/DASHBOARD.md).
+
+            Example:
+              fuseboxd dashboard-token --name alice --role admin
+            """)
+
+    @Option(name: .long, help: "Who signs in with it; the audit log names their actions dashboard:NAME.")
+    var name: String
+    @Option(name: .long, help: "reader or admin.")
+    var role: String
+
+    func validate() throws {
+        guard role == "reader" || role == "admin" else { throw ValidationError("--role must be reader or admin") }
+        guard name.range(of: #"^[A-Za-z0-9][A-Za-z0-9._@-]{0,62}$"#, options: .regularExpression) != nil else {
+            throw ValidationError("--name must be 1-63 letters, digits, \".\", \"_\", \"@\" or \"-\"")
+        }
+    }
+
+    func run() throws {
+        let (token, digest) = DashboardServer.makeToken()
+        say("token (give this to \(name); it is shown once): \(token)")
+        say("config (under dashboard.tokens):")
+        say("    - name: \(name)")
+        say("      role: \(role)")
+        say("      sha256: \(digest)")
+    }
 }
 
 /// `fuseboxd backup`: a consistent copy of the database while the server runs.
@@ -65,7 +101,8 @@ struct Migrate: AsyncParsableCommand {
             Copies registries, policies with their versions and history, breaker states and
             generations, the generation floor and the audit log into an empty etcd prefix; a
             prefix that already holds data is refused. Stop the single server first.
-            etcd's TLS files come from --config or FUSEBOX_ETCD_CA / _CERT / _KEY.
+            etcd's TLS files come from --etcd-ca, --etcd-cert and --etcd-key, FUSEBOX_ETCD_CA / _CERT / _KEY,
+            or --config.
 
             Example:
               fuseboxd migrate --data-dir /var/lib/fusebox --etcd-endpoints https://10.0.0.1:2379,https://10.0.0.2:2379
@@ -79,12 +116,19 @@ struct Migrate: AsyncParsableCommand {
     var etcdEndpoints: String?
     @Option(name: .customLong("etcd-prefix"), help: "Prefix to copy into (store.etcd.prefix); it must be empty.")
     var etcdPrefix: String?
+    @Option(name: .customLong("etcd-ca"), help: "CA bundle for etcd's server certificates, PEM (store.etcd.ca).")
+    var etcdCA: String?
+    @Option(name: .customLong("etcd-cert"), help: "Client certificate for etcd, PEM (store.etcd.certificate).")
+    var etcdCert: String?
+    @Option(name: .customLong("etcd-key"), help: "Its private key, PEM (store.etcd.key).")
+    var etcdKey: String?
 
     func run() async throws {
         let settings: ServerConfiguration
         do {
             settings = try loadServerSettings(config: config, flags: [
                 ("dataDirectory", dataDirectory), ("store.kind", "etcd"), ("store.etcd.endpoints", etcdEndpoints), ("store.etcd.prefix", etcdPrefix),
+                ("store.etcd.ca", etcdCA), ("store.etcd.certificate", etcdCert), ("store.etcd.key", etcdKey),
             ])
         } catch {
             FileHandle.standardError.write(Data("fuseboxd migrate: \(error)\n".utf8))
@@ -151,6 +195,12 @@ struct Serve: AsyncParsableCommand {
     var etcdEndpoints: String?
     @Option(name: .customLong("etcd-prefix"), help: "Prefix of every key in etcd (store.etcd.prefix).")
     var etcdPrefix: String?
+    @Option(name: .customLong("etcd-ca"), help: "CA bundle for etcd's server certificates, PEM (store.etcd.ca).")
+    var etcdCA: String?
+    @Option(name: .customLong("etcd-cert"), help: "Client certificate for etcd, PEM (store.etcd.certificate).")
+    var etcdCert: String?
+    @Option(name: .customLong("etcd-key"), help: "Its private key, PEM (store.etcd.key).")
+    var etcdKey: String?
     @Option(name: .customLong("replica-id"), help: "This replica's name, unique in the cluster (cluster.replicaId).")
     var replicaId: String?
     @Option(name: .long, help: "host:port other replicas reach this replica at (cluster.advertise).")
@@ -237,8 +287,21 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
         say("observability on http://\(settings.observabilityHost):\(observability.port)/metrics (/healthz, /readyz)")
+        var dashboard: DashboardServer?
+        if settings.dashboard.enabled {
+            do {
+                dashboard = try await DashboardServer.start(settings: settings.dashboard, app: app, tls: settings.tls, group: group)
+            } catch {
+                logger.critical("cannot serve the dashboard on \(settings.dashboard.host):\(settings.dashboard.port): \(error)")
+                await observability.stop()
+                await app.shutdown()
+                try? await group.shutdownGracefully()
+                throw ExitCode(1)
+            }
+            say("dashboard on https://\(settings.dashboard.host):\(dashboard?.port ?? 0)/ (\(settings.dashboard.tokens.count) tokens)")
+        }
         let serviceGroup = ServiceGroup(configuration: .init(
-            services: [.init(service: ControlPlaneService(app: app, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: [.init(service: ControlPlaneService(app: app, dashboard: dashboard, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger))
         try await serviceGroup.run()
         await observability.stop()
@@ -252,6 +315,7 @@ struct Serve: AsyncParsableCommand {
             ("tls.certificate", cert), ("tls.key", key), ("tls.clientCA", clientCA),
             ("observability.port", metricsPort.map(String.init)),
             ("store.kind", store), ("store.etcd.endpoints", etcdEndpoints), ("store.etcd.prefix", etcdPrefix),
+            ("store.etcd.ca", etcdCA), ("store.etcd.certificate", etcdCert), ("store.etcd.key", etcdKey),
             ("cluster.replicaId", replicaId), ("cluster.advertise", advertise),
         ])
         if insecure { settings.insecureNoClientCertificates = true }
@@ -288,13 +352,21 @@ func say(_ line: String) {
 /// is signalled, then shuts the server down in order.
 struct ControlPlaneService: Service {
     let app: FuseboxServerApp
+    let dashboard: DashboardServer?
     let logger: Logger
 
     func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.serve() }
+            group.addTask {
+                try await withThrowingTaskGroup(of: Void.self) { serving in
+                    serving.addTask { try await app.serve() }
+                    if let dashboard { serving.addTask { await dashboard.serve() } }
+                    try await serving.waitForAll()
+                }
+            }
             group.addTask {
                 try? await gracefulShutdown()
+                await dashboard?.shutdown()
                 await app.shutdown()
             }
             group.addTask {
@@ -302,6 +374,7 @@ struct ControlPlaneService: Service {
                 for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
                     do {
                         try app.tls.reload()
+                        try dashboard?.reloadTLS()
                         logger.info("TLS certificates reloaded; new connections use them")
                     } catch {
                         logger.error("TLS reload failed, keeping the previous certificates: \(error)")

@@ -81,6 +81,54 @@ final class DeployTests: XCTestCase {
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 
+    /// Every query of the Grafana dashboard names metrics fuseboxd exports:
+    /// each one is registered by the server's code (a `fusebox_…` name in
+    /// Sources/, histograms with their _bucket/_sum/_count series) and listed
+    /// in docs/SERVER.md's metrics.
+    func testTheGrafanaDashboardQueriesOnlyMetricsTheServerExports() throws {
+        let dashboard = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try deployFile("grafana/fusebox.json").utf8)) as? [String: Any])
+        var expressions: [String] = []
+        func walk(_ value: Any) {
+            if let map = value as? [String: Any] {
+                for (key, item) in map {
+                    if key == "expr", let text = item as? String { expressions.append(text) }
+                    walk(item)
+                }
+            } else if let list = value as? [Any] {
+                list.forEach(walk)
+            }
+        }
+        walk(dashboard)
+        XCTAssertGreaterThanOrEqual(expressions.count, 10, "the dashboard has panels with queries")
+        func names(in text: String) -> Set<String> {
+            Set(text.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") }).map(String.init).filter { $0.hasPrefix("fusebox_") })
+        }
+        var registered = Set<String>()
+        let sources = repositoryRoot.appendingPathComponent("Sources")
+        let walker = FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil)
+        while let url = walker?.nextObject() as? URL {
+            guard url.pathExtension == "swift", !url.path.contains("/FuseboxClient/"), !url.path.contains("/Benchmarks/") else { continue }
+            let text = try String(contentsOf: url, encoding: .utf8)
+            for line in text.split(whereSeparator: \.isNewline) where line.contains("\"fusebox_") {
+                for part in line.components(separatedBy: "\"").dropFirst() where part.hasPrefix("fusebox_") {
+                    registered.insert(String(part.prefix { $0.isLetter || $0.isNumber || $0 == "_" }))
+                }
+            }
+        }
+        let documented = names(in: try String(contentsOf: repositoryRoot.appendingPathComponent("docs/SERVER.md"), encoding: .utf8))
+        var queried = Set<String>()
+        for expression in expressions { queried.formUnion(names(in: expression)) }
+        XCTAssertGreaterThanOrEqual(queried.count, 10)
+        for name in queried.sorted() {
+            var base = name
+            for suffix in ["_bucket", "_sum", "_count"] where name.hasSuffix(suffix) && registered.contains(String(name.dropLast(suffix.count))) {
+                base = String(name.dropLast(suffix.count))
+            }
+            XCTAssertTrue(registered.contains(base), "\(name), queried by deploy/grafana/fusebox.json, is not a metric fuseboxd registers")
+            XCTAssertTrue(documented.contains(base), "\(name), queried by deploy/grafana/fusebox.json, is not in docs/SERVER.md's metrics")
+        }
+    }
+
     /// deploy/prometheus/alerts.yaml passes its unit tests (alerts.test.yaml:
     /// OPEN and FORCED_OPEN for 15 minutes fire, a breaker that closed does
     /// not, flapping, fuseboxd absent), with Debian's promtool.
@@ -267,7 +315,7 @@ final class DeployTests: XCTestCase {
 
     func testSystemdUnitVerifies() throws {
         guard (try? runProcess(["systemd-analyze", "--version"], timeout: 10))?.status == 0 else {
-            throw XCTSkip("systemd-analyze is not installed")
+            throw DeployCheckFailure("systemd-analyze is not installed: scripts/install-deps installs systemd")
         }
         let unit = try deployFile("systemd/fuseboxd.service").replacingOccurrences(of: "/usr/local/bin/fuseboxd", with: fuseboxd)
         let path = work + "/fuseboxd.service"
@@ -503,7 +551,7 @@ final class DeployTests: XCTestCase {
     /// at the built fuseboxd, and at etcd where it is installed).
     func testReplicatedSystemdUnitsVerify() throws {
         guard (try? runProcess(["systemd-analyze", "--version"], timeout: 10))?.status == 0 else {
-            throw XCTSkip("systemd-analyze is not installed")
+            throw DeployCheckFailure("systemd-analyze is not installed: scripts/install-deps installs systemd")
         }
         // verify checks that ExecStart's program exists; without etcd here, a stand-in that does.
         let etcdPath = (try? runProcess(["sh", "-c", "command -v etcd"], timeout: 10))
@@ -654,4 +702,10 @@ private struct Files {
             XCTAssertTrue(configMaps[configMap]?.contains(key) ?? false, "\(name): ConfigMap \(configMap) has no \(key)", file: file, line: line)
         }
     }
+}
+
+/// A tool the deploy checks need is missing: a failure, not a skip.
+struct DeployCheckFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

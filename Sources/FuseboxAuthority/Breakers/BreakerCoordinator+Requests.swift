@@ -64,6 +64,11 @@ extension BreakerCoordinator {
         state.withLockedValue { $0.ledger.localModeClients }
     }
 
+    /// The clients that report outcomes, most recently heard first (at most `limit`).
+    public func clients(limit: Int = 10_000) -> [ReporterLedger.ClientView] {
+        state.withLockedValue { $0.ledger.clients(limit: limit) }
+    }
+
     /// Reporters heard from in the last 10 minutes but not in the last
     /// minute, and that did not say goodbye: clients that have probably lost
     /// the server and run their local breakers.

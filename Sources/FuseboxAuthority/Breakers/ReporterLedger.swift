@@ -149,6 +149,28 @@ public struct ReporterLedger: Sendable {
         index[client].map { nodes[$0].lastReportAt }
     }
 
+    /// One client as the dashboard lists it.
+    public struct ClientView: Sendable, Hashable {
+        /// Its `client_id`.
+        public var client: String
+        /// When it last reported.
+        public var lastReportAt: Timestamp
+        /// Its last batch said it runs its breakers locally.
+        public var local: Bool
+    }
+
+    /// Every client held, most recently heard first, at most `limit`.
+    public func clients(limit: Int = .max) -> [ClientView] {
+        var result: [ClientView] = []
+        var slot = tail
+        while slot != Self.none, result.count < limit {
+            let node = nodes[slot]
+            result.append(ClientView(client: node.client, lastReportAt: node.lastReportAt, local: node.local))
+            slot = node.previous
+        }
+        return result
+    }
+
     /// Clients heard from within `forgetAfterMs` but not within `idleAfterMs`
     /// of `now`. Forgets those not heard from for longer than `forgetAfterMs`.
     /// Costs O(pruned + silent): it walks from the least recently heard client

@@ -183,7 +183,7 @@ extension ServerConfiguration {
 }
 
 /// The fields of one mapping in a list, with errors that name the key and line.
-private struct Fields {
+struct Fields {
     let map: Node.Mapping
     let key: String
     let source: String

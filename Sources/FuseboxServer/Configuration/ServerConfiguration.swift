@@ -54,6 +54,8 @@ public struct ServerConfiguration: Sendable, Equatable {
     public var observabilityHost = "127.0.0.1"
     /// Its port; 0 picks a free one. Default 7444.
     public var observabilityPort = 7444
+    /// The web dashboard (docs/DASHBOARD.md). Default: off.
+    public var dashboard = DashboardSettings()
 
     /// Where fuseboxd keeps its state (docs/REPLICATION.md).
     public enum StoreKind: String, Sendable, Equatable {
@@ -131,6 +133,9 @@ public struct ServerConfiguration: Sendable, Equatable {
         "limits.idleBreakerSeconds": "idle CLOSED breakers are evicted after this (0: never)",
         "limits.maxRegistries": "registries the server holds", "limits.maxPolicyBytes": "largest policy, encoded, in bytes",
         "observability.host": "address of the /metrics, /healthz, /readyz listener", "observability.port": "its port (0: any free port)",
+        "dashboard.host": "address of the web dashboard's HTTPS listener", "dashboard.port": "its port (0: any free port)",
+        "dashboard.sessionMinutes": "how long a dashboard sign-in lasts",
+        "dashboard.tokens": "list of {name, role: reader|admin, sha256}: who may sign in (docs/DASHBOARD.md); none: the dashboard is off",
         "store.kind": "where state is kept: sqlite (one server) or etcd (replicated)",
         "store.etcd.endpoints": "etcd client URLs (https://host:port, http://host:port or host:port): comma separated, or a list",
         "store.etcd.prefix": "prefix of every key in etcd (starts with /, no trailing /)",
@@ -173,6 +178,10 @@ public struct ServerConfiguration: Sendable, Equatable {
             }
             if key == "alerts" {
                 alerts = try Self.parseAlerts(value, source: source, environment: environment)
+                continue
+            }
+            if key == "dashboard.tokens" {
+                dashboard.tokens = try Self.parseDashboardTokens(value, source: source)
                 continue
             }
             if key == "store.etcd.endpoints", let list = value.sequence {
@@ -243,6 +252,11 @@ public struct ServerConfiguration: Sendable, Equatable {
         case "presets": presets = try bool()
         case "observability.host": observabilityHost = text
         case "observability.port": observabilityPort = try int(0...65_535)
+        case "dashboard.host": dashboard.host = text
+        case "dashboard.port": dashboard.port = try int(0...65_535)
+        case "dashboard.sessionMinutes": dashboard.sessionMinutes = try int(1...525_600)
+        case "dashboard.tokens":
+            throw ConfigurationError(key: key, source: source, line: line, "is a list of {name, role, sha256}: set it in the configuration file")
         case "store.kind":
             guard let kind = StoreKind(rawValue: text) else {
                 throw ConfigurationError(key: key, source: source, line: line, "(\"\(text)\") must be sqlite or etcd")
@@ -365,6 +379,7 @@ public struct ServerConfiguration: Sendable, Equatable {
         "FUSEBOX_ETCD_CA": "store.etcd.ca", "FUSEBOX_ETCD_CERT": "store.etcd.certificate", "FUSEBOX_ETCD_KEY": "store.etcd.key",
         "FUSEBOX_REPLICA_ID": "cluster.replicaId", "FUSEBOX_ADVERTISE": "cluster.advertise",
         "FUSEBOX_PEER_CERT": "cluster.peerCertificate", "FUSEBOX_PEER_KEY": "cluster.peerKey",
+        "FUSEBOX_DASHBOARD_HOST": "dashboard.host", "FUSEBOX_DASHBOARD_PORT": "dashboard.port",
     ]
 
     /// Applies the `FUSEBOX_*` environment variables of `environmentVariables`.

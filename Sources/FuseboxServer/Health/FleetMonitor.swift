@@ -44,7 +44,7 @@ public final class FleetMonitor: Sendable {
         var replicas = (serving: 1, total: 1)
     }
 
-    private let sources: Sources
+    let sources: Sources
     public let dispatcher: AlertDispatcher?
     public let alerts: AlertsConfiguration
     private let state: NIOLockedValueBox<State>
