@@ -33,9 +33,14 @@ final class DashboardAuth: Sendable {
     private struct State {
         var sessions: [String: Session] = [:]
         var failures: [String: Failures] = [:]
+        /// Addresses with a sign-in being checked now: a second one at once is refused.
+        var checking: Set<String> = []
     }
 
     static let maxSessions = 10_000
+    /// Sessions one token may hold; signing in again beyond it ends its oldest.
+    static let maxSessionsPerName = 100
+    static let maxTrackedAddresses = 10_000
     static let failureMemoryMs: Int64 = 15 * 60_000
     static let maxDelaySeconds = 30
 
@@ -53,24 +58,31 @@ final class DashboardAuth: Sendable {
     /// Checks `token` for a sign-in from `address`. After a failure from an
     /// address, each further attempt within 15 minutes waits 1, 2, 4 … (at most
     /// 30) seconds before it is answered; attempts while one waits are refused.
-    func login(token: String, from address: String) async -> LoginResult {
+    func login(token: String, from remote: String, replacing previous: String? = nil) async -> LoginResult {
+        let address = Self.throttleKey(remote)
         let t = now()
-        let delay: Int? = state.withLockedValue { s in
-            guard var f = s.failures[address], t - f.lastAtMs < Self.failureMemoryMs else {
+        // nil: refused now, with the seconds to wait.
+        let delay: Result<Int, LoginFailure> = state.withLockedValue { s in
+            if s.checking.contains(address) { return .failure(LoginFailure(seconds: 1)) }
+            var seconds = 0
+            if var f = s.failures[address], t - f.lastAtMs < Self.failureMemoryMs {
+                if t < f.busyUntilMs { return .failure(LoginFailure(seconds: max(1, Int((f.busyUntilMs - t + 999) / 1_000)))) }
+                seconds = min(Self.maxDelaySeconds, 1 << min(f.count - 1, 5))
+                f.busyUntilMs = t + Int64(seconds) * 1_000
+                s.failures[address] = f
+            } else {
                 s.failures[address] = nil
-                return 0
             }
-            if t < f.busyUntilMs { return nil }
-            let seconds = min(Self.maxDelaySeconds, 1 << min(f.count - 1, 5))
-            f.busyUntilMs = t + Int64(seconds) * 1_000
-            s.failures[address] = f
-            return seconds
+            s.checking.insert(address)
+            return .success(seconds)
         }
-        guard let delay else {
-            let wait = state.withLockedValue { s in s.failures[address].map { max(1, Int(($0.busyUntilMs - t + 999) / 1_000)) } ?? 1 }
-            return .tooSoon(seconds: wait)
+        let seconds: Int
+        switch delay {
+        case .failure(let wait): return .tooSoon(seconds: wait.seconds)
+        case .success(let s): seconds = s
         }
-        if delay > 0 { try? await Task.sleep(for: .seconds(delay)) }
+        defer { _ = state.withLockedValue { $0.checking.remove(address) } }
+        if seconds > 0 { try? await Task.sleep(for: .seconds(seconds)) }
         let digest = Self.sha256(Array(token.utf8))
         // Every entry is compared, in constant time, whatever matches.
         var match: DashboardSettings.Token?
@@ -78,7 +90,14 @@ final class DashboardAuth: Sendable {
         let at = now()
         guard let match, !token.isEmpty else {
             state.withLockedValue { s in
-                if s.failures.count >= 10_000 { s.failures.removeAll() }
+                if s.failures[address] == nil, s.failures.count >= Self.maxTrackedAddresses {
+                    // Forget what has expired; if that is not enough, the address
+                    // that failed longest ago (never everyone at once).
+                    s.failures = s.failures.filter { at - $0.value.lastAtMs < Self.failureMemoryMs }
+                    if s.failures.count >= Self.maxTrackedAddresses, let oldest = s.failures.min(by: { $0.value.lastAtMs < $1.value.lastAtMs }) {
+                        s.failures[oldest.key] = nil
+                    }
+                }
                 var f = s.failures[address] ?? Failures(count: 0, lastAtMs: at, busyUntilMs: 0)
                 f.count += 1
                 f.lastAtMs = at
@@ -89,6 +108,12 @@ final class DashboardAuth: Sendable {
         let session = Session(id: Self.randomHex(32), name: match.name, role: match.role, csrf: Self.randomHex(32), expiresAtMs: at + sessionMs)
         state.withLockedValue { s in
             s.failures[address] = nil
+            // Signing in again from a browser ends the session it had.
+            if let previous { s.sessions[previous] = nil }
+            let own = s.sessions.values.filter { $0.name == session.name }
+            if own.count >= Self.maxSessionsPerName, let oldest = own.min(by: { $0.expiresAtMs < $1.expiresAtMs }) {
+                s.sessions[oldest.id] = nil
+            }
             if s.sessions.count >= Self.maxSessions {
                 s.sessions = s.sessions.filter { $0.value.expiresAtMs > at }
                 if s.sessions.count >= Self.maxSessions, let oldest = s.sessions.min(by: { $0.value.expiresAtMs < $1.value.expiresAtMs }) {
@@ -98,6 +123,23 @@ final class DashboardAuth: Sendable {
             s.sessions[session.id] = session
         }
         return .signedIn(session)
+    }
+
+    private struct LoginFailure: Error {
+        var seconds: Int
+    }
+
+    /// What failed sign-ins are counted by: the address, or for IPv6 its /64
+    /// (one host usually holds a whole /64).
+    static func throttleKey(_ address: String) -> String {
+        guard address.contains(":") else { return address }
+        var groups = address.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        if let gap = groups.firstIndex(of: ""), address.contains("::") {
+            let present = groups.filter { !$0.isEmpty }.count
+            groups.replaceSubrange(gap...gap, with: Array(repeating: "0", count: max(0, 8 - present)))
+            groups.removeAll { $0.isEmpty }
+        }
+        return groups.prefix(4).joined(separator: ":") + "::/64"
     }
 
     /// The live session `id` names, if any.

@@ -12,10 +12,18 @@ import NIOHTTP1
 final class DashboardRoutes: Sendable {
     enum Reply: Sendable {
         case whole(DashboardResponse)
-        case events(DashboardAuth.Session, registry: String)
+        /// An event stream; `slot` was reserved for it and must be released.
+        case events(DashboardAuth.Session, registry: String, slot: Int)
     }
 
-    static let cookie = "fusebox_session"
+    /// `__Host-`: the browser keeps it only if it is Secure, for this host, path /.
+    static let cookie = "__Host-fusebox_session"
+    /// Event streams one session may hold.
+    static let streamsPerSession = 4
+    /// Most breakers one list answers with.
+    static let maxListed = 20_000
+    /// Newest changes of one policy the versions and diff read.
+    static let maxVersions = 200
     static let pages: Set<String> = ["/breakers", "/breaker", "/policies", "/audit", "/clients", "/health"]
 
     let app: FuseboxServerApp
@@ -44,7 +52,7 @@ final class DashboardRoutes: Sendable {
         let isAPI = request.path.hasPrefix("/api/")
         guard let session else {
             if isAPI { return .whole(.error(.unauthorized, "unauthenticated", "sign in first (POST /login); the session is missing or expired")) }
-            if request.method == .GET { return .whole(.redirect("/login")) }
+            if request.method == .GET || request.path == "/logout" { return .whole(.redirect("/login")) }
             return .whole(.error(.unauthorized, "unauthenticated", "sign in first"))
         }
         if request.method == .POST {
@@ -58,6 +66,7 @@ final class DashboardRoutes: Sendable {
         case (.GET, let path) where Self.pages.contains(path): return .whole(shell(session))
         case (.POST, "/logout"):
             auth.logout(session.id)
+            logger.info("dashboard sign-out", metadata: ["name": "\(session.name)", "from": "\(request.remote)"])
             var response = DashboardResponse.redirect("/login")
             response.headers.append(("set-cookie", "\(Self.cookie)=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"))
             return .whole(response)
@@ -67,14 +76,14 @@ final class DashboardRoutes: Sendable {
         case (.GET, "/api/v1/breaker"): return .whole(breaker(request))
         case (.POST, "/api/v1/breaker/action"): return .whole(await action(request, session))
         case (.GET, "/api/v1/events"):
-            guard streams.count < DashboardServer.maxEventStreams else {
-                return .whole(.error(.serviceUnavailable, "unavailable", "\(DashboardServer.maxEventStreams) event streams are open, the most this server serves"))
+            switch streams.reserve(for: session.id, total: DashboardServer.maxEventStreams, perSession: Self.streamsPerSession) {
+            case .success(let slot): return .events(session, registry: request.query["registry"] ?? "", slot: slot)
+            case .failure(let refusal): return .whole(.error(.serviceUnavailable, "unavailable", refusal.message))
             }
-            return .events(session, registry: request.query["registry"] ?? "")
         case (.GET, "/api/v1/policies"): return .whole(policies())
         case (.GET, "/api/v1/policy/versions"): return .whole(await versions(request))
         case (.GET, "/api/v1/policy/diff"): return .whole(await diff(request))
-        case (.GET, "/api/v1/audit"): return .whole(await audit(request))
+        case (.GET, "/api/v1/audit"): return .whole(await audit(request, session))
         case (.GET, "/api/v1/clients"): return .whole(clients())
         case (.GET, "/api/v1/health"): return .whole(.json(DashboardJSON.health(app.fleetHealth(registry: request.query["registry"] ?? ""))))
         case (_, let path) where path.hasPrefix("/api/"):
@@ -105,7 +114,7 @@ final class DashboardRoutes: Sendable {
             return .error(.forbidden, "csrf", "sign-in from another origin (\(origin)) is refused")
         }
         let token = request.form["token"] ?? ""
-        switch await auth.login(token: token, from: request.remote) {
+        switch await auth.login(token: token, from: request.remote, replacing: request.cookie(Self.cookie)) {
         case .signedIn(let session):
             logger.info("dashboard sign-in", metadata: ["name": "\(session.name)", "role": "\(session.role.rawValue)", "from": "\(request.remote)"])
             var response = DashboardResponse.redirect("/breakers")
@@ -141,7 +150,8 @@ final class DashboardRoutes: Sendable {
         let selected = all.filter { (registry.isEmpty || $0.key.registry == registry) && (stateFilter.isEmpty || $0.status.state.displayName == stateFilter) }
         let registries = Set(all.map(\.key.registry)).union(app.registry.registries().map(\.name)).sorted()
         return .json(BreakersJSON(
-            breakers: selected.map { breakerJSON($0, counts: counts, sparks: sparks) }, registries: registries, atMs: app.clock.now().milliseconds))
+            breakers: selected.prefix(Self.maxListed).map { breakerJSON($0, counts: counts, sparks: sparks) }, registries: registries,
+            atMs: app.clock.now().milliseconds, truncated: selected.count > Self.maxListed))
     }
 
     private func key(_ request: DashboardRequest) -> Result<BreakerKey, DashboardResponse> {
@@ -182,27 +192,27 @@ final class DashboardRoutes: Sendable {
         case .success(let k): key = k
         case .failure(let response): return response
         }
-        let body: ActionBody
-        do {
-            body = try JSONDecoder().decode(ActionBody.self, from: Data(request.body ?? []))
-        } catch {
-            return .error(.badRequest, "invalid", "the body must be JSON {\"action\", \"reason\", \"durationSeconds\"}: \(error)")
-        }
-        guard let action = FuseboxServerApp.OperatorAction(rawValue: body.action) else {
-            return .error(.badRequest, "invalid", "action (\"\(body.action)\") must be one of \(FuseboxServerApp.OperatorAction.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        let reason = body.reason ?? ""
-        let actor = AuditActor(commonName: "dashboard:\(session.name)", roles: Role.allCases.filter { $0 <= session.role }.map(\.rawValue))
+        let actor = Self.actor(session)
+        let body = try? JSONDecoder().decode(ActionBody.self, from: Data(request.body ?? []))
+        let named = body.flatMap { FuseboxServerApp.OperatorAction(rawValue: $0.action) }
+        let reason = body?.reason.map { String($0.utf8.prefix(1_024)) ?? "" } ?? ""
+        // The role first: a reader is refused whatever the body holds.
         guard session.role >= .admin else {
-            await app.auditRefusal(AuditRecord(
-                atMs: app.clock.now().milliseconds, actor: actor, action: action.auditAction, breaker: key,
-                reason: String(reason.utf8.prefix(1_024)) ?? "", allowed: false, deniedReason: "dashboard role \(session.role.rawValue) lacks admin"))
-            return .error(.forbidden, "forbidden", "\(action.rawValue) needs the admin role; \(session.name) is a \(session.role.rawValue)")
+            await app.appendAuditEntry(AuditRecord(
+                atMs: app.clock.now().milliseconds, actor: actor, action: (named ?? .forceOpen).auditAction, breaker: key,
+                reason: reason, allowed: false, deniedReason: "dashboard role \(session.role.rawValue) lacks admin"))
+            return .error(.forbidden, "forbidden", "actions need the admin role; \(session.name) is a \(session.role.rawValue)")
+        }
+        guard let body else {
+            return .error(.badRequest, "invalid", "the body must be JSON {\"action\", \"reason\", \"durationSeconds\"}")
+        }
+        guard let action = named else {
+            return .error(.badRequest, "invalid", "action (\"\(body.action)\") must be one of \(FuseboxServerApp.OperatorAction.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let seconds = body.durationSeconds ?? 0
         guard seconds <= UInt32.max / 1_000 else { return .error(.badRequest, "invalid", "durationSeconds is too large") }
         do throws(CoordinatorError) {
-            let outcome = try await app.operatorAction(action, on: key, reason: reason, durationMs: seconds * 1_000, actor: actor)
+            let outcome = try await app.operatorAction(action, on: key, reason: body.reason ?? "", durationMs: seconds * 1_000, actor: actor)
             let counts = app.windowCounts()
             let sparks = activity.sparks()
             logger.notice("dashboard action", metadata: ["name": "\(session.name)", "action": "\(action.rawValue)", "breaker": "\(key)"])
@@ -210,10 +220,12 @@ final class DashboardRoutes: Sendable {
                 before: outcome.before.map { breakerJSON($0, counts: counts, sparks: sparks) }, after: breakerJSON(outcome.after, counts: counts, sparks: sparks),
                 auditId: outcome.auditID))
         } catch {
-            if error.code == .invalidArgument || error.code == .failedPrecondition {
-                await app.auditRefusal(AuditRecord(
+            // Every refusal is audited, as AdminService does, but a store that
+            // could not take the write (it could not take the entry either).
+            if error.code != .unavailable {
+                await app.appendAuditEntry(AuditRecord(
                     atMs: app.clock.now().milliseconds, actor: actor, action: action.auditAction, breaker: key,
-                    reason: String(reason.utf8.prefix(1_024)) ?? "", allowed: false, deniedReason: "invalid: \(error.message)"))
+                    reason: reason, allowed: false, deniedReason: "invalid: \(error.message)"))
             }
             switch error.code {
             case .invalidArgument: return .error(.badRequest, "invalid", error.message)
@@ -250,10 +262,11 @@ final class DashboardRoutes: Sendable {
         var records: [PolicyChangeRecord] = []
         var after: UInt64 = 0
         do throws(StoreError) {
-            // Pages of 1,000; bounded at 100 pages.
+            // Pages of 1,000, keeping the newest `maxVersions`; at most 100 pages.
             for _ in 0..<100 {
                 let page = try await app.registry.history(registry: registry, name: name, afterVersion: after, limit: 1_000)
                 records += page
+                if records.count > Self.maxVersions { records.removeFirst(records.count - Self.maxVersions) }
                 guard page.count == 1_000, let last = page.last else { break }
                 after = last.version
             }
@@ -300,7 +313,11 @@ final class DashboardRoutes: Sendable {
 
     // MARK: Audit, clients
 
-    private func audit(_ request: DashboardRequest) async -> DashboardResponse {
+    static func actor(_ session: DashboardAuth.Session) -> AuditActor {
+        AuditActor(commonName: "dashboard:\(session.name)", roles: Role.allCases.filter { $0 <= session.role }.map(\.rawValue))
+    }
+
+    private func audit(_ request: DashboardRequest, _ session: DashboardAuth.Session) async -> DashboardResponse {
         var query = AuditQuery()
         query.limit = 200
         if let text = request.query["limit"], !text.isEmpty {
@@ -322,6 +339,8 @@ final class DashboardRoutes: Sendable {
         query.deniedOnly = request.query["deniedOnly"] == "true" || request.query["deniedOnly"] == "1"
         do throws(StoreError) {
             let entries = try await app.listAudit(query)
+            // After the read, as AdminService audits ListAudit.
+            await app.appendAuditEntry(AuditRecord(atMs: app.clock.now().milliseconds, actor: Self.actor(session), action: .listAudit, allowed: true))
             return .json(AuditJSON(entries: entries.prefix(query.limit).map(DashboardJSON.audit), truncated: entries.count > query.limit))
         } catch {
             return .error(.serviceUnavailable, "unavailable", "the audit log cannot be read: \(error)")
@@ -339,18 +358,18 @@ final class DashboardRoutes: Sendable {
 
     /// Serves `/api/v1/events` until the browser goes or the server stops.
     func stream(
-        to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, version: HTTPVersion, session: DashboardAuth.Session, registry: String
+        to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, version: HTTPVersion, session: DashboardAuth.Session, registry: String,
+        slot: Int, closed: EventLoopFuture<Void>
     ) async throws {
         var headers = HTTPHeaders([("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-store")])
         SecurityHeaders.add(to: &headers)
         try await outbound.write(.head(HTTPResponseHead(version: version, status: .ok, headers: headers)))
         let sink = EventStreamSink()
-        let id = streams.add(sink)
+        streams.attach(sink, to: slot)
         let watch = app.authority.watch(BreakerSelector(registry: registry), sink: sink)
-        defer {
-            app.authority.unwatch(watch)
-            streams.remove(id)
-        }
+        defer { app.authority.unwatch(watch) }
+        // The browser went away: end at once, not at the next write.
+        closed.whenComplete { _ in sink.finish() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 var tick = 0
@@ -403,24 +422,45 @@ final class DashboardRoutes: Sendable {
     }
 }
 
-/// The open event streams (bounded; ended on shutdown).
+/// The open event streams: slots reserved before a stream starts (bounded
+/// in all and per session), ended on shutdown.
 final class EventStreams: Sendable {
-    private let state = NIOLockedValueBox<(next: Int, sinks: [Int: EventStreamSink])>((0, [:]))
+    struct Refusal: Error {
+        var message: String
+    }
 
-    var count: Int { state.withLockedValue { $0.sinks.count } }
+    private struct Slot {
+        var session: String
+        var sink: EventStreamSink?
+    }
 
-    func add(_ sink: EventStreamSink) -> Int {
+    private let state = NIOLockedValueBox<(next: Int, slots: [Int: Slot])>((0, [:]))
+
+    var count: Int { state.withLockedValue { $0.slots.count } }
+
+    /// Takes a slot for a stream of `session`, or says why not.
+    func reserve(for session: String, total: Int, perSession: Int) -> Result<Int, Refusal> {
         state.withLockedValue { s in
+            guard s.slots.count < total else {
+                return .failure(Refusal(message: "\(total) event streams are open, the most this server serves; try again later"))
+            }
+            guard s.slots.values.filter({ $0.session == session }).count < perSession else {
+                return .failure(Refusal(message: "this session has \(perSession) event streams open, the most one session may; close a tab"))
+            }
             s.next += 1
-            s.sinks[s.next] = sink
-            return s.next
+            s.slots[s.next] = Slot(session: session)
+            return .success(s.next)
         }
     }
 
-    func remove(_ id: Int) { _ = state.withLockedValue { $0.sinks.removeValue(forKey: id) } }
+    func attach(_ sink: EventStreamSink, to slot: Int) {
+        state.withLockedValue { $0.slots[slot]?.sink = sink }
+    }
+
+    func release(_ slot: Int) { _ = state.withLockedValue { $0.slots.removeValue(forKey: slot) } }
 
     func finishAll() {
-        for sink in state.withLockedValue({ Array($0.sinks.values) }) { sink.finish() }
+        for sink in state.withLockedValue({ $0.slots.values.compactMap(\.sink) }) { sink.finish() }
     }
 }
 
@@ -437,6 +477,7 @@ struct BreakersJSON: Encodable {
     var breakers: [DashboardJSON.Breaker]
     var registries: [String]
     var atMs: Int64
+    var truncated: Bool
 }
 
 struct ContributionJSON: Encodable {

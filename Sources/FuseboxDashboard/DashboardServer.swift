@@ -16,6 +16,10 @@ public final class DashboardServer: Sendable {
 
     /// At most this many event streams at once.
     static let maxEventStreams = 64
+    /// At most this many connections at once; more are closed at once.
+    static let maxConnections = 256
+    /// A request's head and body must arrive within this time of its first byte.
+    static let requestTimeout: TimeAmount = .seconds(15)
     /// Largest request body.
     static let maxBodyBytes = 65_536
     /// A connection with nothing read or written for this long is closed
@@ -47,12 +51,18 @@ public final class DashboardServer: Sendable {
             .bind(host: settings.host, port: settings.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    let id = ObjectIdentifier(channel)
+                    let admitted = connections.withLockedValue { open in
+                        guard open.count < Self.maxConnections else { return false }
+                        open[id] = channel
+                        return true
+                    }
+                    if !admitted { channel.close(promise: nil) }
                     try sync.addHandler(TLSHandler(context: provider.current))
                     try sync.addHandler(IdleStateHandler(allTimeout: Self.idleTimeout))
                     try sync.addHandler(IdleCloser())
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
-                    let id = ObjectIdentifier(channel)
-                    connections.withLockedValue { $0[id] = channel }
+                    try sync.addHandler(RequestDeadline(timeout: Self.requestTimeout))
                     channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[id] = nil } }
                     return try Connection(wrappingChannelSynchronously: channel)
                 }
@@ -142,8 +152,11 @@ public final class DashboardServer: Sendable {
                         case .whole(let response):
                             try await Self.write(response, keepAlive: h.isKeepAlive, version: h.version, to: outbound)
                             if !h.isKeepAlive { return }
-                        case .events(let session, let registry):
-                            try await routes.stream(to: outbound, version: h.version, session: session, registry: registry)
+                        case .events(let session, let registry, let slot):
+                            defer { routes.streams.release(slot) }
+                            try await routes.stream(
+                                to: outbound, version: h.version, session: session, registry: registry, slot: slot,
+                                closed: connection.channel.closeFuture)
                             return
                         }
                     }
@@ -177,8 +190,47 @@ enum SecurityHeaders {
         headers.replaceOrAdd(name: "x-content-type-options", value: "nosniff")
         headers.replaceOrAdd(name: "x-frame-options", value: "DENY")
         headers.replaceOrAdd(name: "referrer-policy", value: "same-origin")
-        headers.replaceOrAdd(name: "strict-transport-security", value: "max-age=31536000")
+        // No Strict-Transport-Security: it would bind the whole host, and the
+        // plain-HTTP /metrics port on it with it.
         if !headers.contains(name: "cache-control") { headers.add(name: "cache-control", value: "no-store") }
+    }
+}
+
+/// Closes a connection whose request (head and body) does not arrive whole
+/// within `timeout` of its first part: a client trickling bytes cannot hold
+/// a connection. Between requests and while an answer streams, the idle
+/// timeout applies instead.
+private final class RequestDeadline: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    private let timeout: TimeAmount
+    private var timer: Scheduled<Void>?
+
+    init(timeout: TimeAmount) { self.timeout = timeout }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        arm(context)  // the first request, from the connection's start
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head: if timer == nil { arm(context) }
+        case .body: break
+        case .end:
+            timer?.cancel()
+            timer = nil
+        }
+        context.fireChannelRead(data)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: timeout) { loopBound.value.close(promise: nil) }
     }
 }
 

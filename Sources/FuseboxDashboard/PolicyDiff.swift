@@ -12,7 +12,7 @@ enum PolicyDiff {
         let a = old.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let b = new.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let n = a.count, m = b.count
-        guard n * m <= 4_000_000 else {
+        guard n * m <= 1_000_000 else {
             return a.map { Line(op: "-", text: $0) } + b.map { Line(op: "+", text: $0) }
         }
         // lcs[i][j]: common lines of a[i...] and b[j...].

@@ -3,8 +3,9 @@ public import FuseboxAuthority
 public import FuseboxCore
 
 /// What the web dashboard (or any other operator front end in this process)
-/// reads and does through the server, with the same rules, audit entries and
-/// limits as the gRPC services.
+/// reads and does through the server. Actions follow the same rules, audit
+/// entries and limits as `AdminService`; who may read what is the front
+/// end's to decide (the dashboard lets readers read the audit log).
 extension FuseboxServerApp {
     /// An operator's action on a breaker.
     public enum OperatorAction: String, Sendable, CaseIterable {
@@ -65,9 +66,9 @@ extension FuseboxServerApp {
         return try await authority.reset(key, reason: reason.isEmpty ? "reset" : reason, audit: record)
     }
 
-    /// Writes an audit entry on its own (a refused operator request); a
-    /// failure is logged and counted, as for every other refusal.
-    public func auditRefusal(_ record: AuditRecord) async {
+    /// Writes an audit entry on its own (a refused operator request, an
+    /// allowed read); a failure is logged and counted, as for the gRPC services.
+    public func appendAuditEntry(_ record: AuditRecord) async {
         await audit.append(record)
     }
 

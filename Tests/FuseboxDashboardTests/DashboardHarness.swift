@@ -7,7 +7,8 @@ import NIOCore
 import NIOPosix
 import XCTest
 
-/// A fuseboxd in the test process with its dashboard on 127.0.0.1 port 0,
+/// A fuseboxd in the test process with its dashboard on 127.0.0.1 port 0
+/// (the browser test, with Chromium, is FuseboxServerTests.DashboardBrowserTests),
 /// and `curl` as the browser: real TLS, real cookies, real HTTP/1.1.
 struct DashboardHarness {
     static let adminToken = "fbx_admin-token-for-tests"

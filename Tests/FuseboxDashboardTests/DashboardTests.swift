@@ -12,7 +12,7 @@ import XCTest
 
 /// The dashboard over real HTTPS (curl as the browser): sign-in, sessions,
 /// roles, CSRF, the API, the event stream. The browser itself is in
-/// FuseboxFleetTests.DashboardBrowserTests.
+/// FuseboxServerTests.DashboardBrowserTests.
 final class DashboardTests: XCTestCase {
     var harness: DashboardHarness!
 
@@ -57,7 +57,7 @@ final class DashboardTests: XCTestCase {
         XCTAssertEqual(right.status, 303)
         XCTAssertEqual(right.header("location"), "/breakers")
         let cookie = try XCTUnwrap(right.header("set-cookie"))
-        for attribute in ["fusebox_session=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        for attribute in ["__Host-fusebox_session=", "HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
             XCTAssertTrue(cookie.contains(attribute), "cookie lacks \(attribute): \(cookie)")
         }
         let session = try await harness.request("GET", "/api/v1/session").json()
@@ -231,6 +231,54 @@ final class DashboardTests: XCTestCase {
         }
         let total = Assets.appJS.count + Assets.appCSS.count + Assets.indexHTML.utf8.count
         XCTAssertLessThan(total, 200_000, "the page weighs \(total) bytes")
+    }
+
+    func testRefusalsForForeignOriginsLargeBodiesTooManyStreamsAndReaders() async throws {
+        // A sign-in form posted from another site is refused (login CSRF).
+        let foreign = try await harness.request("POST", "/login", headers: ["Origin": "https://evil.example"], form: "token=\(DashboardHarness.adminToken)")
+        XCTAssertEqual(foreign.status, 403)
+        XCTAssertNil(foreign.header("set-cookie"))
+        // Logging out without a session goes to the sign-in page.
+        let loggedOut = try await harness.request("POST", "/logout", form: "csrf=x")
+        XCTAssertEqual(loggedOut.header("location"), "/login")
+
+        let csrf = try await harness.signIn(DashboardHarness.readerToken)
+        // A body over 64 KiB is refused before anything reads it.
+        let big = String(repeating: "x", count: 70_000)
+        let tooLarge = try await harness.request("POST", "/api/v1/breaker/action?name=a", headers: ["X-CSRF-Token": csrf], json: big)
+        XCTAssertEqual(tooLarge.status, 413)
+        // A reader is refused for the role whatever the body holds.
+        let garbled = try await harness.request("POST", "/api/v1/breaker/action?name=a", headers: ["X-CSRF-Token": csrf], json: "{not json")
+        XCTAssertEqual(garbled.status, 403)
+
+        // Four event streams per session; the fifth is refused, and a slot is free again once one ends.
+        let harness = self.harness!
+        let streams = (0..<4).map { _ in Task { try await harness.request("GET", "/api/v1/events", upTo: 3, allowTimeout: true) } }
+        try await Task.sleep(for: .milliseconds(1_200))
+        let fifth = try await harness.request("GET", "/api/v1/events", upTo: 3, allowTimeout: true)
+        XCTAssertEqual(fifth.status, 503, fifth.body)
+        XCTAssertTrue(fifth.body.contains("4 event streams"), fifth.body)
+        for stream in streams {
+            let answer = try await stream.value
+            XCTAssertEqual(answer.status, 200)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let again = try await harness.request("GET", "/api/v1/events", upTo: 1, allowTimeout: true)
+        XCTAssertEqual(again.status, 200)
+
+        // Reading the audit log is audited, as AdminService audits ListAudit.
+        _ = try await harness.request("GET", "/api/v1/audit")
+        let audit = try await harness.request("GET", "/api/v1/audit?action=LIST_AUDIT").json()
+        let reads = (audit["entries"] as? [[String: Any]] ?? []).filter { $0["actor"] as? String == "dashboard:wallboard" }
+        XCTAssertGreaterThanOrEqual(reads.count, 1)
+    }
+
+    func testIPv6AddressesAreThrottledByTheirSlash64() {
+        XCTAssertEqual(DashboardAuth.throttleKey("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64")
+        XCTAssertEqual(DashboardAuth.throttleKey("2001:db8:1:2:bbbb:cccc:dddd:eeee"), "2001:db8:1:2::/64")
+        XCTAssertEqual(DashboardAuth.throttleKey("2001:db8::7"), "2001:db8:0:0::/64")
+        XCTAssertEqual(DashboardAuth.throttleKey("::1"), "0:0:0:0::/64")
+        XCTAssertEqual(DashboardAuth.throttleKey("192.0.2.7"), "192.0.2.7")
     }
 
     func testPolicyDiffMarksLines() {

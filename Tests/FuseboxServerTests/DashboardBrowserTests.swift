@@ -50,13 +50,15 @@ final class DashboardBrowserTests: XCTestCase {
         server = try FuseboxdProcess(dataDirectory: directory + "/data", extra: ["--config", directory + "/fusebox.yaml"])
         let line = try XCTUnwrap(server.launched.waitForLine(timeout: 10) { $0.contains("dashboard on https://127.0.0.1:") }, server.launched.text)
         let port = try XCTUnwrap(line.components(separatedBy: "https://127.0.0.1:").last.flatMap { Int($0.prefix { $0.isNumber }) })
-        // FUSEBOX_DASHBOARD_SCREENSHOT=docs/img/dashboard.png makes the README's picture.
-        let screenshot = ProcessInfo.processInfo.environment["FUSEBOX_DASHBOARD_SCREENSHOT"] ?? directory + "/dashboard.png"
+        // FUSEBOX_DASHBOARD_SCREENSHOT=docs/img/dashboard.png makes the README's
+        // picture, after a minute of traffic so that the sparklines have history.
+        let readme = ProcessInfo.processInfo.environment["FUSEBOX_DASHBOARD_SCREENSHOT"]
+        let screenshot = readme ?? directory + "/dashboard.png"
         let result = try runProcess([
             "python3", "Tests/Interop/dashboard_browser.py", "--dashboard", "https://127.0.0.1:\(port)", "--grpc", "127.0.0.1:\(server.port)",
             "--ca", try TestCertificates.path("ca.pem"), "--cert", try TestCertificates.path("admin.pem"), "--key", try TestCertificates.path("admin.key"),
             "--admin-token", admin.token, "--reader-token", reader.token, "--admin-name", "alice", "--reader-name", "wallboard",
-            "--screenshot", screenshot, "--work", directory + "/work",
+            "--screenshot", screenshot, "--history-seconds", readme == nil ? "0" : "60", "--work", directory + "/work",
         ], timeout: 420)
         print(result.output.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("dashboard-test:") }.joined(separator: "\n"))
         XCTAssertFalse(result.timedOut, "the browser test did not finish within 420 s:\n\(result.output.suffix(4_000))")

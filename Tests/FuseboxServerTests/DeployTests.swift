@@ -81,17 +81,19 @@ final class DeployTests: XCTestCase {
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 
-    /// Every query of the Grafana dashboard names metrics fuseboxd exports:
-    /// each one is registered by the server's code (a `fusebox_…` name in
-    /// Sources/, histograms with their _bucket/_sum/_count series) and listed
-    /// in docs/SERVER.md's metrics.
+    /// Every query of the Grafana dashboard (panels and template variables)
+    /// names metrics fuseboxd exports: each one is registered by the server's
+    /// code (`Counter(label: "fusebox_…")` and the like in Sources/,
+    /// histograms with their _bucket/_sum/_count series) and listed in
+    /// docs/SERVER.md's metrics.
     func testTheGrafanaDashboardQueriesOnlyMetricsTheServerExports() throws {
         let dashboard = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(try deployFile("grafana/fusebox.json").utf8)) as? [String: Any])
         var expressions: [String] = []
         func walk(_ value: Any) {
             if let map = value as? [String: Any] {
                 for (key, item) in map {
-                    if key == "expr", let text = item as? String { expressions.append(text) }
+                    // Panel queries, and template variables' queries (a string or {query: …}).
+                    if key == "expr" || key == "query" || key == "definition", let text = item as? String { expressions.append(text) }
                     walk(item)
                 }
             } else if let list = value as? [Any] {
@@ -109,10 +111,9 @@ final class DeployTests: XCTestCase {
         while let url = walker?.nextObject() as? URL {
             guard url.pathExtension == "swift", !url.path.contains("/FuseboxClient/"), !url.path.contains("/Benchmarks/") else { continue }
             let text = try String(contentsOf: url, encoding: .utf8)
-            for line in text.split(whereSeparator: \.isNewline) where line.contains("\"fusebox_") {
-                for part in line.components(separatedBy: "\"").dropFirst() where part.hasPrefix("fusebox_") {
-                    registered.insert(String(part.prefix { $0.isLetter || $0.isNumber || $0 == "_" }))
-                }
+            // A metric is registered as Counter/Gauge/Timer/Recorder(label: "fusebox_…").
+            for part in text.components(separatedBy: "(label: \"").dropFirst() where part.hasPrefix("fusebox_") {
+                registered.insert(String(part.prefix { $0.isLetter || $0.isNumber || $0 == "_" }))
             }
         }
         let documented = names(in: try String(contentsOf: repositoryRoot.appendingPathComponent("docs/SERVER.md"), encoding: .utf8))

@@ -46,12 +46,15 @@ ap.add_argument("--reader-token", required=True)
 ap.add_argument("--admin-name", default="alice")
 ap.add_argument("--reader-name", default="wallboard")
 ap.add_argument("--screenshot")
+ap.add_argument("--history-seconds", type=float, default=0,
+                help="before the screenshot, let traffic run this long so the sparklines have history (the README's picture: 60)")
 ap.add_argument("--protos", default=str(HERE.parent.parent / "Protos"))
 ap.add_argument("--work")
 ap.add_argument("--chromedriver", default=shutil.which("chromedriver") or "/usr/bin/chromedriver")
 ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "")
 args = ap.parse_args()
 BASE = args.dashboard.rstrip("/")
+COOKIE = "__Host-fusebox_session"  # the session cookie (docs/DASHBOARD.md)
 
 sys.path.insert(0, str(HERE))
 from fusebox_protos import compile_protos  # noqa: E402
@@ -311,10 +314,10 @@ def _():
     assert path() == "/login", f"a wrong token led to {path()}"
     message = js("return document.getElementById('login-message').textContent") or ""
     assert "not accepted" in message.lower(), f"#login-message says {message!r} after a wrong token"
-    assert not driver.get_cookie("fusebox_session"), "a wrong token got a session cookie"
+    assert not driver.get_cookie(COOKIE), "a wrong token got a session cookie"
     started = time.monotonic()
     login(args.admin_token)
-    cookie = driver.get_cookie("fusebox_session") or {}
+    cookie = driver.get_cookie(COOKIE) or {}
     assert cookie.get("httpOnly") and cookie.get("secure"), f"session cookie flags: {cookie}"
     assert str(cookie.get("sameSite", "")).lower() == "strict", f"session cookie SameSite: {cookie.get('sameSite')}"
     role = js("return document.querySelector('meta[name=\"fusebox-role\"]').content")
@@ -556,7 +559,9 @@ def _():
                   return bad.slice(0, 5).concat([bad.length]);""", expected)
     assert wrong[-1] == 0, f"{wrong[-1]} rows do not show their new state, e.g. {wrong[:-1]}"
     lag = applied_at - last_answer[0] * 1000
-    assert longest_frame < 2000, f"the page stalled: a frame took {longest_frame:.0f} ms during the updates"
+    # A frame longer than 1.5 s is a stall (the browser, fuseboxd and the load share 2 cores;
+    # 133-383 ms seen on an otherwise idle machine, 850 ms beside a compiler).
+    assert longest_frame < 1500, f"the page stalled: a frame took {longest_frame:.0f} ms during the updates"
     return (f"{SCALE_COUNT} rows rendered {rendered:.0f} ms after navigation start ({wall:.0f} ms wall); {total} transitions sent in "
             f"{sent_for:.2f} s ({total / max(sent_for, 0.001):.0f}/s, {THREADS} threads); all applied {max(lag, 0):.0f} ms after the last gRPC "
             f"answer, {applied_at - t0 * 1000:.0f} ms after the first was due; longest frame {longest_frame:.0f} ms; "
@@ -566,11 +571,11 @@ def _():
 @step("size")
 def _():
     context = ssl.create_default_context(cafile=args.ca)
-    cookie = driver.get_cookie("fusebox_session")
-    assert cookie, "no fusebox_session cookie in the browser"
+    cookie = driver.get_cookie(COOKIE)
+    assert cookie, f"no {COOKIE} cookie in the browser"
     sizes = {}
     for p in ("/breakers", "/assets/app.js", "/assets/app.css"):
-        request = urllib.request.Request(BASE + p, headers={"Cookie": f"fusebox_session={cookie['value']}", "Accept-Encoding": "identity"})
+        request = urllib.request.Request(BASE + p, headers={"Cookie": f"{COOKIE}={cookie['value']}", "Accept-Encoding": "identity"})
         try:
             with urllib.request.urlopen(request, context=context, timeout=10) as r:
                 body = r.read()
@@ -620,6 +625,8 @@ if args.screenshot:
         open_page("/breakers?registry=" + UI)
         for name, state in want.items():
             wait_for(f"ui/{name} shown {state}", lambda n=name, s=state: (cell_state(f"{UI}/{n}") or "").startswith(s + "|"), 10)
+        if args.history_seconds > 0:
+            time.sleep(args.history_seconds)  # the sparklines gather a sample every 5 s
         # Let one `rates` event (every 5 s) bring the window's numbers and sparklines up to date.
         rates = stats().get("rates", 0)
         try:
