@@ -22,7 +22,7 @@ struct FuseboxExample: AsyncParsableCommand {
               curl -X POST 127.0.0.1:8081/fail      # every service's breaker opens together
               curl -X POST 127.0.0.1:8081/recover   # and closes together after the probes pass
             """,
-        subcommands: [Upstream.self, Service.self])
+        subcommands: [Upstream.self, Service.self, Patterns.self])
 }
 
 struct Upstream: AsyncParsableCommand {
