@@ -94,8 +94,16 @@ final class SessionState: Sendable {
         }
     }
 
+    /// A watch stream ended. Until now it confirmed the client's view (a live
+    /// stream, however quiet, is what staleness 0 means), so staleness counts
+    /// from here: a stream that was quiet for long and then ends (its replica
+    /// lost etcd, say) leaves the whole bound to reconnect elsewhere, instead
+    /// of sending the client local at once.
     func streamClosed() {
-        shared.withLockedValue { $0.liveStreams -= 1 }
+        shared.withLockedValue { s in
+            s.liveStreams -= 1
+            if s.liveStreams == 0 { s.lastContact = .now }
+        }
     }
 
     /// Sets the mode; true when it changed.

@@ -24,15 +24,17 @@ public final class FuseboxdReplicas: @unchecked Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     }
 
-    /// Starts (or restarts) replica `id`, on `prefix` (default: this cluster's own).
+    /// Starts (or restarts) replica `id`, on `prefix` (default: this
+    /// cluster's own), talking to the etcd members `members` (default: all).
     @discardableResult
-    public func start(prefix: String? = nil, _ id: String) throws -> FuseboxdProcess {
+    public func start(prefix: String? = nil, members: [Int]? = nil, _ id: String) throws -> FuseboxdProcess {
         let config = directory.appendingPathComponent("\(id).yaml")
+        let endpoints = (members ?? Array(cluster.endpoints.indices)).map { cluster.endpoints[$0] }
         let yaml = """
             store:
               kind: etcd
               etcd:
-                endpoints: \(cluster.endpoints.map { "http://\($0)" }.joined(separator: ","))
+                endpoints: \(endpoints.map { "http://\($0)" }.joined(separator: ","))
                 prefix: \(prefix ?? self.prefix)
                 leaseSeconds: \(leaseSeconds)
             cluster:

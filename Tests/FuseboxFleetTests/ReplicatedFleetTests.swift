@@ -72,4 +72,65 @@ final class ReplicatedFleetTests: XCTestCase {
         print("ReplicatedFleetTests: back in fleet mode \(String(format: "%.1f", Date().timeIntervalSince(back))) s after the members restarted")
         XCTAssertTrue(eventually(20) { ready() == ["200", "200", "200"] }, "/readyz after etcd came back: \(ready())")
     }
+
+    /// One replica loses etcd while etcd keeps its quorum (each replica talks
+    /// to one member; that replica's member is killed): that replica says
+    /// NOT_SERVING, and a service connected to it moves to another replica
+    /// and keeps following the fleet, never going local. When the member is
+    /// back, so is the replica.
+    func testAServiceMovesOffAReplicaThatLostEtcdWhileTheOthersServe() async throws {
+        let cluster = try EtcdTestCluster(size: 3)
+        self.cluster = cluster
+        let probe = try cluster.client()
+        try await cluster.waitUntilHealthy(probe)
+        await probe.close()
+        let replicas = try FuseboxdReplicas(cluster: cluster)
+        self.replicas = replicas
+        for (member, id) in ["a", "b", "c"].enumerated() { try replicas.start(members: [member], id) }
+        let fleet = try Fleet()
+        self.fleet = fleet
+        // "a" first: the service starts on the replica that will lose etcd.
+        let servers = replicas.ids.compactMap { replicas.process($0).map { "127.0.0.1:\($0.port)" } }
+        try fleet.apply(fleetPolicy, server: servers[1])
+        let id = "svc-moves"
+        let service = try fleet.startService(id, staleness: 2, servers: servers.joined(separator: ","))
+        XCTAssertTrue(
+            eventually(20) { fleet.lastStatus(id)?["mode"] as? String == "fleet" && (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > 10 },
+            "not calling in fleet mode: \(service.text) \(service.stderrTail())")
+
+        func ready() -> [String] {
+            replicas.ids.compactMap { replicas.process($0)?.metricsPort }.map { port in
+                let probe = "import urllib.request\ntry:\n print(urllib.request.urlopen('http://127.0.0.1:\(port)/readyz', timeout=5).status)\nexcept urllib.error.HTTPError as e:\n print(e.code)\nexcept Exception as e:\n print('unreachable', e)"
+                return ((try? runProcess(["python3", "-c", probe], timeout: 20))?.output ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+        }
+        XCTAssertEqual(ready(), ["200", "200", "200"])
+
+        cluster.kill(0)
+        let lost = Date()
+        XCTAssertTrue(eventually(30) { ready() == ["503", "200", "200"] }, "/readyz with a's member gone: \(ready()) \(replicas.logs)")
+        print("ReplicatedFleetTests: replica a said NOT_SERVING \(String(format: "%.1f", Date().timeIntervalSince(lost))) s after its etcd member died")
+        let okBefore = fleet.lastStatus(id)?["ok"] as? Int ?? 0
+        XCTAssertTrue(
+            eventually(30) { (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > okBefore + 20 && fleet.lastStatus(id)?["mode"] as? String == "fleet" },
+            "the service did not keep calling in fleet mode: \(service.lines.suffix(5))")
+        let modes = fleet.events(id).filter { $0["event"] as? String == "mode" }.compactMap { $0["mode"] as? String }
+        XCTAssertFalse(modes.contains("local"), "the service went local although two replicas served: \(modes)")
+        // Its watch follows another replica now: a trip reaches it.
+        // Until a's lease expires in etcd (its TTL), a write may still be
+        // forwarded to a and refused UNAVAILABLE: an operator retries.
+        var forced = try fleet.cli(["breaker", "force-open", "orders-upstream", "--reason", "drill"], server: servers[2])
+        let deadline = Date().addingTimeInterval(20)
+        while forced.status != 0, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(500))
+            forced = try fleet.cli(["breaker", "force-open", "orders-upstream", "--reason", "drill"], server: servers[2])
+        }
+        XCTAssertEqual(forced.status, 0, "\(forced.output)\n\(replicas.logs)")
+        XCTAssertTrue(
+            eventually(20) { fleet.lastStatus(id)?["state"] as? String == "FORCED_OPEN" },
+            "the service did not see a breaker forced open through another replica: \(service.lines.suffix(5))")
+
+        try cluster.restart(0)
+        XCTAssertTrue(eventually(60) { ready() == ["200", "200", "200"] }, "/readyz after a's member came back: \(ready())")
+    }
 }
