@@ -252,6 +252,51 @@ final class FuseboxdProcessTests: XCTestCase {
         XCTAssertEqual(server.stop(SIGTERM).0, 0)
     }
 
+    /// Each limit a client can reach through the API is counted by its name in
+    /// `fusebox_limit_rejections_total` (connections and watches are counted
+    /// in RPCConnectionLimitsTests).
+    func testEveryLimitReachedIsCountedByName() async throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let config = directory + "/limits.yaml"
+        try "limits:\n  maxRegistries: 2\n  maxBreakersPerRegistry: 2\n  maxPolicyBytes: 1024\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let server = try FuseboxdProcess(dataDirectory: directory + "/data", extra: ["--config", config])
+        let admin = try server.client("admin", group: group)
+        // A third breaker in `default`: refused in the answer.
+        for name in ["l1", "l2", "l3"] {
+            _ = try await admin.unary(
+                "fusebox.v1.BreakerService", "ReportOutcomes", batch(client: "limits", breaker: name, policy: "api", generation: 0, success: 1),
+                as: Fusebox_V1_ReportOutcomesResponse.self)
+        }
+        func put(_ registry: String, _ policy: Policy) async -> RPCError? {
+            var request = Fusebox_V1_PutPolicyRequest()
+            request.registry = registry
+            request.policy = PolicyMapping.wire(policy)
+            do {
+                _ = try await admin.unary("fusebox.v1.RegistryService", "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        var small = Policy(name: "small")
+        small.timeout = TimeoutPolicy(attemptMs: 100)
+        let secondRegistry = await put("r1", small)
+        XCTAssertNil(secondRegistry, "a second registry is within the limit of 2")
+        let thirdRegistry = await put("r2", small)
+        XCTAssertEqual(thirdRegistry?.code, .resourceExhausted)
+        var big = small
+        big.description = String(repeating: "x", count: 2_000)
+        let tooBig = await put("default", big)
+        XCTAssertEqual(tooBig?.code, .invalidArgument)
+        await admin.close()
+        let metrics = try metricsText(server)
+        for limit in ["breakers_per_registry", "registries", "policy_bytes"] {
+            let line = metrics.split(whereSeparator: \.isNewline).first { $0.hasPrefix("fusebox_limit_rejections_total{limit=\"\(limit)\"}") }
+            XCTAssertEqual(line.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }, 1, "\(limit): \(line.map(String.init) ?? "no line")\n\(metrics.prefix(3_000))")
+        }
+        XCTAssertEqual(server.stop(SIGTERM).0, 0)
+    }
+
     /// SIGHUP (systemd's ExecReload) reloads the certificate files: a new
     /// connection sees the new server certificate.
     func testSIGHUPReloadsCertificates() async throws {
