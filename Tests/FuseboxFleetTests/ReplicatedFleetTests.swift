@@ -116,6 +116,11 @@ final class ReplicatedFleetTests: XCTestCase {
             "the service did not keep calling in fleet mode: \(service.lines.suffix(5))")
         let modes = fleet.events(id).filter { $0["event"] as? String == "mode" }.compactMap { $0["mode"] as? String }
         XCTAssertFalse(modes.contains("local"), "the service went local although two replicas served: \(modes)")
+        // a answers `fusebox cluster status` at once, saying it does not serve.
+        let status = try fleet.cli(["cluster", "status", "-o", "json"], server: servers[0])
+        XCTAssertEqual(status.status, 0, status.output)
+        XCTAssertTrue(status.output.contains("\"serving\": false"), status.output)
+        XCTAssertTrue(status.output.contains("\"reachable\": false"), status.output)
         // Its watch follows another replica now: a trip reaches it.
         // Until a's lease expires in etcd (its TTL), a write may still be
         // forwarded to a and refused UNAVAILABLE: an operator retries.

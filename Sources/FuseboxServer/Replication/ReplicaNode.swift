@@ -107,6 +107,9 @@ public final class ReplicaNode: Sendable {
     /// Who decides now.
     public var role: Role { state.withLockedValue { $0.role } }
 
+    /// When this replica started (Unix milliseconds).
+    public var startedAtMs: Int64 { state.withLockedValue { $0.startedAtMs } }
+
     /// True while this replica can serve: etcd answers and both copies follow its watch.
     public var isServing: Bool {
         state.withLockedValue { $0.etcdReachable && $0.feedsLive.policies && $0.feedsLive.breakers }

@@ -17,18 +17,28 @@ public struct ReplicatedClusterStatus: ClusterStatusSource {
         let layout = node.store.layout
         var records: [EtcdRecords.Replica] = []
         var leaderID = ""
-        if let range = try? await node.client.range(layout.replicas, rangeEnd: EtcdKeys.prefixEnd(layout.replicas)) {
-            records = range.kvs.compactMap { try? EtcdRecords.decode(EtcdRecords.Replica.self, $0.value, key: $0.key) }
-        }
-        if let kv = try? await node.client.get(layout.leader), let leader = try? EtcdRecords.decode(EtcdRecords.Leader.self, kv.value, key: kv.key) {
-            leaderID = leader.id
+        // A replica that lost etcd would wait out the client's retries for
+        // records it cannot read: it answers at once with what it knows, itself
+        // not serving, and each member's reachability below.
+        if node.isServing {
+            if let range = try? await node.client.range(layout.replicas, rangeEnd: EtcdKeys.prefixEnd(layout.replicas)) {
+                records = range.kvs.compactMap { try? EtcdRecords.decode(EtcdRecords.Replica.self, $0.value, key: $0.key) }
+            }
+            if let kv = try? await node.client.get(layout.leader), let leader = try? EtcdRecords.decode(EtcdRecords.Leader.self, kv.value, key: kv.key) {
+                leaderID = leader.id
+            }
         }
         let newest = max(node.mirror.revision, records.map(\.appliedRevision).max() ?? 0)
-        let replicas = records.sorted { $0.id < $1.id }.map { r in
+        var replicas = records.sorted { $0.id < $1.id }.map { r in
             ClusterStatusReport.Replica(
                 id: r.id, address: r.address, version: r.version, leader: r.id == leaderID, startedAtMs: r.startedAtMs,
                 appliedRevision: r.appliedRevision, lagRevisions: max(0, newest - r.appliedRevision), lastHeartbeatMs: r.heartbeatMs,
                 serving: r.serving)
+        }
+        if !node.isServing {
+            replicas = [ClusterStatusReport.Replica(
+                id: node.settings.replicaId, address: node.advertise, version: node.settings.version, leader: false,
+                startedAtMs: node.startedAtMs, appliedRevision: node.mirror.revision, lagRevisions: 0, lastHeartbeatMs: 0, serving: false)]
         }
         var members: [ClusterStatusReport.EtcdMember] = []
         for endpoint in node.client.configuration.endpoints {
