@@ -90,6 +90,90 @@ results.append(measure("peer: bare atomic increment", iterations: iterations) { 
     counter.add(1, ordering: .relaxed)
 })
 
+// The attempt deadline (issue 16: the SDK's one unstructured task). The same
+// operation (no work, a deadline that does not pass) run three ways:
+// - as the SDK runs it: a child task started on the caller's thread
+//   (Task.immediate) that a deadline timer can cancel on its own;
+// - structured: a task group holding the operation and a second child that
+//   waits for the deadline timer (a continuation it resumes), the smallest
+//   structured shape in which the timer can end the operation without
+//   cancelling the caller;
+// - a task group with the operation alone, which cannot be timed out: the
+//   floor of any structured shape.
+final class DeadlineWaiter: Sendable {
+    private let state = Mutex<(CheckedContinuation<Void, Never>?, Bool)>((nil, false))
+    func wait() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { s -> Bool in
+                    if s.1 { return true }
+                    s.0 = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: { fire() }
+    }
+    func fire() {
+        let waiting = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.1 = true
+            defer { s.0 = nil }
+            return s.0
+        }
+        waiting?.resume()
+    }
+}
+
+@inline(never)
+func immediateChild(_ i: Int) async -> Int {
+    let child = Task.immediate { i &+ 1 }
+    return await withTaskCancellationHandler { await child.value } onCancel: { child.cancel() }
+}
+
+@inline(never)
+func structuredRace(_ i: Int) async -> Int {
+    let deadline = DeadlineWaiter()
+    return await withTaskGroup(of: Int?.self) { group in
+        group.addTask { i &+ 1 }
+        group.addTask {
+            await deadline.wait()
+            return nil
+        }
+        let first = await group.next() ?? nil
+        group.cancelAll()
+        return first ?? -1
+    }
+}
+
+@inline(never)
+func structuredAlone(_ i: Int) async -> Int {
+    await withTaskGroup(of: Int.self) { group in
+        group.addTask { i &+ 1 }
+        return await group.next() ?? -1
+    }
+}
+
+func measureAsync(_ name: String, iterations: Int, _ body: (Int) async -> Int) async -> Measurement {
+    var sink = 0
+    for i in 0..<min(iterations, 10_000) { sink &+= await body(i) }  // warm up
+    MallocInterposerSwift.reset()
+    MallocInterposerSwift.hook()
+    let clock = ContinuousClock()
+    let start = clock.now
+    for i in 0..<iterations { sink &+= await body(i) }
+    let elapsed = clock.now - start
+    MallocInterposerSwift.unhook()
+    blackHole(sink)
+    let stats = MallocInterposerSwift.getStatistics()
+    let ns = Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
+    return Measurement(name: name, nanosecondsPerOp: ns / Double(iterations), allocationsPerOp: Double(stats.mallocCount) / Double(iterations))
+}
+
+let deadlineIterations = max(1, iterations / 10)
+results.append(await measureAsync("attempt deadline: unstructured child on the caller's thread (the SDK)", iterations: deadlineIterations, immediateChild))
+results.append(await measureAsync("attempt deadline: task group, operation + deadline child (structured)", iterations: deadlineIterations, structuredRace))
+results.append(await measureAsync("attempt deadline floor: task group, operation alone (no deadline possible)", iterations: deadlineIterations, structuredAlone))
+
 print("| operation | ns/op | allocations/op |")
 print("|---|---:|---:|")
 for r in results {
