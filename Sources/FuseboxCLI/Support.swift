@@ -181,8 +181,9 @@ func diffHunks(_ lines: [String], context: Int = 2) -> [String] {
     return out
 }
 
-/// A line diff (longest common subsequence), unified-style without context limits.
-func lineDiff(_ old: [String], _ new: [String]) -> [String] {
+/// A line diff (longest common subsequence), unified-style without context
+/// limits: each line starts with "  " (in both), "- " (old only) or "+ " (new only).
+public func lineDiff(_ old: [String], _ new: [String]) -> [String] {
     let n = old.count, m = new.count
     var lcs = Array(repeating: Array(repeating: 0, count: m + 1), count: n + 1)
     for i in stride(from: n - 1, through: 0, by: -1) {

@@ -27,6 +27,19 @@ struct Fuseboxd: AsyncParsableCommand {
         subcommands: [Serve.self, Backup.self, Migrate.self, DashboardToken.self], defaultSubcommand: Serve.self)
 }
 
+/// etcd's TLS files, for `serve` and `migrate`.
+struct EtcdTLSOptions: ParsableArguments {
+    @Option(name: .customLong("etcd-ca"), help: "CA bundle for etcd's server certificates, PEM (store.etcd.ca).")
+    var ca: String?
+    @Option(name: .customLong("etcd-cert"), help: "Client certificate for etcd, PEM (store.etcd.certificate).")
+    var cert: String?
+    @Option(name: .customLong("etcd-key"), help: "Its private key, PEM (store.etcd.key).")
+    var key: String?
+
+    /// The settings they give, as flags.
+    var flags: [(String, String?)] { [("store.etcd.ca", ca), ("store.etcd.certificate", cert), ("store.etcd.key", key)] }
+}
+
 /// `fuseboxd dashboard-token`: a new dashboard access token and its configuration entry.
 struct DashboardToken: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -116,20 +129,14 @@ struct Migrate: AsyncParsableCommand {
     var etcdEndpoints: String?
     @Option(name: .customLong("etcd-prefix"), help: "Prefix to copy into (store.etcd.prefix); it must be empty.")
     var etcdPrefix: String?
-    @Option(name: .customLong("etcd-ca"), help: "CA bundle for etcd's server certificates, PEM (store.etcd.ca).")
-    var etcdCA: String?
-    @Option(name: .customLong("etcd-cert"), help: "Client certificate for etcd, PEM (store.etcd.certificate).")
-    var etcdCert: String?
-    @Option(name: .customLong("etcd-key"), help: "Its private key, PEM (store.etcd.key).")
-    var etcdKey: String?
+    @OptionGroup var etcdTLS: EtcdTLSOptions
 
     func run() async throws {
         let settings: ServerConfiguration
         do {
             settings = try loadServerSettings(config: config, flags: [
                 ("dataDirectory", dataDirectory), ("store.kind", "etcd"), ("store.etcd.endpoints", etcdEndpoints), ("store.etcd.prefix", etcdPrefix),
-                ("store.etcd.ca", etcdCA), ("store.etcd.certificate", etcdCert), ("store.etcd.key", etcdKey),
-            ])
+            ] + etcdTLS.flags)
         } catch {
             FileHandle.standardError.write(Data("fuseboxd migrate: \(error)\n".utf8))
             throw ExitCode(78)
@@ -195,12 +202,7 @@ struct Serve: AsyncParsableCommand {
     var etcdEndpoints: String?
     @Option(name: .customLong("etcd-prefix"), help: "Prefix of every key in etcd (store.etcd.prefix).")
     var etcdPrefix: String?
-    @Option(name: .customLong("etcd-ca"), help: "CA bundle for etcd's server certificates, PEM (store.etcd.ca).")
-    var etcdCA: String?
-    @Option(name: .customLong("etcd-cert"), help: "Client certificate for etcd, PEM (store.etcd.certificate).")
-    var etcdCert: String?
-    @Option(name: .customLong("etcd-key"), help: "Its private key, PEM (store.etcd.key).")
-    var etcdKey: String?
+    @OptionGroup var etcdTLS: EtcdTLSOptions
     @Option(name: .customLong("replica-id"), help: "This replica's name, unique in the cluster (cluster.replicaId).")
     var replicaId: String?
     @Option(name: .long, help: "host:port other replicas reach this replica at (cluster.advertise).")
@@ -315,9 +317,8 @@ struct Serve: AsyncParsableCommand {
             ("tls.certificate", cert), ("tls.key", key), ("tls.clientCA", clientCA),
             ("observability.port", metricsPort.map(String.init)),
             ("store.kind", store), ("store.etcd.endpoints", etcdEndpoints), ("store.etcd.prefix", etcdPrefix),
-            ("store.etcd.ca", etcdCA), ("store.etcd.certificate", etcdCert), ("store.etcd.key", etcdKey),
             ("cluster.replicaId", replicaId), ("cluster.advertise", advertise),
-        ])
+        ] + etcdTLS.flags)
         if insecure { settings.insecureNoClientCertificates = true }
         return settings
     }

@@ -19,13 +19,7 @@ final class ReplicatedFleetTests: XCTestCase {
     }
 
     func testAServiceGoesLocalWhenEtcdLosesQuorumAndFollowsTheFleetWhenItIsBack() async throws {
-        let cluster = try EtcdTestCluster(size: 3)
-        self.cluster = cluster
-        let probe = try cluster.client()
-        try await cluster.waitUntilHealthy(probe)
-        await probe.close()
-        let replicas = try FuseboxdReplicas(cluster: cluster)
-        self.replicas = replicas
+        let (cluster, replicas) = try await startCluster()
         for id in ["a", "b", "c"] { try replicas.start(id) }
         let fleet = try Fleet()
         self.fleet = fleet
@@ -38,13 +32,7 @@ final class ReplicatedFleetTests: XCTestCase {
             eventually(20) { fleet.lastStatus(id)?["mode"] as? String == "fleet" && (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > 10 },
             "not calling in fleet mode: \(service.text) \(service.stderrTail())")
 
-        /// Each replica's /readyz status code.
-        func ready() -> [String] {
-            replicas.ids.compactMap { replicas.process($0)?.metricsPort }.map { port in
-                let probe = "import urllib.request\ntry:\n print(urllib.request.urlopen('http://127.0.0.1:\(port)/readyz', timeout=5).status)\nexcept urllib.error.HTTPError as e:\n print(e.code)\nexcept Exception as e:\n print('unreachable', e)"
-                return ((try? runProcess(["python3", "-c", probe], timeout: 20))?.output ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-        }
+        func ready() -> [String] { Self.ready(replicas) }
         XCTAssertEqual(ready(), ["200", "200", "200"])
 
         // One member of three lost: etcd keeps its quorum, and nothing changes for the service.
@@ -79,13 +67,7 @@ final class ReplicatedFleetTests: XCTestCase {
     /// and keeps following the fleet, never going local. When the member is
     /// back, so is the replica.
     func testAServiceMovesOffAReplicaThatLostEtcdWhileTheOthersServe() async throws {
-        let cluster = try EtcdTestCluster(size: 3)
-        self.cluster = cluster
-        let probe = try cluster.client()
-        try await cluster.waitUntilHealthy(probe)
-        await probe.close()
-        let replicas = try FuseboxdReplicas(cluster: cluster)
-        self.replicas = replicas
+        let (cluster, replicas) = try await startCluster()
         for (member, id) in ["a", "b", "c"].enumerated() { try replicas.start(members: [member], id) }
         let fleet = try Fleet()
         self.fleet = fleet
@@ -98,12 +80,7 @@ final class ReplicatedFleetTests: XCTestCase {
             eventually(20) { fleet.lastStatus(id)?["mode"] as? String == "fleet" && (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > 10 },
             "not calling in fleet mode: \(service.text) \(service.stderrTail())")
 
-        func ready() -> [String] {
-            replicas.ids.compactMap { replicas.process($0)?.metricsPort }.map { port in
-                let probe = "import urllib.request\ntry:\n print(urllib.request.urlopen('http://127.0.0.1:\(port)/readyz', timeout=5).status)\nexcept urllib.error.HTTPError as e:\n print(e.code)\nexcept Exception as e:\n print('unreachable', e)"
-                return ((try? runProcess(["python3", "-c", probe], timeout: 20))?.output ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-        }
+        func ready() -> [String] { Self.ready(replicas) }
         XCTAssertEqual(ready(), ["200", "200", "200"])
 
         cluster.kill(0)
@@ -137,5 +114,25 @@ final class ReplicatedFleetTests: XCTestCase {
 
         try cluster.restart(0)
         XCTAssertTrue(eventually(60) { ready() == ["200", "200", "200"] }, "/readyz after a's member came back: \(ready())")
+    }
+
+    /// A healthy three-member etcd and its replica set (no replica started).
+    private func startCluster() async throws -> (EtcdTestCluster, FuseboxdReplicas) {
+        let cluster = try EtcdTestCluster(size: 3)
+        self.cluster = cluster
+        let probe = try cluster.client()
+        try await cluster.waitUntilHealthy(probe)
+        await probe.close()
+        let replicas = try FuseboxdReplicas(cluster: cluster)
+        self.replicas = replicas
+        return (cluster, replicas)
+    }
+
+    /// Each replica's /readyz status code.
+    private static func ready(_ replicas: FuseboxdReplicas) -> [String] {
+        replicas.ids.compactMap { replicas.process($0)?.metricsPort }.map { port in
+            let probe = "import urllib.request\ntry:\n print(urllib.request.urlopen('http://127.0.0.1:\(port)/readyz', timeout=5).status)\nexcept urllib.error.HTTPError as e:\n print(e.code)\nexcept Exception as e:\n print('unreachable', e)"
+            return ((try? runProcess(["python3", "-c", probe], timeout: 20))?.output ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        }
     }
 }
