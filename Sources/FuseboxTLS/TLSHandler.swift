@@ -244,6 +244,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var wrote = false
         while flushedCount > 0, context.channel.isWritable || !wrote {
             var head = pending.removeFirst()
+            if flushedCount > 1, head.buffer.readableBytes < Self.encryptChunkBytes {
+                head = coalesce(head, context: context)
+            }
             let chunk = min(head.buffer.readableBytes, Self.encryptChunkBytes)
             let result = head.buffer.withUnsafeReadableBytes { connection.write(UnsafeRawBufferPointer(rebasing: $0.prefix(chunk))) }
             switch result {
@@ -269,6 +272,45 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         if wrote { context.flush() }
+    }
+
+    /// Joins `head` with the flushed writes after it, up to one chunk, so that
+    /// they leave as one TLS record: an HTTP/2 frame header and its payload,
+    /// written one after the other, would otherwise cost a record (and its
+    /// header, tag and AEAD pass) each. The joined write's promise completes
+    /// every joined write's promise.
+    private func coalesce(_ head: PendingWrite, context: ChannelHandlerContext) -> PendingWrite {
+        var total = head.buffer.readableBytes
+        var count = 1
+        for next in pending.prefix(flushedCount - 1) {
+            guard total + next.buffer.readableBytes <= Self.encryptChunkBytes else { break }
+            total += next.buffer.readableBytes
+            count += 1
+        }
+        guard count > 1 else { return head }
+        var joined = context.channel.allocator.buffer(capacity: total)
+        var promises: [EventLoopPromise<Void>] = []
+        var first = head
+        joined.writeBuffer(&first.buffer)
+        if let promise = head.promise { promises.append(promise) }
+        for _ in 1..<count {
+            var next = pending.removeFirst()
+            joined.writeBuffer(&next.buffer)
+            if let promise = next.promise { promises.append(promise) }
+        }
+        flushedCount -= count - 1
+        var promise: EventLoopPromise<Void>?
+        if promises.count == 1 {
+            promise = promises[0]
+        } else if !promises.isEmpty {
+            let combined = context.eventLoop.makePromise(of: Void.self)
+            let each = promises
+            combined.futureResult.whenComplete { result in
+                for p in each { p.completeWith(result) }
+            }
+            promise = combined
+        }
+        return PendingWrite(buffer: joined, promise: promise)
     }
 
     private func writeCiphertext(context: ChannelHandlerContext, flush: Bool) {

@@ -72,6 +72,31 @@ final class TLSHandlerTests: XCTestCase {
         XCTAssertNil(try server.readInbound(as: ByteBuffer.self), "one coalesced read, not ten")
     }
 
+    /// Writes flushed together leave as one TLS record (an HTTP/2 frame header
+    /// and its payload are two writes), and every write's promise completes.
+    func testWritesFlushedTogetherLeaveAsOneRecord() throws {
+        let (client, server, _, _) = try makePair()
+        try shuttle(client, server)
+        let header = client.write(ByteBuffer(bytes: [UInt8](repeating: 1, count: 9)))
+        let payload = client.write(ByteBuffer(bytes: [UInt8](repeating: 2, count: 22)))
+        client.flush()
+        var ciphertext = ByteBuffer()
+        while var bytes = try client.readOutbound(as: ByteBuffer.self) { ciphertext.writeBuffer(&bytes) }
+        // Each TLS record starts with a 5-byte header: type, version, length.
+        var records = 0
+        var view = ciphertext
+        while view.readableBytes >= 5, let length = view.getInteger(at: view.readerIndex + 3, as: UInt16.self) {
+            records += 1
+            view.moveReaderIndex(forwardBy: 5 + Int(length))
+        }
+        XCTAssertEqual(records, 1, "two writes flushed together took \(records) records")
+        try header.wait()
+        try payload.wait()
+        server.pipeline.fireChannelRead(ciphertext)
+        server.pipeline.fireChannelReadComplete()
+        XCTAssertEqual(try server.readInbound(as: ByteBuffer.self), ByteBuffer(bytes: [UInt8](repeating: 1, count: 9) + [UInt8](repeating: 2, count: 22)))
+    }
+
     /// While the channel is not writable, a large flushed write is encrypted one
     /// chunk at a time; the rest waits for writability.
     func testEncryptsOnlyWhileWritable() throws {
