@@ -92,9 +92,11 @@ final class PatternExamplesTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(int("breaker", "failures"), 20)
         XCTAssertEqual(int("breaker", "rejections"), 1)
         XCTAssertEqual(int("breaker", "charges"), int("breaker", "failures"), "a refused call reached the card network")
-        // Bulkhead: 10 at once; the 20 queued give up after 250 ms and 10 are refused at once.
-        XCTAssertEqual(int("bulkhead", "ok"), 10)
-        XCTAssertEqual(int("bulkhead", "bulkheadFull"), 30)
+        // Bulkhead: 10 at once; the 20 queued give up after 250 ms and 10 are refused at once
+        // (a few more may get through if the 40 calls arrive slower than a query takes).
+        XCTAssertGreaterThanOrEqual(int("bulkhead", "ok"), 10)
+        XCTAssertGreaterThanOrEqual(int("bulkhead", "bulkheadFull"), 20)
+        XCTAssertEqual(int("bulkhead", "ok") + int("bulkhead", "bulkheadFull"), 40)
         // Rate limit: the burst and what the refill brings within 50 ms pass; the rest are limited.
         XCTAssertGreaterThanOrEqual(int("ratelimit", "placed"), 20)
         XCTAssertLessThan(int("ratelimit", "placed"), 100)

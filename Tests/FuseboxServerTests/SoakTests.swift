@@ -205,11 +205,12 @@ final class SoakTests: XCTestCase {
         XCTAssertLessThan(rssGrowth, rssLimit, "RSS grew after warm-up: \(rssEarly) KiB → \(rssLate) KiB")
         XCTAssertLessThan(fdsGrowth, 5, "descriptors grew after warm-up: \(fdsEarly) → \(fdsLate)")
         // The report p99 stays stable: at the end at most twice what it was just
-        // after warm-up, plus a second (the clients share 2 cores with the server;
-        // the fresh-clone run saw 1.0 s then 1.5 s). A server whose queues grew
-        // would fail this; scheduling noise would not.
+        // after warm-up, plus 2 s. The clients share 2 cores with the server, and
+        // in 105 s the p99 is noisy (fresh-clone runs: 1.0 s then 1.5 s; 0.47 s
+        // then 1.67 s). A server whose queues keep growing fails this; noise and
+        // a two-fold drift do not.
         if let early = p99Early, let late = p99Late {
-            XCTAssertLessThanOrEqual(late, early * 2 + .seconds(1), "report p99 grew: \(ms(early)) just after warm-up, \(ms(late)) at the end")
+            XCTAssertLessThanOrEqual(late, early * 2 + .seconds(2), "report p99 grew: \(ms(early)) just after warm-up, \(ms(late)) at the end")
         } else {
             XCTFail("no reports were timed in the early or the late part of the run")
         }

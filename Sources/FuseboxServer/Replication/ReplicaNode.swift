@@ -111,6 +111,9 @@ public final class ReplicaNode: Sendable {
     public var startedAtMs: Int64 { state.withLockedValue { $0.startedAtMs } }
 
     /// True while this replica can serve: etcd answers and both copies follow its watch.
+    /// Whether etcd answers this replica (its feeds may still be catching up).
+    public var etcdReachable: Bool { state.withLockedValue { $0.etcdReachable } }
+
     public var isServing: Bool {
         state.withLockedValue { $0.etcdReachable && $0.feedsLive.policies && $0.feedsLive.breakers }
     }

@@ -17,10 +17,11 @@ public struct ReplicatedClusterStatus: ClusterStatusSource {
         let layout = node.store.layout
         var records: [EtcdRecords.Replica] = []
         var leaderID = ""
-        // A replica that lost etcd would wait out the client's retries for
-        // records it cannot read: it answers at once with what it knows, itself
-        // not serving, and each member's reachability below.
-        if node.isServing {
+        // A replica that cannot reach etcd would wait out the client's retries
+        // for records it cannot read: it answers at once with what it knows,
+        // itself not serving, and each member's reachability below.
+        let reachable = node.etcdReachable
+        if reachable {
             if let range = try? await node.client.range(layout.replicas, rangeEnd: EtcdKeys.prefixEnd(layout.replicas)) {
                 records = range.kvs.compactMap { try? EtcdRecords.decode(EtcdRecords.Replica.self, $0.value, key: $0.key) }
             }
@@ -35,22 +36,31 @@ public struct ReplicatedClusterStatus: ClusterStatusSource {
                 appliedRevision: r.appliedRevision, lagRevisions: max(0, newest - r.appliedRevision), lastHeartbeatMs: r.heartbeatMs,
                 serving: r.serving)
         }
-        if !node.isServing {
+        if !reachable {
             replicas = [ClusterStatusReport.Replica(
                 id: node.settings.replicaId, address: node.advertise, version: node.settings.version, leader: false,
                 startedAtMs: node.startedAtMs, appliedRevision: node.mirror.revision, lagRevisions: 0, lastHeartbeatMs: 0, serving: false)]
         }
-        var members: [ClusterStatusReport.EtcdMember] = []
-        for endpoint in node.client.configuration.endpoints {
-            do {
-                let s = try await node.client.status(of: endpoint)
-                members.append(ClusterStatusReport.EtcdMember(
-                    endpoint: endpoint.description, reachable: true, leader: s.leader != 0 && s.leader == s.memberID,
-                    revision: s.revision, dbSizeBytes: 0, error: s.errors.joined(separator: "; ")))
-            } catch {
-                members.append(ClusterStatusReport.EtcdMember(
-                    endpoint: endpoint.description, reachable: false, leader: false, revision: 0, dbSizeBytes: 0, error: error.message))
+        // Every member at once: one that does not answer costs its timeout once, not once per member.
+        let client = node.client
+        let endpoints = client.configuration.endpoints
+        let members = await withTaskGroup(of: (Int, ClusterStatusReport.EtcdMember).self) { group in
+            for (i, endpoint) in endpoints.enumerated() {
+                group.addTask {
+                    do throws(EtcdError) {
+                        let s = try await client.status(of: endpoint)
+                        return (i, ClusterStatusReport.EtcdMember(
+                            endpoint: endpoint.description, reachable: true, leader: s.leader != 0 && s.leader == s.memberID,
+                            revision: s.revision, dbSizeBytes: 0, error: s.errors.joined(separator: "; ")))
+                    } catch {
+                        return (i, ClusterStatusReport.EtcdMember(
+                            endpoint: endpoint.description, reachable: false, leader: false, revision: 0, dbSizeBytes: 0, error: error.message))
+                    }
+                }
             }
+            var found: [(Int, ClusterStatusReport.EtcdMember)] = []
+            for await member in group { found.append(member) }
+            return found.sorted { $0.0 < $1.0 }.map(\.1)
         }
         return ClusterStatusReport(
             mode: "replicated", store: "etcd", leaderId: leaderID, replicas: replicas, etcdMembers: members,
