@@ -146,6 +146,21 @@ func structuredRace(_ i: Int) async -> Int {
 }
 
 @inline(never)
+func structuredImmediateRace(_ i: Int) async -> Int {
+    let deadline = DeadlineWaiter()
+    return await withTaskGroup(of: Int?.self) { group in
+        group.addImmediateTask { i &+ 1 }
+        group.addTask {
+            await deadline.wait()
+            return nil
+        }
+        let first = await group.next() ?? nil
+        group.cancelAll()
+        return first ?? -1
+    }
+}
+
+@inline(never)
 func structuredAlone(_ i: Int) async -> Int {
     await withTaskGroup(of: Int.self) { group in
         group.addTask { i &+ 1 }
@@ -172,6 +187,7 @@ func measureAsync(_ name: String, iterations: Int, _ body: (Int) async -> Int) a
 let deadlineIterations = max(1, iterations / 10)
 results.append(await measureAsync("attempt deadline: unstructured child on the caller's thread (the SDK)", iterations: deadlineIterations, immediateChild))
 results.append(await measureAsync("attempt deadline: task group, operation + deadline child (structured)", iterations: deadlineIterations, structuredRace))
+results.append(await measureAsync("attempt deadline: task group, operation started immediately + deadline child (structured)", iterations: deadlineIterations, structuredImmediateRace))
 results.append(await measureAsync("attempt deadline floor: task group, operation alone (no deadline possible)", iterations: deadlineIterations, structuredAlone))
 
 print("| operation | ns/op | allocations/op |")
