@@ -51,7 +51,11 @@ public struct Fusebox_V1_AuditEntry: Sendable, Equatable {
     public var id: UInt64 = 0
     /// When the action was attempted.
     public var atMs: Int64 = 0
-    /// Who attempted it. Absent for actions of the server itself.
+    /// Who attempted it. Absent for actions of the server itself. For actions
+    /// taken and reads made on fuseboxd's web dashboard (docs/DASHBOARD.md),
+    /// `common_name` is "dashboard:NAME" (the access token's name), `roles` is
+    /// the token's role with the roles below it, and there is no certificate
+    /// (no DNS names, URIs or fingerprint).
     public var actor: Fusebox_V1_PeerIdentity? = nil
     /// What was attempted.
     public var action: Fusebox_V1_AuditAction = .unspecified

@@ -181,7 +181,11 @@ struct  Fusebox__V1__AuditEntry
    */
   int64_t at_ms;
   /*
-   * Who attempted it. Absent for actions of the server itself.
+   * Who attempted it. Absent for actions of the server itself. For actions
+   * taken and reads made on fuseboxd's web dashboard (docs/DASHBOARD.md),
+   * `common_name` is "dashboard:NAME" (the access token's name), `roles` is
+   * the token's role with the roles below it, and there is no certificate
+   * (no DNS names, URIs or fingerprint).
    */
   Fusebox__V1__PeerIdentity *actor;
   /*
