@@ -21,16 +21,8 @@ final class ReplicatedFleetTests: XCTestCase {
     func testAServiceGoesLocalWhenEtcdLosesQuorumAndFollowsTheFleetWhenItIsBack() async throws {
         let (cluster, replicas) = try await startCluster()
         for id in ["a", "b", "c"] { try replicas.start(id) }
-        let fleet = try Fleet()
-        self.fleet = fleet
-        let servers = replicas.ids.compactMap { replicas.process($0).map { "127.0.0.1:\($0.port)" } }
-        try fleet.apply(fleetPolicy, server: servers[1])
-
         let id = "svc-replicated"
-        let service = try fleet.startService(id, staleness: 2, servers: servers.joined(separator: ","))
-        XCTAssertTrue(
-            eventually(20) { fleet.lastStatus(id)?["mode"] as? String == "fleet" && (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > 10 },
-            "not calling in fleet mode: \(service.text) \(service.stderrTail())")
+        let (fleet, _, service) = try startService(id, on: replicas)
 
         func ready() -> [String] { Self.ready(replicas) }
         XCTAssertEqual(ready(), ["200", "200", "200"])
@@ -69,16 +61,9 @@ final class ReplicatedFleetTests: XCTestCase {
     func testAServiceMovesOffAReplicaThatLostEtcdWhileTheOthersServe() async throws {
         let (cluster, replicas) = try await startCluster()
         for (member, id) in ["a", "b", "c"].enumerated() { try replicas.start(members: [member], id) }
-        let fleet = try Fleet()
-        self.fleet = fleet
         // "a" first: the service starts on the replica that will lose etcd.
-        let servers = replicas.ids.compactMap { replicas.process($0).map { "127.0.0.1:\($0.port)" } }
-        try fleet.apply(fleetPolicy, server: servers[1])
         let id = "svc-moves"
-        let service = try fleet.startService(id, staleness: 2, servers: servers.joined(separator: ","))
-        XCTAssertTrue(
-            eventually(20) { fleet.lastStatus(id)?["mode"] as? String == "fleet" && (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > 10 },
-            "not calling in fleet mode: \(service.text) \(service.stderrTail())")
+        let (fleet, servers, service) = try startService(id, on: replicas)
 
         func ready() -> [String] { Self.ready(replicas) }
         XCTAssertEqual(ready(), ["200", "200", "200"])
@@ -126,6 +111,20 @@ final class ReplicatedFleetTests: XCTestCase {
         let replicas = try FuseboxdReplicas(cluster: cluster)
         self.replicas = replicas
         return (cluster, replicas)
+    }
+
+    /// A fleet with the test policy (applied through replica b) and service
+    /// `id` knowing every replica, a first, once it calls in fleet mode.
+    private func startService(_ id: String, on replicas: FuseboxdReplicas) throws -> (Fleet, [String], LaunchedProcess) {
+        let fleet = try Fleet()
+        self.fleet = fleet
+        let servers = replicas.ids.compactMap { replicas.process($0).map { "127.0.0.1:\($0.port)" } }
+        try fleet.apply(fleetPolicy, server: servers[1])
+        let service = try fleet.startService(id, staleness: 2, servers: servers.joined(separator: ","))
+        XCTAssertTrue(
+            eventually(20) { fleet.lastStatus(id)?["mode"] as? String == "fleet" && (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > 10 },
+            "not calling in fleet mode: \(service.text) \(service.stderrTail())")
+        return (fleet, servers, service)
     }
 
     /// Each replica's /readyz status code.
