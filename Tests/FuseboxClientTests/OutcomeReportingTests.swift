@@ -91,6 +91,8 @@ final class OutcomeReportingTests: XCTestCase {
             XCTAssertGreaterThan(retryAfter ?? .zero, .seconds(50))
         }
         XCTAssertEqual(payments.breakerState?.state, .closed)
+        // The gate closes first, then the change is announced on the task that received the trip.
+        await waitUntil("the local open is announced", timeout: 4) { changes.list.withLock { !$0.isEmpty } }
         let opened = changes.list.withLock { $0.last }
         XCTAssertEqual(opened?.clientOnly, true)
         XCTAssertEqual(opened?.to, .open)
