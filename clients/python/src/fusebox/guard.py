@@ -1,0 +1,719 @@
+"""Guards: each runs calls through the patterns of a named policy, outer to inner
+
+    fallback -> cache -> total timeout -> retry (with budget) -> circuit breaker
+    -> rate limiter -> bulkhead -> attempt timeout -> operation
+
+and shares its circuit breaker with every process that guards the same name.
+`call` runs a function in the calling thread (a timeout runs it in a helper
+thread); `run` awaits a coroutine function under asyncio."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from .breaker import (FAILURE, FORCED_OPEN, HALF_OPEN, IGNORED, OPEN, PASSING, SLOW_FAILURE, SLOW_SUCCESS, SUCCESS,
+                      BreakerStatus, SharedBreaker, now_ms)
+from .classify import Classification, standard
+from .errors import BulkheadFullError, CircuitOpenError, GuardError, GuardTimeoutError, RateLimitedError
+from .patterns import Bulkhead, ResultCache, RetryBudget, TokenBucket, backoff_delay_ms
+from .policy import Policy
+from .state import GuardEvent
+
+_LOCAL_PERMIT = -1  # a probe the local breaker admitted
+
+
+@dataclass(frozen=True)
+class StaticResponse:
+    """A policy's static fallback response."""
+
+    content_type: str
+    body: bytes
+
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def json(self):
+        import json
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class FallbackContext:
+    """What a fallback handler is told: the guard, the error, and the trigger
+    (`failure`, `timeout`, `circuitOpen`, `bulkheadFull`, `rateLimited`)."""
+
+    guard: str
+    error: BaseException
+    trigger: str
+
+
+class _Components:
+    """A guard's pattern state, kept across policy changes where the section stays the same."""
+
+    def __init__(self):
+        self.policy: Optional[Policy] = None
+        self.budget: Optional[RetryBudget] = None
+        self.bucket: Optional[TokenBucket] = None
+        self.bulkhead: Optional[Bulkhead] = None
+        self.cache: Optional[ResultCache] = None
+
+    def follow(self, policy: Policy) -> None:
+        old = self.policy
+        if old is policy:
+            return
+        r = policy.retry
+        if r is None or not r.budget_tokens:
+            self.budget = None
+        elif old is None or old.retry is None or (old.retry.budget_tokens, old.retry.budget_ratio) != (r.budget_tokens, r.budget_ratio):
+            self.budget = RetryBudget(r.budget_tokens, r.budget_ratio)
+        if policy.rate_limit is None:
+            self.bucket = None
+        elif self.bucket is None or self.bucket.settings != policy.rate_limit:
+            self.bucket = TokenBucket(policy.rate_limit)
+        if policy.bulkhead is None:
+            self.bulkhead = None
+        elif self.bulkhead is None or self.bulkhead.settings != policy.bulkhead:
+            self.bulkhead = Bulkhead(policy.bulkhead)
+        if policy.cache is None:
+            self.cache = None
+        elif self.cache is None:
+            self.cache = ResultCache(policy.cache)
+        else:
+            self.cache.settings = policy.cache
+        self.policy = policy
+
+
+class Guard:
+    """Use as `guard.call(fn, *args)`, `await guard.run(coro_fn, *args)`,
+    `@guard` on a function or coroutine function, or `with guard:` /
+    `async with guard:` around a block (breaker, rate limiter and bulkhead
+    only: a block cannot be retried, timed out or replaced by a fallback)."""
+
+    def __init__(self, client, name: str, policy: str, registry: str = "default",
+                 classifier: Callable[[BaseException], Classification] = standard,
+                 static_decoder: Optional[Callable[[StaticResponse], Any]] = None):
+        self._client = client
+        self._state = client._state
+        self.name = name
+        self.policy_name = policy
+        self.registry = registry
+        self.classifier = classifier
+        self.static_decoder = static_decoder
+        self._breaker: SharedBreaker = self._state.breaker(registry, name, policy)
+        self._components = _Components()
+        self._lock = threading.Lock()
+        self._blocks = threading.local()
+        self._metrics = self._state.metrics
+        self._events = client._config.on_event
+
+    # MARK: what the guard holds
+
+    @property
+    def policy(self) -> Optional[Policy]:
+        """The policy in force (fuseboxd's, the cache's or a preset); None: calls run unguarded."""
+        return self._state.policy(self.registry, self.policy_name)
+
+    @property
+    def breaker_state(self) -> BreakerStatus:
+        """The breaker's state as this client enforces it (the fleet's, or in local mode the local breaker's)."""
+        return self._breaker.status()
+
+    @property
+    def local_open_until(self) -> Optional[float]:
+        """Wall-clock seconds when this client's local open below quorum ends; None when not open locally."""
+        until = self._breaker.local_open_until_ms
+        return until / 1000 if until > now_ms() else None
+
+    def invalidate_cache(self, key) -> None:
+        if self._components.cache is not None:
+            self._components.cache.invalidate(key)
+
+    def clear_cache(self) -> None:
+        if self._components.cache is not None:
+            self._components.cache.clear()
+
+    def _resolve(self) -> Tuple[Optional[Policy], _Components]:
+        policy = self.policy
+        if policy is None:
+            if not getattr(self, "_warned_missing", False):
+                self._warned_missing = True
+                self._state.log.error("guard %s: policy %s not found in registry %s and no preset of that name; calls run unguarded",
+                                      self.name, self.policy_name, self.registry)
+            return None, self._components
+        c = self._components
+        if c.policy is not policy:
+            with self._lock:
+                c.follow(policy)
+        return policy, c
+
+    def _event(self, kind: str, detail) -> None:
+        if self._events is not None:
+            try:
+                self._events(GuardEvent(self.registry, self.name, kind, detail))
+            except Exception:  # noqa: BLE001
+                self._state.log.exception("on_event handler raised")
+
+    # MARK: decisions shared by both paths
+
+    def _admit_locally(self) -> Tuple[str, int, Optional[int], Optional[GuardError]]:
+        """('pass' | 'permit' | 'reject', generation, permit, error): what can be decided without fuseboxd."""
+        sb = self._breaker
+        now = now_ms()
+        with sb.lock:
+            if sb.local is not None:
+                allowed, probe, retry_after = sb.local.admit(now)
+                generation = sb.local.generation
+                if allowed:
+                    return "pass", generation, (_LOCAL_PERMIT if probe else None), None
+                return "reject", generation, None, CircuitOpenError(
+                    f"circuit {self.name} is {sb.local.effective} (local breaker)", self.name, generation, retry_after)
+            status = sb.fleet
+            local_until = sb.local_open_until_ms
+        state = status.state
+        if local_until > now and state not in (PASSING - {"CLOSED"}):
+            return "reject", status.generation, None, CircuitOpenError(
+                f"circuit {self.name} is open for this client (below the fleet's quorum)", self.name, status.generation,
+                (local_until - now) / 1000)
+        if state in PASSING:
+            return "pass", status.generation, None, None
+        if state in (OPEN, FORCED_OPEN):
+            retry = (status.until_ms - now) / 1000 if status.until_ms else None
+            return "reject", status.generation, None, CircuitOpenError(
+                f"circuit {self.name} is {state}", self.name, status.generation, max(0.0, retry) if retry is not None else None)
+        return "permit", status.generation, None, None
+
+    def _rejected(self, error: GuardError) -> GuardError:
+        if isinstance(error, CircuitOpenError):
+            self._metrics.not_permitted(self.registry, self.name)
+        self._event("rejected", error)
+        return error
+
+    def _outcome(self, policy: Policy, error: Optional[BaseException], seconds: float) -> Tuple[str, Optional[Classification]]:
+        breaker = policy.breaker
+        slow = breaker is not None and seconds * 1000 > breaker.slow_ms
+        if error is None:
+            return (SLOW_SUCCESS if slow else SUCCESS), None
+        c = self.classifier(error)
+        if c.code == "CancelledError" or (breaker is not None and c.code in breaker.ignored_errors):
+            return IGNORED, c
+        return (SLOW_FAILURE if slow else FAILURE), c
+
+    def _record(self, policy: Policy, generation: int, permit: Optional[int], outcome: str, seconds: float) -> None:
+        if policy.breaker is not None:
+            self._state.record(self._breaker, outcome, generation, permit)
+        if outcome == IGNORED:
+            self._metrics.ignored(self.registry, self.name)
+        else:
+            result = "failure" if outcome in (FAILURE, SLOW_FAILURE) else "success"
+            self._metrics.call(self.registry, self.name, result, outcome in (SLOW_SUCCESS, SLOW_FAILURE), seconds)
+        self._event("call", (outcome, seconds))
+
+    def _retry_delay(self, policy: Policy, attempt: int, previous_ms: float, error: BaseException,
+                     c: Optional[Classification], budget: Optional[RetryBudget]) -> Optional[float]:
+        """Milliseconds before the next attempt, or None: no retry."""
+        r = policy.retry
+        if r is None or attempt >= r.max_attempts or isinstance(error, GuardError) and not isinstance(error, GuardTimeoutError):
+            return None
+        if c is None:
+            c = self.classifier(error)
+        if c.code in r.non_retryable_errors:
+            return None
+        if not (c.code in r.retryable_errors or "anyFailure" in r.retry_on or (c.condition is not None and c.condition in r.retry_on)):
+            return None
+        if c.pushback_ms is not None and c.pushback_ms < 0:
+            return None
+        if budget is not None and not budget.allows_retry():
+            return None
+        delay = backoff_delay_ms(r, attempt, previous_ms)
+        if r.honor_pushback and c.pushback_ms is not None and c.pushback_ms > delay:
+            delay = float(c.pushback_ms)
+        return delay
+
+    def _fallback_value(self, policy: Optional[Policy], error: BaseException, cache_key, fallback):
+        """(found, value) for a failed call."""
+        trigger = error.trigger if isinstance(error, GuardError) else "failure"
+        section = policy.fallback if policy is not None else None
+        if section is not None and section.action and section.answers(trigger):
+            found, value = False, None
+            if section.action == "static":
+                response = StaticResponse(section.content_type, section.body)
+                found, value = True, (self.static_decoder(response) if self.static_decoder else response)
+            elif section.action == "staleCache":
+                cache = self._components.cache
+                if cache is not None and cache_key is not None:
+                    found, value = cache.stale(cache_key)
+            elif section.action == "handler":
+                handler = self._client._fallbacks.get(section.handler)
+                if handler is not None:
+                    found, value = True, ("handler", handler, FallbackContext(self.name, error, trigger))
+            if found:
+                self._metrics.fallback(self.registry, self.name)
+                return True, value
+            self._state.log.warning("guard %s: policy %s's fallback (%s) gave no value; the call fails", self.name,
+                                    policy.name, section.action)
+        if fallback is not None:
+            self._metrics.fallback(self.registry, self.name)
+            return True, ("handler", fallback, FallbackContext(self.name, error, trigger))
+        return False, None
+
+    # MARK: the thread path
+
+    def call(self, fn: Callable, *args, cache_key=None, priority: int = 0, fallback: Optional[Callable] = None, **kwargs):
+        """Runs `fn(*args, **kwargs)` through the policy, in the calling thread."""
+        policy, components = self._resolve()
+        if policy is None:
+            return fn(*args, **kwargs)
+        try:
+            return self._cached_sync(policy, components, fn, args, kwargs, cache_key, priority)
+        except Exception as error:
+            found, value = self._fallback_value(policy, error, cache_key, fallback)
+            if not found:
+                raise
+            if isinstance(value, tuple) and len(value) == 3 and value[0] == "handler":
+                return value[1](value[2])
+            return value
+
+    def _cached_sync(self, policy, components, fn, args, kwargs, cache_key, priority):
+        cache = components.cache
+        if cache is None or cache_key is None:
+            return self._timed_sync(policy, components, fn, args, kwargs, priority)
+        kind, value = cache.lookup(cache_key)
+        if kind == "fresh":
+            return value
+        if kind == "stale":
+            with self._lock:
+                start = cache_key not in cache.refreshing
+                cache.refreshing.add(cache_key)
+            if start:
+                def refresh():
+                    try:
+                        cache.store(cache_key, self._timed_sync(policy, components, fn, args, kwargs, priority))
+                    except Exception:  # noqa: BLE001 - the stale value keeps being served until it expires
+                        pass
+                    finally:
+                        cache.refreshing.discard(cache_key)
+                threading.Thread(target=refresh, name=f"fusebox-refresh-{self.name}", daemon=True).start()
+            return value
+        with self._lock:
+            loading = cache.loading.get(cache_key)
+            leader = loading is None
+            if leader:
+                loading = cache.loading[cache_key] = _Shared()
+        if not leader:
+            return loading.wait()
+        try:
+            result = self._timed_sync(policy, components, fn, args, kwargs, priority)
+            cache.store(cache_key, result)
+            loading.set(result, None)
+            return result
+        except BaseException as e:
+            loading.set(None, e)
+            raise
+        finally:
+            with self._lock:
+                cache.loading.pop(cache_key, None)
+
+    def _timed_sync(self, policy, components, fn, args, kwargs, priority):
+        total = policy.timeout.total_ms if policy.timeout else 0
+        deadline = time.monotonic() + total / 1000 if total else None
+        attempt, previous = 0, 0.0
+        while True:
+            attempt += 1
+            try:
+                result = self._attempt_sync(policy, components, fn, args, kwargs, priority, deadline)
+                if components.budget is not None:
+                    components.budget.record(True)
+                return result
+            except GuardError as e:
+                if not isinstance(e, GuardTimeoutError) or e.kind == "total":
+                    raise
+                error, classification = e, None
+            except Exception as e:  # noqa: BLE001 - classified below
+                error, classification = e, getattr(e, "_fusebox_classification", None)
+            if components.budget is not None:
+                components.budget.record(False)
+            delay = self._retry_delay(policy, attempt, previous, error, classification, components.budget)
+            if delay is None:
+                raise error
+            if deadline is not None and time.monotonic() + delay / 1000 >= deadline:
+                raise error
+            previous = delay
+            self._metrics.retry(self.registry, self.name)
+            self._event("retry", (attempt, delay / 1000, error))
+            time.sleep(delay / 1000)
+
+    def _attempt_sync(self, policy, components, fn, args, kwargs, priority, deadline):
+        decision, generation, permit, rejection = self._admit_locally() if policy.breaker else ("pass", 0, None, None)
+        attempt_ms = policy.timeout.attempt_ms if policy.timeout else 0
+        started = time.monotonic()
+        if decision == "reject":
+            raise self._rejected(rejection)
+        if decision == "permit":
+            wait = self._state.config.permit_timeout
+            if attempt_ms:
+                wait = min(wait, attempt_ms / 2000)
+            granted, permit, retry_after, reason = self._client._acquire_permit_sync(self._breaker, generation, wait)
+            if not granted:
+                raise self._rejected(CircuitOpenError(f"circuit {self.name} is HALF_OPEN and no probe permit was granted: {reason}",
+                                                      self.name, generation, retry_after))
+        if components.bucket is not None:
+            ok, wait_s = components.bucket.reserve()
+            if not ok:
+                self._release_permit(policy, generation, permit)
+                raise self._rejected(RateLimitedError(f"rate limit of {self.name} reached", self.name, generation, wait_s))
+            if wait_s:
+                time.sleep(wait_s)
+        bulkhead = components.bulkhead
+        if bulkhead is not None:
+            ok, _ = bulkhead.acquire(priority)
+            self._metrics.bulkhead(self.registry, self.name, ok)
+            if not ok:
+                self._release_permit(policy, generation, permit)
+                raise self._rejected(BulkheadFullError(f"bulkhead of {self.name} is full", self.name, generation))
+        try:
+            limit, kind = self._limit(attempt_ms, started, deadline)
+            begun = time.monotonic()
+            error = None
+            try:
+                return _run_with_limit(fn, args, kwargs, limit, kind, self.name, generation)
+            except BaseException as e:
+                error = e
+                if isinstance(e, GuardTimeoutError):
+                    self._metrics.timeout(self.registry, self.name, e.kind)
+                    self._event("timeout", e.kind)
+                raise
+            finally:
+                seconds = time.monotonic() - begun
+                outcome, c = self._outcome(policy, error, seconds)
+                if error is not None and c is not None:
+                    try:
+                        error._fusebox_classification = c
+                    except AttributeError:
+                        pass
+                self._record(policy, generation, permit, outcome, seconds)
+        finally:
+            if bulkhead is not None:
+                bulkhead.release()
+
+    def _limit(self, attempt_ms: int, started: float, deadline: Optional[float]) -> Tuple[Optional[float], str]:
+        """Seconds the operation may take, and which timeout that is."""
+        limit, kind = None, "attempt"
+        if attempt_ms:
+            limit = attempt_ms / 1000 - (time.monotonic() - started)  # a permit's wait is part of the attempt
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if limit is None or remaining < limit:
+                limit, kind = remaining, "total"
+        if limit is not None and limit <= 0:
+            raise GuardTimeoutError(f"{kind} timeout of {self.name} expired", self.name, 0, kind)
+        return limit, kind
+
+    def _release_permit(self, policy, generation, permit) -> None:
+        """A probe that never reached the dependency: ignored, which frees a local permit."""
+        if permit is not None:
+            self._state.record(self._breaker, IGNORED, generation, permit)
+
+    # MARK: the asyncio path
+
+    async def run(self, fn: Callable, *args, cache_key=None, priority: int = 0, fallback: Optional[Callable] = None, **kwargs):
+        """Awaits `fn(*args, **kwargs)` (a coroutine function) through the policy."""
+        policy, components = self._resolve()
+        if policy is None:
+            return await fn(*args, **kwargs)
+        try:
+            return await self._cached_async(policy, components, fn, args, kwargs, cache_key, priority)
+        except Exception as error:
+            found, value = self._fallback_value(policy, error, cache_key, fallback)
+            if not found:
+                raise
+            if isinstance(value, tuple) and len(value) == 3 and value[0] == "handler":
+                answer = value[1](value[2])
+                return await answer if inspect.isawaitable(answer) else answer
+            return value
+
+    async def _cached_async(self, policy, components, fn, args, kwargs, cache_key, priority):
+        cache = components.cache
+        if cache is None or cache_key is None:
+            return await self._timed_async(policy, components, fn, args, kwargs, priority)
+        kind, value = cache.lookup(cache_key)
+        if kind == "fresh":
+            return value
+        if kind == "stale":
+            if cache_key not in cache.refreshing:
+                cache.refreshing.add(cache_key)
+
+                async def refresh():
+                    try:
+                        cache.store(cache_key, await self._timed_async(policy, components, fn, args, kwargs, priority))
+                    except Exception:  # noqa: BLE001
+                        pass
+                    finally:
+                        cache.refreshing.discard(cache_key)
+                task = asyncio.ensure_future(refresh())
+                self._client._keep(task)
+            return value
+        loading = cache.loading.get(cache_key)
+        if isinstance(loading, asyncio.Future) and loading.get_loop() is asyncio.get_running_loop():
+            return await asyncio.shield(loading)
+        future = asyncio.get_running_loop().create_future()
+        cache.loading[cache_key] = future
+        try:
+            result = await self._timed_async(policy, components, fn, args, kwargs, priority)
+            cache.store(cache_key, result)
+            future.set_result(result)
+            return result
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must be told
+            raise
+        finally:
+            cache.loading.pop(cache_key, None)
+
+    async def _timed_async(self, policy, components, fn, args, kwargs, priority):
+        total = policy.timeout.total_ms if policy.timeout else 0
+        deadline = time.monotonic() + total / 1000 if total else None
+        attempt, previous = 0, 0.0
+        while True:
+            attempt += 1
+            try:
+                result = await self._attempt_async(policy, components, fn, args, kwargs, priority, deadline)
+                if components.budget is not None:
+                    components.budget.record(True)
+                return result
+            except GuardError as e:
+                if not isinstance(e, GuardTimeoutError) or e.kind == "total":
+                    raise
+                error, classification = e, None
+            except Exception as e:  # noqa: BLE001
+                error, classification = e, getattr(e, "_fusebox_classification", None)
+            if components.budget is not None:
+                components.budget.record(False)
+            delay = self._retry_delay(policy, attempt, previous, error, classification, components.budget)
+            if delay is None:
+                raise error
+            if deadline is not None and time.monotonic() + delay / 1000 >= deadline:
+                raise error
+            previous = delay
+            self._metrics.retry(self.registry, self.name)
+            self._event("retry", (attempt, delay / 1000, error))
+            await asyncio.sleep(delay / 1000)
+
+    async def _attempt_async(self, policy, components, fn, args, kwargs, priority, deadline):
+        decision, generation, permit, rejection = self._admit_locally() if policy.breaker else ("pass", 0, None, None)
+        attempt_ms = policy.timeout.attempt_ms if policy.timeout else 0
+        started = time.monotonic()
+        if decision == "reject":
+            raise self._rejected(rejection)
+        if decision == "permit":
+            wait = self._state.config.permit_timeout
+            if attempt_ms:
+                wait = min(wait, attempt_ms / 2000)
+            granted, permit, retry_after, reason = await self._client._acquire_permit_async(self._breaker, generation, wait)
+            if not granted:
+                raise self._rejected(CircuitOpenError(f"circuit {self.name} is HALF_OPEN and no probe permit was granted: {reason}",
+                                                      self.name, generation, retry_after))
+        if components.bucket is not None:
+            ok, wait_s = components.bucket.reserve()
+            if not ok:
+                self._release_permit(policy, generation, permit)
+                raise self._rejected(RateLimitedError(f"rate limit of {self.name} reached", self.name, generation, wait_s))
+            if wait_s:
+                await asyncio.sleep(wait_s)
+        bulkhead = components.bulkhead
+        if bulkhead is not None:
+            ok, _ = await bulkhead.acquire_async(priority)
+            self._metrics.bulkhead(self.registry, self.name, ok)
+            if not ok:
+                self._release_permit(policy, generation, permit)
+                raise self._rejected(BulkheadFullError(f"bulkhead of {self.name} is full", self.name, generation))
+        try:
+            limit, kind = self._limit(attempt_ms, started, deadline)
+            begun = time.monotonic()
+            error = None
+            try:
+                if limit is None:
+                    return await fn(*args, **kwargs)
+                try:
+                    return await asyncio.wait_for(fn(*args, **kwargs), limit)
+                except asyncio.TimeoutError:
+                    raise GuardTimeoutError(f"{kind} timeout of {self.name} expired after {limit * 1000:.0f} ms",
+                                            self.name, generation, kind) from None
+            except BaseException as e:
+                error = e
+                if isinstance(e, GuardTimeoutError):
+                    self._metrics.timeout(self.registry, self.name, e.kind)
+                    self._event("timeout", e.kind)
+                raise
+            finally:
+                seconds = time.monotonic() - begun
+                outcome, c = self._outcome(policy, error, seconds)
+                if error is not None and c is not None:
+                    try:
+                        error._fusebox_classification = c
+                    except AttributeError:
+                        pass
+                self._record(policy, generation, permit, outcome, seconds)
+        finally:
+            if bulkhead is not None:
+                bulkhead.release()
+
+    # MARK: decorator and context managers
+
+    def __call__(self, fn: Callable) -> Callable:
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def guarded_async(*args, **kwargs):
+                return await self.run(fn, *args, **kwargs)
+            return guarded_async
+
+        @functools.wraps(fn)
+        def guarded(*args, **kwargs):
+            return self.call(fn, *args, **kwargs)
+        return guarded
+
+    def _enter_block(self, permit_result) -> tuple:
+        return permit_result
+
+    def __enter__(self):
+        policy, components = self._resolve()
+        if policy is None:
+            self._blocks.__dict__.setdefault("stack", []).append(None)
+            return self
+        decision, generation, permit, rejection = self._admit_locally() if policy.breaker else ("pass", 0, None, None)
+        if decision == "reject":
+            raise self._rejected(rejection)
+        if decision == "permit":
+            granted, permit, retry_after, reason = self._client._acquire_permit_sync(self._breaker, generation, self._state.config.permit_timeout)
+            if not granted:
+                raise self._rejected(CircuitOpenError(f"circuit {self.name} is HALF_OPEN and no probe permit was granted: {reason}",
+                                                      self.name, generation, retry_after))
+        self._admit_limits_sync(policy, components, generation, permit)
+        self._blocks.__dict__.setdefault("stack", []).append((policy, components, generation, permit, time.monotonic()))
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        entry = self._blocks.stack.pop()
+        if entry is not None:
+            self._leave_block(entry, exc)
+        return False
+
+    async def __aenter__(self):
+        policy, components = self._resolve()
+        if policy is None:
+            _async_blocks(self).append(None)
+            return self
+        decision, generation, permit, rejection = self._admit_locally() if policy.breaker else ("pass", 0, None, None)
+        if decision == "reject":
+            raise self._rejected(rejection)
+        if decision == "permit":
+            granted, permit, retry_after, reason = await self._client._acquire_permit_async(self._breaker, generation, self._state.config.permit_timeout)
+            if not granted:
+                raise self._rejected(CircuitOpenError(f"circuit {self.name} is HALF_OPEN and no probe permit was granted: {reason}",
+                                                      self.name, generation, retry_after))
+        if components.bucket is not None:
+            ok, wait_s = components.bucket.reserve()
+            if not ok:
+                self._release_permit(policy, generation, permit)
+                raise self._rejected(RateLimitedError(f"rate limit of {self.name} reached", self.name, generation, wait_s))
+            if wait_s:
+                await asyncio.sleep(wait_s)
+        if components.bulkhead is not None:
+            ok, _ = await components.bulkhead.acquire_async()
+            self._metrics.bulkhead(self.registry, self.name, ok)
+            if not ok:
+                self._release_permit(policy, generation, permit)
+                raise self._rejected(BulkheadFullError(f"bulkhead of {self.name} is full", self.name, generation))
+        _async_blocks(self).append((policy, components, generation, permit, time.monotonic()))
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        entry = _async_blocks(self).pop()
+        if entry is not None:
+            self._leave_block(entry, exc)
+        return False
+
+    def _admit_limits_sync(self, policy, components, generation, permit) -> None:
+        if components.bucket is not None:
+            ok, wait_s = components.bucket.reserve()
+            if not ok:
+                self._release_permit(policy, generation, permit)
+                raise self._rejected(RateLimitedError(f"rate limit of {self.name} reached", self.name, generation, wait_s))
+            if wait_s:
+                time.sleep(wait_s)
+        if components.bulkhead is not None:
+            ok, _ = components.bulkhead.acquire()
+            self._metrics.bulkhead(self.registry, self.name, ok)
+            if not ok:
+                self._release_permit(policy, generation, permit)
+                raise self._rejected(BulkheadFullError(f"bulkhead of {self.name} is full", self.name, generation))
+
+    def _leave_block(self, entry, exc) -> None:
+        policy, components, generation, permit, begun = entry
+        if components.bulkhead is not None:
+            components.bulkhead.release()
+        seconds = time.monotonic() - begun
+        outcome, _ = self._outcome(policy, exc, seconds)
+        self._record(policy, generation, permit, outcome, seconds)
+
+
+class _Shared:
+    """The result of one cache load, for the threads that asked for the same key meanwhile."""
+
+    def __init__(self):
+        self._done = threading.Event()
+        self._value = None
+        self._error: Optional[BaseException] = None
+
+    def set(self, value, error) -> None:
+        self._value, self._error = value, error
+        self._done.set()
+
+    def wait(self):
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+_ASYNC_BLOCKS: "Dict[Tuple[int, int], list]" = {}
+
+
+def _async_blocks(guard: Guard) -> list:
+    task = asyncio.current_task()
+    key = (id(guard), id(task))
+    stack = _ASYNC_BLOCKS.get(key)
+    if stack is None:
+        stack = _ASYNC_BLOCKS[key] = []
+        if task is not None:
+            task.add_done_callback(lambda _: _ASYNC_BLOCKS.pop(key, None))
+    return stack
+
+
+def _run_with_limit(fn, args, kwargs, limit: Optional[float], kind: str, name: str, generation: int):
+    """Runs `fn` in this thread, or, with a limit, in a helper thread that is
+    abandoned (left to finish on its own) when the limit passes: Python cannot
+    interrupt a thread, so the guard stops waiting instead."""
+    if limit is None:
+        return fn(*args, **kwargs)
+    box: Dict[str, Any] = {}
+    done = threading.Event()
+
+    def target():
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=f"fusebox-attempt-{name}", daemon=True).start()
+    if not done.wait(limit):
+        raise GuardTimeoutError(f"{kind} timeout of {name} expired after {limit * 1000:.0f} ms", name, generation, kind)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
