@@ -30,7 +30,17 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 #: The repository root (three levels up from tests/).
 REPO = Path(__file__).resolve().parents[3]
 #: clients/python/src, put on PYTHONPATH of Python services.
-PYTHON_SRC = Path(__file__).resolve().parents[1] / "src"
+def _python_sdk_root() -> Path:
+    """Where the `fusebox` package the tests import lives (the installed one under
+    scripts/test-python, else clients/python/src): Python services run that same copy."""
+    try:
+        import fusebox
+        return Path(fusebox.__file__).resolve().parents[1]
+    except ImportError:
+        return Path(__file__).resolve().parents[1] / "src"
+
+
+PYTHON_SRC = _python_sdk_root()
 #: The Swift executables the harness runs.
 BINARIES = ("fuseboxd", "fusebox", "fusebox-example")
 

@@ -41,9 +41,12 @@ def standard(error: BaseException) -> Classification:
         c = own()
         if isinstance(c, Classification):
             return c
+    from .errors import GuardTimeoutError
+    if isinstance(error, GuardTimeoutError):
+        return Classification("timeout", "timeout")
     if isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError)):
         return Classification(None, "CancelledError")
-    if isinstance(error, (socket.timeout, TimeoutError, asyncio.TimeoutError)) and not _is_guard_error(error):
+    if isinstance(error, (socket.timeout, TimeoutError, asyncio.TimeoutError)):
         return Classification("timeout", "net.ETIMEDOUT")
     if isinstance(error, socket.gaierror):
         return Classification("networkError", "net.dns")
@@ -68,11 +71,6 @@ def standard(error: BaseException) -> Classification:
             condition = None
         return Classification(condition, f"http.{status}", _retry_after_ms(error))
     return Classification(None, type(error).__name__)
-
-
-def _is_guard_error(error: BaseException) -> bool:
-    from .errors import GuardError
-    return isinstance(error, GuardError)
 
 
 def _grpc_code(error: BaseException) -> Optional[str]:

@@ -19,6 +19,7 @@ from .state import FleetState
 from .v1 import breaker_pb2 as bpb
 from .v1 import breaker_pb2_grpc as bgrpc
 from .v1 import common_pb2 as cpb
+from .v1 import policy_pb2 as ppb
 from .v1 import registry_pb2 as rpb
 from .v1 import registry_pb2_grpc as rgrpc
 
@@ -46,6 +47,7 @@ class Session:
         self.tasks: List[asyncio.Task] = []
         self.stream: Optional[_OutcomeStream] = None
         self.last_local_batch = 0.0
+        self.stream_failures = 0
 
     # MARK: connection
 
@@ -111,7 +113,7 @@ class Session:
 
     async def load_policies(self) -> str:
         deadline = time.monotonic() + self.config.startup_timeout
-        snapshots: List[rpb.RegistrySnapshot] = []
+        snapshots: List[ppb.RegistrySnapshot] = []
         error: Optional[BaseException] = None
         # Each endpoint gets a share of the time, so one that neither answers nor refuses leaves time for the others.
         share = max(0.5, min(self.config.startup_timeout, 5.0) / len(self.endpoints))
@@ -161,7 +163,7 @@ class Session:
     def cache_file(self, registry: str) -> str:
         return os.path.join(self.config.cache_dir, f"{registry}.registry.pb")
 
-    def write_cache(self, snapshot: rpb.RegistrySnapshot) -> None:
+    def write_cache(self, snapshot: ppb.RegistrySnapshot) -> None:
         os.makedirs(self.config.cache_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.config.cache_dir, prefix=".registry-")
         try:
@@ -177,12 +179,12 @@ class Session:
                 pass
             raise
 
-    def read_cache(self) -> Optional[List[rpb.RegistrySnapshot]]:
+    def read_cache(self) -> Optional[List[ppb.RegistrySnapshot]]:
         out = []
         for name in self.config.registries:
             try:
                 with open(self.cache_file(name), "rb") as f:
-                    snap = rpb.RegistrySnapshot.FromString(f.read())
+                    snap = ppb.RegistrySnapshot.FromString(f.read())
             except (OSError, Exception) as e:  # noqa: BLE001 - a missing or corrupt cache means: presets
                 self.log.warning("policy cache for %s unusable: %s", name, e)
                 return None
@@ -441,12 +443,17 @@ class _OutcomeStream:
         s = self.session
         try:
             response = await s.breakers_stub().StreamOutcomes(self._requests())
+            s.stream_failures = 0
             s.answered(response)
         except asyncio.CancelledError:
             raise
         except grpc.aio.AioRpcError as e:
             s.failed(e)
-            s.log.warning("outcome stream to %s failed: %s", s.endpoint_name(), _describe(e))
+            s.stream_failures += 1
+            # While fuseboxd is down every report interval tries again: say it once, then quietly.
+            (s.log.warning if s.stream_failures == 1 else s.log.debug)(
+                "outcome stream to %s failed (%d in a row; its outcomes are lost): %s", s.endpoint_name(), s.stream_failures,
+                _describe(e))
         finally:
             self.ended = True
 
