@@ -124,6 +124,50 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+# MARK: CPU accounting (Linux /proc): how busy the machine was besides us
+
+
+def _ticks() -> tuple:
+    """(busy ticks of all CPUs, steal ticks) from /proc/stat; (0, 0) where there is none."""
+    try:
+        with open("/proc/stat") as fh:
+            v = [int(x) for x in fh.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = v
+    return user + nice + system + irq + softirq, steal
+
+
+def _proc_ticks(pid) -> int:
+    """utime + stime of process `pid` (all its threads), in clock ticks."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class CpuWatch:
+    """CPU seconds used during a span: by this process, by fuseboxd, by everything else."""
+
+    def __init__(self, server_pid: int):
+        self.server_pid = server_pid
+        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def sample(self) -> tuple:
+        busy, steal = _ticks()
+        return time.monotonic(), busy, steal, _proc_ticks("self"), _proc_ticks(self.server_pid)
+
+    def since(self, start: tuple) -> dict:
+        end = self.sample()
+        wall = end[0] - start[0]
+        busy, steal, me, srv = ((end[i] - start[i]) / self.hz for i in range(1, 5))
+        return {"wall_s": round(wall, 2), "cpu_capacity_s": round(wall * (os.cpu_count() or 1), 2),
+                "bench_cpu_s": round(me, 2), "fuseboxd_cpu_s": round(srv, 2),
+                "others_cpu_s": round(max(0.0, busy - me - srv), 2), "steal_s": round(steal, 2)}
+
+
 # MARK: timing loops (same shape for every case: a range loop, one call per iteration)
 
 
@@ -358,6 +402,8 @@ def main() -> int:
         rounds: dict = {name: [] for name in names}
         wake_rounds: dict = {name: [] for name in names}
         started = time.monotonic()
+        cpu_watch = CpuWatch(server.proc.pid)
+        cpu_start = cpu_watch.sample()
         for r in range(args.repeats):
             for name in names:
                 before = wakes[0]
@@ -366,6 +412,7 @@ def main() -> int:
                 wake_rounds[name].append(wakes[0] - before)
             log(f"round {r + 1}/{args.repeats}: " + ", ".join(f"{rounds[n][-1]:.3f}" for n in names))
         elapsed = time.monotonic() - started
+        cpu_used = cpu_watch.since(cpu_start)
         if cb.current_state != "closed":
             raise SystemExit(f"pybreaker ended {cb.current_state}")
         check_client(fb, guards)
@@ -411,6 +458,9 @@ def main() -> int:
           f"fusebox {fusebox.__version__}; {os.cpu_count()} CPUs, {cpu}")
     print(f"{args.calls} calls x {args.repeats} rounds per case (median of rounds), warm-up {args.warmup}; "
           f"report_batch_size {config.report_batch_size}; measuring took {elapsed:.1f} s")
+    print(f"CPU seconds while measuring: this process {cpu_used['bench_cpu_s']}, fuseboxd {cpu_used['fuseboxd_cpu_s']}, "
+          f"other processes {cpu_used['others_cpu_s']}, steal {cpu_used['steal_s']} "
+          f"(of {cpu_used['cpu_capacity_s']} CPU-seconds in {cpu_used['wall_s']} s)")
     header = ("case", "us/call", "min..max", "over bare", "/pybreaker", "over/pyb over")
     print(f"{header[0]:<40} {header[1]:>9} {header[2]:>16} {header[3]:>10} {header[4]:>10} {header[5]:>14}")
     for name, v, lo, hi, over, ratio, ratio_over in rows:
@@ -449,6 +499,7 @@ def main() -> int:
                                         for n in names if n.startswith("fusebox") and n in sync_cases and pyb_over > 0},
         "server_view": {n: (seen[n].get("status", {}) or {}).get("state") for n in seen},
         "breakdown_us": extra_breakdown,
+        "cpu_while_measuring": cpu_used,
         "wakes_per_round": wake_rounds if args.count_wakes else None,
     }
     print("JSON " + json.dumps(summary, sort_keys=True))

@@ -309,6 +309,10 @@ def test_metrics_carry_the_swift_sdks_names(server):
         assert value("fusebox_client_policy_source", {"source": "server"}) == 1
         assert value("fusebox_client_mode", {"mode": "fleet"}) == 1
         assert value("fusebox_client_staleness_seconds") == 0
+        fb.guard("report-db", policy="bulkhead-example").call(lambda: None)
+        db = {"registry": "default", "breaker": "report-db"}
+        assert value("bulkhead_executions_total", {**db, "state": "permitted"}) == 1
+        assert value("bulkhead_active_calls", db) == 0 and value("bulkhead_queued_calls", db) == 0
     finally:
         fb.shutdown()
 

@@ -371,6 +371,7 @@ class Guard:
         bulkhead = components.bulkhead
         if bulkhead is not None:
             ok, _ = bulkhead.acquire(priority)
+            self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
             self._metrics.bulkhead(self.registry, self.name, ok)
             if not ok:
                 self._release_permit(policy, generation, permit)
@@ -399,6 +400,7 @@ class Guard:
         finally:
             if bulkhead is not None:
                 bulkhead.release()
+                self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
 
     def _limit(self, attempt_ms: int, started: float, deadline: Optional[float]) -> Tuple[Optional[float], str]:
         """Seconds the operation may take, and which timeout that is."""
@@ -527,6 +529,7 @@ class Guard:
         bulkhead = components.bulkhead
         if bulkhead is not None:
             ok, _ = await bulkhead.acquire_async(priority)
+            self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
             self._metrics.bulkhead(self.registry, self.name, ok)
             if not ok:
                 self._release_permit(policy, generation, permit)
@@ -561,6 +564,7 @@ class Guard:
         finally:
             if bulkhead is not None:
                 bulkhead.release()
+                self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
 
     # MARK: decorator and context managers
 
