@@ -34,7 +34,7 @@ outcomes are waiting), and the garbage collector stays on.
 
 Options: --profile N profiles N g.call calls with cProfile (sorted by
 cumulative time) after the measurement; --breakdown times the pieces of
-g.call on their own; --count-wakes counts how often guarded calls woke the
+g.call (and the pipeline's extra pieces) on their own; --count-wakes counts how often guarded calls woke the
 SDK's reporter (the last two touch private SDK internals; measuring only);
 --report-batch-size sets FuseboxConfig.report_batch_size.
 Prints one summary table and one JSON line (prefixed "JSON ").
@@ -261,8 +261,9 @@ def check_client(fb, guards) -> None:
 # MARK: breakdown and profile (private SDK internals, read only)
 
 
-def breakdown(g, n: int) -> dict:
-    """Times the pieces g.call runs for a CLOSED breaker-only guard, each on its own."""
+def breakdown(g, p, n: int) -> dict:
+    """Times the pieces g.call runs for a CLOSED breaker-only guard, and the
+    pipeline's extra pieces (guard p), each on its own in a loop of n."""
     from fusebox import breaker as fb_breaker
     policy, _ = g._resolve()
     sb = g._breaker
@@ -277,6 +278,17 @@ def breakdown(g, n: int) -> dict:
         "state.record(sb, 'success', gen, None)": lambda: state.record(sb, "success", status.generation, None),
         "g._record(policy, gen, None, 'success', 0.0)": lambda: g._record(policy, status.generation, None, "success", 0.0),
     }
+    pc = p._components
+    bulkhead = pc.bulkhead
+
+    def bulkhead_pair():
+        bulkhead.acquire(0)
+        bulkhead.release()
+    pieces.update({
+        "pipeline: bucket.reserve()": pc.bucket.reserve,
+        "pipeline: bulkhead.acquire(0) + release()": bulkhead_pair,
+        "pipeline: budget.record(True)": lambda: pc.budget.record(True),
+    })
     out = {}
     for name, fn in pieces.items():
         for _ in range(min(n, 10_000)):
@@ -293,6 +305,7 @@ def breakdown(g, n: int) -> dict:
 
 
 def profile(g, n: int, lines: int = 25) -> str:
+    """cProfile of n g.call(f) calls, by cumulative and by own time (the main thread only)."""
     call = g.call
     pr = cProfile.Profile()
     pr.enable()
@@ -417,8 +430,9 @@ def main() -> int:
             raise SystemExit(f"pybreaker ended {cb.current_state}")
         check_client(fb, guards)
 
-        extra_breakdown = breakdown(g, args.calls) if args.breakdown else None
-        extra_profile = profile(g, args.profile) if args.profile else None
+        extra_breakdown = breakdown(g, p, args.calls) if args.breakdown else None
+        extra_profile = ({"g.call (breaker only)": profile(g, args.profile), "p.call (pipeline)": profile(p, args.profile)}
+                         if args.profile else None)
 
         # Give the reporter a moment, then ask fuseboxd what it saw.
         time.sleep(0.5)
@@ -483,7 +497,8 @@ def main() -> int:
         for k, v in extra_breakdown.items():
             print(f"  {k:<48} {v:.3f}")
     if extra_profile:
-        print(f"\ncProfile of {args.profile} g.call(f) calls:\n{extra_profile}")
+        for which, text in extra_profile.items():
+            print(f"\ncProfile of {args.profile} calls of {which}:\n{text}")
 
     summary = {
         "bench": "python-sdk-hot-path",

@@ -19,7 +19,7 @@ _NETWORK_ERRNOS = {
     errno.ENETDOWN: "ENETDOWN", errno.EHOSTDOWN: "EHOSTDOWN", errno.ENOTCONN: "ENOTCONN",
 }
 _GRPC_CLASS = {
-    "UNAVAILABLE": "serverError", "INTERNAL": "serverError", "UNKNOWN": "serverError",
+    "UNAVAILABLE": "serverError", "INTERNAL": "serverError", "UNKNOWN": "serverError", "ABORTED": "serverError",
     "DEADLINE_EXCEEDED": "timeout", "RESOURCE_EXHAUSTED": "rateLimited",
 }
 
@@ -45,7 +45,7 @@ def standard(error: BaseException) -> Classification:
     if isinstance(error, GuardTimeoutError):
         return Classification("timeout", "timeout")
     if isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError)):
-        return Classification(None, "CancelledError")
+        return Classification(None, "cancelled")
     if isinstance(error, (socket.timeout, TimeoutError, asyncio.TimeoutError)):
         return Classification("timeout", "net.ETIMEDOUT")
     if isinstance(error, socket.gaierror):
@@ -94,7 +94,7 @@ def _grpc_pushback(error: BaseException) -> Optional[int]:
                 try:
                     return int(value)
                 except ValueError:
-                    return -1
+                    return -1  # gRPC: a pushback that is not a number means "do not retry"
     except Exception:  # noqa: BLE001
         return None
     return None
@@ -129,7 +129,7 @@ def _retry_after_ms(error: BaseException) -> Optional[int]:
         when = email.utils.parsedate_to_datetime(value)
         return max(0, int((when.timestamp() - time.time()) * 1000))
     except (TypeError, ValueError):
-        return -1
+        return None  # a Retry-After that is neither seconds nor an HTTP date is ignored
 
 
 def or_else(first: Classifier, then: Callable[[BaseException], Classification] = standard) -> Callable[[BaseException], Classification]:

@@ -9,7 +9,7 @@ from typing import Callable, Dict, Optional, Set, Tuple
 from .breaker import SharedBreaker
 from .classify import standard
 from .config import FuseboxConfig
-from .guard import Guard
+from .guard import Guard, _Components
 from .metrics import default_metrics
 from .session import Session
 from .state import FleetState
@@ -23,6 +23,7 @@ class _Base:
         self._session = Session(self._state, endpoints, ca, cert, key)
         self._guards: Dict[Tuple[str, str, str], Guard] = {}
         self._fallbacks: Dict[str, Callable] = {}
+        self._components: Dict[Tuple[str, str, str], _Components] = {}
         self._tasks: Set[asyncio.Future] = set()
         self._closed = False
 
@@ -53,6 +54,9 @@ class _Base:
             g = Guard(self, name, policy, registry, classifier, static_decoder)
             self._guards.setdefault(key, g)
         return g
+
+    def _components_for(self, registry: str, name: str, policy: str) -> _Components:
+        return self._components.setdefault((registry, name, policy), _Components())
 
     def register_fallback(self, name: str, handler: Callable) -> None:
         """The handler a policy's `fallback.action.handler: NAME` calls with a FallbackContext

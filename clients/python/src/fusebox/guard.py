@@ -25,6 +25,7 @@ from .policy import Policy
 from .state import GuardEvent
 
 _LOCAL_PERMIT = -1  # a probe the local breaker admitted
+_OVERRIDES_PASSING = frozenset({"FORCED_CLOSED", "DISABLED", "SHADOW"})  # an operator's override beats a local open
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class _Components:
     """A guard's pattern state, kept across policy changes where the section stays the same."""
 
     def __init__(self):
+        self.lock = threading.Lock()
         self.policy: Optional[Policy] = None
         self.budget: Optional[RetryBudget] = None
         self.bucket: Optional[TokenBucket] = None
@@ -105,8 +107,9 @@ class Guard:
         self.classifier = classifier
         self.static_decoder = static_decoder
         self._breaker: SharedBreaker = self._state.breaker(registry, name, policy)
-        self._components = _Components()
-        self._lock = threading.Lock()
+        # Guards of one (registry, name, policy) share the pattern state, whatever their classifier.
+        self._components: _Components = client._components_for(registry, name, policy)
+        self._lock = self._components.lock
         self._blocks = threading.local()
         self._metrics = self._state.metrics
         self._events = client._config.on_event
@@ -160,32 +163,102 @@ class Guard:
 
     # MARK: decisions shared by both paths
 
-    def _admit_locally(self) -> Tuple[str, int, Optional[int], Optional[GuardError]]:
-        """('pass' | 'permit' | 'reject', generation, permit, error): what can be decided without fuseboxd."""
+    def _admit(self, policy: Policy) -> Tuple[str, "_Ticket", Optional[GuardError]]:
+        """('pass' | 'permit' | 'reject', ticket, error): what the breaker decides without fuseboxd."""
+        if policy.breaker is None:
+            return "pass", _Ticket(0), None
         sb = self._breaker
         now = now_ms()
         with sb.lock:
             if sb.local is not None:
                 allowed, probe, retry_after = sb.local.admit(now)
-                generation = sb.local.generation
+                ticket = _Ticket(sb.local.generation, _LOCAL_PERMIT if probe else None, local=True)
                 if allowed:
-                    return "pass", generation, (_LOCAL_PERMIT if probe else None), None
-                return "reject", generation, None, CircuitOpenError(
-                    f"circuit {self.name} is {sb.local.effective} (local breaker)", self.name, generation, retry_after)
+                    return "pass", ticket, None
+                return "reject", ticket, CircuitOpenError(
+                    f"circuit {self.name} is {sb.local.effective} (local breaker)", self.name, ticket.generation, retry_after)
             status = sb.fleet
             local_until = sb.local_open_until_ms
-        state = status.state
-        if local_until > now and state not in (PASSING - {"CLOSED"}):
-            return "reject", status.generation, None, CircuitOpenError(
+        state, ticket = status.state, _Ticket(status.generation)
+        if local_until > now and state not in _OVERRIDES_PASSING:
+            return "reject", ticket, CircuitOpenError(
                 f"circuit {self.name} is open for this client (below the fleet's quorum)", self.name, status.generation,
                 (local_until - now) / 1000)
         if state in PASSING:
-            return "pass", status.generation, None, None
+            return "pass", ticket, None
         if state in (OPEN, FORCED_OPEN):
-            retry = (status.until_ms - now) / 1000 if status.until_ms else None
-            return "reject", status.generation, None, CircuitOpenError(
-                f"circuit {self.name} is {state}", self.name, status.generation, max(0.0, retry) if retry is not None else None)
-        return "permit", status.generation, None, None
+            retry = max(0.0, (status.until_ms - now) / 1000) if status.until_ms else None
+            return "reject", ticket, CircuitOpenError(f"circuit {self.name} is {state}", self.name, status.generation, retry)
+        return "permit", ticket, None
+
+    def _permit_wait(self, policy: Policy) -> float:
+        """How long a call may wait for a probe permit: `permit_timeout`, at most half the attempt timeout."""
+        wait = self._state.config.permit_timeout
+        attempt_ms = policy.timeout.attempt_ms if policy.timeout else 0
+        return min(wait, attempt_ms / 2000) if attempt_ms else wait
+
+    def _permitted(self, ticket: "_Ticket", answer, started: float) -> None:
+        """Takes fuseboxd's answer to a permit request into the ticket, or raises the rejection."""
+        granted, permit, retry_after, reason = answer
+        ticket.permit_spent = time.monotonic() - started
+        if not granted:
+            raise self._rejected(CircuitOpenError(
+                f"circuit {self.name} is HALF_OPEN and no probe permit was granted: {reason}", self.name, ticket.generation,
+                retry_after))
+        ticket.permit = permit
+
+    def _token(self, components: _Components, ticket: "_Ticket") -> float:
+        """Takes a rate-limit token: the seconds to wait for it, or raises the rejection."""
+        if components.bucket is None:
+            return 0.0
+        ok, wait_s = components.bucket.reserve()
+        if not ok:
+            self._release(ticket)
+            raise self._rejected(RateLimitedError(f"rate limit of {self.name} reached", self.name, ticket.generation, wait_s))
+        return wait_s
+
+    def _admitted_by_bulkhead(self, bulkhead: Bulkhead, ok: bool, ticket: "_Ticket") -> None:
+        self._metrics.bulkhead(self.registry, self.name, ok)
+        self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
+        if not ok:
+            self._release(ticket)
+            raise self._rejected(BulkheadFullError(f"bulkhead of {self.name} is full", self.name, ticket.generation))
+        ticket.bulkhead = bulkhead
+
+    def _leave(self, ticket: "_Ticket") -> None:
+        bulkhead, ticket.bulkhead = ticket.bulkhead, None
+        if bulkhead is not None:
+            bulkhead.release()
+            self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
+
+    def _limit(self, policy: Policy, ticket: "_Ticket", deadline: Optional[float]) -> Tuple[Optional[float], str]:
+        """Seconds the operation may take, and which timeout that is. The attempt is
+        timed from the moment it passes the bulkhead, less what a permit's wait took.
+        Time already up: the call never starts (a timeout, not an outcome)."""
+        attempt_ms = policy.timeout.attempt_ms if policy.timeout else 0
+        limit, kind = None, "attempt"
+        if attempt_ms:
+            limit = attempt_ms / 1000 - ticket.permit_spent
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if limit is None or remaining < limit:
+                limit, kind = remaining, "total"
+        if limit is not None and limit <= 0:
+            self._release(ticket)
+            raise self._timed_out(GuardTimeoutError(f"{kind} timeout of {self.name} expired before the call started",
+                                                    self.name, ticket.generation, kind))
+        return limit, kind
+
+    def _timed_out(self, error: GuardTimeoutError) -> GuardTimeoutError:
+        self._metrics.timeout(self.registry, self.name, error.kind)
+        self._event("timeout", error.kind)
+        return error
+
+    def _release(self, ticket: "_Ticket") -> None:
+        """A probe that never reached the dependency: ignored, which frees a local permit."""
+        if ticket.permit is not None:
+            self._state.record(self._breaker, IGNORED, ticket.generation, ticket.permit, ticket.local)
+            ticket.permit = None
 
     def _rejected(self, error: GuardError) -> GuardError:
         if isinstance(error, CircuitOpenError):
@@ -193,19 +266,27 @@ class Guard:
         self._event("rejected", error)
         return error
 
-    def _outcome(self, policy: Policy, error: Optional[BaseException], seconds: float) -> Tuple[str, Optional[Classification]]:
+    def _classify(self, error: BaseException) -> Classification:
+        return self.classifier(error) or standard(error)
+
+    def _finish(self, policy: Policy, ticket: "_Ticket", error: Optional[BaseException], seconds: float) -> None:
+        """Records what an attempt that reached the dependency did."""
         breaker = policy.breaker
         slow = breaker is not None and seconds * 1000 > breaker.slow_ms
         if error is None:
-            return (SLOW_SUCCESS if slow else SUCCESS), None
-        c = self.classifier(error)
-        if c.code == "CancelledError" or (breaker is not None and c.code in breaker.ignored_errors):
-            return IGNORED, c
-        return (SLOW_FAILURE if slow else FAILURE), c
-
-    def _record(self, policy: Policy, generation: int, permit: Optional[int], outcome: str, seconds: float) -> None:
-        if policy.breaker is not None:
-            self._state.record(self._breaker, outcome, generation, permit)
+            outcome = SLOW_SUCCESS if slow else SUCCESS
+        else:
+            if isinstance(error, GuardTimeoutError):
+                self._timed_out(error)
+            c = self._classify(error)
+            try:
+                error._fusebox_classification = c
+            except AttributeError:
+                pass
+            ignored = c.code == "cancelled" or (breaker is not None and c.code in breaker.ignored_errors)
+            outcome = IGNORED if ignored else (SLOW_FAILURE if slow else FAILURE)
+        if breaker is not None:
+            self._state.record(self._breaker, outcome, ticket.generation, ticket.permit, ticket.local)
         if outcome == IGNORED:
             self._metrics.ignored(self.registry, self.name)
         else:
@@ -220,7 +301,7 @@ class Guard:
         if r is None or attempt >= r.max_attempts or isinstance(error, GuardError) and not isinstance(error, GuardTimeoutError):
             return None
         if c is None:
-            c = self.classifier(error)
+            c = self._classify(error)
         if c.code in r.non_retryable_errors:
             return None
         if not (c.code in r.retryable_errors or "anyFailure" in r.retry_on or (c.condition is not None and c.condition in r.retry_on)):
@@ -250,15 +331,14 @@ class Guard:
             elif section.action == "handler":
                 handler = self._client._fallbacks.get(section.handler)
                 if handler is not None:
-                    found, value = True, ("handler", handler, FallbackContext(self.name, error, trigger))
+                    found, value = True, _HandlerCall(handler, FallbackContext(self.name, error, trigger))
             if found:
                 self._metrics.fallback(self.registry, self.name)
                 return True, value
             self._state.log.warning("guard %s: policy %s's fallback (%s) gave no value; the call fails", self.name,
                                     policy.name, section.action)
         if fallback is not None:
-            self._metrics.fallback(self.registry, self.name)
-            return True, ("handler", fallback, FallbackContext(self.name, error, trigger))
+            return True, _HandlerCall(fallback, FallbackContext(self.name, error, trigger))
         return False, None
 
     # MARK: the thread path
@@ -274,8 +354,8 @@ class Guard:
             found, value = self._fallback_value(policy, error, cache_key, fallback)
             if not found:
                 raise
-            if isinstance(value, tuple) and len(value) == 3 and value[0] == "handler":
-                return value[1](value[2])
+            if isinstance(value, _HandlerCall):
+                return value.handler(value.context)
             return value
 
     def _cached_sync(self, policy, components, fn, args, kwargs, cache_key, priority):
@@ -348,77 +428,30 @@ class Guard:
             time.sleep(delay / 1000)
 
     def _attempt_sync(self, policy, components, fn, args, kwargs, priority, deadline):
-        decision, generation, permit, rejection = self._admit_locally() if policy.breaker else ("pass", 0, None, None)
-        attempt_ms = policy.timeout.attempt_ms if policy.timeout else 0
-        started = time.monotonic()
+        decision, ticket, rejection = self._admit(policy)
         if decision == "reject":
             raise self._rejected(rejection)
         if decision == "permit":
-            wait = self._state.config.permit_timeout
-            if attempt_ms:
-                wait = min(wait, attempt_ms / 2000)
-            granted, permit, retry_after, reason = self._client._acquire_permit_sync(self._breaker, generation, wait)
-            if not granted:
-                raise self._rejected(CircuitOpenError(f"circuit {self.name} is HALF_OPEN and no probe permit was granted: {reason}",
-                                                      self.name, generation, retry_after))
-        if components.bucket is not None:
-            ok, wait_s = components.bucket.reserve()
-            if not ok:
-                self._release_permit(policy, generation, permit)
-                raise self._rejected(RateLimitedError(f"rate limit of {self.name} reached", self.name, generation, wait_s))
-            if wait_s:
-                time.sleep(wait_s)
-        bulkhead = components.bulkhead
-        if bulkhead is not None:
-            ok, _ = bulkhead.acquire(priority)
-            self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
-            self._metrics.bulkhead(self.registry, self.name, ok)
-            if not ok:
-                self._release_permit(policy, generation, permit)
-                raise self._rejected(BulkheadFullError(f"bulkhead of {self.name} is full", self.name, generation))
+            started = time.monotonic()
+            self._permitted(ticket, self._client._acquire_permit_sync(self._breaker, ticket.generation, self._permit_wait(policy)),
+                            started)
+        wait_s = self._token(components, ticket)
+        if wait_s:
+            time.sleep(wait_s)
+        if components.bulkhead is not None:
+            self._admitted_by_bulkhead(components.bulkhead, components.bulkhead.acquire(priority)[0], ticket)
         try:
-            limit, kind = self._limit(attempt_ms, started, deadline)
-            begun = time.monotonic()
-            error = None
+            limit, kind = self._limit(policy, ticket, deadline)
+            begun, error = time.monotonic(), None
             try:
-                return _run_with_limit(fn, args, kwargs, limit, kind, self.name, generation)
+                return _run_with_limit(fn, args, kwargs, limit, kind, self.name, ticket.generation)
             except BaseException as e:
                 error = e
-                if isinstance(e, GuardTimeoutError):
-                    self._metrics.timeout(self.registry, self.name, e.kind)
-                    self._event("timeout", e.kind)
                 raise
             finally:
-                seconds = time.monotonic() - begun
-                outcome, c = self._outcome(policy, error, seconds)
-                if error is not None and c is not None:
-                    try:
-                        error._fusebox_classification = c
-                    except AttributeError:
-                        pass
-                self._record(policy, generation, permit, outcome, seconds)
+                self._finish(policy, ticket, error, time.monotonic() - begun)
         finally:
-            if bulkhead is not None:
-                bulkhead.release()
-                self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
-
-    def _limit(self, attempt_ms: int, started: float, deadline: Optional[float]) -> Tuple[Optional[float], str]:
-        """Seconds the operation may take, and which timeout that is."""
-        limit, kind = None, "attempt"
-        if attempt_ms:
-            limit = attempt_ms / 1000 - (time.monotonic() - started)  # a permit's wait is part of the attempt
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if limit is None or remaining < limit:
-                limit, kind = remaining, "total"
-        if limit is not None and limit <= 0:
-            raise GuardTimeoutError(f"{kind} timeout of {self.name} expired", self.name, 0, kind)
-        return limit, kind
-
-    def _release_permit(self, policy, generation, permit) -> None:
-        """A probe that never reached the dependency: ignored, which frees a local permit."""
-        if permit is not None:
-            self._state.record(self._breaker, IGNORED, generation, permit)
+            self._leave(ticket)
 
     # MARK: the asyncio path
 
@@ -433,8 +466,8 @@ class Guard:
             found, value = self._fallback_value(policy, error, cache_key, fallback)
             if not found:
                 raise
-            if isinstance(value, tuple) and len(value) == 3 and value[0] == "handler":
-                answer = value[1](value[2])
+            if isinstance(value, _HandlerCall):
+                answer = value.handler(value.context)
                 return await answer if inspect.isawaitable(answer) else answer
             return value
 
@@ -506,38 +539,21 @@ class Guard:
             await asyncio.sleep(delay / 1000)
 
     async def _attempt_async(self, policy, components, fn, args, kwargs, priority, deadline):
-        decision, generation, permit, rejection = self._admit_locally() if policy.breaker else ("pass", 0, None, None)
-        attempt_ms = policy.timeout.attempt_ms if policy.timeout else 0
-        started = time.monotonic()
+        decision, ticket, rejection = self._admit(policy)
         if decision == "reject":
             raise self._rejected(rejection)
         if decision == "permit":
-            wait = self._state.config.permit_timeout
-            if attempt_ms:
-                wait = min(wait, attempt_ms / 2000)
-            granted, permit, retry_after, reason = await self._client._acquire_permit_async(self._breaker, generation, wait)
-            if not granted:
-                raise self._rejected(CircuitOpenError(f"circuit {self.name} is HALF_OPEN and no probe permit was granted: {reason}",
-                                                      self.name, generation, retry_after))
-        if components.bucket is not None:
-            ok, wait_s = components.bucket.reserve()
-            if not ok:
-                self._release_permit(policy, generation, permit)
-                raise self._rejected(RateLimitedError(f"rate limit of {self.name} reached", self.name, generation, wait_s))
-            if wait_s:
-                await asyncio.sleep(wait_s)
-        bulkhead = components.bulkhead
-        if bulkhead is not None:
-            ok, _ = await bulkhead.acquire_async(priority)
-            self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
-            self._metrics.bulkhead(self.registry, self.name, ok)
-            if not ok:
-                self._release_permit(policy, generation, permit)
-                raise self._rejected(BulkheadFullError(f"bulkhead of {self.name} is full", self.name, generation))
+            started = time.monotonic()
+            self._permitted(ticket, await self._client._acquire_permit_async(self._breaker, ticket.generation,
+                                                                           self._permit_wait(policy)), started)
+        wait_s = self._token(components, ticket)
+        if wait_s:
+            await asyncio.sleep(wait_s)
+        if components.bulkhead is not None:
+            self._admitted_by_bulkhead(components.bulkhead, (await components.bulkhead.acquire_async(priority))[0], ticket)
         try:
-            limit, kind = self._limit(attempt_ms, started, deadline)
-            begun = time.monotonic()
-            error = None
+            limit, kind = self._limit(policy, ticket, deadline)
+            begun, error = time.monotonic(), None
             try:
                 if limit is None:
                     return await fn(*args, **kwargs)
@@ -545,26 +561,14 @@ class Guard:
                     return await asyncio.wait_for(fn(*args, **kwargs), limit)
                 except asyncio.TimeoutError:
                     raise GuardTimeoutError(f"{kind} timeout of {self.name} expired after {limit * 1000:.0f} ms",
-                                            self.name, generation, kind) from None
+                                            self.name, ticket.generation, kind) from None
             except BaseException as e:
                 error = e
-                if isinstance(e, GuardTimeoutError):
-                    self._metrics.timeout(self.registry, self.name, e.kind)
-                    self._event("timeout", e.kind)
                 raise
             finally:
-                seconds = time.monotonic() - begun
-                outcome, c = self._outcome(policy, error, seconds)
-                if error is not None and c is not None:
-                    try:
-                        error._fusebox_classification = c
-                    except AttributeError:
-                        pass
-                self._record(policy, generation, permit, outcome, seconds)
+                self._finish(policy, ticket, error, time.monotonic() - begun)
         finally:
-            if bulkhead is not None:
-                bulkhead.release()
-                self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
+            self._leave(ticket)
 
     # MARK: decorator and context managers
 
@@ -580,24 +584,25 @@ class Guard:
             return self.call(fn, *args, **kwargs)
         return guarded
 
-    def _enter_block(self, permit_result) -> tuple:
-        return permit_result
-
     def __enter__(self):
         policy, components = self._resolve()
+        stack = self._blocks.__dict__.setdefault("stack", [])
         if policy is None:
-            self._blocks.__dict__.setdefault("stack", []).append(None)
+            stack.append(None)
             return self
-        decision, generation, permit, rejection = self._admit_locally() if policy.breaker else ("pass", 0, None, None)
+        decision, ticket, rejection = self._admit(policy)
         if decision == "reject":
             raise self._rejected(rejection)
         if decision == "permit":
-            granted, permit, retry_after, reason = self._client._acquire_permit_sync(self._breaker, generation, self._state.config.permit_timeout)
-            if not granted:
-                raise self._rejected(CircuitOpenError(f"circuit {self.name} is HALF_OPEN and no probe permit was granted: {reason}",
-                                                      self.name, generation, retry_after))
-        self._admit_limits_sync(policy, components, generation, permit)
-        self._blocks.__dict__.setdefault("stack", []).append((policy, components, generation, permit, time.monotonic()))
+            started = time.monotonic()
+            self._permitted(ticket, self._client._acquire_permit_sync(self._breaker, ticket.generation, self._permit_wait(policy)),
+                            started)
+        wait_s = self._token(components, ticket)
+        if wait_s:
+            time.sleep(wait_s)
+        if components.bulkhead is not None:
+            self._admitted_by_bulkhead(components.bulkhead, components.bulkhead.acquire()[0], ticket)
+        stack.append((policy, ticket, time.monotonic()))
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -608,31 +613,23 @@ class Guard:
 
     async def __aenter__(self):
         policy, components = self._resolve()
+        stack = _async_blocks(self)
         if policy is None:
-            _async_blocks(self).append(None)
+            stack.append(None)
             return self
-        decision, generation, permit, rejection = self._admit_locally() if policy.breaker else ("pass", 0, None, None)
+        decision, ticket, rejection = self._admit(policy)
         if decision == "reject":
             raise self._rejected(rejection)
         if decision == "permit":
-            granted, permit, retry_after, reason = await self._client._acquire_permit_async(self._breaker, generation, self._state.config.permit_timeout)
-            if not granted:
-                raise self._rejected(CircuitOpenError(f"circuit {self.name} is HALF_OPEN and no probe permit was granted: {reason}",
-                                                      self.name, generation, retry_after))
-        if components.bucket is not None:
-            ok, wait_s = components.bucket.reserve()
-            if not ok:
-                self._release_permit(policy, generation, permit)
-                raise self._rejected(RateLimitedError(f"rate limit of {self.name} reached", self.name, generation, wait_s))
-            if wait_s:
-                await asyncio.sleep(wait_s)
+            started = time.monotonic()
+            self._permitted(ticket, await self._client._acquire_permit_async(self._breaker, ticket.generation,
+                                                                           self._permit_wait(policy)), started)
+        wait_s = self._token(components, ticket)
+        if wait_s:
+            await asyncio.sleep(wait_s)
         if components.bulkhead is not None:
-            ok, _ = await components.bulkhead.acquire_async()
-            self._metrics.bulkhead(self.registry, self.name, ok)
-            if not ok:
-                self._release_permit(policy, generation, permit)
-                raise self._rejected(BulkheadFullError(f"bulkhead of {self.name} is full", self.name, generation))
-        _async_blocks(self).append((policy, components, generation, permit, time.monotonic()))
+            self._admitted_by_bulkhead(components.bulkhead, (await components.bulkhead.acquire_async())[0], ticket)
+        stack.append((policy, ticket, time.monotonic()))
         return self
 
     async def __aexit__(self, exc_type, exc, tb):
@@ -641,28 +638,33 @@ class Guard:
             self._leave_block(entry, exc)
         return False
 
-    def _admit_limits_sync(self, policy, components, generation, permit) -> None:
-        if components.bucket is not None:
-            ok, wait_s = components.bucket.reserve()
-            if not ok:
-                self._release_permit(policy, generation, permit)
-                raise self._rejected(RateLimitedError(f"rate limit of {self.name} reached", self.name, generation, wait_s))
-            if wait_s:
-                time.sleep(wait_s)
-        if components.bulkhead is not None:
-            ok, _ = components.bulkhead.acquire()
-            self._metrics.bulkhead(self.registry, self.name, ok)
-            if not ok:
-                self._release_permit(policy, generation, permit)
-                raise self._rejected(BulkheadFullError(f"bulkhead of {self.name} is full", self.name, generation))
-
     def _leave_block(self, entry, exc) -> None:
-        policy, components, generation, permit, begun = entry
-        if components.bulkhead is not None:
-            components.bulkhead.release()
-        seconds = time.monotonic() - begun
-        outcome, _ = self._outcome(policy, exc, seconds)
-        self._record(policy, generation, permit, outcome, seconds)
+        """A block ended: its bulkhead slot (the one it took, whatever the policy says now) and its outcome."""
+        policy, ticket, begun = entry
+        self._leave(ticket)
+        self._finish(policy, ticket, exc, time.monotonic() - begun)
+
+
+@dataclass
+class _Ticket:
+    """One attempt's admission: the generation it runs under, its probe permit
+    (fuseboxd's id, or _LOCAL_PERMIT), whether the local breaker admitted it, the
+    time a permit's wait took, and the bulkhead it holds a slot of."""
+
+    generation: int
+    permit: Optional[int] = None
+    local: bool = False
+    permit_spent: float = 0.0
+    bulkhead: Optional[Bulkhead] = None
+
+
+class _HandlerCall:
+    """A fallback answered by a handler (registered, or passed as `fallback=`), still to be called."""
+
+    __slots__ = ("handler", "context")
+
+    def __init__(self, handler, context):
+        self.handler, self.context = handler, context
 
 
 class _Shared:

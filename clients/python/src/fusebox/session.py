@@ -113,7 +113,7 @@ class Session:
 
     async def load_policies(self) -> str:
         deadline = time.monotonic() + self.config.startup_timeout
-        snapshots: List[ppb.RegistrySnapshot] = []
+        snapshots: List[Tuple[str, ppb.RegistrySnapshot]] = []
         error: Optional[BaseException] = None
         # Each endpoint gets a share of the time, so one that neither answers nor refuses leaves time for the others.
         share = max(0.5, min(self.config.startup_timeout, 5.0) / len(self.endpoints))
@@ -130,26 +130,26 @@ class Session:
                     error = None
                     break
                 except grpc.aio.AioRpcError as e:
+                    if e.code() == grpc.StatusCode.NOT_FOUND:  # a registry nobody wrote to yet: empty
+                        got, error = ppb.RegistrySnapshot(name=name), None
+                        break
                     error = e
                     self.failed(e, force=True)
                     if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                         break
             if got is None:
                 break
-            snapshots.append(got)
+            snapshots.append((name, got))
         if error is None and len(snapshots) == len(self.config.registries):
-            for snap in snapshots:
-                self.state.set_registry(snap.name, [Policy.from_proto(r.policy) for r in snap.policies], snap.version)
-                try:
-                    self.write_cache(snap)
-                except OSError as e:
-                    self.log.warning("cannot write the policy cache for %s: %s", snap.name, e)
+            for name, snap in snapshots:
+                self.state.set_registry(name, [Policy.from_proto(r.policy) for r in snap.policies], snap.version)
+                await self.save_cache(name)
             return self.settle("server")
         self.log.warning("fuseboxd not reachable at startup (%s); trying the cache", _describe(error))
         cached = self.read_cache()
         if cached is not None:
-            for snap in cached:
-                self.state.set_registry(snap.name, [Policy.from_proto(r.policy) for r in snap.policies], snap.version)
+            for name, snap in cached:
+                self.state.set_registry(name, [Policy.from_proto(r.policy) for r in snap.policies], snap.version)
             return self.settle("cache")
         return self.settle("presets")
 
@@ -163,7 +163,15 @@ class Session:
     def cache_file(self, registry: str) -> str:
         return os.path.join(self.config.cache_dir, f"{registry}.registry.pb")
 
-    def write_cache(self, snapshot: ppb.RegistrySnapshot) -> None:
+    async def save_cache(self, registry: str) -> None:
+        """Writes what this client holds of `registry` to its cache file (off the loop: it fsyncs)."""
+        snapshot = self.state.registry_snapshot(registry)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.write_cache, registry, snapshot)
+        except OSError as e:
+            self.log.warning("cannot write the policy cache for %s: %s", registry, e)
+
+    def write_cache(self, registry: str, snapshot: ppb.RegistrySnapshot) -> None:
         os.makedirs(self.config.cache_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.config.cache_dir, prefix=".registry-")
         try:
@@ -171,7 +179,7 @@ class Session:
                 f.write(snapshot.SerializeToString())
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self.cache_file(snapshot.name))
+            os.replace(tmp, self.cache_file(registry))
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -179,7 +187,7 @@ class Session:
                 pass
             raise
 
-    def read_cache(self) -> Optional[List[ppb.RegistrySnapshot]]:
+    def read_cache(self) -> Optional[List[Tuple[str, ppb.RegistrySnapshot]]]:
         out = []
         for name in self.config.registries:
             try:
@@ -188,7 +196,7 @@ class Session:
             except (OSError, Exception) as e:  # noqa: BLE001 - a missing or corrupt cache means: presets
                 self.log.warning("policy cache for %s unusable: %s", name, e)
                 return None
-            out.append(snap)
+            out.append((name, snap))  # the file's own name field may be empty (the Swift SDK's): the file name decides
         return out
 
     # MARK: running
@@ -267,11 +275,13 @@ class Session:
                         snap = event.snapshot
                         self.state.set_registry(registry, [Policy.from_proto(r.policy) for r in snap.policies], snap.version)
                         seen = snap.version
+                        await self.save_cache(registry)
                     elif event.HasField("change"):
                         c = event.change
                         policy = Policy.from_proto(c.after) if c.HasField("after") else None
                         self.state.set_policy(registry, c.policy_name, policy, c.version)
                         seen = c.version
+                        await self.save_cache(registry)
                         self.log.info("policy %s/%s %s at version %d", registry, c.policy_name,
                                       "deleted" if policy is None else "updated", c.version)
             except asyncio.CancelledError:

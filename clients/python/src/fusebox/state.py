@@ -59,6 +59,15 @@ class FleetState:
             self.versions[registry] = version
         self._rebind(registry)
 
+    def registry_snapshot(self, registry: str):
+        """What this client holds of `registry`, as the cache file stores it (a RegistrySnapshot)."""
+        from .v1 import policy_pb2 as ppb
+        with self.lock:
+            policies = sorted((p for (reg, _), p in self.policies.items() if reg == registry), key=lambda p: p.name)
+            version = self.versions.get(registry, 0)
+        return ppb.RegistrySnapshot(name=registry, version=version,
+                                    policies=[ppb.PolicyRecord(policy=p.proto) for p in policies])
+
     def policy(self, registry: str, name: str) -> Optional[Policy]:
         p = self.policies.get((registry, name))
         if p is None and name in PRESETS:
@@ -178,14 +187,20 @@ class FleetState:
             if change:
                 self.transitioned(sb, change[0], change[1], generation, change[2])
 
-    def record(self, sb: SharedBreaker, outcome: str, generation: int, permit: Optional[int]) -> None:
+    def record(self, sb: SharedBreaker, outcome: str, generation: int, permit: Optional[int], local: bool = False) -> None:
+        """Counts an outcome: in local mode on the local breaker, else in the tally
+        reported to fuseboxd. `local`: the call was admitted by the local breaker;
+        if the fleet is back by now its outcome is dropped (its generation is the
+        local breaker's, which fuseboxd never issued)."""
         change = None
+        wake = False
         with sb.lock:
             if sb.local is not None:
-                change = sb.local.record(outcome, permit is not None, now_ms())
+                change = sb.local.record(outcome, permit is not None and local, now_ms())
                 generation = sb.local.generation
+            elif local:
+                sb.tally.dropped += 1
             elif permit is not None and permit > 0:
-                from .breaker import OUTCOME_PB  # noqa: F401 - the outcome names are checked by the reporter
                 sb.tally.probes.append((permit, outcome))
                 wake = True
             else:
@@ -193,7 +208,7 @@ class FleetState:
                 wake = sum(sb.tally.counts.values()) >= self.config.report_batch_size
         if change:
             self.transitioned(sb, change[0], change[1], generation, change[2])
-        elif sb.local is None and (permit is not None and permit > 0 or wake):
+        elif wake:
             self.wake_reporter()
 
     # MARK: announcing
