@@ -32,11 +32,15 @@ policies from the server, before and after. The SDK runs as shipped: its
 session thread reports outcomes meanwhile (every 100 ms, and when 1,000
 outcomes are waiting), and the garbage collector stays on.
 
-Options: --profile N profiles N g.call calls with cProfile (sorted by
-cumulative time) after the measurement; --breakdown times the pieces of
-g.call (and the pipeline's extra pieces) on their own; --count-wakes counts how often guarded calls woke the
-SDK's reporter (the last two touch private SDK internals; measuring only);
---report-batch-size sets FuseboxConfig.report_batch_size.
+Options, after the measurement: --profile N runs cProfile over N calls each
+of g.call(f), p.call(f) and pybreaker's cb.call(f) (by cumulative and by own
+time); --breakdown
+times the pieces of g.call, and the pipeline's extra pieces, each alone.
+--count-wakes counts how often guarded calls woke the SDK's reporter.
+--breakdown and --count-wakes reach into private SDK internals (to measure
+only; pieces the SDK no longer has are left out). --report-batch-size sets
+FuseboxConfig.report_batch_size. The SDK files measured are named by a
+sha256 over the imported package and the git HEAD.
 Prints one summary table and one JSON line (prefixed "JSON ").
 Standard library + fusebox + pybreaker only. Every wait is bounded; the run
 is killed after --max-seconds (default 600).
@@ -51,6 +55,7 @@ import json
 import os
 import platform
 import pstats
+import shutil
 import statistics
 import subprocess
 import sys
@@ -111,6 +116,29 @@ async def af():
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def sdk_source() -> dict:
+    """Which SDK was measured: the imported package's files (sha256 over its .py files),
+    the repository's HEAD, and whether clients/python/src differs from it."""
+    import hashlib
+    root = Path(fusebox.__file__).resolve().parent
+    h = hashlib.sha256()
+    files = sorted(root.rglob("*.py"))
+    for path in files:
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    out = {"path": str(root), "sha256": h.hexdigest()[:16],
+           "newest_mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(p.stat().st_mtime for p in files)))}
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=root, capture_output=True, text=True,
+                               timeout=10)
+        if head.returncode == 0:
+            out["head"] = head.stdout.strip()
+            out["modified_files"] = len([l for l in dirty.stdout.splitlines() if l.strip()])
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return out
 
 
 def cpu_model() -> str:
@@ -263,32 +291,45 @@ def check_client(fb, guards) -> None:
 
 def breakdown(g, p, n: int) -> dict:
     """Times the pieces g.call runs for a CLOSED breaker-only guard, and the
-    pipeline's extra pieces (guard p), each on its own in a loop of n."""
+    pipeline's extra pieces (guard p), each on its own in a loop of n. These
+    are private SDK internals: a piece the SDK no longer has is left out."""
     from fusebox import breaker as fb_breaker
     policy, _ = g._resolve()
     sb = g._breaker
     state = g._state
-    status = g.breaker_state
+    generation = g.breaker_state.generation
     pieces = {
         "g._resolve()": lambda: g._resolve(),
-        "g._admit_locally()": lambda: g._admit_locally(),
         "time.monotonic()": time.monotonic,
         "breaker.now_ms()": fb_breaker.now_ms,
-        "g._outcome(policy, None, 0.0)": lambda: g._outcome(policy, None, 0.0),
-        "state.record(sb, 'success', gen, None)": lambda: state.record(sb, "success", status.generation, None),
-        "g._record(policy, gen, None, 'success', 0.0)": lambda: g._record(policy, status.generation, None, "success", 0.0),
+        "state.record(sb, 'success', gen, None)": lambda: state.record(sb, "success", generation, None),
     }
+    if hasattr(g, "_admit"):  # since the guard refactor: _admit(policy) -> (decision, ticket, error)
+        pieces["g._admit(policy)"] = lambda: g._admit(policy)
+        ticket = g._admit(policy)[1]
+        if hasattr(g, "_finish"):
+            pieces["g._finish(policy, ticket, None, 0.0)"] = lambda: g._finish(policy, ticket, None, 0.0)
+        if hasattr(g, "_leave"):
+            pieces["g._leave(ticket)"] = lambda: g._leave(ticket)
+    if hasattr(g, "_admit_locally"):
+        pieces["g._admit_locally()"] = lambda: g._admit_locally()
+    if hasattr(g, "_outcome"):
+        pieces["g._outcome(policy, None, 0.0)"] = lambda: g._outcome(policy, None, 0.0)
+    if hasattr(g, "_record"):
+        pieces["g._record(policy, gen, None, 'success', 0.0)"] = lambda: g._record(policy, generation, None, "success", 0.0)
     pc = p._components
-    bulkhead = pc.bulkhead
+    if pc.bucket is not None:
+        pieces["pipeline: bucket.reserve()"] = pc.bucket.reserve
+    if pc.bulkhead is not None:
+        bulkhead = pc.bulkhead
 
-    def bulkhead_pair():
-        bulkhead.acquire(0)
-        bulkhead.release()
-    pieces.update({
-        "pipeline: bucket.reserve()": pc.bucket.reserve,
-        "pipeline: bulkhead.acquire(0) + release()": bulkhead_pair,
-        "pipeline: budget.record(True)": lambda: pc.budget.record(True),
-    })
+        def bulkhead_pair():
+            bulkhead.acquire(0)
+            bulkhead.release()
+        pieces["pipeline: bulkhead.acquire(0) + release()"] = bulkhead_pair
+        pieces["pipeline: bulkhead.active, bulkhead.queued"] = lambda: (bulkhead.active, bulkhead.queued)
+    if pc.budget is not None:
+        pieces["pipeline: budget.record(True)"] = lambda: pc.budget.record(True)
     out = {}
     for name, fn in pieces.items():
         for _ in range(min(n, 10_000)):
@@ -304,9 +345,8 @@ def breakdown(g, p, n: int) -> dict:
     return out
 
 
-def profile(g, n: int, lines: int = 25) -> str:
-    """cProfile of n g.call(f) calls, by cumulative and by own time (the main thread only)."""
-    call = g.call
+def profile(call, n: int, lines: int = 25) -> str:
+    """cProfile of n call(f), by cumulative and by own time (the main thread only)."""
     pr = cProfile.Profile()
     pr.enable()
     for _ in range(n):
@@ -353,6 +393,7 @@ def main() -> int:
     timer.start()
 
     fleet.check_binaries()
+    source = sdk_source()  # the files just imported: what is measured
     work = Path(tempfile.mkdtemp(prefix="fusebox-bench-guard-"))
     certs = fleet.make_certs(work / "certs", days=30)
     server = fleet.Fuseboxd(certs, work / "data")
@@ -373,11 +414,16 @@ def main() -> int:
         guards = [(g, "bench-breaker", ("breaker",)),
                   (p, "bench-pipeline", ("breaker", "retry", "rate_limit", "bulkhead"))]
         # The session's breaker watch open (private: Session.unconfirmed_since is None while one is).
-        deadline = time.monotonic() + 15
-        while fb._session.unconfirmed_since is not None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if fb._session.unconfirmed_since is not None:
-            raise SystemExit("the client's breaker watch did not open within 15 s")
+        session = getattr(fb, "_session", None)
+        if session is not None and hasattr(session, "unconfirmed_since"):
+            deadline = time.monotonic() + 15
+            while session.unconfirmed_since is not None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if session.unconfirmed_since is not None:
+                raise SystemExit("the client's breaker watch did not open within 15 s")
+        else:
+            log("cannot see whether the breaker watch is open (SDK internals changed); waiting 1 s")
+            time.sleep(1)
         check_client(fb, guards)
         wakes = [0]
         if args.count_wakes:  # private: FleetState.wake_reporter, which FleetState.record calls
@@ -431,8 +477,9 @@ def main() -> int:
         check_client(fb, guards)
 
         extra_breakdown = breakdown(g, p, args.calls) if args.breakdown else None
-        extra_profile = ({"g.call (breaker only)": profile(g, args.profile), "p.call (pipeline)": profile(p, args.profile)}
-                         if args.profile else None)
+        extra_profile = ({"g.call (breaker only)": profile(g.call, args.profile),
+                          "p.call (pipeline)": profile(p.call, args.profile),
+                          "pybreaker cb.call": profile(cb.call, args.profile)} if args.profile else None)
 
         # Give the reporter a moment, then ask fuseboxd what it saw.
         time.sleep(0.5)
@@ -446,6 +493,7 @@ def main() -> int:
             log(f"fb.shutdown() took {time.monotonic() - t0:.2f} s")
         status, seconds = server.stop(timeout=10)
         log(f"fuseboxd stopped (status {status}) in {seconds:.2f} s")
+        shutil.rmtree(work, ignore_errors=True)
         timer.cancel()
 
     med = {name: statistics.median(v) for name, v in rounds.items()}
@@ -467,9 +515,16 @@ def main() -> int:
         rows.append((name, v, min(rounds[name]), max(rounds[name]), over, ratio, ratio_over))
 
     cpu = cpu_model()
+    source_end = sdk_source()
+    if source_end["sha256"] != source["sha256"]:
+        source["changed_during_run"] = source_end["sha256"]
     print()
     print(f"Python {platform.python_version()} ({platform.python_implementation()}), pybreaker {PYBREAKER_VERSION}, "
           f"fusebox {fusebox.__version__}; {os.cpu_count()} CPUs, {cpu}")
+    print(f"SDK measured: {source['path']} sha256 {source['sha256']} (newest file {source['newest_mtime']}), "
+          f"git HEAD {source.get('head', '?')}, {source.get('modified_files', '?')} file(s) modified against HEAD"
+          + (f"; WARNING: the files changed during the run (now {source['changed_during_run']})"
+             if "changed_during_run" in source else ""))
     print(f"{args.calls} calls x {args.repeats} rounds per case (median of rounds), warm-up {args.warmup}; "
           f"report_batch_size {config.report_batch_size}; measuring took {elapsed:.1f} s")
     print(f"CPU seconds while measuring: this process {cpu_used['bench_cpu_s']}, fuseboxd {cpu_used['fuseboxd_cpu_s']}, "
@@ -493,7 +548,7 @@ def main() -> int:
         for name in names:
             print(f"  {name:<40} {wake_rounds[name]}")
     if extra_breakdown:
-        print("\nbreakdown (each piece alone, us/call, median-free single run of --calls):")
+        print("\nbreakdown (each piece alone in a loop of --calls, us/call, loop and lambda included):")
         for k, v in extra_breakdown.items():
             print(f"  {k:<48} {v:.3f}")
     if extra_profile:
@@ -505,7 +560,7 @@ def main() -> int:
         "calls": args.calls, "repeats": args.repeats, "warmup": args.warmup,
         "report_batch_size": config.report_batch_size,
         "python": platform.python_version(), "pybreaker": PYBREAKER_VERSION, "fusebox": fusebox.__version__,
-        "cpus": os.cpu_count(), "cpu": cpu,
+        "cpus": os.cpu_count(), "cpu": cpu, "sdk_source": source,
         "us_per_call": {n: round(med[n], 4) for n in names},
         "rounds_us": {n: [round(x, 4) for x in rounds[n]] for n in names},
         "overhead_us": {n: round(med[n] - base_of(n), 4) for n in names},

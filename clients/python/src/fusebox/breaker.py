@@ -200,6 +200,7 @@ class Tally:
         self.trailing = 0
         self.probes: List[Tuple[int, str]] = []
         self.dropped = 0
+        self.total = 0  # outcomes counted since the last drain
 
     def empty(self) -> bool:
         return not self.probes and not any(self.counts.values())
@@ -211,6 +212,7 @@ class Tally:
                 return
             self.reset(generation)
         self.counts[outcome] += 1
+        self.total += 1
         if outcome in (SUCCESS, SLOW_SUCCESS):
             self.trailing = 0
         elif outcome in (FAILURE, SLOW_FAILURE):
@@ -220,6 +222,7 @@ class Tally:
         self.generation = generation
         for k in self.counts:
             self.counts[k] = 0
+        self.total = 0
         self.trailing = 0
 
     def drain(self):
@@ -227,6 +230,7 @@ class Tally:
         out = (self.generation, dict(self.counts), self.trailing, list(self.probes))
         for k in self.counts:
             self.counts[k] = 0
+        self.total = 0
         self.probes.clear()
         return out
 

@@ -21,6 +21,7 @@ from .breaker import (FAILURE, FORCED_OPEN, HALF_OPEN, IGNORED, OPEN, PASSING, S
 from .classify import Classification, standard
 from .errors import BulkheadFullError, CircuitOpenError, GuardError, GuardTimeoutError, RateLimitedError
 from .patterns import Bulkhead, ResultCache, RetryBudget, TokenBucket, backoff_delay_ms
+from .metrics import Metrics
 from .policy import Policy
 from .state import GuardEvent
 
@@ -112,6 +113,7 @@ class Guard:
         self._lock = self._components.lock
         self._blocks = threading.local()
         self._metrics = self._state.metrics
+        self._gauges = type(self._metrics) is not Metrics  # the no-op metrics need no calls or gauge readings
         self._events = client._config.on_event
 
     # MARK: what the guard holds
@@ -219,7 +221,8 @@ class Guard:
 
     def _admitted_by_bulkhead(self, bulkhead: Bulkhead, ok: bool, ticket: "_Ticket") -> None:
         self._metrics.bulkhead(self.registry, self.name, ok)
-        self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
+        if self._gauges:
+            self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
         if not ok:
             self._release(ticket)
             raise self._rejected(BulkheadFullError(f"bulkhead of {self.name} is full", self.name, ticket.generation))
@@ -229,7 +232,8 @@ class Guard:
         bulkhead, ticket.bulkhead = ticket.bulkhead, None
         if bulkhead is not None:
             bulkhead.release()
-            self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
+            if self._gauges:
+                self._metrics.bulkhead_gauges(self.registry, self.name, bulkhead.active, bulkhead.queued)
 
     def _limit(self, policy: Policy, ticket: "_Ticket", deadline: Optional[float]) -> Tuple[Optional[float], str]:
         """Seconds the operation may take, and which timeout that is. The attempt is
@@ -287,12 +291,14 @@ class Guard:
             outcome = IGNORED if ignored else (SLOW_FAILURE if slow else FAILURE)
         if breaker is not None:
             self._state.record(self._breaker, outcome, ticket.generation, ticket.permit, ticket.local)
-        if outcome == IGNORED:
-            self._metrics.ignored(self.registry, self.name)
-        else:
-            result = "failure" if outcome in (FAILURE, SLOW_FAILURE) else "success"
-            self._metrics.call(self.registry, self.name, result, outcome in (SLOW_SUCCESS, SLOW_FAILURE), seconds)
-        self._event("call", (outcome, seconds))
+        if self._gauges:
+            if outcome == IGNORED:
+                self._metrics.ignored(self.registry, self.name)
+            else:
+                result = "failure" if outcome in (FAILURE, SLOW_FAILURE) else "success"
+                self._metrics.call(self.registry, self.name, result, outcome in (SLOW_SUCCESS, SLOW_FAILURE), seconds)
+        if self._events is not None:
+            self._event("call", (outcome, seconds))
 
     def _retry_delay(self, policy: Policy, attempt: int, previous_ms: float, error: BaseException,
                      c: Optional[Classification], budget: Optional[RetryBudget]) -> Optional[float]:
@@ -349,7 +355,11 @@ class Guard:
         if policy is None:
             return fn(*args, **kwargs)
         try:
-            return self._cached_sync(policy, components, fn, args, kwargs, cache_key, priority)
+            if cache_key is not None and components.cache is not None:
+                return self._cached_sync(policy, components, fn, args, kwargs, cache_key, priority)
+            if policy.retry is None and not (policy.timeout and policy.timeout.total_ms):
+                return self._attempt_sync(policy, components, fn, args, kwargs, priority, None)  # one attempt, no deadline
+            return self._timed_sync(policy, components, fn, args, kwargs, priority)
         except Exception as error:
             found, value = self._fallback_value(policy, error, cache_key, fallback)
             if not found:
@@ -461,7 +471,11 @@ class Guard:
         if policy is None:
             return await fn(*args, **kwargs)
         try:
-            return await self._cached_async(policy, components, fn, args, kwargs, cache_key, priority)
+            if cache_key is not None and components.cache is not None:
+                return await self._cached_async(policy, components, fn, args, kwargs, cache_key, priority)
+            if policy.retry is None and not (policy.timeout and policy.timeout.total_ms):
+                return await self._attempt_async(policy, components, fn, args, kwargs, priority, None)
+            return await self._timed_async(policy, components, fn, args, kwargs, priority)
         except Exception as error:
             found, value = self._fallback_value(policy, error, cache_key, fallback)
             if not found:

@@ -96,25 +96,25 @@ class Bulkhead:
         self.settings = settings
         self.active = 0
         self._lock = threading.Lock()
-        self._queue: list = []  # heap of (-priority, order, waiter)
+        self._queue: list = []  # heap of (-priority, order, waiter); waiters that gave up stay until popped
+        self._waiting = 0  # waiters in the heap still waiting
         self._order = itertools.count()
 
     @property
     def queued(self) -> int:
-        with self._lock:
-            return sum(1 for _, _, w in self._queue if not w.done)
+        return self._waiting
 
     def _try_enter(self, priority: int, waiter_factory):
         """(entered, waiter or None, position): a slot at once, a queued waiter, or a refusal."""
         with self._lock:
-            if self.active < self.settings.max_concurrent and not any(not w.done for _, _, w in self._queue):
+            if self.active < self.settings.max_concurrent and self._waiting == 0:
                 self.active += 1
                 return True, None, 0
-            live = [item for item in self._queue if not item[2].done]
-            if len(live) >= self.settings.max_queued:
+            if self._waiting >= self.settings.max_queued:
                 return False, None, 0
             waiter = waiter_factory()
             heapq.heappush(self._queue, (-priority, next(self._order), waiter))
+            self._waiting += 1
             position = sum(1 for p, _, w in self._queue if not w.done and p <= -priority)
             return False, waiter, position
 
@@ -126,6 +126,7 @@ class Bulkhead:
                 continue
             waiter.done = True
             waiter.granted = True
+            self._waiting -= 1
             waiter.wake()
             return
         self.active -= 1
@@ -139,7 +140,9 @@ class Bulkhead:
         with self._lock:
             if waiter.granted:
                 return True
-            waiter.done = True
+            if not waiter.done:
+                waiter.done = True
+                self._waiting -= 1
             return False
 
     def acquire(self, priority: int = 0) -> Tuple[bool, int]:

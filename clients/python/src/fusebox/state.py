@@ -205,7 +205,8 @@ class FleetState:
                 wake = True
             else:
                 sb.tally.record(outcome, generation)
-                wake = sum(sb.tally.counts.values()) >= self.config.report_batch_size
+                # Wake the reporter once, when the tally reaches a batch; it drains everything then.
+                wake = sb.tally.total == self.config.report_batch_size
         if change:
             self.transitioned(sb, change[0], change[1], generation, change[2])
         elif wake:
