@@ -590,3 +590,13 @@ class Fleet:
         if self.upstream is not None:
             self.upstream.kill()
         self.server.proc.kill()
+
+
+def first_seen(fleet: "Fleet", state: str, ids, generation_above: int) -> dict:
+    """The first transition to `state` above `generation_above` of each service that saw one."""
+    out = {}
+    for id in ids:
+        t = next((t for t in fleet.transitions(id) if t.to == state and t.generation > generation_above), None)
+        if t is not None:
+            out[id] = t
+    return out

@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-from fleet import eventually
-
-
-def _first_seen(fleet, state, ids, generation_above):
-    """The first transition to `state` above `generation_above` of each service."""
-    out = {}
-    for id in ids:
-        t = next((t for t in fleet.transitions(id) if t.to == state and t.generation > generation_above), None)
-        if t is not None:
-            out[id] = t
-    return out
+from fleet import eventually, first_seen
 
 
 def test_two_swift_services_trip_and_close_together(fleet):
@@ -25,16 +15,16 @@ def test_two_swift_services_trip_and_close_together(fleet):
     assert eventually(10, lambda: fleet.upstream_calls() > 10), "the services are not calling the upstream"
 
     fleet.upstream_request("POST", "/fail")
-    assert eventually(15, lambda: len(_first_seen(fleet, "OPEN", ids, 0)) == 2), \
+    assert eventually(15, lambda: len(first_seen(fleet, "OPEN", ids, 0)) == 2), \
         f"not every service saw OPEN: {[fleet.transitions(i) for i in ids]}\n{fleet.report()}"
-    opened = _first_seen(fleet, "OPEN", ids, 0)
+    opened = first_seen(fleet, "OPEN", ids, 0)
     assert len({t.generation for t in opened.values()}) == 1, f"opened at different generations: {opened}"
 
     last = max(t.generation for i in ids for t in fleet.transitions(i))
     fleet.upstream_request("POST", "/recover")
-    assert eventually(15, lambda: len(_first_seen(fleet, "CLOSED", ids, last)) == 2), \
+    assert eventually(15, lambda: len(first_seen(fleet, "CLOSED", ids, last)) == 2), \
         f"not every service closed: {[fleet.transitions(i) for i in ids]}\n{fleet.report()}"
-    closed = _first_seen(fleet, "CLOSED", ids, last)
+    closed = first_seen(fleet, "CLOSED", ids, last)
     assert len({t.generation for t in closed.values()}) == 1, f"closed at different generations: {closed}"
     assert eventually(5, lambda: (fleet.server_breaker() or ("", 0))[0] == "CLOSED"), fleet.server_breaker()
 

@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import time
 
-from fleet import eventually
+from fleet import eventually, first_seen
 
 SWIFT = ["swift-a", "swift-b"]
 PYTHON = ["py-a", "py-b"]
 ALL = SWIFT + PYTHON
-
-
-def first_seen(fleet, state, ids, generation_above):
-    out = {}
-    for id in ids:
-        t = next((t for t in fleet.transitions(id) if t.to == state and t.generation > generation_above), None)
-        if t is not None:
-            out[id] = t
-    return out
 
 
 def start_mixed(fleet):

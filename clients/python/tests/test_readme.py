@@ -34,6 +34,6 @@ def test_the_readmes_python_service_runs_and_trips_the_fleets_breaker(fleet):
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 50, r.stdout
-    assert lines[0].startswith("failed: HTTP Error 503"), lines[:3]
-    assert any(l.startswith("breaker open; retry after") for l in lines), r.stdout
+    assert lines[0].startswith("failed: HTTP Error 503"), (lines[:3], r.stderr[-3000:])
+    assert any(l.startswith("breaker open; retry after") for l in lines), r.stdout + r.stderr[-3000:]
     assert eventually(5, lambda: (fleet.server_breaker("flaky-upstream") or ("", 0))[0] == "OPEN")

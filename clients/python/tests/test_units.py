@@ -190,15 +190,20 @@ def test_endpoints_parse_like_the_swift_sdks():
         assert e.value.field == "endpoints"
 
 
+def unused_port() -> int:
+    """A port on 127.0.0.1 nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_a_cache_file_without_a_registry_name_loads_under_its_files_name(tmp_path, certs):
     """The Swift SDK writes a registry's later changes without the name field."""
     cache = tmp_path / "cache"
     cache.mkdir()
     snapshot = ppb.RegistrySnapshot(version=4, policies=[ppb.PolicyRecord(policy=_breaker_policy("from-swift"))])
     (cache / "default.registry.pb").write_bytes(snapshot.SerializeToString())
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = unused_port()
     fb = fusebox.Fusebox.start(fusebox.FuseboxConfig(
         endpoints=f"127.0.0.1:{port}", ca=str(certs / "ca.pem"), cert=str(certs / "reporter.pem"),
         key=str(certs / "reporter.key"), client_id="cache-test", cache_dir=str(cache), startup_timeout=0.3))
@@ -210,9 +215,7 @@ def test_a_cache_file_without_a_registry_name_loads_under_its_files_name(tmp_pat
 
 
 def test_guards_of_one_name_and_policy_share_their_patterns_whatever_the_classifier(tmp_path, certs):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = unused_port()
     fb = fusebox.Fusebox.start(fusebox.FuseboxConfig(
         endpoints=f"127.0.0.1:{port}", ca=str(certs / "ca.pem"), cert=str(certs / "reporter.pem"),
         key=str(certs / "reporter.key"), client_id="share-test", cache_dir=str(tmp_path), startup_timeout=0.3))

@@ -300,6 +300,22 @@ class Guard:
         if self._events is not None:
             self._event("call", (outcome, seconds))
 
+    def _next_delay(self, policy: Policy, components: _Components, attempt: int, previous: float, error: Exception,
+                    deadline: Optional[float]) -> float:
+        """After a failed attempt: the milliseconds to wait before the next one, or
+        raises `error` (a rejection, a total timeout, no retry left, or no time left)."""
+        if isinstance(error, GuardError) and (not isinstance(error, GuardTimeoutError) or error.kind == "total"):
+            raise error
+        if components.budget is not None:
+            components.budget.record(False)
+        classification = getattr(error, "_fusebox_classification", None)
+        delay = self._retry_delay(policy, attempt, previous, error, classification, components.budget)
+        if delay is None or (deadline is not None and time.monotonic() + delay / 1000 >= deadline):
+            raise error
+        self._metrics.retry(self.registry, self.name)
+        self._event("retry", (attempt, delay / 1000, error))
+        return delay
+
     def _retry_delay(self, policy: Policy, attempt: int, previous_ms: float, error: BaseException,
                      c: Optional[Classification], budget: Optional[RetryBudget]) -> Optional[float]:
         """Milliseconds before the next attempt, or None: no retry."""
@@ -419,22 +435,10 @@ class Guard:
                 if components.budget is not None:
                     components.budget.record(True)
                 return result
-            except GuardError as e:
-                if not isinstance(e, GuardTimeoutError) or e.kind == "total":
-                    raise
-                error, classification = e, None
-            except Exception as e:  # noqa: BLE001 - classified below
-                error, classification = e, getattr(e, "_fusebox_classification", None)
-            if components.budget is not None:
-                components.budget.record(False)
-            delay = self._retry_delay(policy, attempt, previous, error, classification, components.budget)
-            if delay is None:
-                raise error
-            if deadline is not None and time.monotonic() + delay / 1000 >= deadline:
-                raise error
+            except Exception as e:  # noqa: BLE001 - a guard's own rejections are re-raised by _next_delay
+                error = e
+            delay = self._next_delay(policy, components, attempt, previous, error, deadline)
             previous = delay
-            self._metrics.retry(self.registry, self.name)
-            self._event("retry", (attempt, delay / 1000, error))
             time.sleep(delay / 1000)
 
     def _attempt_sync(self, policy, components, fn, args, kwargs, priority, deadline):
@@ -534,22 +538,10 @@ class Guard:
                 if components.budget is not None:
                     components.budget.record(True)
                 return result
-            except GuardError as e:
-                if not isinstance(e, GuardTimeoutError) or e.kind == "total":
-                    raise
-                error, classification = e, None
-            except Exception as e:  # noqa: BLE001
-                error, classification = e, getattr(e, "_fusebox_classification", None)
-            if components.budget is not None:
-                components.budget.record(False)
-            delay = self._retry_delay(policy, attempt, previous, error, classification, components.budget)
-            if delay is None:
-                raise error
-            if deadline is not None and time.monotonic() + delay / 1000 >= deadline:
-                raise error
+            except Exception as e:  # noqa: BLE001 - a guard's own rejections are re-raised by _next_delay
+                error = e
+            delay = self._next_delay(policy, components, attempt, previous, error, deadline)
             previous = delay
-            self._metrics.retry(self.registry, self.name)
-            self._event("retry", (attempt, delay / 1000, error))
             await asyncio.sleep(delay / 1000)
 
     async def _attempt_async(self, policy, components, fn, args, kwargs, priority, deadline):
