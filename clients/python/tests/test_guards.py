@@ -106,9 +106,9 @@ class HTTPError(Exception):
         self.status_code = status
 
 
-def test_retry_retries_network_and_server_errors_but_not_client_errors(fb):
+def test_retry_retries_network_and_server_errors_but_not_client_errors(server):
     events = []
-    fb._config.on_event = None
+    fb = fusebox.Fusebox.start(configuration(server, "retry-test", on_event=events.append))
     g = fb.guard("inventory-api", policy="retry-example")
     flaky = Flaky(2, ConnectionResetError(errno.ECONNRESET, "reset"), 42)
     assert g.call(flaky) == 42 and flaky.calls == 3
@@ -120,7 +120,13 @@ def test_retry_retries_network_and_server_errors_but_not_client_errors(fb):
     with pytest.raises(HTTPError):
         g.call(not_found)
     assert not_found.calls == 1, "a 404 is not retried"
-    assert not events
+    fb.shutdown()
+    retries = [e for e in events if e.kind == "retry"]
+    assert len(retries) == 4 and all(e.guard == "inventory-api" for e in retries), retries
+    assert [e.detail[0] for e in retries] == [1, 2, 1, 2], "attempt numbers of the two retried calls"
+    assert all(0 <= e.detail[1] <= 0.1 for e in retries), "full jitter under the 100 ms cap"
+    calls = [e for e in events if e.kind == "call"]
+    assert len(calls) == 7 and [e.detail[0] for e in calls].count("success") == 1
 
 
 def test_attempt_timeout_cuts_each_attempt_and_retries_it(fb):
@@ -303,7 +309,7 @@ def test_metrics_carry_the_swift_sdks_names(server):
         assert value("circuit_breaker_calls_total", {**labels, "result": "failure"}) == 1
         assert value("retry_attempts_total", labels) == 1
         pay = {"registry": "default", "breaker": "payments-api"}
-        assert value("circuit_breaker_state_changes_total", {**pay, "from": "CLOSED", "to": "OPEN"}) == 1
+        assert value("circuit_breaker_state_changes_total", {**pay, "from": "closed", "to": "open"}) == 1
         assert value("circuit_breaker_not_permitted_calls_total", pay) == 1
         assert value("circuit_breaker_call_duration_seconds_count", {**pay, "result": "failure"}) == 3
         assert value("fusebox_client_policy_source", {"source": "server"}) == 1
@@ -348,6 +354,12 @@ def test_configuration_errors_name_the_field(server, tmp_path):
         ("endpoints", {"endpoints": ""}),
         ("client_id", {"client_id": "x" * 300}),
         ("staleness_bound", {"staleness_bound": 0}),
+        ("reconnect_backoff_base", {"reconnect_backoff_base": 0}),
+        ("keepalive_interval", {"keepalive_interval": -1}),
+        ("report_batch_size", {"report_batch_size": 0}),
+        ("registries", {"registries": ["default", "default"]}),
+        ("registries", {"registries": "default"}),
+        ("endpoints", {"endpoints": None}),
     ]:
         bad = fusebox.FuseboxConfig(**{**good.__dict__, **change})
         with pytest.raises(fusebox.FuseboxConfigurationError) as e:

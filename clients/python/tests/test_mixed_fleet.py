@@ -81,16 +81,39 @@ def test_python_services_go_local_when_fuseboxd_dies_and_resync_after_its_restar
     fleet.restart_server()
     assert eventually(20, lambda: all(fleet.events(i) and [e for e in fleet.events(i) if e.get("event") == "mode"][-1].get("mode") == "fleet"
                                       for i in PYTHON)), f"the Python services did not resync\n{fleet.report()}"
-    server = fleet.server_breaker("orders-upstream")
-    assert server is not None
+    server_generation = lambda: (fleet.server_breaker("orders-upstream") or ("", -1))[1]  # noqa: E731
     assert eventually(10, lambda: all(
-        (s := fleet.last_status(i)) is not None and s.get("mode") == "fleet" and s.get("generation") == fleet.server_breaker("orders-upstream")[1]
+        (s := fleet.last_status(i)) is not None and s.get("mode") == "fleet" and s.get("generation") == server_generation()
         for i in PYTHON)), f"statuses do not match the server's {fleet.server_breaker('orders-upstream')}: {[fleet.last_status(i) for i in PYTHON]}"
-    # After the resync their reports count again: a new trip is the fleet's, at one generation.
-    generation = fleet.server_breaker("orders-upstream")[1]
+    # After the resync their reports count again: a new trip is the fleet's, at one generation, the server's.
+    # (Only what they saw from here on: their local breakers' transitions carried local generations.)
+    mark = {i: len(fleet.transitions(i)) for i in PYTHON}
+    seen = lambda i: fleet.transitions(i)[mark[i]:]  # noqa: E731
     fleet.upstream_request("POST", "/fail")
-    assert eventually(15, lambda: len(first_seen(fleet, "OPEN", PYTHON, generation)) == 2), \
+    assert eventually(15, lambda: all(any(t.to == "OPEN" for t in seen(i)) for i in PYTHON)), \
         f"{[fleet.transitions(i) for i in PYTHON]}\n{fleet.report()}"
-    opened = first_seen(fleet, "OPEN", PYTHON, generation)
-    assert len({t.generation for t in opened.values()}) == 1
-    assert eventually(5, lambda: fleet.server_breaker("orders-upstream")[1] >= next(iter(opened.values())).generation)
+    opened = {i: next(t for t in seen(i) if t.to == "OPEN") for i in PYTHON}
+    assert len({t.generation for t in opened.values()}) == 1, opened
+    open_generation = next(iter(opened.values())).generation
+    assert eventually(5, lambda: server_generation() >= open_generation)
+    mark = {i: len(fleet.transitions(i)) for i in PYTHON}
+
+    # Python alone through HALF_OPEN: each failing period lets at most the 2 permitted probes through, fleet-wide,
+    # then the probes pass and both close together, at one generation.
+    time.sleep(0.15)
+    before = fleet.upstream_calls()
+    assert eventually(25, lambda: all(
+        len([t for t in seen(i) if t.to == "HALF_OPEN"]) >= 2 and fleet.transitions(i)[-1].to == "OPEN" for i in PYTHON)), \
+        f"no two failing HALF_OPEN periods: {[fleet.transitions(i) for i in PYTHON]}\n{fleet.report()}"
+    time.sleep(0.15)
+    probes = fleet.upstream_calls() - before
+    periods = len({t.generation for i in PYTHON for t in seen(i) if t.to == "HALF_OPEN"})
+    print(f"python fleet: {probes} calls reached the failing upstream over {periods} HALF_OPEN periods (limit {2 * periods})")
+    assert 1 <= probes <= 2 * periods, f"{probes} calls over {periods} periods"
+    mark = {i: len(fleet.transitions(i)) for i in PYTHON}
+    fleet.upstream_request("POST", "/recover")
+    assert eventually(15, lambda: all(any(t.to == "CLOSED" for t in seen(i)) for i in PYTHON)), \
+        f"{[fleet.transitions(i) for i in PYTHON]}\n{fleet.report()}"
+    closed = {i: next(t for t in seen(i) if t.to == "CLOSED") for i in PYTHON}
+    assert len({t.generation for t in closed.values()}) == 1
+    assert eventually(5, lambda: fleet.server_breaker("orders-upstream") == ("CLOSED", next(iter(closed.values())).generation))

@@ -29,8 +29,10 @@ def test_the_local_breaker_trips_half_opens_and_closes_by_the_policys_rules():
     assert b.record("success", False, 30) is None
     change = b.record("failure", False, 40)  # 2 of 4 failed: 50 % ≥ 50 %
     assert change[:2] == ("CLOSED", "OPEN") and b.generation == 8 and b.until_ms == 1_040
-    assert b.admit(500) == (False, False, 0.54)
-    assert b.admit(1_040)[:2] == (True, True) and b.state == "HALF_OPEN"
+    assert b.admit(500)[:3] == (False, False, 0.54)
+    allowed, probe, _, change = b.admit(1_040)
+    assert (allowed, probe) == (True, True) and b.state == "HALF_OPEN"
+    assert change[:2] == ("OPEN", "HALF_OPEN"), "the call that half-opens the breaker hands the change over to be announced"
     assert b.admit(1_041)[:2] == (True, True)
     assert b.admit(1_042)[:2] == (False, False), "only 2 probes at once"
     assert b.record("failure", True, 1_100)[1] == "OPEN" and b.until_ms == 1_100 + 2_000, "a failed probe doubles the period"

@@ -112,21 +112,22 @@ class LocalBreaker:
         bucket[2] += int(failure)
         bucket[3] += int(slow)
 
-    def admit(self, at_ms: int) -> Tuple[bool, bool, Optional[float]]:
-        """(allowed, is_probe, retry_after seconds)."""
-        self.tick(at_ms)
+    def admit(self, at_ms: int) -> Tuple[bool, bool, Optional[float], Optional[Tuple[str, str, str]]]:
+        """(allowed, is_probe, retry_after seconds, change): `change` when the call
+        found the open period over and half-opened the breaker (to be announced)."""
+        change = self.tick(at_ms)
         if self.override in (FORCED_CLOSED, DISABLED, SHADOW):
-            return True, False, None
+            return True, False, None, change
         if self.override == FORCED_OPEN:
-            return False, False, None
+            return False, False, None, change
         if self.state == CLOSED:
-            return True, False, None
+            return True, False, None, change
         if self.state == OPEN:
-            return False, False, max(0, self.until_ms - at_ms) / 1000
+            return False, False, max(0, self.until_ms - at_ms) / 1000, change
         if self.probes_out < self.settings.permitted_calls:
             self.probes_out += 1
-            return True, True, None
-        return False, False, None
+            return True, True, None, change
+        return False, False, None, change
 
     def record(self, outcome: str, probe: bool, at_ms: int) -> Optional[Tuple[str, str, str]]:
         """Counts an outcome; returns (from, to, reason) when the state changes."""

@@ -102,26 +102,27 @@ class Fusebox(_Base):
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     def _acquire_permit_sync(self, sb: SharedBreaker, generation: int, wait: float):
-        future = self._submit(self._session.acquire_permit(sb, generation))
+        future = self._submit(self._session.acquire_permit(sb, generation, wait))
         try:
-            return future.result(wait)
+            return future.result(wait + 0.05)
         except concurrent.futures.TimeoutError:
             future.cancel()
             return False, 0, None, f"fuseboxd did not answer the permit request within {wait * 1000:.0f} ms"
 
     async def _acquire_permit_async(self, sb: SharedBreaker, generation: int, wait: float):
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(self._submit(self._session.acquire_permit(sb, generation))), wait)
+            return await asyncio.wait_for(asyncio.wrap_future(self._submit(self._session.acquire_permit(sb, generation, wait))), wait + 0.05)
         except asyncio.TimeoutError:
             return False, 0, None, f"fuseboxd did not answer the permit request within {wait * 1000:.0f} ms"
 
-    def shutdown(self, timeout: float = 5.0) -> None:
-        """Stops the session after a last report that says goodbye, and closes the connection."""
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stops the session after a last report that says goodbye (within `timeout`
+        seconds), and closes the connection."""
         if self._closed:
             return
         self._closed = True
         try:
-            self._submit(self._session.shutdown()).result(timeout)
+            self._submit(self._session.shutdown(budget=max(0.5, timeout - 1.0))).result(timeout)
         except (concurrent.futures.TimeoutError, RuntimeError):
             self._state.log.warning("fusebox: shutdown did not finish within %.1f s", timeout)
         self._stop_loop()
@@ -159,11 +160,11 @@ class AsyncFusebox(_Base):
         return fusebox
 
     async def _acquire_permit_async(self, sb: SharedBreaker, generation: int, wait: float):
-        coroutine = self._session.acquire_permit(sb, generation)
+        coroutine = self._session.acquire_permit(sb, generation, wait)
         try:
             if asyncio.get_running_loop() is self._loop:
-                return await asyncio.wait_for(coroutine, wait)
-            return await asyncio.wait_for(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop)), wait)
+                return await asyncio.wait_for(coroutine, wait + 0.05)
+            return await asyncio.wait_for(asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop)), wait + 0.05)
         except asyncio.TimeoutError:
             return False, 0, None, f"fuseboxd did not answer the permit request within {wait * 1000:.0f} ms"
 
@@ -174,9 +175,9 @@ class AsyncFusebox(_Base):
             running = None
         if running is self._loop:
             raise RuntimeError("a guard of an AsyncFusebox used with call() or `with` on its own event loop: use run() or `async with`")
-        future = asyncio.run_coroutine_threadsafe(self._session.acquire_permit(sb, generation), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._session.acquire_permit(sb, generation, wait), self._loop)
         try:
-            return future.result(wait)
+            return future.result(wait + 0.05)
         except concurrent.futures.TimeoutError:
             future.cancel()
             return False, 0, None, f"fuseboxd did not answer the permit request within {wait * 1000:.0f} ms"

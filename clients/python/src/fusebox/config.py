@@ -13,6 +13,8 @@ from .metrics import Metrics
 
 def parse_endpoints(value: Union[str, Sequence[str]]) -> List[Tuple[str, int]]:
     """`HOST:PORT[,HOST:PORT…]` (IPv6 in brackets) or a list of `HOST:PORT` strings."""
+    if not isinstance(value, (str, list, tuple)):
+        raise FuseboxConfigurationError("endpoints", f"expected HOST:PORT[,HOST:PORT…] or a list of them, got {value!r}")
     items = [s.strip() for s in value.split(",")] if isinstance(value, str) else [str(s).strip() for s in value]
     if not items or items == [""]:
         raise FuseboxConfigurationError("endpoints", "none given; expected HOST:PORT[,HOST:PORT…]")
@@ -75,11 +77,19 @@ class FuseboxConfig:
                 raise FuseboxConfigurationError("tls", f"{name} file {path!r} cannot be read: {e.strerror or e}") from e
         if self.client_id is not None and not 1 <= len(self.client_id.encode()) <= 253:
             raise FuseboxConfigurationError("client_id", "must be 1-253 bytes")
-        for name in ("report_interval", "staleness_bound", "permit_timeout", "startup_timeout", "keepalive_timeout"):
-            if not getattr(self, name) > 0:
-                raise FuseboxConfigurationError(name, f"must be more than 0, got {getattr(self, name)}")
-        if not self.registries:
-            raise FuseboxConfigurationError("registries", "none given")
+        for name in ("report_interval", "staleness_bound", "permit_timeout", "startup_timeout", "keepalive_timeout",
+                     "reconnect_backoff_base", "reconnect_backoff_max"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise FuseboxConfigurationError(name, f"must be a number of seconds above 0, got {value!r}")
+        if self.keepalive_interval is not None and not (isinstance(self.keepalive_interval, (int, float)) and self.keepalive_interval > 0):
+            raise FuseboxConfigurationError("keepalive_interval", f"must be None (off) or above 0, got {self.keepalive_interval!r}")
+        if not isinstance(self.report_batch_size, int) or self.report_batch_size < 1:
+            raise FuseboxConfigurationError("report_batch_size", f"must be a whole number of at least 1, got {self.report_batch_size!r}")
+        if isinstance(self.registries, str) or not self.registries or not all(isinstance(r, str) and r for r in self.registries):
+            raise FuseboxConfigurationError("registries", f"must be a list of registry names, got {self.registries!r}")
+        if len(set(self.registries)) != len(self.registries):
+            raise FuseboxConfigurationError("registries", f"a registry is listed twice: {list(self.registries)}")
         return endpoints, pems[0], pems[1], pems[2]
 
     def effective_client_id(self) -> str:

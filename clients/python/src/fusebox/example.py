@@ -11,6 +11,7 @@ import argparse
 import http.client
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -66,11 +67,15 @@ def service(args) -> int:
     upstream = fusebox.guard(args.guard_name, policy=args.policy)
     emit(event="started", source=fusebox.policy_source, policy=upstream.policy.name if upstream.policy else args.policy,
          guard=args.guard_name, incarnation=fusebox.incarnation, sdk="python")
+    stop = threading.Event()
+    # SIGTERM (a graceful stop) ends the loop, so shutdown() says goodbye and
+    # fuseboxd forgets this client at once instead of counting it silent.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = last_status = time.monotonic()
     ok = failed = rejected = 0
     last_mode = fusebox.mode
     try:
-        while args.duration_seconds <= 0 or time.monotonic() - started < args.duration_seconds:
+        while not stop.is_set() and (args.duration_seconds <= 0 or time.monotonic() - started < args.duration_seconds):
             try:
                 upstream.call(call_upstream, host, int(port))
                 ok += 1
@@ -87,7 +92,7 @@ def service(args) -> int:
                 emit(event="status", state=s.state, generation=s.generation, mode=fusebox.mode, ok=ok, failed=failed,
                      rejected=rejected, localOpen=upstream.local_open_until is not None,
                      policy=upstream.policy.name if upstream.policy else args.policy)
-            time.sleep(args.interval_ms / 1000)
+            stop.wait(args.interval_ms / 1000)
     except KeyboardInterrupt:
         pass
     finally:

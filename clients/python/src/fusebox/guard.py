@@ -172,15 +172,21 @@ class Guard:
         sb = self._breaker
         now = now_ms()
         with sb.lock:
-            if sb.local is not None:
-                allowed, probe, retry_after = sb.local.admit(now)
-                ticket = _Ticket(sb.local.generation, _LOCAL_PERMIT if probe else None, local=True)
-                if allowed:
-                    return "pass", ticket, None
-                return "reject", ticket, CircuitOpenError(
-                    f"circuit {self.name} is {sb.local.effective} (local breaker)", self.name, ticket.generation, retry_after)
-            status = sb.fleet
-            local_until = sb.local_open_until_ms
+            local = sb.local
+            if local is not None:
+                allowed, probe, retry_after, change = local.admit(now)
+                ticket = _Ticket(local.generation, _LOCAL_PERMIT if probe else None, local=True)
+                effective = local.effective
+            else:
+                status = sb.fleet
+                local_until = sb.local_open_until_ms
+        if local is not None:
+            if change:
+                self._state.transitioned(sb, change[0], change[1], ticket.generation, change[2])
+            if allowed:
+                return "pass", ticket, None
+            return "reject", ticket, CircuitOpenError(
+                f"circuit {self.name} is {effective} (local breaker)", self.name, ticket.generation, retry_after)
         state, ticket = status.state, _Ticket(status.generation)
         if local_until > now and state not in _OVERRIDES_PASSING:
             return "reject", ticket, CircuitOpenError(
@@ -458,7 +464,7 @@ class Guard:
             limit, kind = self._limit(policy, ticket, deadline)
             begun, error = time.monotonic(), None
             try:
-                return _run_with_limit(fn, args, kwargs, limit, kind, self.name, ticket.generation)
+                return _run_with_limit(fn, args, kwargs, limit, kind, self.name, ticket, self._leave)
             except BaseException as e:
                 error = e
                 raise
@@ -566,6 +572,8 @@ class Guard:
                 try:
                     return await asyncio.wait_for(fn(*args, **kwargs), limit)
                 except asyncio.TimeoutError:
+                    if time.monotonic() - begun < limit:
+                        raise  # the operation's own TimeoutError, before the limit: its failure, not the guard's timeout
                     raise GuardTimeoutError(f"{kind} timeout of {self.name} expired after {limit * 1000:.0f} ms",
                                             self.name, ticket.generation, kind) from None
             except BaseException as e:
@@ -706,14 +714,17 @@ def _async_blocks(guard: Guard) -> list:
     return stack
 
 
-def _run_with_limit(fn, args, kwargs, limit: Optional[float], kind: str, name: str, generation: int):
+def _run_with_limit(fn, args, kwargs, limit: Optional[float], kind: str, name: str, ticket: _Ticket, leave):
     """Runs `fn` in this thread, or, with a limit, in a helper thread that is
     abandoned (left to finish on its own) when the limit passes: Python cannot
-    interrupt a thread, so the guard stops waiting instead."""
+    interrupt a thread, so the guard stops waiting instead. An abandoned thread
+    keeps the ticket's bulkhead slot until it ends (`leave`), so a hung
+    dependency cannot get more concurrent calls than the bulkhead allows."""
     if limit is None:
         return fn(*args, **kwargs)
     box: Dict[str, Any] = {}
     done = threading.Event()
+    lock = threading.Lock()
 
     def target():
         try:
@@ -721,11 +732,21 @@ def _run_with_limit(fn, args, kwargs, limit: Optional[float], kind: str, name: s
         except BaseException as e:  # noqa: BLE001 - handed to the caller
             box["error"] = e
         finally:
-            done.set()
+            with lock:
+                done.set()
+                abandoned = box.get("abandoned")
+            if abandoned is not None:
+                leave(abandoned)
 
     threading.Thread(target=target, name=f"fusebox-attempt-{name}", daemon=True).start()
     if not done.wait(limit):
-        raise GuardTimeoutError(f"{kind} timeout of {name} expired after {limit * 1000:.0f} ms", name, generation, kind)
+        with lock:
+            if not done.is_set():
+                # The slot goes with the thread: the caller's own release finds none.
+                box["abandoned"] = _Ticket(ticket.generation, bulkhead=ticket.bulkhead)
+                ticket.bulkhead = None
+        if "abandoned" in box:
+            raise GuardTimeoutError(f"{kind} timeout of {name} expired after {limit * 1000:.0f} ms", name, ticket.generation, kind)
     if "error" in box:
         raise box["error"]
     return box["value"]

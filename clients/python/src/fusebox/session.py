@@ -9,11 +9,12 @@ import os
 import random
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+from collections import deque
+from typing import Deque, Dict, List, Optional, Tuple
 
 import grpc
 
-from .breaker import OUTCOME_PB, BreakerStatus, FAILURE, SLOW_FAILURE, SharedBreaker
+from .breaker import OUTCOME_PB, STATE_NAMES, BreakerStatus, SharedBreaker
 from .policy import Policy
 from .state import FleetState
 from .v1 import breaker_pb2 as bpb
@@ -48,6 +49,9 @@ class Session:
         self.stream: Optional[_OutcomeStream] = None
         self.last_local_batch = 0.0
         self.stream_failures = 0
+        self.pending: Deque[Tuple[bpb.OutcomeBatch, bool]] = deque()  # numbered batches waiting for a stream
+        self.say_fleet = False
+        self.side_tasks: set = set()
 
     # MARK: connection
 
@@ -94,9 +98,11 @@ class Session:
         host, port = self.endpoints[self.current]
         return f"{host}:{port}"
 
-    def failed(self, error: BaseException, force: bool = False) -> None:
-        """A call failed: after UNAVAILABLE (or, with `force`, any failure) the next call goes to the next endpoint."""
-        if not isinstance(error, grpc.aio.AioRpcError) or len(self.endpoints) < 2:
+    def failed(self, error: BaseException, index: int, force: bool = False) -> None:
+        """A call to endpoint `index` failed: after UNAVAILABLE (or, with `force`, any
+        failure) the next call goes to the next endpoint. Only once per failure of the
+        current endpoint: the watches and the reporter failing together move it once."""
+        if not isinstance(error, grpc.aio.AioRpcError) or len(self.endpoints) < 2 or index != self.current:
             return
         if force or error.code() == grpc.StatusCode.UNAVAILABLE:
             failed = self.endpoint_name()
@@ -123,6 +129,7 @@ class Session:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                index = self.current
                 try:
                     call = self.registry_stub().GetRegistry(rpb.GetRegistryRequest(registry=name),
                                                           timeout=min(remaining, share), wait_for_ready=True)
@@ -134,7 +141,7 @@ class Session:
                         got, error = ppb.RegistrySnapshot(name=name), None
                         break
                     error = e
-                    self.failed(e, force=True)
+                    self.failed(e, index, force=True)
                     if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                         break
             if got is None:
@@ -221,6 +228,7 @@ class Session:
         failures = 0
         while not self.stopping.is_set():
             opened = False
+            index = self.current
             try:
                 call = self.breakers_stub().WatchBreakers(bpb.WatchBreakersRequest(registry=registry))
                 async for event in call:
@@ -234,7 +242,6 @@ class Session:
                         self.apply_snapshot(registry, event.snapshot)
                     elif event.HasField("transition"):
                         t = event.transition
-                        from .breaker import STATE_NAMES
                         self.state.apply(t.status.breaker.registry or registry, t.status.breaker.name,
                                          BreakerStatus.from_proto(t.status), from_state=STATE_NAMES.get(t.from_state, "CLOSED"),
                                          reason=t.reason, clients=tuple(t.contributing_clients))
@@ -243,7 +250,9 @@ class Session:
                 raise
             except grpc.aio.AioRpcError as e:
                 self.log.info("breaker watch on %s failed: %s", self.endpoint_name(), _describe(e))
-                self.failed(e)
+                self.failed(e, index)
+            except Exception:  # noqa: BLE001 - a bug or a broken handler must not end the watch for good
+                self.log.exception("breaker watch failed; reconnecting")
             finally:
                 if opened:
                     self.open_watches -= 1
@@ -255,6 +264,8 @@ class Session:
 
     def apply_snapshot(self, registry: str, snapshot: bpb.BreakerSnapshot) -> None:
         held = {s.breaker.name: s for s in snapshot.breakers if (s.breaker.registry or registry) == registry}
+        if self.state.mode == "local":
+            self.say_fleet = True  # the next report says FLEET, outcomes or not, so fuseboxd stops counting this client local
         self.state.go_fleet()
         for (reg, name), sb in list(self.state.breakers.items()):
             if reg != registry:
@@ -267,6 +278,7 @@ class Session:
         failures = 0
         seen: Optional[int] = None  # the first watch of a run asks for a snapshot
         while not self.stopping.is_set():
+            index = self.current
             try:
                 call = self.registry_stub().WatchRegistry(rpb.WatchRegistryRequest(registry=registry, from_version=seen or 0))
                 async for event in call:
@@ -288,7 +300,9 @@ class Session:
                 raise
             except grpc.aio.AioRpcError as e:
                 self.log.debug("registry watch failed: %s", _describe(e))
-                self.failed(e)
+                self.failed(e, index)
+            except Exception:  # noqa: BLE001
+                self.log.exception("registry watch failed; reconnecting")
             failures += 1
             if not await self.backoff(failures):
                 return
@@ -301,13 +315,16 @@ class Session:
                 return
             except asyncio.TimeoutError:
                 pass
-            since = self.unconfirmed_since
-            stale = 0.0 if since is None else time.monotonic() - since
-            self.state.metrics.staleness(stale)
-            if since is not None and stale >= self.config.staleness_bound:
-                self.state.go_local(f"no breaker watch open for {stale:.1f} s")
-            self.state.tick_local()
-            self.state.end_local_opens()
+            try:
+                since = self.unconfirmed_since
+                stale = 0.0 if since is None else time.monotonic() - since
+                self.state.metrics.staleness(stale)
+                if since is not None and stale >= self.config.staleness_bound:
+                    self.state.go_local(f"no breaker watch open for {stale:.1f} s")
+                self.state.tick_local()
+                self.state.end_local_opens()
+            except Exception:  # noqa: BLE001 - the next tick tries again
+                self.log.exception("local-mode tick failed")
 
     # MARK: reporting
 
@@ -342,36 +359,61 @@ class Session:
             self.wake.clear()
             if self.stopping.is_set():
                 return
-            await self.report_once()
+            try:
+                self.report_once()
+            except Exception:  # noqa: BLE001 - the next interval tries again
+                self.log.exception("reporting failed")
 
-    async def report_once(self) -> None:
+    def report_once(self) -> None:
+        """Moves the tallies into a numbered batch and the batches onto the one
+        StreamOutcomes call; opens the next call only once the last has answered."""
         now = time.monotonic()
         if self.state.mode == "local":
             if self.stream is not None:
                 self.stream.end()
-                self.stream = None
             if now - self.last_local_batch >= 1.0:  # say LOCAL, once a second, when fuseboxd can be reached at all
                 self.last_local_batch = now
-                asyncio.ensure_future(self.unary_report(self.batch([]), timeout=0.5, quiet=True))
+                self.keep(asyncio.ensure_future(self.unary_report(self.batch([]), timeout=0.5, quiet=True)))
             return
         entries = self.drain()
-        if entries:
-            if self.stream is None or self.stream.ended:
-                self.stream = _OutcomeStream(self)
+        if entries or self.say_fleet:
+            self.say_fleet = False
             failures = any(
                 e.counts.failure or e.counts.slow_failure
                 or any(p.outcome in (bpb.OUTCOME_FAILURE, bpb.OUTCOME_SLOW_FAILURE) for p in e.probes)
                 for e in entries)
-            self.stream.send(self.batch(entries), failures)
-        if self.stream is not None and self.stream.due(now):
-            self.stream.end()
-            self.stream = None
+            self.pending.append((self.batch(entries), failures))
+        stream = self.stream
+        if stream is not None and stream.finished_all:
+            stream = self.stream = None
+        if stream is None and self.pending:
+            stream = self.stream = _OutcomeStream(self)
+        if stream is not None and stream.accepting:
+            while self.pending:
+                batch, failures = self.pending.popleft()
+                stream.send(batch, failures)
+            if stream.due(now):
+                stream.end()
+
+    def requeue(self, batches: List[bpb.OutcomeBatch]) -> None:
+        """A failed call's batches go back to the head of the queue, with their sequence
+        numbers (a server that counted one answers its repeat as a duplicate); at most 64."""
+        for batch in reversed(batches):
+            self.pending.appendleft((batch, True))
+        while len(self.pending) > 64:
+            dropped, _ = self.pending.pop()
+            self.log.warning("outcome batch %d dropped: 64 batches wait for fuseboxd", dropped.sequence)
+
+    def keep(self, task: asyncio.Future) -> None:
+        self.side_tasks.add(task)
+        task.add_done_callback(self.side_tasks.discard)
 
     def answered(self, response: bpb.ReportOutcomesResponse) -> None:
+        registry = self.config.registries[0]
         for s in response.states:
-            self.state.apply(s.breaker.registry or "default", s.breaker.name, BreakerStatus.from_proto(s))
+            self.state.apply(s.breaker.registry or registry, s.breaker.name, BreakerStatus.from_proto(s))
         for trip in response.below_quorum:
-            self.state.open_below_quorum(trip.breaker.registry or "default", trip.breaker.name, trip.reason, trip.open_ms)
+            self.state.open_below_quorum(trip.breaker.registry or registry, trip.breaker.name, trip.reason, trip.open_ms)
         for v in response.rejected:
             self.log.warning("fuseboxd rejected a reported entry: %s: %s", v.field, v.description)
         if response.duplicate:
@@ -379,12 +421,13 @@ class Session:
 
     async def unary_report(self, batch: bpb.OutcomeBatch, timeout: float, quiet: bool = False) -> bool:
         for _ in range(len(self.endpoints)):
+            index = self.current
             try:
                 response = await self.breakers_stub().ReportOutcomes(batch, timeout=timeout)
                 self.answered(response)
                 return True
             except grpc.aio.AioRpcError as e:
-                self.failed(e)
+                self.failed(e, index)
                 (self.log.debug if quiet else self.log.warning)("report failed: %s", _describe(e))
                 # A repeat carries the same client, incarnation and sequence: a server that counted it answers duplicate.
                 if e.code() != grpc.StatusCode.UNAVAILABLE:
@@ -393,36 +436,54 @@ class Session:
 
     # MARK: permits
 
-    async def acquire_permit(self, sb: SharedBreaker, generation: int) -> Tuple[bool, int, Optional[float], str]:
-        """(granted, permit id, retry after seconds, reason). Never repeated on another endpoint: the server may have granted it."""
+    async def acquire_permit(self, sb: SharedBreaker, generation: int, wait: float) -> Tuple[bool, int, Optional[float], str]:
+        """(granted, permit id, retry after seconds, reason), asked with the guard's own wait as
+        the call's deadline (a grant nobody waits for would hold a permit until it expires).
+        Never repeated on another endpoint: the server may have granted it."""
         request = bpb.AcquirePermitRequest(breaker=cpb.BreakerRef(registry=sb.registry, name=sb.name),
                                            client_id=self.client_id, generation=generation)
+        index = self.current
         try:
-            r = await self.breakers_stub().AcquirePermit(request, timeout=self.config.permit_timeout)
+            r = await self.breakers_stub().AcquirePermit(request, timeout=wait)
         except grpc.aio.AioRpcError as e:
-            self.failed(e)
+            self.failed(e, index)
             return False, 0, None, f"fuseboxd could not be asked for a probe permit: {_describe(e)}"
         if r.granted:
             return True, r.permit_id, None, ""
+        if r.generation > generation:  # the breaker moved on: take its newer state now
+            self.state.apply(sb.registry, sb.name, BreakerStatus(STATE_NAMES.get(r.state, "CLOSED"), r.generation,
+                                                                   reason=r.reason))
         return False, 0, (r.retry_after_ms / 1000 if r.retry_after_ms else None), r.reason
 
     # MARK: shutdown
 
-    async def shutdown(self) -> None:
-        """Stops the loops, then says goodbye: what is left goes as unary reports, the last one `final`."""
+    async def shutdown(self, budget: float = 8.0) -> None:
+        """Stops the loops, then says goodbye within `budget` seconds: what the stream did
+        not carry and what was counted since go as unary reports, in order, the last `final`."""
         if self.stopping is None or self.stopping.is_set():
             return
+        deadline = time.monotonic() + budget
         self.stopping.set()
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.stream is not None:
             self.stream.end()
-            await self.stream.finished(timeout=2.0)
+            await self.stream.finished(timeout=max(0.1, min(2.0, (deadline - time.monotonic()) / 2)))
             self.stream = None
         if self.state.mode == "fleet":
+            batches = [b for b, _ in self.pending]
+            self.pending.clear()
             entries = self.drain()
-            await self.unary_report(self.batch(entries, final=True), timeout=2.0, quiet=True)
+            batches.append(self.batch(entries, final=True))
+            for batch in batches:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.log.warning("goodbye cut short: %d batches not sent", len(batches))
+                    break
+                await self.unary_report(batch, timeout=min(2.0, remaining), quiet=True)
+        for t in list(self.side_tasks):
+            t.cancel()
         for ch in self.channels.values():
             await ch.close()
         self.channels.clear()
@@ -431,15 +492,18 @@ class Session:
 class _OutcomeStream:
     """One StreamOutcomes call: batches go out as they come; it ends after
     1,000 batches or 5 s, or 2 report intervals (at least 250 ms) after a batch
-    that carried failures, so a trip below quorum comes back soon."""
+    that carried failures, so a trip below quorum comes back soon. If the call
+    fails, the batches it carried go back to the session's queue."""
 
     def __init__(self, session: Session):
         self.session = session
         self.queue: asyncio.Queue = asyncio.Queue()
         self.started = time.monotonic()
-        self.batches = 0
+        self.carried: List[bpb.OutcomeBatch] = []
         self.end_by: Optional[float] = None
-        self.ended = False
+        self.accepting = True
+        self.finished_all = False
+        self.index = session.current
         self.task = asyncio.ensure_future(self._run())
 
     async def _requests(self):
@@ -458,27 +522,34 @@ class _OutcomeStream:
         except asyncio.CancelledError:
             raise
         except grpc.aio.AioRpcError as e:
-            s.failed(e)
+            s.failed(e, self.index)
             s.stream_failures += 1
+            s.requeue(self.carried)
             # While fuseboxd is down every report interval tries again: say it once, then quietly.
             (s.log.warning if s.stream_failures == 1 else s.log.debug)(
-                "outcome stream to %s failed (%d in a row; its outcomes are lost): %s", s.endpoint_name(), s.stream_failures,
-                _describe(e))
+                "outcome stream to %s failed (%d in a row; its %d batches wait to be sent again): %s",
+                s.endpoint_name(), s.stream_failures, len(self.carried), _describe(e))
+        except Exception:  # noqa: BLE001
+            s.requeue(self.carried)
+            s.log.exception("outcome stream failed")
         finally:
-            self.ended = True
+            self.accepting = False
+            self.finished_all = True
+            s.wake.set()  # what waits in the queue goes on the next call at once
 
     def send(self, batch: bpb.OutcomeBatch, failures: bool) -> None:
-        self.batches += 1
+        self.carried.append(batch)
         self.queue.put_nowait(batch)
         if failures and self.end_by is None:
             self.end_by = time.monotonic() + max(2 * self.session.config.report_interval, 0.25)
 
     def due(self, now: float) -> bool:
-        return (self.batches >= ROTATE_BATCHES or now - self.started >= ROTATE_SECONDS
+        return (len(self.carried) >= ROTATE_BATCHES or now - self.started >= ROTATE_SECONDS
                 or (self.end_by is not None and now >= self.end_by))
 
     def end(self) -> None:
-        if not self.ended:
+        if self.accepting:
+            self.accepting = False
             self.queue.put_nowait(None)
 
     async def finished(self, timeout: float) -> None:

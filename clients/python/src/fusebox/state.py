@@ -12,6 +12,11 @@ from .metrics import Metrics
 from .policy import PRESETS, Policy
 
 
+# The Swift SDK's label values (BreakerState's raw values), so a mixed fleet's series aggregate.
+METRIC_STATE = {"CLOSED": "closed", "OPEN": "open", "HALF_OPEN": "halfOpen", "FORCED_OPEN": "forcedOpen",
+                "FORCED_CLOSED": "forcedClosed", "DISABLED": "disabled", "SHADOW": "shadow"}
+
+
 class GuardEvent:
     """What a guard did: `kind` is `state_changed` (detail: the BreakerStateChange),
     `retry` (attempt, delay, error), `rejected` (error), `timeout` (kind) or `call`
@@ -43,19 +48,21 @@ class FleetState:
 
     def set_registry(self, registry: str, policies: List[Policy], version: int) -> None:
         with self.lock:
-            for key in [k for k in self.policies if k[0] == registry]:
-                del self.policies[key]
-            for p in policies:
-                self.policies[(registry, p.name)] = p
+            # One assignment: a guard reading meanwhile sees the old set or the new, never none.
+            fresh = {k: v for k, v in self.policies.items() if k[0] != registry}
+            fresh.update({(registry, p.name): p for p in policies})
+            self.policies = fresh
             self.versions[registry] = version
         self._rebind(registry)
 
     def set_policy(self, registry: str, name: str, policy: Optional[Policy], version: int) -> None:
         with self.lock:
+            fresh = dict(self.policies)
             if policy is None:
-                self.policies.pop((registry, name), None)
+                fresh.pop((registry, name), None)
             else:
-                self.policies[(registry, name)] = policy
+                fresh[(registry, name)] = policy
+            self.policies = fresh
             self.versions[registry] = version
         self._rebind(registry)
 
@@ -216,7 +223,7 @@ class FleetState:
 
     def transitioned(self, sb: SharedBreaker, from_state: str, to_state: str, generation: int, reason: str,
                      client_only: bool = False, clients=()) -> None:
-        self.metrics.state_changed(sb.registry, sb.name, from_state, to_state)
+        self.metrics.state_changed(sb.registry, sb.name, METRIC_STATE.get(from_state, from_state), METRIC_STATE.get(to_state, to_state))
         if client_only:
             self.log.info("%s (breaker=%s registry=%s generation=%d)", reason, sb.name, sb.registry, generation)
         else:
