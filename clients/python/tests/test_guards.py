@@ -53,6 +53,10 @@ name: fallback-handler-example
 fallback:
   action: {handler: cached-prices}
 ---
+name: hung-example
+timeout: {attemptMs: 200}
+bulkhead: {maxConcurrent: 1, maxQueued: 0}
+---
 name: cache-example
 cache: {ttlMs: 150, maxEntries: 1000, staleWhileRevalidateMs: 0}
 fallback:
@@ -138,6 +142,25 @@ def test_attempt_timeout_cuts_each_attempt_and_retries_it(fb):
     took = time.monotonic() - started
     assert e.value.kind == "attempt" and e.value.trigger == "timeout"
     assert slow.calls == 2 and 0.55 < took < 1.5, (slow.calls, took)
+
+
+def test_an_abandoned_attempt_keeps_its_bulkhead_slot_until_it_ends(fb):
+    """Python cannot stop a thread: a timed-out `call` leaves the function running,
+    and the bulkhead counts it until it returns."""
+    g = fb.guard("hung", policy="hung-example")
+    release = threading.Event()
+    with pytest.raises(fusebox.GuardTimeoutError):
+        g.call(release.wait, 5)
+    with pytest.raises(fusebox.BulkheadFullError):
+        g.call(lambda: "second")
+    release.set()
+
+    def passes():
+        try:
+            return g.call(lambda: "third") == "third"
+        except fusebox.BulkheadFullError:
+            return False
+    assert eventually(2, passes), "the slot was not given back when the abandoned attempt ended"
 
 
 def test_total_timeout_bounds_the_call_with_its_retries(fb):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -714,6 +715,46 @@ def _async_blocks(guard: Guard) -> list:
     return stack
 
 
+class _AttemptThreads:
+    """Threads that run timed attempts of `call`, reused: an idle one takes the
+    next attempt, else a new one starts (so an attempt never waits behind
+    abandoned, still-running ones). At most 32 stay idle, each for 60 s."""
+
+    IDLE_MAX = 32
+    IDLE_SECONDS = 60.0
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle: list = []
+
+    def run(self, job) -> None:
+        with self._lock:
+            jobs = self._idle.pop() if self._idle else None
+        if jobs is None:
+            jobs = queue.SimpleQueue()
+            threading.Thread(target=self._serve, args=(jobs,), name="fusebox-attempt", daemon=True).start()
+        jobs.put(job)
+
+    def _serve(self, jobs: "queue.SimpleQueue") -> None:
+        while True:
+            try:
+                job = jobs.get(timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if jobs in self._idle:  # nobody picked this thread meanwhile: it ends
+                        self._idle.remove(jobs)
+                        return
+                continue  # picked just now: its job is on the way
+            job()
+            with self._lock:
+                if len(self._idle) >= self.IDLE_MAX:
+                    return
+                self._idle.append(jobs)
+
+
+_ATTEMPTS = _AttemptThreads()
+
+
 def _run_with_limit(fn, args, kwargs, limit: Optional[float], kind: str, name: str, ticket: _Ticket, leave):
     """Runs `fn` in this thread, or, with a limit, in a helper thread that is
     abandoned (left to finish on its own) when the limit passes: Python cannot
@@ -738,7 +779,7 @@ def _run_with_limit(fn, args, kwargs, limit: Optional[float], kind: str, name: s
             if abandoned is not None:
                 leave(abandoned)
 
-    threading.Thread(target=target, name=f"fusebox-attempt-{name}", daemon=True).start()
+    _ATTEMPTS.run(target)
     if not done.wait(limit):
         with lock:
             if not done.is_set():
