@@ -17,7 +17,6 @@ import fusebox
 from fusebox.v1 import breaker_pb2 as bpb
 from fusebox.v1 import breaker_pb2_grpc as bgrpc
 from fusebox.v1 import policy_pb2 as ppb
-from fusebox.v1 import registry_pb2 as rpb
 from fusebox.v1 import registry_pb2_grpc as rgrpc
 
 REASON = "1 consecutive failures ≥ 1 from 1 client; only 1 of 2 required clients failing"

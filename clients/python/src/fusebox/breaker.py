@@ -77,6 +77,8 @@ class LocalBreaker:
             self.until_ms = at_ms + settings.open_base_ms
         self.generation = status.generation
         self.window: deque = deque()  # count: (failure, slow); time: [second, calls, failures, slow]
+        self.window_failures = 0  # count window: failures and slow calls among its entries
+        self.window_slow = 0
         self.consecutive = 0
         self.reopenings = 0
         self.probes_out = 0
@@ -91,8 +93,7 @@ class LocalBreaker:
 
     def _counts(self, at_ms: int) -> Tuple[int, int, int]:
         if not self.settings.window_time:
-            calls = len(self.window)
-            return calls, sum(1 for f, _ in self.window if f), sum(1 for _, s in self.window if s)
+            return len(self.window), self.window_failures, self.window_slow
         horizon = at_ms // 1000 - self.settings.window_size
         while self.window and self.window[0][0] <= horizon:
             self.window.popleft()
@@ -101,8 +102,12 @@ class LocalBreaker:
     def _record_window(self, failure: bool, slow: bool, at_ms: int) -> None:
         if not self.settings.window_time:
             self.window.append((failure, slow))
+            self.window_failures += failure
+            self.window_slow += slow
             while len(self.window) > self.settings.window_size:
-                self.window.popleft()
+                gone_failure, gone_slow = self.window.popleft()
+                self.window_failures -= gone_failure
+                self.window_slow -= gone_slow
             return
         second = at_ms // 1000
         if not self.window or self.window[-1][0] != second:
@@ -187,6 +192,7 @@ class LocalBreaker:
         self.probe_successes = 0
         if to == CLOSED:
             self.window.clear()
+            self.window_failures = self.window_slow = 0
             self.consecutive = 0
             self.reopenings = 0
         return before, self.effective, reason

@@ -63,9 +63,6 @@ class _Base:
         (a coroutine function for guards used with `run`)."""
         self._fallbacks[name] = handler
 
-    def breakers(self) -> Dict[Tuple[str, str], SharedBreaker]:
-        return dict(self._state.breakers)
-
     def _keep(self, task: asyncio.Future) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from .breaker import (FAILURE, FORCED_OPEN, HALF_OPEN, IGNORED, OPEN, PASSING, SLOW_FAILURE, SLOW_SUCCESS, SUCCESS,
+from .breaker import (FAILURE, FORCED_OPEN, IGNORED, OPEN, PASSING, SLOW_FAILURE, SLOW_SUCCESS, SUCCESS,
                       BreakerStatus, SharedBreaker, now_ms)
 from .classify import Classification, standard
 from .errors import BulkheadFullError, CircuitOpenError, GuardError, GuardTimeoutError, RateLimitedError
@@ -448,19 +448,41 @@ class Guard:
             previous = delay
             time.sleep(delay / 1000)
 
-    def _attempt_sync(self, policy, components, fn, args, kwargs, priority, deadline):
+    def _enter_sync(self, policy: Policy, components: _Components, priority: int) -> "_Ticket":
+        """Admission in the patterns' order: breaker (and a probe permit), rate limiter,
+        bulkhead; waits block the thread. Raises the rejection."""
         decision, ticket, rejection = self._admit(policy)
         if decision == "reject":
             raise self._rejected(rejection)
         if decision == "permit":
             started = time.monotonic()
-            self._permitted(ticket, self._client._acquire_permit_sync(self._breaker, ticket.generation, self._permit_wait(policy)),
-                            started)
+            answer = self._client._acquire_permit_sync(self._breaker, ticket.generation, self._permit_wait(policy))
+            self._permitted(ticket, answer, started)
         wait_s = self._token(components, ticket)
         if wait_s:
             time.sleep(wait_s)
         if components.bulkhead is not None:
             self._admitted_by_bulkhead(components.bulkhead, components.bulkhead.acquire(priority)[0], ticket)
+        return ticket
+
+    async def _enter_async(self, policy: Policy, components: _Components, priority: int) -> "_Ticket":
+        """`_enter_sync` for asyncio: the same steps, awaiting instead of blocking."""
+        decision, ticket, rejection = self._admit(policy)
+        if decision == "reject":
+            raise self._rejected(rejection)
+        if decision == "permit":
+            started = time.monotonic()
+            answer = await self._client._acquire_permit_async(self._breaker, ticket.generation, self._permit_wait(policy))
+            self._permitted(ticket, answer, started)
+        wait_s = self._token(components, ticket)
+        if wait_s:
+            await asyncio.sleep(wait_s)
+        if components.bulkhead is not None:
+            self._admitted_by_bulkhead(components.bulkhead, (await components.bulkhead.acquire_async(priority))[0], ticket)
+        return ticket
+
+    def _attempt_sync(self, policy, components, fn, args, kwargs, priority, deadline):
+        ticket = self._enter_sync(policy, components, priority)
         try:
             limit, kind = self._limit(policy, ticket, deadline)
             begun, error = time.monotonic(), None
@@ -552,18 +574,7 @@ class Guard:
             await asyncio.sleep(delay / 1000)
 
     async def _attempt_async(self, policy, components, fn, args, kwargs, priority, deadline):
-        decision, ticket, rejection = self._admit(policy)
-        if decision == "reject":
-            raise self._rejected(rejection)
-        if decision == "permit":
-            started = time.monotonic()
-            self._permitted(ticket, await self._client._acquire_permit_async(self._breaker, ticket.generation,
-                                                                           self._permit_wait(policy)), started)
-        wait_s = self._token(components, ticket)
-        if wait_s:
-            await asyncio.sleep(wait_s)
-        if components.bulkhead is not None:
-            self._admitted_by_bulkhead(components.bulkhead, (await components.bulkhead.acquire_async(priority))[0], ticket)
+        ticket = await self._enter_async(policy, components, priority)
         try:
             limit, kind = self._limit(policy, ticket, deadline)
             begun, error = time.monotonic(), None
@@ -605,18 +616,7 @@ class Guard:
         if policy is None:
             stack.append(None)
             return self
-        decision, ticket, rejection = self._admit(policy)
-        if decision == "reject":
-            raise self._rejected(rejection)
-        if decision == "permit":
-            started = time.monotonic()
-            self._permitted(ticket, self._client._acquire_permit_sync(self._breaker, ticket.generation, self._permit_wait(policy)),
-                            started)
-        wait_s = self._token(components, ticket)
-        if wait_s:
-            time.sleep(wait_s)
-        if components.bulkhead is not None:
-            self._admitted_by_bulkhead(components.bulkhead, components.bulkhead.acquire()[0], ticket)
+        ticket = self._enter_sync(policy, components, 0)
         stack.append((policy, ticket, time.monotonic()))
         return self
 
@@ -632,18 +632,7 @@ class Guard:
         if policy is None:
             stack.append(None)
             return self
-        decision, ticket, rejection = self._admit(policy)
-        if decision == "reject":
-            raise self._rejected(rejection)
-        if decision == "permit":
-            started = time.monotonic()
-            self._permitted(ticket, await self._client._acquire_permit_async(self._breaker, ticket.generation,
-                                                                           self._permit_wait(policy)), started)
-        wait_s = self._token(components, ticket)
-        if wait_s:
-            await asyncio.sleep(wait_s)
-        if components.bulkhead is not None:
-            self._admitted_by_bulkhead(components.bulkhead, (await components.bulkhead.acquire_async())[0], ticket)
+        ticket = await self._enter_async(policy, components, 0)
         stack.append((policy, ticket, time.monotonic()))
         return self
 

@@ -3,10 +3,9 @@ policies, breakers, the mode, and the announcing of state changes."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Dict, List, Optional, Tuple
 
-from .breaker import (CLOSED, OPEN, PASSING, BreakerStateChange, BreakerStatus, LocalBreaker, SharedBreaker, now_ms)
+from .breaker import (OPEN, BreakerStateChange, BreakerStatus, LocalBreaker, SharedBreaker, now_ms)
 from .config import FuseboxConfig
 from .metrics import Metrics
 from .policy import PRESETS, Policy
@@ -233,17 +232,11 @@ class FleetState:
         if config.on_state_change is None and config.on_event is None:
             return
         change = BreakerStateChange(sb.registry, sb.name, from_state, to_state, generation, reason, client_only, tuple(clients))
-        for handler, arg in ((config.on_state_change, change), (config.on_event, None)):
+        for handler, argument in ((config.on_state_change, change),
+                                  (config.on_event, GuardEvent(sb.registry, sb.name, "state_changed", change))):
             if handler is None:
                 continue
             try:
-                handler(change if arg is not None else GuardEvent(sb.registry, sb.name, "state_changed", change))
+                handler(argument)
             except Exception:  # noqa: BLE001 - a broken handler must not stop the SDK
                 self.log.exception("on_state_change/on_event handler raised")
-
-    def passing(self, state: str) -> bool:
-        return state in PASSING
-
-    @staticmethod
-    def monotonic() -> float:
-        return time.monotonic()
