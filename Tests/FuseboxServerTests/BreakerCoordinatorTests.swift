@@ -38,6 +38,27 @@ final class BreakerCoordinatorTests: XCTestCase {
         XCTAssertEqual(a.status("db")?.reason.contains("open period ended"), true)
     }
 
+    /// The report that trips a breaker is answered before its transition is
+    /// offered to the watchers: a watcher whose transport is slow to take the
+    /// event (here: one that holds the publisher for up to 5 s) does not hold
+    /// the reporter's reply. The transition is stored and visible by then.
+    func testTheTrippingReporterIsAnsweredBeforeTheFanOut() async throws {
+        let a = authority!
+        let sink = HoldingSink()
+        _ = a.coordinator.watch(BreakerSelector(), sink: sink)
+        await a.report("db", success: 5)
+        sink.hold.withLockedValue { $0 = true }
+        let started = ContinuousClock.now
+        let result = await a.report("db", failure: 10)
+        let waited = ContinuousClock.now - started
+        XCTAssertLessThan(waited, .seconds(4), "answered while the watcher still held the event, not after it")
+        XCTAssertEqual(result.views[0]?.status.state, .open)
+        XCTAssertEqual(a.status("db")?.state, .open, "visible before the fan-out ended")
+        XCTAssertEqual(sink.transitions, [], "the watcher was still being offered the event")
+        sink.hold.withLockedValue { $0 = false }
+        await waitUntil("the watcher was offered the OPEN", timeout: 10) { sink.transitions == ["OPEN"] }
+    }
+
     /// A permit request at a moment when time has moved the breaker on is the
     /// step that publishes it: stored, streamed and answered with it.
     func testATimeDrivenStepTakenByAcquirePermitIsStoredAndStreamed() async throws {
@@ -57,6 +78,8 @@ final class BreakerCoordinatorTests: XCTestCase {
         guard case .granted(let grant) = answer.decision else { return XCTFail("expected a permit: \(answer)") }
         XCTAssertEqual(answer.status.state, .halfOpen)
         XCTAssertEqual(grant.generation, answer.status.generation)
+        // The caller is answered first, the watchers right after (the same commit).
+        await waitUntil("the HALF_OPEN the permit saw is streamed", timeout: 5) { sink.transitions.count >= 2 }
         XCTAssertEqual(sink.transitions, ["default/db OPEN 1", "default/db HALF_OPEN 2"], "the HALF_OPEN the permit saw is streamed")
         let reloaded = try await a.sqlite.loadBreakers()
         XCTAssertEqual(reloaded.first?.status.generation.value, 2, "and stored")
@@ -466,4 +489,26 @@ final class RegistryWatchTests: XCTestCase {
         loop.cancel()
         await store.close()
     }
+}
+
+/// A watch sink whose `offer` of a transition, while `hold` is set, keeps the
+/// publisher for up to 5 s (bounded), as a watcher's transport that is slow to
+/// take an event would, if offers could block.
+private final class HoldingSink: WatchSink, Sendable {
+    let hold = NIOLockedValueBox(false)
+    private let seen = NIOLockedValueBox<[String]>([])
+    var transitions: [String] { seen.withLockedValue { $0 } }
+
+    func offer(_ event: BreakerWatchEvent) -> Bool {
+        guard case .transition(let t) = event else { return true }
+        if hold.withLockedValue({ $0 }) {
+            let deadline = ContinuousClock.now + .seconds(5)
+            while hold.withLockedValue({ $0 }), ContinuousClock.now < deadline { usleep(1_000) }
+        }
+        seen.withLockedValue { $0.append(t.transition.status.state.displayName) }
+        return true
+    }
+
+    var canAccept: Bool { true }
+    func finish() {}
 }

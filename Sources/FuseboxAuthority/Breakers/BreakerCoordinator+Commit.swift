@@ -52,10 +52,16 @@ extension BreakerCoordinator {
         }
     }
 
-    /// The group is durable: make it visible, publish it, answer its callers.
+    /// The group is durable: make it visible, answer its callers, publish it.
+    ///
+    /// The callers are answered before the events are offered to the
+    /// watchers: the reporter whose outcome tripped a breaker gets its reply
+    /// while the fan-out to (possibly thousands of) watchers is still being
+    /// written, not after the last of them. The state is visible (and durable)
+    /// before either, so a caller that reads it after its reply sees it.
     private func stored(_ group: [Pending], auditIDs: [UInt64]) {
-        let waiters = hub.publish(buildEvents(group)) {
-            state.withLockedValue { s -> [(CheckedContinuation<Result<[UInt64], StoreError>, Never>, [UInt64])] in
+        hub.publish(buildEvents(group)) {
+            let waiters = state.withLockedValue { s -> [(CheckedContinuation<Result<[UInt64], StoreError>, Never>, [UInt64])] in
                 s.commits += 1
                 s.retryAt = nil
                 s.inFlight = 0
@@ -79,8 +85,9 @@ extension BreakerCoordinator {
                 }
                 return resumed
             }
+            // Resuming only schedules each caller's task; it runs beside the fan-out.
+            for (waiter, ids) in waiters { waiter.resume(returning: .success(ids)) }
         }
-        for (waiter, ids) in waiters { waiter.resume(returning: .success(ids)) }
         AuthorityMetrics.committed()
         state.withLockedValue { if $0.storeProblem != nil { $0.storeProblem = nil } }
         for p in group {
