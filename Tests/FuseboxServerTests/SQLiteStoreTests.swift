@@ -1,7 +1,9 @@
 import Foundation
 import FuseboxCore
 import FuseboxAuthority
+import FuseboxTesting
 import FuseboxWire
+import NIOConcurrencyHelpers
 import XCTest
 
 @testable import FuseboxServer
@@ -53,6 +55,84 @@ final class SQLiteStoreTests: XCTestCase {
         let resumed = try await reopened.history(registry: "payments", name: "api", afterVersion: 1, limit: 10)
         XCTAssertEqual(resumed.map(\.version), [2])
         await reopened.close()
+    }
+
+    /// Group commit: one transaction for several writes, a refused one undone
+    /// alone (it takes no version), the rest durable together.
+    func testAGroupOfPolicyWritesRefusesOneAloneAndKeepsTheRest() async throws {
+        let store = try await SQLiteStore.open(directory: directory)
+        var changed = Presets.api
+        changed.retry?.maxAttempts = 7
+        let audit = AuditRecord(atMs: 3, actor: AuditActor(commonName: "carol", roles: ["admin"]), action: .putPolicy, policy: "payments/api", reason: "group", allowed: true)
+        let results = await store.writePolicies([
+            .put(registry: "payments", policy: Presets.api, expectedVersion: 0, actor: "alice", reason: "first", atMs: 1, audit: nil),
+            .put(registry: "payments", policy: Presets.ai, expectedVersion: 5, actor: "bob", reason: "stale", atMs: 2, audit: nil),
+            .put(registry: "payments", policy: changed, expectedVersion: 1, actor: "carol", reason: "second", atMs: 3, audit: audit),
+            .delete(registry: "payments", name: "missing", expectedVersion: nil, actor: "dave", reason: "", atMs: 4, audit: nil),
+        ])
+        XCTAssertEqual(results.count, 4)
+        XCTAssertEqual(try results[0].get().version, 1)
+        XCTAssertThrowsError(try results[1].get()) { XCTAssertEqual(($0 as? StoreError)?.code, .versionConflict) }
+        // The refused write took no version: the next one is 2, not 3.
+        XCTAssertEqual(try results[2].get().version, 2)
+        XCTAssertEqual(try results[2].get().before, Presets.api)
+        XCTAssertThrowsError(try results[3].get()) { XCTAssertEqual(($0 as? StoreError)?.code, .notFound) }
+        await store.close()
+
+        let reopened = try await SQLiteStore.open(directory: directory)
+        let registry = try await reopened.loadRegistries().first
+        XCTAssertEqual(registry?.version, 2)
+        XCTAssertEqual(registry?.policies["api"]?.policy, changed)
+        XCTAssertNil(registry?.policies["ai"])
+        let history = try await reopened.history(registry: "payments", name: nil, afterVersion: 0, limit: 10)
+        XCTAssertEqual(history.map(\.version), [1, 2])
+        XCTAssertEqual(history.map(\.actor), ["alice", "carol"])
+        var query = AuditQuery()
+        query.limit = 10
+        let audits = try await reopened.listAudit(query)
+        XCTAssertEqual(audits.map(\.reason), ["group"])
+        await reopened.close()
+    }
+
+    /// Writers arriving together share commits, and every one of them is
+    /// answered with its own change, in one version order that the registry's
+    /// watchers see too.
+    func testConcurrentPolicyWritesShareCommitsAndKeepOneOrder() async throws {
+        let store = GroupCountingStore(try await SQLiteStore.open(directory: directory))
+        let registry = try await PolicyRegistry(store: store, clock: ManualFleetClock())
+        let sink = RegistryEventSink()
+        _ = registry.hub.subscribe(sink, accepts: { _ in true }, snapshot: { .snapshot(StoredRegistry(name: "payments", version: 0, updatedAtMs: 0, policies: [:])) })
+        let writers = 16, each = 8
+        let versions = try await withThrowingTaskGroup(of: [UInt64].self) { group in
+            for w in 0..<writers {
+                group.addTask {
+                    var mine: [UInt64] = []
+                    for k in 0..<each {
+                        var p = Presets.api
+                        p.name = "writer-\(w)"
+                        p.retry?.maxAttempts = 1 + k % 5
+                        let change = try await registry.put(registry: "payments", policy: p, expectedVersion: nil, actor: "w\(w)", reason: "\(k)", audit: nil)
+                        XCTAssertEqual(change.name, "writer-\(w)")
+                        mine.append(change.version)
+                    }
+                    return mine
+                }
+            }
+            var all: [UInt64] = []
+            for try await v in group { all += v }
+            return all
+        }
+        XCTAssertEqual(versions.sorted(), Array(1...UInt64(writers * each)), "every write answered with a version of its own, none lost")
+        XCTAssertEqual(registry.registryVersion("payments"), UInt64(writers * each))
+        let groups = store.groups
+        XCTAssertEqual(groups.reduce(0, +), writers * each)
+        XCTAssertLessThan(groups.count, writers * each, "writers that arrived together should have shared a commit: \(groups)")
+        let seen = sink.events.withLockedValue { $0 }.flatMap { event -> [UInt64] in
+            if case .changes(let changes) = event { return changes.map(\.version) }
+            return []
+        }
+        XCTAssertEqual(seen, Array(1...UInt64(writers * each)), "watchers see every version once, in order")
+        await store.base.close()
     }
 
     func testBreakersAndAuditPersist() async throws {
@@ -150,5 +230,43 @@ final class SQLiteStoreTests: XCTestCase {
         try p.run()
         p.waitUntilExit()
         return p.terminationStatus
+    }
+}
+
+/// A registry watch sink that keeps every event.
+private final class RegistryEventSink: WatchSink, Sendable {
+    let events = NIOLockedValueBox<[RegistryWatchEvent]>([])
+    func offer(_ event: RegistryWatchEvent) -> Bool {
+        events.withLockedValue { $0.append(event) }
+        return true
+    }
+    var canAccept: Bool { true }
+    func finish() {}
+}
+
+/// A store that counts the writes of each group it is given.
+private final class GroupCountingStore: PolicyStore, @unchecked Sendable {
+    let base: SQLiteStore
+    private let lock = NSLock()
+    private var sizes: [Int] = []
+    init(_ base: SQLiteStore) { self.base = base }
+    var groups: [Int] { lock.withLock { sizes } }
+    func loadRegistries() async throws(StoreError) -> [StoredRegistry] { try await base.loadRegistries() }
+    func putPolicy(
+        registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64, audit: AuditRecord?
+    ) async throws(StoreError) -> PolicyChangeRecord {
+        try await base.putPolicy(registry: registry, policy: policy, expectedVersion: expectedVersion, actor: actor, reason: reason, atMs: atMs, audit: audit)
+    }
+    func deletePolicy(
+        registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64, audit: AuditRecord?
+    ) async throws(StoreError) -> PolicyChangeRecord {
+        try await base.deletePolicy(registry: registry, name: name, expectedVersion: expectedVersion, actor: actor, reason: reason, atMs: atMs, audit: audit)
+    }
+    func history(registry: String, name: String?, afterVersion: UInt64, limit: Int) async throws(StoreError) -> [PolicyChangeRecord] {
+        try await base.history(registry: registry, name: name, afterVersion: afterVersion, limit: limit)
+    }
+    func writePolicies(_ writes: [PolicyWrite]) async -> [Result<PolicyChangeRecord, StoreError>] {
+        lock.withLock { sizes.append(writes.count) }
+        return await base.writePolicies(writes)
     }
 }

@@ -13,14 +13,20 @@ public enum RegistryWatchEvent: Sendable {
 
 /// Named registries of policies, as a domain service: reads from memory;
 /// every write goes to the store first (durable, with its audit entry in the
-/// same transaction), then to memory and the watchers, one write at a time,
-/// so watchers see versions in order.
+/// same transaction; writes that arrive together share one transaction), then
+/// to memory and the watchers, in the store's order, so watchers see versions
+/// in order.
 public final class PolicyRegistry: Sendable {
     private struct State {
         var registries: [String: StoredRegistry] = [:]
         var listeners: [@Sendable (PolicyChangeRecord) -> Void] = []
         /// Writers of a shared store waiting for their change to come back through the feed.
         var waiting: [(registry: String, version: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
+        /// Writes waiting to be stored in the next group, with their tickets.
+        var queued: [(ticket: UInt64, write: PolicyWrite)] = []
+        var nextTicket: UInt64 = 0
+        /// Results of stored groups, until their writers pick them up.
+        var answers: [UInt64: Result<PolicyChangeRecord, StoreError>] = [:]
     }
 
     private let store: any PolicyStore
@@ -123,38 +129,58 @@ public final class PolicyRegistry: Sendable {
                 .resourceExhausted,
                 "the server holds \(limits.maxRegistries) registries, its limit (limits.maxRegistries); registry \"\(registry)\" was not created")
         }
-        return try await write { () async throws(StoreError) in
-            try await self.store.putPolicy(
-                registry: registry, policy: policy, expectedVersion: expectedVersion, actor: actor, reason: reason,
-                atMs: self.clock.now().milliseconds, audit: audit)
-        }
+        return try await write(.put(
+            registry: registry, policy: policy, expectedVersion: expectedVersion, actor: actor, reason: reason,
+            atMs: clock.now().milliseconds, audit: audit))
     }
 
     /// Deletes a policy; `audit` is written in the same transaction.
     public func delete(
         registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, audit: AuditRecord?
     ) async throws(StoreError) -> PolicyChangeRecord {
-        try await write { () async throws(StoreError) in
-            try await self.store.deletePolicy(
-                registry: registry, name: name, expectedVersion: expectedVersion, actor: actor, reason: reason,
-                atMs: self.clock.now().milliseconds, audit: audit)
-        }
+        try await write(.delete(
+            registry: registry, name: name, expectedVersion: expectedVersion, actor: actor, reason: reason,
+            atMs: clock.now().milliseconds, audit: audit))
     }
 
     /// Writes through the store, then applies to memory and tells watchers
-    /// and listeners, one write at a time.
-    private func write(
-        _ body: @escaping @Sendable () async throws(StoreError) -> PolicyChangeRecord
-    ) async throws(StoreError) -> PolicyChangeRecord {
+    /// and listeners, in the store's order.
+    ///
+    /// Group commit: a write joins the queue, then waits for the gate. Whoever
+    /// holds the gate stores everything queued at that moment as one group
+    /// (one transaction, one sync) and answers every writer in it; a writer
+    /// whose write went in someone else's group finds its answer waiting. So
+    /// writes that arrive while a group is being stored share the next sync,
+    /// instead of each waiting for its own.
+    private func write(_ write: PolicyWrite) async throws(StoreError) -> PolicyChangeRecord {
         if shared {
             // The store orders writes; memory follows its feed.
-            let change = try await body()
+            let change = try await store.write(write)
             await waitUntilApplied(change)
             return change
         }
-        let result: Result<PolicyChangeRecord, StoreError> = await gate.run {
-            do throws(StoreError) {
-                let change = try await body()
+        let ticket = state.withLockedValue { s in
+            s.nextTicket += 1
+            s.queued.append((s.nextTicket, write))
+            return s.nextTicket
+        }
+        await gate.run { await self.storeQueued() }
+        let result = state.withLockedValue { s in s.answers.removeValue(forKey: ticket) }
+        guard let result else { throw StoreError(.internal, "policy write \(ticket) was not answered") }
+        return try result.get()
+    }
+
+    /// Stores the queued writes as one group, then applies, publishes and
+    /// answers them in order. Runs inside the gate.
+    private func storeQueued() async {
+        let group = state.withLockedValue { s in
+            defer { s.queued = [] }
+            return s.queued
+        }
+        guard !group.isEmpty else { return }
+        let results = await store.writePolicies(group.map(\.write))
+        for ((ticket, _), result) in zip(group, results) {
+            if case .success(let change) = result {
                 let listeners = hub.publish([.changes([change])]) {
                     state.withLockedValue { s in
                         Self.apply(change, to: &s.registries)
@@ -162,12 +188,9 @@ public final class PolicyRegistry: Sendable {
                     }
                 }
                 for listener in listeners { listener(change) }
-                return .success(change)
-            } catch {
-                return .failure(error)
             }
+            state.withLockedValue { $0.answers[ticket] = result }
         }
-        return try result.get()
     }
 
     // MARK: A shared store's feed

@@ -56,6 +56,43 @@ public protocol PolicyStore: Sendable {
     ) async throws(StoreError) -> PolicyChangeRecord
     /// Changes after `afterVersion`, oldest first, at most `limit`.
     func history(registry: String, name: String?, afterVersion: UInt64, limit: Int) async throws(StoreError) -> [PolicyChangeRecord]
+    /// Applies `writes` in order, as if one after another, and makes them
+    /// durable together (group commit: one transaction, one sync, for writes
+    /// that arrived while the previous group was being stored). Each succeeds
+    /// or is refused on its own; a refused one changes nothing. If the group
+    /// cannot be stored, every write in it fails with that error.
+    func writePolicies(_ writes: [PolicyWrite]) async -> [Result<PolicyChangeRecord, StoreError>]
+}
+
+/// One policy write, as the store's put and delete take it.
+public enum PolicyWrite: Sendable {
+    case put(registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64, audit: AuditRecord?)
+    case delete(registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64, audit: AuditRecord?)
+}
+
+extension PolicyStore {
+    /// One write after another, each durable on its own (a store without group commit).
+    public func writePolicies(_ writes: [PolicyWrite]) async -> [Result<PolicyChangeRecord, StoreError>] {
+        var results: [Result<PolicyChangeRecord, StoreError>] = []
+        for write in writes {
+            do throws(StoreError) {
+                results.append(.success(try await self.write(write)))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
+
+    /// One write on its own.
+    public func write(_ write: PolicyWrite) async throws(StoreError) -> PolicyChangeRecord {
+        switch write {
+        case let .put(registry, policy, expectedVersion, actor, reason, atMs, audit):
+            try await putPolicy(registry: registry, policy: policy, expectedVersion: expectedVersion, actor: actor, reason: reason, atMs: atMs, audit: audit)
+        case let .delete(registry, name, expectedVersion, actor, reason, atMs, audit):
+            try await deletePolicy(registry: registry, name: name, expectedVersion: expectedVersion, actor: actor, reason: reason, atMs: atMs, audit: audit)
+        }
+    }
 }
 
 /// The audit log's storage.

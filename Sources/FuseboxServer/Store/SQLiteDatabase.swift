@@ -86,6 +86,21 @@ final class SQLiteDatabase: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` inside an open transaction as a savepoint: if it throws,
+    /// what it did is undone and the rest of the transaction stays.
+    func savepoint<T>(_ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+        try execute("SAVEPOINT one_write")
+        do {
+            let result = try body()
+            try execute("RELEASE one_write")
+            return result
+        } catch {
+            try? execute("ROLLBACK TO one_write")
+            try? execute("RELEASE one_write")
+            throw error
+        }
+    }
+
     var lastInsertID: Int64 { sqlite3_last_insert_rowid(handle) }
 
     private var lastError: String { String(cString: sqlite3_errmsg(handle)) }

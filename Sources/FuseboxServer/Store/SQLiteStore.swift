@@ -158,58 +158,94 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
         registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64,
         audit: AuditRecord?
     ) async throws(StoreError) -> PolicyChangeRecord {
-        let body = try StoredCoding.encodePolicy(policy)
-        let auditBody = try audit.map { a throws(StoreError) in try StoredCoding.encodeAudit(a) }
-        return try await run { db throws(StoreError) in
-            try db.transaction { () throws(StoreError) in
-                let existing = try db.query("SELECT body, version FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(policy.name)]).first
-                let currentVersion = UInt64(existing?[1].int ?? 0)
-                if let expectedVersion, expectedVersion != currentVersion {
-                    throw StoreError(
-                        .versionConflict,
-                        existing == nil
-                            ? "policy \(registry)/\(policy.name) does not exist (expected version \(expectedVersion))"
-                            : "policy \(registry)/\(policy.name) is at version \(currentVersion), not \(expectedVersion); read it again and retry",
-                        currentVersion: currentVersion)
-                }
-                let version = try Self.bumpRegistry(db, registry, atMs)
-                try db.query(
-                    "INSERT OR REPLACE INTO policies (registry, name, body, version, updated_at_ms, updated_by) VALUES (?, ?, ?, ?, ?, ?)",
-                    [.text(registry), .text(policy.name), .blob(body), .integer(Int64(version)), .integer(atMs), .text(actor)])
-                let before = try existing.map { row throws(StoreError) in try StoredCoding.decodePolicy(row[0].bytes ?? []) }
-                let change = PolicyChangeRecord(
-                    registry: registry, version: version, name: policy.name, kind: before == nil ? .created : .updated,
-                    before: before, after: policy, actor: actor, atMs: atMs, reason: reason)
-                try Self.insertHistory(db, change, before: existing?[0].bytes, after: body)
-                if let audit, let auditBody { _ = try Self.insertAudit(db, audit, body: auditBody) }
-                return change
-            }
-        }
+        let write = try Self.encoded(.put(registry: registry, policy: policy, expectedVersion: expectedVersion, actor: actor, reason: reason, atMs: atMs, audit: audit))
+        return try await run { db throws(StoreError) in try db.transaction { () throws(StoreError) in try Self.apply(write, db) } }
     }
 
     public func deletePolicy(
         registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64,
         audit: AuditRecord?
     ) async throws(StoreError) -> PolicyChangeRecord {
-        let auditBody = try audit.map { a throws(StoreError) in try StoredCoding.encodeAudit(a) }
-        return try await run { db throws(StoreError) in
-            try db.transaction { () throws(StoreError) in
-                guard let existing = try db.query("SELECT body, version FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(name)]).first else {
-                    throw StoreError(.notFound, "policy \(registry)/\(name) does not exist")
+        let write = try Self.encoded(.delete(registry: registry, name: name, expectedVersion: expectedVersion, actor: actor, reason: reason, atMs: atMs, audit: audit))
+        return try await run { db throws(StoreError) in try db.transaction { () throws(StoreError) in try Self.apply(write, db) } }
+    }
+
+    /// Group commit: the writes in one transaction, each in a savepoint of its
+    /// own (a refused write is undone alone), and one COMMIT, so one WAL sync
+    /// for the group instead of one per write.
+    public func writePolicies(_ writes: [PolicyWrite]) async -> [Result<PolicyChangeRecord, StoreError>] {
+        let prepared = writes.map { w in Result { () throws(StoreError) in try Self.encoded(w) } }
+        do throws(StoreError) {
+            return try await run { db throws(StoreError) in
+                try db.transaction { () throws(StoreError) in
+                    prepared.map { p in
+                        p.flatMap { w in Result { () throws(StoreError) in try db.savepoint { () throws(StoreError) in try Self.apply(w, db) } } }
+                    }
                 }
-                let currentVersion = UInt64(existing[1].int ?? 0)
-                if let expectedVersion, expectedVersion != currentVersion {
-                    throw StoreError(.versionConflict, "policy \(registry)/\(name) is at version \(currentVersion), not \(expectedVersion)", currentVersion: currentVersion)
-                }
-                let version = try Self.bumpRegistry(db, registry, atMs)
-                try db.query("DELETE FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(name)])
-                let change = PolicyChangeRecord(
-                    registry: registry, version: version, name: name, kind: .deleted,
-                    before: try StoredCoding.decodePolicy(existing[0].bytes ?? []), after: nil, actor: actor, atMs: atMs, reason: reason)
-                try Self.insertHistory(db, change, before: existing[0].bytes, after: nil)
-                if let audit, let auditBody { _ = try Self.insertAudit(db, audit, body: auditBody) }
-                return change
             }
+        } catch {
+            return writes.map { _ in .failure(error) }
+        }
+    }
+
+    /// A write with its bodies encoded (off the store's thread).
+    private struct PreparedWrite: Sendable {
+        var write: PolicyWrite
+        var body: [UInt8]?
+        var auditBody: [UInt8]?
+    }
+
+    private static func encoded(_ write: PolicyWrite) throws(StoreError) -> PreparedWrite {
+        switch write {
+        case .put(_, let policy, _, _, _, _, let audit):
+            return PreparedWrite(write: write, body: try StoredCoding.encodePolicy(policy), auditBody: try audit.map { a throws(StoreError) in try StoredCoding.encodeAudit(a) })
+        case .delete(_, _, _, _, _, _, let audit):
+            return PreparedWrite(write: write, body: nil, auditBody: try audit.map { a throws(StoreError) in try StoredCoding.encodeAudit(a) })
+        }
+    }
+
+    /// Applies one write inside an open transaction.
+    private static func apply(_ prepared: PreparedWrite, _ db: SQLiteDatabase) throws(StoreError) -> PolicyChangeRecord {
+        switch prepared.write {
+        case let .put(registry, policy, expectedVersion, actor, reason, atMs, audit):
+            let body = prepared.body ?? []
+            let existing = try db.query("SELECT body, version FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(policy.name)]).first
+            let currentVersion = UInt64(existing?[1].int ?? 0)
+            if let expectedVersion, expectedVersion != currentVersion {
+                throw StoreError(
+                    .versionConflict,
+                    existing == nil
+                        ? "policy \(registry)/\(policy.name) does not exist (expected version \(expectedVersion))"
+                        : "policy \(registry)/\(policy.name) is at version \(currentVersion), not \(expectedVersion); read it again and retry",
+                    currentVersion: currentVersion)
+            }
+            let version = try Self.bumpRegistry(db, registry, atMs)
+            try db.query(
+                "INSERT OR REPLACE INTO policies (registry, name, body, version, updated_at_ms, updated_by) VALUES (?, ?, ?, ?, ?, ?)",
+                [.text(registry), .text(policy.name), .blob(body), .integer(Int64(version)), .integer(atMs), .text(actor)])
+            let before = try existing.map { row throws(StoreError) in try StoredCoding.decodePolicy(row[0].bytes ?? []) }
+            let change = PolicyChangeRecord(
+                registry: registry, version: version, name: policy.name, kind: before == nil ? .created : .updated,
+                before: before, after: policy, actor: actor, atMs: atMs, reason: reason)
+            try Self.insertHistory(db, change, before: existing?[0].bytes, after: body)
+            if let audit, let auditBody = prepared.auditBody { _ = try Self.insertAudit(db, audit, body: auditBody) }
+            return change
+        case let .delete(registry, name, expectedVersion, actor, reason, atMs, audit):
+            guard let existing = try db.query("SELECT body, version FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(name)]).first else {
+                throw StoreError(.notFound, "policy \(registry)/\(name) does not exist")
+            }
+            let currentVersion = UInt64(existing[1].int ?? 0)
+            if let expectedVersion, expectedVersion != currentVersion {
+                throw StoreError(.versionConflict, "policy \(registry)/\(name) is at version \(currentVersion), not \(expectedVersion)", currentVersion: currentVersion)
+            }
+            let version = try Self.bumpRegistry(db, registry, atMs)
+            try db.query("DELETE FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(name)])
+            let change = PolicyChangeRecord(
+                registry: registry, version: version, name: name, kind: .deleted,
+                before: try StoredCoding.decodePolicy(existing[0].bytes ?? []), after: nil, actor: actor, atMs: atMs, reason: reason)
+            try Self.insertHistory(db, change, before: existing[0].bytes, after: nil)
+            if let audit, let auditBody = prepared.auditBody { _ = try Self.insertAudit(db, audit, body: auditBody) }
+            return change
         }
     }
 
