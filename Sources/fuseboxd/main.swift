@@ -220,7 +220,13 @@ struct Serve: AsyncParsableCommand {
         }
         let logger = Logger(label: "fuseboxd")
         let prometheus = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
+        var factory = PrometheusMetricsFactory(registry: prometheus)
+        // A call's own time is tens of microseconds: the default buckets start at
+        // 5 ms, which would put every call in the first one.
+        factory.durationHistogramBuckets["fusebox_rpc_duration_seconds"] =
+            [.microseconds(10), .microseconds(20), .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2)]
+            + factory.defaultDurationHistogramBuckets
+        MetricsSystem.bootstrap(factory)
         let settings: ServerConfiguration
         do {
             settings = try loadSettings()

@@ -246,6 +246,11 @@ final class FuseboxdProcessTests: XCTestCase {
             XCTAssertTrue(metrics.contains(name), "\(name) missing from /metrics:\n\(metrics.prefix(2_000))")
         }
         XCTAssertTrue(metrics.contains("fusebox_breaker_state{registry=\"default\",breaker=\"metered\"} 1"), String(metrics.prefix(3_000)))
+        // A call's own time is microseconds: its histogram has buckets from 10 µs (docs/SERVER.md).
+        let report = "fusebox_rpc_duration_seconds_bucket{method=\"/fusebox.v1.BreakerService/ReportOutcomes\","
+        for bound in ["0.00001", "0.00002", "0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.002", "0.005"] {
+            XCTAssertTrue(metrics.contains(report + "le=\"\(bound)\"} "), "no \(bound) s bucket:\n\(metrics.prefix(3_000))")
+        }
         XCTAssertTrue(try get("/healthz").output.hasPrefix("200"))
         XCTAssertTrue(try get("/readyz").output.hasPrefix("200"))
         await reporter.close()
