@@ -146,12 +146,13 @@ public final class PolicyRegistry: Sendable {
     /// Writes through the store, then applies to memory and tells watchers
     /// and listeners, in the store's order.
     ///
-    /// Group commit: a write joins the queue, then waits for the gate. Whoever
-    /// holds the gate stores everything queued at that moment as one group
-    /// (one transaction, one sync) and answers every writer in it; a writer
-    /// whose write went in someone else's group finds its answer waiting. So
-    /// writes that arrive while a group is being stored share the next sync,
-    /// instead of each waiting for its own.
+    /// Group commit: a write joins the queue, then waits for the gate. A writer
+    /// whose write is still queued when its turn comes stores everything queued
+    /// at that moment as one group (one transaction, one sync) and answers
+    /// every writer in it; a writer whose write went in an earlier group finds
+    /// its answer waiting and leaves at once. So writes that arrive while a
+    /// group is being stored share the next sync, instead of each waiting for
+    /// its own.
     private func write(_ write: PolicyWrite) async throws(StoreError) -> PolicyChangeRecord {
         if shared {
             // The store orders writes; memory follows its feed.
@@ -164,7 +165,13 @@ public final class PolicyRegistry: Sendable {
             s.queued.append((s.nextTicket, write))
             return s.nextTicket
         }
-        await gate.run { await self.storeQueued() }
+        await gate.run {
+            // Stored in an earlier group while this writer waited for the gate:
+            // return at once, leaving what is queued to its own writers, each
+            // of whom is in line behind (or is) this one.
+            guard self.state.withLockedValue({ $0.answers[ticket] == nil }) else { return }
+            await self.storeQueued()
+        }
         let result = state.withLockedValue { s in s.answers.removeValue(forKey: ticket) }
         guard let result else { throw StoreError(.internal, "policy write \(ticket) was not answered") }
         return try result.get()
