@@ -1,4 +1,5 @@
 import Foundation
+import FuseboxTLS
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -19,11 +20,17 @@ final class RawConnection: Sendable {
         }
     }
 
-    init(port: Int, group: any EventLoopGroup, onText: @escaping @Sendable (String) -> Void) async throws {
+    /// `tls`: speak TLS (Fusebox's OpenSSL handler, as the watchers use) before the text.
+    init(port: Int, group: any EventLoopGroup, tls: TLSContext? = nil, onText: @escaping @Sendable (String) -> Void) async throws {
         channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(30))
-            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Handler(onText)) } }
+            .channelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture {
+                    if let tls { try ch.pipeline.syncOperations.addHandler(TLSHandler(context: tls, serverName: "127.0.0.1")) }
+                    try ch.pipeline.syncOperations.addHandler(Handler(onText))
+                }
+            }
             .connect(host: "127.0.0.1", port: port).get()
     }
 

@@ -62,6 +62,13 @@ struct FanOutResult {
     var trips: Int
     /// Median time to the first watcher: the fixed cost before fan-out starts.
     var firstP50: Double = .nan
+    /// When the call that caused the event was answered (Fusebox: the
+    /// tripping `ReportOutcomes`; Redis: `PUBLISH`'s reply), p50 and p99.
+    var replyP50: Double = .nan
+    var replyP99: Double = .nan
+    /// The server's CPU time (user + system, /proc/PID/stat) over the trips,
+    /// divided by the events it delivered.
+    var cpuMicrosPerEvent: Double = .nan
 }
 
 /// Fusebox: `watchers` TLS connections each watching breaker "fanout"; a report trips it;
@@ -113,10 +120,12 @@ func fanOutFusebox(_ env: Environment, watchers: Int, trips: Int, eventLoopWatch
     let reporter = try server.client("reporter", group: group)
     var latencies: [Double] = []
     var firsts: [Double] = []
+    var replies: [Double] = []
     var status = try await breakerStatus(admin, "fanout")
     guard await waitUntil(.seconds(120), { seen.count(Int(status.generation) * 10 + Int(status.state.rawValue)) == watchers }) else {
         throw BenchError("only \(seen.count(Int(status.generation) * 10 + 1)) of \(watchers) watchers connected")
     }
+    let cpu0 = cpuSeconds(server.child.pid)
     for trip in 0..<trips {
         let generation = status.generation
         let openKey = Int(generation + 1) * 10 + Int(Fusebox_V1_BreakerState.open.rawValue)
@@ -124,6 +133,7 @@ func fanOutFusebox(_ env: Environment, watchers: Int, trips: Int, eventLoopWatch
         _ = try await reporter.unary("fusebox.v1.BreakerService", "ReportOutcomes",
                                      outcomeBatch(client: "bench", sequence: UInt64(trip + 1), breakers: [("fanout", generation)], policy: "fanout", success: 0, failure: 1),
                                      as: Fusebox_V1_ReportOutcomesResponse.self)
+        replies.append(ms(ContinuousClock.now - start))
         guard await waitUntil(.seconds(30), { seen.count(openKey) == watchers }), let last = seen.last(openKey) else {
             throw BenchError("trip \(trip): \(seen.count(openKey)) of \(watchers) watchers saw OPEN")
         }
@@ -137,17 +147,38 @@ func fanOutFusebox(_ env: Environment, watchers: Int, trips: Int, eventLoopWatch
         let closedKey = Int(status.generation) * 10 + Int(Fusebox_V1_BreakerState.closed.rawValue)
         _ = await waitUntil(.seconds(30)) { seen.count(closedKey) == watchers }
     }
+    // Each trip delivered two events to every watcher: OPEN, and CLOSED after
+    // the reset. The CPU also covers the report, reset and status calls.
+    let cpu = cpuSeconds(server.child.pid) - cpu0
     for c in clients { await c.close() }
     await admin.close()
     await reporter.close()
-    return FanOutResult(p50: percentile(latencies, 50), p99: percentile(latencies, 99), trips: latencies.count, firstP50: percentile(firsts, 50))
+    return FanOutResult(p50: percentile(latencies, 50), p99: percentile(latencies, 99), trips: latencies.count, firstP50: percentile(firsts, 50),
+                        replyP50: percentile(replies, 50), replyP99: percentile(replies, 99),
+                        cpuMicrosPerEvent: cpu * 1e6 / Double(2 * trips * watchers))
 }
 
 /// Redis pub/sub: `watchers` subscribers to one channel; latency = PUBLISH → last subscriber has the message.
-func fanOutRedis(_ env: Environment, watchers: Int, trips: Int, group: any EventLoopGroup) async throws -> FanOutResult {
+/// `tls`: Redis listens only on `--tls-port`, with fuseboxd's certificates and
+/// client certificates required (`--tls-auth-clients yes`), as fuseboxd's watchers
+/// present theirs; subscribers and publisher read through the same TLS handler.
+func fanOutRedis(_ env: Environment, watchers: Int, trips: Int, tls: Bool = false, group: any EventLoopGroup) async throws -> FanOutResult {
     let port = freePort()
-    let redis = try Child("/usr/bin/redis-server", ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxclients", "20000"],
-                          log: "\(env.work)/redis-fanout.log")
+    var args = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxclients", "20000"]
+    var context: TLSContext?
+    if tls {
+        args += ["--port", "0", "--tls-port", "\(port)", "--tls-cert-file", "\(env.certs)/server.pem", "--tls-key-file", "\(env.certs)/server.key",
+                 "--tls-ca-cert-file", "\(env.certs)/ca.pem", "--tls-auth-clients", "yes"]
+        var configuration = TLSConfiguration(role: .client)
+        configuration.trustRootsPath = "\(env.certs)/ca.pem"
+        configuration.certificateChainPath = "\(env.certs)/reader.pem"
+        configuration.privateKeyPath = "\(env.certs)/reader.key"
+        configuration.applicationProtocol = nil
+        context = try TLSContext(configuration: configuration)
+    } else {
+        args += ["--port", "\(port)"]
+    }
+    let redis = try Child("/usr/bin/redis-server", args, log: "\(env.work)/redis-fanout\(tls ? "-tls" : "").log")
     defer { redis.stop() }
     try waitForPort(port)
     let seen = SeenLog()
@@ -155,7 +186,7 @@ func fanOutRedis(_ env: Environment, watchers: Int, trips: Int, group: any Event
     let subscribed = Atomic(0)
     for i in 0..<watchers {
         let scanner = Mutex(MarkerScanner())
-        let c = try await RawConnection(port: port, group: group) { text in
+        let c = try await RawConnection(port: port, group: group, tls: context) { text in
             if text.contains("subscribe") { subscribed.add(1, ordering: .relaxed) }
             for n in scanner.withLock({ $0.scan(text) }) { seen.record(trip: n, watcher: i) }
         }
@@ -163,22 +194,34 @@ func fanOutRedis(_ env: Environment, watchers: Int, trips: Int, group: any Event
         subs.append(c)
     }
     guard await waitUntil(.seconds(60), { subscribed.load(ordering: .relaxed) >= watchers }) else { throw BenchError("redis subscribers did not subscribe") }
-    let publisher = try await RawConnection(port: port, group: group) { _ in }
+    let replied = Mutex<ContinuousClock.Instant?>(nil)
+    let publisher = try await RawConnection(port: port, group: group, tls: context) { text in
+        // PUBLISH answers ":<subscribers>"; the first reply of each publish is what counts.
+        if text.hasPrefix(":") { replied.withLock { if $0 == nil { $0 = .now } } }
+    }
     var latencies: [Double] = []
     var firsts: [Double] = []
+    var replies: [Double] = []
+    let cpu0 = cpuSeconds(redis.pid)
     for trip in 1...trips {
+        replied.withLock { $0 = nil }
         let start = ContinuousClock.now
         try await publisher.send("PUBLISH trips \(marker(trip))\r\n")
         guard await waitUntil(.seconds(30), { seen.count(trip) == watchers }), let last = seen.last(trip) else {
             throw BenchError("redis trip \(trip): \(seen.count(trip)) of \(watchers)")
         }
+        _ = await waitUntil(.seconds(5)) { replied.withLock { $0 != nil } }
         latencies.append(ms(last - start))
         firsts.append(ms((seen.first(trip) ?? last) - start))
+        if let at = replied.withLock({ $0 }) { replies.append(ms(at - start)) }
         try await Task.sleep(for: .milliseconds(20))
     }
+    let cpu = cpuSeconds(redis.pid) - cpu0
     for s in subs { await s.close() }
     await publisher.close()
-    return FanOutResult(p50: percentile(latencies, 50), p99: percentile(latencies, 99), trips: latencies.count, firstP50: percentile(firsts, 50))
+    return FanOutResult(p50: percentile(latencies, 50), p99: percentile(latencies, 99), trips: latencies.count, firstP50: percentile(firsts, 50),
+                        replyP50: percentile(replies, 50), replyP99: percentile(replies, 99),
+                        cpuMicrosPerEvent: cpu * 1e6 / Double(trips * watchers))
 }
 
 /// etcd: `watchers` watches on one key through etcd's JSON gateway; latency = PUT → last watcher has the event.

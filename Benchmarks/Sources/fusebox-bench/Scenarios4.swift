@@ -39,11 +39,16 @@ struct Metrics {
 
     /// The sum of every series of `name` whose labels contain `labelContains` (all series if nil).
     func sum(_ name: String, labelContains: String? = nil) -> Double {
+        sum(name, labelsContaining: labelContains.map { [$0] } ?? [])
+    }
+
+    /// The sum of every series of `name` whose labels contain all of `labelsContaining`.
+    func sum(_ name: String, labelsContaining filters: [String]) -> Double {
         var total = 0.0
         for line in text.split(separator: "\n") where line.hasPrefix(name) && !line.hasPrefix("#") {
             let rest = line.dropFirst(name.count)
             guard rest.first == " " || rest.first == "{" else { continue }  // not a longer name
-            if let filter = labelContains, !rest.contains(filter) { continue }
+            guard filters.allSatisfy({ rest.contains($0) }) else { continue }
             if let value = line.split(separator: " ").last.flatMap({ Double($0) }) { total += value }
         }
         return total

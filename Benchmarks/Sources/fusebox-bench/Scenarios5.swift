@@ -592,7 +592,9 @@ func putPolicyLatencies(_ admin: RPCClient, name: String, writes: Int) async thr
 /// Scenario 12: PutPolicy latency on a follower and on the leader of three
 /// replicas (one etcd Txn, answered once the replica's own watch has it),
 /// and on one SQLite fuseboxd.
-func durablePolicyWrites(_ env: Environment, etcd: EtcdBenchCluster, writes: Int, group: any EventLoopGroup) async throws -> (follower: [Double], leader: [Double], single: [Double]) {
+func durablePolicyWrites(
+    _ env: Environment, etcd: EtcdBenchCluster, writes: Int, writers: Int, seconds: Double, group: any EventLoopGroup
+) async throws -> (follower: [Double], leader: [Double], single: [Double], concurrent: (writesPerSecond: Double, latenciesMs: [Double], errors: Int)) {
     let single: [Double]
     do {
         let server = try Fuseboxd(env, name: "policy12-sqlite")
@@ -610,5 +612,11 @@ func durablePolicyWrites(_ env: Environment, etcd: EtcdBenchCluster, writes: Int
     let onLeader = try set.server(leader).client("admin", group: group)
     let l = try await putPolicyLatencies(onLeader, name: "durable-l", writes: writes)
     await onLeader.close()
-    return (f, l, single)
+    // Concurrent writers, spread over the three replicas (followers forward nothing:
+    // each replica writes its own Txn to etcd, which orders them).
+    let clients = try (0..<writers).map { w in try set.server(set.ids[w % set.ids.count]).client("admin", group: group) }
+    for (w, c) in clients.enumerated() { try await putPolicy(tripPolicy("durable-c-\(w)"), c) }
+    let concurrent = try await concurrentPolicyWrites(clients, prefix: "durable-c", seconds: seconds)
+    for c in clients { await c.close() }
+    return (f, l, single, concurrent)
 }
