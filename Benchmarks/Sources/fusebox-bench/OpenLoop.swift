@@ -271,3 +271,122 @@ func openLoopPermits(_ env: Environment, connections: Int, rate: Int, lowerRate:
     return OpenLoopPermits(
         fusebox: fusebox, nginx: peer, fuseboxLower: fuseboxLower, nginxLower: peerLower, decisionBuckets: buckets, decisionCalls: calls)
 }
+
+// MARK: - 16. Cold start with client certificates
+
+extension OpenLoop {
+    /// `count` new connections, at most `concurrency` at once: each makes the
+    /// TLS handshake (presenting whatever client certificate `tls` holds),
+    /// sends `request` on one stream, waits for the response's end and closes.
+    /// Returns the wall time and how many failed.
+    static func connectOnceEach(
+        port: Int, tls: TLSContext, count: Int, concurrency: Int, request: Request, group: any EventLoopGroup
+    ) async throws -> (seconds: Double, failures: Int) {
+        let failures = NIOLockedValueBox(0)
+        let start = ContinuousClock.now
+        try await concurrently(count, width: concurrency) { _ in
+            do {
+                let (channel, mux) = try await open(port: port, tls: tls, group: group)
+                let done = channel.eventLoop.makePromise(of: Bool.self)
+                let handler = OneShotHandler(request: request, port: port, done: done)
+                channel.eventLoop.execute {
+                    mux.value.createStreamChannel(promise: nil) { stream in
+                        stream.eventLoop.makeCompletedFuture { try stream.pipeline.syncOperations.addHandler(handler) }
+                    }
+                }
+                let ok = try await done.futureResult.get()
+                try? await channel.close()
+                if !ok { failures.withLockedValue { $0 += 1 } }
+            } catch {
+                failures.withLockedValue { $0 += 1 }
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        return (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18, failures.withLockedValue { $0 })
+    }
+
+    /// Sends one request and completes `done` with whether it succeeded.
+    private final class OneShotHandler: ChannelInboundHandler, Sendable {
+        typealias InboundIn = HTTP2Frame.FramePayload
+        typealias OutboundOut = HTTP2Frame.FramePayload
+        let request: Request
+        let port: Int
+        let done: EventLoopPromise<Bool>
+        private let status = NIOLockedValueBox<(http: String?, grpc: String?)>((nil, nil))
+
+        init(request: Request, port: Int, done: EventLoopPromise<Bool>) {
+            (self.request, self.port, self.done) = (request, port, done)
+        }
+
+        func channelActive(context: ChannelHandlerContext) {
+            var headers = HPACKHeaders([
+                (":method", request.method), (":scheme", "https"), (":path", request.path), (":authority", "127.0.0.1:\(port)"),
+            ])
+            if request.grpc { headers.add(contentsOf: [("content-type", "application/grpc"), ("te", "trailers")]) }
+            if let body = request.body {
+                context.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(context.channel.allocator.buffer(bytes: body)), endStream: true))), promise: nil)
+            } else {
+                context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: nil)
+            }
+            context.fireChannelActive()
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let ended: Bool
+            switch unwrapInboundIn(data) {
+            case .headers(let h):
+                status.withLockedValue { s in
+                    if let v = h.headers.first(name: ":status") { s.http = v }
+                    if let v = h.headers.first(name: "grpc-status") { s.grpc = v }
+                }
+                ended = h.endStream
+            case .data(let d): ended = d.endStream
+            default: ended = false
+            }
+            guard ended else { return }
+            let s = status.withLockedValue { $0 }
+            done.succeed(request.grpc ? (s.http == "200" && s.grpc == "0") : s.http == "200")
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            done.succeed(false)  // ignored if already completed
+        }
+    }
+}
+
+/// Scenario 16: fuseboxd's and nginx's CPU per new mutual-TLS connection
+/// (handshake with a client certificate both verify, then one request for
+/// a 100-policy registry's bytes), from `/proc/PID/stat` around the run.
+func coldStartMutualTLS(_ env: Environment, connections: Int, concurrency: Int, group: any EventLoopGroup)
+    async throws -> (fuseboxCPU: Double, nginxCPU: Double, fuseboxSeconds: Double, nginxSeconds: Double, failures: Int)
+{
+    let server = try Fuseboxd(env, name: "coldstart-mtls")
+    defer { server.stop() }
+    let admin = try server.client("admin", group: group)
+    for i in 0..<100 {
+        var p = Presets.all[i % Presets.all.count]
+        p.name = "policy-\(String(format: "%03d", i))"
+        p.description = "service \(i): \(p.description)"
+        try await putPolicy(p, admin)
+    }
+    var request = Fusebox_V1_GetRegistryRequest()
+    request.registry = "default"
+    let snapshot = try await admin.unary("fusebox.v1.RegistryService", "GetRegistry", request, as: Fusebox_V1_RegistrySnapshot.self)
+    await admin.close()
+    let dir = "\(env.work)/coldstart-mtls"
+    try Data(grpcFramed(try snapshot.encode())).write(to: URL(fileURLWithPath: "\(dir)/registry.bin"))
+    let tls = try TLSContext(configuration: server.clientTLS("reader"))
+    let get = OpenLoop.Request(path: "/fusebox.v1.RegistryService/GetRegistry", method: "POST", body: grpcFramed(try request.encode()), grpc: true)
+    let f0 = treeCPUSeconds(server.child.pid)
+    let f = try await OpenLoop.connectOnceEach(port: server.port, tls: tls, count: connections, concurrency: concurrency, request: get, group: group)
+    let fuseboxCPU = treeCPUSeconds(server.child.pid) - f0
+
+    let nginx = try Nginx(env, dir: dir, verifyClients: true)
+    defer { nginx.stop() }
+    let file = OpenLoop.Request(path: "/registry.bin", method: "GET", body: nil, grpc: false)
+    let n0 = treeCPUSeconds(nginx.pid)
+    let n = try await OpenLoop.connectOnceEach(port: nginx.port, tls: tls, count: connections, concurrency: concurrency, request: file, group: group)
+    let nginxCPU = treeCPUSeconds(nginx.pid) - n0
+    return (fuseboxCPU, nginxCPU, f.seconds, n.seconds, f.failures + n.failures)
+}

@@ -273,8 +273,11 @@ struct Nginx {
     /// The master process; the workers are its children.
     var pid: Int32 { child.pid }
 
-    init(_ env: Environment, dir: String) throws {
+    /// `verifyClients`: require and verify a client certificate from the
+    /// development CA (`ssl_verify_client on`), as fuseboxd does.
+    init(_ env: Environment, dir: String, verifyClients: Bool = false) throws {
         port = freePort()
+        let verify = verifyClients ? "ssl_client_certificate \(env.certs)/ca.pem;\n    ssl_verify_client on;" : ""
         let conf = """
             worker_processes 2;
             worker_rlimit_nofile 40000;
@@ -289,6 +292,7 @@ struct Nginx {
                 listen 127.0.0.1:\(port) ssl http2;
                 ssl_certificate \(env.certs)/server.pem;
                 ssl_certificate_key \(env.certs)/server.key;
+                \(verify)
                 root \(dir);
               }
             }

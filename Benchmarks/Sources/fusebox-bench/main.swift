@@ -18,10 +18,10 @@ guard let fuseboxd = option("--fuseboxd"), let certs = option("--certs"), let wo
     exit(2)
 }
 let quick = arguments.contains("--quick")
-// Without --only: scenarios 1-8 and 13-15. The replicated ones (9-12) start an etcd
+// Without --only: scenarios 1-8 and 13-16. The replicated ones (9-12) start an etcd
 // cluster and six more servers, so they run only when named (--only 9,10,11,12),
 // which keeps the default run inside scripts/bench's 9-minute bound.
-let only = Set((option("--only") ?? "1,2,3,4,5,6,7,8,13,14,15").split(separator: ",").compactMap { Int($0) })
+let only = Set((option("--only") ?? "1,2,3,4,5,6,7,8,13,14,15,16").split(separator: ",").compactMap { Int($0) })
 let env = Environment(fuseboxd: fuseboxd, certs: certs, work: work, quick: quick)
 MallocInterposerSwift.initialize()
 let termination = killChildrenOnTermination()
@@ -149,6 +149,15 @@ if only.contains(15) {
          "\(fmt(c.writesPerSecond, 0)) writes/s (p50 \(fmt(percentile(c.latenciesMs, 50), 2)) / p99 \(fmt(percentile(c.latenciesMs, 99), 2)) ms)",
          "disk \(fmt(1000 / (d.disk.reduce(0, +) / Double(max(d.disk.count, 1))), 0)) syncs/s", fmt(c.writesPerSecond / (1000 / (d.disk.reduce(0, +) / Double(max(d.disk.count, 1)))), 2),
          "≥ 2,000 writes/s", c.writesPerSecond >= 2_000 && c.errors == 0 ? "yes" : "no"])
+}
+
+if only.contains(16) {
+    let (connections, concurrency) = (quick ? 200 : 1_000, 50)
+    log("16: cold start with client certificates, \(connections) connections, \(concurrency) at a time")
+    let c = try await coldStartMutualTLS(env, connections: connections, concurrency: concurrency, group: group)
+    let (f, n) = (c.fuseboxCPU * 1e6 / Double(connections), c.nginxCPU * 1e6 / Double(connections))
+    row(["16", "cold start with client certificates: server CPU per new connection (\(connections) connections, \(concurrency) at a time, each a mutual-TLS handshake (ECDSA P-256) and one request for a 100-policy registry's bytes, then closed; /proc/PID/stat, nginx with its workers; wall time fuseboxd \(fmt(c.fuseboxSeconds * 1000, 0)) ms, nginx \(fmt(c.nginxSeconds * 1000, 0)) ms\(c.failures > 0 ? "; \(c.failures) failed" : ""))",
+         "\(fmt(f, 0)) µs", "nginx with ssl_verify_client on: \(fmt(n, 0)) µs", fmt(f / max(n, 1e-9), 2), "≤ 1.2× nginx", f <= 1.2 * n && c.failures == 0 ? "yes" : "no"])
 }
 
 if only.contains(5) {
