@@ -20,7 +20,7 @@ guard let fuseboxd = option("--fuseboxd"), let certs = option("--certs"), let wo
 let quick = arguments.contains("--quick")
 // Without --only: scenarios 1-8 and 13-16. The replicated ones (9-12) start an etcd
 // cluster and six more servers, so they run only when named (--only 9,10,11,12),
-// which keeps the default run inside scripts/bench's 9-minute bound.
+// which keeps the default run inside scripts/bench's 15-minute bound.
 let only = Set((option("--only") ?? "1,2,3,4,5,6,7,8,13,14,15,16").split(separator: ",").compactMap { Int($0) })
 let env = Environment(fuseboxd: fuseboxd, certs: certs, work: work, quick: quick)
 MallocInterposerSwift.initialize()
