@@ -10,8 +10,24 @@ let package = Package(
         .package(name: "fusebox", path: ".."),
         .package(url: "https://github.com/ordo-one/malloc-interposer.git", from: "1.6.1"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // Microbenchmarks on ordo-one/benchmark (scripts/bench-micro).
+        .executableTarget(
+            name: "FuseboxMicro",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "FuseboxCore", package: "fusebox"),
+                .product(name: "FuseboxClient", package: "fusebox"),
+                .product(name: "FuseboxAuthority", package: "fusebox"),
+                .product(name: "FuseboxAPI", package: "fusebox"),
+                .product(name: "FuseboxWire", package: "fusebox"),
+            ],
+            path: "Benchmarks/FuseboxMicro",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
         .executableTarget(
             name: "fusebox-core-bench",
             dependencies: [
