@@ -36,6 +36,33 @@ enum OpenLoop {
         var body: [UInt8]?
         /// A gRPC call: success is `grpc-status: 0` in the trailers; otherwise `:status` 200.
         var grpc: Bool
+
+        /// Writes the request on a new stream (headers, then the body if any).
+        func write(to context: ChannelHandlerContext, port: Int) {
+            var headers = HPACKHeaders([
+                (":method", method), (":scheme", "https"), (":path", path), (":authority", "127.0.0.1:\(port)"),
+            ])
+            if grpc { headers.add(contentsOf: [("content-type", "application/grpc"), ("te", "trailers")]) }
+            if let body {
+                context.write(NIOAny(HTTP2Frame.FramePayload.headers(.init(headers: headers))), promise: nil)
+                let buffer = context.channel.allocator.buffer(bytes: body)
+                context.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(buffer), endStream: true))), promise: nil)
+            } else {
+                context.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: true))), promise: nil)
+            }
+        }
+
+        /// Notes a response frame's `:status` and `grpc-status`; true when it ends the response.
+        static func read(_ frame: HTTP2Frame.FramePayload, http: inout String?, grpc: inout String?) -> Bool {
+            switch frame {
+            case .headers(let h):
+                if let v = h.headers.first(name: ":status") { http = v }
+                if let v = h.headers.first(name: "grpc-status") { grpc = v }
+                return h.endStream
+            case .data(let d): return d.endStream
+            default: return false
+            }
+        }
     }
 
     /// Opens `connections` TLS connections (ALPN h2) to `port`, then sends
@@ -156,32 +183,12 @@ enum OpenLoop {
         }
 
         func channelActive(context: ChannelHandlerContext) {
-            var headers = HPACKHeaders([
-                (":method", request.method), (":scheme", "https"), (":path", request.path), (":authority", "127.0.0.1:\(port)"),
-            ])
-            if request.grpc { headers.add(contentsOf: [("content-type", "application/grpc"), ("te", "trailers")]) }
-            if let body = request.body {
-                context.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
-                let buffer = context.channel.allocator.buffer(bytes: body)
-                context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: true))), promise: nil)
-            } else {
-                context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: nil)
-            }
+            request.write(to: context, port: port)
             context.fireChannelActive()
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let ended: Bool
-            switch unwrapInboundIn(data) {
-            case .headers(let h):
-                outcome.withLockedValue { o in
-                    if let s = h.headers.first(name: ":status") { o.status = s }
-                    if let g = h.headers.first(name: "grpc-status") { o.grpcStatus = g }
-                }
-                ended = h.endStream
-            case .data(let d): ended = d.endStream
-            default: ended = false
-            }
+            let ended = outcome.withLockedValue { o in Request.read(unwrapInboundIn(data), http: &o.status, grpc: &o.grpcStatus) }
             if ended { finish(context) }
         }
 
@@ -225,18 +232,7 @@ struct OpenLoopPermits {
 func openLoopPermits(_ env: Environment, connections: Int, rate: Int, lowerRate: Int, seconds: Double, group: any EventLoopGroup) async throws -> OpenLoopPermits {
     let server = try Fuseboxd(env, name: "permits-open-loop")
     defer { server.stop() }
-    let admin = try server.client("admin", group: group)
-    try await putPolicy(tripPolicy("probe", openMs: 50, permits: 5), admin)
-    _ = try await admin.unary("fusebox.v1.BreakerService", "ReportOutcomes",
-                              outcomeBatch(client: "bench", sequence: 0, breakers: [("probe", 0)], policy: "probe", success: 0, failure: 1),
-                              as: Fusebox_V1_ReportOutcomesResponse.self)
-    try await Task.sleep(for: .milliseconds(200))
-    var request = Fusebox_V1_AcquirePermitRequest()
-    request.breaker = BreakerMapping.ref("default", "probe")
-    request.clientId = "open-loop"
-    request.generation = try await breakerStatus(admin, "probe").generation
-    let sample = try await admin.unary("fusebox.v1.BreakerService", "AcquirePermit", request, as: Fusebox_V1_AcquirePermitResponse.self)
-    await admin.close()
+    let (request, sample) = try await holdHalfOpen(server, admin: "admin", client: "open-loop", group: group)
     let tls = try TLSContext(configuration: server.clientTLS("reporter"))
     let permit = OpenLoop.Request(path: "/fusebox.v1.BreakerService/AcquirePermit", method: "POST", body: grpcFramed(try request.encode()), grpc: true)
     // The first second is not counted in the latencies (connections and
@@ -319,31 +315,12 @@ extension OpenLoop {
         }
 
         func channelActive(context: ChannelHandlerContext) {
-            var headers = HPACKHeaders([
-                (":method", request.method), (":scheme", "https"), (":path", request.path), (":authority", "127.0.0.1:\(port)"),
-            ])
-            if request.grpc { headers.add(contentsOf: [("content-type", "application/grpc"), ("te", "trailers")]) }
-            if let body = request.body {
-                context.write(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
-                context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(context.channel.allocator.buffer(bytes: body)), endStream: true))), promise: nil)
-            } else {
-                context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: nil)
-            }
+            request.write(to: context, port: port)
             context.fireChannelActive()
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let ended: Bool
-            switch unwrapInboundIn(data) {
-            case .headers(let h):
-                status.withLockedValue { s in
-                    if let v = h.headers.first(name: ":status") { s.http = v }
-                    if let v = h.headers.first(name: "grpc-status") { s.grpc = v }
-                }
-                ended = h.endStream
-            case .data(let d): ended = d.endStream
-            default: ended = false
-            }
+            let ended = status.withLockedValue { s in Request.read(unwrapInboundIn(data), http: &s.http, grpc: &s.grpc) }
             guard ended else { return }
             let s = status.withLockedValue { $0 }
             done.succeed(request.grpc ? (s.http == "200" && s.grpc == "0") : s.http == "200")

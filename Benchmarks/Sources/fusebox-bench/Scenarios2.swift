@@ -181,6 +181,27 @@ func permitLatency(_ env: Environment, connections: Int, requesters: Int, each: 
     return (percentile(all, 50), percentile(all, 99), granted.load(ordering: .relaxed), all.count)
 }
 
+/// Trips breaker "probe" (5 permits, OPEN for 50 ms) and waits until it is
+/// HALF_OPEN; returns a permit request for it (as `client`) and one answer
+/// to it, whose size the peers' files copy.
+func holdHalfOpen(_ server: Fuseboxd, admin identity: String?, client: String, group: any EventLoopGroup)
+    async throws -> (Fusebox_V1_AcquirePermitRequest, Fusebox_V1_AcquirePermitResponse)
+{
+    let admin = try server.client(identity, group: group)
+    try await putPolicy(tripPolicy("probe", openMs: 50, permits: 5), admin)
+    _ = try await admin.unary("fusebox.v1.BreakerService", "ReportOutcomes",
+                              outcomeBatch(client: "bench", sequence: 0, breakers: [("probe", 0)], policy: "probe", success: 0, failure: 1),
+                              as: Fusebox_V1_ReportOutcomesResponse.self)
+    try await Task.sleep(for: .milliseconds(200))
+    var request = Fusebox_V1_AcquirePermitRequest()
+    request.breaker = BreakerMapping.ref("default", "probe")
+    request.clientId = client
+    request.generation = try await breakerStatus(admin, "probe").generation
+    let sample = try await admin.unary("fusebox.v1.BreakerService", "AcquirePermit", request, as: Fusebox_V1_AcquirePermitResponse.self)
+    await admin.close()
+    return (request, sample)
+}
+
 /// AcquirePermit driven by h2load with 1,000 requests in flight (100 TLS
 /// connections × 10 streams), and nginx serving a file of the response's size
 /// with the same h2load settings: one independent client for both servers, so
@@ -189,18 +210,7 @@ func permitLatencyH2load(_ env: Environment, requests: Int) async throws -> (fus
     let group = MultiThreadedEventLoopGroup.singleton
     let server = try Fuseboxd(env, name: "permits-h2load", anonymous: true)
     defer { server.stop() }
-    let admin = try server.client(nil, group: group)
-    try await putPolicy(tripPolicy("probe", openMs: 50, permits: 5), admin)
-    _ = try await admin.unary("fusebox.v1.BreakerService", "ReportOutcomes",
-                              outcomeBatch(client: "bench", sequence: 0, breakers: [("probe", 0)], policy: "probe", success: 0, failure: 1),
-                              as: Fusebox_V1_ReportOutcomesResponse.self)
-    try await Task.sleep(for: .milliseconds(200))
-    var request = Fusebox_V1_AcquirePermitRequest()
-    request.breaker = BreakerMapping.ref("default", "probe")
-    request.clientId = "h2load"
-    request.generation = try await breakerStatus(admin, "probe").generation
-    let sample = try await admin.unary("fusebox.v1.BreakerService", "AcquirePermit", request, as: Fusebox_V1_AcquirePermitResponse.self)
-    await admin.close()
+    let (request, sample) = try await holdHalfOpen(server, admin: nil, client: "h2load", group: group)
     let dir = "\(env.work)/permits-h2load"
     try Data(grpcFramed(try request.encode())).write(to: URL(fileURLWithPath: "\(dir)/request.bin"))
     try Data(grpcFramed(try sample.encode())).write(to: URL(fileURLWithPath: "\(dir)/permit.bin"))
