@@ -340,17 +340,7 @@ func coldStartMutualTLS(_ env: Environment, connections: Int, concurrency: Int, 
 {
     let server = try Fuseboxd(env, name: "coldstart-mtls")
     defer { server.stop() }
-    let admin = try server.client("admin", group: group)
-    for i in 0..<100 {
-        var p = Presets.all[i % Presets.all.count]
-        p.name = "policy-\(String(format: "%03d", i))"
-        p.description = "service \(i): \(p.description)"
-        try await putPolicy(p, admin)
-    }
-    var request = Fusebox_V1_GetRegistryRequest()
-    request.registry = "default"
-    let snapshot = try await admin.unary("fusebox.v1.RegistryService", "GetRegistry", request, as: Fusebox_V1_RegistrySnapshot.self)
-    await admin.close()
+    let (request, snapshot) = try await hundredPolicyRegistry(server, admin: "admin", group: group)
     let dir = "\(env.work)/coldstart-mtls"
     try Data(grpcFramed(try snapshot.encode())).write(to: URL(fileURLWithPath: "\(dir)/registry.bin"))
     let tls = try TLSContext(configuration: server.clientTLS("reader"))

@@ -235,17 +235,7 @@ func coldStart(_ env: Environment, clients: Int) async throws -> (fusebox: Doubl
     let group = MultiThreadedEventLoopGroup.singleton
     let server = try Fuseboxd(env, name: "coldstart", anonymous: true)
     defer { server.stop() }
-    let admin = try server.client(nil, group: group)
-    for i in 0..<100 {
-        var p = Presets.all[i % Presets.all.count]
-        p.name = "policy-\(String(format: "%03d", i))"
-        p.description = "service \(i): \(p.description)"
-        try await putPolicy(p, admin)
-    }
-    var request = Fusebox_V1_GetRegistryRequest()
-    request.registry = "default"
-    let snapshot = try await admin.unary("fusebox.v1.RegistryService", "GetRegistry", request, as: Fusebox_V1_RegistrySnapshot.self)
-    await admin.close()
+    let (request, snapshot) = try await hundredPolicyRegistry(server, admin: nil, group: group)
     // The same bytes nginx will serve: the gRPC-framed response message.
     let framed = grpcFramed(try snapshot.encode())
     let dir = "\(env.work)/coldstart"
@@ -267,6 +257,25 @@ func coldStart(_ env: Environment, clients: Int) async throws -> (fusebox: Doubl
                                  requests: clients, dir: dir).totalMs
     let nginxCPU = treeCPUSeconds(nginx.pid) - nginxCPU0
     return (fuseboxMs, nginxMs, framed.count, fuseboxCPU, nginxCPU)
+}
+
+/// Puts 100 policies (the presets, renamed) into `default`; returns the
+/// `GetRegistry` request for it and its answer, whose bytes nginx serves.
+func hundredPolicyRegistry(_ server: Fuseboxd, admin identity: String?, group: any EventLoopGroup)
+    async throws -> (Fusebox_V1_GetRegistryRequest, Fusebox_V1_RegistrySnapshot)
+{
+    let admin = try server.client(identity, group: group)
+    for i in 0..<100 {
+        var p = Presets.all[i % Presets.all.count]
+        p.name = "policy-\(String(format: "%03d", i))"
+        p.description = "service \(i): \(p.description)"
+        try await putPolicy(p, admin)
+    }
+    var request = Fusebox_V1_GetRegistryRequest()
+    request.registry = "default"
+    let snapshot = try await admin.unary("fusebox.v1.RegistryService", "GetRegistry", request, as: Fusebox_V1_RegistrySnapshot.self)
+    await admin.close()
+    return (request, snapshot)
 }
 
 /// The gRPC framing of one message (uncompressed).
