@@ -114,3 +114,58 @@ final class EtcdStoreTests: XCTestCase {
         }
     }
 }
+
+extension EtcdStoreTests {
+    /// The store's current revision: each applied transaction advances it by one.
+    func revision(_ client: EtcdClient) async throws -> Int64 {
+        try await client.range(Array("/".utf8), limit: 1).revision
+    }
+
+    func testAGroupOfPolicyWritesIsOneTransactionAndRefusesOneAlone() async throws {
+        try await withCluster(size: 1) { _, client in
+            let store = EtcdStore(client: client, prefix: "/t-\(UUID().uuidString.prefix(8))", auditRetention: 1_000)
+            func audit(_ reason: String) -> AuditRecord { AuditRecord(atMs: 1, actor: nil, action: .putPolicy, reason: reason, allowed: true) }
+            _ = try await store.putPolicy(registry: "default", policy: Policy(name: "a"), expectedVersion: 0, actor: "x", reason: "", atMs: 1, audit: audit("a"))
+            let before = try await revision(client)
+            let results = await store.writePolicies([
+                .put(registry: "default", policy: Policy(name: "a"), expectedVersion: 1, actor: "x", reason: "", atMs: 2, audit: audit("a2")),
+                // Stale by the group's own first write: refused, takes no version.
+                .put(registry: "default", policy: Policy(name: "a"), expectedVersion: 1, actor: "x", reason: "", atMs: 2, audit: audit("stale")),
+                .put(registry: "default", policy: Policy(name: "b"), expectedVersion: 0, actor: "x", reason: "", atMs: 2, audit: audit("b")),
+                .delete(registry: "default", name: "nope", expectedVersion: nil, actor: "x", reason: "", atMs: 2, audit: audit("nope")),
+                .put(registry: "other", policy: Policy(name: "c"), expectedVersion: nil, actor: "x", reason: "", atMs: 2, audit: audit("c")),
+                .delete(registry: "default", name: "a", expectedVersion: 2, actor: "x", reason: "", atMs: 3, audit: audit("a-gone")),
+            ])
+            let afterGroup = try await revision(client)
+            XCTAssertEqual(afterGroup, before + 1, "six writes, one transaction")
+            XCTAssertEqual(results.map { (try? $0.get())?.version }, [2, nil, 3, nil, 1, 4])
+            XCTAssertEqual(results.map { (try? $0.get())?.kind }, [.updated, nil, .created, nil, .created, .deleted])
+            if case .failure(let e) = results[1] { XCTAssertEqual(e.code, .versionConflict); XCTAssertEqual(e.currentVersion, 2) }
+            if case .failure(let e) = results[3] { XCTAssertEqual(e.code, .notFound) }
+
+            let registries = try await store.loadRegistries()
+            XCTAssertEqual(registries.map(\.name), ["default", "other"])
+            XCTAssertEqual(registries[0].version, 4)
+            XCTAssertEqual(registries[0].policies.keys.sorted(), ["b"])
+            XCTAssertEqual(registries[1].policies["c"]?.version, 1)
+            let history = try await store.history(registry: "default", name: nil, afterVersion: 0, limit: 10)
+            XCTAssertEqual(history.map(\.version), [1, 2, 3, 4])
+            XCTAssertEqual(history.map(\.name), ["a", "a", "b", "a"])
+            var query = AuditQuery()
+            query.limit = 10
+            let audits = try await store.listAudit(query)
+            XCTAssertEqual(audits.map(\.reason), ["a-gone", "c", "b", "a2", "a"], "the refused writes' entries are not stored")
+            XCTAssertEqual(audits.map(\.id), [5, 4, 3, 2, 1])
+
+            // More writes than one transaction holds: in order, in more than one.
+            let many = await store.writePolicies((0..<30).map { i in
+                .put(registry: "many", policy: Policy(name: "p\(i % 7)"), expectedVersion: nil, actor: "x", reason: "\(i)", atMs: 4, audit: audit("m\(i)"))
+            })
+            XCTAssertEqual(many.map { (try? $0.get())?.version }, (1...30).map { Optional(UInt64($0)) })
+            let afterMany = try await revision(client)
+            XCTAssertEqual(afterMany, before + 1 + 2, "30 writes in two transactions of at most \(EtcdStore.groupLimit)")
+            let newest = try await store.listAudit(query)
+            XCTAssertEqual(newest.first?.id, 35)
+        }
+    }
+}

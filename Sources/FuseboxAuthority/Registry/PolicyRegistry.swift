@@ -36,6 +36,8 @@ public final class PolicyRegistry: Sendable {
     private let shared: Bool
     private let limits: AuthorityLimits
     private let gate = SerialGate()
+    /// Orders a shared store's writes (its feed applies them under `gate`).
+    private let writeGate = SerialGate()
     private let state = NIOLockedValueBox(State())
     /// Registry watches.
     public let hub = WatchHub<RegistryWatchEvent>()
@@ -148,24 +150,21 @@ public final class PolicyRegistry: Sendable {
     ///
     /// Group commit: a write joins the queue, then waits for the gate. A writer
     /// whose write is still queued when its turn comes stores everything queued
-    /// at that moment as one group (one transaction, one sync) and answers
+    /// at that moment as one group (one transaction, one sync; on etcd, one
+    /// transaction per replica's group) and answers
     /// every writer in it; a writer whose write went in an earlier group finds
     /// its answer waiting and leaves at once. So writes that arrive while a
     /// group is being stored share the next sync, instead of each waiting for
     /// its own.
     private func write(_ write: PolicyWrite) async throws(StoreError) -> PolicyChangeRecord {
-        if shared {
-            // The store orders writes; memory follows its feed.
-            let change = try await store.write(write)
-            await waitUntilApplied(change)
-            return change
-        }
         let ticket = state.withLockedValue { s in
             s.nextTicket += 1
             s.queued.append((s.nextTicket, write))
             return s.nextTicket
         }
-        await gate.run {
+        // A shared store's writes take their own gate: memory follows the
+        // store's feed, which must not wait behind a write in flight.
+        await (shared ? writeGate : gate).run {
             // Stored in an earlier group while this writer waited for the gate:
             // return at once, leaving what is queued to its own writers, each
             // of whom is in line behind (or is) this one.
@@ -174,11 +173,15 @@ public final class PolicyRegistry: Sendable {
         }
         let result = state.withLockedValue { s in s.answers.removeValue(forKey: ticket) }
         guard let result else { throw StoreError(.internal, "policy write \(ticket) was not answered") }
-        return try result.get()
+        let change = try result.get()
+        // A shared store orders writes; memory follows its feed.
+        if shared { await waitUntilApplied(change) }
+        return change
     }
 
-    /// Stores the queued writes as one group, then applies, publishes and
-    /// answers them in order. Runs inside the gate.
+    /// Stores the queued writes as one group, then (unless the store is
+    /// shared, whose feed does it) applies and publishes them in order, and
+    /// answers them. Runs inside the gate.
     private func storeQueued() async {
         let group = state.withLockedValue { s in
             defer { s.queued = [] }
@@ -187,7 +190,7 @@ public final class PolicyRegistry: Sendable {
         guard !group.isEmpty else { return }
         let results = await store.writePolicies(group.map(\.write))
         for ((ticket, _), result) in zip(group, results) {
-            if case .success(let change) = result {
+            if !shared, case .success(let change) = result {
                 let listeners = hub.publish([.changes([change])]) {
                     state.withLockedValue { s in
                         Self.apply(change, to: &s.registries)

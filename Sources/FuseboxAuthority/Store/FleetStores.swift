@@ -68,6 +68,21 @@ public protocol PolicyStore: Sendable {
 public enum PolicyWrite: Sendable {
     case put(registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64, audit: AuditRecord?)
     case delete(registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64, audit: AuditRecord?)
+
+    /// The registry written.
+    public var registry: String {
+        switch self {
+        case .put(let registry, _, _, _, _, _, _), .delete(let registry, _, _, _, _, _, _): registry
+        }
+    }
+
+    /// The policy written.
+    public var name: String {
+        switch self {
+        case .put(_, let policy, _, _, _, _, _): policy.name
+        case .delete(_, let name, _, _, _, _, _): name
+        }
+    }
 }
 
 extension PolicyStore {

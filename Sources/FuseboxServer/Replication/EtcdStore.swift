@@ -98,90 +98,180 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
     public func putPolicy(
         registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64, audit: AuditRecord?
     ) async throws(StoreError) -> PolicyChangeRecord {
-        let body = Data(try StoredCoding.encodePolicy(policy))
-        return try await writePolicy(registry: registry, name: policy.name, expectedVersion: expectedVersion, audit: audit) {
-            existing, version throws(StoreError) in
-            let change = PolicyChangeRecord(
-                registry: registry, version: version, name: policy.name, kind: existing == nil ? .created : .updated,
-                before: existing, after: policy, actor: actor, atMs: atMs, reason: reason)
-            return (change, EtcdRecords.PolicyEntry(version: version, updatedAtMs: atMs, updatedBy: actor, policy: body))
-        }
+        try await single(.put(registry: registry, policy: policy, expectedVersion: expectedVersion, actor: actor, reason: reason, atMs: atMs, audit: audit))
     }
 
     public func deletePolicy(
         registry: String, name: String, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64, audit: AuditRecord?
     ) async throws(StoreError) -> PolicyChangeRecord {
-        try await writePolicy(registry: registry, name: name, expectedVersion: expectedVersion, audit: audit) {
-            existing, version throws(StoreError) in
-            guard let existing else { throw StoreError(.notFound, "policy \(registry)/\(name) does not exist") }
-            let change = PolicyChangeRecord(
-                registry: registry, version: version, name: name, kind: .deleted, before: existing, after: nil,
-                actor: actor, atMs: atMs, reason: reason)
-            return (change, nil)
-        }
+        try await single(.delete(registry: registry, name: name, expectedVersion: expectedVersion, actor: actor, reason: reason, atMs: atMs, audit: audit))
     }
 
-    /// One policy write: read the registry, the policy and the audit counter;
-    /// check `expectedVersion`; write the registry's next version, the policy,
-    /// its history entry and its audit entry in one transaction compared on
-    /// what was read; again if another writer came between.
-    private func writePolicy(
-        registry: String, name: String, expectedVersion: UInt64?, audit: AuditRecord?,
-        _ make: (Policy?, UInt64) throws(StoreError) -> (PolicyChangeRecord, EtcdRecords.PolicyEntry?)
-    ) async throws(StoreError) -> PolicyChangeRecord {
-        let registryKey = layout.registry(registry)
-        let policyKey = layout.policy(registry, name)
-        let auditBody = try audit.map { a throws(StoreError) in try StoredCoding.encodeAudit(a) }
-        for _ in 0..<Self.attempts {
-            let read = try await read([registryKey, policyKey, layout.auditCounter])
-            let (registryKV, policyKV, counterKV) = (read[0], read[1], read[2])
-            let current = try registryKV.map { kv throws(StoreError) in try EtcdRecords.decode(EtcdRecords.Registry.self, kv.value, key: kv.key) }
-            let entry = try policyKV.map { kv throws(StoreError) in try EtcdRecords.decode(EtcdRecords.PolicyEntry.self, kv.value, key: kv.key) }
-            let currentVersion = entry?.version ?? 0
-            if let expectedVersion, expectedVersion != currentVersion {
-                throw StoreError(
-                    .versionConflict,
-                    entry == nil
-                        ? "policy \(registry)/\(name) does not exist (expected version \(expectedVersion))"
-                        : "policy \(registry)/\(name) is at version \(currentVersion), not \(expectedVersion); read it again and retry",
-                    currentVersion: currentVersion)
-            }
-            let before = try entry.map { e throws(StoreError) in try StoredCoding.decodePolicy(Array(e.policy)) }
-            let version = (current?.version ?? 0) + 1
-            let (change, newEntry) = try make(before, version)
-            let historyKey = layout.history(registry, version)
-            let historyValue = try EtcdRecords.encode(try EtcdRecords.change(change))
-            var ops: [EtcdOperation] = [
-                .put(key: registryKey, value: try EtcdRecords.encode(EtcdRecords.Registry(version: version, updatedAtMs: change.atMs))),
-                .put(key: historyKey, value: historyValue),
-            ]
-            if let newEntry {
-                ops.append(.put(key: policyKey, value: try EtcdRecords.encode(newEntry)))
-            } else {
-                ops.append(.delete(key: policyKey))
-            }
-            var compares = [
-                EtcdCompare.modRevision(registryKey, is: registryKV?.modRevision ?? 0),
-                EtcdCompare.modRevision(policyKey, is: policyKV?.modRevision ?? 0),
-            ]
-            var auditID: UInt64?
-            if let auditBody {
-                let (id, counterOps, counterCompare) = try auditSlots(1, counter: counterKV)
-                auditID = id
-                ops += counterOps + [.put(key: layout.audit(id), value: auditBody)]
-                compares.append(counterCompare)
-            }
-            // Applied now, or by an attempt the etcd client sent again (this
-            // version's history entry is this change, to the byte: the time and
-            // the author are in it): done, not a conflict and not a second version.
-            var applied = try await txn(compares, ops).succeeded
-            if !applied { applied = await holds(historyKey, historyValue) }
-            if applied {
-                if let auditID { await trimAudit(after: auditID, count: 1) }
-                return change
+    private func single(_ write: PolicyWrite) async throws(StoreError) -> PolicyChangeRecord {
+        guard let result = await writePolicies([write]).first else { throw StoreError(.internal, "a policy write was not answered") }
+        return try result.get()
+    }
+
+    /// Writes in one etcd transaction at most (each a registry version, a
+    /// history entry and an audit entry): etcd allows 128 operations in one.
+    public static let groupLimit = 24
+    /// Bytes of values in one transaction at most (etcd refuses requests over 1.5 MiB by default).
+    static let groupBytes = 512 * 1024
+
+    /// Group commit: the writes, in order, in as few transactions as etcd's
+    /// limits allow (one, for a replica's usual group), each compared on
+    /// everything it read and sent again, read afresh, when another replica
+    /// wrote in between. A refused write (version conflict, not found) is
+    /// answered alone and takes no version; the others still go.
+    public func writePolicies(_ writes: [PolicyWrite]) async -> [Result<PolicyChangeRecord, StoreError>] {
+        var results: [Result<PolicyChangeRecord, StoreError>] = []
+        var rest = writes[...]
+        while !rest.isEmpty {
+            do throws(StoreError) {
+                let done = try await writeGroup(rest.prefix(Self.groupLimit))
+                results += done
+                rest = rest.dropFirst(done.count)
+            } catch {
+                // The store itself failed: no later write of the group went either.
+                results += rest.map { _ in .failure(error) }
+                rest = []
             }
         }
-        throw StoreError(.unavailable, "etcd: the write to policy \(registry)/\(name) kept losing to concurrent writes (\(Self.attempts) attempts)")
+        return results
+    }
+
+    /// One write's place in a group's transaction.
+    private struct GroupedWrite {
+        var change: PolicyChangeRecord
+        var historyKey: [UInt8]
+        var historyValue: [UInt8]
+        var auditBody: [UInt8]?
+    }
+
+    /// A group's view of what it read, changed write by write as the group goes.
+    private struct GroupState {
+        var registries: [String: (kv: EtcdKeyValue?, version: UInt64, atMs: Int64, touched: Bool)] = [:]
+        var policies: [[UInt8]: (kv: EtcdKeyValue?, entry: EtcdRecords.PolicyEntry?, touched: Bool)] = [:]
+    }
+
+    /// Stores a prefix of `writes` (at least one) as one transaction; returns
+    /// the prefix's results. Throws only when etcd itself failed.
+    private func writeGroup(_ writes: ArraySlice<PolicyWrite>) async throws(StoreError) -> [Result<PolicyChangeRecord, StoreError>] {
+        for _ in 0..<Self.attempts {
+            let registryNames = Array(Set(writes.map(\.registry))).sorted()
+            let policyKeys = Array(Set(writes.map { layout.policy($0.registry, $0.name) })).sorted { $0.lexicographicallyPrecedes($1) }
+            let read = try await read(registryNames.map(layout.registry) + policyKeys + [layout.auditCounter])
+            var state = GroupState()
+            for (i, name) in registryNames.enumerated() {
+                let kv = read[i]
+                let record = try kv.map { kv throws(StoreError) in try EtcdRecords.decode(EtcdRecords.Registry.self, kv.value, key: kv.key) }
+                state.registries[name] = (kv, record?.version ?? 0, record?.updatedAtMs ?? 0, false)
+            }
+            for (i, key) in policyKeys.enumerated() {
+                let kv = read[registryNames.count + i]
+                state.policies[key] = (kv, try kv.map { kv throws(StoreError) in try EtcdRecords.decode(EtcdRecords.PolicyEntry.self, kv.value, key: kv.key) }, false)
+            }
+            let counterKV = read[read.count - 1]
+
+            var results: [Result<PolicyChangeRecord, StoreError>] = []
+            var stored: [GroupedWrite] = []
+            var bytes = 0
+            for write in writes {
+                if !results.isEmpty, bytes >= Self.groupBytes { break }
+                do throws(StoreError) {
+                    let grouped = try apply(write, to: &state)
+                    stored.append(grouped)
+                    bytes += grouped.historyValue.count + (grouped.auditBody?.count ?? 0) + (state.policies[layout.policy(write.registry, write.name)]?.entry?.policy.count ?? 0)
+                    results.append(.success(grouped.change))
+                } catch {
+                    results.append(.failure(error))
+                }
+            }
+            guard let first = stored.first else { return results }
+
+            var ops: [EtcdOperation] = []
+            var compares: [EtcdCompare] = []
+            for name in registryNames {
+                guard let r = state.registries[name], r.touched else { continue }
+                ops.append(.put(key: layout.registry(name), value: try EtcdRecords.encode(EtcdRecords.Registry(version: r.version, updatedAtMs: r.atMs))))
+                compares.append(.modRevision(layout.registry(name), is: r.kv?.modRevision ?? 0))
+            }
+            for key in policyKeys {
+                guard let p = state.policies[key], p.touched else { continue }
+                ops.append(try p.entry.map { e throws(StoreError) in .put(key: key, value: try EtcdRecords.encode(e)) } ?? .delete(key: key))
+                compares.append(.modRevision(key, is: p.kv?.modRevision ?? 0))
+            }
+            ops += stored.map { .put(key: $0.historyKey, value: $0.historyValue) }
+            let audits = stored.compactMap(\.auditBody)
+            var firstAuditID: UInt64?
+            if !audits.isEmpty {
+                let (id, counterOps, counterCompare) = try auditSlots(audits.count, counter: counterKV)
+                firstAuditID = id
+                ops += counterOps
+                ops += audits.enumerated().map { i, body in .put(key: layout.audit(id + UInt64(i)), value: body) }
+                compares.append(counterCompare)
+            }
+            // Applied now, or by an attempt the etcd client sent again (the
+            // first history entry is this group's, to the byte: the time and
+            // the author are in it): done, not a conflict and not a second version.
+            var applied = try await txn(compares, ops).succeeded
+            if !applied { applied = await holds(first.historyKey, first.historyValue) }
+            if applied {
+                if let firstAuditID { await trimAudit(after: firstAuditID, count: audits.count) }
+                return results
+            }
+        }
+        throw StoreError(.unavailable, "etcd: policy writes kept losing to concurrent writes (\(Self.attempts) attempts)")
+    }
+
+    /// One write against the group's view: checks its expected version, takes
+    /// the registry's next version and updates the view. Throws the write's refusal.
+    private func apply(_ write: PolicyWrite, to state: inout GroupState) throws(StoreError) -> GroupedWrite {
+        let (registry, name) = (write.registry, write.name)
+        let policyKey = layout.policy(registry, name)
+        let entry = state.policies[policyKey]?.entry
+        let currentVersion = entry?.version ?? 0
+        let before = try entry.map { e throws(StoreError) in try StoredCoding.decodePolicy(Array(e.policy)) }
+        let version = (state.registries[registry]?.version ?? 0) + 1
+        let expectedVersion: UInt64?
+        switch write {
+        case .put(_, _, let expected, _, _, _, _), .delete(_, _, let expected, _, _, _, _): expectedVersion = expected
+        }
+        if let expectedVersion, expectedVersion != currentVersion {
+            throw StoreError(
+                .versionConflict,
+                entry == nil
+                    ? "policy \(registry)/\(name) does not exist (expected version \(expectedVersion))"
+                    : "policy \(registry)/\(name) is at version \(currentVersion), not \(expectedVersion); read it again and retry",
+                currentVersion: currentVersion)
+        }
+        let change: PolicyChangeRecord
+        let newEntry: EtcdRecords.PolicyEntry?
+        let audit: AuditRecord?
+        switch write {
+        case let .put(_, policy, _, actor, reason, atMs, a):
+            change = PolicyChangeRecord(
+                registry: registry, version: version, name: name, kind: entry == nil ? .created : .updated,
+                before: before, after: policy, actor: actor, atMs: atMs, reason: reason)
+            newEntry = EtcdRecords.PolicyEntry(version: version, updatedAtMs: atMs, updatedBy: actor, policy: Data(try StoredCoding.encodePolicy(policy)))
+            audit = a
+        case let .delete(_, _, _, actor, reason, atMs, a):
+            guard let before else { throw StoreError(.notFound, "policy \(registry)/\(name) does not exist") }
+            change = PolicyChangeRecord(
+                registry: registry, version: version, name: name, kind: .deleted, before: before, after: nil,
+                actor: actor, atMs: atMs, reason: reason)
+            newEntry = nil
+            audit = a
+        }
+        let auditBody = try audit.map { a throws(StoreError) in try StoredCoding.encodeAudit(a) }
+        state.registries[registry, default: (nil, 0, 0, false)].version = version
+        state.registries[registry, default: (nil, 0, 0, false)].atMs = change.atMs
+        state.registries[registry, default: (nil, 0, 0, false)].touched = true
+        state.policies[policyKey, default: (nil, nil, false)].entry = newEntry
+        state.policies[policyKey, default: (nil, nil, false)].touched = true
+        return GroupedWrite(
+            change: change, historyKey: layout.history(registry, version),
+            historyValue: try EtcdRecords.encode(try EtcdRecords.change(change)), auditBody: auditBody)
     }
 
     public func history(registry: String, name: String?, afterVersion: UInt64, limit: Int) async throws(StoreError) -> [PolicyChangeRecord] {
