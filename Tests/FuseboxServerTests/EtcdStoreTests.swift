@@ -168,4 +168,35 @@ extension EtcdStoreTests {
             XCTAssertEqual(newest.first?.id, 35)
         }
     }
+
+    /// A store starts a group from what it last wrote; another replica's
+    /// write in between must neither be overwritten nor make a valid
+    /// expected version look stale.
+    func testAGroupStartingFromAStaleViewDecidesOnTheCurrentOne() async throws {
+        try await withCluster(size: 1) { _, client in
+            let prefix = "/t-\(UUID().uuidString.prefix(8))"
+            let a = EtcdStore(client: client, prefix: prefix, auditRetention: 1_000)
+            let b = EtcdStore(client: client, prefix: prefix, auditRetention: 1_000)
+            _ = try await a.putPolicy(registry: "default", policy: Policy(name: "p"), expectedVersion: 0, actor: "a", reason: "", atMs: 1, audit: nil)
+            _ = try await b.putPolicy(registry: "default", policy: Policy(name: "p"), expectedVersion: 1, actor: "b", reason: "", atMs: 2, audit: nil)
+            // a last saw version 1; the policy is at 2.
+            let results = await a.writePolicies([
+                .put(registry: "default", policy: Policy(name: "p"), expectedVersion: 1, actor: "a", reason: "stale", atMs: 3, audit: nil),
+                .put(registry: "default", policy: Policy(name: "p"), expectedVersion: 2, actor: "a", reason: "current", atMs: 3, audit: nil),
+            ])
+            XCTAssertEqual((try? results[1].get())?.version, 3, "the write expecting the current version went")
+            guard case .failure(let refused) = results[0] else { return XCTFail("a write expecting version 1 of 2 was stored") }
+            XCTAssertEqual(refused.code, .versionConflict)
+            XCTAssertEqual(refused.currentVersion, 2)
+            // b last saw version 2: a refusal it would decide on that alone is checked too.
+            do {
+                _ = try await b.putPolicy(registry: "default", policy: Policy(name: "p"), expectedVersion: 3, actor: "b", reason: "", atMs: 4, audit: nil)
+            } catch {
+                XCTFail("a write expecting the current version 3 was refused: \(error)")
+            }
+            let history = try await a.history(registry: "default", name: nil, afterVersion: 0, limit: 10)
+            XCTAssertEqual(history.map(\.actor), ["a", "b", "a", "b"])
+            XCTAssertEqual(history.map(\.version), [1, 2, 3, 4])
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 public import FuseboxAuthority
 public import FuseboxCore
 public import FuseboxEtcd
@@ -13,6 +14,10 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
     let layout: EtcdLayout
     /// Audit entries kept; older ones are deleted as new ones are appended.
     public let auditRetention: UInt64
+    /// What this store last read or wrote of the registry, policy and audit
+    /// counter keys its policy writes use (`.some(nil)`: absent), so a group
+    /// needs no read first; compares catch what is stale.
+    private let known = NIOLockedValueBox<[[UInt8]: EtcdKeyValue?]>([:])
 
     /// A store on `client` under `prefix`.
     public init(client: EtcdClient, prefix: String, auditRetention: Int) {
@@ -150,28 +155,43 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
 
     /// A group's view of what it read, changed write by write as the group goes.
     private struct GroupState {
-        var registries: [String: (kv: EtcdKeyValue?, version: UInt64, atMs: Int64, touched: Bool)] = [:]
-        var policies: [[UInt8]: (kv: EtcdKeyValue?, entry: EtcdRecords.PolicyEntry?, touched: Bool)] = [:]
+        var registries: [String: (version: UInt64, atMs: Int64, touched: Bool)] = [:]
+        var policies: [[UInt8]: (entry: EtcdRecords.PolicyEntry?, touched: Bool)] = [:]
     }
 
     /// Stores a prefix of `writes` (at least one) as one transaction; returns
     /// the prefix's results. Throws only when etcd itself failed.
+    ///
+    /// It starts from what this store last read or wrote of the keys (one
+    /// round trip per group while this replica is their only writer) and
+    /// compares on all of it; when another writer came between, the
+    /// transaction's failure branch reads the keys afresh, and the group is
+    /// decided again on them.
     private func writeGroup(_ writes: ArraySlice<PolicyWrite>) async throws(StoreError) -> [Result<PolicyChangeRecord, StoreError>] {
+        let registryNames = Array(Set(writes.map(\.registry))).sorted()
+        let policyKeys = Array(Set(writes.map { layout.policy($0.registry, $0.name) })).sorted { $0.lexicographicallyPrecedes($1) }
+        let keys = registryNames.map(layout.registry) + policyKeys + [layout.auditCounter]
+        let cached = known.withLockedValue { known in keys.compactMap { known[$0] } }
+        var current: [EtcdKeyValue?]
+        var fromCache = cached.count == keys.count
+        if fromCache {
+            current = cached
+        } else {
+            current = try await read(keys)
+            remember(keys, current)
+        }
         for _ in 0..<Self.attempts {
-            let registryNames = Array(Set(writes.map(\.registry))).sorted()
-            let policyKeys = Array(Set(writes.map { layout.policy($0.registry, $0.name) })).sorted { $0.lexicographicallyPrecedes($1) }
-            let read = try await read(registryNames.map(layout.registry) + policyKeys + [layout.auditCounter])
             var state = GroupState()
             for (i, name) in registryNames.enumerated() {
-                let kv = read[i]
+                let kv = current[i]
                 let record = try kv.map { kv throws(StoreError) in try EtcdRecords.decode(EtcdRecords.Registry.self, kv.value, key: kv.key) }
-                state.registries[name] = (kv, record?.version ?? 0, record?.updatedAtMs ?? 0, false)
+                state.registries[name] = (record?.version ?? 0, record?.updatedAtMs ?? 0, false)
             }
             for (i, key) in policyKeys.enumerated() {
-                let kv = read[registryNames.count + i]
-                state.policies[key] = (kv, try kv.map { kv throws(StoreError) in try EtcdRecords.decode(EtcdRecords.PolicyEntry.self, kv.value, key: kv.key) }, false)
+                let kv = current[registryNames.count + i]
+                state.policies[key] = (try kv.map { kv throws(StoreError) in try EtcdRecords.decode(EtcdRecords.PolicyEntry.self, kv.value, key: kv.key) }, false)
             }
-            let counterKV = read[read.count - 1]
+            let counterKV = current[keys.count - 1]
 
             var results: [Result<PolicyChangeRecord, StoreError>] = []
             var stored: [GroupedWrite] = []
@@ -187,19 +207,22 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
                     results.append(.failure(error))
                 }
             }
-            guard let first = stored.first else { return results }
+            // Refusals decided on what was just read stand as they are.
+            if stored.isEmpty, !fromCache { return results }
 
+            // Every registry and policy the group read, refused writes' too
+            // (a refusal must rest on the current version), and the audit
+            // counter when entries are appended.
+            var compares = registryNames.enumerated().map { i, name in EtcdCompare.modRevision(layout.registry(name), is: current[i]?.modRevision ?? 0) }
+            compares += policyKeys.enumerated().map { i, key in EtcdCompare.modRevision(key, is: current[registryNames.count + i]?.modRevision ?? 0) }
             var ops: [EtcdOperation] = []
-            var compares: [EtcdCompare] = []
             for name in registryNames {
                 guard let r = state.registries[name], r.touched else { continue }
                 ops.append(.put(key: layout.registry(name), value: try EtcdRecords.encode(EtcdRecords.Registry(version: r.version, updatedAtMs: r.atMs))))
-                compares.append(.modRevision(layout.registry(name), is: r.kv?.modRevision ?? 0))
             }
             for key in policyKeys {
                 guard let p = state.policies[key], p.touched else { continue }
                 ops.append(try p.entry.map { e throws(StoreError) in .put(key: key, value: try EtcdRecords.encode(e)) } ?? .delete(key: key))
-                compares.append(.modRevision(key, is: p.kv?.modRevision ?? 0))
             }
             ops += stored.map { .put(key: $0.historyKey, value: $0.historyValue) }
             let audits = stored.compactMap(\.auditBody)
@@ -211,17 +234,69 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
                 ops += audits.enumerated().map { i, body in .put(key: layout.audit(id + UInt64(i)), value: body) }
                 compares.append(counterCompare)
             }
-            // Applied now, or by an attempt the etcd client sent again (the
-            // first history entry is this group's, to the byte: the time and
-            // the author are in it): done, not a conflict and not a second version.
-            var applied = try await txn(compares, ops).succeeded
-            if !applied { applied = await holds(first.historyKey, first.historyValue) }
-            if applied {
+            // If the compares fail: the keys as they are now, and the group's
+            // first history entry, which holds this group's change, to the
+            // byte, if an attempt the etcd client sent again was applied
+            // (e.g. across a leader change): done, not a second version.
+            var failure = keys.map { EtcdOperation.range(key: $0) }
+            if let first = stored.first { failure.append(.range(key: first.historyKey)) }
+            let result = try await txn(compares, ops, failure: failure)
+            if result.succeeded {
+                remember(ops, at: result.revision)
                 if let firstAuditID { await trimAudit(after: firstAuditID, count: audits.count) }
                 return results
             }
+            let fresh = result.results.map { r -> EtcdKeyValue? in
+                if case .range(let range) = r { return range.kvs.first }
+                return nil
+            }
+            if let first = stored.first, fresh.count == keys.count + 1, fresh[keys.count]?.value == first.historyValue {
+                forget(keys)
+                return results
+            }
+            current = Array(fresh.prefix(keys.count))
+            guard current.count == keys.count else { throw StoreError(.internal, "etcd answered a failed policy transaction with \(fresh.count) reads, not \(keys.count + 1)") }
+            remember(keys, current)
+            fromCache = false
         }
         throw StoreError(.unavailable, "etcd: policy writes kept losing to concurrent writes (\(Self.attempts) attempts)")
+    }
+
+    /// Keys this store keeps the last known state of, at most (then it starts afresh).
+    static let knownLimit = 10_000
+
+    private func remember(_ keys: [[UInt8]], _ values: [EtcdKeyValue?]) {
+        known.withLockedValue { known in
+            if known.count + keys.count > Self.knownLimit { known.removeAll() }
+            for (key, value) in zip(keys, values) { known[key] = .some(value) }
+        }
+    }
+
+    /// The registry, policy and counter keys a successful transaction wrote, as they now are.
+    private func remember(_ ops: [EtcdOperation], at revision: Int64) {
+        var keys: [[UInt8]] = []
+        var values: [EtcdKeyValue?] = []
+        for op in ops {
+            switch op {
+            case .put(let key, let value, _, _) where isGroupKey(key):
+                keys.append(key)
+                values.append(EtcdKeyValue(key: key, value: value, modRevision: revision))
+            case .delete(let key, nil, _) where isGroupKey(key):
+                keys.append(key)
+                values.append(nil)
+            default:
+                continue
+            }
+        }
+        remember(keys, values)
+    }
+
+    private func isGroupKey(_ key: [UInt8]) -> Bool {
+        key == layout.auditCounter || key.starts(with: layout.registries) || key.starts(with: layout.policies)
+    }
+
+    private func forget(_ keys: [[UInt8]]) {
+        known.withLockedValue { known in for key in keys { known[key] = nil } }
     }
 
     /// One write against the group's view: checks its expected version, takes
@@ -264,11 +339,11 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
             audit = a
         }
         let auditBody = try audit.map { a throws(StoreError) in try StoredCoding.encodeAudit(a) }
-        state.registries[registry, default: (nil, 0, 0, false)].version = version
-        state.registries[registry, default: (nil, 0, 0, false)].atMs = change.atMs
-        state.registries[registry, default: (nil, 0, 0, false)].touched = true
-        state.policies[policyKey, default: (nil, nil, false)].entry = newEntry
-        state.policies[policyKey, default: (nil, nil, false)].touched = true
+        state.registries[registry, default: (0, 0, false)].version = version
+        state.registries[registry, default: (0, 0, false)].atMs = change.atMs
+        state.registries[registry, default: (0, 0, false)].touched = true
+        state.policies[policyKey, default: (nil, false)].entry = newEntry
+        state.policies[policyKey, default: (nil, false)].touched = true
         return GroupedWrite(
             change: change, historyKey: layout.history(registry, version),
             historyValue: try EtcdRecords.encode(try EtcdRecords.change(change)), auditBody: auditBody)
