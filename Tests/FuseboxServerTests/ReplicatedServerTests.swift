@@ -1,4 +1,5 @@
 import Foundation
+import FuseboxAPI
 import FuseboxAuthority
 import FuseboxCore
 import FuseboxEtcd
@@ -182,28 +183,42 @@ final class ReplicatedServerTests: XCTestCase {
         }
     }
 
-    /// Policy writers on two replicas at once: every write lands once, in
-    /// one order every replica agrees on, and each replica stores the writes
-    /// that arrive together in one etcd transaction (group commit), so fewer
-    /// transactions than writes. (Before, each write was its own transaction,
-    /// and writers on one replica conflicted with each other and retried.)
-    func testPolicyWritersOnTwoReplicasShareTransactions() async throws {
+    /// Policy writers on the leader and a follower at once: the follower
+    /// forwards its writes to the leader, whose group commit stores all of
+    /// them, in fewer etcd transactions than writes (replicas writing on
+    /// their own conflict on the registry's version and retry). Each write
+    /// lands once, is read back on the replica that took it as soon as it is
+    /// answered, and names its caller; a stale expected version through the
+    /// follower is refused with the current version, as on the leader.
+    func testPolicyWritesGoThroughTheLeadersGroupCommit() async throws {
         try await withCluster { cluster, client in
             let prefix = "/fusebox-\(UUID().uuidString.prefix(8))"
             var replicas: [Replica] = []
             for i in 0..<2 { replicas.append(try await startReplica("g\(i)", cluster: cluster, prefix: prefix)) }
+            await waitUntil("one leader", timeout: 15) { replicas.filter(\.isLeader).count == 1 }
             await waitUntil("every replica serving", timeout: 15) { replicas.allSatisfy { $0.app.isReady } }
+            let leader = try XCTUnwrap(replicas.firstIndex { $0.isLeader })
+            let follower = 1 - leader
+            let admins = try replicas.map { try $0.client("admin", group: self.group) }
             let (writers, each) = (16, 5)
             let versions = try await withThrowingTaskGroup(of: [UInt64].self) { group in
                 for w in 0..<writers {
-                    let registry = replicas[w % 2].app.registry
+                    let (admin, replica) = (admins[w % 2], replicas[w % 2])
                     group.addTask {
                         var got: [UInt64] = []
                         for i in 0..<each {
-                            let change = try await registry.put(
-                                registry: "grouped", policy: Policy(name: "w\(w)"), expectedVersion: got.last ?? 0,
-                                actor: "w\(w)", reason: "\(i)", audit: nil)
-                            got.append(change.version)
+                            var request = Fusebox_V1_PutPolicyRequest()
+                            request.registry = "grouped"
+                            request.policy = PolicyMapping.wire(Policy(name: "w\(w)"))
+                            var expected = Fusebox_V1_ExpectedVersion()
+                            expected.version = got.last ?? 0
+                            request.expectedVersion = expected
+                            request.reason = "write \(i)"
+                            let answer = try await admin.unary(
+                                "fusebox.v1.RegistryService", "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self)
+                            // Read your writes on the replica that answered.
+                            XCTAssertGreaterThanOrEqual(replica.app.registry.registryVersion("grouped"), answer.registryVersion)
+                            got.append(answer.registryVersion)
                         }
                         return got
                     }
@@ -213,15 +228,33 @@ final class ReplicatedServerTests: XCTestCase {
             let total = UInt64(writers * each)
             XCTAssertEqual(versions.sorted(), Array(1...total), "every version answered once")
             await waitUntil("both replicas at the last version") { replicas.allSatisfy { $0.app.registry.registryVersion("grouped") == total } }
-            for r in replicas {
-                XCTAssertEqual(r.app.registry.registry("grouped")?.policies.count, writers)
-            }
+            XCTAssertEqual(replicas[follower].app.registry.storedGroups.writes, 0, "the follower stored writes itself")
+            let stored = replicas[leader].app.registry.storedGroups
+            XCTAssertEqual(stored.writes, total)
+            XCTAssertLessThan(stored.count, total, "no two writes shared a group")
             // Each history entry was written by one transaction: its mod revision says which.
-            let history = try await client.range(Array("\(prefix)/history/grouped/".utf8), rangeEnd: EtcdKeys.prefixEnd(Array("\(prefix)/history/grouped/".utf8)))
+            let key = Array("\(prefix)/history/grouped/".utf8)
+            let history = try await client.range(key, rangeEnd: EtcdKeys.prefixEnd(key))
             XCTAssertEqual(history.kvs.count, Int(total))
-            let transactions = Set(history.kvs.map(\.modRevision)).count
-            print("policy writes: \(total) in \(transactions) etcd transactions")
-            XCTAssertLessThan(transactions, Int(total), "no two writes shared a transaction")
+            print("policy writes: \(total) in \(stored.count) groups, \(Set(history.kvs.map(\.modRevision)).count) etcd transactions")
+            let record = try XCTUnwrap(replicas[follower].app.registry.record(registry: "grouped", name: "w1"))
+            XCTAssertEqual(record.updatedBy, "fusebox-admin", "a forwarded write names its caller, not the replica")
+
+            var stale = Fusebox_V1_PutPolicyRequest()
+            stale.registry = "grouped"
+            stale.policy = PolicyMapping.wire(Policy(name: "w1"))
+            var one = Fusebox_V1_ExpectedVersion()
+            one.version = 1
+            stale.expectedVersion = one
+            do {
+                _ = try await admins[follower].unary("fusebox.v1.RegistryService", "PutPolicy", stale, as: Fusebox_V1_PutPolicyResponse.self)
+                XCTFail("a stale expected version was accepted through the follower")
+            } catch let error as RPCError {
+                XCTAssertEqual(error.code, .failedPrecondition)
+                let details = try XCTUnwrap(error.metadata.firstBinary("fusebox-error-details-bin"))
+                XCTAssertEqual(try Fusebox_V1_ErrorDetails(decoding: details).currentVersion, record.version)
+            }
+            for a in admins { await a.close() }
             for r in replicas { await r.stop() }
         }
     }

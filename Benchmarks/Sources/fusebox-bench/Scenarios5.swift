@@ -612,8 +612,8 @@ func durablePolicyWrites(
     let onLeader = try set.server(leader).client("admin", group: group)
     let l = try await putPolicyLatencies(onLeader, name: "durable-l", writes: writes)
     await onLeader.close()
-    // Concurrent writers, spread over the three replicas (followers forward nothing:
-    // each replica writes its own Txn to etcd, which orders them).
+    // Concurrent writers, spread over the three replicas (followers forward
+    // policy writes to the leader, whose group commit stores them).
     let clients = try (0..<writers).map { w in try set.server(set.ids[w % set.ids.count]).client("admin", group: group) }
     for (w, c) in clients.enumerated() { try await putPolicy(tripPolicy("durable-c-\(w)"), c) }
     let concurrent = try await concurrentPolicyWrites(clients, prefix: "durable-c", seconds: seconds)

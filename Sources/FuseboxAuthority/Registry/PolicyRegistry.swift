@@ -27,6 +27,8 @@ public final class PolicyRegistry: Sendable {
         var nextTicket: UInt64 = 0
         /// Results of stored groups, until their writers pick them up.
         var answers: [UInt64: Result<PolicyChangeRecord, StoreError>] = [:]
+        /// Groups of writes this process has stored, and the writes in them.
+        var groups: (count: UInt64, writes: UInt64) = (0, 0)
     }
 
     private let store: any PolicyStore
@@ -175,7 +177,7 @@ public final class PolicyRegistry: Sendable {
         guard let result else { throw StoreError(.internal, "policy write \(ticket) was not answered") }
         let change = try result.get()
         // A shared store orders writes; memory follows its feed.
-        if shared { await waitUntilApplied(change) }
+        if shared { await waitUntilApplied(registry: change.registry, version: change.version) }
         return change
     }
 
@@ -189,6 +191,7 @@ public final class PolicyRegistry: Sendable {
         }
         guard !group.isEmpty else { return }
         let results = await store.writePolicies(group.map(\.write))
+        state.withLockedValue { $0.groups = ($0.groups.count + 1, $0.groups.writes + UInt64(group.count)) }
         for ((ticket, _), result) in zip(group, results) {
             if !shared, case .success(let change) = result {
                 let listeners = hub.publish([.changes([change])]) {
@@ -254,9 +257,14 @@ public final class PolicyRegistry: Sendable {
     /// copy lags).
     static let feedWait: Duration = .seconds(5)
 
-    private func waitUntilApplied(_ change: PolicyChangeRecord) async {
-        let registry = change.registry
-        let version = change.version
+    /// Groups of policy writes this process has stored (group commit), and
+    /// the writes in them. A replica that forwards writes to the leader stores none.
+    public var storedGroups: (count: UInt64, writes: UInt64) { state.withLockedValue { $0.groups } }
+
+    /// Returns once memory holds `registry` at `version` or later (a shared
+    /// store's change, written here or through another replica, has come
+    /// back through the feed), or after `feedWait` at most.
+    public func waitUntilApplied(registry: String, version: UInt64) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in

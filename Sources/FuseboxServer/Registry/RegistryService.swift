@@ -16,7 +16,9 @@ public struct RegistryService: Sendable {
     /// them per call was a fifth of fuseboxd's CPU in the cold-start benchmark).
     private let encoded = NIOLockedValueBox<[String: (version: UInt64, bytes: [UInt8])]>([:])
 
-    /// Replicated mode: watches are refused while this replica cannot serve.
+    /// Replicated mode: watches are refused while this replica cannot serve;
+    /// policy writes go to the leader while one is known (one writer groups
+    /// them into shared etcd transactions instead of replicas conflicting).
     public var routing: (any DecisionRouting)?
     /// Largest policy accepted, encoded (`limits.maxPolicyBytes`).
     public var maxPolicyBytes = AuthorityLimits().maxPolicyBytes
@@ -77,7 +79,13 @@ public struct RegistryService: Sendable {
                 await audit.refused(context, action: .putPolicy, policy: target, reason: request.reason, error)
                 throw error
             }
-            let actor = Authorizer.describe(context.peer)
+            if let leader = try? routing?.leader() {
+                let response = try await Forwarding.unary(
+                    leader, service, "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self, caller: authorizer.caller(context))
+                await registry.waitUntilApplied(registry: request.registry, version: response.registryVersion)
+                return response
+            }
+            let actor = Authorizer.describe(authorizer.caller(context))
             let change: PolicyChangeRecord
             do throws(StoreError) {
                 change = try await registry.put(
@@ -103,11 +111,17 @@ public struct RegistryService: Sendable {
                 await audit.refused(context, action: .deletePolicy, policy: target, reason: request.reason, error)
                 throw error
             }
+            if let leader = try? routing?.leader() {
+                let response = try await Forwarding.unary(
+                    leader, service, "DeletePolicy", request, as: Fusebox_V1_DeletePolicyResponse.self, caller: authorizer.caller(context))
+                await registry.waitUntilApplied(registry: request.registry, version: response.registryVersion)
+                return response
+            }
             let change: PolicyChangeRecord
             do throws(StoreError) {
                 change = try await registry.delete(
                     registry: request.registry, name: request.name, expectedVersion: request.expectedVersion?.version,
-                    actor: Authorizer.describe(context.peer), reason: request.reason,
+                    actor: Authorizer.describe(authorizer.caller(context)), reason: request.reason,
                     audit: audit.allowed(context, action: .deletePolicy, policy: target, reason: request.reason))
             } catch {
                 throw WireConversions.status(error)
