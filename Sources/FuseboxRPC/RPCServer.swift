@@ -15,20 +15,28 @@ import Synchronization
 public final class RPCServer: Sendable {
     /// One call's stream, as the handlers see it.
     package typealias StreamChannel = NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>
-    typealias Connection = (channel: any Channel, streams: NIOHTTP2Handler.AsyncStreamMultiplexer<StreamChannel>, state: ConnectionState)
 
     /// The configuration.
     public let configuration: RPCServerConfiguration
     private let router: RPCRouter
     private let tls: TLSContextProvider
     private let group: any EventLoopGroup
-    private let listener = NIOLockedValueBox<NIOAsyncChannel<Connection, Never>?>(nil)
+    private let listener = NIOLockedValueBox<(any Channel)?>(nil)
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
     private let connectionCount = NIOLockedValueBox<Int>(0)
     private let acceptedCount = NIOLockedValueBox<Int>(0)
     private let shuttingDown = Atomic<Bool>(false)
     private let inFlight = Atomic<Int>(0)
-    private let serving = Atomic<Int>(0)
+    /// Calls as their streams open, handed from the event loops to `serve()`,
+    /// which runs each in a child task.
+    private let calls: AsyncStream<IncomingCall>
+    private let incoming: AsyncStream<IncomingCall>.Continuation
+
+    private struct IncomingCall: Sendable {
+        var stream: StreamChannel
+        var connection: ConnectionState
+        var remote: String?
+    }
 
     /// A server for `router`'s methods, with TLS from `tls`.
     public init(configuration: RPCServerConfiguration, router: RPCRouter, tls: TLSContextProvider, group: any EventLoopGroup) {
@@ -36,51 +44,61 @@ public final class RPCServer: Sendable {
         self.router = router
         self.tls = tls
         self.group = group
+        (calls, incoming) = AsyncStream.makeStream()
     }
 
     /// Binds the listening socket; returns the address (with the real port).
+    ///
+    /// Connections are set up on their event loop as they are accepted, with
+    /// no task of their own: each call (HTTP/2 stream) gets one child task of
+    /// `serve()`, which runs its handler.
     @discardableResult
     public func start() async throws -> SocketAddress {
-        let configuration = self.configuration
-        let tls = self.tls
-        let connections = self.connections
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: Int32(clamping: max(configuration.listenBacklog, 1)))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: configuration.host, port: configuration.port) { [connectionCount, acceptedCount] channel in
-                channel.eventLoop.makeCompletedFuture { () throws -> Connection in
-                    acceptedCount.withLockedValue { $0 += 1 }
-                    let state = ConnectionState()
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(TLSHandler(context: tls.current))
-                    if let observer = configuration.onTLSFailure {
-                        try sync.addHandler(TLSFailureObserver(observer: observer))
-                    }
-                    let streams = try Self.configureHTTP2(on: channel, configuration: configuration, state: state)
-                    // Over the limit: every call is answered UNAVAILABLE naming
-                    // the limit (serveStream), and the connection closes soon.
-                    if connectionCount.withLockedValue({ count in
-                        count += 1
-                        return count
-                    }) > configuration.maximumConnections {
-                        state.refusal = "the server holds \(configuration.maximumConnections) connections, its limit "
-                            + "(limits.maxConnections); try another replica or again later"
-                        configuration.onLimitReached?("connections")
-                        channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
-                    }
-                    let id = ObjectIdentifier(channel)
-                    connections.withLockedValue { $0[id] = channel }
-                    channel.closeFuture.whenComplete { _ in
-                        connectionCount.withLockedValue { $0 -= 1 }
-                        _ = connections.withLockedValue { $0.removeValue(forKey: id) }
-                    }
-                    return (channel, streams, state)
-                }
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture { try self.configureConnection(channel) }
             }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
         listener.withLockedValue { $0 = channel }
-        guard let address = channel.channel.localAddress else { throw RPCError(.internal, "the listener has no address") }
+        guard let address = channel.localAddress else { throw RPCError(.internal, "the listener has no address") }
         return address
+    }
+
+    /// The pipeline of one accepted connection: TLS, then HTTP/2 whose
+    /// stream initializer hands each call to `serve()`, and connection management.
+    private func configureConnection(_ channel: any Channel) throws {
+        acceptedCount.withLockedValue { $0 += 1 }
+        let state = ConnectionState()
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(TLSHandler(context: tls.current))
+        if let observer = configuration.onTLSFailure {
+            try sync.addHandler(TLSFailureObserver(observer: observer))
+        }
+        let remote = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        try Self.configureHTTP2(on: channel, configuration: configuration, state: state) { [incoming] stream in
+            incoming.yield(IncomingCall(stream: stream, connection: state, remote: remote))
+        }
+        // Over the limit: every call is answered UNAVAILABLE naming
+        // the limit (serveStream), and the connection closes soon.
+        if connectionCount.withLockedValue({ count in
+            count += 1
+            return count
+        }) > configuration.maximumConnections {
+            state.refusal = "the server holds \(configuration.maximumConnections) connections, its limit "
+                + "(limits.maxConnections); try another replica or again later"
+            configuration.onLimitReached?("connections")
+            channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+        }
+        let id = ObjectIdentifier(channel)
+        connections.withLockedValue { $0[id] = channel }
+        channel.closeFuture.whenComplete { [connectionCount, connections] _ in
+            connectionCount.withLockedValue { $0 -= 1 }
+            _ = connections.withLockedValue { $0.removeValue(forKey: id) }
+        }
     }
 
     /// Connections open now.
@@ -96,10 +114,6 @@ public final class RPCServer: Sendable {
     /// be a leaked task.
     public var callsInFlight: Int { inFlight.load(ordering: .relaxed) }
 
-    /// Connections whose task still runs (one task each, reading its streams).
-    /// Back at 0 once every client is gone: a higher count would be a leaked task.
-    public var connectionTasks: Int { serving.load(ordering: .relaxed) }
-
     /// Server connections still in memory, in this process (every server's):
     /// closed ones are released, so this follows `openConnections` and is
     /// back at 0 once every client is gone. A higher count is a connection
@@ -107,17 +121,22 @@ public final class RPCServer: Sendable {
     public static var connectionsInMemory: Int { ConnectionState.inMemory }
 
     /// The bound port (0 before `start`).
-    public var port: Int { listener.withLockedValue { $0?.channel.localAddress?.port } ?? 0 }
+    public var port: Int { listener.withLockedValue { $0?.localAddress?.port } ?? 0 }
 
-    /// Serves connections until shutdown completes.
+    /// Serves calls until `shutdown()` has closed every connection and every
+    /// call has ended. Cancelling the task that serves closes the listener and
+    /// every connection at once, without a grace period.
     public func serve() async throws {
         guard let listener = listener.withLockedValue({ $0 }) else { throw RPCError(.failedPrecondition, "start() the server first") }
-        try await withThrowingDiscardingTaskGroup { group in
-            try await listener.executeThenClose { inbound in
-                for try await connection in inbound {
-                    group.addTask { await self.serveConnection(connection) }
+        await withTaskCancellationHandler {
+            await withDiscardingTaskGroup { group in
+                for await call in calls {
+                    group.addTask { await self.serveStream(call.stream, connection: call.connection, remote: call.remote) }
                 }
             }
+        } onCancel: { [connections] in
+            listener.close(promise: nil)
+            for channel in connections.withLockedValue({ Array($0.values) }) { channel.close(promise: nil) }
         }
     }
 
@@ -125,7 +144,7 @@ public final class RPCServer: Sendable {
     /// grace period, then closes every connection.
     public func shutdown() async {
         guard !shuttingDown.exchange(true, ordering: .relaxed) else { return }
-        try? await listener.withLockedValue { $0 }?.channel.close()
+        try? await listener.withLockedValue { $0 }?.close()
         let open = connections.withLockedValue { Array($0.values) }
         for channel in open {
             channel.triggerUserOutboundEvent(GracefulShutdownEvent(), promise: nil)
@@ -137,17 +156,8 @@ public final class RPCServer: Sendable {
         for channel in connections.withLockedValue({ Array($0.values) }) {
             try? await channel.close()
         }
-    }
-
-    private func serveConnection(_ connection: Connection) async {
-        serving.add(1, ordering: .relaxed)
-        defer { serving.subtract(1, ordering: .relaxed) }
-        let remote = connection.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
-        try? await withThrowingDiscardingTaskGroup { group in
-            for try await stream in connection.streams.inbound {
-                group.addTask { await self.serveStream(stream, connection: connection.state, remote: remote) }
-            }
-        }
+        // No more calls: serve() returns once those running have ended.
+        incoming.finish()
     }
 
     private func serveStream(_ stream: StreamChannel, connection: ConnectionState, remote: String?) async {

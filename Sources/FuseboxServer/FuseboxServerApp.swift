@@ -246,7 +246,7 @@ public final class FuseboxServerApp: Sendable {
             group.addTask {
                 while !Task.isCancelled {
                     ServerMetrics.gauges(
-                        connections: self.rpc.openConnections, callsInFlight: self.rpc.callsInFlight, connectionTasks: self.rpc.connectionTasks,
+                        connections: self.rpc.openConnections, callsInFlight: self.rpc.callsInFlight,
                         breakerWatchers: self.authority.watcherCount,
                         registryWatchers: self.registry.watcherCount, silentReporters: self.leadingCoordinator?.silentReporters() ?? 0,
                         localModeClients: self.leadingCoordinator?.localModeClients() ?? 0)

@@ -144,7 +144,6 @@ final class SoakTests: XCTestCase {
         var inFlight: Double? = nil
         var watchers: Double? = nil
         var tls: Double? = nil
-        var connectionTasks: Double? = nil
         var inMemory: Double? = nil
         let settle = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < settle {
@@ -153,9 +152,8 @@ final class SoakTests: XCTestCase {
             inFlight = try Self.gauge("fusebox_rpc_calls_in_flight", metricsPort: server.metricsPort)
             watchers = try Self.gauge("fusebox_watchers{kind=\"breakers\"}", metricsPort: server.metricsPort)
             tls = try Self.gauge("fusebox_tls_connections_live", metricsPort: server.metricsPort)
-            connectionTasks = try Self.gauge("fusebox_rpc_connection_tasks", metricsPort: server.metricsPort)
             inMemory = try Self.gauge("fusebox_rpc_connections_in_memory", metricsPort: server.metricsPort)
-            if connectionTasks == 0, inMemory == 0, connected == 0, inFlight == 0, watchers == 0, tls == 0, let after, after.fds <= idle.fds + 1 { break }
+            if inMemory == 0, connected == 0, inFlight == 0, watchers == 0, tls == 0, let after, after.fds <= idle.fds + 1 { break }
             try await Task.sleep(for: .seconds(1))
         }
 
@@ -190,7 +188,7 @@ final class SoakTests: XCTestCase {
             SOAK RSS MiB every 2 s: \(all.map { "\($0.rssKiB / 1024)" }.joined(separator: " "))
             SOAK after the clients left: connected \(connected.map { "\(Int($0))" } ?? "-"), calls in flight \
             \(inFlight.map { "\(Int($0))" } ?? "-"), breaker watchers \(watchers.map { "\(Int($0))" } ?? "-"), TLS connections \(tls.map { "\(Int($0))" } ?? "-"), \
-            connection tasks \(connectionTasks.map { "\(Int($0))" } ?? "-"), connections in memory \(inMemory.map { "\(Int($0))" } ?? "-"), descriptors \(after?.fds ?? -1) (idle \(idle.fds))
+            connections in memory \(inMemory.map { "\(Int($0))" } ?? "-"), descriptors \(after?.fds ?? -1) (idle \(idle.fds))
             """)
 
         XCTAssertGreaterThanOrEqual(tally.sessions, connections * 2, "every session connected again (churn); 4,000 on an idle machine")
@@ -217,7 +215,6 @@ final class SoakTests: XCTestCase {
         XCTAssertEqual(connected, 0, "connections left open after every client left")
         XCTAssertEqual(inFlight, 0, "calls (tasks) left running after every client left")
         XCTAssertEqual(watchers, 0, "watchers left subscribed after every client left")
-        XCTAssertEqual(connectionTasks, 0, "connection tasks left running after every client left")
         XCTAssertEqual(tls, 0, "TLS connections (OpenSSL objects) left after every client left")
         XCTAssertEqual(inMemory, 0, "connections kept in memory after every client left")
         XCTAssertLessThanOrEqual(after?.fds ?? .max, idle.fds + 1, "descriptors left open after every client left")

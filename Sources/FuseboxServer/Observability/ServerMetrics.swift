@@ -39,7 +39,7 @@ enum ServerMetrics {
         Counter(label: "fusebox_reports_total").increment(by: 0)
         Counter(label: "fusebox_report_rejections_total").increment(by: 0)
         Counter(label: "fusebox_breaker_commits_total").increment(by: 0)
-        gauges(connections: 0, callsInFlight: 0, connectionTasks: 0, breakerWatchers: 0, registryWatchers: 0, silentReporters: 0, localModeClients: 0)
+        gauges(connections: 0, callsInFlight: 0, breakerWatchers: 0, registryWatchers: 0, silentReporters: 0, localModeClients: 0)
     }
 
     /// A request, connection or watch refused at a configured limit.
@@ -57,12 +57,11 @@ enum ServerMetrics {
     }
 
     static func gauges(
-        connections: Int, callsInFlight: Int, connectionTasks: Int, breakerWatchers: Int, registryWatchers: Int, silentReporters: Int,
+        connections: Int, callsInFlight: Int, breakerWatchers: Int, registryWatchers: Int, silentReporters: Int,
         localModeClients: Int
     ) {
         Gauge(label: "fusebox_clients_local_mode").record(Double(localModeClients))
         Gauge(label: "fusebox_rpc_calls_in_flight").record(Double(callsInFlight))
-        Gauge(label: "fusebox_rpc_connection_tasks").record(Double(connectionTasks))
         Gauge(label: "fusebox_tls_connections_live").record(Double(TLSHandler.liveConnections))
         Gauge(label: "fusebox_rpc_connections_in_memory").record(Double(RPCServer.connectionsInMemory))
         Gauge(label: "fusebox_reporters_silent").record(Double(silentReporters))
