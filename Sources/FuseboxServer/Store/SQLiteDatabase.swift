@@ -14,6 +14,11 @@ final class SQLiteDatabase: @unchecked Sendable {
 
     private let handle: OpaquePointer
     let path: String
+    /// Prepared statements by their SQL, reused (reset after each run):
+    /// preparing cost more than running the store's small statements. Bounded:
+    /// the few queries built from filters (audit listing) cannot grow it.
+    private var statements: [String: OpaquePointer] = [:]
+    private static let maximumStatements = 64
 
     init(path: String) throws(StoreError) {
         var db: OpaquePointer?
@@ -29,7 +34,23 @@ final class SQLiteDatabase: @unchecked Sendable {
     }
 
     deinit {
+        for statement in statements.values { sqlite3_finalize(statement) }
         sqlite3_close_v2(handle)
+    }
+
+    /// The prepared statement for `sql`, from the cache or prepared now.
+    private func prepared(_ sql: String) throws(StoreError) -> OpaquePointer {
+        if let statement = statements[sql] { return statement }
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
+            throw StoreError(code(for: sqlite3_errcode(handle)), "\(lastError) (preparing \(sql.prefix(60))…)")
+        }
+        if statements.count >= Self.maximumStatements {
+            for old in statements.values { sqlite3_finalize(old) }
+            statements = [:]
+        }
+        statements[sql] = statement
+        return statement
     }
 
     /// Runs statements without results.
@@ -46,11 +67,11 @@ final class SQLiteDatabase: @unchecked Sendable {
     /// Runs one statement with parameters; returns its rows.
     @discardableResult
     func query(_ sql: String, _ parameters: [Value] = []) throws(StoreError) -> [[Value]] {
-        var statement: OpaquePointer?
-        guard sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
-            throw StoreError(code(for: sqlite3_errcode(handle)), "\(lastError) (preparing \(sql.prefix(60))…)")
+        let statement = try prepared(sql)
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
         }
-        defer { sqlite3_finalize(statement) }
         for (i, value) in parameters.enumerated() {
             let index = Int32(i + 1)
             switch value {
