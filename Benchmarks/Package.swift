@@ -46,6 +46,7 @@ let package = Package(
                 .product(name: "FuseboxTLS", package: "fusebox"),
                 .product(name: "FuseboxWire", package: "fusebox"),
                 .product(name: "FuseboxAPI", package: "fusebox"),
+                .product(name: "FuseboxEtcd", package: "fusebox"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,6 +1,7 @@
 import Foundation
 import FuseboxAPI
 import FuseboxCore
+import FuseboxEtcd
 import FuseboxRPC
 import FuseboxTLS
 import FuseboxWire
@@ -594,7 +595,9 @@ func putPolicyLatencies(_ admin: RPCClient, name: String, writes: Int) async thr
 /// and on one SQLite fuseboxd.
 func durablePolicyWrites(
     _ env: Environment, etcd: EtcdBenchCluster, writes: Int, writers: Int, seconds: Double, group: any EventLoopGroup
-) async throws -> (follower: [Double], leader: [Double], single: [Double], concurrent: (writesPerSecond: Double, latenciesMs: [Double], errors: Int)) {
+) async throws -> (
+    follower: [Double], leader: [Double], single: [Double], rawEtcd: [Double], concurrent: (writesPerSecond: Double, latenciesMs: [Double], errors: Int)
+) {
     let single: [Double]
     do {
         let server = try Fuseboxd(env, name: "policy12-sqlite")
@@ -618,5 +621,20 @@ func durablePolicyWrites(
     for (w, c) in clients.enumerated() { try await putPolicy(tripPolicy("durable-c-\(w)"), c) }
     let concurrent = try await concurrentPolicyWrites(clients, prefix: "durable-c", seconds: seconds)
     for c in clients { await c.close() }
-    return (f, l, single, concurrent)
+    // The floor: etcd's own Txn on the same cluster, one key compared on its
+    // mod revision and written, one after another, through the client fuseboxd uses.
+    let etcdClient = try EtcdClient(
+        configuration: EtcdConfiguration(endpoints: etcd.clientPorts.map { "127.0.0.1:\($0)" }, tls: nil), group: group)
+    var raw: [Double] = []
+    let key = Array("/bench-raw/key".utf8)
+    var revision: Int64 = 0
+    for k in 0..<(writes + 5) {
+        let start = ContinuousClock.now
+        let result = try await etcdClient.txn([.modRevision(key, is: revision)], success: [.put(key: key, value: Array("\(k)".utf8))])
+        guard result.succeeded else { throw BenchError("the raw etcd Txn lost its compare") }
+        revision = result.revision
+        if k >= 5 { raw.append(ms(ContinuousClock.now - start)) }
+    }
+    await etcdClient.close()
+    return (f, l, single, raw, concurrent)
 }
