@@ -119,7 +119,9 @@ public final class FuseboxServerApp: Sendable {
                 try? await etcdGroup.shutdownGracefully()
                 throw error
             }
-            let store = EtcdStore(client: client, prefix: replication.prefix, auditRetention: replication.auditRetention)
+            let store = EtcdStore(
+                client: client, prefix: replication.prefix, auditRetention: replication.auditRetention,
+                maxPolicyBytes: configuration.limits.maxPolicyBytes)
             registry = try await PolicyRegistry(store: store, clock: clock, shared: true, limits: configuration.limits)
             let node = ReplicaNode(
                 client: client, store: store, registry: registry, settings: replication.node, clock: clock,

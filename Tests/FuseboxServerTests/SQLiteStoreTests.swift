@@ -196,6 +196,70 @@ final class SQLiteStoreTests: XCTestCase {
         await reopened.close()
     }
 
+    /// A writer whose task is cancelled (its client left, its deadline
+    /// passed) while its task stores a group must not fail the other writes
+    /// of the group. The store here fails a cancelled caller, as the etcd
+    /// client does (the call is abandoned, maybe after etcd applied it).
+    func testACancelledWriterDoesNotFailTheOthersInItsGroup() async throws {
+        let store = GroupCountingStore(try await SQLiteStore.open(directory: directory), holdFirstGroup: true, failWhenCancelled: true)
+        let registry = try await PolicyRegistry(store: store, clock: ManualFleetClock())
+        func put(_ name: String) async throws -> PolicyChangeRecord {
+            try await registry.put(registry: "payments", policy: Policy(name: name), expectedVersion: nil, actor: "t", reason: "", audit: nil)
+        }
+        // The first writer's group is held in the store while three more queue up.
+        let first = Task { try await put("first") }
+        await waitUntil("the first group in the store") { store.groups.count == 1 }
+        let leader = Task { try await put("leader") }
+        try await Task.sleep(for: .milliseconds(50))
+        let others = (0..<2).map { i in Task { try await put("other-\(i)") } }
+        try await Task.sleep(for: .milliseconds(50))
+        // The leader's task (the next to take the gate) is cancelled before its group is stored.
+        leader.cancel()
+        store.release()
+        _ = try await first.value
+        for other in others {
+            do {
+                _ = try await other.value
+            } catch {
+                XCTFail("a write failed because another writer of its group was cancelled: \(error)")
+            }
+        }
+        XCTAssertEqual(store.groups, [1, 3], "the leader stored the three queued writes as one group")
+        let leaderResult = await leader.result
+        XCTAssertNotNil(try? leaderResult.get(), "the group was stored for the cancelled writer too")
+        await store.base.close()
+    }
+
+    /// With a shared store (replicas on etcd), a writer is answered once its
+    /// own change has come back through the feed, not when another's has.
+    func testASharedStoreWriterWaitsForItsOwnChange() async throws {
+        let store = GroupCountingStore(try await SQLiteStore.open(directory: directory))
+        let registry = try await PolicyRegistry(store: store, clock: ManualFleetClock(), shared: true)
+        let answered = NIOLockedValueBox<[String]>([])
+        let writers = ["x", "y"].map { name in
+            Task {
+                let change = try await registry.put(registry: name, policy: Policy(name: "p"), expectedVersion: nil, actor: "t", reason: "", audit: nil)
+                answered.withLockedValue { $0.append(name) }
+                return change
+            }
+        }
+        await waitUntil("both writes stored") { store.changes.count == 2 }
+        let changes = store.changes
+        let x = try XCTUnwrap(changes.first { $0.registry == "x" })
+        let y = try XCTUnwrap(changes.first { $0.registry == "y" })
+        // The feed brings back x's change only.
+        await registry.applyFromStore(x)
+        await waitUntil("x answered") { answered.withLockedValue { $0 } == ["x"] }
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertEqual(answered.withLockedValue { $0 }, ["x"], "y was answered before its change reached memory")
+        XCTAssertEqual(registry.registryVersion("y"), 0)
+        await registry.applyFromStore(y)
+        for w in writers { _ = try await w.value }
+        XCTAssertEqual(answered.withLockedValue { $0 }.sorted(), ["x", "y"])
+        XCTAssertEqual(registry.registryVersion("y"), 1)
+        await store.base.close()
+    }
+
     func testRefusesACorruptDatabase() async throws {
         try Data(repeating: 0x42, count: 8192).write(to: URL(fileURLWithPath: directory + "/fusebox.db"))
         do {
@@ -244,13 +308,25 @@ private final class RegistryEventSink: WatchSink, Sendable {
     func finish() {}
 }
 
-/// A store that counts the writes of each group it is given.
+/// A store that counts the writes of each group it is given and keeps the
+/// changes it stored. Optionally it holds the first group until `release()`,
+/// and fails the writes of a caller whose task is cancelled, as the etcd
+/// client does.
 private final class GroupCountingStore: PolicyStore, @unchecked Sendable {
     let base: SQLiteStore
     private let lock = NSLock()
     private var sizes: [Int] = []
-    init(_ base: SQLiteStore) { self.base = base }
+    private var stored: [PolicyChangeRecord] = []
+    private var released: Bool
+    private let failWhenCancelled: Bool
+    init(_ base: SQLiteStore, holdFirstGroup: Bool = false, failWhenCancelled: Bool = false) {
+        self.base = base
+        self.released = !holdFirstGroup
+        self.failWhenCancelled = failWhenCancelled
+    }
     var groups: [Int] { lock.withLock { sizes } }
+    var changes: [PolicyChangeRecord] { lock.withLock { stored } }
+    func release() { lock.withLock { released = true } }
     func loadRegistries() async throws(StoreError) -> [StoredRegistry] { try await base.loadRegistries() }
     func putPolicy(
         registry: String, policy: Policy, expectedVersion: UInt64?, actor: String, reason: String, atMs: Int64, audit: AuditRecord?
@@ -267,6 +343,15 @@ private final class GroupCountingStore: PolicyStore, @unchecked Sendable {
     }
     func writePolicies(_ writes: [PolicyWrite]) async -> [Result<PolicyChangeRecord, StoreError>] {
         lock.withLock { sizes.append(writes.count) }
-        return await base.writePolicies(writes)
+        // Bounded: a test releases within seconds.
+        for _ in 0..<1_000 where !lock.withLock({ released }) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if failWhenCancelled, Task.isCancelled {
+            return writes.map { _ in .failure(StoreError(.unavailable, "the call was cancelled")) }
+        }
+        let results = await base.writePolicies(writes)
+        lock.withLock { stored += results.compactMap { try? $0.get() } }
+        return results
     }
 }

@@ -21,7 +21,8 @@ public final class PolicyRegistry: Sendable {
         var registries: [String: StoredRegistry] = [:]
         var listeners: [@Sendable (PolicyChangeRecord) -> Void] = []
         /// Writers of a shared store waiting for their change to come back through the feed.
-        var waiting: [(registry: String, version: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
+        var waiting: [(id: UInt64, registry: String, version: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
+        var nextWaiter: UInt64 = 0
         /// Writes waiting to be stored in the next group, with their tickets.
         var queued: [(ticket: UInt64, write: PolicyWrite)] = []
         var nextTicket: UInt64 = 0
@@ -190,7 +191,13 @@ public final class PolicyRegistry: Sendable {
             return s.queued
         }
         guard !group.isEmpty else { return }
-        let results = await store.writePolicies(group.map(\.write))
+        // The group is stored for every writer in it, not only for the one
+        // whose task runs this: in a task of its own, awaited here (it never
+        // outlives the call), so that writer's cancellation (its client left,
+        // its deadline passed) cannot fail the others' writes, or leave them
+        // unsure whether a transaction the store applied was stored.
+        let writes = group.map(\.write)
+        let results = await Task { await self.store.writePolicies(writes) }.value
         state.withLockedValue { $0.groups = ($0.groups.count + 1, $0.groups.writes + UInt64(group.count)) }
         for ((ticket, _), result) in zip(group, results) {
             if !shared, case .success(let change) = result {
@@ -265,31 +272,47 @@ public final class PolicyRegistry: Sendable {
     /// store's change, written here or through another replica, has come
     /// back through the feed), or after `feedWait` at most.
     public func waitUntilApplied(registry: String, version: UInt64) async {
+        let id = state.withLockedValue { s in
+            s.nextWaiter += 1
+            return s.nextWaiter
+        }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
                     let done = self.state.withLockedValue { s -> Bool in
                         if (s.registries[registry]?.version ?? 0) >= version { return true }
-                        s.waiting.append((registry, version, continuation))
+                        s.waiting.append((id, registry, version, continuation))
                         return false
                     }
                     if done { continuation.resume() }
                 }
             }
             group.addTask {
-                try? await Task.sleep(for: Self.feedWait)
-                self.resumeWriters(all: true)
+                // Cancelled once the change has come back: nothing to do then.
+                do { try await Task.sleep(for: Self.feedWait) } catch { return }
+                // Too long: this writer alone is answered (its write is
+                // durable; only this replica's copy lags). Every other one
+                // still waits for its own change.
+                self.resumeWriter(id)
             }
             await group.next()
             group.cancelAll()
         }
     }
 
-    private func resumeWriters(all: Bool = false) {
+    private func resumeWriter(_ id: UInt64) {
+        let continuation = state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
+            guard let i = s.waiting.firstIndex(where: { $0.id == id }) else { return nil }
+            return s.waiting.remove(at: i).continuation
+        }
+        continuation?.resume()
+    }
+
+    private func resumeWriters() {
         let ready = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
             var ready: [CheckedContinuation<Void, Never>] = []
             s.waiting.removeAll { w in
-                guard all || (s.registries[w.registry]?.version ?? 0) >= w.version else { return false }
+                guard (s.registries[w.registry]?.version ?? 0) >= w.version else { return false }
                 ready.append(w.continuation)
                 return true
             }

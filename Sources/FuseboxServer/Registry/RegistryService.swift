@@ -79,6 +79,8 @@ public struct RegistryService: Sendable {
                 await audit.refused(context, action: .putPolicy, policy: target, reason: request.reason, error)
                 throw error
             }
+            // A replica that lost etcd would forward, then wait in vain for its watch.
+            try routing?.requireServing()
             if let leader = try? routing?.leader() {
                 let response = try await Forwarding.unary(
                     leader, service, "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self, caller: authorizer.caller(context))
@@ -111,6 +113,8 @@ public struct RegistryService: Sendable {
                 await audit.refused(context, action: .deletePolicy, policy: target, reason: request.reason, error)
                 throw error
             }
+            // A replica that lost etcd would forward, then wait in vain for its watch.
+            try routing?.requireServing()
             if let leader = try? routing?.leader() {
                 let response = try await Forwarding.unary(
                     leader, service, "DeletePolicy", request, as: Fusebox_V1_DeletePolicyResponse.self, caller: authorizer.caller(context))

@@ -15,15 +15,24 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
     /// Audit entries kept; older ones are deleted as new ones are appended.
     public let auditRetention: UInt64
     /// What this store last read or wrote of the registry, policy and audit
-    /// counter keys its policy writes use (`.some(nil)`: absent), so a group
-    /// needs no read first; compares catch what is stale.
-    private let known = NIOLockedValueBox<[[UInt8]: EtcdKeyValue?]>([:])
+    /// counter keys its policy writes use (`.some(nil)`: absent), with the
+    /// bytes it holds, so a group needs no read first; compares catch what
+    /// is stale.
+    private let known = NIOLockedValueBox<(values: [[UInt8]: EtcdKeyValue?], bytes: Int)>(([:], 0))
 
-    /// A store on `client` under `prefix`.
-    public init(client: EtcdClient, prefix: String, auditRetention: Int) {
+    /// Writes in one group at most, so that reading the group's policies
+    /// stays well within a response the client accepts (4 MiB) however large
+    /// `limits.maxPolicyBytes` allows a policy to be.
+    let groupSize: Int
+
+    /// A store on `client` under `prefix`; `maxPolicyBytes` is the largest
+    /// policy accepted (`limits.maxPolicyBytes`), which bounds its groups.
+    public init(client: EtcdClient, prefix: String, auditRetention: Int, maxPolicyBytes: Int = AuthorityLimits().maxPolicyBytes) {
         self.client = client
         self.layout = EtcdLayout(prefix: prefix)
         self.auditRetention = UInt64(max(1, auditRetention))
+        // A stored policy is JSON with the body in base64 (4/3): 2 MiB of them at most per read.
+        groupSize = max(1, min(Self.groupLimit, 2 * 1024 * 1024 / max(1, maxPolicyBytes * 4 / 3)))
     }
 
     /// Attempts of an optimistic write before giving up (each lost only to another replica's write).
@@ -120,7 +129,9 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
     /// Writes in one etcd transaction at most (each a registry version, a
     /// history entry and an audit entry): etcd allows 128 operations in one.
     public static let groupLimit = 24
-    /// Bytes of values in one transaction at most (etcd refuses requests over 1.5 MiB by default).
+    /// Bytes of values in one transaction: no write joins a group once it
+    /// holds this many (so a group ends at most one write past it; etcd
+    /// refuses requests over 1.5 MiB by default).
     static let groupBytes = 512 * 1024
 
     /// Group commit: the writes, in order, in as few transactions as etcd's
@@ -133,7 +144,7 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
         var rest = writes[...]
         while !rest.isEmpty {
             do throws(StoreError) {
-                let done = try await writeGroup(rest.prefix(Self.groupLimit))
+                let done = try await writeGroup(rest.prefix(groupSize))
                 results += done
                 rest = rest.dropFirst(done.count)
             } catch {
@@ -171,7 +182,7 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
         let registryNames = Array(Set(writes.map(\.registry))).sorted()
         let policyKeys = Array(Set(writes.map { layout.policy($0.registry, $0.name) })).sorted { $0.lexicographicallyPrecedes($1) }
         let keys = registryNames.map(layout.registry) + policyKeys + [layout.auditCounter]
-        let cached = known.withLockedValue { known in keys.compactMap { known[$0] } }
+        let cached = known.withLockedValue { known in keys.compactMap { known.values[$0] } }
         var current: [EtcdKeyValue?]
         var fromCache = cached.count == keys.count
         if fromCache {
@@ -262,13 +273,21 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
         throw StoreError(.unavailable, "etcd: policy writes kept losing to concurrent writes (\(Self.attempts) attempts)")
     }
 
-    /// Keys this store keeps the last known state of, at most (then it starts afresh).
-    static let knownLimit = 10_000
+    /// Keys and bytes of values this store keeps the last known state of, at
+    /// most (then it starts afresh: the next group reads first).
+    static let knownLimit = (keys: 10_000, bytes: 8 * 1024 * 1024)
 
     private func remember(_ keys: [[UInt8]], _ values: [EtcdKeyValue?]) {
         known.withLockedValue { known in
-            if known.count + keys.count > Self.knownLimit { known.removeAll() }
-            for (key, value) in zip(keys, values) { known[key] = .some(value) }
+            let adding = values.reduce(0) { $0 + ($1?.value.count ?? 0) }
+            if known.values.count + keys.count > Self.knownLimit.keys || known.bytes + adding > Self.knownLimit.bytes {
+                known = ([:], 0)
+            }
+            for (key, value) in zip(keys, values) {
+                if let old = known.values[key] { known.bytes -= old?.value.count ?? 0 }
+                known.values[key] = .some(value)
+                known.bytes += value?.value.count ?? 0
+            }
         }
     }
 
@@ -296,7 +315,11 @@ public final class EtcdStore: PolicyStore, AuditStore, Sendable {
     }
 
     private func forget(_ keys: [[UInt8]]) {
-        known.withLockedValue { known in for key in keys { known[key] = nil } }
+        known.withLockedValue { known in
+            for key in keys {
+                if let old = known.values.removeValue(forKey: key) { known.bytes -= old?.value.count ?? 0 }
+            }
+        }
     }
 
     /// One write against the group's view: checks its expected version, takes
