@@ -32,10 +32,30 @@ public final class RPCServer: Sendable {
     private let calls: AsyncStream<IncomingCall>
     private let incoming: AsyncStream<IncomingCall>.Continuation
 
-    private struct IncomingCall: Sendable {
-        var stream: StreamChannel
-        var connection: ConnectionState
-        var remote: String?
+    /// A call's stream on its way from its event loop to `serve()`. One that
+    /// never gets there (the server stopped serving first) is closed, with
+    /// its writer finished, when dropped: NIO requires that of every
+    /// async channel it made.
+    private final class IncomingCall: Sendable {
+        private let pending: NIOLockedValueBox<StreamChannel?>
+        let connection: ConnectionState
+        let remote: String?
+
+        init(_ stream: StreamChannel, connection: ConnectionState, remote: String?) {
+            pending = NIOLockedValueBox(stream)
+            self.connection = connection
+            self.remote = remote
+        }
+
+        /// The stream, to serve; nil if taken already.
+        func take() -> StreamChannel? { pending.withLockedValue { s in defer { s = nil }; return s } }
+
+        deinit {
+            guard let stream = take() else { return }
+            // Rare (a stream that opened as the server stopped) and brief: the
+            // scoped close is async, and this is its only way to run from here.
+            Task { try? await stream.executeThenClose { _, _ in } }
+        }
     }
 
     /// A server for `router`'s methods, with TLS from `tls`.
@@ -80,7 +100,7 @@ public final class RPCServer: Sendable {
         }
         let remote = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
         try Self.configureHTTP2(on: channel, configuration: configuration, state: state) { [incoming] stream in
-            incoming.yield(IncomingCall(stream: stream, connection: state, remote: remote))
+            incoming.yield(IncomingCall(try StreamChannel(wrappingChannelSynchronously: stream), connection: state, remote: remote))
         }
         // Over the limit: every call is answered UNAVAILABLE naming
         // the limit (serveStream), and the connection closes soon.
@@ -131,7 +151,8 @@ public final class RPCServer: Sendable {
         await withTaskCancellationHandler {
             await withDiscardingTaskGroup { group in
                 for await call in calls {
-                    group.addTask { await self.serveStream(call.stream, connection: call.connection, remote: call.remote) }
+                    guard let stream = call.take() else { continue }
+                    group.addTask { await self.serveStream(stream, connection: call.connection, remote: call.remote) }
                 }
             }
         } onCancel: { [connections] in
