@@ -1,4 +1,5 @@
 package import NIOCore
+import NIOConcurrencyHelpers
 import NIOHTTP2
 
 extension RPCServer {
@@ -35,5 +36,31 @@ extension RPCServer {
             stream.eventLoop.makeCompletedFuture { try onStream(stream) }
         }
         try sync.addHandler(management)
+    }
+
+    /// A call's stream on its way from its event loop to `serve()`. One that
+    /// never gets there (the server stopped serving first) is closed, with
+    /// its writer finished, when dropped: NIO requires that of every
+    /// async channel it made.
+    final class IncomingCall: Sendable {
+        private let pending: NIOLockedValueBox<StreamChannel?>
+        let connection: ConnectionState
+        let remote: String?
+
+        init(_ stream: StreamChannel, connection: ConnectionState, remote: String?) {
+            pending = NIOLockedValueBox(stream)
+            self.connection = connection
+            self.remote = remote
+        }
+
+        /// The stream, to serve; nil if taken already.
+        func take() -> StreamChannel? { pending.withLockedValue { s in defer { s = nil }; return s } }
+
+        deinit {
+            guard let stream = take() else { return }
+            // Rare (a stream that opened as the server stopped) and brief: the
+            // scoped close is async, and this is its only way to run from here.
+            Task { try? await stream.executeThenClose { _, _ in } }
+        }
     }
 }

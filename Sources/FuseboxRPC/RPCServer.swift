@@ -32,32 +32,6 @@ public final class RPCServer: Sendable {
     private let calls: AsyncStream<IncomingCall>
     private let incoming: AsyncStream<IncomingCall>.Continuation
 
-    /// A call's stream on its way from its event loop to `serve()`. One that
-    /// never gets there (the server stopped serving first) is closed, with
-    /// its writer finished, when dropped: NIO requires that of every
-    /// async channel it made.
-    private final class IncomingCall: Sendable {
-        private let pending: NIOLockedValueBox<StreamChannel?>
-        let connection: ConnectionState
-        let remote: String?
-
-        init(_ stream: StreamChannel, connection: ConnectionState, remote: String?) {
-            pending = NIOLockedValueBox(stream)
-            self.connection = connection
-            self.remote = remote
-        }
-
-        /// The stream, to serve; nil if taken already.
-        func take() -> StreamChannel? { pending.withLockedValue { s in defer { s = nil }; return s } }
-
-        deinit {
-            guard let stream = take() else { return }
-            // Rare (a stream that opened as the server stopped) and brief: the
-            // scoped close is async, and this is its only way to run from here.
-            Task { try? await stream.executeThenClose { _, _ in } }
-        }
-    }
-
     /// A server for `router`'s methods, with TLS from `tls`.
     public init(configuration: RPCServerConfiguration, router: RPCRouter, tls: TLSContextProvider, group: any EventLoopGroup) {
         self.configuration = configuration

@@ -42,3 +42,16 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     /// `store <code>: <message>`.
     public var description: String { "store \(code): \(message)" }
 }
+
+extension StoreError {
+    /// A write's `expectedVersion` that is not the policy's current version
+    /// (`exists`: whether the policy exists; 0 is its version if not).
+    public static func staleVersion(registry: String, name: String, expected: UInt64, current: UInt64, exists: Bool) -> StoreError {
+        StoreError(
+            .versionConflict,
+            exists
+                ? "policy \(registry)/\(name) is at version \(current), not \(expected); read it again and retry"
+                : "policy \(registry)/\(name) does not exist (expected version \(expected))",
+            currentVersion: current)
+    }
+}

@@ -30,6 +30,22 @@ public struct RegistryService: Sendable {
         self.audit = audit
     }
 
+    /// In replicated mode, a policy write taken by a follower goes to the
+    /// leader (whose group commit stores it); this replica answers once its
+    /// own copy holds the new version. nil: this replica writes it itself.
+    private func forwardedToLeader<Request: WireMessage, Response: WireMessage>(
+        _ method: String, _ request: Request, as: Response.Type, context: RPCServerContext, registry name: String,
+        version: (Response) -> UInt64
+    ) async throws(RPCError) -> Response? {
+        // A replica that lost etcd would forward, then wait in vain for its watch.
+        try routing?.requireServing()
+        guard let leader = try? routing?.leader() else { return nil }
+        let response = try await Forwarding.unary(
+            leader, "fusebox.v1.RegistryService", method, request, as: Response.self, caller: authorizer.caller(context))
+        await registry.waitUntilApplied(registry: name, version: version(response))
+        return response
+    }
+
     /// Registers the service's methods on `router`.
     public func register(on router: inout RPCRouter) {
         let service = "fusebox.v1.RegistryService"
@@ -79,13 +95,8 @@ public struct RegistryService: Sendable {
                 await audit.refused(context, action: .putPolicy, policy: target, reason: request.reason, error)
                 throw error
             }
-            // A replica that lost etcd would forward, then wait in vain for its watch.
-            try routing?.requireServing()
-            if let leader = try? routing?.leader() {
-                let response = try await Forwarding.unary(
-                    leader, service, "PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self, caller: authorizer.caller(context))
-                await registry.waitUntilApplied(registry: request.registry, version: response.registryVersion)
-                return response
+            if let forwarded = try await forwardedToLeader("PutPolicy", request, as: Fusebox_V1_PutPolicyResponse.self, context: context, registry: request.registry, version: \.registryVersion) {
+                return forwarded
             }
             let actor = Authorizer.describe(authorizer.caller(context))
             let change: PolicyChangeRecord
@@ -113,13 +124,8 @@ public struct RegistryService: Sendable {
                 await audit.refused(context, action: .deletePolicy, policy: target, reason: request.reason, error)
                 throw error
             }
-            // A replica that lost etcd would forward, then wait in vain for its watch.
-            try routing?.requireServing()
-            if let leader = try? routing?.leader() {
-                let response = try await Forwarding.unary(
-                    leader, service, "DeletePolicy", request, as: Fusebox_V1_DeletePolicyResponse.self, caller: authorizer.caller(context))
-                await registry.waitUntilApplied(registry: request.registry, version: response.registryVersion)
-                return response
+            if let forwarded = try await forwardedToLeader("DeletePolicy", request, as: Fusebox_V1_DeletePolicyResponse.self, context: context, registry: request.registry, version: \.registryVersion) {
+                return forwarded
             }
             let change: PolicyChangeRecord
             do throws(StoreError) {

@@ -212,12 +212,8 @@ public final class SQLiteStore: FuseboxStore, @unchecked Sendable {
             let existing = try db.query("SELECT body, version FROM policies WHERE registry = ? AND name = ?", [.text(registry), .text(policy.name)]).first
             let currentVersion = UInt64(existing?[1].int ?? 0)
             if let expectedVersion, expectedVersion != currentVersion {
-                throw StoreError(
-                    .versionConflict,
-                    existing == nil
-                        ? "policy \(registry)/\(policy.name) does not exist (expected version \(expectedVersion))"
-                        : "policy \(registry)/\(policy.name) is at version \(currentVersion), not \(expectedVersion); read it again and retry",
-                    currentVersion: currentVersion)
+                throw StoreError.staleVersion(
+                    registry: registry, name: policy.name, expected: expectedVersion, current: currentVersion, exists: existing != nil)
             }
             let version = try Self.bumpRegistry(db, registry, atMs)
             try db.query(
