@@ -120,6 +120,11 @@ class RegistryServiceServicer:
     def DeletePolicy(self, request, context):
         """Deletes a policy. NOT_FOUND if it does not exist; FAILED_PRECONDITION
         if `expected_version` is stale.
+
+        Both writes, replicated on etcd: a follower forwards the write to the
+        leader (same answers, same error details) and replies once its own copy
+        holds the new version, so the caller reads its write on that replica.
+        UNAVAILABLE when the replica has lost etcd or the store failed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
