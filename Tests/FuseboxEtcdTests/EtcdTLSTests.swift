@@ -46,7 +46,10 @@ final class EtcdTLSTests: XCTestCase {
                 _ = try await anonymous.get(b("mtls/key"))
                 XCTFail("a client without a certificate was served")
             } catch let error as EtcdError {
-                XCTAssertEqual(error.code, .unavailable, "\(error)")
+                // Refused at the handshake, attempt after attempt: UNAVAILABLE, or,
+                // when the retry budget runs out during an attempt on a loaded
+                // machine (fresh-clone run fresh24), DEADLINE_EXCEEDED.
+                XCTAssertTrue([.unavailable, .deadlineExceeded].contains(error.code), "\(error)")
             }
             await anonymous.close()
         }
