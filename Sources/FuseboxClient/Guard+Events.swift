@@ -4,7 +4,7 @@ import FuseboxCore
 // priority its calls carry.
 extension Guard {
     /// An attempt without a breaker: only its `call` event to report.
-    func unbroken<T: Sendable>(_ rt: GuardRuntime, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    @inline(__always) nonisolated(nonsending) func unbroken<T: Sendable>(_ rt: GuardRuntime, _ operation: @Sendable () async throws -> T) async throws -> T {
         guard onEvent != nil else { return try await limited(rt, generation: 0, operation) }
         let start = ContinuousClock.now
         do {

@@ -74,7 +74,7 @@ public final class Guard: Sendable {
     /// handler (`Fusebox.registerFallback`) answers instead. When the
     /// bulkhead is full, queued calls of a higher `priority` get a slot first
     /// (first come, first served within a priority).
-    public func run<T: Sendable>(priority: Int = 0, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    public func run<T: Sendable>(priority: Int = 0, _ operation: @Sendable () async throws -> T) async throws -> T {
         if priority != 0 { return try await BulkheadPriority.$value.withValue(priority) { try await run(operation) } }
         return try await traced {
             let rt = runtime.load(ordering: .acquiring)
@@ -92,7 +92,7 @@ public final class Guard: Sendable {
     /// (any failure, without a fallback section), returns what the policy's
     /// fallback gives, or else `fallback(error)`.
     public func run<T: Sendable>(
-        priority: Int = 0, fallback: @escaping @Sendable (any Error) async throws -> T, _ operation: @escaping @Sendable () async throws -> T
+        priority: Int = 0, fallback: @Sendable (any Error) async throws -> T, _ operation: @Sendable () async throws -> T
     ) async throws -> T {
         if priority != 0 {
             return try await BulkheadPriority.$value.withValue(priority) { try await run(fallback: fallback, operation) }
@@ -205,12 +205,12 @@ public final class Guard: Sendable {
         return try await load()
     }
 
-    private func withTotalTimeout<T: Sendable>(_ rt: GuardRuntime, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    @inline(__always) nonisolated(nonsending) private func withTotalTimeout<T: Sendable>(_ rt: GuardRuntime, _ body: @Sendable () async throws -> T) async throws -> T {
         guard let total = rt.policy.timeout?.totalMs else { return try await body() }
         return try await withDeadline(milliseconds: total, rt: rt, kind: .total, body)
     }
 
-    private func retrying<T: Sendable>(_ rt: GuardRuntime, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    @inline(__always) nonisolated(nonsending) private func retrying<T: Sendable>(_ rt: GuardRuntime, _ operation: @Sendable () async throws -> T) async throws -> T {
         guard let retry = rt.policy.retry, let budget = rt.budget else { return try await attempt(rt, operation) }
         var schedule = RetrySchedule(policy: retry)
         let deadline = rt.policy.timeout?.totalMs.map { wallNow().adding(milliseconds: $0) }
@@ -236,7 +236,7 @@ public final class Guard: Sendable {
     }
 
     /// One attempt: breaker → rate limiter → bulkhead → attempt timeout → operation.
-    private func attempt<T: Sendable>(_ rt: GuardRuntime, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    @inline(__always) nonisolated(nonsending) private func attempt<T: Sendable>(_ rt: GuardRuntime, _ operation: @Sendable () async throws -> T) async throws -> T {
         CallTrace.current?.attempt(breakerState: rt.breaker?.gate.snapshot.state.displayName)
         guard let breaker = rt.breaker else { return try await unbroken(rt, operation) }
         var permit: UInt64?
@@ -262,7 +262,7 @@ public final class Guard: Sendable {
                 throw rejected(GuardError(.circuitOpen(retryAfter: retryAfter), breaker: name, generation: current.value))
             }
         }
-        let start = ContinuousClock.now
+        let start = monotonicNanos()
         do {
             let value = try await limited(rt, generation: generation.value, spent: permitWait, operation)
             finish(breaker, rt, failed: false, error: nil, start: start, generation: generation, permit: permit, local: local)
@@ -280,11 +280,10 @@ public final class Guard: Sendable {
 
     @inline(__always)
     private func finish(
-        _ breaker: SharedBreaker, _ rt: GuardRuntime, failed: Bool, error: (any Error)?, start: ContinuousClock.Instant,
+        _ breaker: SharedBreaker, _ rt: GuardRuntime, failed: Bool, error: (any Error)?, start: Int64,
         generation: BreakerGeneration, permit: UInt64?, local: Bool
     ) {
-        let elapsed = ContinuousClock.now - start
-        let nanos = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+        let nanos = max(monotonicNanos() - start, 0)
         var outcome: Outcome
         if failed, let error {
             let failure = ClassifiedFailure(error, classifier: classifier)
@@ -306,7 +305,7 @@ public final class Guard: Sendable {
             healthRecorder.record(latencyNs: nanos, failed: true, error: error)
         case .ignored: break
         }
-        emit(.call(outcome: outcome, latency: elapsed))
+        emit(.call(outcome: outcome, latency: .nanoseconds(nanos)))
         if let permit {
             breaker.recordProbe(permit, outcome, local: local)
             session.reporter.requestFlush()
@@ -326,8 +325,8 @@ public final class Guard: Sendable {
 
     /// Rate limiter → bulkhead → attempt timeout → operation. `spent`: what
     /// the attempt already used waiting for a probe permit.
-    func limited<T: Sendable>(
-        _ rt: GuardRuntime, generation: UInt64, spent: Duration = .zero, _ operation: @escaping @Sendable () async throws -> T
+    @inline(__always) nonisolated(nonsending) func limited<T: Sendable>(
+        _ rt: GuardRuntime, generation: UInt64, spent: Duration = .zero, _ operation: @Sendable () async throws -> T
     ) async throws -> T {
         if let limiter = rt.limiter {
             switch limiter.acquire(now: wallNow()) {
@@ -351,8 +350,8 @@ public final class Guard: Sendable {
         return try await timed(rt, generation: generation, spent: spent, operation)
     }
 
-    private func timed<T: Sendable>(
-        _ rt: GuardRuntime, generation: UInt64, spent: Duration, _ operation: @escaping @Sendable () async throws -> T
+    @inline(__always) nonisolated(nonsending) private func timed<T: Sendable>(
+        _ rt: GuardRuntime, generation: UInt64, spent: Duration, _ operation: @Sendable () async throws -> T
     ) async throws -> T {
         guard let attemptMs = rt.policy.timeout?.attemptMs else { return try await operation() }
         let spentMs = spent.components.seconds * 1000 + spent.components.attoseconds / 1_000_000_000_000_000

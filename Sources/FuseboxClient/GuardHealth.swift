@@ -1,4 +1,5 @@
 public import Foundation
+import FuseboxCore
 import NIOConcurrencyHelpers
 
 /// When a guard's health report says warning or critical. The defaults are
@@ -148,16 +149,23 @@ final class HealthRecorder: Sendable {
     private let state = NIOLockedValueBox(State())
 
     /// A call that reached the dependency.
-    func record(latencyNs: Int64, failed: Bool, error: (any Error)?, at now: Date = Date()) {
+    func record(latencyNs: Int64, failed: Bool, error: (any Error)?, at now: Date) {
+        record(latencyNs: latencyNs, failed: failed, error: error, atMilliseconds: Int64((now.timeIntervalSince1970 * 1000).rounded()))
+    }
+
+    /// A call that reached the dependency, at `ms` milliseconds since 1970
+    /// (now, by default).
+    func record(latencyNs: Int64, failed: Bool, error: (any Error)?, atMilliseconds ms: Int64 = coarseWallMilliseconds()) {
         state.withLockedValue { s in
             push(Recent(latencyNs: latencyNs, failed: failed), &s)
-            update(&s, now) { m in
+            update(&s, ms) { m in
                 m.calls += 1
                 if failed { m.failures += 1 }
                 m.latencySumNs += Double(latencyNs)
                 m.histogram[Self.bucket(latencyNs)] += 1
             }
             if failed {
+                let now = Date(timeIntervalSince1970: Double(ms) / 1000)
                 s.lastFailureAt = now
                 if let error {
                     s.errors.insert(GuardHealth.ErrorRecord(at: now, error: String(String(describing: error).prefix(300))), at: 0)
@@ -168,10 +176,15 @@ final class HealthRecorder: Sendable {
     }
 
     /// A call refused without calling the dependency.
-    func recordRejected(at now: Date = Date()) {
+    func recordRejected(at now: Date) {
+        recordRejected(atMilliseconds: Int64((now.timeIntervalSince1970 * 1000).rounded()))
+    }
+
+    /// A call refused without calling the dependency, at `ms` milliseconds since 1970.
+    func recordRejected(atMilliseconds ms: Int64 = coarseWallMilliseconds()) {
         state.withLockedValue { s in
             push(Recent(latencyNs: nil, failed: false), &s)
-            update(&s, now) { $0.rejected += 1 }
+            update(&s, ms) { $0.rejected += 1 }
         }
     }
 
@@ -184,16 +197,18 @@ final class HealthRecorder: Sendable {
         s.next = (s.next + 1) % Self.recentCapacity
     }
 
-    private func update(_ s: inout State, _ now: Date, _ change: (inout Minute) -> Void) {
-        let minute = Int64((now.timeIntervalSince1970 / 60).rounded(.down))
+    private func update(_ s: inout State, _ ms: Int64, _ change: (inout Minute) -> Void) {
+        let minute = ms >= 0 ? ms / 60_000 : (ms - 59_999) / 60_000
         let slot = Int(minute % 60)
         if s.minutes[slot].minute != minute { s.minutes[slot] = Minute(minute: minute) }
         change(&s.minutes[slot])
     }
 
+    /// `boundsMs` in nanoseconds.
+    private static let boundsNs: [Int64] = boundsMs.map { Int64($0 * 1e6) }
+
     static func bucket(_ latencyNs: Int64) -> Int {
-        let ms = Double(latencyNs) / 1e6
-        return boundsMs.firstIndex { ms <= $0 } ?? boundsMs.count
+        boundsNs.firstIndex { latencyNs <= $0 } ?? boundsNs.count
     }
 
     /// The report of the guard, with `thresholds`.

@@ -46,7 +46,7 @@ extension Guard {
     /// Runs `body` in a span named `fusebox.guard` (kind client) when the
     /// session's tracer records spans; errors are recorded on it. Without a
     /// tracer this costs one nil check.
-    func traced<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+    @inline(__always) nonisolated(nonsending) func traced<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         guard let tracer = session.tracer else { return try await body() }
         return try await tracer.withSpan("fusebox.guard", ofKind: .client) { span in
             span.attributes["fusebox.guard"] = name

@@ -17,8 +17,27 @@ public enum ClientMode: String, Sendable, Hashable {
 
 /// Wall-clock time as the domain counts it (milliseconds since 1970), the
 /// clock fuseboxd stamps statuses with too.
+/// Read straight from `clock_gettime` (a guarded call reads it several
+/// times; `Date` costs a conversion through `Double` each time).
 func wallNow() -> Timestamp {
-    Timestamp(milliseconds: Int64((Date().timeIntervalSince1970 * 1000).rounded()))
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Timestamp(milliseconds: Int64(ts.tv_sec) * 1_000 + (Int64(ts.tv_nsec) + 500_000) / 1_000_000)
+}
+
+/// Wall-clock milliseconds from the kernel's coarse clock (a few
+/// milliseconds' resolution, and cheaper to read): for bucketing by minute.
+func coarseWallMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts)
+    return Int64(ts.tv_sec) * 1_000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+/// Monotonic time in nanoseconds, for measuring a call's latency.
+func monotonicNanos() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
 
 /// One breaker as this client holds it: the gate every call reads, the tally

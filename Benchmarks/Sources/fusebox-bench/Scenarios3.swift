@@ -131,7 +131,8 @@ func measureAsync(_ name: String, iterations: Int, _ body: (Int) async throws ->
 }
 
 /// The SDK in CLOSED: the breaker check and record alone; a guard with only a
-/// breaker; a guard with all five call-path patterns; a bare atomic increment.
+/// breaker; a guard with four call-path patterns (no timeout); one with all
+/// five; a bare atomic increment.
 func hotPath(_ env: Environment, iterations: Int, group: any EventLoopGroup) async throws -> [HotPath] {
     // First with nothing else running in the process, so the allocation count is this code's alone.
     var results: [HotPath] = []
@@ -150,14 +151,17 @@ func hotPath(_ env: Environment, iterations: Int, group: any EventLoopGroup) asy
     var breakerOnly = tripPolicy("breaker-only")
     breakerOnly.circuitBreaker?.consecutiveFailuresThreshold = 1_000_000
     try await putPolicy(breakerOnly, admin)
-    var full = breakerOnly
-    full.name = "five-patterns"
+    var untimed = breakerOnly
+    untimed.name = "four-patterns"
     var retry = RetryPolicy()
     retry.budget = RetryBudgetPolicy()
-    full.retry = retry
+    untimed.retry = retry
+    untimed.bulkhead = BulkheadPolicy(maxConcurrent: 100)
+    untimed.rateLimit = RateLimitPolicy(limitPerPeriod: 1_000_000_000, periodMs: 1_000)
+    try await putPolicy(untimed, admin)
+    var full = untimed
+    full.name = "five-patterns"
     full.timeout = TimeoutPolicy(attemptMs: 10_000)
-    full.bulkhead = BulkheadPolicy(maxConcurrent: 100)
-    full.rateLimit = RateLimitPolicy(limitPerPeriod: 1_000_000_000, periodMs: 1_000)
     try await putPolicy(full, admin)
     await admin.close()
     var configuration = FuseboxConfiguration(
@@ -172,8 +176,12 @@ func hotPath(_ env: Environment, iterations: Int, group: any EventLoopGroup) asy
     results.append(try await measureAsync("guard.run, breaker only", iterations: iterations / 10) { i in
         blackHole(try await b.run { i })
     })
+    let u = fusebox.guard("hot-untimed", policy: "four-patterns")
+    results.append(try await measureAsync("guard.run, retry + breaker + rate limiter + bulkhead (no timeout)", iterations: iterations / 10) { i in
+        blackHole(try await u.run { i })
+    })
     let f = fusebox.guard("hot-full", policy: "five-patterns")
-    results.append(try await measureAsync("guard.run, retry + breaker + rate limiter + bulkhead + attempt timeout", iterations: iterations / 100) { i in
+    results.append(try await measureAsync("guard.run, retry + breaker + rate limiter + bulkhead + attempt timeout", iterations: iterations / 10) { i in
         blackHole(try await f.run { i })
     })
     return results

@@ -43,7 +43,8 @@ public struct BulkheadStateMachine: Sendable {
     }
 
     /// Asks to run call `id`.
-    public mutating func acquire(_ id: UInt64, priority: Int = 0, at now: Timestamp) -> Admission {
+    /// `now` is read only when the call has to queue.
+    public mutating func acquire(_ id: UInt64, priority: Int = 0, at now: @autoclosure () -> Timestamp) -> Admission {
         if counts.active < policy.maxConcurrent, counts.queued == 0 {
             counts.active += 1
             counts.admitted += 1
@@ -53,16 +54,17 @@ public struct BulkheadStateMachine: Sendable {
             counts.rejected += 1
             return .rejected
         }
-        let deadline = now.adding(milliseconds: policy.maxWaitMs)
+        let deadline = now().adding(milliseconds: policy.maxWaitMs)
         queues[priority, default: []].append(Waiter(id: id, deadline: deadline))
         counts.queued += 1
         return .queued(deadline: deadline)
     }
 
     /// A running call finished; returns the waiting call that may run now, if any.
-    public mutating func release(at now: Timestamp) -> UInt64? {
+    /// `now` is read only when calls are queued.
+    public mutating func release(at now: @autoclosure () -> Timestamp) -> UInt64? {
         counts.active = max(0, counts.active - 1)
-        _ = expire(at: now)
+        if !queues.isEmpty { _ = expire(at: now()) }
         guard counts.active < policy.maxConcurrent, let next = popNext() else { return nil }
         counts.active += 1
         counts.admitted += 1
