@@ -130,6 +130,9 @@ def _():
         ("breaker.name", breakers.GetBreaker, breaker_pb2.GetBreakerRequest(breaker=ref("has space"))),
         ("breaker.name", breakers.GetBreaker, breaker_pb2.GetBreakerRequest(breaker=ref("x" * 254))),
         ("breaker.registry", breakers.GetBreaker, breaker_pb2.GetBreakerRequest(breaker=ref("ok", registry="no/slash"))),
+        # Letters outside ASCII are not in the documented sets (A-Z a-z), for either name.
+        ("breaker.name", breakers.GetBreaker, breaker_pb2.GetBreakerRequest(breaker=ref("caf\u00e9"))),
+        ("breaker.registry", breakers.GetBreaker, breaker_pb2.GetBreakerRequest(breaker=ref("ok", registry="\u00fcber"))),
         ("reason", admin.ForceOpen, admin_pb2.OverrideRequest(breaker=ref("contract-a"), policy="contract", reason="r" * 1025)),
         ("reason", admin.ForceOpen, admin_pb2.OverrideRequest(breaker=ref("contract-a"), policy="contract", reason="")),
         ("registry", registry.GetRegistry, registry_pb2.GetRegistryRequest(registry="")),

@@ -91,7 +91,7 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
     let clock: any FleetClock
     /// Breaker watches.
     public let hub = WatchHub<BreakerWatchEvent>()
-    let state = NIOLockedValueBox(State())
+    let state = AdaptiveLockedValueBox(State())
     let commitBell = Doorbell()
     let timerBell = Doorbell()
     let logger = Logger(label: "fusebox.breakers")
