@@ -155,7 +155,7 @@ final class HealthRecorder: Sendable {
 
     /// A call that reached the dependency, at `ms` milliseconds since 1970
     /// (now, by default).
-    func record(latencyNs: Int64, failed: Bool, error: (any Error)?, atMilliseconds ms: Int64 = coarseWallMilliseconds()) {
+    func record(latencyNs: Int64, failed: Bool, error: (any Error)?, atMilliseconds ms: Int64 = wallNow().milliseconds) {
         state.withLockedValue { s in
             push(Recent(latencyNs: latencyNs, failed: failed), &s)
             update(&s, ms) { m in
@@ -181,7 +181,7 @@ final class HealthRecorder: Sendable {
     }
 
     /// A call refused without calling the dependency, at `ms` milliseconds since 1970.
-    func recordRejected(atMilliseconds ms: Int64 = coarseWallMilliseconds()) {
+    func recordRejected(atMilliseconds ms: Int64 = wallNow().milliseconds) {
         state.withLockedValue { s in
             push(Recent(latencyNs: nil, failed: false), &s)
             update(&s, ms) { $0.rejected += 1 }

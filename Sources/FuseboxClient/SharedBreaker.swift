@@ -25,14 +25,6 @@ func wallNow() -> Timestamp {
     return Timestamp(milliseconds: Int64(ts.tv_sec) * 1_000 + (Int64(ts.tv_nsec) + 500_000) / 1_000_000)
 }
 
-/// Wall-clock milliseconds from the kernel's coarse clock (a few
-/// milliseconds' resolution, and cheaper to read): for bucketing by minute.
-func coarseWallMilliseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME_COARSE, &ts)
-    return Int64(ts.tv_sec) * 1_000 + Int64(ts.tv_nsec) / 1_000_000
-}
-
 /// Monotonic time in nanoseconds, for measuring a call's latency.
 func monotonicNanos() -> Int64 {
     var ts = timespec()
