@@ -168,13 +168,9 @@ final class AsyncBulkhead: Sendable {
     /// A call that held a slot finished.
     func release() {
         let (next, expired, counts) = state.withLockedValue { s in
-            // Queued calls whose wait ran out are refused first, so the slot goes to
-            // one still waiting. (The machine's release expires them too, but only
-            // returns the call it starts: a waiter expired there was never resumed.)
-            // The clock is read only when calls are queued.
-            var expired: [CheckedContinuation<Bool, Never>] = []
-            if s.machine.counts.queued > 0 { expired = s.machine.expire(at: wallNow()).compactMap { s.waiters.removeValue(forKey: $0) } }
-            return (s.machine.release(at: wallNow()).flatMap { s.waiters.removeValue(forKey: $0) }, expired, s.machine.counts)
+            var expired: [UInt64] = []
+            let next = s.machine.release(at: wallNow(), expired: &expired).flatMap { s.waiters.removeValue(forKey: $0) }
+            return (next, expired.compactMap { s.waiters.removeValue(forKey: $0) }, s.machine.counts)
         }
         gauges?.record(counts)
         for waiter in expired { waiter.resume(returning: false) }

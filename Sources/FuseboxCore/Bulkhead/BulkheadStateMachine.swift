@@ -60,11 +60,13 @@ public struct BulkheadStateMachine: Sendable {
         return .queued(deadline: deadline)
     }
 
-    /// A running call finished; returns the waiting call that may run now, if any.
-    /// `now` is read only when calls are queued.
-    public mutating func release(at now: @autoclosure () -> Timestamp) -> UInt64? {
+    /// A running call finished; returns the waiting call that may run now, if
+    /// any. Waiting calls whose wait ran out by `now` are refused first and
+    /// appended to `expired` (their callers must be told). `now` is read only
+    /// when calls are queued.
+    public mutating func release(at now: @autoclosure () -> Timestamp, expired: inout [UInt64]) -> UInt64? {
         counts.active = max(0, counts.active - 1)
-        if !queues.isEmpty { _ = expire(at: now()) }
+        if !queues.isEmpty { expired += expire(at: now()) }
         guard counts.active < policy.maxConcurrent, let next = popNext() else { return nil }
         counts.active += 1
         counts.admitted += 1

@@ -12,7 +12,8 @@ import Testing
         #expect(bulkhead.acquire(3, at: clock.now) == .queued(deadline: clock.now.adding(milliseconds: 100)))
         #expect(bulkhead.acquire(4, at: clock.now) == .rejected)
         #expect(bulkhead.counts.active == 2 && bulkhead.counts.queued == 1 && bulkhead.counts.rejected == 1)
-        #expect(bulkhead.release(at: clock.advance(by: 10)) == 3)
+        var expired: [UInt64] = []
+        #expect(bulkhead.release(at: clock.advance(by: 10), expired: &expired) == 3)
         #expect(bulkhead.counts.active == 2 && bulkhead.counts.queued == 0)
     }
 
@@ -24,7 +25,8 @@ import Testing
         _ = bulkhead.acquire(2, priority: 5, at: clock.now)
         _ = bulkhead.acquire(3, priority: 0, at: clock.now)
         _ = bulkhead.acquire(4, priority: 5, at: clock.now)
-        let order = (0..<4).compactMap { _ in bulkhead.release(at: clock.now) }
+        var expired: [UInt64] = []
+        let order = (0..<4).compactMap { _ in bulkhead.release(at: clock.now, expired: &expired) }
         #expect(order == [2, 4, 1, 3])
     }
 
@@ -70,7 +72,12 @@ import Testing
                     let id = running.sorted()[op % running.count]
                     running.remove(id)
                     ended.append(id)
-                    started(bulkhead.release(at: clock.now))
+                    var expired: [UInt64] = []
+                    started(bulkhead.release(at: clock.now, expired: &expired))
+                    for id in expired {
+                        #expect(waiting.remove(id) != nil, "expired a call that was not waiting")
+                        ended.append(id)
+                    }
                 case 3 where !waiting.isEmpty:
                     let id = waiting.sorted()[op % waiting.count]
                     let cancelled = bulkhead.cancel(id)
