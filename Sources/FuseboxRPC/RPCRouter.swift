@@ -6,7 +6,13 @@ public struct RPCRouter: Sendable {
     /// trailing metadata; it throws `RPCError` to end with another status.
     public typealias Handler = @Sendable (RPCRequestReader, RPCResponseSender, RPCServerContext) async throws -> RPCMetadata
 
+    /// A unary method's handler: the request message's bytes in, the
+    /// response message's bytes out. The server runs it on the call's event
+    /// loop until it first suspends (`RPCServer`'s unary path).
+    public typealias UnaryHandler = @Sendable ([UInt8], RPCServerContext) async throws -> [UInt8]
+
     private(set) var handlers: [String: Handler] = [:]
+    private(set) var unaryHandlers: [String: UnaryHandler] = [:]
     /// Paths of server-streaming methods: watches, which stay open and count
     /// against `RPCServerConfiguration.maximumWatchesPerConnection`.
     private(set) var watchPaths: Set<String> = []
@@ -20,14 +26,18 @@ public struct RPCRouter: Sendable {
     /// Registers a raw handler for `/service/method`.
     public mutating func register(_ service: String, _ method: String, _ handler: @escaping Handler) {
         handlers["/\(service)/\(method)"] = handler
+        unaryHandlers["/\(service)/\(method)"] = nil  // the last registration of a path wins
     }
 
-    /// The handler for `path`.
+    /// The handler for `path`, unless it is a unary method's.
     func handler(for path: String) -> Handler? { handlers[path] }
+
+    /// The unary method's handler for `path`.
+    func unaryHandler(for path: String) -> UnaryHandler? { unaryHandlers[path] }
 
     /// The service names registered.
     public var services: Set<String> {
-        Set(handlers.keys.compactMap { $0.split(separator: "/").first.map(String.init) })
+        Set((Array(handlers.keys) + Array(unaryHandlers.keys)).compactMap { $0.split(separator: "/").first.map(String.init) })
     }
 
     /// Registers a unary method.
@@ -35,27 +45,25 @@ public struct RPCRouter: Sendable {
         _ service: String, _ method: String, _ body: @escaping @Sendable (Request, RPCServerContext) async throws -> Response
     ) {
         let limits = self.limits
-        register(service, method) { reader, sender, context in
-            let request = try await Self.single(Request.self, reader, limits)
-            sender.respond(try await body(request, context).encode())
-            return RPCMetadata()
+        handlers["/\(service)/\(method)"] = nil
+        unaryHandlers["/\(service)/\(method)"] = { bytes, context in
+            try await body(try decodeRequest(Request.self, bytes, limits: limits), context).encode()
         }
     }
 
-    /// Registers a server-streaming method.
-    /// A unary method whose handler returns its response already encoded
-    /// (e.g. bytes cached across calls).
+    /// Registers a unary method whose handler returns its response already
+    /// encoded (e.g. bytes cached across calls).
     public mutating func unaryEncoded<Request: WireMessage>(
         _ service: String, _ method: String, _ body: @escaping @Sendable (Request, RPCServerContext) async throws -> [UInt8]
     ) {
         let limits = self.limits
-        register(service, method) { reader, sender, context in
-            let request = try await Self.single(Request.self, reader, limits)
-            sender.respond(try await body(request, context))
-            return RPCMetadata()
+        handlers["/\(service)/\(method)"] = nil
+        unaryHandlers["/\(service)/\(method)"] = { bytes, context in
+            try await body(try decodeRequest(Request.self, bytes, limits: limits), context)
         }
     }
 
+    /// Registers a server-streaming method.
     public mutating func serverStreaming<Request: WireMessage, Response: WireMessage>(
         _ service: String, _ method: String,
         _ body: @escaping @Sendable (Request, RPCStreamWriter<Response>, RPCServerContext) async throws -> Void
@@ -97,10 +105,10 @@ public struct RPCRouter: Sendable {
     /// Exactly one request message.
     private static func single<M: WireMessage>(_ type: M.Type, _ reader: RPCRequestReader, _ limits: WireLimits) async throws -> M {
         guard let bytes = try await reader.next() else {
-            throw RPCError(.unimplemented, "expected one request message, got none")
+            throw RPCError.noRequestMessage
         }
         guard try await reader.next() == nil else {
-            throw RPCError(.unimplemented, "expected one request message, got more")
+            throw RPCError.extraRequestMessage
         }
         return try decodeRequest(M.self, bytes, limits: limits)
     }

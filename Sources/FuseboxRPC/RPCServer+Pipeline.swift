@@ -6,8 +6,8 @@ extension RPCServer {
     /// Configures a connection's pipeline above TLS: HTTP/2 with the server's
     /// settings, the inline stream multiplexer and connection management.
     /// Each stream channel the client opens is passed to `onStream`, on the
-    /// event loop, as soon as it is set up (the server wraps it in an async
-    /// channel there); nothing waits for streams per connection.
+    /// event loop, as soon as it is set up (the server adds its
+    /// `CallDispatchHandler` there); nothing waits for streams per connection.
     ///
     /// `start()` calls it for every accepted connection after adding the TLS
     /// handler; the `http2-server` fuzz target (FuseboxFuzzing) calls it on an

@@ -11,7 +11,9 @@ import Synchronization
 /// `start()` binds; `serve()` accepts connections until `shutdown()`, which
 /// stops accepting, sends GOAWAY to every connection, lets calls in flight
 /// finish within the grace period and then closes what is left. Handlers are
-/// async functions running in tasks, never on the event loop.
+/// async functions running in tasks: a unary method's starts on its
+/// stream's event loop and runs there until it first suspends
+/// (`CallDispatchHandler`); every other call runs in a child task of `serve()`.
 public final class RPCServer: Sendable {
     /// One call's stream, as the handlers see it.
     package typealias StreamChannel = NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>
@@ -26,9 +28,9 @@ public final class RPCServer: Sendable {
     private let connectionCount = NIOLockedValueBox<Int>(0)
     private let acceptedCount = NIOLockedValueBox<Int>(0)
     private let shuttingDown = Atomic<Bool>(false)
-    private let inFlight = Atomic<Int>(0)
-    /// Calls as their streams open, handed from the event loops to `serve()`,
-    /// which runs each in a child task.
+    private let inFlight = CallCounter()
+    /// Calls other than unary ones, as their streams open, handed from the
+    /// event loops to `serve()`, which runs each in a child task.
     private let calls: AsyncStream<IncomingCall>
     private let incoming: AsyncStream<IncomingCall>.Continuation
 
@@ -44,8 +46,8 @@ public final class RPCServer: Sendable {
     /// Binds the listening socket; returns the address (with the real port).
     ///
     /// Connections are set up on their event loop as they are accepted, with
-    /// no task of their own: each call (HTTP/2 stream) gets one child task of
-    /// `serve()`, which runs its handler.
+    /// no task of their own: each call (HTTP/2 stream) gets one task, which
+    /// runs its handler (`CallDispatchHandler`).
     @discardableResult
     public func start() async throws -> SocketAddress {
         let channel = try await ServerBootstrap(group: group)
@@ -63,7 +65,7 @@ public final class RPCServer: Sendable {
     }
 
     /// The pipeline of one accepted connection: TLS, then HTTP/2 whose
-    /// stream initializer hands each call to `serve()`, and connection management.
+    /// streams each start with a `CallDispatchHandler`, and connection management.
     private func configureConnection(_ channel: any Channel) throws {
         acceptedCount.withLockedValue { $0 += 1 }
         let state = ConnectionState()
@@ -73,8 +75,13 @@ public final class RPCServer: Sendable {
             try sync.addHandler(TLSFailureObserver(observer: observer))
         }
         let remote = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
-        try Self.configureHTTP2(on: channel, configuration: configuration, state: state) { [incoming] stream in
-            incoming.yield(IncomingCall(try StreamChannel(wrappingChannelSynchronously: stream), connection: state, remote: remote))
+        let dispatch = CallDispatch(
+            router: router, configuration: configuration, connection: state, remote: remote, calls: inFlight
+        ) { [incoming] stream in
+            incoming.yield(IncomingCall(stream, connection: state, remote: remote))
+        }
+        try Self.configureHTTP2(on: channel, configuration: configuration, state: state) { stream in
+            try stream.pipeline.syncOperations.addHandler(CallDispatchHandler(dispatch: dispatch))
         }
         // Over the limit: every call is answered UNAVAILABLE naming
         // the limit (serveStream), and the connection closes soon.
@@ -106,7 +113,7 @@ public final class RPCServer: Sendable {
     /// Calls being served now (each runs in a task of its own; watches
     /// included). Back at 0 once every client is gone: a higher count would
     /// be a leaked task.
-    public var callsInFlight: Int { inFlight.load(ordering: .relaxed) }
+    public var callsInFlight: Int { inFlight.value }
 
     /// Server connections still in memory, in this process (every server's):
     /// closed ones are released, so this follows `openConnections` and is
@@ -122,6 +129,7 @@ public final class RPCServer: Sendable {
     /// every connection at once, without a grace period.
     public func serve() async throws {
         guard let listener = listener.withLockedValue({ $0 }) else { throw RPCError(.failedPrecondition, "start() the server first") }
+        inFlight.open()
         await withTaskCancellationHandler {
             await withDiscardingTaskGroup { group in
                 for await call in calls {
@@ -129,6 +137,10 @@ public final class RPCServer: Sendable {
                     group.addTask { await self.serveStream(stream, connection: call.connection, remote: call.remote) }
                 }
             }
+            // Unary calls run in tasks of their streams (CallDispatchHandler),
+            // ended by their connections' close: start no more, and wait for the last.
+            inFlight.close()
+            await inFlight.waitUntilNone()
         } onCancel: { [connections] in
             listener.close(promise: nil)
             for channel in connections.withLockedValue({ Array($0.values) }) { channel.close(promise: nil) }
@@ -156,8 +168,8 @@ public final class RPCServer: Sendable {
     }
 
     private func serveStream(_ stream: StreamChannel, connection: ConnectionState, remote: String?) async {
-        inFlight.add(1, ordering: .relaxed)
-        defer { inFlight.subtract(1, ordering: .relaxed) }
+        inFlight.add()
+        defer { inFlight.remove() }
         let streamChannel = stream.channel
         let closeFuture = stream.channel.closeFuture
         try? await stream.executeThenClose { inbound, outbound in

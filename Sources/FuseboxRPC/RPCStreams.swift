@@ -34,19 +34,10 @@ public final class RPCRequestReader {
             do {
                 if let message = try deframer.next() { return message }
             } catch {
-                switch error {
-                case .tooLarge(let length, let limit):
-                    throw RPCError(.resourceExhausted, "received message of \(length) bytes exceeds the limit of \(limit) bytes")
-                case .compressedWithoutEncoding:
-                    throw RPCError(.internal, "compressed message received, but no grpc-encoding was negotiated")
-                case .invalidFlag(let flag):
-                    throw RPCError(.internal, "invalid message flag \(flag)")
-                }
+                throw RPCError(error)
             }
             if ended {
-                if deframer.bufferedBytes > 0 {
-                    throw RPCError(.internal, "the stream ended inside a message (\(deframer.bufferedBytes) bytes left over)")
-                }
+                if deframer.bufferedBytes > 0 { throw RPCError.endedInsideMessage(leftOver: deframer.bufferedBytes) }
                 return nil
             }
             let frame: HTTP2Frame.FramePayload?
@@ -161,13 +152,11 @@ public final class RPCResponseSender: Sendable {
     private func takeHeaders(_ s: inout State) -> HTTP2Frame.FramePayload? {
         guard !s.headersSent else { return nil }
         s.headersSent = true
-        var headers = HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")])
-        for (name, value) in s.initial.headerFields { headers.add(name: name, value: value) }
-        return .headers(.init(headers: headers))
+        return ResponseFrames.headers(s.initial)
     }
 
     private func dataFrame(_ message: [UInt8]) -> HTTP2Frame.FramePayload {
-        .data(.init(data: .byteBuffer(GRPCMessageDeframer.frame(message, allocator: allocator))))
+        ResponseFrames.message(message, allocator: allocator)
     }
 
     /// Ends the call with `status` (nil: OK); a trailers-only response if
@@ -184,6 +173,29 @@ public final class RPCResponseSender: Sendable {
             }
             return !s.headersSent
         }
+        frames.append(ResponseFrames.status(status, trailers: trailers, trailersOnly: trailersOnly))
+        if clientStillSending { frames.append(.rstStream(.noError)) }
+        try await outbound.write(contentsOf: frames)
+    }
+}
+
+/// The frames of a response (grpc/grpc doc/PROTOCOL-HTTP2.md).
+enum ResponseFrames {
+    /// The response headers, with `initial` metadata.
+    static func headers(_ initial: RPCMetadata) -> HTTP2Frame.FramePayload {
+        var headers = HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")])
+        for (name, value) in initial.headerFields { headers.add(name: name, value: value) }
+        return .headers(.init(headers: headers))
+    }
+
+    /// One response message, framed.
+    static func message(_ message: [UInt8], allocator: ByteBufferAllocator) -> HTTP2Frame.FramePayload {
+        .data(.init(data: .byteBuffer(GRPCMessageDeframer.frame(message, allocator: allocator))))
+    }
+
+    /// The trailers ending the stream with `status` (nil: OK) and, for OK,
+    /// `trailers`; the whole response (trailers-only) if nothing was sent.
+    static func status(_ status: RPCError?, trailers: RPCMetadata, trailersOnly: Bool) -> HTTP2Frame.FramePayload {
         var headers = HPACKHeaders()
         if trailersOnly {
             headers.add(name: ":status", value: "200")
@@ -194,9 +206,7 @@ public final class RPCResponseSender: Sendable {
             headers.add(name: "grpc-message", value: GRPCWire.percentEncode(message))
         }
         for (name, value) in (status?.metadata ?? trailers).headerFields { headers.add(name: name, value: value) }
-        frames.append(.headers(.init(headers: headers, endStream: true)))
-        if clientStillSending { frames.append(.rstStream(.noError)) }
-        try await outbound.write(contentsOf: frames)
+        return .headers(.init(headers: headers, endStream: true))
     }
 }
 
@@ -277,5 +287,38 @@ func decodeRequest<M: WireMessage>(_ type: M.Type, _ bytes: [UInt8], limits: Wir
         return try M(decoding: bytes, limits: limits)
     } catch {
         throw RPCError(.invalidArgument, "malformed request: \(error)")
+    }
+}
+
+extension RPCError {
+    /// The status of a request stream that cannot be deframed.
+    init(_ failure: GRPCMessageDeframer.Failure) {
+        switch failure {
+        case .tooLarge(let length, let limit):
+            self.init(.resourceExhausted, "received message of \(length) bytes exceeds the limit of \(limit) bytes")
+        case .compressedWithoutEncoding:
+            self.init(.internal, "compressed message received, but no grpc-encoding was negotiated")
+        case .invalidFlag(let flag):
+            self.init(.internal, "invalid message flag \(flag)")
+        }
+    }
+
+    /// The client half-closed with part of a message sent.
+    static func endedInsideMessage(leftOver: Int) -> RPCError {
+        RPCError(.internal, "the stream ended inside a message (\(leftOver) bytes left over)")
+    }
+
+    /// A unary or server-streaming call whose client sent no request message.
+    static let noRequestMessage = RPCError(.unimplemented, "expected one request message, got none")
+    /// A unary or server-streaming call whose client sent more than one request message.
+    static let extraRequestMessage = RPCError(.unimplemented, "expected one request message, got more")
+
+    /// What a handler's thrown error tells the client.
+    static func fromHandler(_ error: any Error) -> RPCError {
+        switch error {
+        case let error as RPCError: error
+        case is CancellationError: RPCError(.cancelled, "the call was cancelled")
+        default: RPCError(.unknown, "\(error)")
+        }
     }
 }

@@ -65,6 +65,24 @@ final class RPCMisbehavingPeerTests: XCTestCase {
         XCTAssertTrue(try misbehave("compressed-flag").contains("grpc-status 13"))
     }
 
+    /// A unary call takes exactly one whole request message. Its server
+    /// gathers the request on the event loop, so each shape is checked there:
+    /// two messages, none, one cut short, two while the client is still
+    /// sending (answered at once, then the stream is reset with NO_ERROR, as
+    /// the gRPC protocol asks), and one split over two DATA frames (served).
+    func testUnaryRequestsThatAreNotOneWholeMessage() throws {
+        let lines = Set(try misbehave("unary-shapes"))
+        let expected: [String] = [
+            "status 1 12 expected one request message, got more",
+            "status 3 12 expected one request message, got none",
+            "status 5 13 the stream ended inside a message (4 bytes left over)",
+            "status 7 12 expected one request message, got more",
+            "reset 7 0",
+            "status 9 0 ",
+        ]
+        for line in expected { XCTAssertTrue(lines.contains(line), "\(line) missing from \(lines.sorted())") }
+    }
+
     func testDeclaredLengthBeyondTheLimitIsResourceExhausted() throws {
         XCTAssertTrue(try misbehave("oversized-length").contains("grpc-status 8"))
     }

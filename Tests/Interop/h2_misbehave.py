@@ -132,6 +132,45 @@ elif case == "compressed-flag":
     conn.send_data(1, b"\x01" + struct.pack(">I", 3) + b"abc", end_stream=True)
     sock.sendall(conn.data_to_send())
     pump(until=lambda ev: any(isinstance(e, h2.events.StreamEnded) for e in ev))
+elif case == "unary-shapes":
+    # Unary calls whose request is not exactly one whole message, each on its
+    # own stream; prints "status <stream> <grpc-status> <grpc-message>" and
+    # "reset <stream> <code>".
+    one = message(b"\x0a\x01x")
+    conn.send_headers(1, request_headers())
+    conn.send_data(1, one + one, end_stream=True)         # two messages
+    conn.send_headers(3, request_headers(), end_stream=True)  # none
+    conn.send_headers(5, request_headers())
+    conn.send_data(5, one[:4], end_stream=True)           # cut inside the prefix
+    conn.send_headers(7, request_headers())
+    conn.send_data(7, one + one)                          # two, and still sending
+    conn.send_headers(9, request_headers())
+    conn.send_data(9, one[:2])
+    conn.send_data(9, one[2:], end_stream=True)           # one, over two DATA frames
+    sock.sendall(conn.data_to_send())
+    ended = set()
+    deadline = time.time() + 5
+    while time.time() < deadline and len(ended) < 5:
+        try:
+            sock.settimeout(0.2)
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not data:
+            break
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.StreamReset):
+                print(f"reset {event.stream_id} {int(event.error_code)}")
+                ended.add(event.stream_id)
+            elif isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                fields = dict(event.headers)
+                if "grpc-status" in fields:
+                    print(f"status {event.stream_id} {fields['grpc-status']} {fields.get('grpc-message', '')}")
+            elif isinstance(event, h2.events.StreamEnded):
+                ended.add(event.stream_id)
+        out = conn.data_to_send()
+        if out:
+            sock.sendall(out)
 elif case == "ping-flood":
     terminated = lambda ev: any(isinstance(e, h2.events.ConnectionTerminated) for e in ev)  # noqa: E731
     for i in range(10):
