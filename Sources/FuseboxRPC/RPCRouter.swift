@@ -11,11 +11,21 @@ public struct RPCRouter: Sendable {
     /// loop until it first suspends (`RPCServer`'s unary path).
     public typealias UnaryHandler = @Sendable ([UInt8], RPCServerContext) async throws -> [UInt8]
 
+    /// A server-streaming method's handler: the request message's bytes in;
+    /// it sends its responses through the sender and returns the trailers.
+    /// Served like a unary method's (`RPCServer`'s one-message path).
+    public typealias ServerStreamingHandler = @Sendable ([UInt8], RPCResponseSender, RPCServerContext) async throws -> RPCMetadata
+
+    /// A method whose client sends exactly one request message.
+    enum OneRequestMethod {
+        case unary(UnaryHandler)
+        /// A watch: it stays open and counts against
+        /// `RPCServerConfiguration.maximumWatchesPerConnection`.
+        case serverStreaming(ServerStreamingHandler)
+    }
+
     private(set) var handlers: [String: Handler] = [:]
-    private(set) var unaryHandlers: [String: UnaryHandler] = [:]
-    /// Paths of server-streaming methods: watches, which stay open and count
-    /// against `RPCServerConfiguration.maximumWatchesPerConnection`.
-    private(set) var watchPaths: Set<String> = []
+    private(set) var oneRequestMethods: [String: OneRequestMethod] = [:]
 
     /// Largest request message decoded, for typed handlers.
     public var limits = WireLimits.default
@@ -26,18 +36,18 @@ public struct RPCRouter: Sendable {
     /// Registers a raw handler for `/service/method`.
     public mutating func register(_ service: String, _ method: String, _ handler: @escaping Handler) {
         handlers["/\(service)/\(method)"] = handler
-        unaryHandlers["/\(service)/\(method)"] = nil  // the last registration of a path wins
+        oneRequestMethods["/\(service)/\(method)"] = nil  // the last registration of a path wins
     }
 
     /// The handler for `path`, unless it is a unary method's.
     func handler(for path: String) -> Handler? { handlers[path] }
 
-    /// The unary method's handler for `path`.
-    func unaryHandler(for path: String) -> UnaryHandler? { unaryHandlers[path] }
+    /// The unary or server-streaming method at `path`.
+    func oneRequestMethod(for path: String) -> OneRequestMethod? { oneRequestMethods[path] }
 
     /// The service names registered.
     public var services: Set<String> {
-        Set((Array(handlers.keys) + Array(unaryHandlers.keys)).compactMap { $0.split(separator: "/").first.map(String.init) })
+        Set((Array(handlers.keys) + Array(oneRequestMethods.keys)).compactMap { $0.split(separator: "/").first.map(String.init) })
     }
 
     /// Registers a unary method.
@@ -46,7 +56,7 @@ public struct RPCRouter: Sendable {
     ) {
         let limits = self.limits
         handlers["/\(service)/\(method)"] = nil
-        unaryHandlers["/\(service)/\(method)"] = { bytes, context in
+        oneRequestMethods["/\(service)/\(method)"] = .unary { bytes, context in
             try await body(try decodeRequest(Request.self, bytes, limits: limits), context).encode()
         }
     }
@@ -58,7 +68,7 @@ public struct RPCRouter: Sendable {
     ) {
         let limits = self.limits
         handlers["/\(service)/\(method)"] = nil
-        unaryHandlers["/\(service)/\(method)"] = { bytes, context in
+        oneRequestMethods["/\(service)/\(method)"] = .unary { bytes, context in
             try await body(try decodeRequest(Request.self, bytes, limits: limits), context)
         }
     }
@@ -69,10 +79,9 @@ public struct RPCRouter: Sendable {
         _ body: @escaping @Sendable (Request, RPCStreamWriter<Response>, RPCServerContext) async throws -> Void
     ) {
         let limits = self.limits
-        watchPaths.insert("/\(service)/\(method)")
-        register(service, method) { reader, sender, context in
-            let request = try await Self.single(Request.self, reader, limits)
-            try await body(request, RPCStreamWriter(sender: sender), context)
+        handlers["/\(service)/\(method)"] = nil
+        oneRequestMethods["/\(service)/\(method)"] = .serverStreaming { bytes, sender, context in
+            try await body(try decodeRequest(Request.self, bytes, limits: limits), RPCStreamWriter(sender: sender), context)
             return RPCMetadata()
         }
     }
@@ -102,14 +111,19 @@ public struct RPCRouter: Sendable {
         }
     }
 
-    /// Exactly one request message.
-    private static func single<M: WireMessage>(_ type: M.Type, _ reader: RPCRequestReader, _ limits: WireLimits) async throws -> M {
-        guard let bytes = try await reader.next() else {
-            throw RPCError.noRequestMessage
+    /// A one-request method as a handler on the request stream, for a call
+    /// that `serve()` runs.
+    static func handler(for method: OneRequestMethod) -> Handler {
+        { reader, sender, context in
+            guard let bytes = try await reader.next() else { throw RPCError.noRequestMessage }
+            guard try await reader.next() == nil else { throw RPCError.extraRequestMessage }
+            switch method {
+            case .unary(let handler):
+                sender.respond(try await handler(bytes, context))
+                return RPCMetadata()
+            case .serverStreaming(let handler):
+                return try await handler(bytes, sender, context)
+            }
         }
-        guard try await reader.next() == nil else {
-            throw RPCError.extraRequestMessage
-        }
-        return try decodeRequest(M.self, bytes, limits: limits)
     }
 }

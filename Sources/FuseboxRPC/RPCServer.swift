@@ -197,21 +197,19 @@ public final class RPCServer: Sendable {
                     streamChannel.parent?.triggerUserOutboundEvent(GracefulShutdownEvent(), promise: nil)
                     return
                 }
-                guard let handler = router.handler(for: head.path) else {
+                // A one-request method comes here only when it could not
+                // start on its event loop: it arrived before serve() ran.
+                let oneRequest = router.oneRequestMethod(for: head.path)
+                guard let handler = router.handler(for: head.path) ?? oneRequest.map(RPCRouter.handler(for:)) else {
                     try await sender.finish(RPCError(.unimplemented, "method \(head.path) is not implemented"), trailers: RPCMetadata())
                     return
                 }
-                let isWatch = router.watchPaths.contains(head.path)
+                let isWatch = if case .serverStreaming? = oneRequest { true } else { false }
                 if isWatch {
                     let limit = configuration.maximumWatchesPerConnection
                     guard connection.openWatch(limit: limit) else {
                         configuration.onLimitReached?("watches_per_connection")
-                        try await sender.finish(
-                            RPCError(
-                                .resourceExhausted,
-                                "this connection has \(limit) watches open, the server's limit (limits.maxWatchesPerConnection); "
-                                    + "end one, or open another connection"),
-                            trailers: RPCMetadata())
+                        try await sender.finish(.watchLimit(limit), trailers: RPCMetadata())
                         return
                     }
                 }

@@ -66,7 +66,10 @@ public final class RPCRequestReader {
 /// Sends a call's response: headers (with initial metadata) before the first
 /// message, then messages, then the status in trailers.
 public final class RPCResponseSender: Sendable {
-    private let outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>
+    /// The async channel's writer (calls served by `serve()`); nil when the
+    /// sender writes to its stream directly (calls served by
+    /// `CallDispatchHandler`, which writes the status itself).
+    private let outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>?
     private let channel: any Channel
     private var allocator: ByteBufferAllocator { channel.allocator }
     private struct State {
@@ -79,7 +82,7 @@ public final class RPCResponseSender: Sendable {
     private let state = NIOLockedValueBox(State())
 
     /// `channel` is the call's HTTP/2 stream, which `outbound` writes to.
-    init(outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>, channel: any Channel) {
+    init(outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>?, channel: any Channel) {
         self.outbound = outbound
         self.channel = channel
     }
@@ -138,8 +141,20 @@ public final class RPCResponseSender: Sendable {
         var frames: [HTTP2Frame.FramePayload] = []
         if let headers { frames.append(headers) }
         if let held { frames.append(dataFrame(held)) }
-        frames.append(dataFrame(message))
-        try await outbound.write(contentsOf: frames)
+        let last = dataFrame(message)
+        if let outbound {
+            frames.append(last)
+            try await outbound.write(contentsOf: frames)
+            return
+        }
+        // Direct: returns once the stream has taken the message, which waits
+        // while its client's flow-control window is closed.
+        let channel = self.channel
+        let before = frames
+        try await channel.eventLoop.flatSubmit {
+            for frame in before { channel.write(frame, promise: nil) }
+            return channel.writeAndFlush(last)
+        }.get()
     }
 
     /// The one response message of a unary call: sent by `finish`, in the same
@@ -163,6 +178,11 @@ public final class RPCResponseSender: Sendable {
     /// nothing was sent yet. If the client is still sending, the stream is
     /// then reset with NO_ERROR, as the gRPC protocol asks.
     func finish(_ status: RPCError?, trailers: RPCMetadata, clientStillSending: Bool = false) async throws {
+        try await outbound?.write(contentsOf: finishingFrames(status, trailers: trailers, clientStillSending: clientStillSending))
+    }
+
+    /// The frames that end the call (see `finish`), to be written in order after any sent before.
+    func finishingFrames(_ status: RPCError?, trailers: RPCMetadata, clientStillSending: Bool) -> [HTTP2Frame.FramePayload] {
         var frames: [HTTP2Frame.FramePayload] = []
         // A held response goes out only with an OK status.
         let trailersOnly = state.withLockedValue { s in
@@ -175,7 +195,7 @@ public final class RPCResponseSender: Sendable {
         }
         frames.append(ResponseFrames.status(status, trailers: trailers, trailersOnly: trailersOnly))
         if clientStillSending { frames.append(.rstStream(.noError)) }
-        try await outbound.write(contentsOf: frames)
+        return frames
     }
 }
 
@@ -312,6 +332,14 @@ extension RPCError {
     static let noRequestMessage = RPCError(.unimplemented, "expected one request message, got none")
     /// A unary or server-streaming call whose client sent more than one request message.
     static let extraRequestMessage = RPCError(.unimplemented, "expected one request message, got more")
+
+    /// A watch refused: its connection has `limit` open.
+    static func watchLimit(_ limit: Int) -> RPCError {
+        RPCError(
+            .resourceExhausted,
+            "this connection has \(limit) watches open, the server's limit (limits.maxWatchesPerConnection); "
+                + "end one, or open another connection")
+    }
 
     /// What a handler's thrown error tells the client.
     static func fromHandler(_ error: any Error) -> RPCError {

@@ -107,7 +107,8 @@ struct TestRPCServer {
     var port: Int { server.port }
 
     static func start(
-        group: any EventLoopGroup, configure: (inout RPCServerConfiguration) -> Void = { _ in }, mtls: Bool = true
+        group: any EventLoopGroup, configure: (inout RPCServerConfiguration) -> Void = { _ in }, mtls: Bool = true,
+        serveAfter delay: Duration? = nil
     ) async throws -> TestRPCServer {
         var router = RPCRouter()
         let echo = EchoService()
@@ -121,7 +122,10 @@ struct TestRPCServer {
             clientCAPath: TestCertificates.path("ca.pem"), requireClientCertificate: mtls))
         let server = RPCServer(configuration: configuration, router: router, tls: tls, group: group)
         try await server.start()
-        let task = Task { try await server.serve() }
+        let task = Task {
+            if let delay { try await Task.sleep(for: delay) }
+            try await server.serve()
+        }
         return TestRPCServer(server: server, echo: echo, health: health, task: task)
     }
 

@@ -108,6 +108,34 @@ final class RPCServerClientTests: XCTestCase {
         try await server.stop()
     }
 
+    /// fuseboxd binds its port before it serves (`start()`, then `serve()`
+    /// once the rest of the process is up). Unary and server-streaming calls
+    /// that arrive in between wait for `serve()` and are then answered, like
+    /// every other call: none is refused as unknown.
+    func testCallsThatArriveBeforeServeAreAnsweredOnceItRuns() async throws {
+        let server = try await TestRPCServer.start(group: group, serveAfter: .milliseconds(300))
+        let client = try makeClient(port: server.port, group: group, identity: "reader")
+        async let unary = client.unary(EchoService.name, "Unary", message("early"), as: EchoService.Message.self)
+        let seen = NIOLockedValueBoxStrings()
+        let watch = Task {
+            try await client.serverStreaming(
+                "grpc.health.v1.Health", "Watch", Grpc_Health_V1_HealthCheckRequest(), as: Grpc_Health_V1_HealthCheckResponse.self
+            ) { seen.append("\($0.status)") }
+        }
+        let reply = try await unary
+        XCTAssertEqual(reply.description, "echo: early")
+        await waitUntil("the watch's first status") { seen.values.count == 1 }
+        XCTAssertEqual(seen.values, ["serving"])
+        // Served on the event loop from now on, with the same answers.
+        let later = try await client.unary(EchoService.name, "Unary", message("later"), as: EchoService.Message.self)
+        XCTAssertEqual(later.description, "echo: later")
+        server.health.shutdown()
+        try await watch.value
+        await client.close()
+        try await server.stop()
+        XCTAssertEqual(server.server.callsInFlight, 0, "every call counted out")
+    }
+
     func testHealthCheckAndWatch() async throws {
         let server = try await TestRPCServer.start(group: group)
         let client = try makeClient(port: server.port, group: group, identity: "reader")

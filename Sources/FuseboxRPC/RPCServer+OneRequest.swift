@@ -81,18 +81,19 @@ final class CallCounter: Sendable {
 }
 
 /// The first handler of every call's stream. It reads the request headers
-/// and serves a unary method itself: it gathers the request message on the
-/// event loop, starts the handler there with `Task.immediate` (a handler that
-/// does not suspend, such as a permit decision, runs to its end on this
-/// thread), and writes headers, message and trailers in one flush. The
-/// call's deadline and the stream's end are event-loop events of this
-/// handler. So a unary call costs one task, with no async channel and no
-/// hop to another thread when its handler does not suspend.
+/// and serves a method whose client sends one request message (unary and
+/// server-streaming) itself: it gathers the request on the event loop and
+/// starts the handler there with `Task.immediate`, so a handler that does not
+/// suspend (a permit decision) runs to its end on this thread, and a unary
+/// response leaves as headers, message and trailers in one flush. The call's
+/// deadline and the stream's end are event-loop events of this handler. Such
+/// a call costs one task, with no async channel; a watch waits in that one
+/// task.
 ///
-/// Every other call (streaming methods, and requests answered with an error
-/// before any handler: malformed headers, unknown methods, a refused
-/// connection) is wrapped in an async channel and handed, with its headers,
-/// to `serve()`.
+/// Every other call (client- and bidirectional-streaming methods, and
+/// requests answered with an error before any handler: malformed headers,
+/// unknown methods, a refused connection) is wrapped in an async channel and
+/// handed, with its headers, to `serve()`.
 final class CallDispatchHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias InboundOut = HTTP2Frame.FramePayload
@@ -108,15 +109,33 @@ final class CallDispatchHandler: ChannelInboundHandler, RemovableChannelHandler 
         case ended
     }
 
+    /// What a handler ended with.
+    private enum Answer {
+        /// A unary method's response message.
+        case message([UInt8])
+        /// A server-streaming method's trailers (its messages were sent).
+        case trailers(RPCMetadata)
+    }
+
+    private enum Ending {
+        case finished(Answer)
+        case failed(RPCError)
+        case peerGone
+    }
+
     private let dispatch: CallDispatch
     private var phase = Phase.awaitingHeaders
     private var context: ChannelHandlerContext?
     private var path = ""
-    private var handler: RPCRouter.UnaryHandler?
+    private var method: RPCRouter.OneRequestMethod?
     private var callContext: RPCServerContext?
     private var deframer: GRPCMessageDeframer?
     private var request: [UInt8]?
+    /// A server-streaming call's sender.
+    private var sender: RPCResponseSender?
     private var clientEnded = false
+    /// A server-streaming call counted against the connection's watches.
+    private var isWatch = false
     private var started = ContinuousClock.now
     /// The handler's task, while it runs.
     private var task: Task<Void, Never>?
@@ -142,10 +161,18 @@ final class CallDispatchHandler: ChannelInboundHandler, RemovableChannelHandler 
         switch phase {
         case .awaitingHeaders:
             guard case .headers(let headers) = frame, case .success(let head) = RequestHead.parse(headers.headers),
-                let handler = dispatch.router.unaryHandler(for: head.path), dispatch.connection.refusal == nil,
+                let method = dispatch.router.oneRequestMethod(for: head.path), dispatch.connection.refusal == nil,
                 dispatch.calls.tryAdd()
             else { return passOn(context, data) }
-            begin(context, head: head, handler: handler)
+            if case .serverStreaming = method {
+                let limit = dispatch.configuration.maximumWatchesPerConnection
+                guard dispatch.connection.openWatch(limit: limit) else {
+                    dispatch.configuration.onLimitReached?("watches_per_connection")
+                    return refuse(context, .watchLimit(limit))
+                }
+                isWatch = true
+            }
+            begin(context, head: head, method: method)
             if headers.endStream {
                 clientEnded = true
                 gather(context)
@@ -196,11 +223,19 @@ final class CallDispatchHandler: ChannelInboundHandler, RemovableChannelHandler 
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
-    private func begin(_ context: ChannelHandlerContext, head: RequestHead, handler: @escaping RPCRouter.UnaryHandler) {
+    /// Answers before any handler runs, with `error` as is (a limit reached).
+    private func refuse(_ context: ChannelHandlerContext, _ error: RPCError) {
+        phase = .ended
+        context.writeAndFlush(wrapOutboundOut(ResponseFrames.status(error, trailers: RPCMetadata(), trailersOnly: true)), promise: nil)
+        settle(context)
+        dispatch.calls.remove(parts: 2)
+    }
+
+    private func begin(_ context: ChannelHandlerContext, head: RequestHead, method: RPCRouter.OneRequestMethod) {
         phase = .receiving
         started = .now
         path = head.path
-        self.handler = handler
+        self.method = method
         deframer = GRPCMessageDeframer(maximumMessageBytes: dispatch.configuration.maximumReceiveMessageBytes)
         callContext = RPCServerContext(
             path: head.path, peer: dispatch.connection.peer, remoteAddress: dispatch.remote,
@@ -225,12 +260,12 @@ final class CallDispatchHandler: ChannelInboundHandler, RemovableChannelHandler 
         }
         guard clientEnded else { return }
         if let left = deframer?.bufferedBytes, left > 0 { return end(.failed(.endedInsideMessage(leftOver: left))) }
-        guard let request, let handler, let callContext else { return end(.failed(.noRequestMessage)) }
+        guard let request, let method, let callContext else { return end(.failed(.noRequestMessage)) }
         deframer = nil
         self.request = nil
-        self.handler = nil
+        self.method = nil
         self.callContext = nil
-        run(handler, request, callContext, on: context.eventLoop)
+        run(method, request, callContext, context)
     }
 
     /// Requests above this size start their handler on the global executor
@@ -238,25 +273,46 @@ final class CallDispatchHandler: ChannelInboundHandler, RemovableChannelHandler 
     /// connection's loop.
     static let largestRequestDecodedOnTheEventLoop = 16 * 1024
 
-    private func run(_ handler: @escaping RPCRouter.UnaryHandler, _ request: [UInt8], _ callContext: RPCServerContext, on eventLoop: any EventLoop) {
+    private func run(_ method: RPCRouter.OneRequestMethod, _ request: [UInt8], _ callContext: RPCServerContext, _ context: ChannelHandlerContext) {
         phase = .running
         taskStarted = true
         taskRunning = true
+        let eventLoop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         let calls = dispatch.calls
-        let body: @Sendable () async -> Void = {
-            let outcome: Result<[UInt8], RPCError>
-            do {
-                outcome = .success(try await handler(request, callContext))
-            } catch {
-                outcome = .failure(.fromHandler(error))
+        let body: @Sendable () async -> Void
+        switch method {
+        case .unary(let handler):
+            body = {
+                let outcome: Result<Answer, RPCError>
+                do {
+                    outcome = .success(.message(try await handler(request, callContext)))
+                } catch {
+                    outcome = .failure(.fromHandler(error))
+                }
+                if eventLoop.inEventLoop {
+                    bound.value.handlerEnded(outcome)
+                } else {
+                    eventLoop.execute { bound.value.handlerEnded(outcome) }
+                }
+                calls.remove(parts: 1)  // the task's part: it ends here, whatever the loop does
             }
-            if eventLoop.inEventLoop {
-                bound.value.handlerEnded(outcome)
-            } else {
+        case .serverStreaming(let handler):
+            let sender = RPCResponseSender(outbound: nil, channel: context.channel)
+            self.sender = sender
+            let connection = dispatch.connection
+            body = {
+                let outcome: Result<Answer, RPCError>
+                do {
+                    outcome = .success(.trailers(try await handler(request, sender, callContext)))
+                } catch {
+                    outcome = .failure(.fromHandler(error))
+                }
+                connection.closeWatch()
+                // Always queued: the messages the handler queued go out before its status.
                 eventLoop.execute { bound.value.handlerEnded(outcome) }
+                calls.remove(parts: 1)
             }
-            calls.remove(parts: 1)  // the task's part: it ends here, whatever the loop does
         }
         // Unstructured, with reason: the task belongs to the stream, whose
         // life is this handler's. The handler cancels it when the deadline
@@ -268,21 +324,15 @@ final class CallDispatchHandler: ChannelInboundHandler, RemovableChannelHandler 
         if taskRunning { self.task = task }
     }
 
-    private func handlerEnded(_ outcome: Result<[UInt8], RPCError>) {
+    private func handlerEnded(_ outcome: Result<Answer, RPCError>) {
         taskRunning = false
         task = nil
         // Otherwise the deadline or the client ended the call first.
         guard phase == .running else { return }
         switch outcome {
-        case .success(let response): end(.finished(response))
+        case .success(let answer): end(.finished(answer))
         case .failure(let error): end(.failed(error))
         }
-    }
-
-    private enum Ending {
-        case finished([UInt8])
-        case failed(RPCError)
-        case peerGone
     }
 
     /// The first ending decides; later ones (the handler after the deadline) are dropped.
@@ -301,33 +351,45 @@ final class CallDispatchHandler: ChannelInboundHandler, RemovableChannelHandler 
             observer(path, code, ContinuousClock.now - started)
         }
         if let context, context.channel.isActive {
+            let frames: [HTTP2Frame.FramePayload]
             switch ending {
-            case .finished(let response):
-                context.write(wrapOutboundOut(ResponseFrames.headers(RPCMetadata())), promise: nil)
-                context.write(wrapOutboundOut(ResponseFrames.message(response, allocator: context.channel.allocator)), promise: nil)
-                context.write(wrapOutboundOut(ResponseFrames.status(nil, trailers: RPCMetadata(), trailersOnly: false)), promise: nil)
+            case .finished(.message(let response)):
+                frames = [
+                    ResponseFrames.headers(RPCMetadata()), ResponseFrames.message(response, allocator: context.channel.allocator),
+                    ResponseFrames.status(nil, trailers: RPCMetadata(), trailersOnly: false),
+                ]
+            case .finished(.trailers(let trailers)):
+                frames = sender?.finishingFrames(nil, trailers: trailers, clientStillSending: false) ?? []
             case .failed(let error):
-                let status = configuration.mapError?(error) ?? error
-                context.write(wrapOutboundOut(ResponseFrames.status(status, trailers: RPCMetadata(), trailersOnly: true)), promise: nil)
                 // The gRPC protocol: a server that ends before the client
                 // half-closed resets the stream with NO_ERROR.
-                if !clientEnded { context.write(wrapOutboundOut(.rstStream(.noError)), promise: nil) }
+                let status = configuration.mapError?(error) ?? error
+                frames = sender?.finishingFrames(status, trailers: RPCMetadata(), clientStillSending: !clientEnded)
+                    ?? [ResponseFrames.status(status, trailers: RPCMetadata(), trailersOnly: true)] + (clientEnded ? [] : [.rstStream(.noError)])
             case .peerGone:
-                break
+                frames = []
             }
-            context.flush()
-            // The stream ends by itself once its last frames are out (the
-            // client's flow-control window allowing). One whose client gives
-            // no window is reset after 10 s rather than held.
-            if context.channel.isActive {
-                let channel = context.channel
-                settleTimer = context.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
+            if !frames.isEmpty {
+                for frame in frames { context.write(wrapOutboundOut(frame), promise: nil) }
+                context.flush()
+                settle(context)
             }
         }
         deframer = nil
         request = nil
+        sender = nil
+        if isWatch && !taskStarted { dispatch.connection.closeWatch() }  // else the task closes it
         if taskRunning { task?.cancel() }
         // The answer's part; the task, if there was one, ends its own.
         dispatch.calls.remove(parts: taskStarted ? 1 : 2)
+    }
+
+    /// The stream ends by itself once its last frames are out (the client's
+    /// flow-control window allowing). One whose client gives no window is
+    /// reset after 10 s rather than held.
+    private func settle(_ context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        let channel = context.channel
+        settleTimer = context.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
     }
 }
