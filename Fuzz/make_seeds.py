@@ -134,7 +134,24 @@ def many_streams(c):
     c.close_connection()
 
 
+def served(path):
+    return [(name, path if name == ":path" else value) for name, value in grpc_headers]
+
+
+def fuzz_unary(c):
+    # The methods the target serves on the event loop: a unary call, a watch,
+    # and a unary call with two messages.
+    c.send_headers(1, served("/fuzz.Echo/Unary"))
+    c.send_data(1, frame(b"\x0a\x03abc"), end_stream=True)
+    c.send_headers(3, served("/fuzz.Echo/Watch"))
+    c.send_data(3, frame(b"\x0a\x01w"), end_stream=True)
+    c.send_headers(5, served("/fuzz.Echo/Unary"))
+    c.send_data(5, frame(b"") + frame(b""), end_stream=True)
+
+
 write("http2-server", "settings-only", b"\x00" + client(lambda c: None))
+write("http2-server", "served-calls", b"\x00" + client(fuzz_unary))
+write("http2-server", "served-calls-split", b"\x07" + client(fuzz_unary))
 write("http2-server", "unary-call", b"\x00" + client(unary))
 write("http2-server", "unary-call-split", b"\x05" + client(unary))
 write("http2-server", "ping-window-rst", b"\x00" + client(ping_and_window))

@@ -4,8 +4,9 @@ import NIOHTTP2
 import Synchronization
 
 /// What every call's stream on one connection needs to be dispatched: made
-/// once per connection, shared by its streams.
-final class CallDispatch: Sendable {
+/// once per connection, shared by its streams. Package-visible for the
+/// `http2-server` fuzz target.
+package final class CallDispatch: Sendable {
     let router: RPCRouter
     let configuration: RPCServerConfiguration
     let connection: ConnectionState
@@ -14,7 +15,7 @@ final class CallDispatch: Sendable {
     /// Hands a call that is not served on its stream's event loop to `serve()`.
     let passOn: @Sendable (RPCServer.StreamChannel) -> Void
 
-    init(
+    package init(
         router: RPCRouter, configuration: RPCServerConfiguration, connection: ConnectionState, remote: String?, calls: CallCounter,
         passOn: @escaping @Sendable (RPCServer.StreamChannel) -> Void
     ) {
@@ -31,18 +32,21 @@ final class CallDispatch: Sendable {
 /// calls may start on their streams' event loops: only while `serve()` runs.
 /// Before, and once it has stopped, their streams go where every other call's
 /// go: queued for `serve()`, or closed with it.
-final class CallCounter: Sendable {
+package final class CallCounter: Sendable {
     /// Bit 0: closed to unary calls. Above it, in steps of 2: parts still
     /// open, two per call. A unary call's answer and its handler's task each
     /// end one part, on their own threads, so that neither waits for the other.
     private let state = Atomic<Int>(1)
     private let waiters = NIOLockedValueBox<[CheckedContinuation<Void, Never>]>([])
 
+    /// Closed to unary calls until `open()`.
+    package init() {}
+
     /// Calls being served.
     var value: Int { ((state.load(ordering: .relaxed) >> 1) + 1) / 2 }
 
     /// Lets unary calls start (`serve()` runs).
-    func open() { state.bitwiseAnd(~1, ordering: .relaxed) }
+    package func open() { state.bitwiseAnd(~1, ordering: .relaxed) }
 
     /// Stops unary calls from starting (`serve()` is ending).
     func close() { state.bitwiseOr(1, ordering: .relaxed) }

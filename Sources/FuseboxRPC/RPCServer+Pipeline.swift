@@ -5,17 +5,15 @@ import NIOHTTP2
 extension RPCServer {
     /// Configures a connection's pipeline above TLS: HTTP/2 with the server's
     /// settings, the inline stream multiplexer and connection management.
-    /// Each stream channel the client opens is passed to `onStream`, on the
-    /// event loop, as soon as it is set up (the server adds its
-    /// `CallDispatchHandler` there); nothing waits for streams per connection.
+    /// Each stream the client opens starts with a `CallDispatchHandler` for
+    /// `dispatch`, added on the event loop as soon as the stream is set up;
+    /// nothing waits for streams per connection.
     ///
     /// `start()` calls it for every accepted connection after adding the TLS
     /// handler; the `http2-server` fuzz target (FuseboxFuzzing) calls it on an
     /// `EmbeddedChannel`, so what is fuzzed is what the server runs.
-    package static func configureHTTP2(
-        on channel: any Channel, configuration: RPCServerConfiguration, state: ConnectionState,
-        onStream: @escaping @Sendable (any Channel) throws -> Void
-    ) throws {
+    package static func configureHTTP2(on channel: any Channel, configuration: RPCServerConfiguration, dispatch: CallDispatch) throws {
+        let state = dispatch.connection
         let sync = channel.pipeline.syncOperations
         var h2 = NIOHTTP2Handler.Configuration()
         h2.connection.initialSettings = [
@@ -33,7 +31,7 @@ extension RPCServer {
             mode: .server, streamDelegate: StreamLifecycle(), frameDelegate: management.frameDelegate,
             configuration: h2
         ) { stream in
-            stream.eventLoop.makeCompletedFuture { try onStream(stream) }
+            stream.eventLoop.makeCompletedFuture { try stream.pipeline.syncOperations.addHandler(CallDispatchHandler(dispatch: dispatch)) }
         }
         try sync.addHandler(management)
     }

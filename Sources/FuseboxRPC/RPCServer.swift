@@ -80,9 +80,7 @@ public final class RPCServer: Sendable {
         ) { [incoming] stream in
             incoming.yield(IncomingCall(stream, connection: state, remote: remote))
         }
-        try Self.configureHTTP2(on: channel, configuration: configuration, state: state) { stream in
-            try stream.pipeline.syncOperations.addHandler(CallDispatchHandler(dispatch: dispatch))
-        }
+        try Self.configureHTTP2(on: channel, configuration: configuration, dispatch: dispatch)
         // Over the limit: every call is answered UNAVAILABLE naming
         // the limit (serveStream), and the connection closes soon.
         if connectionCount.withLockedValue({ count in
