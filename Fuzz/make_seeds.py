@@ -139,8 +139,8 @@ def served(path):
 
 
 def fuzz_unary(c):
-    # The methods the target serves on the event loop: a unary call, a watch,
-    # and a unary call with two messages.
+    # The method the target serves on the event loop, a call it passes on
+    # (closes), and a unary call with two messages.
     c.send_headers(1, served("/fuzz.Echo/Unary"))
     c.send_data(1, frame(b"\x0a\x03abc"), end_stream=True)
     c.send_headers(3, served("/fuzz.Echo/Watch"))

@@ -28,30 +28,32 @@ package final class CallDispatch: Sendable {
     }
 }
 
-/// Calls being served, a wait for the moment none is, and whether unary
-/// calls may start on their streams' event loops: only while `serve()` runs.
+/// Calls being served, a wait for the moment none is, and whether
+/// one-request calls (unary and server-streaming) may start from their
+/// streams' event loops: only while `serve()` runs.
 /// Before, and once it has stopped, their streams go where every other call's
 /// go: queued for `serve()`, or closed with it.
 package final class CallCounter: Sendable {
-    /// Bit 0: closed to unary calls. Above it, in steps of 2: parts still
-    /// open, two per call. A unary call's answer and its handler's task each
-    /// end one part, on their own threads, so that neither waits for the other.
+    /// Bit 0: closed to one-request calls. Above it, in steps of 2: parts
+    /// still open, two per call. A one-request call's answer and its
+    /// handler's task each end one part, on their own threads, so that
+    /// neither waits for the other.
     private let state = Atomic<Int>(1)
     private let waiters = NIOLockedValueBox<[CheckedContinuation<Void, Never>]>([])
 
-    /// Closed to unary calls until `open()`.
+    /// Closed to one-request calls until `open()`.
     package init() {}
 
     /// Calls being served.
     var value: Int { ((state.load(ordering: .relaxed) >> 1) + 1) / 2 }
 
-    /// Lets unary calls start (`serve()` runs).
+    /// Lets one-request calls start (`serve()` runs).
     package func open() { state.bitwiseAnd(~1, ordering: .relaxed) }
 
-    /// Stops unary calls from starting (`serve()` is ending).
+    /// Stops one-request calls from starting (`serve()` is ending).
     func close() { state.bitwiseOr(1, ordering: .relaxed) }
 
-    /// Counts a unary call, unless closed to them.
+    /// Counts a one-request call, unless closed to them.
     func tryAdd() -> Bool {
         var current = state.load(ordering: .relaxed)
         while current & 1 == 0 {
@@ -87,9 +89,10 @@ package final class CallCounter: Sendable {
 /// The first handler of every call's stream. It reads the request headers
 /// and serves a method whose client sends one request message (unary and
 /// server-streaming) itself: it gathers the request on the event loop and
-/// starts the handler there with `Task.immediate`, so a handler that does not
-/// suspend (a permit decision) runs to its end on this thread, and a unary
-/// response leaves as headers, message and trailers in one flush. The call's
+/// starts the handler's task. A unary handler starts there with
+/// `Task.immediate`, so one that does not suspend (a permit decision) runs to
+/// its end on this thread, and its response leaves as headers, message and
+/// trailers in one flush. The call's
 /// deadline and the stream's end are event-loop events of this handler. Such
 /// a call costs one task, with no async channel; a watch waits in that one
 /// task.
@@ -322,9 +325,13 @@ final class CallDispatchHandler: ChannelInboundHandler, RemovableChannelHandler 
         // life is this handler's. The handler cancels it when the deadline
         // passes or the stream ends first, and `RPCServer.serve()` waits for
         // every call counted in `calls` before it returns, as it does for its
-        // own child tasks. Immediate: a handler that does not suspend runs
-        // to its end here, on the event loop that read its request.
-        let task = request.count > Self.largestRequestDecodedOnTheEventLoop ? Task(operation: body) : Task.immediate(operation: body)
+        // own child tasks. Immediate for a unary call: a handler that does
+        // not suspend runs to its end here, on the event loop that read its
+        // request. Not for a watch, whose start (a snapshot of up to a whole
+        // registry, built and encoded) would hold the loop's other calls, nor
+        // for a large request, whose decoding would.
+        let onTheLoop = if case .unary = method { request.count <= Self.largestRequestDecodedOnTheEventLoop } else { false }
+        let task = onTheLoop ? Task.immediate(operation: body) : Task(operation: body)
         if taskRunning { self.task = task }
     }
 

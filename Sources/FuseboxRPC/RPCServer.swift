@@ -11,9 +11,10 @@ import Synchronization
 /// `start()` binds; `serve()` accepts connections until `shutdown()`, which
 /// stops accepting, sends GOAWAY to every connection, lets calls in flight
 /// finish within the grace period and then closes what is left. Handlers are
-/// async functions running in tasks: a unary method's starts on its
-/// stream's event loop and runs there until it first suspends
-/// (`CallDispatchHandler`); every other call runs in a child task of `serve()`.
+/// async functions running in one task per call. Unary and server-streaming
+/// calls are read on their stream's event loop and their tasks started from
+/// there (a unary handler runs on the loop until it first suspends;
+/// `CallDispatchHandler`); every other call runs in a child task of `serve()`.
 public final class RPCServer: Sendable {
     /// One call's stream, as the handlers see it.
     package typealias StreamChannel = NIOAsyncChannel<HTTP2Frame.FramePayload, HTTP2Frame.FramePayload>
@@ -29,8 +30,9 @@ public final class RPCServer: Sendable {
     private let acceptedCount = NIOLockedValueBox<Int>(0)
     private let shuttingDown = Atomic<Bool>(false)
     private let inFlight = CallCounter()
-    /// Calls other than unary ones, as their streams open, handed from the
-    /// event loops to `serve()`, which runs each in a child task.
+    /// Calls other than unary and server-streaming ones (and those that came
+    /// before `serve()` ran), as their streams open, handed from the event
+    /// loops to `serve()`, which runs each in a child task.
     private let calls: AsyncStream<IncomingCall>
     private let incoming: AsyncStream<IncomingCall>.Continuation
 
@@ -135,7 +137,7 @@ public final class RPCServer: Sendable {
                     group.addTask { await self.serveStream(stream, connection: call.connection, remote: call.remote) }
                 }
             }
-            // Unary calls run in tasks of their streams (CallDispatchHandler),
+            // One-request calls run in tasks of their streams (CallDispatchHandler),
             // ended by their connections' close: start no more, and wait for the last.
             inFlight.close()
             await inFlight.waitUntilNone()

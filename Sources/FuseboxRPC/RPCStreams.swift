@@ -93,11 +93,12 @@ public final class RPCResponseSender: Sendable {
     /// makes the server buffer without bound; its client reconnects and resyncs.
     /// Callers keep their sends in order (one at a time per stream).
     func enqueue(framed message: ByteBuffer) {
-        let headers = state.withLockedValue { takeHeaders(&$0) }
         let channel = self.channel
-        channel.eventLoop.execute {
+        channel.eventLoop.execute { [self] in
             guard channel.isActive else { return }
-            if let headers {
+            // Taken on the loop, where the status is written too: a status
+            // never counts on headers that have not gone out yet.
+            if let headers = state.withLockedValue({ takeHeaders(&$0) }) {
                 channel.write(headers, promise: nil)
             } else if !channel.isWritable {
                 channel.close(promise: nil)
@@ -115,10 +116,9 @@ public final class RPCResponseSender: Sendable {
         let channel = self.channel
         guard channel.isActive else { return true }  // gone: nothing to fall behind
         guard force || channel.isWritable else { return false }
-        let headers = state.withLockedValue { takeHeaders(&$0) }
-        channel.eventLoop.execute {
+        channel.eventLoop.execute { [self] in
             guard channel.isActive else { return }
-            if let headers { channel.write(headers, promise: nil) }
+            if let headers = state.withLockedValue({ takeHeaders(&$0) }) { channel.write(headers, promise: nil) }
             channel.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(message))), promise: nil)
         }
         return true
@@ -134,6 +134,23 @@ public final class RPCResponseSender: Sendable {
 
     /// Sends one message.
     public func send(_ message: [UInt8]) async throws {
+        let last = dataFrame(message)
+        guard let outbound else {
+            // Direct: returns once the stream has taken the message, which
+            // waits while its client's flow-control window is closed. The
+            // headers are taken on the loop, where the status is written.
+            let channel = self.channel
+            try await channel.eventLoop.flatSubmit { [self] in
+                for frame in takeLeadingFrames() { channel.write(frame, promise: nil) }
+                return channel.writeAndFlush(last)
+            }.get()
+            return
+        }
+        try await outbound.write(contentsOf: takeLeadingFrames() + [last])
+    }
+
+    /// The headers and a held response, if they have not gone out yet.
+    private func takeLeadingFrames() -> [HTTP2Frame.FramePayload] {
         let (headers, held) = state.withLockedValue { s in
             defer { s.response = nil }
             return (takeHeaders(&s), s.response)
@@ -141,20 +158,7 @@ public final class RPCResponseSender: Sendable {
         var frames: [HTTP2Frame.FramePayload] = []
         if let headers { frames.append(headers) }
         if let held { frames.append(dataFrame(held)) }
-        let last = dataFrame(message)
-        if let outbound {
-            frames.append(last)
-            try await outbound.write(contentsOf: frames)
-            return
-        }
-        // Direct: returns once the stream has taken the message, which waits
-        // while its client's flow-control window is closed.
-        let channel = self.channel
-        let before = frames
-        try await channel.eventLoop.flatSubmit {
-            for frame in before { channel.write(frame, promise: nil) }
-            return channel.writeAndFlush(last)
-        }.get()
+        return frames
     }
 
     /// The one response message of a unary call: sent by `finish`, in the same
