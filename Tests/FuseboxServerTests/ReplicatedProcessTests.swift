@@ -93,7 +93,7 @@ final class ReplicatedProcessTests: XCTestCase {
             try await putFleetPolicy(admin, minimumClients: 1, permits: 1, openMs: 600_000)
             var watches: [String: BreakerWatch] = [:]
             for id in replicas.ids { watches[id] = BreakerWatch(client: try replicas.client(id, "reader", group: group), prefix: "storm-") }
-            try await Task.sleep(for: .milliseconds(500))
+            await waitUntil("every watch subscribed") { watches.values.allSatisfy(\.subscribed) }
 
             // 300 breakers, a batch of 10 per call, sent to every replica in turn.
             let breakers = 300
@@ -187,6 +187,8 @@ final class ReplicatedProcessTests: XCTestCase {
             try await putFleetPolicy(admin, minimumClients: 1, permits: 1, openMs: 3_000)
             var watches: [String: BreakerWatch] = [:]
             for id in replicas.ids { watches[id] = BreakerWatch(client: try replicas.client(id, "reader", group: group), prefix: "z") }
+            // A watch that subscribes after the trip sees OPEN in its snapshot, not as a transition.
+            await waitUntil("every watch subscribed") { watches.values.allSatisfy(\.subscribed) }
             let reporter = try replicas.client(other, "reporter", group: group)
             _ = try await reporter.unary(
                 "fusebox.v1.BreakerService", "ReportOutcomes", batch(client: "z", breaker: "z", generation: 0, failure: 20),

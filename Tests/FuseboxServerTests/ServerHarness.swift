@@ -28,6 +28,15 @@ final class BreakerWatch: Sendable {
         }
     }
 
+    /// Whether the stream's first event, the snapshot, has arrived: from then on
+    /// the server holds the subscription, and no transition can fall before it.
+    var subscribed: Bool {
+        events.withLockedValue { all in
+            if case .snapshot? = all.first?.event { return true }
+            return false
+        }
+    }
+
     /// (state, generation) of every transition seen.
     var transitions: [(Fusebox_V1_BreakerState, UInt64)] {
         events.withLockedValue { all in
