@@ -191,7 +191,7 @@ public final class FuseboxServerApp: Sendable {
         var rpcConfiguration = configuration.rpc
         let auditable: Set<TLSError.Code> = [.missingClientCertificate, .untrustedCertificate, .certificateExpired, .certificateNotYetValid, .certificateRejected]
         rpcConfiguration.onCallCompleted = { path, code, elapsed in
-            ServerMetrics.rpc(path: path, code: "\(code)", nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            ServerMetrics.rpc(path: path, code: code, nanoseconds: elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         }
         rpcConfiguration.mapError = WireConversions.withDetails
         rpcConfiguration.onLimitReached = { ServerMetrics.limitReached($0) }

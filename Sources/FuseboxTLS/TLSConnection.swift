@@ -29,8 +29,8 @@ final class TLSConnection {
 
     let role: TLSConfiguration.Role
     private let ssl: OpaquePointer
-    private let input: OpaquePointer
-    private let output: OpaquePointer
+    private var input: OpaquePointer
+    private var output: OpaquePointer
     private let expectedHost: String?
 
     init(context: TLSContext, serverName: String?) throws(TLSError) {
@@ -85,6 +85,36 @@ final class TLSConnection {
                 if written <= 0 { break }
                 offset += Int(written)
             }
+        }
+    }
+
+    /// A memory BIO keeps the capacity of the most it ever held, and the
+    /// handshake's flights, with their certificate chains, are the most an idle
+    /// connection's BIOs hold: several KiB each way, for the connection's life.
+    /// Once the handshake is done, each BIO is replaced by a new one, with the
+    /// bytes not yet consumed carried over.
+    func releaseHandshakeBuffers() {
+        guard let freshInput = BIO_new(BIO_s_mem()) else { return }
+        guard let freshOutput = BIO_new(BIO_s_mem()) else {
+            BIO_free(freshInput)
+            return
+        }
+        _ = fb_BIO_set_mem_eof_return(freshInput, -1)
+        _ = fb_BIO_set_mem_eof_return(freshOutput, -1)
+        Self.move(from: input, to: freshInput)
+        Self.move(from: output, to: freshOutput)
+        SSL_set0_rbio(ssl, freshInput)  // frees the old one
+        SSL_set0_wbio(ssl, freshOutput)
+        input = freshInput
+        output = freshOutput
+    }
+
+    private static func move(from old: OpaquePointer, to new: OpaquePointer) {
+        var chunk = [UInt8](repeating: 0, count: 4_096)
+        while BIO_ctrl_pending(old) > 0 {
+            let read = chunk.withUnsafeMutableBytes { BIO_read(old, $0.baseAddress, Int32($0.count)) }
+            guard read > 0 else { return }
+            _ = chunk.withUnsafeBytes { BIO_write(new, $0.baseAddress, read) }
         }
     }
 

@@ -148,6 +148,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 readPlaintext(context: context)
                 encryptPending(context: context)
                 context.flush()
+                self.connection?.releaseHandshakeBuffers()
             }
         }
     }
