@@ -57,6 +57,37 @@ final class TLSHandlerTests: XCTestCase {
         XCTAssertTrue(try server.finish(acceptAlreadyClosed: true).isClean)
     }
 
+    /// The server's handshake ends on the client's Finished, which arrives
+    /// together with application data and the start of a record cut short;
+    /// the server then swaps its memory BIOs for fresh ones. Nothing in
+    /// flight across that swap is lost: both messages arrive, whole.
+    func testDataArrivingWithTheHandshakesEndSurvivesTheBufferRelease() throws {
+        let (client, server, clientLog, serverLog) = try makePair()
+        // ClientHello to the server, its flight back: the client is done and holds its Finished.
+        while let bytes = try client.readOutbound(as: ByteBuffer.self) { try server.writeInbound(bytes) }
+        while let bytes = try server.readOutbound(as: ByteBuffer.self) { try client.writeInbound(bytes) }
+        XCTAssertNotNil(clientLog.handshake)
+        XCTAssertNil(serverLog.handshake, "the server waits for the client's Finished")
+        try client.writeAndFlush(ByteBuffer(string: "first message")).wait()
+        try client.writeAndFlush(ByteBuffer(string: "second message")).wait()
+        var flight = ByteBuffer()
+        while var bytes = try client.readOutbound(as: ByteBuffer.self) { flight.writeBuffer(&bytes) }
+        // All but the last 5 bytes, at once: Finished, the first record, most of the second.
+        let cut = flight.readableBytes - 5
+        guard let head = flight.readSlice(length: cut) else { return XCTFail("a flight of \(flight.readableBytes) bytes") }
+        try server.writeInbound(head)
+        XCTAssertEqual(serverLog.handshake?.peer?.commonName, "fusebox-admin")
+        try server.writeInbound(flight)
+        var received = ""
+        while let bytes = try server.readInbound(as: ByteBuffer.self) { received += String(buffer: bytes) }
+        XCTAssertEqual(received, "first messagesecond message")
+        XCTAssertEqual(serverLog.tlsErrors, [])
+        // And the connection goes on with the fresh buffers, both ways.
+        try server.writeAndFlush(ByteBuffer(string: "answer")).wait()
+        try shuttle(client, server)
+        XCTAssertEqual(try client.readInbound(as: ByteBuffer.self), ByteBuffer(string: "answer"))
+    }
+
     func testReadsAreCoalescedPerReadBurst() throws {
         let (client, server, _, _) = try makePair()
         try shuttle(client, server)
