@@ -69,11 +69,14 @@ public final class TLSContext: @unchecked Sendable {
         switch c.role {
         case .server:
             _ = SSL_CTX_set_session_id_context(pointer, "fusebox", 7)
-            _ = fb_SSL_CTX_set_session_cache_mode_server(pointer)
-            // OpenSSL's default holds 20,480 sessions, each with the client's
-            // certificate (~9 KiB): with connection churn that is up to ~180 MiB
-            // held for resumptions few clients attempt. 1,024 bounds it to ~9 MiB.
-            _ = fb_SSL_CTX_sess_set_cache_size(pointer, 1_024)
+            // Every connection is a full handshake that verifies the client's
+            // certificate against the current CA bundle. Fusebox clients hold
+            // their connections and never resume, so session tickets were pure
+            // cost: OpenSSL 3 serialises and re-parses the session with the
+            // client's certificate for each of the two it sent (~0.5 ms of CPU
+            // per connection, scenario 16 in docs/BENCHMARKS.md), and the cache
+            // held ~9 KiB per session.
+            fb_SSL_CTX_disable_session_resumption(pointer)
             if c.requireClientCertificate {
                 guard let roots = c.trustRootsPath else {
                     throw TLSError(.invalidConfiguration, "mutual TLS needs a CA bundle to verify client certificates")

@@ -72,6 +72,33 @@ final class TLSPeerTests: XCTestCase {
         try await server.stop()
     }
 
+    /// No connection resumes a session: each one verifies its client's
+    /// certificate in a full handshake. Over TLS 1.3 (tickets) and TLS 1.2
+    /// (session IDs), `s_client` is given nothing it could offer again.
+    func testNoConnectionResumesASession() async throws {
+        let server = try await TestTLSServer(group: group, configuration: Certs.server())
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fusebox-sess-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for version in ["-tls1_3", "-tls1_2"] {
+            let client = "openssl s_client -connect 127.0.0.1:\(server.port) \(version) -servername localhost -CAfile '\(try Certs.path("ca.pem"))' -cert '\(try Certs.path("reader.pem"))' -key '\(try Certs.path("reader.key"))' -verify_return_error"
+            // stdin open a second: TLS 1.3 tickets arrive after the handshake.
+            let first = try runProcess(["bash", "-c", "(sleep 1) | \(client) -sess_out '\(dir)/s\(version)' 2>&1"], timeout: 20)
+            XCTAssertEqual(first.status, 0, first.output)
+            XCTAssertFalse(first.output.contains("New Session Ticket"), "\(version): the server sent a ticket: \(first.output)")
+            // s_client saves a session only when it can offer it again.
+            let saved = "\(dir)/s\(version)"
+            guard FileManager.default.fileExists(atPath: saved) else { continue }
+            let second = try runProcess(["bash", "-c", "(sleep 1) | \(client) -sess_in '\(saved)' 2>&1"], timeout: 20)
+            XCTAssertEqual(second.status, 0, second.output)
+            XCTAssertFalse(second.output.contains("Reused,"), "\(version): the session was resumed: \(second.output)")
+            XCTFail("\(version): the server gave s_client a session to resume: \(first.output)")
+        }
+        await waitUntil("server saw both clients") { server.connectionLogs.count == 2 }
+        XCTAssertEqual(server.connectionLogs.map { $0.handshake?.peer?.commonName }, ["fusebox-reader", "fusebox-reader"])
+        try await server.stop()
+    }
+
     /// Python's ssl module as a client: mutual TLS and ALPN h2.
     func testPythonSSLClientWithALPNAndMutualTLS() async throws {
         let server = try await TestTLSServer(group: group, configuration: Certs.server())

@@ -311,6 +311,7 @@ struct Nginx {
                 listen 127.0.0.1:\(port) ssl http2;
                 ssl_certificate \(env.certs)/server.pem;
                 ssl_certificate_key \(env.certs)/server.key;
+                ssl_protocols TLSv1.2 TLSv1.3;
                 \(verify)
                 root \(dir);
               }

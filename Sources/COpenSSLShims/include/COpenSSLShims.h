@@ -17,8 +17,9 @@ long fb_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version);
 void fb_SSL_CTX_set_fusebox_options(SSL_CTX *ctx);
 long fb_SSL_CTX_set_mode_release_buffers(SSL_CTX *ctx);
 int fb_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *groups);
-long fb_SSL_CTX_set_session_cache_mode_server(SSL_CTX *ctx);
-long fb_SSL_CTX_sess_set_cache_size(SSL_CTX *ctx, long size);
+/// A server context that resumes no sessions: no session cache, no TLS 1.2
+/// tickets, and no TLS 1.3 NewSessionTicket messages after the handshake.
+void fb_SSL_CTX_disable_session_resumption(SSL_CTX *ctx);
 long fb_SSL_set_tlsext_host_name(SSL *ssl, const char *name);
 long fb_BIO_set_mem_eof_return(BIO *bio, int value);
 
