@@ -82,7 +82,7 @@ public final class FuseboxServerApp: Sendable {
     public let monitor: FleetMonitor
     private let store: SQLiteStore?
     private let etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?
-    private let refusals: AsyncStream<(TLSError, String?, Int64)>
+    private let queuedAudit: AsyncStream<AuditRecord>
     let audit: AuditLog
     private let stopping = NIOLockedValueBox(false)
     /// Whether `serve()` runs: `shutdown()` closes the store and etcd only
@@ -143,7 +143,12 @@ public final class FuseboxServerApp: Sendable {
             (sqlite, etcd, coordinator, replica, authority, auditStore) = (store, nil, local, nil, local, store)
         }
         if configuration.seedPresets { try await registry.seedPresetsIfEmpty() }
-        let audit = AuditLog(store: auditStore, authorizer: authorizer, clock: clock)
+        // Entries written off the request path, by serve(): certificate refusals
+        // at the handshake, and reads a replica that does not serve answers.
+        // At most 1,000 wait; under a flood the newest are kept, and each one
+        // dropped is counted as an audit write that failed.
+        let (queuedAudit, auditQueue) = AsyncStream<AuditRecord>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
+        let audit = AuditLog(store: auditStore, authorizer: authorizer, clock: clock, queue: auditQueue)
         var router = RPCRouter()
         var registryService = RegistryService(registry: registry, authorizer: authorizer, audit: audit)
         registryService.routing = replica
@@ -184,10 +189,6 @@ public final class FuseboxServerApp: Sendable {
         admin.register(on: &router)
         health.register(on: &router)
         for service in services { health.setStatus(.serving, for: service) }
-        // Certificate refusals at the handshake go to the audit log (written by serve()).
-        // At most 1,000 wait; under a flood of bad handshakes the newest are kept,
-        // and each one dropped is counted as an audit write that failed.
-        let (refusals, refused) = AsyncStream<(TLSError, String?, Int64)>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
         var rpcConfiguration = configuration.rpc
         let auditable: Set<TLSError.Code> = [.missingClientCertificate, .untrustedCertificate, .certificateExpired, .certificateNotYetValid, .certificateRejected]
         rpcConfiguration.onCallCompleted = { path, code, elapsed in
@@ -197,7 +198,9 @@ public final class FuseboxServerApp: Sendable {
         rpcConfiguration.onLimitReached = { ServerMetrics.limitReached($0) }
         rpcConfiguration.onTLSFailure = { error, remote in
             guard auditable.contains(error.code) else { return }
-            if case .dropped = refused.yield((error, remote, clock.now().milliseconds)) { ServerMetrics.auditWriteFailed() }
+            audit.enqueue(AuditRecord(
+                atMs: clock.now().milliseconds, actor: nil, action: .connectionRefused, reason: remote ?? "",
+                allowed: false, deniedReason: error.message))
         }
         let provider = try TLSContextProvider(configuration: tls)
         let rpc = RPCServer(configuration: rpcConfiguration, router: router, tls: provider, group: group)
@@ -211,13 +214,13 @@ public final class FuseboxServerApp: Sendable {
         ServerMetrics.start(version: version)
         return FuseboxServerApp(
             rpc: rpc, registry: registry, authority: authority, coordinator: coordinator, replica: replica, health: health,
-            store: sqlite, etcd: etcd, refusals: refusals, audit: audit, tls: provider, monitor: monitor)
+            store: sqlite, etcd: etcd, queuedAudit: queuedAudit, audit: audit, tls: provider, monitor: monitor)
     }
 
     private init(
         rpc: RPCServer, registry: PolicyRegistry, authority: any BreakerAuthority, coordinator: BreakerCoordinator?,
         replica: ReplicaNode?, health: HealthService, store: SQLiteStore?, etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?,
-        refusals: AsyncStream<(TLSError, String?, Int64)>, audit: AuditLog, tls: TLSContextProvider, monitor: FleetMonitor
+        queuedAudit: AsyncStream<AuditRecord>, audit: AuditLog, tls: TLSContextProvider, monitor: FleetMonitor
     ) {
         self.monitor = monitor
         self.tls = tls
@@ -229,7 +232,7 @@ public final class FuseboxServerApp: Sendable {
         self.health = health
         self.store = store
         self.etcd = etcd
-        self.refusals = refusals
+        self.queuedAudit = queuedAudit
         self.audit = audit
     }
 
@@ -256,11 +259,7 @@ public final class FuseboxServerApp: Sendable {
                 }
             }
             group.addTask {
-                for await (error, remote, atMs) in self.refusals {
-                    await self.audit.append(AuditRecord(
-                        atMs: atMs, actor: nil, action: .connectionRefused, reason: remote ?? "",
-                        allowed: false, deniedReason: error.message))
-                }
+                for await record in self.queuedAudit { await self.audit.append(record) }
             }
             try await rpc.serve()
             group.cancelAll()

@@ -123,9 +123,13 @@ public struct AdminService: Sendable {
         }
         router.unary(service, "GetClusterStatus") { (_: Fusebox_V1_GetClusterStatusRequest, context) in
             try await audit.authorize(.reader, context, action: .getClusterStatus, reason: "")
-            let status = WireConversions.clusterStatus(await cluster.clusterStatus())
-            await audit.allowedRead(context, action: .getClusterStatus)
-            return status
+            let report = await cluster.clusterStatus()
+            // A replica that does not serve answers at once: it would hold the
+            // answer while its entry waits out the store's retries (etcd's
+            // retryTimeout, 15 s by default). Its entry is queued instead.
+            let serving = report.replicas.first { $0.id == report.answeredBy }?.serving ?? true
+            await audit.allowedRead(context, action: .getClusterStatus, waiting: serving)
+            return WireConversions.clusterStatus(report)
         }
     }
 

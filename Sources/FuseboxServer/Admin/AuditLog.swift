@@ -14,13 +14,22 @@ public struct AuditLog: Sendable {
     let store: any AuditStore
     let authorizer: Authorizer
     let clock: any FleetClock
+    let queue: AsyncStream<AuditRecord>.Continuation
     private let logger = Logger(label: "fusebox.audit")
 
-    /// An audit log over `store`.
-    public init(store: any AuditStore, authorizer: Authorizer, clock: any FleetClock) {
+    /// An audit log over `store`; `queue` takes the entries written off the
+    /// request path (`enqueue`), by whoever reads its stream.
+    public init(store: any AuditStore, authorizer: Authorizer, clock: any FleetClock, queue: AsyncStream<AuditRecord>.Continuation) {
         self.store = store
         self.authorizer = authorizer
         self.clock = clock
+        self.queue = queue
+    }
+
+    /// Queues `record` to be written off the request path; one the queue
+    /// drops (it is full) is counted as an audit write that failed.
+    func enqueue(_ record: AuditRecord) {
+        if case .dropped = queue.yield(record) { ServerMetrics.auditWriteFailed() }
     }
 
     /// The caller as the audit log names it.
@@ -53,9 +62,11 @@ public struct AuditLog: Sendable {
         }
     }
 
-    /// Audits an allowed read (ListAudit, GetClusterStatus): appended on its own.
-    func allowedRead(_ context: RPCServerContext, action: AuditAction, reason: String = "") async {
-        await append(AuditRecord(atMs: clock.now().milliseconds, actor: actor(context), action: action, reason: reason, allowed: true))
+    /// Audits an allowed read (ListAudit, GetClusterStatus): appended on its
+    /// own, before the answer; queued instead when `waiting` is false.
+    func allowedRead(_ context: RPCServerContext, action: AuditAction, reason: String = "", waiting: Bool = true) async {
+        let record = AuditRecord(atMs: clock.now().milliseconds, actor: actor(context), action: action, reason: reason, allowed: true)
+        if waiting { await append(record) } else { enqueue(record) }
     }
 
     /// Audits an authorized request refused as invalid.
