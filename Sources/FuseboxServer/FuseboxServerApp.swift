@@ -144,7 +144,7 @@ public final class FuseboxServerApp: Sendable {
         }
         if configuration.seedPresets { try await registry.seedPresetsIfEmpty() }
         // Entries written off the request path, by serve(): certificate refusals
-        // at the handshake, and reads a replica that does not serve answers.
+        // at the handshake, and cluster-status reads a replica without etcd answers.
         // At most 1,000 wait; under a flood the newest are kept, and each one
         // dropped is counted as an audit write that failed.
         let (queuedAudit, auditQueue) = AsyncStream<AuditRecord>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
@@ -186,6 +186,7 @@ public final class FuseboxServerApp: Sendable {
         fleetHealth.register(on: &router)
         var admin = AdminService(authority: authority, audit: audit, clusterStatus: clusterStatus)
         admin.routing = replica
+        if let replica { admin.storeUnreachable = { !replica.etcdReachable } }
         admin.register(on: &router)
         health.register(on: &router)
         for service in services { health.setStatus(.serving, for: service) }

@@ -72,6 +72,12 @@ final class ReplicatedFleetTests: XCTestCase {
         let lost = Date()
         XCTAssertTrue(eventually(30) { ready() == ["503", "200", "200"] }, "/readyz with a's member gone: \(ready()) \(replicas.logs)")
         print("ReplicatedFleetTests: replica a said NOT_SERVING \(String(format: "%.1f", Date().timeIntervalSince(lost))) s after its etcd member died")
+        let okBefore = fleet.lastStatus(id)?["ok"] as? Int ?? 0
+        XCTAssertTrue(
+            eventually(30) { (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > okBefore + 20 && fleet.lastStatus(id)?["mode"] as? String == "fleet" },
+            "the service did not keep calling in fleet mode: \(service.lines.suffix(5))")
+        let modes = fleet.events(id).filter { $0["event"] as? String == "mode" }.compactMap { $0["mode"] as? String }
+        XCTAssertFalse(modes.contains("local"), "the service went local although two replicas served: \(modes)")
         // a answers `fusebox cluster status` at once, saying it does not serve:
         // not after its audit entry has waited out etcd's 15 s of retries
         // (the CLI gives up at 15 s; this took 14.7 s before the entry was queued).
@@ -81,12 +87,6 @@ final class ReplicatedFleetTests: XCTestCase {
         XCTAssertEqual(status.status, 0, status.output)
         XCTAssertTrue(status.output.contains("\"serving\": false"), status.output)
         XCTAssertTrue(status.output.contains("\"reachable\": false"), status.output)
-        let okBefore = fleet.lastStatus(id)?["ok"] as? Int ?? 0
-        XCTAssertTrue(
-            eventually(30) { (fleet.lastStatus(id)?["ok"] as? Int ?? 0) > okBefore + 20 && fleet.lastStatus(id)?["mode"] as? String == "fleet" },
-            "the service did not keep calling in fleet mode: \(service.lines.suffix(5))")
-        let modes = fleet.events(id).filter { $0["event"] as? String == "mode" }.compactMap { $0["mode"] as? String }
-        XCTAssertFalse(modes.contains("local"), "the service went local although two replicas served: \(modes)")
         // Its watch follows another replica now: a trip reaches it.
         // Until a's lease expires in etcd (its TTL), a write may still be
         // forwarded to a and refused UNAVAILABLE: an operator retries.
