@@ -144,11 +144,14 @@ public final class FuseboxServerApp: Sendable {
         }
         if configuration.seedPresets { try await registry.seedPresetsIfEmpty() }
         // Entries written off the request path, by serve(): certificate refusals
-        // at the handshake, and cluster-status reads a replica without etcd answers.
+        // at the handshake, and on a replica without etcd every entry written on
+        // its own (AuditLog.append).
         // At most 1,000 wait; under a flood the newest are kept, and each one
         // dropped is counted as an audit write that failed.
         let (queuedAudit, auditQueue) = AsyncStream<AuditRecord>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
-        let audit = AuditLog(store: auditStore, authorizer: authorizer, clock: clock, queue: auditQueue)
+        let audit = AuditLog(
+            store: auditStore, authorizer: authorizer, clock: clock, queue: auditQueue,
+            storeUnreachable: { replica.map { !$0.etcdReachable } ?? false })
         var router = RPCRouter()
         var registryService = RegistryService(registry: registry, authorizer: authorizer, audit: audit)
         registryService.routing = replica
@@ -186,7 +189,6 @@ public final class FuseboxServerApp: Sendable {
         fleetHealth.register(on: &router)
         var admin = AdminService(authority: authority, audit: audit, clusterStatus: clusterStatus)
         admin.routing = replica
-        if let replica { admin.storeUnreachable = { !replica.etcdReachable } }
         admin.register(on: &router)
         health.register(on: &router)
         for service in services { health.setStatus(.serving, for: service) }
@@ -260,7 +262,7 @@ public final class FuseboxServerApp: Sendable {
                 }
             }
             group.addTask {
-                for await record in self.queuedAudit { await self.audit.append(record) }
+                for await record in self.queuedAudit { await self.audit.write(record) }
             }
             try await rpc.serve()
             group.cancelAll()

@@ -68,7 +68,6 @@ public final class TLSContext: @unchecked Sendable {
         }
         switch c.role {
         case .server:
-            _ = SSL_CTX_set_session_id_context(pointer, "fusebox", 7)
             // Every connection is a full handshake that verifies the client's
             // certificate against the current CA bundle. Fusebox clients hold
             // their connections and never resume, so session tickets were pure

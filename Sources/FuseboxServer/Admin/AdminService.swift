@@ -16,11 +16,6 @@ public struct AdminService: Sendable {
     /// Replicated mode: where breaker actions are decided (nil: here).
     public var routing: (any DecisionRouting)?
 
-    /// True while the store cannot take an audit entry (replicated: etcd
-    /// does not answer this replica). `GetClusterStatus` then queues its
-    /// entry rather than hold its answer for the store's retries.
-    public var storeUnreachable: @Sendable () -> Bool = { false }
-
     /// The service over `authority`; `GetClusterStatus` answers from `clusterStatus`.
     public init(authority: any BreakerAuthority, audit: AuditLog, clusterStatus: any ClusterStatusSource = StandaloneClusterStatus()) {
         self.authority = authority
@@ -128,12 +123,9 @@ public struct AdminService: Sendable {
         }
         router.unary(service, "GetClusterStatus") { (_: Fusebox_V1_GetClusterStatusRequest, context) in
             try await audit.authorize(.reader, context, action: .getClusterStatus, reason: "")
-            let report = await cluster.clusterStatus()
-            // A replica that cannot reach etcd answers at once: its entry would
-            // hold the answer while it waits out the etcd client's retries
-            // (retryTimeout, 15 s by default), so it is queued instead.
-            await audit.allowedRead(context, action: .getClusterStatus, waiting: !storeUnreachable())
-            return WireConversions.clusterStatus(report)
+            let status = WireConversions.clusterStatus(await cluster.clusterStatus())
+            await audit.allowedRead(context, action: .getClusterStatus)
+            return status
         }
     }
 

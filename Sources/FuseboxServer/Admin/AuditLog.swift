@@ -15,15 +15,22 @@ public struct AuditLog: Sendable {
     let authorizer: Authorizer
     let clock: any FleetClock
     let queue: AsyncStream<AuditRecord>.Continuation
+    /// True while the store cannot take an entry (replicated: etcd does not
+    /// answer this replica).
+    let storeUnreachable: @Sendable () -> Bool
     private let logger = Logger(label: "fusebox.audit")
 
     /// An audit log over `store`; `queue` takes the entries written off the
-    /// request path (`enqueue`), by whoever reads its stream.
-    public init(store: any AuditStore, authorizer: Authorizer, clock: any FleetClock, queue: AsyncStream<AuditRecord>.Continuation) {
+    /// request path (`enqueue`), by whoever reads its stream and `write`s them.
+    public init(
+        store: any AuditStore, authorizer: Authorizer, clock: any FleetClock, queue: AsyncStream<AuditRecord>.Continuation,
+        storeUnreachable: @escaping @Sendable () -> Bool = { false }
+    ) {
         self.store = store
         self.authorizer = authorizer
         self.clock = clock
         self.queue = queue
+        self.storeUnreachable = storeUnreachable
     }
 
     /// Queues `record` to be written off the request path; one the queue
@@ -62,11 +69,9 @@ public struct AuditLog: Sendable {
         }
     }
 
-    /// Audits an allowed read (ListAudit, GetClusterStatus): appended on its
-    /// own, before the answer; queued instead when `waiting` is false.
-    func allowedRead(_ context: RPCServerContext, action: AuditAction, reason: String = "", waiting: Bool = true) async {
-        let record = AuditRecord(atMs: clock.now().milliseconds, actor: actor(context), action: action, reason: reason, allowed: true)
-        if waiting { await append(record) } else { enqueue(record) }
+    /// Audits an allowed read (ListAudit, GetClusterStatus): appended on its own.
+    func allowedRead(_ context: RPCServerContext, action: AuditAction, reason: String = "") async {
+        await append(AuditRecord(atMs: clock.now().milliseconds, actor: actor(context), action: action, reason: reason, allowed: true))
     }
 
     /// Audits an authorized request refused as invalid.
@@ -78,8 +83,15 @@ public struct AuditLog: Sendable {
             reason: String(reason.utf8.prefix(1_024)) ?? "", allowed: false, deniedReason: "invalid: \(error.message)"))
     }
 
-    /// Appends an entry on its own.
+    /// Appends an entry on its own, before the answer. While the store cannot
+    /// take it, it is queued instead: the answer would otherwise wait out the
+    /// etcd client's retries (retryTimeout, 15 s by default) for nothing.
     func append(_ record: AuditRecord) async {
+        if storeUnreachable() { enqueue(record) } else { await write(record) }
+    }
+
+    /// Writes an entry now; a failure is logged and counted.
+    func write(_ record: AuditRecord) async {
         do throws(StoreError) {
             _ = try await store.appendAudit(record)
         } catch {
