@@ -87,12 +87,15 @@ final class Authority: @unchecked Sendable {
         store = GatedStore(sqlite)
     }
 
-    func start(limits: AuthorityLimits = AuthorityLimits()) async throws {
+    /// `beforeRun` sees the coordinator with its stored breakers loaded and
+    /// no step taken yet: a watch placed there misses nothing `run()` does.
+    func start(limits: AuthorityLimits = AuthorityLimits(), beforeRun: (BreakerCoordinator) -> Void = { _ in }) async throws {
         let policies = self.policies
-        coordinator = try await BreakerCoordinator(store: store, clock: clock, limits: limits) { registry, name in
+        let c = try await BreakerCoordinator(store: store, clock: clock, limits: limits) { registry, name in
             policies.withLockedValue { $0["\(registry)/\(name)"] }
         }
-        let c = coordinator!
+        coordinator = c
+        beforeRun(c)
         task = Task { await c.run() }
     }
 

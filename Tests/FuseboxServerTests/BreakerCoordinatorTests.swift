@@ -290,10 +290,11 @@ extension BreakerCoordinatorTests {
         await a.stop()
         let restarted = try await Authority(directory: a.directory)
         restarted.policy()
-        try await restarted.start()
-        authority = restarted
         let sink = CollectingSink()
-        _ = restarted.coordinator.watch(BreakerSelector(), sink: sink)
+        // Watching before `run()` starts: the step may be taken at once, and a
+        // watch placed after it would see it only in its snapshot.
+        try await restarted.start { _ = $0.watch(BreakerSelector(), sink: sink) }
+        authority = restarted
         await waitUntil("the restart's step is stored and streamed") { sink.transitions.last == "default/db HALF_OPEN 3" }
         XCTAssertEqual(restarted.status("db")?.state, .halfOpen)
         XCTAssertEqual(restarted.status("db")?.reason, BreakerStateMachine.restartReason)
