@@ -82,7 +82,7 @@ public final class FuseboxServerApp: Sendable {
     public let monitor: FleetMonitor
     private let store: SQLiteStore?
     private let etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?
-    private let queuedAudit: AsyncStream<AuditRecord>
+    private let auditQueue: AuditQueue
     let audit: AuditLog
     private let stopping = NIOLockedValueBox(false)
     /// Whether `serve()` runs: `shutdown()` closes the store and etcd only
@@ -146,9 +146,10 @@ public final class FuseboxServerApp: Sendable {
         // Entries written off the request path, by serve(): certificate refusals
         // at the handshake, and on a replica without etcd every entry written on
         // its own (AuditLog.append).
-        // At most 1,000 wait; under a flood the newest are kept, and each one
-        // dropped is counted as an audit write that failed.
-        let (queuedAudit, auditQueue) = AsyncStream<AuditRecord>.makeStream(bufferingPolicy: .bufferingNewest(1_000))
+        // At most 1,000 wait; under a flood the newest are kept. Each one
+        // dropped, or not written by the shutdown's limit, is counted as an
+        // audit write that failed.
+        let auditQueue = AuditQueue(capacity: 1_000)
         let audit = AuditLog(
             store: auditStore, authorizer: authorizer, clock: clock, queue: auditQueue,
             storeUnreachable: { replica.map { !$0.etcdReachable } ?? false })
@@ -217,13 +218,13 @@ public final class FuseboxServerApp: Sendable {
         ServerMetrics.start(version: version)
         return FuseboxServerApp(
             rpc: rpc, registry: registry, authority: authority, coordinator: coordinator, replica: replica, health: health,
-            store: sqlite, etcd: etcd, queuedAudit: queuedAudit, audit: audit, tls: provider, monitor: monitor)
+            store: sqlite, etcd: etcd, auditQueue: auditQueue, audit: audit, tls: provider, monitor: monitor)
     }
 
     private init(
         rpc: RPCServer, registry: PolicyRegistry, authority: any BreakerAuthority, coordinator: BreakerCoordinator?,
         replica: ReplicaNode?, health: HealthService, store: SQLiteStore?, etcd: (client: EtcdClient, group: MultiThreadedEventLoopGroup)?,
-        queuedAudit: AsyncStream<AuditRecord>, audit: AuditLog, tls: TLSContextProvider, monitor: FleetMonitor
+        auditQueue: AuditQueue, audit: AuditLog, tls: TLSContextProvider, monitor: FleetMonitor
     ) {
         self.monitor = monitor
         self.tls = tls
@@ -235,7 +236,7 @@ public final class FuseboxServerApp: Sendable {
         self.health = health
         self.store = store
         self.etcd = etcd
-        self.queuedAudit = queuedAudit
+        self.auditQueue = auditQueue
         self.audit = audit
     }
 
@@ -243,6 +244,23 @@ public final class FuseboxServerApp: Sendable {
     public func serve() async throws {
         serving.withLockedValue { $0 = .running }
         defer { serving.withLockedValue { $0 = .ended } }
+        // The audit queue's writer outlives the rest: what waits in it when
+        // the listener has closed is written before shutdown() closes the store.
+        try await withThrowingTaskGroup(of: Void.self) { outer in
+            outer.addTask { await self.auditQueue.run { await self.audit.write($0) } }
+            defer { outer.cancelAll() }
+            do {
+                try await serveUntilShutdown()
+            } catch {
+                await auditQueue.finish(within: .seconds(5))
+                throw error
+            }
+            await auditQueue.finish(within: .seconds(5))
+        }
+    }
+
+    /// Everything serve() runs but the audit queue's writer.
+    private func serveUntilShutdown() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 await self.coordinator?.run()
@@ -260,9 +278,6 @@ public final class FuseboxServerApp: Sendable {
                         localModeClients: self.leadingCoordinator?.localModeClients() ?? 0)
                     try? await Task.sleep(for: .seconds(1))
                 }
-            }
-            group.addTask {
-                for await record in self.queuedAudit { await self.audit.write(record) }
             }
             try await rpc.serve()
             group.cancelAll()
@@ -296,7 +311,10 @@ public final class FuseboxServerApp: Sendable {
         // in serve() and use the store and etcd until they have stopped. Closed
         // under them, a call in flight would wait for ever on an event loop that
         // was shut down, and serve() with it (a replicated test hung so in CI).
-        await serveEnded(within: .seconds(10))
+        // serve() also writes the queued audit entries (up to 5 s) first.
+        await serveEnded(within: .seconds(15))
+        // Never served: the refused handshakes queued since start() are counted, not lost silently.
+        if serving.withLockedValue({ $0 == .notStarted }) { await auditQueue.finish(within: .zero) }
         await store?.close()
         await etcd?.client.close()
         await serveEnded(within: .seconds(10))

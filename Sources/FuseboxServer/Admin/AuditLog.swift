@@ -4,6 +4,7 @@ public import FuseboxAuthority
 import FuseboxRPC
 import FuseboxTLS
 import Logging
+import NIOConcurrencyHelpers
 
 /// Writes the audit log: every admin action (allowed, denied or invalid),
 /// with the caller's identity and roles. An allowed action's entry is
@@ -14,16 +15,16 @@ public struct AuditLog: Sendable {
     let store: any AuditStore
     let authorizer: Authorizer
     let clock: any FleetClock
-    let queue: AsyncStream<AuditRecord>.Continuation
+    let queue: AuditQueue
     /// True while the store cannot take an entry (replicated: etcd does not
     /// answer this replica).
     let storeUnreachable: @Sendable () -> Bool
     private let logger = Logger(label: "fusebox.audit")
 
     /// An audit log over `store`; `queue` takes the entries written off the
-    /// request path (`enqueue`), by whoever reads its stream and `write`s them.
+    /// request path (`enqueue`), for whoever runs it to `write` them.
     public init(
-        store: any AuditStore, authorizer: Authorizer, clock: any FleetClock, queue: AsyncStream<AuditRecord>.Continuation,
+        store: any AuditStore, authorizer: Authorizer, clock: any FleetClock, queue: AuditQueue,
         storeUnreachable: @escaping @Sendable () -> Bool = { false }
     ) {
         self.store = store
@@ -33,10 +34,9 @@ public struct AuditLog: Sendable {
         self.storeUnreachable = storeUnreachable
     }
 
-    /// Queues `record` to be written off the request path; one the queue
-    /// drops (it is full) is counted as an audit write that failed.
+    /// Queues `record` to be written off the request path.
     func enqueue(_ record: AuditRecord) {
-        if case .dropped = queue.yield(record) { ServerMetrics.auditWriteFailed() }
+        queue.enqueue(record)
     }
 
     /// The caller as the audit log names it.
@@ -100,5 +100,116 @@ public struct AuditLog: Sendable {
                 "action": "\(record.action)", "allowed": "\(record.allowed)", "error": "\(error)",
             ])
         }
+    }
+}
+
+/// The audit entries written off the request path: certificate refusals at
+/// the handshake, and on a replica without etcd every entry written on its
+/// own. At most `capacity` wait; under a flood the newest are kept. At
+/// shutdown, `finish(within:)` lets the writer write what waits before the
+/// store closes. Every entry that is dropped, refused after `finish`, or
+/// given up on when `finish`'s limit passes is counted as an audit write
+/// that failed (`fusebox_audit_write_failures_total`) and logged (drops at
+/// most once per 10 s, with their total): none is lost silently.
+public final class AuditQueue: Sendable {
+    private struct State {
+        /// Entries queued and not yet written or given up on.
+        var waiting = 0
+        /// The writer is in `write` with an entry (counted in `waiting`).
+        var writing = false
+        var writerEnded = false
+        /// `finish` gave up: the writer writes nothing more.
+        var abandoned = false
+        var dropped = 0
+        var lastDropLog: ContinuousClock.Instant?
+    }
+
+    private let entries: AsyncStream<AuditRecord>
+    private let continuation: AsyncStream<AuditRecord>.Continuation
+    private let state = NIOLockedValueBox(State())
+    private let logger = Logger(label: "fusebox.audit")
+
+    public init(capacity: Int = 1_000) {
+        (entries, continuation) = AsyncStream<AuditRecord>.makeStream(bufferingPolicy: .bufferingNewest(capacity))
+    }
+
+    /// Entries queued and not yet written or given up on.
+    public var waiting: Int { state.withLockedValue { $0.waiting } }
+
+    /// Queues `record` for the writer.
+    public func enqueue(_ record: AuditRecord) {
+        // Counted before the writer can see it, so `waiting` never goes below 0.
+        state.withLockedValue { $0.waiting += 1 }
+        switch continuation.yield(record) {
+        case .enqueued:
+            break
+        case .dropped:
+            // The oldest waiting entry gave way to this one.
+            ServerMetrics.auditWriteFailed()
+            let (report, total) = state.withLockedValue { state -> (Bool, Int) in
+                state.waiting -= 1
+                state.dropped += 1
+                let now = ContinuousClock.now
+                guard state.lastDropLog.map({ now - $0 >= .seconds(10) }) ?? true else { return (false, state.dropped) }
+                state.lastDropLog = now
+                return (true, state.dropped)
+            }
+            if report {
+                logger.error("the queue of audit entries written off the request path is full; the oldest are dropped", metadata: [
+                    "dropped_since_start": "\(total)",
+                ])
+            }
+        case .terminated:
+            state.withLockedValue { $0.waiting -= 1 }
+            lost(1, "an audit entry came after the queue was finished (shutdown)")
+        @unknown default:
+            state.withLockedValue { $0.waiting -= 1 }
+            lost(1, "the queue refused an audit entry")
+        }
+    }
+
+    /// Writes the queued entries with `write`, in order, until `finish` (or
+    /// cancellation). `write` counts its own failures.
+    public func run(_ write: @Sendable (AuditRecord) async -> Void) async {
+        for await record in entries {
+            // Given up on (and counted) by `finish`: not written late.
+            let abandoned = state.withLockedValue { state -> Bool in
+                if state.abandoned { state.waiting -= 1 } else { state.writing = true }
+                return state.abandoned
+            }
+            if abandoned { continue }
+            await write(record)
+            state.withLockedValue {
+                $0.writing = false
+                $0.waiting -= 1
+            }
+        }
+        state.withLockedValue { $0.writerEnded = true }
+    }
+
+    /// Takes no more entries and waits up to `limit` for the writer to write
+    /// those waiting. Returns how many it gave up on then (the writer writes
+    /// none of them); they are counted as audit writes that failed. The one
+    /// the writer may be writing at that moment is not among them: `write`
+    /// counts it if it fails.
+    @discardableResult
+    public func finish(within limit: Duration) async -> Int {
+        continuation.finish()
+        let deadline = ContinuousClock.now + limit
+        while !state.withLockedValue({ $0.writerEnded }), ContinuousClock.now < deadline, !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        let left = state.withLockedValue { state -> Int in
+            guard !state.writerEnded else { return 0 }
+            state.abandoned = true
+            return state.waiting - (state.writing ? 1 : 0)
+        }
+        if left > 0 { lost(left, "audit entries still waiting to be written when the shutdown's limit (\(limit)) passed") }
+        return left
+    }
+
+    private func lost(_ count: Int, _ what: String) {
+        ServerMetrics.auditWriteFailed(count)
+        logger.error("audit entries not written", metadata: ["count": "\(count)", "why": "\(what)"])
     }
 }

@@ -75,8 +75,8 @@ enum ServerMetrics {
     }
 
     /// An audit entry that could not be written (or was dropped from the refusal queue).
-    static func auditWriteFailed() {
-        Counter(label: "fusebox_audit_write_failures_total").increment()
+    static func auditWriteFailed(_ count: Int = 1) {
+        Counter(label: "fusebox_audit_write_failures_total").increment(by: Int64(count))
     }
 
     static func rejected(_ count: Int) {
