@@ -99,6 +99,16 @@ final class Authority: @unchecked Sendable {
         task = Task { await c.run() }
     }
 
+    /// Stops `run()` (its timer and committer) and runs only the committer,
+    /// in a task of its own that the caller cancels: then only requests move
+    /// the breakers in time.
+    func committerOnly() async -> Task<Void, Never> {
+        task?.cancel()
+        await task?.value
+        let c: BreakerCoordinator = coordinator
+        return Task { await c.runCommitterForTests() }
+    }
+
     func stop() async {
         task?.cancel()
         await task?.value

@@ -63,12 +63,10 @@ final class BreakerCoordinatorTests: XCTestCase {
     /// step that publishes it: stored, streamed and answered with it.
     func testATimeDrivenStepTakenByAcquirePermitIsStoredAndStreamed() async throws {
         let a = authority!
-        // No timer and no committer of its own: only the permit request moves time here.
-        a.task?.cancel()
-        await a.task?.value
-        let c = a.coordinator!
-        let committer = Task { await c.runCommitterForTests() }
+        // No timer: only the permit request moves time here.
+        let committer = await a.committerOnly()
         defer { committer.cancel() }
+        let c = a.coordinator!
         let sink = CollectingSink()
         _ = c.watch(BreakerSelector(), sink: sink)
         await a.report("db", success: 5)
@@ -105,6 +103,31 @@ final class BreakerCoordinatorTests: XCTestCase {
         XCTAssertEqual(entries.first?.stateBefore, .forcedOpen)
         XCTAssertEqual(entries.first?.stateAfter, .closed)
         XCTAssertNil(entries.first?.actor, "the server's own action")
+    }
+
+    /// An operator acting after an override's end, before the timer has
+    /// lifted it: the expiry is still audited, first, and the operator's
+    /// entry starts from the state the expiry left.
+    func testAnOverrideThatRanOutBeforeAnOperatorActedIsAudited() async throws {
+        let a = authority!
+        // No timer: only the operator's action finds the override due.
+        let committer = await a.committerOnly()
+        defer { committer.cancel() }
+        let c = a.coordinator!
+        let open = AuditRecord(atMs: 0, actor: AuditActor(commonName: "ops"), action: .forceOpen, reason: "incident", allowed: true)
+        _ = try await c.setOverride(a.key("pay"), .forcedOpen, durationMs: 500, reason: "incident", policy: "p", audit: open)
+        a.clock.advance(by: 600)
+        let close = AuditRecord(atMs: 0, actor: AuditActor(commonName: "ops"), action: .forceClose, reason: "all clear", allowed: true)
+        let outcome = try await c.setOverride(a.key("pay"), .forcedClosed, durationMs: 0, reason: "all clear", policy: nil, audit: close)
+        XCTAssertEqual(outcome.after.status.state, .forcedClosed)
+        let entries = try await a.sqlite.listAudit(AuditQuery())
+        XCTAssertEqual(entries.map(\.action), [.forceClose, .overrideExpired, .forceOpen], "newest first")
+        XCTAssertEqual(entries.first?.id, outcome.auditID, "the answer names the operator's entry")
+        XCTAssertEqual(entries.first?.stateBefore, .closed, "the operator acted on what the expiry left")
+        XCTAssertEqual(entries.first?.stateAfter, .forcedClosed)
+        XCTAssertEqual(entries.dropFirst().first?.stateBefore, .forcedOpen)
+        XCTAssertEqual(entries.dropFirst().first?.stateAfter, .closed)
+        XCTAssertNil(entries.dropFirst().first?.actor, "the server's own action")
     }
 
     /// A permit granted before an override does not survive it: its late

@@ -22,7 +22,8 @@ extension BreakerCoordinator {
             for (i, b) in batch.breakers.enumerated() {
                 var report = b.report
                 report.client = batch.client
-                switch apply(&s, b.key, createWith: b.policy, at: now, { machine in
+                // A report may create its breaker: without a policy it is told to name one.
+                switch apply(&s, b.key, createWith: b.policy ?? "", at: now, { machine in
                     let step = machine.report(report, at: now)
                     return (step, ())
                 }) {
@@ -170,7 +171,8 @@ extension BreakerCoordinator {
         }
         let after = state.withLockedValue { s in s.entries[key].map { view(key, $0) } }
         guard let after else { throw CoordinatorError(.notFound, "breaker \(key) does not exist") }
-        return AdminOutcome(before: before, after: after, auditID: ids.first ?? 0)
+        // The operator's entry is the last: an override that expired in the same step comes first.
+        return AdminOutcome(before: before, after: after, auditID: ids.last ?? 0)
     }
 
     // MARK: Policies

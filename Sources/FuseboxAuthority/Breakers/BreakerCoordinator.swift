@@ -213,7 +213,9 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
             entry = existing
         } else {
             guard let name = createWith, !name.isEmpty else {
-                return .failure(CoordinatorError(.notFound, "breaker \(key) does not exist; name a policy to create it with"))
+                // nil: the request cannot create a breaker; "": it could, had it named a policy.
+                guard createWith != nil else { return .failure(CoordinatorError(.notFound, "breaker \(key) does not exist")) }
+                return .failure(CoordinatorError(.notFound, "breaker \(key) does not exist; name a policy to create it with", field: "policy"))
             }
             guard let policy = policies(key.registry, name) else {
                 return .failure(CoordinatorError(.notFound, "policy \"\(name)\" does not exist in registry \"\(key.registry)\"", field: "policy"))
@@ -240,22 +242,22 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
             undo = entry.machine
             audits = records
         }
-        let overrideBefore = entry.machine.activeOverride
-        let stateBefore = entry.machine.status.state
         let (step, value) = body(&entry.machine)
-        if overrideBefore != nil, entry.machine.activeOverride == nil, audits.isEmpty, !step.transitions.isEmpty {
-            // Time lifted an override: the server's own audited action.
-            audits.append(AuditRecord(
-                atMs: now.milliseconds, actor: nil, action: .overrideExpired, breaker: key,
-                reason: step.transitions.first?.status.reason ?? "override expired", allowed: true,
-                stateBefore: stateBefore, stateAfter: entry.machine.status.state))
-        } else if !audits.isEmpty {
-            for i in audits.indices {
-                audits[i].breaker = key
-                audits[i].atMs = now.milliseconds
-                audits[i].stateBefore = created ? nil : entry.visible.state
-                audits[i].stateAfter = entry.machine.status.state
-            }
+        let expiry = step.overrideExpiry.flatMap { step.transitions.indices.contains($0) ? step.transitions[$0] : nil }
+        for i in audits.indices {
+            audits[i].breaker = key
+            audits[i].atMs = now.milliseconds
+            // After an expiry in the same step, the operator acted on what the expiry left.
+            audits[i].stateBefore = expiry?.status.state ?? (created ? nil : entry.visible.state)
+            audits[i].stateAfter = entry.machine.status.state
+        }
+        if let expiry {
+            // Time lifted an override: the server's own audited action, stored
+            // before an operator's action that found it due (the timer had not
+            // acted yet), so every published expiry has its entry.
+            audits.insert(AuditRecord(
+                atMs: now.milliseconds, actor: nil, action: .overrideExpired, breaker: key, reason: expiry.status.reason, allowed: true,
+                stateBefore: expiry.from, stateAfter: expiry.status.state), at: 0)
         }
         var ticket: UInt64?
         var mustStore = created || !step.transitions.isEmpty

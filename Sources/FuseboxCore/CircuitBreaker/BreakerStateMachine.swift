@@ -214,6 +214,7 @@ public struct BreakerStateMachine: Sendable {
         if let until = override?.until, until <= now, let kind = override?.kind {
             override = nil
             publish(reason: "\(kind.state.displayName) override expired", at: now, into: &step)
+            step.overrideExpiry = step.transitions.count - 1
         }
         if case .open(let until) = evaluated, until <= now {
             evaluated = .halfOpen

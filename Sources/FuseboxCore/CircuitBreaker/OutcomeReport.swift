@@ -48,6 +48,10 @@ public struct BreakerStep: Sendable, Hashable {
     /// When the rules fired but too few distinct clients failed for a fleet
     /// trip: the rule's reason. The reporting client may open its local breaker.
     public var belowQuorum: String?
+    /// The index in `transitions` of the one where time lifted an override
+    /// (its duration ran out), if any: the server audits that one as its own
+    /// action, even when an operator's action follows it in the same step.
+    public var overrideExpiry: Int?
 
     /// Nothing happened.
     public init() {}
