@@ -141,12 +141,69 @@ final class FleetBreakerTests: XCTestCase {
         unknownPolicy.policy = "no-such-policy"
         var unknownPolicy2 = unknownPolicy
         unknownPolicy2.breaker = ref("elsewhere-2")
-        b.breakers = [badName, b.breakers[0]] + Array(repeating: b.breakers[0], count: 8) + [unknownPolicy, unknownPolicy2]
+        // A first report must name the policy to bind: breaker.proto calls `policy` required then.
+        var noPolicy = unknownPolicy
+        noPolicy.breaker = ref("never-seen")
+        noPolicy.policy = ""
+        b.breakers = [badName, b.breakers[0]] + Array(repeating: b.breakers[0], count: 8) + [unknownPolicy, unknownPolicy2, noPolicy]
         let response = try await report(reporter, b)
         XCTAssertEqual(
-            response.rejected.map(\.field), ["breakers[0].breaker.name", "breakers[10].policy", "breakers[11].policy"],
+            response.rejected.map(\.field), ["breakers[0].breaker.name", "breakers[10].policy", "breakers[11].policy", "breakers[12].policy"],
             "\(response.rejected)")
+        XCTAssertEqual(response.accepted, 9)
         await reporter.close()
+    }
+
+    /// One INVALID_ARGUMENT lists every problem of the request, in field
+    /// order (common.proto), not only the first one found.
+    func testEveryProblemOfARequestIsListed() async throws {
+        func violations<Request: WireMessage, Response: WireMessage>(
+            _ service: String, _ method: String, _ request: Request, as: Response.Type
+        ) async throws -> [String] {
+            do throws(RPCError) {
+                _ = try await admin.unary(service, method, request, as: Response.self)
+                XCTFail("\(method) accepted \(request)")
+                return []
+            } catch {
+                XCTAssertEqual(error.code, .invalidArgument, error.message)
+                let bytes = try XCTUnwrap(error.metadata.firstBinary("fusebox-error-details-bin"), error.message)
+                return try Fusebox_V1_ErrorDetails(decoding: bytes).violations.map(\.field)
+            }
+        }
+        var force = Fusebox_V1_OverrideRequest()
+        force.breaker = Fusebox_V1_BreakerRef()
+        force.breaker?.registry = "no spaces"
+        force.reason = "   "
+        let forceFields = try await violations("fusebox.v1.AdminService", "ForceOpen", force, as: Fusebox_V1_AdminActionResponse.self)
+        XCTAssertEqual(forceFields, ["breaker.registry", "breaker.name", "reason"])
+        var reset = Fusebox_V1_ResetRequest()
+        reset.reason = String(repeating: "x", count: 2_000)
+        let resetFields = try await violations("fusebox.v1.AdminService", "Reset", reset, as: Fusebox_V1_AdminActionResponse.self)
+        XCTAssertEqual(resetFields, ["breaker.name", "reason"])
+        var audit = Fusebox_V1_ListAuditRequest()
+        audit.actions = [.forceOpen, .unspecified]
+        audit.limit = 5_000
+        let auditFields = try await violations("fusebox.v1.AdminService", "ListAudit", audit, as: Fusebox_V1_ListAuditResponse.self)
+        XCTAssertEqual(auditFields, ["actions[1]", "limit"])
+        var list = Fusebox_V1_ListBreakersRequest()
+        list.registry = "a/b"
+        list.pageSize = 1_001
+        list.pageToken = "no-slash"
+        let listFields = try await violations("fusebox.v1.BreakerService", "ListBreakers", list, as: Fusebox_V1_ListBreakersResponse.self)
+        XCTAssertEqual(listFields, ["registry", "page_size", "page_token"])
+        var put = Fusebox_V1_PutPolicyRequest()
+        put.registry = ""
+        put.reason = String(repeating: "y", count: 2_000)
+        let putFields = try await violations("fusebox.v1.RegistryService", "PutPolicy", put, as: Fusebox_V1_PutPolicyResponse.self)
+        XCTAssertEqual(putFields, ["registry", "policy", "reason"])
+        // The invalid attempt is audited with everything it asked for.
+        var filter = Fusebox_V1_ListAuditRequest()
+        filter.actions = [.forceOpen]
+        let entries = try await admin.unary("fusebox.v1.AdminService", "ListAudit", filter, as: Fusebox_V1_ListAuditResponse.self).entries
+        let refused = try XCTUnwrap(entries.first)
+        XCTAssertFalse(refused.allowed)
+        XCTAssertTrue(refused.deniedReason.hasPrefix("invalid: breaker.registry: "), refused.deniedReason)
+        XCTAssertTrue(refused.deniedReason.contains("; reason: required for ForceOpen"), refused.deniedReason)
     }
 
     func testOverridesExpiryAndShadow() async throws {
@@ -190,6 +247,7 @@ final class FleetBreakerTests: XCTestCase {
         request.breaker = ref("payments")
         request.policy = "fleet"
         request.reason = "not allowed"
+        request.durationMs = 60_000
         do throws(RPCError) {
             _ = try await reporter.unary("fusebox.v1.AdminService", "ForceOpen", request, as: Fusebox_V1_AdminActionResponse.self)
             XCTFail("a reporter must not force-open")
@@ -213,6 +271,7 @@ final class FleetBreakerTests: XCTestCase {
         XCTAssertEqual(denied.actor?.commonName, "fusebox-reporter")
         XCTAssertFalse(denied.allowed)
         XCTAssertTrue(denied.deniedReason.contains("missing role admin"))
+        XCTAssertEqual(denied.durationMs, 60_000, "a denied override's entry says how long it was asked for")
         var refusalAudited = false
         for _ in 0..<200 where !refusalAudited {
             let entries = try await admin.unary("fusebox.v1.AdminService", "ListAudit", filter, as: Fusebox_V1_ListAuditResponse.self).entries

@@ -33,16 +33,18 @@ public struct AdminService: Sendable {
         for (method, kind, action) in overrides {
             router.unary(service, method) { (request: Fusebox_V1_OverrideRequest, context) in
                 let named = try? WireConversions.key(request.breaker, field: "breaker")
-                try await audit.authorize(.admin, context, action: action, breaker: named, reason: request.reason)
+                try await audit.authorize(.admin, context, action: action, breaker: named, reason: request.reason, durationMs: request.durationMs)
                 let key: BreakerKey
                 do throws(RPCError) {
-                    key = try WireConversions.key(request.breaker, field: "breaker")
-                    try WireConversions.checkReason(request.reason)
+                    var problems = ViolationCollector()
+                    let checked = problems.check { () throws(RPCError) in try WireConversions.key(request.breaker, field: "breaker") }
+                    problems.check { () throws(RPCError) in try WireConversions.checkReason(request.reason) }
                     if kind == .forcedOpen, request.reason.trimmingCharacters(in: .whitespaces).isEmpty {
-                        throw WireConversions.invalid("reason", "required for ForceOpen; say why, for the audit log")
+                        problems.add("reason", "required for ForceOpen; say why, for the audit log")
                     }
+                    key = try problems.result(checked ?? BreakerKey(registry: "", name: ""))
                 } catch {
-                    await audit.refused(context, action: action, breaker: named, reason: request.reason, error)
+                    await audit.refused(context, action: action, breaker: named, reason: request.reason, durationMs: request.durationMs, error)
                     throw error
                 }
                 if let leader = try routing?.leader() {
@@ -57,7 +59,9 @@ public struct AdminService: Sendable {
                     return Self.response(outcome)
                 } catch {
                     let status = WireConversions.status(error, field: error.field == "policy" ? "" : "breaker")
-                    if error.code != .unavailable { await audit.refused(context, action: action, breaker: key, reason: request.reason, status) }
+                    if error.code != .unavailable {
+                        await audit.refused(context, action: action, breaker: key, reason: request.reason, durationMs: request.durationMs, status)
+                    }
                     throw status
                 }
             }
@@ -67,8 +71,10 @@ public struct AdminService: Sendable {
             try await audit.authorize(.admin, context, action: .reset, breaker: named, reason: request.reason)
             let key: BreakerKey
             do throws(RPCError) {
-                key = try WireConversions.key(request.breaker, field: "breaker")
-                try WireConversions.checkReason(request.reason)
+                var problems = ViolationCollector()
+                let checked = problems.check { () throws(RPCError) in try WireConversions.key(request.breaker, field: "breaker") }
+                problems.check { () throws(RPCError) in try WireConversions.checkReason(request.reason) }
+                key = try problems.result(checked ?? BreakerKey(registry: "", name: ""))
             } catch {
                 await audit.refused(context, action: .reset, breaker: named, reason: request.reason, error)
                 throw error
@@ -91,13 +97,16 @@ public struct AdminService: Sendable {
             try await audit.authorize(.admin, context, action: .listAudit, reason: "")
             var query = AuditQuery()
             do throws(RPCError) {
-                query.limit = try WireConversions.pageSize(request.limit, field: "limit")
+                var problems = ViolationCollector()
                 for (i, action) in request.actions.enumerated() {
-                    guard let a = WireConversions.action(action) else {
-                        throw WireConversions.invalid("actions[\(i)]", "(\(action.rawValue)) is not an audit action")
+                    if let a = WireConversions.action(action) {
+                        query.actions.append(a)
+                    } else {
+                        problems.add("actions[\(i)]", "(\(action.rawValue)) is not an audit action")
                     }
-                    query.actions.append(a)
                 }
+                let limit = problems.check { () throws(RPCError) in try WireConversions.pageSize(request.limit, field: "limit") }
+                query.limit = try problems.result(limit ?? 0)
             } catch {
                 await audit.refused(context, action: .listAudit, reason: "", error)
                 throw error

@@ -57,14 +57,15 @@ public struct AuditLog: Sendable {
 
     /// Throws PERMISSION_DENIED unless the caller has `role`, auditing the denial.
     func authorize(
-        _ role: Role, _ context: RPCServerContext, action: AuditAction, breaker: BreakerKey? = nil, policy: String = "", reason: String
+        _ role: Role, _ context: RPCServerContext, action: AuditAction, breaker: BreakerKey? = nil, policy: String = "", reason: String,
+        durationMs: UInt32 = 0
     ) async throws(RPCError) {
         do {
             try authorizer.require(role, context)
         } catch {
             await append(AuditRecord(
                 atMs: clock.now().milliseconds, actor: actor(context), action: action, breaker: breaker, policy: policy,
-                reason: String(reason.utf8.prefix(1_024)) ?? "", allowed: false, deniedReason: error.message))
+                reason: String(reason.utf8.prefix(1_024)) ?? "", allowed: false, deniedReason: error.message, durationMs: durationMs))
             throw error
         }
     }
@@ -76,11 +77,12 @@ public struct AuditLog: Sendable {
 
     /// Audits an authorized request refused as invalid.
     func refused(
-        _ context: RPCServerContext, action: AuditAction, breaker: BreakerKey? = nil, policy: String = "", reason: String, _ error: RPCError
+        _ context: RPCServerContext, action: AuditAction, breaker: BreakerKey? = nil, policy: String = "", reason: String,
+        durationMs: UInt32 = 0, _ error: RPCError
     ) async {
         await append(AuditRecord(
             atMs: clock.now().milliseconds, actor: actor(context), action: action, breaker: breaker, policy: policy,
-            reason: String(reason.utf8.prefix(1_024)) ?? "", allowed: false, deniedReason: "invalid: \(error.message)"))
+            reason: String(reason.utf8.prefix(1_024)) ?? "", allowed: false, deniedReason: "invalid: \(error.message)", durationMs: durationMs))
     }
 
     /// Appends an entry on its own, before the answer. While the store cannot

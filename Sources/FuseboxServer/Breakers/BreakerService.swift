@@ -113,22 +113,25 @@ public struct BreakerService: Sendable {
         }
         router.unary(service, "ListBreakers") { (request: Fusebox_V1_ListBreakersRequest, context) in
             try authorizer.require(.reader, context)
-            if !request.registry.isEmpty { try WireConversions.checkRegistry(request.registry, field: "registry") }
-            let size = try WireConversions.pageSize(request.pageSize, field: "page_size")
+            var problems = ViolationCollector()
+            if !request.registry.isEmpty { problems.check { () throws(RPCError) in try WireConversions.checkRegistry(request.registry, field: "registry") } }
+            let size = problems.check { () throws(RPCError) in try WireConversions.pageSize(request.pageSize, field: "page_size") }
+            // The token is the last key returned, "registry/name"; registry names
+            // have no "/", so the first one splits it. Compared as keys, the
+            // order the list is sorted in, never as strings.
+            let slash = request.pageToken.firstIndex(of: "/")
+            if !request.pageToken.isEmpty, slash == nil {
+                problems.add("page_token", "(\"\(request.pageToken.prefix(300))\") is not a token this server gave")
+            }
+            let pageSize = try problems.result(size ?? 0)
             var all = authority.views(BreakerSelector(registry: request.registry, prefix: request.namePrefix))
-            if !request.pageToken.isEmpty {
-                // The token is the last key returned, "registry/name"; registry names
-                // have no "/", so the first one splits it. Compared as keys, the
-                // order the list is sorted in, never as strings.
-                guard let slash = request.pageToken.firstIndex(of: "/") else {
-                    throw WireConversions.invalid("page_token", "(\"\(request.pageToken.prefix(300))\") is not a token this server gave")
-                }
+            if let slash {
                 let last = BreakerKey(registry: String(request.pageToken[..<slash]), name: String(request.pageToken[request.pageToken.index(after: slash)...]))
                 all = Array(all.drop { $0.key <= last })
             }
             var response = Fusebox_V1_ListBreakersResponse()
-            response.breakers = all.prefix(size).map(WireConversions.status)
-            if all.count > size, let last = all.prefix(size).last {
+            response.breakers = all.prefix(pageSize).map(WireConversions.status)
+            if all.count > pageSize, let last = all.prefix(pageSize).last {
                 response.nextPageToken = "\(last.key.registry)/\(last.key.name)"
             }
             return response
@@ -178,12 +181,10 @@ public struct BreakerService: Sendable {
 
     /// The domain batch of a request, and the entries refused on their own.
     static func domain(_ batch: Fusebox_V1_OutcomeBatch) throws(RPCError) -> DecodedBatch {
-        guard (1...253).contains(batch.clientId.utf8.count) else {
-            throw WireConversions.invalid("client_id", "required: 1-253 bytes")
-        }
-        guard batch.breakers.count <= 10_000 else {
-            throw WireConversions.invalid("breakers", "\(batch.breakers.count) entries; at most 10000 per batch")
-        }
+        var problems = ViolationCollector()
+        if !(1...253).contains(batch.clientId.utf8.count) { problems.add("client_id", "required: 1-253 bytes") }
+        if batch.breakers.count > 10_000 { problems.add("breakers", "\(batch.breakers.count) entries; at most 10000 per batch") }
+        try problems.throwIfAny()
         var entries: [ReportedBreaker] = []
         var rejected: [(index: Int, violation: Fusebox_V1_FieldViolation)] = []
         var wireIndex: [Int] = []
@@ -192,7 +193,7 @@ public struct BreakerService: Sendable {
             do throws(RPCError) {
                 key = try WireConversions.key(entry.breaker, field: "breakers[\(i)].breaker")
             } catch {
-                rejected.append(contentsOf: Self.violations(of: error).map { (i, $0) })
+                rejected.append(contentsOf: WireConversions.violations(of: error).map { (i, $0) })
                 continue
             }
             wireIndex.append(i)
@@ -206,14 +207,6 @@ public struct BreakerService: Sendable {
             client: batch.clientId, incarnation: batch.incarnation, sequence: batch.sequence, final: batch.final, breakers: entries)
         report.local = batch.mode == .local
         return DecodedBatch(report: report, rejected: rejected, wireIndex: wireIndex)
-    }
-
-    /// The violations an INVALID_ARGUMENT carries.
-    static func violations(of error: RPCError) -> [Fusebox_V1_FieldViolation] {
-        guard let bytes = error.metadata.firstBinary("fusebox-error-details-bin"), let details = try? Fusebox_V1_ErrorDetails(decoding: bytes) else {
-            return [WireConversions.violation("", error.message)]
-        }
-        return details.violations
     }
 
     /// The response to `decoded`, counted as `result`; violations in the

@@ -83,14 +83,18 @@ public struct RegistryService: Sendable {
             try await audit.authorize(.admin, context, action: .putPolicy, policy: target, reason: request.reason)
             let policy: Policy
             do throws(RPCError) {
-                try WireConversions.checkRegistry(request.registry, field: "registry")
-                try WireConversions.checkReason(request.reason)
-                guard let wire = request.policy else { throw WireConversions.invalid("policy", "required") }
-                try Self.checkSize(wire, limit: maxPolicyBytes)
-                switch PolicyMapping.validatedPolicy(from: wire) {
-                case .success(let p): policy = p
-                case .failure(let error): throw WireConversions.invalidArgument(error)
+                var problems = ViolationCollector()
+                problems.check { () throws(RPCError) in try WireConversions.checkRegistry(request.registry, field: "registry") }
+                let checked = problems.check { () throws(RPCError) -> Policy in
+                    guard let wire = request.policy else { throw WireConversions.invalid("policy", "required") }
+                    try Self.checkSize(wire, limit: maxPolicyBytes)
+                    switch PolicyMapping.validatedPolicy(from: wire) {
+                    case .success(let p): return p
+                    case .failure(let error): throw WireConversions.invalidArgument(error)
+                    }
                 }
+                problems.check { () throws(RPCError) in try WireConversions.checkReason(request.reason) }
+                policy = try problems.result(checked ?? Policy(name: ""))
             } catch {
                 await audit.refused(context, action: .putPolicy, policy: target, reason: request.reason, error)
                 throw error
@@ -117,9 +121,11 @@ public struct RegistryService: Sendable {
             let target = "\(request.registry)/\(request.name)"
             try await audit.authorize(.admin, context, action: .deletePolicy, policy: target, reason: request.reason)
             do throws(RPCError) {
-                try WireConversions.checkRegistry(request.registry, field: "registry")
-                try WireConversions.checkReason(request.reason)
-                guard !request.name.isEmpty else { throw WireConversions.invalid("name", "required") }
+                var problems = ViolationCollector()
+                problems.check { () throws(RPCError) in try WireConversions.checkRegistry(request.registry, field: "registry") }
+                if request.name.isEmpty { problems.add("name", "required") }
+                problems.check { () throws(RPCError) in try WireConversions.checkReason(request.reason) }
+                try problems.throwIfAny()
             } catch {
                 await audit.refused(context, action: .deletePolicy, policy: target, reason: request.reason, error)
                 throw error
@@ -160,8 +166,10 @@ public struct RegistryService: Sendable {
         }
         router.unary(service, "PolicyHistory") { (request: Fusebox_V1_PolicyHistoryRequest, context) in
             try authorizer.require(.reader, context)
-            try WireConversions.checkRegistry(request.registry, field: "registry")
-            let limit = try WireConversions.pageSize(request.limit, field: "limit")
+            var problems = ViolationCollector()
+            problems.check { () throws(RPCError) in try WireConversions.checkRegistry(request.registry, field: "registry") }
+            let checkedLimit = problems.check { () throws(RPCError) in try WireConversions.pageSize(request.limit, field: "limit") }
+            let limit = try problems.result(checkedLimit ?? 0)
             let changes: [PolicyChangeRecord]
             do throws(StoreError) {
                 changes = try await registry.history(

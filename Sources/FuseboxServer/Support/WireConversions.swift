@@ -13,13 +13,16 @@ enum WireConversions {
     /// The breaker a request names: an empty registry means "default".
     /// Validates both names as breaker.proto documents them.
     static func key(_ ref: Fusebox_V1_BreakerRef?, field: String) throws(RPCError) -> BreakerKey {
-        guard let ref, !ref.name.isEmpty else { throw invalid(field + ".name", "required: 1-253 characters of A-Z a-z 0-9 . _ : / -") }
-        let registry = ref.registry.isEmpty ? "default" : ref.registry
-        if !ref.registry.isEmpty { try checkRegistry(ref.registry, field: field + ".registry") }
-        guard ref.name.utf8.count <= 253, ref.name.utf8.allSatisfy(isBreakerNameByte) else {
-            throw invalid(field + ".name", "(\"\(ref.name.prefix(300))\") must be 1-253 characters of A-Z a-z 0-9 . _ : / -")
+        guard let ref else { throw invalid(field + ".name", "required: 1-253 characters of A-Z a-z 0-9 . _ : / -") }
+        // Both names are checked, so that one answer lists both problems (in field order).
+        var problems = ViolationCollector()
+        if !ref.registry.isEmpty { problems.check { () throws(RPCError) in try checkRegistry(ref.registry, field: field + ".registry") } }
+        if ref.name.isEmpty {
+            problems.add(field + ".name", "required: 1-253 characters of A-Z a-z 0-9 . _ : / -")
+        } else if ref.name.utf8.count > 253 || !ref.name.utf8.allSatisfy(isBreakerNameByte) {
+            problems.add(field + ".name", "(\"\(ref.name.prefix(300))\") must be 1-253 characters of A-Z a-z 0-9 . _ : / -")
         }
-        return BreakerKey(registry: registry, name: ref.name)
+        return try problems.result(BreakerKey(registry: ref.registry.isEmpty ? "default" : ref.registry, name: ref.name))
     }
 
     // Checked byte by byte over UTF-8 (every report names its breakers; Unicode
@@ -249,6 +252,15 @@ enum WireConversions {
         return trailers
     }
 
+    /// The violations an INVALID_ARGUMENT carries (one with an empty field
+    /// for an error without `ErrorDetails`).
+    static func violations(of error: RPCError) -> [Fusebox_V1_FieldViolation] {
+        guard let bytes = error.metadata.firstBinary("fusebox-error-details-bin"), let details = try? Fusebox_V1_ErrorDetails(decoding: bytes) else {
+            return [violation("", error.message)]
+        }
+        return details.violations
+    }
+
     /// INVALID_ARGUMENT for one field, with `ErrorDetails` naming it.
     static func invalid(_ field: String, _ message: String) -> RPCError {
         var v = Fusebox_V1_FieldViolation()
@@ -317,5 +329,39 @@ enum WireConversions {
         v.field = field
         v.description = message
         return v
+    }
+}
+
+/// Gathers every problem of a request, so that one INVALID_ARGUMENT lists
+/// them all (common.proto, `ErrorDetails.violations`). Checks are made in the
+/// order the fields appear in the request, so the list is in that order.
+struct ViolationCollector {
+    private(set) var violations: [Fusebox_V1_FieldViolation] = []
+
+    /// Runs `body`; an INVALID_ARGUMENT it throws is kept, and nil returned.
+    @discardableResult
+    mutating func check<T>(_ body: () throws(RPCError) -> T) -> T? {
+        do {
+            return try body()
+        } catch {
+            violations += WireConversions.violations(of: error)
+            return nil
+        }
+    }
+
+    /// Records a problem with `field`.
+    mutating func add(_ field: String, _ description: String) {
+        violations.append(WireConversions.violation(field, description))
+    }
+
+    /// Throws INVALID_ARGUMENT listing every problem, if any.
+    func throwIfAny() throws(RPCError) {
+        if !violations.isEmpty { throw WireConversions.invalid(violations) }
+    }
+
+    /// `value` when no problem was found; otherwise INVALID_ARGUMENT listing them.
+    func result<T>(_ value: T) throws(RPCError) -> T {
+        try throwIfAny()
+        return value
     }
 }

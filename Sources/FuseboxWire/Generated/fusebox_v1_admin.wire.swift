@@ -23,9 +23,9 @@ public struct Fusebox_V1_OverrideRequest: Sendable, Equatable {
 
 /// Request of Reset.
 public struct Fusebox_V1_ResetRequest: Sendable, Equatable {
-    /// The breaker. Required.
+    /// The breaker. Required; it must exist.
     public var breaker: Fusebox_V1_BreakerRef? = nil
-    /// Why, for the audit log.
+    /// Why, for the audit log. At most 1,024 bytes.
     public var reason: String = ""
 
     /// Creates a message with every field at its default.
@@ -34,7 +34,7 @@ public struct Fusebox_V1_ResetRequest: Sendable, Equatable {
 
 /// Response of an override or reset. Sent only after it is durable.
 public struct Fusebox_V1_AdminActionResponse: Sendable, Equatable {
-    /// The breaker before the action.
+    /// The breaker before the action. Absent when the action created it.
     public var before: Fusebox_V1_BreakerStatus? = nil
     /// The breaker after the action.
     public var after: Fusebox_V1_BreakerStatus? = nil
@@ -67,13 +67,19 @@ public struct Fusebox_V1_AuditEntry: Sendable, Equatable {
     public var reason: String = ""
     /// False when the action was denied.
     public var allowed: Bool = false
-    /// When denied: why, e.g. "missing role admin".
+    /// When denied: why, e.g. "missing role admin". When refused once
+    /// authorized: "invalid: " and the error's message (INVALID_ARGUMENT, or
+    /// NOT_FOUND, FAILED_PRECONDITION, RESOURCE_EXHAUSTED).
     public var deniedReason: String = ""
-    /// State before the action (breaker actions that were allowed).
+    /// State before the action (breaker actions that were allowed);
+    /// UNSPECIFIED when the action created the breaker. When an override's
+    /// duration had run out as an operator acted, the expiry's own entry
+    /// (AUDIT_ACTION_OVERRIDE_EXPIRED) comes first and this is the state the
+    /// expiry left.
     public var stateBefore: Fusebox_V1_BreakerState = .unspecified
     /// State after the action.
     public var stateAfter: Fusebox_V1_BreakerState = .unspecified
-    /// Override duration, when one was given.
+    /// Override duration, when one was given (allowed, denied or invalid).
     public var durationMs: UInt32 = 0
 
     /// Creates a message with every field at its default.
@@ -90,7 +96,8 @@ public struct Fusebox_V1_ListAuditRequest: Sendable, Equatable {
     public var registry: String = ""
     /// Only entries about breakers whose name starts with this prefix.
     public var breakerPrefix: String = ""
-    /// Only entries of these actions. Empty: all.
+    /// Only entries of these actions. Empty: all. AUDIT_ACTION_UNSPECIFIED and
+    /// values this server does not know are INVALID_ARGUMENT ("actions[i]").
     public var actions: [Fusebox_V1_AuditAction] = []
     /// Only denied entries.
     public var deniedOnly: Bool = false

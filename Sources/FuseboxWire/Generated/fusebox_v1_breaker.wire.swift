@@ -123,7 +123,9 @@ public struct Fusebox_V1_ReportOutcomesResponse: Sendable, Equatable {
     /// Current status of every breaker in the batch(es).
     public var states: [Fusebox_V1_BreakerStatus] = []
     /// Problems with individual entries, e.g.
-    /// "breakers[3].policy: policy \"x\" not found in registry \"default\"".
+    /// "breakers[3].policy: policy \"x\" does not exist in registry \"default\"".
+    /// A first report of a breaker without `policy` is refused as
+    /// "breakers[i].policy" too; the others in the batch still count.
     public var rejected: [Fusebox_V1_FieldViolation] = []
     /// True when the batch (for StreamOutcomes: at least one batch) had been
     /// counted already, or came from a replaced incarnation: its outcomes were
@@ -189,7 +191,9 @@ public struct Fusebox_V1_BreakerStatus: Sendable, Equatable {
     /// When the current state began.
     public var sinceMs: Int64 = 0
     /// In OPEN: when the server will half-open the breaker. Under an override
-    /// with a duration: when the override lifts. 0 otherwise.
+    /// with a duration: when the override lifts. Under SHADOW without a
+    /// duration: when the evaluated OPEN period ends, if the evaluated state is
+    /// OPEN. 0 otherwise.
     public var untilMs: Int64 = 0
     /// Why the breaker is in this state, for people.
     public var reason: String = ""

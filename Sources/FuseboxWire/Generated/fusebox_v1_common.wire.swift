@@ -7,8 +7,8 @@ import FuseboxProtoC
 /// Names one circuit breaker: a breaker lives in a registry and is bound to
 /// one policy of that registry.
 public struct Fusebox_V1_BreakerRef: Sendable, Equatable {
-    /// Registry that holds the breaker, e.g. "default" or "payments".
-    /// Required; 1-128 characters of [A-Za-z0-9._-].
+    /// Registry that holds the breaker, e.g. "default" or "payments"; 1-128
+    /// characters of [A-Za-z0-9._-]. Empty means "default".
     public var registry: String = ""
     /// Breaker name, e.g. "stripe-api". Required; 1-253 characters of
     /// [A-Za-z0-9._:/-]. Unique within the registry.

@@ -129,11 +129,11 @@ struct  Fusebox__V1__ResetRequest
 {
   ProtobufCMessage base;
   /*
-   * The breaker. Required.
+   * The breaker. Required; it must exist.
    */
   Fusebox__V1__BreakerRef *breaker;
   /*
-   * Why, for the audit log.
+   * Why, for the audit log. At most 1,024 bytes.
    */
   char *reason;
 };
@@ -149,7 +149,7 @@ struct  Fusebox__V1__AdminActionResponse
 {
   ProtobufCMessage base;
   /*
-   * The breaker before the action.
+   * The breaker before the action. Absent when the action created it.
    */
   Fusebox__V1__BreakerStatus *before;
   /*
@@ -209,11 +209,17 @@ struct  Fusebox__V1__AuditEntry
    */
   protobuf_c_boolean allowed;
   /*
-   * When denied: why, e.g. "missing role admin".
+   * When denied: why, e.g. "missing role admin". When refused once
+   * authorized: "invalid: " and the error's message (INVALID_ARGUMENT, or
+   * NOT_FOUND, FAILED_PRECONDITION, RESOURCE_EXHAUSTED).
    */
   char *denied_reason;
   /*
-   * State before the action (breaker actions that were allowed).
+   * State before the action (breaker actions that were allowed);
+   * UNSPECIFIED when the action created the breaker. When an override's
+   * duration had run out as an operator acted, the expiry's own entry
+   * (AUDIT_ACTION_OVERRIDE_EXPIRED) comes first and this is the state the
+   * expiry left.
    */
   Fusebox__V1__BreakerState state_before;
   /*
@@ -221,7 +227,7 @@ struct  Fusebox__V1__AuditEntry
    */
   Fusebox__V1__BreakerState state_after;
   /*
-   * Override duration, when one was given.
+   * Override duration, when one was given (allowed, denied or invalid).
    */
   uint32_t duration_ms;
 };
@@ -253,7 +259,8 @@ struct  Fusebox__V1__ListAuditRequest
    */
   char *breaker_prefix;
   /*
-   * Only entries of these actions. Empty: all.
+   * Only entries of these actions. Empty: all. AUDIT_ACTION_UNSPECIFIED and
+   * values this server does not know are INVALID_ARGUMENT ("actions[i]").
    */
   size_t n_actions;
   Fusebox__V1__AuditAction *actions;

@@ -333,7 +333,9 @@ struct  Fusebox__V1__ReportOutcomesResponse
   Fusebox__V1__BreakerStatus **states;
   /*
    * Problems with individual entries, e.g.
-   * "breakers[3].policy: policy \"x\" not found in registry \"default\"".
+   * "breakers[3].policy: policy \"x\" does not exist in registry \"default\"".
+   * A first report of a breaker without `policy` is refused as
+   * "breakers[i].policy" too; the others in the batch still count.
    */
   size_t n_rejected;
   Fusebox__V1__FieldViolation **rejected;
@@ -454,7 +456,9 @@ struct  Fusebox__V1__BreakerStatus
   int64_t since_ms;
   /*
    * In OPEN: when the server will half-open the breaker. Under an override
-   * with a duration: when the override lifts. 0 otherwise.
+   * with a duration: when the override lifts. Under SHADOW without a
+   * duration: when the evaluated OPEN period ends, if the evaluated state is
+   * OPEN. 0 otherwise.
    */
   int64_t until_ms;
   /*

@@ -35,8 +35,8 @@ struct  Fusebox__V1__BreakerRef
 {
   ProtobufCMessage base;
   /*
-   * Registry that holds the breaker, e.g. "default" or "payments".
-   * Required; 1-128 characters of [A-Za-z0-9._-].
+   * Registry that holds the breaker, e.g. "default" or "payments"; 1-128
+   * characters of [A-Za-z0-9._-]. Empty means "default".
    */
   char *registry;
   /*
