@@ -120,6 +120,8 @@ final class BreakerCoordinatorTests: XCTestCase {
         let close = AuditRecord(atMs: 0, actor: AuditActor(commonName: "ops"), action: .forceClose, reason: "all clear", allowed: true)
         let outcome = try await c.setOverride(a.key("pay"), .forcedClosed, durationMs: 0, reason: "all clear", policy: nil, audit: close)
         XCTAssertEqual(outcome.after.status.state, .forcedClosed)
+        XCTAssertEqual(outcome.before?.status.state, .closed, "the answer's before is what the expiry left, as in the entry")
+        XCTAssertEqual(outcome.before?.status.generation.value, 2)
         let entries = try await a.sqlite.listAudit(AuditQuery())
         XCTAssertEqual(entries.map(\.action), [.forceClose, .overrideExpired, .forceOpen], "newest first")
         XCTAssertEqual(entries.first?.id, outcome.auditID, "the answer names the operator's entry")
@@ -128,6 +130,18 @@ final class BreakerCoordinatorTests: XCTestCase {
         XCTAssertEqual(entries.dropFirst().first?.stateBefore, .forcedOpen)
         XCTAssertEqual(entries.dropFirst().first?.stateAfter, .closed)
         XCTAssertNil(entries.dropFirst().first?.actor, "the server's own action")
+
+        // A reset after a later override's end: the same.
+        let shadow = AuditRecord(atMs: 0, actor: AuditActor(commonName: "ops"), action: .shadow, reason: "try", allowed: true)
+        _ = try await c.setOverride(a.key("pay"), .shadow, durationMs: 100, reason: "try", policy: nil, audit: shadow)
+        a.clock.advance(by: 200)
+        let reset = AuditRecord(atMs: 0, actor: AuditActor(commonName: "ops"), action: .reset, reason: "clean", allowed: true)
+        let afterReset = try await c.reset(a.key("pay"), reason: "clean", audit: reset)
+        XCTAssertEqual(afterReset.before?.status.state, .closed)
+        let latest = try await a.sqlite.listAudit(AuditQuery())
+        XCTAssertEqual(latest.prefix(3).map(\.action), [.reset, .overrideExpired, .shadow])
+        XCTAssertEqual(latest.dropFirst().first?.stateBefore, .shadow)
+        XCTAssertEqual(latest.first?.stateBefore, .closed)
     }
 
     /// A permit granted before an override does not survive it: its late

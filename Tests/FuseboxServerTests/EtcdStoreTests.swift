@@ -110,7 +110,7 @@ final class EtcdStoreTests: XCTestCase {
             _ = try await b.commit([BreakerCommit(breaker: stored("db", generation: 6, state: .halfOpen))])
             let after = try await b.loadBreakers()
             XCTAssertEqual(after.first?.status.state, .halfOpen)
-            XCTAssertEqual(b.commitLimits, CommitLimits(maxChanges: 60, distinctBreakers: true))
+            XCTAssertEqual(b.commitLimits, CommitLimits(maxChanges: 60, distinctBreakers: true, maxWrites: 120))
         }
     }
 }

@@ -19,15 +19,8 @@ extension BreakerCoordinator {
         while true {
             let limits = store.commitLimits
             let group = state.withLockedValue { s -> [Pending] in
-                var count = min(s.queue.count, limits.maxChanges)
-                if limits.distinctBreakers {
-                    // Up to the first breaker that would be written twice; order is kept.
-                    var seen = Set<BreakerKey>()
-                    for (i, p) in s.queue.prefix(count).enumerated() where !seen.insert(p.key).inserted {
-                        count = i
-                        break
-                    }
-                }
+                // Order is kept: a group ends where the store's limits would be passed.
+                let count = limits.taking(s.queue.lazy.map { (key: $0.key, audits: $0.audits.count) })
                 let taken = Array(s.queue.prefix(count))
                 s.queue.removeFirst(taken.count)
                 s.inFlight = taken.count

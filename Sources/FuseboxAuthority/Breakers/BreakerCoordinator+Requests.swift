@@ -160,6 +160,12 @@ extension BreakerCoordinator {
                 guard let ticket = applied.ticket else {
                     return .failure(CoordinatorError(.failedPrecondition, "the action changed nothing"))
                 }
+                // Time acted first in the same step (an override expired, OPEN
+                // ended): "before" is what it left, as in the audit entry.
+                let transitions = applied.step.transitions
+                if transitions.count > 1, let before {
+                    return .success((BreakerView(key: key, policy: before.policy, status: transitions[transitions.count - 2].status), ticket))
+                }
                 return .success((before, ticket))
             }
         }

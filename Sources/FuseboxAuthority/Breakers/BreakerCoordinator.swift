@@ -247,8 +247,9 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
         for i in audits.indices {
             audits[i].breaker = key
             audits[i].atMs = now.milliseconds
-            // After an expiry in the same step, the operator acted on what the expiry left.
-            audits[i].stateBefore = expiry?.status.state ?? (created ? nil : entry.visible.state)
+            // The operator's transition is the step's last; one before it (time
+            // acted first: an override expired, OPEN ended) left the state it acted on.
+            audits[i].stateBefore = created ? nil : (step.transitions.count > 1 ? step.transitions.last?.from : entry.visible.state)
             audits[i].stateAfter = entry.machine.status.state
         }
         if let expiry {

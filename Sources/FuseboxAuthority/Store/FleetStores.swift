@@ -25,11 +25,32 @@ public struct CommitLimits: Sendable, Hashable {
     /// Every change of a commit is for a different breaker (etcd refuses a
     /// transaction that writes one key twice).
     public var distinctBreakers: Bool
+    /// Most writes per commit: each change and each of its audit entries (an
+    /// operator's action that found an override expired carries two).
+    public var maxWrites: Int
 
     /// Limits.
-    public init(maxChanges: Int, distinctBreakers: Bool) {
+    public init(maxChanges: Int, distinctBreakers: Bool, maxWrites: Int = .max) {
         self.maxChanges = max(1, maxChanges)
         self.distinctBreakers = distinctBreakers
+        self.maxWrites = max(1, maxWrites)
+    }
+
+    /// How many of the first changes of `queue` (each a breaker and its
+    /// number of audit entries) one commit takes, in order. At least one:
+    /// a change whose writes alone pass `maxWrites` goes on its own.
+    public func taking(_ queue: some Sequence<(key: BreakerKey, audits: Int)>) -> Int {
+        var count = 0
+        var writes = 0
+        var seen = Set<BreakerKey>()
+        for change in queue {
+            guard count < maxChanges else { break }
+            if distinctBreakers, !seen.insert(change.key).inserted { break }
+            if count > 0, writes + 1 + change.audits > maxWrites { break }
+            count += 1
+            writes += 1 + change.audits
+        }
+        return count
     }
 }
 

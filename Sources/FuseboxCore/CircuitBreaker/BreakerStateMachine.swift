@@ -211,11 +211,7 @@ public struct BreakerStateMachine: Sendable {
     public mutating func advance(to now: Timestamp) -> BreakerStep {
         var step = BreakerStep()
         publishPendingRestore(into: &step)
-        if let until = override?.until, until <= now, let kind = override?.kind {
-            override = nil
-            publish(reason: "\(kind.state.displayName) override expired", at: now, into: &step)
-            step.overrideExpiry = step.transitions.count - 1
-        }
+        liftExpiredOverride(at: now, into: &step)
         if case .open(let until) = evaluated, until <= now {
             evaluated = .halfOpen
             publish(reason: "open period ended; probing with up to \(policy.halfOpen.permittedCalls) calls", at: now, into: &step)
@@ -238,10 +234,21 @@ public struct BreakerStateMachine: Sendable {
         return step
     }
 
-    /// Lifts any override, clears the window and the trip history, and closes.
+    /// Publishes the lifting of an override whose end has come, marked in
+    /// `step` as the expiry (audited as the server's own action).
+    private mutating func liftExpiredOverride(at now: Timestamp, into step: inout BreakerStep) {
+        guard let until = override?.until, until <= now, let kind = override?.kind else { return }
+        override = nil
+        publish(reason: "\(kind.state.displayName) override expired", at: now, into: &step)
+        step.overrideExpiry = step.transitions.count - 1
+    }
+
+    /// Lifts any override, clears the window and the trip history, and
+    /// closes. An override whose end had come is published as expired first.
     public mutating func reset(reason: String, at now: Timestamp) -> BreakerStep {
         var step = BreakerStep()
         publishPendingRestore(into: &step)
+        liftExpiredOverride(at: now, into: &step)
         override = nil
         evaluated = .closed
         window.reset()

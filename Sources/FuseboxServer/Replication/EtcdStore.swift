@@ -212,9 +212,9 @@ public struct FencedBreakerStore: BreakerStateStore {
     let fence: EtcdCompare
     let onFenced: @Sendable () -> Void
 
-    /// etcd allows 128 operations per transaction by default: 60 breakers and
-    /// their audit entries, the counters and the fence fit.
-    public var commitLimits: CommitLimits { CommitLimits(maxChanges: 60, distinctBreakers: true) }
+    /// etcd allows 128 operations per transaction by default: 120 writes
+    /// (breakers and their audit entries), the counters and the fence fit.
+    public var commitLimits: CommitLimits { CommitLimits(maxChanges: 60, distinctBreakers: true, maxWrites: 120) }
 
     public func loadBreakers() async throws(StoreError) -> [StoredBreaker] {
         try await store.loadBreakersAndRevision().breakers
