@@ -196,11 +196,13 @@ final class DashboardRoutes: Sendable {
         let body = try? JSONDecoder().decode(ActionBody.self, from: Data(request.body ?? []))
         let named = body.flatMap { FuseboxServerApp.OperatorAction(rawValue: $0.action) }
         let reason = body?.reason.map { String($0.utf8.prefix(1_024)) ?? "" } ?? ""
+        // As asked, for the audit entry of a refusal (admin.proto: the override's duration, allowed or not).
+        let askedMs = body?.durationSeconds.map { $0.multipliedReportingOverflow(by: 1_000) }.map { $0.overflow ? UInt32.max : $0.partialValue } ?? 0
         // The role first: a reader is refused whatever the body holds.
         guard session.role >= .admin else {
             await app.appendAuditEntry(AuditRecord(
                 atMs: app.clock.now().milliseconds, actor: actor, action: (named ?? .forceOpen).auditAction, breaker: key,
-                reason: reason, allowed: false, deniedReason: "dashboard role \(session.role.rawValue) lacks admin"))
+                reason: reason, allowed: false, deniedReason: "dashboard role \(session.role.rawValue) lacks admin", durationMs: askedMs))
             return .error(.forbidden, "forbidden", "actions need the admin role; \(session.name) is a \(session.role.rawValue)")
         }
         guard let body else {
@@ -225,7 +227,7 @@ final class DashboardRoutes: Sendable {
             if error.code != .unavailable {
                 await app.appendAuditEntry(AuditRecord(
                     atMs: app.clock.now().milliseconds, actor: actor, action: action.auditAction, breaker: key,
-                    reason: reason, allowed: false, deniedReason: "invalid: \(error.message)"))
+                    reason: reason, allowed: false, deniedReason: "invalid: \(error.message)", durationMs: askedMs))
             }
             switch error.code {
             case .invalidArgument: return .error(.badRequest, "invalid", error.message)

@@ -141,6 +141,7 @@ final class DashboardTests: XCTestCase {
         XCTAssertEqual(allowed?["durationMs"] as? Int, 600_000)
         let denied = entries.first { $0["allowed"] as? Bool == false }
         XCTAssertEqual(denied?["actor"] as? String, "dashboard:wallboard")
+        XCTAssertEqual(denied?["durationMs"] as? Int, 600_000, "a refused override's entry keeps the duration asked for")
 
         // Bad requests are refused with a reason, and audited as invalid.
         let noReason = try await harness.request("POST", path, headers: ["X-CSRF-Token": adminCSRF], json: #"{"action":"force_open"}"#)

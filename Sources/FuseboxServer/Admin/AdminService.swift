@@ -37,8 +37,8 @@ public struct AdminService: Sendable {
                 let key: BreakerKey
                 do throws(RPCError) {
                     var problems = ViolationCollector()
-                    let checked = problems.check { () throws(RPCError) in try WireConversions.key(request.breaker, field: "breaker") }
-                    problems.check { () throws(RPCError) in try WireConversions.checkReason(request.reason) }
+                    let checked = try problems.check { () throws(RPCError) in try WireConversions.key(request.breaker, field: "breaker") }
+                    try problems.check { () throws(RPCError) in try WireConversions.checkReason(request.reason) }
                     if kind == .forcedOpen, request.reason.trimmingCharacters(in: .whitespaces).isEmpty {
                         problems.add("reason", "required for ForceOpen; say why, for the audit log")
                     }
@@ -72,8 +72,8 @@ public struct AdminService: Sendable {
             let key: BreakerKey
             do throws(RPCError) {
                 var problems = ViolationCollector()
-                let checked = problems.check { () throws(RPCError) in try WireConversions.key(request.breaker, field: "breaker") }
-                problems.check { () throws(RPCError) in try WireConversions.checkReason(request.reason) }
+                let checked = try problems.check { () throws(RPCError) in try WireConversions.key(request.breaker, field: "breaker") }
+                try problems.check { () throws(RPCError) in try WireConversions.checkReason(request.reason) }
                 key = try problems.result(checked ?? BreakerKey(registry: "", name: ""))
             } catch {
                 await audit.refused(context, action: .reset, breaker: named, reason: request.reason, error)
@@ -105,7 +105,7 @@ public struct AdminService: Sendable {
                         problems.add("actions[\(i)]", "(\(action.rawValue)) is not an audit action")
                     }
                 }
-                let limit = problems.check { () throws(RPCError) in try WireConversions.pageSize(request.limit, field: "limit") }
+                let limit = try problems.check { () throws(RPCError) in try WireConversions.pageSize(request.limit, field: "limit") }
                 query.limit = try problems.result(limit ?? 0)
             } catch {
                 await audit.refused(context, action: .listAudit, reason: "", error)

@@ -114,8 +114,8 @@ public struct BreakerService: Sendable {
         router.unary(service, "ListBreakers") { (request: Fusebox_V1_ListBreakersRequest, context) in
             try authorizer.require(.reader, context)
             var problems = ViolationCollector()
-            if !request.registry.isEmpty { problems.check { () throws(RPCError) in try WireConversions.checkRegistry(request.registry, field: "registry") } }
-            let size = problems.check { () throws(RPCError) in try WireConversions.pageSize(request.pageSize, field: "page_size") }
+            if !request.registry.isEmpty { try problems.check { () throws(RPCError) in try WireConversions.checkRegistry(request.registry, field: "registry") } }
+            let size = try problems.check { () throws(RPCError) in try WireConversions.pageSize(request.pageSize, field: "page_size") }
             // The token is the last key returned, "registry/name"; registry names
             // have no "/", so the first one splits it. Compared as keys, the
             // order the list is sorted in, never as strings.

@@ -84,8 +84,8 @@ public struct RegistryService: Sendable {
             let policy: Policy
             do throws(RPCError) {
                 var problems = ViolationCollector()
-                problems.check { () throws(RPCError) in try WireConversions.checkRegistry(request.registry, field: "registry") }
-                let checked = problems.check { () throws(RPCError) -> Policy in
+                try problems.check { () throws(RPCError) in try WireConversions.checkRegistry(request.registry, field: "registry") }
+                let checked = try problems.check { () throws(RPCError) -> Policy in
                     guard let wire = request.policy else { throw WireConversions.invalid("policy", "required") }
                     try Self.checkSize(wire, limit: maxPolicyBytes)
                     switch PolicyMapping.validatedPolicy(from: wire) {
@@ -93,7 +93,7 @@ public struct RegistryService: Sendable {
                     case .failure(let error): throw WireConversions.invalidArgument(error)
                     }
                 }
-                problems.check { () throws(RPCError) in try WireConversions.checkReason(request.reason) }
+                try problems.check { () throws(RPCError) in try WireConversions.checkReason(request.reason) }
                 policy = try problems.result(checked ?? Policy(name: ""))
             } catch {
                 await audit.refused(context, action: .putPolicy, policy: target, reason: request.reason, error)
@@ -122,9 +122,9 @@ public struct RegistryService: Sendable {
             try await audit.authorize(.admin, context, action: .deletePolicy, policy: target, reason: request.reason)
             do throws(RPCError) {
                 var problems = ViolationCollector()
-                problems.check { () throws(RPCError) in try WireConversions.checkRegistry(request.registry, field: "registry") }
+                try problems.check { () throws(RPCError) in try WireConversions.checkRegistry(request.registry, field: "registry") }
                 if request.name.isEmpty { problems.add("name", "required") }
-                problems.check { () throws(RPCError) in try WireConversions.checkReason(request.reason) }
+                try problems.check { () throws(RPCError) in try WireConversions.checkReason(request.reason) }
                 try problems.throwIfAny()
             } catch {
                 await audit.refused(context, action: .deletePolicy, policy: target, reason: request.reason, error)
@@ -167,8 +167,8 @@ public struct RegistryService: Sendable {
         router.unary(service, "PolicyHistory") { (request: Fusebox_V1_PolicyHistoryRequest, context) in
             try authorizer.require(.reader, context)
             var problems = ViolationCollector()
-            problems.check { () throws(RPCError) in try WireConversions.checkRegistry(request.registry, field: "registry") }
-            let checkedLimit = problems.check { () throws(RPCError) in try WireConversions.pageSize(request.limit, field: "limit") }
+            try problems.check { () throws(RPCError) in try WireConversions.checkRegistry(request.registry, field: "registry") }
+            let checkedLimit = try problems.check { () throws(RPCError) in try WireConversions.pageSize(request.limit, field: "limit") }
             let limit = try problems.result(checkedLimit ?? 0)
             let changes: [PolicyChangeRecord]
             do throws(StoreError) {

@@ -16,7 +16,7 @@ enum WireConversions {
         guard let ref else { throw invalid(field + ".name", "required: 1-253 characters of A-Z a-z 0-9 . _ : / -") }
         // Both names are checked, so that one answer lists both problems (in field order).
         var problems = ViolationCollector()
-        if !ref.registry.isEmpty { problems.check { () throws(RPCError) in try checkRegistry(ref.registry, field: field + ".registry") } }
+        if !ref.registry.isEmpty { try problems.check { () throws(RPCError) in try checkRegistry(ref.registry, field: field + ".registry") } }
         if ref.name.isEmpty {
             problems.add(field + ".name", "required: 1-253 characters of A-Z a-z 0-9 . _ : / -")
         } else if ref.name.utf8.count > 253 || !ref.name.utf8.allSatisfy(isBreakerNameByte) {
@@ -336,27 +336,32 @@ enum WireConversions {
 /// them all (common.proto, `ErrorDetails.violations`). Checks are made in the
 /// order the fields appear in the request, so the list is in that order.
 struct ViolationCollector {
-    private(set) var violations: [Fusebox_V1_FieldViolation] = []
+    private var found: [RPCError] = []
 
     /// Runs `body`; an INVALID_ARGUMENT it throws is kept, and nil returned.
+    /// Any other error is thrown at once.
     @discardableResult
-    mutating func check<T>(_ body: () throws(RPCError) -> T) -> T? {
+    mutating func check<T>(_ body: () throws(RPCError) -> T) throws(RPCError) -> T? {
         do {
             return try body()
         } catch {
-            violations += WireConversions.violations(of: error)
+            guard error.code == .invalidArgument else { throw error }
+            found.append(error)
             return nil
         }
     }
 
     /// Records a problem with `field`.
     mutating func add(_ field: String, _ description: String) {
-        violations.append(WireConversions.violation(field, description))
+        found.append(WireConversions.invalid(field, description))
     }
 
-    /// Throws INVALID_ARGUMENT listing every problem, if any.
+    /// Throws INVALID_ARGUMENT listing every problem, if any: one problem's
+    /// error as it was raised (its message and details), several in one.
     func throwIfAny() throws(RPCError) {
-        if !violations.isEmpty { throw WireConversions.invalid(violations) }
+        guard let first = found.first else { return }
+        if found.count == 1 { throw first }
+        throw WireConversions.invalid(found.flatMap { WireConversions.violations(of: $0) })
     }
 
     /// `value` when no problem was found; otherwise INVALID_ARGUMENT listing them.

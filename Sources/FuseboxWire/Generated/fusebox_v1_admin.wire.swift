@@ -68,8 +68,9 @@ public struct Fusebox_V1_AuditEntry: Sendable, Equatable {
     /// False when the action was denied.
     public var allowed: Bool = false
     /// When denied: why, e.g. "missing role admin". When refused once
-    /// authorized: "invalid: " and the error's message (INVALID_ARGUMENT, or
-    /// NOT_FOUND, FAILED_PRECONDITION, RESOURCE_EXHAUSTED).
+    /// authorized: "invalid: " and the error's message (for overrides and
+    /// resets also NOT_FOUND, FAILED_PRECONDITION, RESOURCE_EXHAUSTED;
+    /// docs/SERVER.md).
     public var deniedReason: String = ""
     /// State before the action (breaker actions that were allowed);
     /// UNSPECIFIED when the action created the breaker. When an override's

@@ -210,8 +210,9 @@ struct  Fusebox__V1__AuditEntry
   protobuf_c_boolean allowed;
   /*
    * When denied: why, e.g. "missing role admin". When refused once
-   * authorized: "invalid: " and the error's message (INVALID_ARGUMENT, or
-   * NOT_FOUND, FAILED_PRECONDITION, RESOURCE_EXHAUSTED).
+   * authorized: "invalid: " and the error's message (for overrides and
+   * resets also NOT_FOUND, FAILED_PRECONDITION, RESOURCE_EXHAUSTED;
+   * docs/SERVER.md).
    */
   char *denied_reason;
   /*
