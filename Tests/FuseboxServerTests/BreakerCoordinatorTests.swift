@@ -144,6 +144,30 @@ final class BreakerCoordinatorTests: XCTestCase {
         XCTAssertEqual(latest.first?.stateBefore, .closed)
     }
 
+    /// An operator acting on an OPEN breaker whose open period has ended,
+    /// before the timer has half-opened it: the answer's `before` and the
+    /// entry's state_before are the HALF_OPEN that time left, published in
+    /// the same commit, not the OPEN nobody holds any more.
+    func testAnOperatorActsOnWhatTimeLeft() async throws {
+        let a = authority!
+        let committer = await a.committerOnly()
+        defer { committer.cancel() }
+        let c = a.coordinator!
+        await a.report("db", success: 5)
+        await a.report("db", failure: 10)
+        await waitUntil("the trip is stored") { a.status("db")?.state == .open }
+        a.clock.advance(by: 1_000)
+        let close = AuditRecord(atMs: 0, actor: AuditActor(commonName: "ops"), action: .forceClose, reason: "fixed", allowed: true)
+        let outcome = try await c.setOverride(a.key("db"), .forcedClosed, durationMs: 0, reason: "fixed", policy: nil, audit: close)
+        XCTAssertEqual(outcome.before?.status.state, .halfOpen)
+        XCTAssertEqual(outcome.before?.status.generation.value, 2)
+        XCTAssertEqual(outcome.after.status.generation.value, 3)
+        let entry = try await a.sqlite.listAudit(AuditQuery()).first
+        XCTAssertEqual(entry?.action, .forceClose)
+        XCTAssertEqual(entry?.stateBefore, .halfOpen)
+        XCTAssertEqual(entry?.id, outcome.auditID)
+    }
+
     /// A permit granted before an override does not survive it: its late
     /// failure does not reopen the breaker once the override is lifted.
     func testAPermitBelongsToItsGeneration() async throws {

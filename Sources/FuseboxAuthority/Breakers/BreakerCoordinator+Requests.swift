@@ -153,20 +153,17 @@ extension BreakerCoordinator {
         }
         let now = clock.now()
         let applied = state.withLockedValue { s -> Result<(BreakerView?, UInt64), CoordinatorError> in
-            let before = s.entries[key].flatMap { $0.exists ? view(key, $0) : nil }
+            let policy = s.entries[key].flatMap { $0.exists ? $0.policy : nil }
             return apply(&s, key, createWith: createWith, at: now, purpose: .operatorAction([audit])) { machine in
                 (change(&machine, now), ())
             }.flatMap { applied in
                 guard let ticket = applied.ticket else {
                     return .failure(CoordinatorError(.failedPrecondition, "the action changed nothing"))
                 }
-                // Time acted first in the same step (an override expired, OPEN
-                // ended): "before" is what it left, as in the audit entry.
-                let transitions = applied.step.transitions
-                if transitions.count > 1, let before {
-                    return .success((BreakerView(key: key, policy: before.policy, status: transitions[transitions.count - 2].status), ticket))
-                }
-                return .success((before, ticket))
+                // "before" is the status the action acted on, as in its audit
+                // entry: after what time changed first in the same step.
+                guard let policy, let status = applied.actedOn else { return .success((nil, ticket)) }
+                return .success((BreakerView(key: key, policy: policy, status: status), ticket))
             }
         }
         let (before, ticket) = try applied.get()

@@ -187,6 +187,9 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
         var value: T
         var step: BreakerStep
         var ticket: UInt64?
+        /// The status the step's last transition started from: what an
+        /// operator's action acted on (nil when the step created the breaker).
+        var actedOn: BreakerStatus?
     }
 
     enum Purpose {
@@ -242,14 +245,17 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
             undo = entry.machine
             audits = records
         }
+        let statusBefore = entry.machine.status
         let (step, value) = body(&entry.machine)
         let expiry = step.overrideExpiry.flatMap { step.transitions.indices.contains($0) ? step.transitions[$0] : nil }
+        // The operator's transition is the step's last; one before it (time
+        // acted first: an override expired, OPEN ended, a permit expired) left
+        // the status it acted on.
+        let actedOn = created ? nil : (step.transitions.dropLast().last?.status ?? statusBefore)
         for i in audits.indices {
             audits[i].breaker = key
             audits[i].atMs = now.milliseconds
-            // The operator's transition is the step's last; one before it (time
-            // acted first: an override expired, OPEN ended) left the state it acted on.
-            audits[i].stateBefore = created ? nil : (step.transitions.count > 1 ? step.transitions.last?.from : entry.visible.state)
+            audits[i].stateBefore = actedOn?.state
             audits[i].stateAfter = entry.machine.status.state
         }
         if let expiry {
@@ -279,7 +285,7 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
         s.entries[key] = entry
         schedule(&s, key)
         if ticket != nil { commitBell.ring() }
-        return .success(Applied(value: value, step: step, ticket: ticket))
+        return .success(Applied(value: value, step: step, ticket: ticket, actedOn: actedOn))
     }
 
     /// Makes the timer hold the breaker's next deadline.

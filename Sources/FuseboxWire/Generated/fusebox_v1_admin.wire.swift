@@ -34,7 +34,11 @@ public struct Fusebox_V1_ResetRequest: Sendable, Equatable {
 
 /// Response of an override or reset. Sent only after it is durable.
 public struct Fusebox_V1_AdminActionResponse: Sendable, Equatable {
-    /// The breaker before the action. Absent when the action created it.
+    /// The breaker as the action found it. Absent when the action created it.
+    /// When time had moved the breaker on and nobody had acted on it yet (an
+    /// override's end had come, the OPEN period had ended, a probe permit had
+    /// expired), that is published first, in the same commit, and this is the
+    /// status it left.
     public var before: Fusebox_V1_BreakerStatus? = nil
     /// The breaker after the action.
     public var after: Fusebox_V1_BreakerStatus? = nil
@@ -72,11 +76,10 @@ public struct Fusebox_V1_AuditEntry: Sendable, Equatable {
     /// resets also NOT_FOUND, FAILED_PRECONDITION, RESOURCE_EXHAUSTED;
     /// docs/SERVER.md).
     public var deniedReason: String = ""
-    /// State before the action (breaker actions that were allowed);
-    /// UNSPECIFIED when the action created the breaker. When an override's
-    /// duration had run out as an operator acted, the expiry's own entry
-    /// (AUDIT_ACTION_OVERRIDE_EXPIRED) comes first and this is the state the
-    /// expiry left.
+    /// State before the action (breaker actions that were allowed): the state
+    /// of AdminActionResponse.before; UNSPECIFIED when the action created the
+    /// breaker. When an override's duration had run out as an operator acted,
+    /// the expiry's own entry (AUDIT_ACTION_OVERRIDE_EXPIRED) comes first.
     public var stateBefore: Fusebox_V1_BreakerState = .unspecified
     /// State after the action.
     public var stateAfter: Fusebox_V1_BreakerState = .unspecified

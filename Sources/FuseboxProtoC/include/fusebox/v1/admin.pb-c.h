@@ -149,7 +149,11 @@ struct  Fusebox__V1__AdminActionResponse
 {
   ProtobufCMessage base;
   /*
-   * The breaker before the action. Absent when the action created it.
+   * The breaker as the action found it. Absent when the action created it.
+   * When time had moved the breaker on and nobody had acted on it yet (an
+   * override's end had come, the OPEN period had ended, a probe permit had
+   * expired), that is published first, in the same commit, and this is the
+   * status it left.
    */
   Fusebox__V1__BreakerStatus *before;
   /*
@@ -216,11 +220,10 @@ struct  Fusebox__V1__AuditEntry
    */
   char *denied_reason;
   /*
-   * State before the action (breaker actions that were allowed);
-   * UNSPECIFIED when the action created the breaker. When an override's
-   * duration had run out as an operator acted, the expiry's own entry
-   * (AUDIT_ACTION_OVERRIDE_EXPIRED) comes first and this is the state the
-   * expiry left.
+   * State before the action (breaker actions that were allowed): the state
+   * of AdminActionResponse.before; UNSPECIFIED when the action created the
+   * breaker. When an override's duration had run out as an operator acted,
+   * the expiry's own entry (AUDIT_ACTION_OVERRIDE_EXPIRED) comes first.
    */
   Fusebox__V1__BreakerState state_before;
   /*
