@@ -196,8 +196,9 @@ final class DashboardRoutes: Sendable {
         let body = try? JSONDecoder().decode(ActionBody.self, from: Data(request.body ?? []))
         let named = body.flatMap { FuseboxServerApp.OperatorAction(rawValue: $0.action) }
         let reason = body?.reason.map { String($0.utf8.prefix(1_024)) ?? "" } ?? ""
-        // As asked, for the audit entry of a refusal (admin.proto: an override's duration, allowed or not).
-        let askedMs = named == .reset ? 0 : body?.durationSeconds.map { $0.multipliedReportingOverflow(by: 1_000) }.map { $0.overflow ? UInt32.max : $0.partialValue } ?? 0
+        // As asked, for the audit entry of a refusal too (admin.proto: an override's duration, allowed or not).
+        let askedSeconds = named == .reset ? 0 : body?.durationSeconds ?? 0
+        let askedMs = askedSeconds <= UInt32.max / 1_000 ? askedSeconds * 1_000 : UInt32.max
         // The role first: a reader is refused whatever the body holds.
         guard session.role >= .admin else {
             await app.appendAuditEntry(AuditRecord(

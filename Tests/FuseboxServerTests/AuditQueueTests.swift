@@ -10,25 +10,33 @@ final class AuditQueueTests: XCTestCase {
         AuditRecord(atMs: Int64(n), actor: nil, action: .connectionRefused, reason: "entry \(n)", allowed: false, deniedReason: "bad certificate")
     }
 
+    /// Runs `body` while the queue's writer runs with `write`, as serve()
+    /// does; the writer is cancelled when `body` returns.
+    private func whileWriting(
+        _ queue: AuditQueue, with write: @escaping @Sendable (AuditRecord) async -> Void, _ body: () async -> Void
+    ) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await queue.run(write) }
+            await body()
+            group.cancelAll()
+        }
+    }
+
     /// At shutdown, what waits is written before `finish` returns (and so
     /// before the server closes its store), in order; none is left behind.
     func testWhatWaitsAtShutdownIsWrittenBeforeFinishReturns() async {
         let queue = AuditQueue(capacity: 100)
         let written = NIOLockedValueBox<[String]>([])
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await queue.run { record in
-                    // A store that takes its time: the entries are still waiting when finish is called.
-                    try? await Task.sleep(for: .milliseconds(20))
-                    written.withLockedValue { $0.append(record.reason) }
-                }
-            }
+        // A store that takes its time: the entries are still waiting when finish is called.
+        await whileWriting(queue, with: { record in
+            try? await Task.sleep(for: .milliseconds(20))
+            written.withLockedValue { $0.append(record.reason) }
+        }) {
             for n in 0..<10 { queue.enqueue(entry(n)) }
             let left = await queue.finish(within: .seconds(10))
             XCTAssertEqual(left, 0)
             XCTAssertEqual(written.withLockedValue { $0 }, (0..<10).map { "entry \($0)" })
             XCTAssertEqual(queue.waiting, 0)
-            group.cancelAll()
         }
     }
 
@@ -39,14 +47,11 @@ final class AuditQueueTests: XCTestCase {
     func testAWriterThatCannotWriteIsGivenUpOnAndTheEntriesCounted() async {
         let queue = AuditQueue(capacity: 100)
         let attempted = NIOLockedValueBox<[String]>([])
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await queue.run { record in
-                    attempted.withLockedValue { $0.append(record.reason) }
-                    // No answer until the test's group is cancelled.
-                    try? await Task.sleep(for: .seconds(120))
-                }
-            }
+        // No answer until the writer is cancelled.
+        await whileWriting(queue, with: { record in
+            attempted.withLockedValue { $0.append(record.reason) }
+            try? await Task.sleep(for: .seconds(120))
+        }) {
             for n in 0..<3 { queue.enqueue(entry(n)) }
             let taken = ContinuousClock.now + .seconds(20)
             while attempted.withLockedValue({ $0.isEmpty }), ContinuousClock.now < taken {
@@ -57,7 +62,6 @@ final class AuditQueueTests: XCTestCase {
             XCTAssertEqual(left, 2, "the two behind the entry being written (write() counts that one if it fails)")
             XCTAssertLessThan(ContinuousClock.now - started, .seconds(5), "finish waits its limit, not the writer")
             queue.enqueue(entry(9))
-            group.cancelAll()
         }
         XCTAssertEqual(attempted.withLockedValue { $0 }, ["entry 0"], "nothing given up on is written late")
         XCTAssertEqual(queue.waiting, 0, "an entry after finish is refused")
@@ -69,11 +73,9 @@ final class AuditQueueTests: XCTestCase {
         for n in 0..<8 { queue.enqueue(entry(n)) }
         XCTAssertEqual(queue.waiting, 3)
         let written = NIOLockedValueBox<[String]>([])
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await queue.run { record in written.withLockedValue { $0.append(record.reason) } } }
+        await whileWriting(queue, with: { record in written.withLockedValue { $0.append(record.reason) } }) {
             let left = await queue.finish(within: .seconds(10))
             XCTAssertEqual(left, 0)
-            group.cancelAll()
         }
         XCTAssertEqual(written.withLockedValue { $0 }, ["entry 5", "entry 6", "entry 7"])
     }

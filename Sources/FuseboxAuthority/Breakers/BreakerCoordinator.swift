@@ -187,8 +187,8 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
         var value: T
         var step: BreakerStep
         var ticket: UInt64?
-        /// The status the step's last transition started from: what an
-        /// operator's action acted on (nil when the step created the breaker).
+        /// An operator's action only: the status its transition (the step's
+        /// last) started from (nil when the action created the breaker).
         var actedOn: BreakerStatus?
     }
 
@@ -245,13 +245,12 @@ public final class BreakerCoordinator: BreakerAuthority, Sendable {
             undo = entry.machine
             audits = records
         }
-        let statusBefore = entry.machine.status
         let (step, value) = body(&entry.machine)
         let expiry = step.overrideExpiry.flatMap { step.transitions.indices.contains($0) ? step.transitions[$0] : nil }
         // The operator's transition is the step's last; one before it (time
         // acted first: an override expired, OPEN ended, a permit expired) left
-        // the status it acted on.
-        let actedOn = created ? nil : (step.transitions.dropLast().last?.status ?? statusBefore)
+        // the status it acted on. `undo` is the machine before the action.
+        let actedOn = created ? nil : undo.map { step.transitions.dropLast().last?.status ?? $0.status }
         for i in audits.indices {
             audits[i].breaker = key
             audits[i].atMs = now.milliseconds
